@@ -1,0 +1,373 @@
+//! The config schema. Defaults are what a single node needs; `config/*.toml` show them.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub cluster: ClusterConfig,
+    pub backend: BackendConfig,
+    pub flannel: FlannelConfig,
+    pub terway: TerwayConfig,
+    pub cloud: CloudConfig,
+    pub store: StoreConfig,
+    pub node: NodeConfig,
+    pub cni: CniConfig,
+    pub agent: AgentConfig,
+    pub policy: PolicyConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            cluster: ClusterConfig::default(),
+            backend: BackendConfig::default(),
+            flannel: FlannelConfig::default(),
+            terway: TerwayConfig::default(),
+            cloud: CloudConfig::default(),
+            store: StoreConfig::default(),
+            node: NodeConfig::default(),
+            cni: CniConfig::default(),
+            agent: AgentConfig::default(),
+            policy: PolicyConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Names the cluster in the lock record and in the CNI network name.
+    pub name: String,
+    /// Kubernetes service CIDR; must not overlap the pod network.
+    pub service_cidr: String,
+    pub ip_stack: IpStack,
+    /// The VPC CIDR the nodes live in, when known (used to detect overlaps).
+    pub vpc_cidr: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: "unicni".into(),
+            service_cidr: "10.96.0.0/12".into(),
+            ip_stack: IpStack::Ipv4,
+            vpc_cidr: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpStack {
+    Ipv4,
+    Ipv6,
+    Dual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    #[default]
+    Flannel,
+    Terway,
+}
+
+impl BackendKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::Flannel => "flannel",
+            BackendKind::Terway => "terway",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    pub kind: BackendKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlannelMode {
+    #[default]
+    Vxlan,
+    HostGw,
+    VpcRoute,
+}
+
+impl FlannelMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FlannelMode::Vxlan => "vxlan",
+            FlannelMode::HostGw => "host-gw",
+            FlannelMode::VpcRoute => "vpc-route",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlannelConfig {
+    /// The cluster network every node subnet is carved from.
+    pub network: String,
+    /// Prefix length of each node's subnet (24..=28 for IPv4 in the anchor; we allow 16..=30).
+    pub subnet_len: u8,
+    pub mode: FlannelMode,
+    /// Pin this node's subnet instead of leasing one (single node, tests).
+    pub node_subnet: Option<String>,
+    /// Pod MTU; by default the underlay MTU minus the encapsulation overhead.
+    pub mtu: Option<u32>,
+    /// Name of the node bridge pods attach to.
+    pub bridge: String,
+    /// Masquerade traffic from the cluster network to anything outside it.
+    pub masquerade: bool,
+    pub vni: u32,
+    pub port: u16,
+    /// Underlay interface; by default the one holding the default route.
+    pub interface: Option<String>,
+}
+
+impl Default for FlannelConfig {
+    fn default() -> Self {
+        Self {
+            network: "10.244.0.0/16".into(),
+            subnet_len: 24,
+            mode: FlannelMode::Vxlan,
+            node_subnet: None,
+            mtu: None,
+            bridge: "cni0".into(),
+            masquerade: true,
+            vni: 1,
+            port: 8472,
+            interface: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TerwayMode {
+    #[default]
+    SharedEni,
+    ExclusiveEni,
+}
+
+impl TerwayMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TerwayMode::SharedEni => "shared-eni",
+            TerwayMode::ExclusiveEni => "exclusive-eni",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TerwayDatapath {
+    #[default]
+    Routing,
+    Ebpf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TerwayConfig {
+    pub mode: TerwayMode,
+    pub datapath: TerwayDatapath,
+    /// vSwitch IDs pods take addresses from. Append-only after bootstrap.
+    pub vswitches: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub pool: PoolConfig,
+    /// Seconds a fixed-IP pod's address is held after the pod is deleted.
+    pub fixed_ip_hold_seconds: u64,
+    /// Instance types the cluster's nodes use (for `plan`); empty means "ask the cloud".
+    pub instance_types: Vec<String>,
+}
+
+impl Default for TerwayConfig {
+    fn default() -> Self {
+        Self {
+            mode: TerwayMode::SharedEni,
+            datapath: TerwayDatapath::Routing,
+            vswitches: Vec::new(),
+            security_groups: Vec::new(),
+            pool: PoolConfig::default(),
+            fixed_ip_hold_seconds: 300,
+            instance_types: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self { min: 0, max: 5 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CloudKind {
+    /// The built-in emulator (`unicni cloud-sim`), for the lab and tests.
+    #[default]
+    Emulator,
+    /// Alibaba Cloud OpenAPI.
+    Alibaba,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CloudConfig {
+    pub kind: CloudKind,
+    pub region: Option<String>,
+    /// API endpoint override (the emulator's address in the lab).
+    pub endpoint: Option<String>,
+    /// Metadata service override.
+    pub metadata_endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    pub access_key_secret: Option<String>,
+    /// File holding `access_key_id` / `access_key_secret` (and optionally a token).
+    pub credentials_file: Option<String>,
+    /// Route-table entry quota assumed by `plan` for vpc-route mode.
+    pub route_table_quota: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    File,
+    Etcd,
+    Kubernetes,
+}
+
+impl StoreKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StoreKind::File => "file",
+            StoreKind::Etcd => "etcd",
+            StoreKind::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// Directory of the file store.
+    pub path: String,
+    /// etcd endpoints (`http://127.0.0.1:2379`).
+    pub endpoints: Vec<String>,
+    /// Key prefix in etcd.
+    pub prefix: String,
+    /// Path to a kubeconfig for the Kubernetes store; in-cluster config when unset.
+    pub kubeconfig: Option<String>,
+    /// Lease time-to-live in seconds (etcd).
+    pub lease_ttl_seconds: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::File,
+            path: "/var/lib/unicni/store".into(),
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            prefix: "/unicni".into(),
+            kubeconfig: None,
+            lease_ttl_seconds: 86400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Node name; the host name when unset.
+    pub name: Option<String>,
+    /// Persistent node state (IPAM reservations).
+    pub state_dir: String,
+    /// Runtime state (agent socket, readiness).
+    pub run_dir: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            state_dir: "/var/lib/unicni".into(),
+            run_dir: "/run/unicni".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CniConfig {
+    /// File name of the conflist `install` writes.
+    pub conf_name: String,
+    /// The CNI network name in the conflist.
+    pub network_name: String,
+    /// Reference plugins chained after unicni (e.g. `portmap`, `bandwidth`).
+    pub chain: Vec<String>,
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        Self {
+            conf_name: "10-unicni.conflist".into(),
+            network_name: "unicni".into(),
+            chain: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Address of the health and metrics endpoint.
+    pub listen: String,
+    /// Seconds between reconcile passes.
+    pub reconcile_seconds: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9099".into(),
+            reconcile_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub enabled: bool,
+    /// Directory of NetworkPolicy manifests watched when there is no Kubernetes API.
+    pub manifests_dir: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Semantic checks the schema cannot express. Every error names key, value, and what is allowed.
+
+use crate::{BackendKind, Config, FieldError, IpStack, StoreKind};
+use ipnet::{IpNet, Ipv4Net};
+use std::net::SocketAddr;
+
+const PRIVATE_V4: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, key: &str, value: impl ToString, allowed: impl Into<String>) {
+        self.0.push(FieldError {
+            key: key.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        });
+    }
+
+    /// Parses a CIDR whose host bits are zero; records an error and returns None otherwise.
+    fn cidr(&mut self, key: &str, value: &str) -> Option<IpNet> {
+        match value.parse::<IpNet>() {
+            Ok(net) if net.trunc() == net => Some(net),
+            Ok(net) => {
+                self.push(
+                    key,
+                    value,
+                    format!("a network address with host bits zero, e.g. {}", net.trunc()),
+                );
+                None
+            }
+            Err(_) => {
+                self.push(key, value, "a CIDR such as 10.244.0.0/16");
+                None
+            }
+        }
+    }
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// A Linux interface name: 1 to 15 bytes, no '/', ':' or whitespace.
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+}
+
+/// A DNS-label-like name: lowercase letters, digits and '-', 1 to 63 characters.
+fn valid_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+pub fn validate(c: &Config) -> Vec<FieldError> {
+    let mut e = Errors(Vec::new());
+
+    if !valid_label(&c.cluster.name) {
+        e.push(
+            "cluster.name",
+            &c.cluster.name,
+            "1-63 lowercase letters, digits or '-', not starting or ending with '-'",
+        );
+    }
+    let service = e.cidr("cluster.service_cidr", &c.cluster.service_cidr);
+    let vpc = c
+        .cluster
+        .vpc_cidr
+        .as_deref()
+        .and_then(|v| e.cidr("cluster.vpc_cidr", v));
+
+    match c.backend.kind {
+        BackendKind::Flannel => validate_flannel(c, &mut e, service, vpc),
+        BackendKind::Terway => validate_terway(c, &mut e),
+    }
+
+    match c.store.kind {
+        StoreKind::File => {
+            if !c.store.path.starts_with('/') {
+                e.push("store.path", &c.store.path, "an absolute directory path");
+            }
+        }
+        StoreKind::Etcd => {
+            if c.store.endpoints.is_empty() {
+                e.push("store.endpoints", "[]", "at least one etcd URL such as http://127.0.0.1:2379");
+            }
+            for ep in &c.store.endpoints {
+                if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                    e.push("store.endpoints", ep, "URLs starting with http:// or https://");
+                }
+            }
+            if c.store.lease_ttl_seconds < 10 {
+                e.push("store.lease_ttl_seconds", c.store.lease_ttl_seconds, "at least 10 seconds");
+            }
+        }
+        StoreKind::Kubernetes => {}
+    }
+    for (key, v) in [("node.state_dir", &c.node.state_dir), ("node.run_dir", &c.node.run_dir)] {
+        if !v.starts_with('/') {
+            e.push(key, v, "an absolute directory path");
+        }
+    }
+    if let Some(name) = &c.node.name {
+        if name.is_empty() || name.len() > 253 {
+            e.push("node.name", name, "a Kubernetes node name (1-253 characters)");
+        }
+    }
+    if !c.cni.conf_name.ends_with(".conflist") || c.cni.conf_name.contains('/') {
+        e.push("cni.conf_name", &c.cni.conf_name, "a file name ending in .conflist, e.g. 10-unicni.conflist");
+    }
+    if !valid_label(&c.cni.network_name) {
+        e.push("cni.network_name", &c.cni.network_name, "1-63 lowercase letters, digits or '-'");
+    }
+    for p in &c.cni.chain {
+        if p.is_empty() || p.contains('/') || p == "unicni" {
+            e.push("cni.chain", p, "names of plugins in the CNI bin dir such as portmap or bandwidth");
+        }
+    }
+    if c.agent.listen.parse::<SocketAddr>().is_err() {
+        e.push("agent.listen", &c.agent.listen, "an address:port such as 127.0.0.1:9099");
+    }
+    if c.agent.reconcile_seconds == 0 {
+        e.push("agent.reconcile_seconds", 0, "1 or more");
+    }
+    if !["trace", "debug", "info", "warn", "error"].contains(&c.log.level.as_str()) {
+        e.push("log.level", &c.log.level, "one of trace, debug, info, warn, error");
+    }
+    e.0
+}
+
+fn validate_flannel(c: &Config, e: &mut Errors, service: Option<IpNet>, vpc: Option<IpNet>) {
+    let f = &c.flannel;
+    if c.cluster.ip_stack != IpStack::Ipv4 {
+        e.push(
+            "cluster.ip_stack",
+            format!("{:?}", c.cluster.ip_stack).to_lowercase(),
+            "ipv4 with backend.kind = flannel in this version (dual stack: use terway)",
+        );
+    }
+    let network = e.cidr("flannel.network", &f.network);
+    if let Some(net) = network {
+        match net {
+            IpNet::V4(v4) => {
+                let private = PRIVATE_V4
+                    .iter()
+                    .map(|p| p.parse::<Ipv4Net>().expect("constant"))
+                    .any(|p| p.contains(&v4));
+                if !private {
+                    e.push(
+                        "flannel.network",
+                        &f.network,
+                        "a range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+                    );
+                }
+                if f.subnet_len <= v4.prefix_len() || f.subnet_len > 30 {
+                    e.push(
+                        "flannel.subnet_len",
+                        f.subnet_len,
+                        format!(
+                            "a prefix length longer than the network's /{} and at most 30",
+                            v4.prefix_len()
+                        ),
+                    );
+                }
+            }
+            IpNet::V6(_) => e.push("flannel.network", &f.network, "an IPv4 CIDR in this version"),
+        }
+        if let Some(svc) = service {
+            if overlaps(&net, &svc) {
+                e.push(
+                    "flannel.network",
+                    &f.network,
+                    format!("a range that does not overlap cluster.service_cidr ({svc})"),
+                );
+            }
+        }
+        if let Some(vpc) = vpc {
+            if overlaps(&net, &vpc) {
+                e.push(
+                    "flannel.network",
+                    &f.network,
+                    format!("a range that does not overlap cluster.vpc_cidr ({vpc})"),
+                );
+            }
+        }
+    }
+    if let Some(ns) = &f.node_subnet {
+        if let (Some(sub), Some(net)) = (e.cidr("flannel.node_subnet", ns), network) {
+            if !net.contains(&sub) || sub.prefix_len() != f.subnet_len {
+                e.push(
+                    "flannel.node_subnet",
+                    ns,
+                    format!("a /{} inside flannel.network ({net})", f.subnet_len),
+                );
+            }
+        }
+    }
+    if let Some(mtu) = f.mtu {
+        if !(576..=65535).contains(&mtu) {
+            e.push("flannel.mtu", mtu, "576 to 65535 (unset: underlay MTU minus encapsulation)");
+        }
+    }
+    if !valid_ifname(&f.bridge) {
+        e.push("flannel.bridge", &f.bridge, "an interface name of 1-15 characters without '/', ':' or spaces");
+    }
+    if let Some(i) = &f.interface {
+        if !valid_ifname(i) {
+            e.push("flannel.interface", i, "an interface name of 1-15 characters");
+        }
+    }
+    if f.vni == 0 || f.vni > 0xFF_FFFF {
+        e.push("flannel.vni", f.vni, "1 to 16777215");
+    }
+    if f.port == 0 {
+        e.push("flannel.port", 0, "a UDP port, 1 to 65535");
+    }
+}
+
+fn validate_terway(c: &Config, e: &mut Errors) {
+    let t = &c.terway;
+    if t.vswitches.is_empty() {
+        e.push("terway.vswitches", "[]", "at least one vSwitch ID such as vsw-xxxx");
+    }
+    for v in &t.vswitches {
+        if !v.starts_with("vsw-") {
+            e.push("terway.vswitches", v, "vSwitch IDs, which start with vsw-");
+        }
+    }
+    for sg in &t.security_groups {
+        if !sg.starts_with("sg-") {
+            e.push("terway.security_groups", sg, "security group IDs, which start with sg-");
+        }
+    }
+    if t.pool.min > t.pool.max {
+        e.push(
+            "terway.pool.min",
+            t.pool.min,
+            format!("at most terway.pool.max ({})", t.pool.max),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{load_str, ConfigError, Format};
+
+    fn errs(toml: &str) -> Vec<(String, String)> {
+        match load_str(toml, Format::Toml) {
+            Ok(_) => vec![],
+            Err(ConfigError::Invalid(v)) => v.into_iter().map(|f| (f.key, f.value)).collect(),
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(errs("").is_empty());
+    }
+
+    #[test]
+    fn the_shipped_examples_are_valid() {
+        for f in ["flannel.toml", "flannel-host-gw.toml", "terway.toml"] {
+            let path = format!("{}/../../config/{f}", env!("CARGO_MANIFEST_DIR"));
+            if let Err(e) = crate::load(std::path::Path::new(&path)) {
+                panic!("{f}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_cidr_names_key_and_value() {
+        let e = errs("[flannel]\nnetwork = \"10.244.0.0/33\"\n");
+        assert_eq!(e, [("flannel.network".into(), "10.244.0.0/33".into())]);
+    }
+
+    #[test]
+    fn host_bits_are_refused() {
+        let e = errs("[cluster]\nservice_cidr = \"10.96.0.1/12\"\n");
+        assert_eq!(e[0].0, "cluster.service_cidr");
+    }
+
+    #[test]
+    fn overlap_with_service_cidr_is_refused() {
+        let e = errs("[flannel]\nnetwork = \"10.96.0.0/16\"\n");
+        assert!(e.iter().any(|(k, _)| k == "flannel.network"), "{e:?}");
+    }
+
+    #[test]
+    fn public_network_is_refused() {
+        let e = errs("[flannel]\nnetwork = \"8.8.0.0/16\"\n");
+        assert_eq!(e[0].0, "flannel.network");
+    }
+
+    #[test]
+    fn subnet_len_must_be_longer_than_network() {
+        let e = errs("[flannel]\nnetwork = \"10.244.0.0/16\"\nsubnet_len = 16\n");
+        assert_eq!(e, [("flannel.subnet_len".into(), "16".into())]);
+    }
+
+    #[test]
+    fn node_subnet_must_sit_in_network_with_the_right_length() {
+        let e = errs("[flannel]\nnode_subnet = \"10.245.1.0/24\"\n");
+        assert_eq!(e[0].0, "flannel.node_subnet");
+        let e = errs("[flannel]\nnode_subnet = \"10.244.1.0/25\"\n");
+        assert_eq!(e[0].0, "flannel.node_subnet");
+        assert!(errs("[flannel]\nnode_subnet = \"10.244.1.0/24\"\n").is_empty());
+    }
+
+    #[test]
+    fn unknown_mode_names_allowed_values() {
+        let err = load_str("[flannel]\nmode = \"ipip\"\n", Format::Toml).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("flannel.mode"), "{msg}");
+        assert!(msg.contains("host-gw"), "{msg}");
+        assert!(msg.contains("ipip"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = load_str("[flannel]\nnetwrok = \"10.0.0.0/8\"\n", Format::Toml).unwrap_err();
+        assert!(err.to_string().contains("netwrok"), "{err}");
+    }
+
+    #[test]
+    fn yaml_is_accepted() {
+        let c = load_str("flannel:\n  mode: host-gw\n", Format::Yaml).unwrap();
+        assert_eq!(c.flannel.mode, crate::FlannelMode::HostGw);
+    }
+
+    #[test]
+    fn terway_needs_vswitches_and_sane_pool() {
+        let e = errs("[backend]\nkind = \"terway\"\n[terway.pool]\nmin = 9\nmax = 2\n");
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["terway.vswitches", "terway.pool.min"]);
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let e = errs("[log]\nlevel = \"loud\"\n[flannel]\nbridge = \"a/b\"\nvni = 0\n");
+        assert_eq!(e.len(), 3, "{e:?}");
+    }
+}

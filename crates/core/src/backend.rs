@@ -1,0 +1,112 @@
+//! A backend bundles IPAM, datapath and policy, and says what it can do as data.
+
+use crate::{
+    Attachment, AttachmentId, Datapath, Error, IpAssignment, Ipam, NetworkResult, Policy, Result,
+};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// The comparison table of DESIGN.md, as data: `plan`, `assess` and the docs read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub backend: String,
+    pub modes: Vec<String>,
+    /// Pod addresses are VPC addresses (routable without the node).
+    pub pod_ips_from_vpc: bool,
+    pub network_policy: bool,
+    pub dual_stack: bool,
+    pub fixed_ip: bool,
+    pub per_pod_vswitch: bool,
+    /// Traffic leaving the cluster keeps the pod's source address.
+    pub preserves_source_ip: bool,
+    /// The pod address range can grow after bootstrap.
+    pub pod_cidr_can_grow: bool,
+    /// Pods of two clusters in the same VPC reach each other.
+    pub cross_cluster_in_vpc: bool,
+    /// A load balancer can target pod addresses directly.
+    pub lb_to_pod_direct: bool,
+}
+
+/// How many nodes and pods a configuration holds, and what limits it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    pub max_nodes: u64,
+    pub max_nodes_reason: String,
+    pub pods_per_node: u64,
+    pub warnings: Vec<String>,
+}
+
+/// What STATUS reports for a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeStatus {
+    Ready,
+    /// Not ready yet, for the reason given; an ADD now would be told to retry.
+    NotReady(String),
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    fn capabilities(&self) -> Capabilities;
+    fn ipam(&self) -> &dyn Ipam;
+    fn datapath(&self) -> &dyn Datapath;
+    fn policy(&self) -> Option<&dyn Policy> {
+        None
+    }
+
+    /// Whether the node can take attachments now.
+    async fn status(&self) -> Result<NodeStatus>;
+
+    /// ADD: reserve, then wire. A failure after the reservation releases it again, so a
+    /// failed ADD leaves neither links nor reservations.
+    async fn add(&self, att: &Attachment) -> Result<NetworkResult> {
+        if let NodeStatus::NotReady(why) = self.status().await? {
+            return Err(Error::TryAgain(why));
+        }
+        self.datapath().prepare_node().await?;
+        let ips = self.ipam().allocate(&att.id).await?;
+        match self.datapath().setup(att, &ips).await {
+            Ok(result) => Ok(result),
+            Err(err) => {
+                // Best effort: the original error is what the runtime must see.
+                let _ = self.datapath().teardown(att).await;
+                let _ = self.ipam().release(&att.id).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// DEL: unwire, then release. Succeeds when either is already gone.
+    async fn del(&self, att: &Attachment) -> Result<()> {
+        self.datapath().teardown(att).await?;
+        self.ipam().release(&att.id).await
+    }
+
+    /// CHECK: the reservation exists and the datapath still matches it.
+    async fn check(&self, att: &Attachment) -> Result<()> {
+        let held: Vec<IpAssignment> = self.assignments_of(&att.id).await?;
+        if held.is_empty() {
+            return Err(Error::UnknownAttachment(format!(
+                "no address is reserved for {}",
+                att.id
+            )));
+        }
+        self.datapath().check(att, &held).await
+    }
+
+    /// The addresses `id` holds now, without reserving anything.
+    async fn assignments_of(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>>;
+
+    /// GC: release every reservation and host leftover not in `valid`. Returns how many
+    /// reservations were released.
+    async fn gc(&self, valid: &[AttachmentId]) -> Result<usize> {
+        let mut released = 0;
+        for alloc in self.ipam().list().await? {
+            if !valid.contains(&alloc.id) {
+                self.ipam().release(&alloc.id).await?;
+                released += 1;
+            }
+        }
+        self.datapath().collect_garbage(valid).await?;
+        Ok(released)
+    }
+}

@@ -1,0 +1,33 @@
+//! Address management for attachments.
+
+use crate::{AttachmentId, Result};
+use async_trait::async_trait;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// An address handed to one attachment, with the gateway pods should use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpAssignment {
+    /// Address with the prefix length the pod interface gets.
+    pub address: IpNet,
+    pub gateway: Option<IpAddr>,
+}
+
+/// One reservation as stored: which attachment holds which address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub address: IpAddr,
+    pub id: AttachmentId,
+}
+
+#[async_trait]
+pub trait Ipam: Send + Sync {
+    /// Reserves addresses for `id`. Reserving again for the same id returns the same
+    /// addresses, so a retried ADD does not leak.
+    async fn allocate(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>>;
+    /// Releases whatever `id` holds; releasing nothing is success.
+    async fn release(&self, id: &AttachmentId) -> Result<()>;
+    /// Every reservation currently held.
+    async fn list(&self) -> Result<Vec<Allocation>>;
+}

@@ -1,0 +1,5 @@
+use std::process::ExitCode;
+
+pub fn run() -> ExitCode {
+    ExitCode::FAILURE
+}

@@ -1,0 +1,11 @@
+//! One module per subcommand.
+
+pub mod assess;
+pub mod cloud_sim;
+pub mod cni;
+pub mod config;
+pub mod install;
+pub mod lab;
+pub mod lock;
+pub mod plan;
+pub mod uninstall;
