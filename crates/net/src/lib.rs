@@ -1,1 +1,17 @@
+//! Kernel mechanisms every backend shares: network namespaces, netlink (links,
+//! addresses, routes), sysctls and nftables.
+//!
+//! Namespace rule: a thread never `setns`es on a tokio worker. To talk netlink inside a
+//! pod's namespace, [`netns::route_socket_in`] enters it on a short-lived dedicated
+//! thread, opens the socket there (a netlink socket stays bound to the namespace it was
+//! created in) and hands the socket back.
 
+pub mod error;
+pub mod netlink;
+pub mod netns;
+pub mod nft;
+pub mod sysctl;
+
+pub use error::{NetError, Result};
+pub use netlink::{LinkInfo, Netlink, VethSpec};
+pub use netns::NetNs;

@@ -1,0 +1,64 @@
+use thiserror::Error;
+
+pub type Result<T, E = NetError> = std::result::Result<T, E>;
+
+#[derive(Debug, Error)]
+pub enum NetError {
+    /// A netlink request failed; `errno` is the kernel's answer when there was one.
+    #[error("{op} {object}: {message}")]
+    Netlink {
+        op: &'static str,
+        object: String,
+        errno: Option<i32>,
+        message: String,
+    },
+    #[error("network namespace {path}: {source}")]
+    Netns {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("nftables: {0}")]
+    Nft(String),
+}
+
+impl NetError {
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetError::Netlink { errno, .. } => *errno,
+            NetError::Netns { source, .. } | NetError::Io { source, .. } => source.raw_os_error(),
+            NetError::Nft(_) => None,
+        }
+    }
+
+    pub fn is_exists(&self) -> bool {
+        self.errno() == Some(libc::EEXIST)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.errno(), Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH))
+    }
+
+    pub(crate) fn netlink(op: &'static str, object: impl Into<String>, e: rtnetlink::Error) -> Self {
+        let errno = match &e {
+            rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+            _ => None,
+        };
+        let message = match errno {
+            Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
+            None => e.to_string(),
+        };
+        NetError::Netlink {
+            op,
+            object: object.into(),
+            errno,
+            message,
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! A netlink handle bound to one namespace, with the few operations the datapaths need.
+//!
+//! Every operation is one request/acknowledge round trip where the kernel allows it (a
+//! veth pair is created with its peer already named, sized, up and inside the pod's
+//! namespace), because the CNI ADD path is measured in milliseconds.
+
+use crate::netns::{open_route_socket, route_socket_in};
+use crate::{NetError, NetNs, Result};
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::sys::TokioSocket;
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use std::net::IpAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+
+/// What the datapaths need to know about a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub mac: String,
+    pub mtu: u32,
+    pub master: Option<u32>,
+    pub up: bool,
+    pub kind: Option<String>,
+}
+
+/// A veth pair whose peer is created directly inside another namespace.
+#[derive(Debug, Clone)]
+pub struct VethSpec<'a> {
+    pub host_name: &'a str,
+    pub peer_name: &'a str,
+    /// Namespace the peer is created in.
+    pub peer_netns: &'a NetNs,
+    /// Bridge the host side is enslaved to.
+    pub master: Option<u32>,
+    pub mtu: u32,
+}
+
+/// A route as read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub dst: IpNet,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+}
+
+pub struct Netlink {
+    handle: Handle,
+    label: String,
+}
+
+impl Netlink {
+    /// A handle in the calling thread's namespace. Must be called inside a tokio runtime.
+    pub fn current() -> Result<Netlink> {
+        let fd = open_route_socket().map_err(|source| NetError::Io {
+            what: "open netlink socket".into(),
+            source,
+        })?;
+        Ok(Self::from_fd(fd, "host".into()))
+    }
+
+    /// A handle inside `ns`. Must be called inside a tokio runtime.
+    pub fn in_netns(ns: &NetNs) -> Result<Netlink> {
+        let fd = route_socket_in(ns)?;
+        Ok(Self::from_fd(fd, ns.path().display().to_string()))
+    }
+
+    fn from_fd(fd: OwnedFd, label: String) -> Netlink {
+        // SAFETY: the descriptor is a valid netlink socket whose ownership moves here.
+        let socket = unsafe { TokioSocket::from_raw_fd(fd.into_raw_fd()) };
+        let (conn, handle, _) = rtnetlink::from_socket(socket);
+        tokio::spawn(conn);
+        Netlink { handle, label }
+    }
+
+    fn obj(&self, what: impl std::fmt::Display) -> String {
+        format!("{what} (netns {})", self.label)
+    }
+
+    pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
+        let mut req = self.handle.link().get().match_name(name.to_string()).execute();
+        match req.try_next().await {
+            Ok(Some(msg)) => Ok(Some(parse_link(&msg))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let err = NetError::netlink("get link", self.obj(name), e);
+                if err.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    pub async fn links(&self) -> Result<Vec<LinkInfo>> {
+        self.handle
+            .link()
+            .get()
+            .execute()
+            .map_ok(|m| parse_link(&m))
+            .try_collect()
+            .await
+            .map_err(|e| NetError::netlink("list links", self.obj("all"), e))
+    }
+
+    /// Deletes link `name`. Returns false when it did not exist.
+    pub async fn delete_link(&self, name: &str) -> Result<bool> {
+        let msg = LinkUnspec::new_with_name(name).build();
+        match self.handle.link().del_with_message(msg).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let err = NetError::netlink("delete link", self.obj(name), e);
+                if err.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Creates bridge `name`, up. Fails with EEXIST if it exists.
+    pub async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<()> {
+        let mut b = LinkBridge::new(name).up();
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        self.handle
+            .link()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(|e| NetError::netlink("create bridge", self.obj(name), e))
+    }
+
+    pub async fn set_up(&self, index: u32) -> Result<()> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| NetError::netlink("set link up", self.obj(index), e))
+    }
+
+    /// Creates a veth pair in one request: host side up and enslaved, peer named, sized
+    /// and up inside the target namespace. EEXIST means one of the two names is taken.
+    pub async fn create_veth(&self, spec: &VethSpec<'_>) -> Result<()> {
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(spec.peer_name.to_string())
+            .mtu(spec.mtu)
+            .up()
+            .setns_by_fd(spec.peer_netns.raw_fd())
+            .build();
+        let mut host = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+            .name(spec.host_name.to_string())
+            .mtu(spec.mtu)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
+        if let Some(m) = spec.master {
+            host = host.controller(m);
+        }
+        self.handle
+            .link()
+            .add(host.build())
+            .execute()
+            .await
+            .map_err(|e| {
+                NetError::netlink(
+                    "create veth",
+                    self.obj(format!("{} <-> {}", spec.host_name, spec.peer_name)),
+                    e,
+                )
+            })
+    }
+
+    /// Adds `addr` to link `index`; an existing identical address is success.
+    pub async fn add_address(&self, index: u32, addr: IpNet) -> Result<()> {
+        match self
+            .handle
+            .address()
+            .add(index, addr.addr(), addr.prefix_len())
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = NetError::netlink("add address", self.obj(format!("{addr} on {index}")), e);
+                if err.is_exists() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>> {
+        let msgs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetError::netlink("list addresses", self.obj(index), e))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => IpNet::new(*ip, m.header.prefix_len).ok(),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// Adds a route to `dst` via `gateway` (or on-link) out of `oif`.
+    pub async fn add_route(&self, dst: IpNet, gateway: Option<IpAddr>, oif: Option<u32>) -> Result<()> {
+        let mut b = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(dst.addr(), dst.prefix_len())
+            .map_err(|e| NetError::Netlink {
+                op: "build route",
+                object: dst.to_string(),
+                errno: None,
+                message: e.to_string(),
+            })?;
+        if let Some(gw) = gateway {
+            b = b.gateway(gw).map_err(|e| NetError::Netlink {
+                op: "build route",
+                object: format!("{dst} via {gw}"),
+                errno: None,
+                message: e.to_string(),
+            })?;
+        }
+        if let Some(i) = oif {
+            b = b.output_interface(i);
+        }
+        self.handle
+            .route()
+            .add(b.build())
+            .execute()
+            .await
+            .map_err(|e| NetError::netlink("add route", self.obj(dst), e))
+    }
+
+    /// Routes of the main table for one address family.
+    pub async fn routes(&self, family: AddressFamily) -> Result<Vec<RouteInfo>> {
+        let mut req = RouteMessage::default();
+        req.header.address_family = family;
+        let msgs: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(req)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| NetError::netlink("list routes", self.obj("main"), e))?;
+        Ok(msgs.iter().filter_map(parse_route).collect())
+    }
+}
+
+fn parse_link(msg: &LinkMessage) -> LinkInfo {
+    let mut info = LinkInfo {
+        index: msg.header.index,
+        name: String::new(),
+        mac: String::new(),
+        mtu: 0,
+        master: None,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        kind: None,
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => info.name = n.clone(),
+            LinkAttribute::Address(a) => info.mac = format_mac(a),
+            LinkAttribute::Mtu(m) => info.mtu = *m,
+            LinkAttribute::Controller(m) => info.master = Some(*m),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let NlLinkInfo::Kind(k) = i {
+                        info.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    info
+}
+
+fn parse_route(msg: &RouteMessage) -> Option<RouteInfo> {
+    let mut dst = None;
+    let mut gateway = None;
+    let mut oif = None;
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Destination(a) => dst = route_addr(a),
+            RouteAttribute::Gateway(a) => gateway = route_addr(a),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let len = msg.header.destination_prefix_length;
+    let dst = match dst {
+        Some(ip) => IpNet::new(ip, len).ok()?,
+        None if msg.header.address_family == AddressFamily::Inet6 => "::/0".parse().ok()?,
+        None => "0.0.0.0/0".parse().ok()?,
+    };
+    Some(RouteInfo { dst, gateway, oif })
+}
+
+fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+pub fn format_mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
