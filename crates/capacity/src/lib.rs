@@ -1,0 +1,19 @@
+//! Capacity arithmetic shared by `unicni plan`, `unicni assess` and the backends.
+//!
+//! Everything here is pure: numbers in, numbers out. Where the numbers come from (the
+//! built-in instance-type table, an override file, or the cloud API) is the caller's
+//! choice; [`InstanceTypeTable::from_limits`] is the seam a cloud client feeds.
+
+pub mod capabilities;
+pub mod error;
+pub mod flannel;
+pub mod instance_types;
+pub mod limits;
+pub mod plan;
+pub mod terway;
+pub mod vswitch;
+
+pub use error::CapacityError;
+pub use instance_types::{InstanceTypeLimits, InstanceTypeTable};
+pub use plan::{plan, NodeLimit, Plan, PlanInput, PodAddresses, PodsPerNode, TerwayPods};
+pub use vswitch::VSwitch;
