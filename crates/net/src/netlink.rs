@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
-use rtnetlink::packet_route::AddressFamily;
+pub use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::sys::TokioSocket;
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use std::net::IpAddr;
@@ -39,6 +39,8 @@ pub struct VethSpec<'a> {
     /// Bridge the host side is enslaved to.
     pub master: Option<u32>,
     pub mtu: u32,
+    pub host_mac: Option<[u8; 6]>,
+    pub peer_mac: Option<[u8; 6]>,
 }
 
 /// A route as read back from the kernel.
@@ -126,8 +128,11 @@ impl Netlink {
     }
 
     /// Creates bridge `name`, up. Fails with EEXIST if it exists.
-    pub async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<()> {
+    pub async fn create_bridge(&self, name: &str, mtu: Option<u32>, mac: Option<[u8; 6]>) -> Result<()> {
         let mut b = LinkBridge::new(name).up();
+        if let Some(m) = mac {
+            b = b.address(m.to_vec());
+        }
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
@@ -151,17 +156,22 @@ impl Netlink {
     /// Creates a veth pair in one request: host side up and enslaved, peer named, sized
     /// and up inside the target namespace. EEXIST means one of the two names is taken.
     pub async fn create_veth(&self, spec: &VethSpec<'_>) -> Result<()> {
-        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(spec.peer_name.to_string())
             .mtu(spec.mtu)
             .up()
-            .setns_by_fd(spec.peer_netns.raw_fd())
-            .build();
+            .setns_by_fd(spec.peer_netns.raw_fd());
+        if let Some(mac) = spec.peer_mac {
+            peer = peer.address(mac.to_vec());
+        }
         let mut host = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(spec.host_name.to_string())
             .mtu(spec.mtu)
             .up()
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+        if let Some(mac) = spec.host_mac {
+            host = host.address(mac.to_vec());
+        }
         if let Some(m) = spec.master {
             host = host.controller(m);
         }

@@ -1,0 +1,109 @@
+//! The flannel [`Backend`]: file IPAM over the node subnet, bridge datapath.
+
+use crate::bridge::BridgeDatapath;
+use crate::capabilities;
+use crate::ipam::FileIpam;
+use crate::netconf::{FlannelNetConf, NodeNetwork};
+use async_trait::async_trait;
+use unicni_core::{
+    AttachmentId, Backend, Capabilities, Datapath, IpAssignment, Ipam, NodeStatus, Result,
+};
+
+pub struct FlannelBackend {
+    net: NodeNetwork,
+    has_lease: bool,
+    lease_file: String,
+    ipam: FileIpam,
+    datapath: BridgeDatapath,
+}
+
+impl FlannelBackend {
+    /// Builds the backend from the plugin's network configuration. A node without a lease
+    /// still gets a backend (DEL and GC must work), whose status says it is not ready.
+    pub fn new(network_name: &str, conf: &FlannelNetConf) -> Result<FlannelBackend> {
+        let (net, has_lease) = match conf.resolve(network_name)? {
+            Some(n) => (n, true),
+            None => (conf.without_lease(network_name)?, false),
+        };
+        let ipam = FileIpam::new(&net.state_dir, network_name, net.subnet, net.gateway);
+        let datapath = BridgeDatapath::new(net.clone())?;
+        Ok(FlannelBackend {
+            has_lease,
+            lease_file: conf.subnet_file().display().to_string(),
+            ipam,
+            datapath,
+            net,
+        })
+    }
+
+    pub fn network(&self) -> &NodeNetwork {
+        &self.net
+    }
+
+    pub fn file_ipam(&self) -> &FileIpam {
+        &self.ipam
+    }
+
+    pub fn bridge(&self) -> &BridgeDatapath {
+        &self.datapath
+    }
+}
+
+#[async_trait]
+impl Backend for FlannelBackend {
+    fn capabilities(&self) -> Capabilities {
+        capabilities::capabilities()
+    }
+
+    fn ipam(&self) -> &dyn Ipam {
+        &self.ipam
+    }
+
+    fn datapath(&self) -> &dyn Datapath {
+        &self.datapath
+    }
+
+    async fn status(&self) -> Result<NodeStatus> {
+        if !self.has_lease {
+            return Ok(NodeStatus::NotReady(format!(
+                "this node has no subnet lease yet: the config names no subnet and {} does \
+                 not exist; start `unicni agent` (or set flannel.node_subnet) and retry",
+                self.lease_file
+            )));
+        }
+        let dir = &self.net.state_dir;
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return Ok(NodeStatus::NotReady(format!(
+                "state directory {} is not writable: {e}",
+                dir.display()
+            )));
+        }
+        Ok(NodeStatus::Ready)
+    }
+
+    async fn assignments_of(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
+        Ok(self
+            .ipam
+            .lookup(id)
+            .map(|ip| {
+                vec![IpAssignment {
+                    address: ipnet::IpNet::new(ip, self.net.subnet.prefix_len()).expect("prefix"),
+                    gateway: Some(self.net.gateway),
+                }]
+            })
+            .unwrap_or_default())
+    }
+
+    async fn gc(&self, valid: &[AttachmentId]) -> Result<usize> {
+        let mut released = 0;
+        for alloc in self.ipam.list().await? {
+            if !valid.contains(&alloc.id) {
+                self.ipam.release(&alloc.id).await?;
+                released += 1;
+            }
+        }
+        self.ipam.sweep()?;
+        self.datapath.collect_garbage(valid).await?;
+        Ok(released)
+    }
+}

@@ -1,0 +1,329 @@
+//! The node bridge datapath: pods are veth pairs hanging off one bridge that holds the
+//! gateway address.
+
+use crate::masq;
+use crate::names::{self, VETH_PREFIX};
+use crate::netconf::NodeNetwork;
+use async_trait::async_trait;
+use ipnet::IpNet;
+use nix::fcntl::{Flock, FlockArg};
+use std::collections::HashSet;
+use unicni_core::{
+    Attachment, AttachmentId, Datapath, Error, InterfaceConfig, IpAssignment, IpConfig,
+    NetworkResult, Result, RouteConfig,
+};
+use unicni_net::netlink::AddressFamily;
+use unicni_net::{NetError, NetNs, Netlink, VethSpec};
+
+pub struct BridgeDatapath {
+    net: NodeNetwork,
+    host: Netlink,
+}
+
+fn kernel(e: NetError) -> Error {
+    Error::Kernel(e.to_string())
+}
+
+fn default_route(gw: std::net::IpAddr) -> IpNet {
+    if gw.is_ipv4() {
+        "0.0.0.0/0".parse().expect("constant")
+    } else {
+        "::/0".parse().expect("constant")
+    }
+}
+
+impl BridgeDatapath {
+    /// Must be called inside a tokio runtime (it opens the host netlink socket).
+    pub fn new(net: NodeNetwork) -> Result<BridgeDatapath> {
+        let host = Netlink::current().map_err(kernel)?;
+        Ok(BridgeDatapath { net, host })
+    }
+
+    fn gateway_net(&self) -> IpNet {
+        IpNet::new(self.net.gateway, self.net.subnet.prefix_len()).expect("valid prefix")
+    }
+
+    async fn bridge_ready(&self) -> Result<Option<u32>> {
+        let Some(br) = self.host.link(&self.net.bridge).await.map_err(kernel)? else {
+            return Ok(None);
+        };
+        if !br.up {
+            return Ok(None);
+        }
+        let addrs = self.host.addresses(br.index).await.map_err(kernel)?;
+        Ok(addrs.contains(&self.gateway_net()).then_some(br.index))
+    }
+
+    async fn bridge_index(&self) -> Result<u32> {
+        self.host
+            .link(&self.net.bridge)
+            .await
+            .map_err(kernel)?
+            .map(|l| l.index)
+            .ok_or_else(|| {
+                Error::Kernel(format!(
+                    "bridge {} vanished while attaching a pod; retry the ADD",
+                    self.net.bridge
+                ))
+            })
+    }
+
+    fn node_lock(&self) -> Result<Flock<std::fs::File>> {
+        let dir = &self.net.state_dir;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create state directory {}", dir.display()), e))?;
+        let path = dir.join(format!(".node-{}.lock", self.net.network_name));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io(format!("lock {}", path.display()), e.into()))
+    }
+
+    /// Removes the bridge and the masquerade table (`unicni uninstall`).
+    pub async fn remove_node(&self) -> Result<()> {
+        self.host.delete_link(&self.net.bridge).await.map_err(kernel)?;
+        masq::remove(&masq::table_name(&self.net.network_name)).map_err(kernel)
+    }
+
+    async fn pod_has_interface(&self, ns: &NetNs, ifname: &str) -> bool {
+        match Netlink::in_netns(ns) {
+            Ok(nl) => matches!(nl.link(ifname).await, Ok(Some(_))),
+            Err(_) => false,
+        }
+    }
+}
+
+fn open_netns(att: &Attachment) -> Result<NetNs> {
+    let path = att
+        .netns
+        .as_deref()
+        .ok_or_else(|| Error::InvalidConfig("no network namespace given".into()))?;
+    NetNs::open(path).map_err(kernel)
+}
+
+#[async_trait]
+impl Datapath for BridgeDatapath {
+    async fn prepare_node(&self) -> Result<()> {
+        if self.bridge_ready().await?.is_some() {
+            return Ok(());
+        }
+        // First pod on this node (or after a reboot): build under a lock so parallel
+        // ADDs do not race to create the same bridge.
+        let _lock = self.node_lock()?;
+        let br = match self.host.link(&self.net.bridge).await.map_err(kernel)? {
+            Some(l) => l,
+            None => {
+                let mac = names::mac_for_ip(self.net.gateway);
+                match self
+                    .host
+                    .create_bridge(&self.net.bridge, Some(self.net.mtu), Some(mac))
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.is_exists() => {}
+                    Err(e) => return Err(kernel(e)),
+                }
+                self.host
+                    .link(&self.net.bridge)
+                    .await
+                    .map_err(kernel)?
+                    .ok_or_else(|| Error::Kernel(format!("bridge {} not found after creating it", self.net.bridge)))?
+            }
+        };
+        if br.kind.as_deref().is_some_and(|k| k != "bridge") {
+            return Err(Error::InvalidConfig(format!(
+                "interface {} exists and is a {}, not a bridge; choose another flannel.bridge",
+                self.net.bridge,
+                br.kind.as_deref().unwrap_or("?")
+            )));
+        }
+        self.host
+            .add_address(br.index, self.gateway_net())
+            .await
+            .map_err(kernel)?;
+        self.host.set_up(br.index).await.map_err(kernel)?;
+        unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1").map_err(kernel)?;
+        if self.net.ip_masq {
+            masq::install(&masq::table_name(&self.net.network_name), self.net.cluster)
+                .map_err(kernel)?;
+        }
+        Ok(())
+    }
+
+    async fn setup(&self, att: &Attachment, ips: &[IpAssignment]) -> Result<NetworkResult> {
+        let ns = open_netns(att)?;
+        let host_name = names::host_veth(&self.net.network_name, &att.id);
+        // A veth of this attachment can only be a leftover of an ADD that was killed.
+        self.host.delete_link(&host_name).await.map_err(kernel)?;
+        let bridge = self.bridge_index().await?;
+        let ip = ips
+            .first()
+            .ok_or_else(|| Error::Kernel("IPAM returned no address".into()))?;
+        let pod_mac = names::mac_for_ip(ip.address.addr());
+        let host_mac = names::mac_for_name(&host_name);
+        let spec = VethSpec {
+            host_name: &host_name,
+            peer_name: &att.id.ifname,
+            peer_netns: &ns,
+            master: Some(bridge),
+            mtu: self.net.mtu,
+            host_mac: Some(host_mac),
+            peer_mac: Some(pod_mac),
+        };
+        if let Err(e) = self.host.create_veth(&spec).await {
+            if e.is_exists() && self.pod_has_interface(&ns, &att.id.ifname).await {
+                return Err(Error::AlreadyExists(format!(
+                    "interface {} already exists in {}",
+                    att.id.ifname,
+                    ns.path().display()
+                )));
+            }
+            return Err(kernel(e));
+        }
+        if self.net.hairpin {
+            let p = format!("/sys/class/net/{host_name}/brport/hairpin_mode");
+            std::fs::write(&p, "1").map_err(|e| Error::io(format!("enable hairpin on {host_name}"), e))?;
+        }
+        let pod = Netlink::in_netns(&ns).map_err(kernel)?;
+        let link = pod
+            .link(&att.id.ifname)
+            .await
+            .map_err(kernel)?
+            .ok_or_else(|| Error::Kernel(format!("{} vanished from {}", att.id.ifname, ns.path().display())))?;
+        for a in ips {
+            pod.add_address(link.index, a.address).await.map_err(kernel)?;
+        }
+        pod.add_route(default_route(self.net.gateway), Some(self.net.gateway), Some(link.index))
+            .await
+            .map_err(kernel)?;
+        let sandbox = ns.path().display().to_string();
+        Ok(NetworkResult {
+            interfaces: vec![
+                InterfaceConfig {
+                    name: self.net.bridge.clone(),
+                    mac: unicni_net::netlink::format_mac(&names::mac_for_ip(self.net.gateway)),
+                    mtu: Some(self.net.mtu),
+                    sandbox: None,
+                },
+                InterfaceConfig {
+                    name: host_name,
+                    mac: unicni_net::netlink::format_mac(&host_mac),
+                    mtu: Some(self.net.mtu),
+                    sandbox: None,
+                },
+                InterfaceConfig {
+                    name: att.id.ifname.clone(),
+                    mac: unicni_net::netlink::format_mac(&pod_mac),
+                    mtu: Some(self.net.mtu),
+                    sandbox: Some(sandbox),
+                },
+            ],
+            ips: ips
+                .iter()
+                .map(|a| IpConfig {
+                    address: a.address,
+                    gateway: a.gateway,
+                    interface: Some(2),
+                })
+                .collect(),
+            routes: vec![RouteConfig {
+                dst: default_route(self.net.gateway),
+                gw: Some(self.net.gateway),
+                mtu: None,
+                priority: None,
+                table: None,
+                scope: None,
+            }],
+            dns: Default::default(),
+        })
+    }
+
+    async fn teardown(&self, att: &Attachment) -> Result<()> {
+        // Deleting the host side removes the peer in the pod too, wherever the netns is.
+        let host_name = names::host_veth(&self.net.network_name, &att.id);
+        self.host.delete_link(&host_name).await.map_err(kernel)?;
+        Ok(())
+    }
+
+    async fn check(&self, att: &Attachment, ips: &[IpAssignment]) -> Result<()> {
+        let ns = open_netns(att)?;
+        let host_name = names::host_veth(&self.net.network_name, &att.id);
+        let bridge = self.bridge_index().await?;
+        match self.host.link(&host_name).await.map_err(kernel)? {
+            None => {
+                return Err(Error::CheckFailed(format!(
+                    "host interface {host_name} of {} is missing",
+                    att.id
+                )))
+            }
+            Some(l) if l.master != Some(bridge) => {
+                return Err(Error::CheckFailed(format!(
+                    "host interface {host_name} is not attached to bridge {}",
+                    self.net.bridge
+                )))
+            }
+            Some(_) => {}
+        }
+        let pod = Netlink::in_netns(&ns).map_err(kernel)?;
+        let link = pod.link(&att.id.ifname).await.map_err(kernel)?.ok_or_else(|| {
+            Error::CheckFailed(format!(
+                "interface {} is missing in {}",
+                att.id.ifname,
+                ns.path().display()
+            ))
+        })?;
+        if !link.up {
+            return Err(Error::CheckFailed(format!("interface {} is down", att.id.ifname)));
+        }
+        let addrs = pod.addresses(link.index).await.map_err(kernel)?;
+        for a in ips {
+            if !addrs.contains(&a.address) {
+                return Err(Error::CheckFailed(format!(
+                    "address {} is missing on {}",
+                    a.address, att.id.ifname
+                )));
+            }
+        }
+        let family = if self.net.gateway.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let routes = pod.routes(family).await.map_err(kernel)?;
+        let want = default_route(self.net.gateway);
+        if !routes
+            .iter()
+            .any(|r| r.dst == want && r.gateway == Some(self.net.gateway))
+        {
+            return Err(Error::CheckFailed(format!(
+                "default route via {} is missing in {}",
+                self.net.gateway,
+                ns.path().display()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn collect_garbage(&self, valid: &[AttachmentId]) -> Result<usize> {
+        let Some(br) = self.host.link(&self.net.bridge).await.map_err(kernel)? else {
+            return Ok(0);
+        };
+        let keep: HashSet<String> = valid
+            .iter()
+            .map(|id| names::host_veth(&self.net.network_name, id))
+            .collect();
+        let mut removed = 0;
+        for l in self.host.links().await.map_err(kernel)? {
+            if l.master == Some(br.index) && l.name.starts_with(VETH_PREFIX) && !keep.contains(&l.name) {
+                self.host.delete_link(&l.name).await.map_err(kernel)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+

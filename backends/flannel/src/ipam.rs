@@ -1,0 +1,308 @@
+//! Host-local IPAM over the node's subnet, kept on disk.
+//!
+//! Layout under `<stateDir>/ipam/<network>/`:
+//! - `ip/<address>` holds `containerID\nifname\n`: the reservation itself;
+//! - `id/<containerID>:<ifname>` holds the address: the index DEL uses;
+//! - `.last` is the last address handed out, so addresses rotate instead of being
+//!   reused at once;
+//! - `.lock` is flock'ed for every change: parallel ADDs serialize here only.
+//!
+//! Crash safety: files appear whole (written to a temp name, then renamed or linked).
+//! The index is written before the reservation and removed after it, so a reservation
+//! always has its index and DEL never needs to scan; a dangling index (crash in
+//! between) reserves nothing and is swept by GC.
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use unicni_core::{Allocation, AttachmentId, Error, IpAssignment, Ipam, Result};
+
+pub struct FileIpam {
+    dir: PathBuf,
+    subnet: IpNet,
+    gateway: IpAddr,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
+}
+
+impl FileIpam {
+    pub fn new(state_dir: &Path, network: &str, subnet: IpNet, gateway: IpAddr) -> FileIpam {
+        FileIpam {
+            dir: state_dir.join("ipam").join(network),
+            subnet,
+            gateway,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock(&self) -> Result<Flock<File>> {
+        for d in ["ip", "id"] {
+            let p = self.dir.join(d);
+            std::fs::create_dir_all(&p).map_err(io(format!("create IPAM directory {}", p.display())))?;
+        }
+        let path = self.dir.join(".lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(format!("open IPAM lock {}", path.display())))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io(format!("lock {}", path.display()), e.into()))
+    }
+
+    fn id_path(&self, id: &AttachmentId) -> PathBuf {
+        self.dir.join("id").join(format!("{}:{}", id.container_id, id.ifname))
+    }
+
+    fn ip_path(&self, ip: IpAddr) -> PathBuf {
+        self.dir.join("ip").join(ip.to_string())
+    }
+
+    fn temp(&self, content: &str) -> Result<PathBuf> {
+        let p = self.dir.join(format!(".tmp-{}", std::process::id()));
+        let mut f = File::create(&p).map_err(io(format!("write {}", p.display())))?;
+        f.write_all(content.as_bytes())
+            .map_err(io(format!("write {}", p.display())))?;
+        Ok(p)
+    }
+
+    fn held_by(&self, ip: IpAddr) -> Option<AttachmentId> {
+        let text = std::fs::read_to_string(self.ip_path(ip)).ok()?;
+        let mut lines = text.lines();
+        Some(AttachmentId::new(lines.next()?, lines.next()?))
+    }
+
+    fn assignment(&self, ip: IpAddr) -> IpAssignment {
+        IpAssignment {
+            address: IpNet::new(ip, self.subnet.prefix_len()).expect("prefix from subnet"),
+            gateway: Some(self.gateway),
+        }
+    }
+
+    /// The address `id` holds, if any.
+    pub fn lookup(&self, id: &AttachmentId) -> Option<IpAddr> {
+        let ip: IpAddr = std::fs::read_to_string(self.id_path(id)).ok()?.trim().parse().ok()?;
+        (self.held_by(ip).as_ref() == Some(id)).then_some(ip)
+    }
+
+    fn candidates(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let last: Option<IpAddr> = std::fs::read_to_string(self.dir.join(".last"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let hosts: Vec<IpAddr> = self.subnet.hosts().filter(|h| *h != self.gateway).collect();
+        let start = last
+            .and_then(|l| hosts.iter().position(|h| *h == l))
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let n = hosts.len();
+        (0..n).map(move |i| hosts[(start + i) % n])
+    }
+
+    /// Removes temp files and index entries whose reservation is gone (crash leftovers).
+    pub fn sweep(&self) -> Result<usize> {
+        let _lock = self.lock()?;
+        let mut removed = 0;
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                    removed += 1;
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("id")) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = match name.split_once(':') {
+                    Some((c, i)) => AttachmentId::new(c, i),
+                    None => {
+                        let _ = std::fs::remove_file(e.path());
+                        continue;
+                    }
+                };
+                if self.lookup(&id).is_none() {
+                    let _ = std::fs::remove_file(e.path());
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl Ipam for FileIpam {
+    async fn allocate(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
+        let _lock = self.lock()?;
+        if let Some(ip) = self.lookup(id) {
+            return Ok(vec![self.assignment(ip)]);
+        }
+        let record = format!("{}\n{}\n", id.container_id, id.ifname);
+        for ip in self.candidates() {
+            let ip_path = self.ip_path(ip);
+            if ip_path.exists() {
+                continue;
+            }
+            let idx = self.temp(&format!("{ip}\n"))?;
+            std::fs::rename(&idx, self.id_path(id))
+                .map_err(io(format!("write IPAM index for {id}")))?;
+            let tmp = self.temp(&record)?;
+            let linked = std::fs::hard_link(&tmp, &ip_path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(format!("reserve {ip}"), e)),
+            }
+            let last = self.temp(&format!("{ip}\n"))?;
+            let _ = std::fs::rename(&last, self.dir.join(".last"));
+            return Ok(vec![self.assignment(ip)]);
+        }
+        Err(Error::Exhausted(format!(
+            "no free address left in {} for {id}: every address but the gateway is reserved; \
+             delete pods, or run GC if pods were removed without DEL",
+            self.subnet
+        )))
+    }
+
+    async fn release(&self, id: &AttachmentId) -> Result<()> {
+        let _lock = self.lock()?;
+        let idx = self.id_path(id);
+        let ip: Option<IpAddr> = std::fs::read_to_string(&idx)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        if let Some(ip) = ip {
+            if self.held_by(ip).as_ref() == Some(id) {
+                let p = self.ip_path(ip);
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("release {ip}"), e)),
+                }
+            }
+        }
+        match std::fs::remove_file(&idx) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("remove IPAM index for {id}"), e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<Allocation>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(self.dir.join("ip")) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(format!("list {}", self.dir.display()), e)),
+        };
+        for e in entries.flatten() {
+            let Ok(ip) = e.file_name().to_string_lossy().parse::<IpAddr>() else {
+                continue;
+            };
+            match self.held_by(ip) {
+                Some(id) => out.push(Allocation { address: ip, id }),
+                // A reservation without a readable owner cannot be released by any DEL.
+                None => {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        out.sort_by_key(|a| a.address);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn ipam(d: &Path, subnet: &str) -> FileIpam {
+        let s: IpNet = subnet.parse().unwrap();
+        FileIpam::new(d, "t", s, s.hosts().next().unwrap())
+    }
+
+    #[tokio::test]
+    async fn allocate_is_idempotent_and_skips_gateway() {
+        let d = tempfile::tempdir().unwrap();
+        let i = ipam(d.path(), "10.1.0.0/29");
+        let id = AttachmentId::new("c1", "eth0");
+        let a = i.allocate(&id).await.unwrap();
+        assert_eq!(a[0].address.to_string(), "10.1.0.2/29");
+        assert_eq!(a[0].gateway.unwrap().to_string(), "10.1.0.1");
+        assert_eq!(i.allocate(&id).await.unwrap(), a);
+        assert_eq!(i.list().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn exhaustion_is_reported_and_release_frees() {
+        let d = tempfile::tempdir().unwrap();
+        let i = ipam(d.path(), "10.1.0.0/29"); // 6 hosts, 1 gateway -> 5
+        for n in 0..5 {
+            i.allocate(&AttachmentId::new(format!("c{n}"), "eth0")).await.unwrap();
+        }
+        let err = i.allocate(&AttachmentId::new("c9", "eth0")).await.unwrap_err();
+        assert!(matches!(err, Error::Exhausted(_)), "{err}");
+        i.release(&AttachmentId::new("c2", "eth0")).await.unwrap();
+        i.release(&AttachmentId::new("c2", "eth0")).await.unwrap();
+        assert!(i.allocate(&AttachmentId::new("c9", "eth0")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn addresses_rotate_instead_of_immediate_reuse() {
+        let d = tempfile::tempdir().unwrap();
+        let i = ipam(d.path(), "10.1.0.0/28");
+        let a = i.allocate(&AttachmentId::new("a", "eth0")).await.unwrap();
+        i.release(&AttachmentId::new("a", "eth0")).await.unwrap();
+        let b = i.allocate(&AttachmentId::new("b", "eth0")).await.unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn parallel_processes_never_share_an_address() {
+        // Threads with separate FileIpam values model separate plugin processes: the
+        // flock is per open file description, so they contend like processes do.
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_path_buf();
+        let handles: Vec<_> = (0..40)
+            .map(|n| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    rt.block_on(async {
+                        ipam(&dir, "10.1.0.0/24")
+                            .allocate(&AttachmentId::new(format!("c{n}"), "eth0"))
+                            .await
+                            .unwrap()[0]
+                            .address
+                    })
+                })
+            })
+            .collect();
+        let got: HashSet<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(got.len(), 40);
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_dangling_index_and_temp_files() {
+        let d = tempfile::tempdir().unwrap();
+        let i = ipam(d.path(), "10.1.0.0/28");
+        let id = AttachmentId::new("a", "eth0");
+        i.allocate(&id).await.unwrap();
+        // Simulate a crash after the index was written but before the reservation.
+        std::fs::write(i.dir().join("id").join("ghost:eth0"), "10.1.0.9\n").unwrap();
+        std::fs::write(i.dir().join(".tmp-999"), "x").unwrap();
+        assert_eq!(i.sweep().unwrap(), 2);
+        assert!(i.lookup(&id).is_some());
+    }
+}

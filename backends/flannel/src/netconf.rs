@@ -1,0 +1,224 @@
+//! The flannel keys of the plugin's network configuration (written by `unicni install`).
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use unicni_core::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlannelNetConf {
+    /// The cluster CIDR; traffic leaving it is masqueraded.
+    pub cluster_network: String,
+    /// This node's subnet. When absent it is read from the agent's lease file
+    /// (`<runDir>/flannel/subnet.json`) at each ADD.
+    #[serde(default)]
+    pub subnet: Option<String>,
+    #[serde(default = "default_bridge")]
+    pub bridge: String,
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_run_dir")]
+    pub run_dir: PathBuf,
+    #[serde(default = "default_true")]
+    pub ip_masq: bool,
+    #[serde(default = "default_true")]
+    pub hairpin: bool,
+}
+
+fn default_bridge() -> String {
+    "cni0".into()
+}
+fn default_mtu() -> u32 {
+    1500
+}
+fn default_state_dir() -> PathBuf {
+    "/var/lib/unicni".into()
+}
+fn default_run_dir() -> PathBuf {
+    "/run/unicni".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The checked, parsed form the datapath and IPAM work with.
+#[derive(Debug, Clone)]
+pub struct NodeNetwork {
+    pub network_name: String,
+    pub cluster: IpNet,
+    pub subnet: IpNet,
+    pub gateway: IpAddr,
+    pub bridge: String,
+    pub mtu: u32,
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub ip_masq: bool,
+    pub hairpin: bool,
+}
+
+fn invalid(field: &str, value: &str, allowed: &str) -> Error {
+    Error::InvalidConfig(format!("field {field:?} = {value:?}: {allowed}"))
+}
+
+fn parse_cidr(field: &str, value: &str) -> Result<IpNet> {
+    let net: IpNet = value
+        .parse()
+        .map_err(|_| invalid(field, value, "expected a CIDR such as 10.244.1.0/24"))?;
+    if net.trunc() != net {
+        return Err(invalid(field, value, "host bits must be zero"));
+    }
+    Ok(net)
+}
+
+/// What the agent writes when it holds a lease; read when the config names no subnet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubnetFile {
+    pub subnet: String,
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+impl FlannelNetConf {
+    pub fn from_json(raw: &serde_json::Value) -> Result<FlannelNetConf> {
+        serde_json::from_value(raw.clone())
+            .map_err(|e| Error::InvalidConfig(format!("flannel network configuration: {e}")))
+    }
+
+    pub fn subnet_file(&self) -> PathBuf {
+        self.run_dir.join("flannel").join("subnet.json")
+    }
+
+    /// Validates every field. `Ok(None)` means the config is fine but the node has no
+    /// subnet yet (agent not ready).
+    pub fn resolve(&self, network_name: &str) -> Result<Option<NodeNetwork>> {
+        self.check_static()?;
+        self.resolve_subnet(network_name)
+    }
+
+    /// The node network with a stand-in subnet when no lease is known: enough for DEL and
+    /// GC, which need only names and state paths.
+    pub fn without_lease(&self, network_name: &str) -> Result<NodeNetwork> {
+        let cluster = self.check_static()?;
+        Ok(NodeNetwork {
+            network_name: network_name.to_string(),
+            cluster,
+            subnet: cluster,
+            gateway: cluster.hosts().next().unwrap_or(cluster.addr()),
+            bridge: self.bridge.clone(),
+            mtu: self.mtu,
+            state_dir: self.state_dir.clone(),
+            run_dir: self.run_dir.clone(),
+            ip_masq: self.ip_masq,
+            hairpin: self.hairpin,
+        })
+    }
+
+    fn check_static(&self) -> Result<IpNet> {
+        let cluster = parse_cidr("clusterNetwork", &self.cluster_network)?;
+        if !(1..=15).contains(&self.bridge.len()) || self.bridge.contains('/') {
+            return Err(invalid("bridge", &self.bridge, "an interface name of 1-15 characters"));
+        }
+        if !(576..=65535).contains(&self.mtu) {
+            return Err(invalid("mtu", &self.mtu.to_string(), "576 to 65535"));
+        }
+        Ok(cluster)
+    }
+
+    fn resolve_subnet(&self, network_name: &str) -> Result<Option<NodeNetwork>> {
+        let cluster = parse_cidr("clusterNetwork", &self.cluster_network)?;
+        let (subnet_text, mtu) = match &self.subnet {
+            Some(s) => (s.clone(), self.mtu),
+            None => match std::fs::read(self.subnet_file()) {
+                Ok(bytes) => {
+                    let f: SubnetFile = serde_json::from_slice(&bytes).map_err(|e| {
+                        Error::TryAgain(format!(
+                            "lease file {} is unreadable ({e}); the agent rewrites it",
+                            self.subnet_file().display()
+                        ))
+                    })?;
+                    (f.subnet, f.mtu.unwrap_or(self.mtu))
+                }
+                Err(_) => return Ok(None),
+            },
+        };
+        let subnet = parse_cidr("subnet", &subnet_text)?;
+        if !cluster.contains(&subnet) {
+            return Err(invalid(
+                "subnet",
+                &subnet_text,
+                &format!("must lie inside clusterNetwork {cluster}"),
+            ));
+        }
+        if subnet.prefix_len() >= subnet.max_prefix_len() - 1 {
+            return Err(invalid("subnet", &subnet_text, "must hold at least two addresses besides the gateway"));
+        }
+        let gateway = subnet.hosts().next().expect("subnet has hosts");
+        Ok(Some(NodeNetwork {
+            network_name: network_name.to_string(),
+            cluster,
+            subnet,
+            gateway,
+            bridge: self.bridge.clone(),
+            mtu,
+            state_dir: self.state_dir.clone(),
+            run_dir: self.run_dir.clone(),
+            ip_masq: self.ip_masq,
+            hairpin: self.hairpin,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conf(v: serde_json::Value) -> Result<Option<NodeNetwork>> {
+        FlannelNetConf::from_json(&v)?.resolve("n")
+    }
+
+    #[test]
+    fn good_config_resolves_gateway() {
+        let n = conf(json!({"clusterNetwork":"10.244.0.0/16","subnet":"10.244.3.0/24"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.gateway.to_string(), "10.244.3.1");
+        assert_eq!(n.bridge, "cni0");
+    }
+
+    #[test]
+    fn bad_and_overlapping_cidrs_are_invalid() {
+        for v in [
+            json!({"clusterNetwork":"10.244.0.0/33","subnet":"10.244.3.0/24"}),
+            json!({"clusterNetwork":"10.244.0.0/16","subnet":"nonsense"}),
+            json!({"clusterNetwork":"10.244.0.0/16","subnet":"10.245.3.0/24"}),
+            json!({"clusterNetwork":"10.244.0.0/16","subnet":"10.244.3.7/24"}),
+            json!({"clusterNetwork":"10.244.0.0/16","subnet":"10.244.3.0/24","mtu":10}),
+            json!({"subnet":"10.244.3.0/24"}),
+        ] {
+            assert!(matches!(conf(v.clone()), Err(Error::InvalidConfig(_))), "{v}");
+        }
+    }
+
+    #[test]
+    fn no_subnet_and_no_lease_file_is_not_ready() {
+        let d = tempfile::tempdir().unwrap();
+        let v = json!({"clusterNetwork":"10.244.0.0/16","runDir": d.path()});
+        assert!(conf(v).unwrap().is_none());
+    }
+
+    #[test]
+    fn lease_file_supplies_the_subnet() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("flannel")).unwrap();
+        std::fs::write(d.path().join("flannel/subnet.json"), r#"{"subnet":"10.244.9.0/24","mtu":1450}"#).unwrap();
+        let v = json!({"clusterNetwork":"10.244.0.0/16","runDir": d.path()});
+        let n = conf(v).unwrap().unwrap();
+        assert_eq!(n.subnet.to_string(), "10.244.9.0/24");
+        assert_eq!(n.mtu, 1450);
+    }
+}

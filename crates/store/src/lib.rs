@@ -1,0 +1,5 @@
+//! Cluster store implementations behind [`unicni_core::Store`].
+
+pub mod file;
+
+pub use file::FileStore;
