@@ -1,0 +1,373 @@
+//! `Cloud` for `AlibabaCloud`: each method is one API action (plus its pagination).
+
+use crate::api::Cloud;
+use crate::client::{AlibabaCloud, Params, Service};
+use crate::error::{CloudError, Result};
+use crate::types::*;
+use crate::wire::{self, list, str_of, u64_of};
+use async_trait::async_trait;
+use serde_json::Value;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+fn p(k: impl Into<String>, v: impl ToString) -> (String, String) {
+    (k.into(), v.to_string())
+}
+
+fn token(t: &Option<String>) -> String {
+    t.clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn push_tags(params: &mut Params, tags: &[(String, String)]) {
+    for (i, (k, v)) in tags.iter().enumerate() {
+        params.push(p(format!("Tag.{}.Key", i + 1), k));
+        params.push(p(format!("Tag.{}.Value", i + 1), v));
+    }
+}
+
+impl AlibabaCloud {
+    /// Pages with PageNumber/PageSize until TotalCount items (or an empty page) are read.
+    async fn paged(
+        &self,
+        service: Service,
+        action: &str,
+        params: Params,
+        outer: &str,
+        inner: &str,
+    ) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut page = 1u64;
+        loop {
+            let mut req = params.clone();
+            req.push(p("PageNumber", page));
+            req.push(p("PageSize", self.opts.page_size));
+            let doc = self.call(service, action, req).await?;
+            let items = list(&doc, outer, inner);
+            out.extend(items.iter().cloned());
+            let total = u64_of(&doc, "TotalCount");
+            if items.is_empty() || out.len() as u64 >= total {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    /// Pages with NextToken until the service returns none.
+    async fn tokened(
+        &self,
+        service: Service,
+        action: &str,
+        params: Params,
+        size_param: &str,
+        outer: &str,
+        inner: &str,
+    ) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut next = String::new();
+        loop {
+            let mut req = params.clone();
+            req.push(p(size_param, self.opts.page_size));
+            if !next.is_empty() {
+                req.push(p("NextToken", &next));
+            }
+            let doc = self.call(service, action, req).await?;
+            out.extend(list(&doc, outer, inner).iter().cloned());
+            next = str_of(&doc, "NextToken");
+            if next.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Cloud for AlibabaCloud {
+    async fn create_network_interface(&self, req: &CreateEniRequest) -> Result<NetworkInterface> {
+        let mut params = vec![
+            p("VSwitchId", &req.vswitch_id),
+            p("ClientToken", token(&req.client_token)),
+        ];
+        for (i, sg) in req.security_group_ids.iter().enumerate() {
+            params.push(p(format!("SecurityGroupIds.{}", i + 1), sg));
+        }
+        if req.secondary_ip_count > 0 {
+            params.push(p("SecondaryPrivateIpAddressCount", req.secondary_ip_count));
+        }
+        if req.ipv6_count > 0 {
+            params.push(p("Ipv6AddressCount", req.ipv6_count));
+        }
+        if let Some(d) = &req.description {
+            params.push(p("Description", d));
+        }
+        push_tags(&mut params, &req.tags);
+        let doc = self
+            .call(Service::Ecs, "CreateNetworkInterface", params)
+            .await?;
+        wire::eni("CreateNetworkInterface", &doc)
+    }
+
+    async fn attach_network_interface(&self, eni_id: &str, instance_id: &str) -> Result<()> {
+        let params = vec![
+            p("NetworkInterfaceId", eni_id),
+            p("InstanceId", instance_id),
+        ];
+        self.call(Service::Ecs, "AttachNetworkInterface", params)
+            .await
+            .map(drop)
+    }
+
+    async fn detach_network_interface(&self, eni_id: &str, instance_id: &str) -> Result<()> {
+        let params = vec![
+            p("NetworkInterfaceId", eni_id),
+            p("InstanceId", instance_id),
+        ];
+        self.call(Service::Ecs, "DetachNetworkInterface", params)
+            .await
+            .map(drop)
+    }
+
+    async fn delete_network_interface(&self, eni_id: &str) -> Result<()> {
+        self.call(
+            Service::Ecs,
+            "DeleteNetworkInterface",
+            vec![p("NetworkInterfaceId", eni_id)],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn describe_network_interfaces(&self, f: &EniFilter) -> Result<Vec<NetworkInterface>> {
+        let mut params = Params::new();
+        for (i, id) in f.ids.iter().enumerate() {
+            params.push(p(format!("NetworkInterfaceId.{}", i + 1), id));
+        }
+        if let Some(v) = &f.instance_id {
+            params.push(p("InstanceId", v));
+        }
+        if let Some(v) = &f.vswitch_id {
+            params.push(p("VSwitchId", v));
+        }
+        if let Some(v) = &f.vpc_id {
+            params.push(p("VpcId", v));
+        }
+        if let Some(s) = f.status {
+            params.push(p("Status", s.as_str()));
+        }
+        push_tags(&mut params, &f.tags);
+        let items = self
+            .paged(
+                Service::Ecs,
+                "DescribeNetworkInterfaces",
+                params,
+                "NetworkInterfaceSets",
+                "NetworkInterfaceSet",
+            )
+            .await?;
+        items
+            .iter()
+            .map(|v| wire::eni("DescribeNetworkInterfaces", v))
+            .collect()
+    }
+
+    async fn assign_private_ip_addresses(
+        &self,
+        eni_id: &str,
+        req: IpRequest<Ipv4Addr>,
+    ) -> Result<Vec<Ipv4Addr>> {
+        const A: &str = "AssignPrivateIpAddresses";
+        let mut params = vec![
+            p("NetworkInterfaceId", eni_id),
+            p("ClientToken", token(&None)),
+        ];
+        match &req {
+            IpRequest::Count(n) => params.push(p("SecondaryPrivateIpAddressCount", n)),
+            IpRequest::Exact(ips) => {
+                for (i, ip) in ips.iter().enumerate() {
+                    params.push(p(format!("PrivateIpAddress.{}", i + 1), ip));
+                }
+            }
+        }
+        let doc = self.call(Service::Ecs, A, params).await?;
+        let set = doc
+            .get("AssignedPrivateIpAddressesSet")
+            .unwrap_or(&Value::Null);
+        let ips = set
+            .get("PrivateIpSet")
+            .and_then(|s| s.get("PrivateIpAddress"))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        ips.iter()
+            .map(|v| wire::parse_ip(A, "PrivateIpAddress", v.as_str().unwrap_or("")))
+            .collect()
+    }
+
+    async fn unassign_private_ip_addresses(&self, eni_id: &str, ips: &[Ipv4Addr]) -> Result<()> {
+        let mut params = vec![p("NetworkInterfaceId", eni_id)];
+        for (i, ip) in ips.iter().enumerate() {
+            params.push(p(format!("PrivateIpAddress.{}", i + 1), ip));
+        }
+        self.call(Service::Ecs, "UnassignPrivateIpAddresses", params)
+            .await
+            .map(drop)
+    }
+
+    async fn assign_ipv6_addresses(
+        &self,
+        eni_id: &str,
+        req: IpRequest<Ipv6Addr>,
+    ) -> Result<Vec<Ipv6Addr>> {
+        const A: &str = "AssignIpv6Addresses";
+        let mut params = vec![
+            p("NetworkInterfaceId", eni_id),
+            p("ClientToken", token(&None)),
+        ];
+        match &req {
+            IpRequest::Count(n) => params.push(p("Ipv6AddressCount", n)),
+            IpRequest::Exact(ips) => {
+                for (i, ip) in ips.iter().enumerate() {
+                    params.push(p(format!("Ipv6Address.{}", i + 1), ip));
+                }
+            }
+        }
+        let doc = self.call(Service::Ecs, A, params).await?;
+        list(&doc, "Ipv6Sets", "Ipv6Address")
+            .iter()
+            .map(|v| wire::parse_ip(A, "Ipv6Address", v.as_str().unwrap_or("")))
+            .collect()
+    }
+
+    async fn unassign_ipv6_addresses(&self, eni_id: &str, ips: &[Ipv6Addr]) -> Result<()> {
+        let mut params = vec![p("NetworkInterfaceId", eni_id)];
+        for (i, ip) in ips.iter().enumerate() {
+            params.push(p(format!("Ipv6Address.{}", i + 1), ip));
+        }
+        self.call(Service::Ecs, "UnassignIpv6Addresses", params)
+            .await
+            .map(drop)
+    }
+
+    async fn describe_instance_types(&self, types: &[String]) -> Result<Vec<InstanceTypeLimits>> {
+        let mut params = Params::new();
+        for (i, t) in types.iter().enumerate() {
+            params.push(p(format!("InstanceTypes.{}", i + 1), t));
+        }
+        let items = self
+            .tokened(
+                Service::Ecs,
+                "DescribeInstanceTypes",
+                params,
+                "MaxResults",
+                "InstanceTypes",
+                "InstanceType",
+            )
+            .await?;
+        Ok(items.iter().map(wire::instance_type).collect())
+    }
+
+    async fn describe_vswitches(
+        &self,
+        vpc_id: Option<&str>,
+        ids: &[String],
+    ) -> Result<Vec<VSwitch>> {
+        let mut base = Params::new();
+        if let Some(v) = vpc_id {
+            base.push(p("VpcId", v));
+        }
+        let mut out = Vec::new();
+        if ids.is_empty() {
+            if vpc_id.is_none() {
+                return Err(CloudError::InvalidRequest(
+                    "DescribeVSwitches needs a VPC ID or vSwitch IDs".into(),
+                ));
+            }
+            for v in self
+                .paged(
+                    Service::Vpc,
+                    "DescribeVSwitches",
+                    base,
+                    "VSwitches",
+                    "VSwitch",
+                )
+                .await?
+            {
+                out.push(wire::vswitch(&v));
+            }
+        } else {
+            // The API filters by one VSwitchId per call.
+            for id in ids {
+                let mut params = base.clone();
+                params.push(p("VSwitchId", id));
+                for v in self
+                    .paged(
+                        Service::Vpc,
+                        "DescribeVSwitches",
+                        params,
+                        "VSwitches",
+                        "VSwitch",
+                    )
+                    .await?
+                {
+                    out.push(wire::vswitch(&v));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn describe_route_tables(&self, vpc_id: &str) -> Result<Vec<RouteTable>> {
+        let items = self
+            .paged(
+                Service::Vpc,
+                "DescribeRouteTableList",
+                vec![p("VpcId", vpc_id)],
+                "RouterTableList",
+                "RouterTableListType",
+            )
+            .await?;
+        Ok(items.iter().map(wire::route_table).collect())
+    }
+
+    async fn describe_route_entries(&self, route_table_id: &str) -> Result<Vec<RouteEntry>> {
+        let items = self
+            .tokened(
+                Service::Vpc,
+                "DescribeRouteEntryList",
+                vec![p("RouteTableId", route_table_id)],
+                "MaxResult",
+                "RouteEntrys",
+                "RouteEntry",
+            )
+            .await?;
+        Ok(items.iter().map(wire::route_entry).collect())
+    }
+
+    async fn create_route_entry(&self, req: &CreateRouteEntryRequest) -> Result<String> {
+        let params = vec![
+            p("RouteTableId", &req.route_table_id),
+            p("DestinationCidrBlock", &req.destination_cidr),
+            p("NextHopType", &req.next_hop_type),
+            p("NextHopId", &req.next_hop_id),
+            p("ClientToken", token(&req.client_token)),
+        ];
+        let doc = self.call(Service::Vpc, "CreateRouteEntry", params).await?;
+        let id = str_of(&doc, "RouteEntryId");
+        if id.is_empty() {
+            return Err(CloudError::Decode {
+                action: "CreateRouteEntry".into(),
+                reason: "the response has no RouteEntryId".into(),
+            });
+        }
+        Ok(id)
+    }
+
+    async fn delete_route_entry(&self, route_table_id: &str, route_entry_id: &str) -> Result<()> {
+        let params = vec![
+            p("RouteTableId", route_table_id),
+            p("RouteEntryId", route_entry_id),
+        ];
+        self.call(Service::Vpc, "DeleteRouteEntry", params)
+            .await
+            .map(drop)
+    }
+}
