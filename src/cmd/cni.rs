@@ -1,5 +1,182 @@
+//! CNI plugin mode: one request from the runtime, answered on stdout.
+//!
+//! Results and errors are JSON on stdout (libcni reads errors there); logs go to stderr.
+//! The exit status is 0 on success and 1 on error.
+
+use serde_json::Value;
+use std::io::Read;
+use std::path::Path;
 use std::process::ExitCode;
+use unicni_cni::{code, result, version, CniError, Command, NetConf, Request, LATEST};
+use unicni_core::{Attachment, AttachmentId, Backend, Error, NodeStatus, PodRef};
+use unicni_flannel::{FlannelBackend, FlannelNetConf};
+
+pub const PLUGIN_TYPE: &str = "unicni";
 
 pub fn run() -> ExitCode {
-    ExitCode::FAILURE
+    crate::logging::init("warn");
+    let mut stdin = Vec::new();
+    // DEL and VERSION may come with an empty stdin; a read error is a decode failure later.
+    let _ = std::io::stdin().read_to_end(&mut stdin);
+    let reply_version = peek_version(&stdin);
+    match handle(&stdin) {
+        Ok(Some(out)) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            println!("{}", e.to_json(&reply_version));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The version to answer errors in: the config's own when it is one we speak.
+fn peek_version(stdin: &[u8]) -> String {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_string))
+        .filter(|v| version::SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| LATEST.to_string())
+}
+
+fn handle(stdin: &[u8]) -> Result<Option<String>, CniError> {
+    let req = Request::from_env(|k| std::env::var(k).ok())?;
+    if req.command == Command::Version {
+        return Ok(Some(version_reply(stdin)));
+    }
+    let conf = NetConf::parse(stdin, PLUGIN_TYPE)?;
+    require_version(&conf, &req)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CniError::new(code::IO_FAILURE, "cannot start the plugin runtime", e.to_string()))?;
+    runtime.block_on(dispatch(req, conf))
+}
+
+fn version_reply(stdin: &[u8]) -> String {
+    serde_json::json!({
+        "cniVersion": peek_version(stdin),
+        "supportedVersions": version::SUPPORTED_VERSIONS,
+    })
+    .to_string()
+}
+
+fn require_version(conf: &NetConf, req: &Request) -> Result<(), CniError> {
+    let need = match req.command {
+        Command::Check => "0.4.0",
+        Command::Status | Command::Gc => "1.1.0",
+        _ => return Ok(()),
+    };
+    if version::at_least(&conf.cni_version, need) {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!(
+                "{:?} needs cniVersion {need} or later, the config says {}",
+                req.command, conf.cni_version
+            ),
+            "raise cniVersion in the network configuration",
+        ))
+    }
+}
+
+fn backend_for(conf: &NetConf) -> Result<Box<dyn Backend>, CniError> {
+    let kind = conf
+        .raw
+        .get("backend")
+        .and_then(Value::as_str)
+        .unwrap_or("flannel");
+    match kind {
+        "flannel" => {
+            let fc = FlannelNetConf::from_json(&conf.raw)?;
+            Ok(Box::new(FlannelBackend::new(&conf.name, &fc)?))
+        }
+        "terway" => Err(CniError::new(
+            code::NOT_AVAILABLE,
+            "backend \"terway\" is not available in this build",
+            "use backend \"flannel\"",
+        )),
+        other => Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!("invalid network configuration: field \"backend\" = {other:?}"),
+            "allowed values: flannel, terway",
+        )),
+    }
+}
+
+fn attachment(req: &Request) -> Attachment {
+    Attachment {
+        id: AttachmentId::new(&req.container_id, &req.ifname),
+        netns: req.netns.clone(),
+        pod: PodRef {
+            namespace: req.args.get("K8S_POD_NAMESPACE").map(str::to_string),
+            name: req.args.get("K8S_POD_NAME").map(str::to_string),
+            uid: req.args.get("K8S_POD_UID").map(str::to_string),
+        },
+    }
+}
+
+/// ADD and CHECK need a namespace that exists; name the variable when it does not.
+fn require_netns(req: &Request) -> Result<(), CniError> {
+    let path = req.netns.as_deref().unwrap_or(Path::new(""));
+    unicni_net::NetNs::open(path).map(|_| ()).map_err(|e| {
+        CniError::new(
+            code::INVALID_ENV,
+            "invalid environment variable CNI_NETNS",
+            e.to_string(),
+        )
+    })
+}
+
+async fn dispatch(req: Request, conf: NetConf) -> Result<Option<String>, CniError> {
+    let backend = backend_for(&conf)?;
+    match req.command {
+        Command::Add => {
+            require_netns(&req)?;
+            let res = backend.add(&attachment(&req)).await?;
+            Ok(Some(result::render(&res, &conf.cni_version).to_string()))
+        }
+        Command::Del => {
+            backend.del(&attachment(&req)).await?;
+            Ok(None)
+        }
+        Command::Check => {
+            require_netns(&req)?;
+            let att = attachment(&req);
+            if let Some(prev) = &conf.prev_result {
+                let held = backend.assignments_of(&att.id).await?;
+                for addr in result::prev_result_addresses(prev) {
+                    if !held.iter().any(|h| h.address == addr) {
+                        return Err(CniError::from(Error::CheckFailed(format!(
+                            "prevResult lists {addr} but {} does not hold it",
+                            att.id
+                        ))));
+                    }
+                }
+            }
+            backend.check(&att).await?;
+            Ok(None)
+        }
+        Command::Status => match backend.status().await? {
+            NodeStatus::Ready => Ok(None),
+            NodeStatus::NotReady(why) => Err(CniError::new(code::NOT_AVAILABLE, "plugin not available", why)),
+        },
+        Command::Gc => {
+            let valid = conf.valid_attachments.clone().ok_or_else(|| {
+                CniError::new(
+                    code::INVALID_CONFIG,
+                    "invalid network configuration: field \"cni.dev/valid-attachments\"",
+                    "GC needs the list of attachments to keep",
+                )
+            })?;
+            let released = backend.gc(&valid).await?;
+            tracing::info!(released, kept = valid.len(), "garbage collection done");
+            Ok(None)
+        }
+        Command::Version => unreachable!("answered before parsing the config"),
+    }
 }

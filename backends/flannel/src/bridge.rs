@@ -197,6 +197,7 @@ impl Datapath for BridgeDatapath {
         for a in ips {
             pod.add_address(link.index, a.address).await.map_err(kernel)?;
         }
+        pod.set_up(link.index).await.map_err(kernel)?;
         pod.add_route(default_route(self.net.gateway), Some(self.net.gateway), Some(link.index))
             .await
             .map_err(kernel)?;

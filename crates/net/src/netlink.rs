@@ -153,13 +153,14 @@ impl Netlink {
             .map_err(|e| NetError::netlink("set link up", self.obj(index), e))
     }
 
-    /// Creates a veth pair in one request: host side up and enslaved, peer named, sized
-    /// and up inside the target namespace. EEXIST means one of the two names is taken.
+    /// Creates a veth pair in one request: host side up and enslaved, peer named and
+    /// sized inside the target namespace (still down). EEXIST means one of the two names is taken.
     pub async fn create_veth(&self, spec: &VethSpec<'_>) -> Result<()> {
+        // The peer cannot be created up (the kernel answers ENOTCONN when the peer lands in
+        // another namespace up); the caller brings it up from inside the namespace.
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(spec.peer_name.to_string())
             .mtu(spec.mtu)
-            .up()
             .setns_by_fd(spec.peer_netns.raw_fd());
         if let Some(mac) = spec.peer_mac {
             peer = peer.address(mac.to_vec());

@@ -75,17 +75,12 @@ pub fn route_socket_in(ns: &NetNs) -> Result<OwnedFd> {
 }
 
 pub(crate) fn open_route_socket() -> std::io::Result<OwnedFd> {
-    // SAFETY: plain socket(2) call; the returned descriptor is checked and owned below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+    use std::os::fd::IntoRawFd;
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    // Connected to the kernel (port 0) so plain send(2) works without a destination.
+    socket.connect(&SocketAddr::new(0, 0))?;
+    // SAFETY: into_raw_fd hands over a valid descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
 }

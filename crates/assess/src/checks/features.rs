@@ -1,0 +1,170 @@
+//! Features the cluster uses that the target network does not offer.
+
+use super::{plural, CheckId};
+use crate::context::Context;
+use crate::inventory::{IpStack, Pod};
+use crate::{CheckResult, Finding};
+use std::collections::BTreeMap;
+use unicni_capacity::capabilities;
+use unicni_config::BackendKind;
+use unicni_core::Capabilities;
+
+/// The target's capabilities with what its config adds (unicni's flannel can run the
+/// eBPF policy engine when `policy.enabled` is set).
+fn target_capabilities(cx: &Context) -> Capabilities {
+    let mut caps = capabilities::of(cx.target.backend().as_str(), cx.target.mode())
+        .expect("targets are unicni backends");
+    if cx.target.backend() == BackendKind::Flannel && cx.target.config.policy.enabled {
+        caps.network_policy = true;
+    }
+    caps
+}
+
+/// Pods grouped by their owner (or by themselves when they have none): one finding per
+/// workload reads better than one per replica.
+fn by_workload<'a>(pods: impl Iterator<Item = &'a Pod>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for p in pods {
+        let key = match &p.owner {
+            Some(o) => format!("{}/{}", p.namespace, o),
+            None => format!("{}/pod/{}", p.namespace, p.name),
+        };
+        *out.entry(key).or_insert(0) += 1;
+    }
+    out
+}
+
+pub fn run(cx: &Context) -> CheckResult {
+    let id = CheckId::LostFeatures;
+    let tgt = target_capabilities(cx);
+    let cur = capabilities::of(cx.current_backend(), cx.current_mode());
+    let to = format!("{} ({})", tgt.backend, cx.target.mode());
+    let inv = cx.inv;
+    let mut findings = Vec::new();
+    let mut lost: Vec<&str> = Vec::new();
+
+    if !inv.network_policies.is_empty() && !tgt.network_policy {
+        lost.push("NetworkPolicy");
+        let remedy = match cx.target.backend() {
+            BackendKind::Flannel => "set policy.enabled = true in the target config (unicni's eBPF policy engine), or accept that these policies stop being enforced",
+            BackendKind::Terway => "use terway.mode = \"shared-eni\", which enforces NetworkPolicy",
+        };
+        for np in &inv.network_policies {
+            findings.push(Finding::blocker(
+                format!("networkpolicy/{}/{}", np.namespace, np.name),
+                format!("{to} does not enforce NetworkPolicy"),
+                remedy,
+            ));
+        }
+    }
+
+    if !tgt.fixed_ip {
+        let groups = by_workload(inv.pods.iter().filter(|p| p.fixed_ip));
+        if !groups.is_empty() {
+            lost.push("fixed pod IPs");
+        }
+        for (workload, n) in groups {
+            findings.push(Finding::blocker(
+                workload,
+                format!("{} keep a fixed IP; {to} gives a pod a new address when it is re-created", plural(n, "pod", "pods")),
+                "make clients find these pods by DNS or a Service instead of their address before migrating",
+            ));
+        }
+    }
+
+    let v6_pods = inv
+        .pods
+        .iter()
+        .filter(|p| p.ips.iter().any(|ip| ip.is_ipv6()))
+        .count() as u64;
+    if inv.cluster.ip_stack != IpStack::Ipv4 || v6_pods > 0 {
+        if !tgt.dual_stack {
+            lost.push("IPv6 / dual stack");
+            findings.push(Finding::blocker(
+                "cluster",
+                format!(
+                    "the cluster is {:?} ({} with IPv6 addresses); {to} is IPv4 only",
+                    inv.cluster.ip_stack,
+                    plural(v6_pods, "pod", "pods")
+                )
+                .to_lowercase(),
+                "stay on terway, or remove the workloads' dependence on IPv6 first",
+            ));
+        } else if cx.target.config.cluster.ip_stack == unicni_config::IpStack::Ipv4 {
+            findings.push(Finding::blocker(
+                "target",
+                format!("the cluster uses IPv6 but the target config sets cluster.ip_stack = \"ipv4\" ({})", cx.target.source),
+                "set cluster.ip_stack = \"dual\" in the target config",
+            ));
+        }
+    }
+
+    if !tgt.per_pod_vswitch {
+        let mut groups: BTreeMap<&str, u64> = BTreeMap::new();
+        for p in inv.pods.iter() {
+            if let Some(pn) = &p.pod_networking {
+                *groups.entry(pn.as_str()).or_default() += 1;
+            }
+        }
+        if !groups.is_empty() {
+            lost.push("pod-level vSwitch / security group");
+        }
+        for (pn, n) in groups {
+            findings.push(Finding::blocker(
+                format!("podnetworking/{pn}"),
+                format!("{} select their own vSwitch or security group; {to} has no per-pod network selection", plural(n, "pod", "pods")),
+                "move the isolation these pods rely on into NetworkPolicy or separate node pools",
+            ));
+        }
+    }
+
+    if !tgt.lb_to_pod_direct {
+        for s in inv.services.iter().filter(|s| s.lb_to_pod) {
+            findings.push(Finding::warning(
+                format!("service/{}/{}", s.namespace, s.name),
+                format!("its load balancer targets pod addresses directly; on {to} it goes through NodePort, and sessions no longer follow a pod that moves"),
+                "expect one more hop; use externalTrafficPolicy Local where the client address matters",
+            ));
+        }
+    }
+
+    if let Some(cur) = &cur {
+        let pods = cx.pod_network_pods();
+        if cur.preserves_source_ip != tgt.preserves_source_ip && pods > 0 {
+            let (was, will) = if tgt.preserves_source_ip {
+                ("the node's address", "the pod's own address")
+            } else {
+                ("the pod's own address", "the node's address (masquerade)")
+            };
+            findings.push(Finding::warning(
+                "cluster",
+                format!("traffic leaving the cluster from its {} will carry {will} instead of {was}", plural(pods, "pod", "pods")),
+                "update allow-lists of databases, firewalls and partner APIs that key on source addresses",
+            ));
+        }
+        if cur.cross_cluster_in_vpc
+            && !tgt.cross_cluster_in_vpc
+            && !inv.cluster.other_cluster_cidrs.is_empty()
+        {
+            lost.push("direct pod traffic with other clusters in the VPC");
+            findings.push(Finding::warning(
+                "cluster",
+                format!("pods of other clusters in the VPC reach these pods directly today; on {to} they cannot"),
+                "expose what other clusters call through Services of type LoadBalancer",
+            ));
+        }
+        if cur.pod_cidr_can_grow && !tgt.pod_cidr_can_grow {
+            findings.push(Finding::info(
+                "cluster",
+                format!("on {to} the pod address range is fixed when the cluster is created and never grows"),
+            ));
+        }
+    }
+
+    let summary = if lost.is_empty() {
+        "no feature in use is lost".to_string()
+    } else {
+        format!("lost: {}", lost.join(", "))
+    };
+    CheckResult::new(id.as_str(), id.title(), summary, findings)
+}
