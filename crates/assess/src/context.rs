@@ -139,7 +139,9 @@ impl<'a> Context<'a> {
     pub fn new(inv: &'a Inventory, target: &'a Target, table: &'a InstanceTypeTable) -> Self {
         let mut load: HashMap<&str, NodeLoad> = HashMap::with_capacity(inv.nodes.len());
         for p in &inv.pods {
-            let Some(node) = p.node.as_deref() else { continue };
+            let Some(node) = p.node.as_deref() else {
+                continue;
+            };
             if !p.phase.holds_address() {
                 continue;
             }
@@ -167,7 +169,12 @@ impl<'a> Context<'a> {
     }
 
     pub fn current_mode(&self) -> &str {
-        self.inv.cluster.network.mode.as_deref().unwrap_or("unknown")
+        self.inv
+            .cluster
+            .network
+            .mode
+            .as_deref()
+            .unwrap_or("unknown")
     }
 
     /// Pods that take a pod-network address now.

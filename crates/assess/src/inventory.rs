@@ -128,7 +128,9 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub enum PodPhase {
     #[default]
     Running,
@@ -141,7 +143,10 @@ pub enum PodPhase {
 impl PodPhase {
     /// Whether a pod in this phase holds (or is about to hold) a pod address.
     pub fn holds_address(&self) -> bool {
-        matches!(self, PodPhase::Running | PodPhase::Pending | PodPhase::Unknown)
+        matches!(
+            self,
+            PodPhase::Running | PodPhase::Pending | PodPhase::Unknown
+        )
     }
 }
 
@@ -369,7 +374,8 @@ impl Inventory {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "kind: UnicniInventory\nversion: 1\ncluster:\n  name: c\n  network: {backend: flannel}\n";
+    const MINIMAL: &str =
+        "kind: UnicniInventory\nversion: 1\ncluster:\n  name: c\n  network: {backend: flannel}\n";
 
     #[test]
     fn minimal_yaml_parses_with_defaults() {
@@ -384,7 +390,10 @@ mod tests {
         let e = Inventory::parse(text.as_bytes(), "bad.yaml", false)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("bad.yaml") && e.contains("ready") && e.contains("line 8"), "{e}");
+        assert!(
+            e.contains("bad.yaml") && e.contains("ready") && e.contains("line 8"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -18,7 +18,13 @@ pub fn network_prefix_for(nodes: u64, subnet_len: u8) -> u8 {
 /// The first private IPv4 network of length `prefix_len` that overlaps none of `avoid`,
 /// conventional choices first.
 pub fn free_network(prefix_len: u8, avoid: &[IpNet]) -> Option<Ipv4Net> {
-    let preferred = ["10.244.0.0", "172.20.0.0", "192.168.0.0", "10.0.0.0", "172.16.0.0"];
+    let preferred = [
+        "10.244.0.0",
+        "172.20.0.0",
+        "192.168.0.0",
+        "10.0.0.0",
+        "172.16.0.0",
+    ];
     let fits = |n: &Ipv4Net| {
         let net = IpNet::V4(*n);
         PRIVATE_V4
@@ -59,8 +65,14 @@ mod tests {
     #[test]
     fn avoids_what_is_in_use() {
         let avoid: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        assert_eq!(free_network(16, &avoid), Some("172.20.0.0/16".parse().unwrap()));
-        assert_eq!(free_network(16, &[]), Some("10.244.0.0/16".parse().unwrap()));
+        assert_eq!(
+            free_network(16, &avoid),
+            Some("172.20.0.0/16".parse().unwrap())
+        );
+        assert_eq!(
+            free_network(16, &[]),
+            Some("10.244.0.0/16".parse().unwrap())
+        );
         let all: Vec<IpNet> = PRIVATE_V4.iter().map(|p| p.parse().unwrap()).collect();
         assert_eq!(free_network(16, &all), None);
     }

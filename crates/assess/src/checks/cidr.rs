@@ -38,10 +38,21 @@ pub fn run(cx: &Context) -> CheckResult {
                 in_use.push((format!("the current cluster network {c}"), c));
             }
             let Ok(net) = cfg.flannel.network.parse::<IpNet>() else {
-                return CheckResult::new(id.as_str(), id.title(), "target flannel.network unreadable", vec![Finding::blocker("target", format!("flannel.network = {:?} is not a CIDR", cfg.flannel.network), "set flannel.network to a private CIDR")]);
+                return CheckResult::new(
+                    id.as_str(),
+                    id.title(),
+                    "target flannel.network unreadable",
+                    vec![Finding::blocker(
+                        "target",
+                        format!("flannel.network = {:?} is not a CIDR", cfg.flannel.network),
+                        "set flannel.network to a private CIDR",
+                    )],
+                );
             };
             let private = match net {
-                IpNet::V4(v4) => PRIVATE_V4.iter().any(|p| p.parse::<Ipv4Net>().expect("constant").contains(&v4)),
+                IpNet::V4(v4) => PRIVATE_V4
+                    .iter()
+                    .any(|p| p.parse::<Ipv4Net>().expect("constant").contains(&v4)),
                 IpNet::V6(_) => false,
             };
             if !private {
@@ -67,7 +78,10 @@ pub fn run(cx: &Context) -> CheckResult {
             if findings.is_empty() {
                 findings.push(Finding::info(
                     format!("network/{net}"),
-                    format!("the target cluster network overlaps none of {} known ranges", in_use.len()),
+                    format!(
+                        "the target cluster network overlaps none of {} known ranges",
+                        in_use.len()
+                    ),
                 ));
             }
         }
@@ -77,18 +91,27 @@ pub fn run(cx: &Context) -> CheckResult {
             }
             let vpc = inv.cluster.vpc_cidr;
             for vid in &cfg.terway.vswitches {
-                let Some(v) = inv.cloud.vswitches.iter().find(|v| &v.id == vid) else { continue };
+                let Some(v) = inv.cloud.vswitches.iter().find(|v| &v.id == vid) else {
+                    continue;
+                };
                 let object = format!("vswitch/{}", v.id);
                 if let Some(vpc) = vpc {
                     if !vpc.contains(&v.cidr) {
-                        findings.push(Finding::blocker(&object, format!("{} is not inside the VPC {vpc}", v.cidr), "use vSwitches of the cluster's VPC"));
+                        findings.push(Finding::blocker(
+                            &object,
+                            format!("{} is not inside the VPC {vpc}", v.cidr),
+                            "use vSwitches of the cluster's VPC",
+                        ));
                     }
                 }
                 for (what, other) in in_use.iter().filter(|(w, _)| !w.starts_with("the VPC")) {
                     if overlaps(&v.cidr, other) {
                         findings.push(Finding::blocker(
                             &object,
-                            format!("pod addresses would come from {}, which overlaps {what}", v.cidr),
+                            format!(
+                                "pod addresses would come from {}, which overlaps {what}",
+                                v.cidr
+                            ),
                             "use a vSwitch whose range overlaps no cluster or service range",
                         ));
                     }
@@ -104,11 +127,20 @@ pub fn run(cx: &Context) -> CheckResult {
                 }
             }
             if findings.is_empty() {
-                findings.push(Finding::info("cluster", format!("the target vSwitches overlap none of {} known ranges", in_use.len())));
+                findings.push(Finding::info(
+                    "cluster",
+                    format!(
+                        "the target vSwitches overlap none of {} known ranges",
+                        in_use.len()
+                    ),
+                ));
             }
         }
     }
-    let blockers = findings.iter().filter(|f| f.severity == crate::Severity::Blocker).count();
+    let blockers = findings
+        .iter()
+        .filter(|f| f.severity == crate::Severity::Blocker)
+        .count();
     let summary = if blockers == 0 {
         "no overlap".to_string()
     } else {

@@ -10,7 +10,10 @@ pub fn run(cx: &Context) -> CheckResult {
     let (to, to_mode) = (cx.target.backend().as_str(), cx.target.mode());
     let mut findings = vec![Finding::info(
         "cluster",
-        format!("the cluster runs {from} ({from_mode}); the target is {to} ({to_mode}), from {}", cx.target.source),
+        format!(
+            "the cluster runs {from} ({from_mode}); the target is {to} ({to_mode}), from {}",
+            cx.target.source
+        ),
     )];
     let summary;
     if from == to && from_mode == to_mode {

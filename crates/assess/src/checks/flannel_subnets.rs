@@ -16,13 +16,28 @@ pub fn run(cx: &Context) -> CheckResult {
     }
     let f = &cx.target.config.flannel;
     let Ok(IpNet::V4(net)) = f.network.parse::<IpNet>() else {
-        return CheckResult::new(id.as_str(), id.title(), "no IPv4 cluster network", vec![Finding::blocker("target", format!("flannel.network = {:?} is not an IPv4 CIDR", f.network), "set flannel.network to a private IPv4 CIDR")]);
+        return CheckResult::new(
+            id.as_str(),
+            id.title(),
+            "no IPv4 cluster network",
+            vec![Finding::blocker(
+                "target",
+                format!("flannel.network = {:?} is not an IPv4 CIDR", f.network),
+                "set flannel.network to a private IPv4 CIDR",
+            )],
+        );
     };
     let subnets = node_subnets(net, f.subnet_len);
     let nodes = cx.inv.nodes.len() as u64;
     let mut findings = Vec::new();
     let object = format!("network/{net}");
-    let arithmetic = format!("{net} in /{} node subnets: 2^({} - {}) = {} subnets", f.subnet_len, f.subnet_len, net.prefix_len(), thousands(subnets));
+    let arithmetic = format!(
+        "{net} in /{} node subnets: 2^({} - {}) = {} subnets",
+        f.subnet_len,
+        f.subnet_len,
+        net.prefix_len(),
+        thousands(subnets)
+    );
     if nodes > subnets {
         findings.push(Finding::blocker(
             &object,
@@ -36,15 +51,27 @@ pub fn run(cx: &Context) -> CheckResult {
             "choose a wider flannel.network now",
         ));
     } else {
-        findings.push(Finding::info(&object, format!("{arithmetic} for {} nodes", thousands(nodes))));
+        findings.push(Finding::info(
+            &object,
+            format!("{arithmetic} for {} nodes", thousands(nodes)),
+        ));
     }
     if !NODE_SUBNET_LEN_RANGE.contains(&f.subnet_len) {
         findings.push(Finding::warning(
             "target",
-            format!("flannel.subnet_len = {} is outside the /{}-/{} the platform offers", f.subnet_len, NODE_SUBNET_LEN_RANGE.start(), NODE_SUBNET_LEN_RANGE.end()),
+            format!(
+                "flannel.subnet_len = {} is outside the /{}-/{} the platform offers",
+                f.subnet_len,
+                NODE_SUBNET_LEN_RANGE.start(),
+                NODE_SUBNET_LEN_RANGE.end()
+            ),
             "use a node subnet length between 24 and 28",
         ));
     }
-    let summary = format!("{} subnets for {} nodes", thousands(subnets), thousands(nodes));
+    let summary = format!(
+        "{} subnets for {} nodes",
+        thousands(subnets),
+        thousands(nodes)
+    );
     CheckResult::new(id.as_str(), id.title(), summary, findings)
 }

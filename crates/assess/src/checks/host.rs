@@ -24,14 +24,21 @@ pub fn run(cx: &Context) -> CheckResult {
             host_network_pods += 1;
             host_network.insert(workload);
         } else if !p.host_ports.is_empty() {
-            host_ports.entry(workload).or_default().extend(&p.host_ports);
+            host_ports
+                .entry(workload)
+                .or_default()
+                .extend(&p.host_ports);
         }
     }
     for (workload, ports) in &host_ports {
         let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
-        let mut remedy = "point clients at a Service instead of node addresses, or update them as nodes move".to_string();
+        let mut remedy =
+            "point clients at a Service instead of node addresses, or update them as nodes move"
+                .to_string();
         if !portmap {
-            remedy = format!("add \"portmap\" to cni.chain in the target config (hostPort needs it); {remedy}");
+            remedy = format!(
+                "add \"portmap\" to cni.chain in the target config (hostPort needs it); {remedy}"
+            );
         }
         findings.push(Finding::warning(
             workload,
@@ -52,7 +59,13 @@ pub fn run(cx: &Context) -> CheckResult {
         }
     }
     if lbs > 0 {
-        findings.push(Finding::info("cluster", format!("{} will be re-pointed at the new cluster's backends by the cloud controller", plural(lbs, "LoadBalancer service", "LoadBalancer services"))));
+        findings.push(Finding::info(
+            "cluster",
+            format!(
+                "{} will be re-pointed at the new cluster's backends by the cloud controller",
+                plural(lbs, "LoadBalancer service", "LoadBalancer services")
+            ),
+        ));
     }
     if host_network_pods > 0 {
         findings.push(Finding::info(
@@ -67,7 +80,10 @@ pub fn run(cx: &Context) -> CheckResult {
     let summary = format!(
         "{} with hostPort, {} NodePort services, {} hostNetwork pods",
         plural(host_ports.len() as u64, "workload", "workloads"),
-        inv.services.iter().filter(|s| s.service_type == ServiceType::NodePort).count(),
+        inv.services
+            .iter()
+            .filter(|s| s.service_type == ServiceType::NodePort)
+            .count(),
         host_network_pods
     );
     CheckResult::new(id.as_str(), id.title(), summary, findings)

@@ -87,7 +87,11 @@ impl CheckId {
     }
 
     pub fn names() -> String {
-        Self::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+        Self::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -20,19 +20,41 @@ pub fn run(cx: &Context) -> CheckResult {
     if nodes > CLUSTER_NODES_MAX {
         findings.push(Finding::blocker(
             "cluster",
-            format!("{} nodes exceed the platform maximum of {} nodes per cluster", thousands(nodes), thousands(CLUSTER_NODES_MAX)),
+            format!(
+                "{} nodes exceed the platform maximum of {} nodes per cluster",
+                thousands(nodes),
+                thousands(CLUSTER_NODES_MAX)
+            ),
             "split the workloads over two clusters",
         ));
     } else if nodes > limit {
         findings.push(Finding::warning(
             "cluster",
-            format!("{} nodes exceed the cluster size limit of {}", thousands(nodes), thousands(limit)),
-            format!("request a node quota increase (up to {}) for the new cluster before migrating", thousands(CLUSTER_NODES_MAX)),
+            format!(
+                "{} nodes exceed the cluster size limit of {}",
+                thousands(nodes),
+                thousands(limit)
+            ),
+            format!(
+                "request a node quota increase (up to {}) for the new cluster before migrating",
+                thousands(CLUSTER_NODES_MAX)
+            ),
         ));
     } else {
-        findings.push(Finding::info("cluster", format!("{} nodes within the cluster size limit of {}", thousands(nodes), thousands(limit))));
+        findings.push(Finding::info(
+            "cluster",
+            format!(
+                "{} nodes within the cluster size limit of {}",
+                thousands(nodes),
+                thousands(limit)
+            ),
+        ));
     }
-    let mut summary = format!("{} nodes, cluster limit {}", thousands(nodes), thousands(limit));
+    let mut summary = format!(
+        "{} nodes, cluster limit {}",
+        thousands(nodes),
+        thousands(limit)
+    );
     let cfg = &cx.target.config;
     if cx.target.backend() == BackendKind::Flannel && cfg.flannel.mode == FlannelMode::VpcRoute {
         let rt = cx.inv.cloud.route_table.as_ref();
@@ -42,7 +64,11 @@ pub fn run(cx: &Context) -> CheckResult {
             .unwrap_or(ROUTE_TABLE_QUOTA_DEFAULT);
         let used = rt.map(|r| r.entries_used).unwrap_or(0);
         let free = quota.saturating_sub(used);
-        summary = format!("{summary}; route table: {} of {} entries free", thousands(free), thousands(quota));
+        summary = format!(
+            "{summary}; route table: {} of {} entries free",
+            thousands(free),
+            thousands(quota)
+        );
         let object = "route-table";
         if nodes + used > ROUTE_TABLE_QUOTA_MAX {
             findings.push(Finding::blocker(
@@ -63,7 +89,15 @@ pub fn run(cx: &Context) -> CheckResult {
                 "raise the quota now: the cluster cannot add nodes past it",
             ));
         } else {
-            findings.push(Finding::info(object, format!("{} of {} route entries free for {} nodes", thousands(free), thousands(quota), thousands(nodes))));
+            findings.push(Finding::info(
+                object,
+                format!(
+                    "{} of {} route entries free for {} nodes",
+                    thousands(free),
+                    thousands(quota),
+                    thousands(nodes)
+                ),
+            ));
         }
     }
     CheckResult::new(id.as_str(), id.title(), summary, findings)

@@ -39,7 +39,10 @@ pub fn run(cx: &Context) -> CheckResult {
     if zoneless > 0 {
         findings.push(Finding::warning(
             "cluster",
-            format!("{} have no zone: their pods are not counted against any vSwitch", plural(zoneless, "node", "nodes")),
+            format!(
+                "{} have no zone: their pods are not counted against any vSwitch",
+                plural(zoneless, "node", "nodes")
+            ),
             "add `zone` to every node in the inventory",
         ));
     }
@@ -59,7 +62,10 @@ pub fn run(cx: &Context) -> CheckResult {
             findings.push(Finding::blocker(
                 &object,
                 format!("{pods} pods need addresses, the target vSwitches here have {have} free"),
-                format!("add vSwitches in {zone} with at least {} more free addresses", pods - have),
+                format!(
+                    "add vSwitches in {zone} with at least {} more free addresses",
+                    pods - have
+                ),
             ));
         } else if have * HEADROOM_DEN < pods * HEADROOM_NUM {
             findings.push(Finding::warning(
@@ -68,7 +74,10 @@ pub fn run(cx: &Context) -> CheckResult {
                 format!("add a vSwitch in {zone} to terway.vswitches (vSwitches can be added at any time)"),
             ));
         } else {
-            findings.push(Finding::info(&object, format!("{pods} pods, {have} free addresses")));
+            findings.push(Finding::info(
+                &object,
+                format!("{pods} pods, {have} free addresses"),
+            ));
         }
     }
     let summary = format!(
