@@ -1,8 +1,140 @@
+//! `unicni install`: run once per node (the DaemonSet's init container) to validate the
+//! config, check the cluster lock, write the conflist and copy the binary.
+
+use super::common::{self, write_atomic};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use unicni_config::{BackendKind, Config, FlannelMode};
+use unicni_net::Netlink;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The cluster's config file (TOML or YAML).
+    #[arg(long, default_value = "/etc/unicni/unicni.toml")]
+    pub config: PathBuf,
+    /// Where the container runtime reads network configs.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    /// Where the container runtime finds CNI plugins.
+    #[arg(long, default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: PathBuf,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// vxlan adds outer Ethernet (14), IPv4 (20), UDP (8) and vxlan (8) headers.
+const VXLAN_OVERHEAD_V4: u32 = 50;
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let config = common::load_config(&args.config)?;
+    if config.backend.kind == BackendKind::Terway {
+        bail!("backend.kind = \"terway\" is not available in this build yet; use \"flannel\"");
+    }
+    let rt = common::runtime()?;
+    let store = common::open_store(&config)?;
+    let (lock, created) = rt.block_on(common::check_lock(store.as_ref(), &config))?;
+    if created {
+        eprintln!("cluster lock created in {} (backend {} / {})", store.describe(), lock.backend, lock.mode);
+    } else {
+        eprintln!("config matches the cluster lock in {}", store.describe());
+    }
+    let node = common::node_name(&config);
+    let subnet = match &config.flannel.node_subnet {
+        Some(s) => s.clone(),
+        None => {
+            let network = config.flannel.network.parse().context("flannel.network")?;
+            let s = rt.block_on(unicni_flannel::lease::acquire(
+                store.as_ref(),
+                network,
+                config.flannel.subnet_len,
+                &node,
+            ))?;
+            s.to_string()
+        }
+    };
+    let mtu = match config.flannel.mtu {
+        Some(m) => m,
+        None => rt.block_on(pod_mtu(&config))?,
+    };
+    let conflist = conflist(&config, &subnet, mtu);
+    let conf_path = args.cni_conf_dir.join(&config.cni.conf_name);
+    write_atomic(&conf_path, serde_json::to_string_pretty(&conflist)?.as_bytes(), 0o644)?;
+    eprintln!("wrote {} (node {node}, subnet {subnet}, mtu {mtu})", conf_path.display());
+    let bin = install_binary(&args.cni_bin_dir)?;
+    eprintln!("installed {}", bin.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plugin list the runtime executes: unicni first, then the configured chain.
+pub fn conflist(c: &Config, subnet: &str, mtu: u32) -> Value {
+    let mut plugins = vec![json!({
+        "type": crate::cmd::cni::PLUGIN_TYPE,
+        "backend": "flannel",
+        "clusterNetwork": c.flannel.network,
+        "subnet": subnet,
+        "bridge": c.flannel.bridge,
+        "mtu": mtu,
+        "stateDir": c.node.state_dir,
+        "runDir": c.node.run_dir,
+        "ipMasq": c.flannel.masquerade,
+        "hairpin": true,
+    })];
+    for p in &c.cni.chain {
+        plugins.push(match p.as_str() {
+            "portmap" => json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
+            "bandwidth" => json!({"type": "bandwidth", "capabilities": {"bandwidth": true}}),
+            other => json!({"type": other}),
+        });
+    }
+    json!({
+        "cniVersion": unicni_cni::LATEST,
+        "name": c.cni.network_name,
+        "plugins": plugins,
+    })
+}
+
+/// Pod MTU: the underlay interface's MTU minus the encapsulation the mode adds.
+async fn pod_mtu(c: &Config) -> Result<u32> {
+    let nl = Netlink::current()?;
+    let underlay = match &c.flannel.interface {
+        Some(name) => nl
+            .link(name)
+            .await?
+            .with_context(|| format!("flannel.interface = {name:?} does not exist on this node"))?,
+        None => {
+            let routes = nl.routes(unicni_net::netlink::AddressFamily::Inet).await?;
+            let oif = routes
+                .iter()
+                .find(|r| r.dst.prefix_len() == 0)
+                .and_then(|r| r.oif);
+            let links = nl.links().await?;
+            match oif.and_then(|i| links.into_iter().find(|l| l.index == i)) {
+                Some(l) => l,
+                // No default route (an isolated lab host): assume an Ethernet MTU.
+                None => return Ok(overhead_adjusted(c, 1500)),
+            }
+        }
+    };
+    Ok(overhead_adjusted(c, underlay.mtu))
+}
+
+fn overhead_adjusted(c: &Config, underlay: u32) -> u32 {
+    match c.flannel.mode {
+        FlannelMode::Vxlan => underlay.saturating_sub(VXLAN_OVERHEAD_V4),
+        FlannelMode::HostGw | FlannelMode::VpcRoute => underlay,
+    }
+}
+
+/// Copies the running binary to `<dir>/unicni` atomically, unless it already runs from there.
+fn install_binary(dir: &Path) -> Result<PathBuf> {
+    let me = std::env::current_exe().context("locate the running binary")?;
+    let target = dir.join(crate::cmd::cni::PLUGIN_TYPE);
+    if let (Ok(a), Ok(b)) = (me.canonicalize(), target.canonicalize()) {
+        if a == b {
+            return Ok(target);
+        }
+    }
+    let bytes = std::fs::read(&me).with_context(|| format!("read {}", me.display()))?;
+    write_atomic(&target, &bytes, 0o755)?;
+    Ok(target)
 }

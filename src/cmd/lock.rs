@@ -1,10 +1,35 @@
+//! `unicni lock show`: the cluster's immutable settings as recorded at bootstrap.
+
+use anyhow::{bail, Result};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    Show,
+    /// Print the lock record from the store the config names.
+    Show {
+        #[arg(long, default_value = "/etc/unicni/unicni.toml")]
+        config: PathBuf,
+    },
 }
 
-pub fn run(_c: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(c: Command) -> Result<ExitCode> {
+    match c {
+        Command::Show { config } => {
+            let config = super::common::load_config(&config)?;
+            let store = super::common::open_store(&config)?;
+            let rt = super::common::runtime()?;
+            match rt.block_on(store.get(super::common::LOCK_KEY))? {
+                Some(bytes) => {
+                    let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => bail!(
+                    "no lock record in {}: this cluster has not been installed yet (run `unicni install`)",
+                    store.describe()
+                ),
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 pub mod assess;
 pub mod cloud_sim;
 pub mod cni;
+pub mod common;
 pub mod config;
 pub mod install;
 pub mod lab;

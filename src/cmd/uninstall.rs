@@ -1,8 +1,55 @@
+//! `unicni uninstall`: take unicni off this node.
+
+use super::common;
+use anyhow::Result;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use unicni_flannel::masq;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[arg(long, default_value = "/etc/unicni/unicni.toml")]
+    pub config: PathBuf,
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: PathBuf,
+    #[arg(long, default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: PathBuf,
+    /// Also delete the node's IPAM state (pods must be gone).
+    #[arg(long)]
+    pub purge: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// Removes the conflist, the plugin binary, the bridge and the masquerade table. The
+/// cluster lock stays: it belongs to the cluster, not the node.
+pub fn run(args: Args) -> Result<ExitCode> {
+    let config = common::load_config(&args.config)?;
+    for path in [
+        args.cni_conf_dir.join(&config.cni.conf_name),
+        args.cni_bin_dir.join(crate::cmd::cni::PLUGIN_TYPE),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => eprintln!("removed {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::anyhow!("remove {}: {e}", path.display())),
+        }
+    }
+    let rt = common::runtime()?;
+    rt.block_on(async {
+        let nl = unicni_net::Netlink::current()?;
+        if nl.delete_link(&config.flannel.bridge).await? {
+            eprintln!("removed bridge {}", config.flannel.bridge);
+        }
+        anyhow::Ok(())
+    })?;
+    let table = masq::table_name(&config.cni.network_name);
+    masq::remove(&table)?;
+    eprintln!("removed nftables table ip {table} (if present)");
+    if args.purge {
+        let dir = PathBuf::from(&config.node.state_dir).join("ipam").join(&config.cni.network_name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+            eprintln!("removed {}", dir.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,105 @@
+//! What several subcommands share: loading the config, opening the store, the lock.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use unicni_config::{Config, LockRecord, StoreKind};
+use unicni_core::{CreateOutcome, Store};
+use unicni_store::FileStore;
+
+pub const LOCK_KEY: &str = "lock";
+
+pub fn load_config(path: &Path) -> Result<Config> {
+    unicni_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub fn open_store(c: &Config) -> Result<Box<dyn Store>> {
+    match c.store.kind {
+        StoreKind::File => Ok(Box::new(FileStore::new(&c.store.path))),
+        other => bail!(
+            "store.kind = {:?} is not available in this build yet; use store.kind = \"file\"",
+            other.as_str()
+        ),
+    }
+}
+
+pub fn node_name(c: &Config) -> String {
+    c.node.name.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+    })
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Creates the lock on first use; afterwards refuses any drift of immutable fields.
+/// Returns the record in force and whether this call created it.
+pub async fn check_lock(store: &dyn Store, c: &Config) -> Result<(LockRecord, bool)> {
+    let wanted = LockRecord::from_config(c, env!("CARGO_PKG_VERSION"), now());
+    let body = serde_json::to_vec_pretty(&wanted)?;
+    let existing = match store.create(LOCK_KEY, &body).await? {
+        CreateOutcome::Created => return Ok((wanted, true)),
+        CreateOutcome::Exists(bytes) => bytes,
+    };
+    let locked: LockRecord = serde_json::from_slice(&existing).with_context(|| {
+        format!(
+            "the lock record in {} is unreadable; inspect it with `unicni lock show`",
+            store.describe()
+        )
+    })?;
+    let drift = locked.drift(&wanted);
+    if !drift.is_empty() {
+        let lines: Vec<String> = drift.iter().map(|d| format!("  - {d}")).collect();
+        bail!(
+            "the config changes fields locked at cluster bootstrap (cluster {:?}, locked by unicni {}):\n{}\n\
+             These fields cannot change for the life of the cluster; restore them in the config \
+             (the lock is in {}).",
+            locked.cluster,
+            locked.created_by,
+            lines.join("\n"),
+            store.describe()
+        );
+    }
+    let merged = locked.merged(&wanted);
+    if merged != locked {
+        store.put(LOCK_KEY, &serde_json::to_vec_pretty(&merged)?).await?;
+    }
+    Ok((merged, false))
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
+/// Writes `contents` to `path` atomically (temp file in the same directory, then rename).
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().context("target path has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create directory {}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("unicni"),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        f.write_all(contents)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
