@@ -69,6 +69,58 @@ impl Defer {
         });
     }
 
+    /// Removes `path` at the end if it does not exist now: for the few host paths a runtime
+    /// creates whatever it is told (podman's blob-info cache under /var/lib/containers).
+    pub fn restore_absent(&mut self, path: &Path) {
+        if path.exists() {
+            return;
+        }
+        let path = path.to_path_buf();
+        self.push(
+            format!("remove {} (absent before)", path.display()),
+            move || {
+                let _ = std::fs::remove_dir_all(&path);
+            },
+        );
+    }
+
+    /// Writes `contents` to a host path for the duration of the test; afterwards the old
+    /// file is put back, or the file removed when there was none. Directories created on
+    /// the way are removed again when empty.
+    pub fn place_file(&mut self, path: &Path, contents: &[u8], mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut created_dirs = Vec::new();
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d.exists() {
+                break;
+            }
+            created_dirs.push(d.to_path_buf());
+            dir = d.parent();
+        }
+        let old = std::fs::read(path).ok();
+        let old_mode = std::fs::metadata(path).map(|m| m.permissions().mode()).ok();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let path = path.to_path_buf();
+        self.push(format!("restore {}", path.display()), move || {
+            match (old, old_mode) {
+                (Some(body), Some(mode)) => {
+                    let _ = std::fs::write(&path, body);
+                    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            // created_dirs is innermost first.
+            for d in created_dirs {
+                let _ = std::fs::remove_dir(d);
+            }
+        });
+    }
+
     pub fn run_now(&mut self) {
         while let Some((what, action)) = self.actions.pop() {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(action));

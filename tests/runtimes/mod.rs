@@ -5,6 +5,7 @@
 //! Each test binary uses only part of it.
 #![allow(dead_code)]
 
+pub mod cniexec;
 pub mod containerd;
 pub mod cri;
 pub mod env;
@@ -12,4 +13,5 @@ pub mod guard;
 pub mod image;
 pub mod netns;
 pub mod network;
+pub mod podman;
 pub mod util;
