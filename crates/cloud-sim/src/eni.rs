@@ -1,0 +1,517 @@
+//! Elastic network interfaces: their state machine (Available → Attaching → InUse →
+//! Detaching → Available), their addresses, and the ECS actions on them.
+
+use crate::error::{ApiError, ApiResult};
+use crate::events::SimEvent;
+use crate::pager;
+use crate::params::Params;
+use crate::state::{Deferred, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Secondary addresses an ENI may hold when it is not attached (the instance type's
+/// limit applies once it is).
+const UNATTACHED_IP_LIMIT: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Eni {
+    pub id: String,
+    /// The vendor's status string: `Available`, `Attaching`, `InUse`, `Detaching`.
+    pub status: String,
+    /// `Primary` or `Secondary`.
+    pub eni_type: String,
+    pub instance_id: Option<String>,
+    pub vpc_id: String,
+    pub vswitch_id: String,
+    pub zone: String,
+    pub mac: String,
+    pub primary_ip: Ipv4Addr,
+    pub secondary_ips: Vec<Ipv4Addr>,
+    pub ipv6s: Vec<Ipv6Addr>,
+    pub security_groups: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub description: String,
+}
+
+impl Eni {
+    pub fn to_json(&self) -> Value {
+        let mut ips =
+            vec![json!({"PrivateIpAddress": self.primary_ip.to_string(), "Primary": true})];
+        ips.extend(
+            self.secondary_ips
+                .iter()
+                .map(|ip| json!({"PrivateIpAddress": ip.to_string(), "Primary": false})),
+        );
+        json!({
+            "NetworkInterfaceId": self.id,
+            "Status": self.status,
+            "Type": self.eni_type,
+            "InstanceId": self.instance_id.clone().unwrap_or_default(),
+            "VpcId": self.vpc_id,
+            "VSwitchId": self.vswitch_id,
+            "ZoneId": self.zone,
+            "MacAddress": self.mac,
+            "PrivateIpAddress": self.primary_ip.to_string(),
+            "Description": self.description,
+            "PrivateIpSets": {"PrivateIpSet": ips},
+            "Ipv6Sets": {"Ipv6Set": self.ipv6s.iter().map(|ip| json!({"Ipv6Address": ip.to_string()})).collect::<Vec<_>>()},
+            "SecurityGroupIds": {"SecurityGroupId": self.security_groups},
+            "Tags": {"Tag": self.tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
+        })
+    }
+
+    fn ip_events(&self, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Vec<IpAddr> {
+        v4.iter()
+            .map(|ip| IpAddr::V4(*ip))
+            .chain(v6.iter().map(|ip| IpAddr::V6(*ip)))
+            .collect()
+    }
+}
+
+impl State {
+    /// Creates the ENI record, taking its addresses from the vSwitch (all or nothing).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_eni_record(
+        &mut self,
+        vswitch_id: &str,
+        primary: Option<Ipv4Addr>,
+        secondary: usize,
+        ipv6: usize,
+        security_groups: Vec<String>,
+        tags: Vec<(String, String)>,
+        eni_type: &str,
+    ) -> ApiResult<String> {
+        let vsw = self.vswitch_mut(vswitch_id)?;
+        let mut v4 = match primary {
+            Some(ip) => {
+                vsw.take_exact_v4(&[ip])?;
+                vec![ip]
+            }
+            None => Vec::new(),
+        };
+        match vsw.take_v4(secondary + usize::from(primary.is_none())) {
+            Ok(more) => v4.extend(more),
+            Err(e) => {
+                vsw.release_v4(&v4);
+                return Err(e);
+            }
+        }
+        let v6 = if ipv6 > 0 {
+            match vsw.take_v6(ipv6) {
+                Ok(v6) => v6,
+                Err(e) => {
+                    vsw.release_v4(&v4);
+                    return Err(e);
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let (vpc_id, zone) = (vsw.vpc_id.clone(), vsw.zone.clone());
+        let id = self.new_id("eni");
+        let mac = self.new_mac();
+        self.events.push(SimEvent::EniCreated {
+            eni_id: id.clone(),
+            vswitch_id: vswitch_id.to_string(),
+            mac: mac.clone(),
+        });
+        self.enis.insert(
+            id.clone(),
+            Eni {
+                id: id.clone(),
+                status: "Available".into(),
+                eni_type: eni_type.into(),
+                instance_id: None,
+                vpc_id,
+                vswitch_id: vswitch_id.to_string(),
+                zone,
+                mac,
+                primary_ip: v4[0],
+                secondary_ips: v4[1..].to_vec(),
+                ipv6s: v6,
+                security_groups,
+                tags,
+                description: String::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    fn eni(&self, id: &str) -> ApiResult<&Eni> {
+        self.enis.get(id).ok_or_else(|| ApiError::eni_not_found(id))
+    }
+
+    fn eni_mut(&mut self, id: &str) -> ApiResult<&mut Eni> {
+        self.enis
+            .get_mut(id)
+            .ok_or_else(|| ApiError::eni_not_found(id))
+    }
+
+    /// Addresses of each family the ENI may hold: the instance type's when attached.
+    fn ip_limits(&self, eni: &Eni) -> (usize, usize) {
+        match eni
+            .instance_id
+            .as_deref()
+            .and_then(|i| self.instance_type_of(i).ok())
+        {
+            Some(t) => (t.ipv4_per_eni as usize, t.ipv6_per_eni as usize),
+            None => (UNATTACHED_IP_LIMIT, UNATTACHED_IP_LIMIT),
+        }
+    }
+
+    pub fn create_network_interface(&mut self, p: &Params) -> ApiResult<Value> {
+        let vswitch_id = p.req("VSwitchId")?.to_string();
+        let mut sgs = p.list("SecurityGroupIds");
+        if let Some(sg) = p.get("SecurityGroupId") {
+            sgs.insert(0, sg.to_string());
+        }
+        if sgs.is_empty() {
+            return Err(ApiError::missing("SecurityGroupId"));
+        }
+        for sg in &sgs {
+            if !self.security_groups.contains(sg) {
+                return Err(ApiError::new(
+                    404,
+                    "InvalidSecurityGroupId.NotFound",
+                    format!("The specified SecurityGroupId {sg} does not exist."),
+                ));
+            }
+        }
+        let secondary = p.num("SecondaryPrivateIpAddressCount")?.unwrap_or(0) as usize;
+        let ipv6 = p.num("Ipv6AddressCount")?.unwrap_or(0) as usize;
+        if secondary + 1 > UNATTACHED_IP_LIMIT {
+            return Err(ApiError::invalid(
+                "SecondaryPrivateIpAddressCount",
+                &secondary.to_string(),
+            ));
+        }
+        let primary = match p.get("PrimaryIpAddress") {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|_| ApiError::invalid("PrimaryIpAddress", s))?,
+            ),
+            None => None,
+        };
+        let id = self.create_eni_record(
+            &vswitch_id,
+            primary,
+            secondary,
+            ipv6,
+            sgs,
+            p.tags(),
+            "Secondary",
+        )?;
+        let eni = self.enis.get_mut(&id).expect("just created");
+        eni.description = p.get("Description").unwrap_or("").to_string();
+        Ok(eni.to_json())
+    }
+
+    pub fn attach_network_interface(&mut self, p: &Params) -> ApiResult<Value> {
+        let eni_id = p.req("NetworkInterfaceId")?;
+        let inst_id = p.req("InstanceId")?;
+        let inst = self
+            .instances
+            .get(inst_id)
+            .ok_or_else(|| ApiError::instance_not_found(inst_id))?
+            .clone();
+        let limit = self.instance_type_of(inst_id)?.enis as usize;
+        let eni = self.eni(eni_id)?;
+        if eni.status != "Available" {
+            return Err(ApiError::eni_state(
+                eni_id,
+                &eni.status,
+                "AttachNetworkInterface",
+            ));
+        }
+        if eni.zone != inst.zone {
+            return Err(ApiError::new(
+                403,
+                "InvalidOperation.AvailabilityZoneMismatch",
+                format!(
+                    "The ENI {eni_id} is in zone {}, the instance {inst_id} in {}.",
+                    eni.zone, inst.zone
+                ),
+            ));
+        }
+        let on_instance = self
+            .enis
+            .values()
+            .filter(|e| e.instance_id.as_deref() == Some(inst_id))
+            .count();
+        if on_instance >= limit {
+            return Err(ApiError::new(
+                403,
+                "EniPerInstanceLimitExceeded",
+                format!(
+                    "The instance {inst_id} ({}) already has {on_instance} of its {limit} ENIs.",
+                    inst.instance_type
+                ),
+            ));
+        }
+        let delay = self.settings.attach_delay;
+        let eni = self.eni_mut(eni_id)?;
+        eni.status = "Attaching".into();
+        eni.instance_id = Some(inst_id.to_string());
+        let eni_id = eni_id.to_string();
+        self.defer(delay, Deferred::EniAttached { eni_id });
+        Ok(json!({}))
+    }
+
+    pub fn detach_network_interface(&mut self, p: &Params) -> ApiResult<Value> {
+        let eni_id = p.req("NetworkInterfaceId")?;
+        let inst_id = p.req("InstanceId")?;
+        if !self.instances.contains_key(inst_id) {
+            return Err(ApiError::instance_not_found(inst_id));
+        }
+        let eni = self.eni(eni_id)?;
+        if eni.eni_type == "Primary" {
+            return Err(ApiError::new(
+                403,
+                "InvalidOperation.DetachPrimaryEniNotAllowed",
+                format!("The ENI {eni_id} is the primary ENI of {inst_id}."),
+            ));
+        }
+        if eni.status != "InUse" || eni.instance_id.as_deref() != Some(inst_id) {
+            return Err(ApiError::eni_state(
+                eni_id,
+                &format!(
+                    "{} on {}",
+                    eni.status,
+                    eni.instance_id.as_deref().unwrap_or("no instance")
+                ),
+                &format!("DetachNetworkInterface from {inst_id}"),
+            ));
+        }
+        let delay = self.settings.detach_delay;
+        self.eni_mut(eni_id)?.status = "Detaching".into();
+        self.defer(
+            delay,
+            Deferred::EniDetached {
+                eni_id: eni_id.to_string(),
+            },
+        );
+        Ok(json!({}))
+    }
+
+    pub fn delete_network_interface(&mut self, p: &Params) -> ApiResult<Value> {
+        let eni_id = p.req("NetworkInterfaceId")?;
+        let eni = self.eni(eni_id)?;
+        if eni.status != "Available" || eni.eni_type == "Primary" {
+            return Err(ApiError::eni_state(
+                eni_id,
+                &eni.status,
+                "DeleteNetworkInterface",
+            ));
+        }
+        let eni = self.enis.remove(eni_id).expect("checked");
+        let vsw = self.vswitch_mut(&eni.vswitch_id)?;
+        vsw.release_v4(&[eni.primary_ip]);
+        vsw.release_v4(&eni.secondary_ips);
+        vsw.release_v6(&eni.ipv6s);
+        self.events.push(SimEvent::EniDeleted { eni_id: eni.id });
+        Ok(json!({}))
+    }
+
+    pub fn describe_network_interfaces(&self, p: &Params) -> ApiResult<Value> {
+        let ids = p.list("NetworkInterfaceId");
+        let tags = p.tags();
+        let matching: Vec<Value> = self
+            .enis
+            .values()
+            .filter(|e| ids.is_empty() || ids.contains(&e.id))
+            .filter(|e| {
+                p.get("InstanceId")
+                    .is_none_or(|v| e.instance_id.as_deref() == Some(v))
+            })
+            .filter(|e| p.get("VSwitchId").is_none_or(|v| e.vswitch_id == v))
+            .filter(|e| p.get("VpcId").is_none_or(|v| e.vpc_id == v))
+            .filter(|e| p.get("Status").is_none_or(|v| e.status == v))
+            .filter(|e| p.get("Type").is_none_or(|v| e.eni_type == v))
+            .filter(|e| tags.iter().all(|t| e.tags.contains(t)))
+            .map(Eni::to_json)
+            .collect();
+        pager::numbered(
+            p,
+            matching,
+            100,
+            "NetworkInterfaceSets",
+            "NetworkInterfaceSet",
+        )
+    }
+
+    pub fn assign_private_ip_addresses(&mut self, p: &Params) -> ApiResult<Value> {
+        let eni_id = p.req("NetworkInterfaceId")?.to_string();
+        let exact: Vec<Ipv4Addr> = p.parse_list("PrivateIpAddress")?;
+        let count = p.num("SecondaryPrivateIpAddressCount")?.unwrap_or(0) as usize;
+        if exact.is_empty() == (count == 0) {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameter.Conflict",
+                "Exactly one of SecondaryPrivateIpAddressCount and PrivateIpAddress.N must be given.",
+            ));
+        }
+        let eni = self.eni(&eni_id)?.clone();
+        if eni.status != "InUse" && eni.status != "Available" {
+            return Err(ApiError::eni_state(
+                &eni_id,
+                &eni.status,
+                "AssignPrivateIpAddresses",
+            ));
+        }
+        let (limit, _) = self.ip_limits(&eni);
+        let want = exact.len().max(count);
+        let have = 1 + eni.secondary_ips.len();
+        if have + want > limit {
+            return Err(ApiError::new(
+                400,
+                "QuotaExceeded.PrivateIpAddress",
+                format!("The ENI {eni_id} has {have} of its {limit} private IP addresses; {want} more do not fit."),
+            ));
+        }
+        let vsw = self.vswitch_mut(&eni.vswitch_id)?;
+        let got = if exact.is_empty() {
+            vsw.take_v4(count)?
+        } else {
+            vsw.take_exact_v4(&exact)?;
+            exact
+        };
+        let e = self.eni_mut(&eni_id)?;
+        e.secondary_ips.extend(got.iter().copied());
+        let ips = e.ip_events(&got, &[]);
+        self.events.push(SimEvent::IpsAssigned {
+            eni_id: eni_id.clone(),
+            ips,
+        });
+        Ok(json!({
+            "AssignedPrivateIpAddressesSet": {
+                "NetworkInterfaceId": eni_id,
+                "PrivateIpSet": {"PrivateIpAddress": got.iter().map(|ip| ip.to_string()).collect::<Vec<_>>()},
+            }
+        }))
+    }
+
+    pub fn unassign_private_ip_addresses(&mut self, p: &Params) -> ApiResult<Value> {
+        let eni_id = p.req("NetworkInterfaceId")?.to_string();
+        let ips: Vec<Ipv4Addr> = p.parse_list("PrivateIpAddress")?;
+        if ips.is_empty() {
+            return Err(ApiError::missing("PrivateIpAddress.1"));
+        }
+        let eni = self.eni(&eni_id)?;
+        for ip in &ips {
+            if *ip == eni.primary_ip {
+                return Err(ApiError::new(
+                    403,
+                    "InvalidOperation.PrimaryIpUnassignNotAllowed",
+                    format!("{ip} is the primary IP of {eni_id}."),
+                ));
+            }
+            if !eni.secondary_ips.contains(ip) {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidIp.IpUnassigned",
+                    format!("The IP {ip} is not assigned to {eni_id}."),
+                ));
+            }
+        }
+        let vswitch_id = eni.vswitch_id.clone();
+        let e = self.eni_mut(&eni_id)?;
+        e.secondary_ips.retain(|ip| !ips.contains(ip));
+        let evs = e.ip_events(&ips, &[]);
+        self.vswitch_mut(&vswitch_id)?.release_v4(&ips);
+        self.events
+            .push(SimEvent::IpsUnassigned { eni_id, ips: evs });
+        Ok(json!({}))
+    }
+
+    pub fn assign_ipv6_addresses(&mut self, p: &Params) -> ApiResult<Value> {
+        let eni_id = p.req("NetworkInterfaceId")?.to_string();
+        let exact: Vec<Ipv6Addr> = p.parse_list("Ipv6Address")?;
+        let count = p.num("Ipv6AddressCount")?.unwrap_or(0) as usize;
+        if exact.is_empty() == (count == 0) {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameter.Conflict",
+                "Exactly one of Ipv6AddressCount and Ipv6Address.N must be given.",
+            ));
+        }
+        let eni = self.eni(&eni_id)?.clone();
+        if eni.status != "InUse" && eni.status != "Available" {
+            return Err(ApiError::eni_state(
+                &eni_id,
+                &eni.status,
+                "AssignIpv6Addresses",
+            ));
+        }
+        let (_, limit) = self.ip_limits(&eni);
+        let want = exact.len().max(count);
+        if eni.ipv6s.len() + want > limit {
+            return Err(ApiError::new(
+                400,
+                "QuotaExceeded.Ipv6Address",
+                format!("The ENI {eni_id} has {} of its {limit} IPv6 addresses; {want} more do not fit.", eni.ipv6s.len()),
+            ));
+        }
+        let vsw = self.vswitch_mut(&eni.vswitch_id)?;
+        let got = if exact.is_empty() {
+            vsw.take_v6(count)?
+        } else {
+            vsw.take_exact_v6(&exact)?;
+            exact
+        };
+        let e = self.eni_mut(&eni_id)?;
+        e.ipv6s.extend(got.iter().copied());
+        let ips = e.ip_events(&[], &got);
+        self.events.push(SimEvent::IpsAssigned {
+            eni_id: eni_id.clone(),
+            ips,
+        });
+        Ok(json!({
+            "NetworkInterfaceId": eni_id,
+            "Ipv6Sets": {"Ipv6Address": got.iter().map(|ip| ip.to_string()).collect::<Vec<_>>()},
+        }))
+    }
+
+    pub fn unassign_ipv6_addresses(&mut self, p: &Params) -> ApiResult<Value> {
+        let eni_id = p.req("NetworkInterfaceId")?.to_string();
+        let ips: Vec<Ipv6Addr> = p.parse_list("Ipv6Address")?;
+        if ips.is_empty() {
+            return Err(ApiError::missing("Ipv6Address.1"));
+        }
+        let eni = self.eni(&eni_id)?;
+        if let Some(ip) = ips.iter().find(|ip| !eni.ipv6s.contains(ip)) {
+            return Err(ApiError::new(
+                400,
+                "InvalidIp.IpUnassigned",
+                format!("The IPv6 address {ip} is not assigned to {eni_id}."),
+            ));
+        }
+        let vswitch_id = eni.vswitch_id.clone();
+        let e = self.eni_mut(&eni_id)?;
+        e.ipv6s.retain(|ip| !ips.contains(ip));
+        let evs = e.ip_events(&[], &ips);
+        self.vswitch_mut(&vswitch_id)?.release_v6(&ips);
+        self.events
+            .push(SimEvent::IpsUnassigned { eni_id, ips: evs });
+        Ok(json!({}))
+    }
+
+    pub fn describe_instance_types(&self, p: &Params) -> ApiResult<Value> {
+        let wanted = p.list("InstanceTypes");
+        let items: Vec<Value> = self
+            .instance_types
+            .values()
+            .filter(|t| wanted.is_empty() || wanted.contains(&t.name))
+            .map(|t| {
+                json!({
+                    "InstanceTypeId": t.name,
+                    "EniQuantity": t.enis,
+                    "EniPrivateIpAddressQuantity": t.ipv4_per_eni,
+                    "EniIpv6AddressQuantity": t.ipv6_per_eni,
+                    "EniTotalQuantity": t.enis,
+                })
+            })
+            .collect();
+        pager::tokened(p, items, "MaxResults", 100, "InstanceTypes", "InstanceType")
+    }
+}
