@@ -130,16 +130,16 @@ pub fn run(cx: &Context) -> CheckResult {
 
     if let Some(cur) = &cur {
         let pods = cx.pod_network_pods();
-        if cur.preserves_source_ip != tgt.preserves_source_ip && pods > 0 {
-            let (was, will) = if tgt.preserves_source_ip {
-                ("the node's address", "the pod's own address")
-            } else {
-                ("the pod's own address", "the node's address (masquerade)")
-            };
+        if cur.preserves_source_ip && !tgt.preserves_source_ip && pods > 0 {
             findings.push(Finding::warning(
                 "cluster",
-                format!("traffic leaving the cluster from its {} will carry {will} instead of {was}", plural(pods, "pod", "pods")),
-                "update allow-lists of databases, firewalls and partner APIs that key on source addresses",
+                format!("traffic leaving the cluster from its {} will carry the node's address (masquerade) instead of the pod's own", plural(pods, "pod", "pods")),
+                "update allow-lists of databases, firewalls and partner APIs that key on pod addresses or vSwitch ranges",
+            ));
+        } else if !cur.preserves_source_ip && tgt.preserves_source_ip && pods > 0 {
+            findings.push(Finding::info(
+                "cluster",
+                format!("traffic leaving the cluster from its {} will carry the pod's own address instead of the node's: allow-lists keyed on node addresses must include the target vSwitch ranges", plural(pods, "pod", "pods")),
             ));
         }
         if cur.cross_cluster_in_vpc
@@ -161,10 +161,17 @@ pub fn run(cx: &Context) -> CheckResult {
         }
     }
 
-    let summary = if lost.is_empty() {
+    let egress_changes = cur
+        .as_ref()
+        .is_some_and(|c| c.preserves_source_ip != tgt.preserves_source_ip)
+        && cx.pod_network_pods() > 0;
+    let mut summary = if lost.is_empty() {
         "no feature in use is lost".to_string()
     } else {
         format!("lost: {}", lost.join(", "))
     };
+    if egress_changes {
+        summary.push_str("; egress source address changes");
+    }
     CheckResult::new(id.as_str(), id.title(), summary, findings)
 }

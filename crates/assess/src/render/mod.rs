@@ -35,7 +35,7 @@ pub fn render(report: &Report, format: Format) -> Result<String, AssessError> {
 /// The findings of a check worth showing first: the worst first, then in check order.
 pub(crate) fn shown(findings: &[Finding]) -> (Vec<&Finding>, usize) {
     let mut v: Vec<&Finding> = findings.iter().collect();
-    v.sort_by(|a, b| b.severity.cmp(&a.severity));
+    v.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let hidden = v.len().saturating_sub(FINDINGS_PER_CHECK);
     v.truncate(FINDINGS_PER_CHECK);
     (v, hidden)
