@@ -672,3 +672,34 @@ async fn state_survives_restart_and_settles_in_flight_changes() {
     assert_eq!(saved.secondary_ips.len(), 2);
     assert!(st.vswitches["vsw-a"].used.contains(&eni.primary_ip));
 }
+
+#[tokio::test]
+async fn from_config_builds_the_production_client() {
+    let (sim, _) = start(config()).await;
+    let cfg = unicni_config::CloudConfig {
+        kind: unicni_config::schema::CloudKind::Emulator,
+        region: None,
+        endpoint: Some(sim.endpoint()),
+        metadata_endpoint: Some(sim.metadata_endpoint("i-node1")),
+        access_key_id: Some(KEY.into()),
+        access_key_secret: Some(SECRET.into()),
+        credentials_file: None,
+        route_table_quota: None,
+    };
+    let c = unicni_cloud::from_config(&cfg).await.unwrap();
+    assert_eq!(
+        c.region(),
+        "cn-hangzhou",
+        "region learned from the metadata service"
+    );
+    assert_eq!(
+        c.describe_vswitches(Some("vpc-sim"), &[])
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let shown = format!("{c:?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    sim.stop().await;
+}
