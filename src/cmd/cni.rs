@@ -147,8 +147,14 @@ async fn dispatch(req: Request, conf: NetConf) -> Result<Option<String>, CniErro
         Command::Check => {
             require_netns(&req)?;
             let att = attachment(&req);
+            let held = backend.assignments_of(&att.id).await?;
+            if held.is_empty() {
+                return Err(CniError::from(Error::UnknownAttachment(format!(
+                    "no address is reserved for {}",
+                    att.id
+                ))));
+            }
             if let Some(prev) = &conf.prev_result {
-                let held = backend.assignments_of(&att.id).await?;
                 for addr in result::prev_result_addresses(prev) {
                     if !held.iter().any(|h| h.address == addr) {
                         return Err(CniError::from(Error::CheckFailed(format!(

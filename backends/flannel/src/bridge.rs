@@ -184,6 +184,7 @@ impl Datapath for BridgeDatapath {
             }
             return Err(kernel(e));
         }
+        unicni_core::failpoint::hit("veth-created");
         if self.net.hairpin {
             let p = format!("/sys/class/net/{host_name}/brport/hairpin_mode");
             std::fs::write(&p, "1").map_err(|e| Error::io(format!("enable hairpin on {host_name}"), e))?;

@@ -64,6 +64,7 @@ pub trait Backend: Send + Sync {
         }
         self.datapath().prepare_node().await?;
         let ips = self.ipam().allocate(&att.id).await?;
+        crate::failpoint::hit("ipam-reserved");
         match self.datapath().setup(att, &ips).await {
             Ok(result) => Ok(result),
             Err(err) => {

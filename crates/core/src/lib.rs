@@ -8,6 +8,7 @@ pub mod attachment;
 pub mod backend;
 pub mod datapath;
 pub mod error;
+pub mod failpoint;
 pub mod ipam;
 pub mod policy;
 pub mod result;

@@ -1,0 +1,378 @@
+//! The CNI plugin with the flannel backend on one node, driven exactly as a runtime drives
+//! it: real namespaces, real links, real pings. Root only.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+
+#[test]
+fn add_gives_eth0_with_an_address_and_a_default_route() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let ns = Netns::new();
+    let out = cni("ADD", "c1", &ns.path, &net.conf("1.1.0"));
+    assert!(out.ok, "{} {}", out.stdout, out.stderr);
+    let r = out.json();
+    assert_eq!(r["cniVersion"], "1.1.0");
+    let addr = r["ips"][0]["address"].as_str().unwrap();
+    let ip: ipnet::IpNet = addr.parse().unwrap();
+    let subnet: ipnet::IpNet = net.subnet().parse().unwrap();
+    assert!(subnet.contains(&ip.addr()), "{addr} not in {subnet}");
+    assert_eq!(r["ips"][0]["gateway"], net.gateway());
+    let idx = r["ips"][0]["interface"].as_u64().unwrap() as usize;
+    assert_eq!(r["interfaces"][idx]["name"], "eth0");
+    assert_eq!(r["interfaces"][idx]["sandbox"], ns.path.as_str());
+    let shown = String::from_utf8(ns.exec(&["ip", "-o", "addr", "show", "eth0"]).stdout).unwrap();
+    assert!(shown.contains(addr), "{shown}");
+    let routes = String::from_utf8(ns.exec(&["ip", "route"]).stdout).unwrap();
+    assert!(routes.contains(&format!("default via {}", net.gateway())), "{routes}");
+    let mtu = String::from_utf8(ns.exec(&["cat", "/sys/class/net/eth0/mtu"]).stdout).unwrap();
+    assert_eq!(mtu.trim(), "1450");
+    assert!(cni("DEL", "c1", &ns.path, &net.conf("1.1.0")).ok);
+}
+
+#[test]
+fn two_pods_reach_each_other_and_the_gateway_and_del_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let (a, b) = (Netns::new(), Netns::new());
+    let conf = net.conf("1.0.0");
+    let ra = cni("ADD", "ca", &a.path, &conf);
+    let rb = cni("ADD", "cb", &b.path, &conf);
+    assert!(ra.ok && rb.ok, "{} {}", ra.stdout, rb.stdout);
+    let ip_b = rb.json()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let ip_a = ra.json()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    assert_ne!(ip_a, ip_b);
+    assert!(a.ping(&ip_b), "pod a cannot reach pod b");
+    assert!(b.ping(&ip_a), "pod b cannot reach pod a");
+    assert!(a.ping(&net.gateway()), "pod a cannot reach the gateway");
+    assert_eq!(net.bridge_ports().len(), 2);
+    assert_eq!(net.reservations().len(), 2);
+
+    assert!(cni("DEL", "ca", &a.path, &conf).ok);
+    assert!(cni("DEL", "cb", &b.path, &conf).ok);
+    assert!(net.bridge_ports().is_empty(), "{:?}", net.bridge_ports());
+    assert!(net.reservations().is_empty(), "{:?}", net.reservations());
+    assert_eq!(a.links(), vec!["lo".to_string()]);
+    assert!(!a.ping(&ip_b));
+}
+
+#[test]
+fn del_is_idempotent_with_empty_or_vanished_netns_and_without_state() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let conf = net.conf("1.1.0");
+    let ns = Netns::new();
+    assert!(cni("ADD", "c1", &ns.path, &conf).ok);
+    let path = ns.path.clone();
+    assert!(cni("DEL", "c1", &path, &conf).ok);
+    assert!(cni("DEL", "c1", &path, &conf).ok, "second DEL");
+    // CRI's second DEL comes with an empty CNI_NETNS.
+    let empty = Invocation::new("DEL", "c1", "", &conf).run();
+    assert!(empty.ok, "{}", empty.stdout);
+    // The namespace is gone entirely.
+    drop(ns);
+    assert!(cni("DEL", "c1", &path, &conf).ok);
+    // Never added at all, and no state directory.
+    let fresh = TestNet::new();
+    assert!(cni("DEL", "never", "", &fresh.conf("0.4.0")).ok);
+    // DEL of a pod whose namespace was deleted before DEL: the reservation still goes.
+    let ns2 = Netns::new();
+    assert!(cni("ADD", "c2", &ns2.path, &conf).ok);
+    let p2 = ns2.path.clone();
+    drop(ns2);
+    assert!(cni("DEL", "c2", &p2, &conf).ok);
+    assert!(net.reservations().is_empty());
+    assert!(net.bridge_ports().is_empty());
+}
+
+#[test]
+fn add_into_a_netns_that_has_the_interface_fails_cleanly() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let conf = net.conf("1.1.0");
+    let ns = Netns::new();
+    assert!(cni("ADD", "first", &ns.path, &conf).ok);
+    let dup = cni("ADD", "second", &ns.path, &conf);
+    assert_eq!(dup.code(), 101, "{}", dup.stdout);
+    assert!(dup.json()["msg"].as_str().unwrap().contains("eth0"));
+    // The failed ADD kept neither its address nor a host veth.
+    assert_eq!(net.reservations().len(), 1);
+    assert_eq!(net.bridge_ports().len(), 1);
+    assert!(cni("DEL", "first", &ns.path, &conf).ok);
+}
+
+#[test]
+fn check_passes_then_detects_a_deleted_pod_interface() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let ns = Netns::new();
+    let mut conf = net.conf("1.1.0");
+    let add = cni("ADD", "c1", &ns.path, &conf);
+    assert!(add.ok);
+    conf["prevResult"] = add.json();
+    let ok = cni("CHECK", "c1", &ns.path, &conf);
+    assert!(ok.ok, "{}", ok.stdout);
+    // Removing the default route is drift CHECK must report.
+    ns.exec(&["ip", "route", "del", "default"]);
+    let bad = cni("CHECK", "c1", &ns.path, &conf);
+    assert_eq!(bad.code(), 102, "{}", bad.stdout);
+    ns.exec(&["ip", "link", "del", "eth0"]);
+    let gone = cni("CHECK", "c1", &ns.path, &conf);
+    assert_eq!(gone.code(), 102, "{}", gone.stdout);
+    // CHECK of something never added is "unknown container".
+    assert_eq!(cni("CHECK", "nope", &ns.path, &conf).code(), 3);
+    assert!(cni("DEL", "c1", &ns.path, &conf).ok);
+}
+
+#[test]
+fn fifty_parallel_adds_get_fifty_distinct_working_addresses() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let conf = net.conf("1.1.0");
+    let namespaces: Vec<Netns> = (0..50).map(|_| Netns::new()).collect();
+    let children: Vec<_> = namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| {
+            let inv = Invocation::new("ADD", &format!("par{i}"), &ns.path, &conf);
+            let mut c = inv.command().spawn().unwrap();
+            c.stdin.take().unwrap().write_all(inv.stdin.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    let mut ips = std::collections::HashSet::new();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ip = v["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+        assert!(ips.insert(ip.clone()), "address {ip} handed out twice");
+    }
+    assert_eq!(ips.len(), 50);
+    assert_eq!(net.reservations().len(), 50);
+    // Every pod works: each reaches the gateway, and the first reaches all others.
+    for ns in &namespaces {
+        assert!(ns.ping(&net.gateway()), "{} cannot reach the gateway", ns.name);
+    }
+    for ip in &ips {
+        assert!(namespaces[0].ping(ip), "pod 0 cannot reach {ip}");
+    }
+    for (i, ns) in namespaces.iter().enumerate() {
+        assert!(cni("DEL", &format!("par{i}"), &ns.path, &conf).ok);
+    }
+    assert!(net.reservations().is_empty());
+    assert!(net.bridge_ports().is_empty());
+}
+
+/// Starts an ADD that parks at `failpoint`, SIGKILLs it there, and returns.
+fn kill_add_at(failpoint: &str, container: &str, ns: &Netns, conf: &Value) {
+    let inv = Invocation::new("ADD", container, &ns.path, conf);
+    let mut cmd = inv.command();
+    cmd.env("UNICNI_FAILPOINT", failpoint);
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(inv.stdin.as_bytes()).unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let reached = lines.any(|l| l.map(|l| l.contains("failpoint")).unwrap_or(false));
+    assert!(reached, "ADD never reached failpoint {failpoint}");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+#[test]
+fn add_killed_midway_then_gc_leaves_no_leak() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let conf = net.conf("1.1.0");
+    let keep = Netns::new();
+    assert!(cni("ADD", "keeper", &keep.path, &conf).ok);
+    let (ns1, ns2) = (Netns::new(), Netns::new());
+    kill_add_at("ipam-reserved", "killed1", &ns1, &conf);
+    kill_add_at("veth-created", "killed2", &ns2, &conf);
+    // The kills really left state behind: two extra reservations and a half-built veth.
+    assert_eq!(net.reservations().len(), 3);
+    assert_eq!(net.bridge_ports().len(), 2);
+
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keeper", "ifname": "eth0"}]);
+    let out = Invocation::new("GC", "", "", &gc).run();
+    assert!(out.ok, "{} {}", out.stdout, out.stderr);
+    assert_eq!(net.reservations().len(), 1, "{:?}", net.reservations());
+    assert_eq!(net.bridge_ports().len(), 1, "{:?}", net.bridge_ports());
+    assert_eq!(ns2.links(), vec!["lo".to_string()]);
+    // The kept pod still works, and its address is not handed out again.
+    assert!(keep.ping(&net.gateway()));
+    let again = cni("ADD", "new", &ns1.path, &conf);
+    assert!(again.ok, "{}", again.stdout);
+    assert_eq!(net.reservations().len(), 2);
+    assert!(cni("DEL", "new", &ns1.path, &conf).ok);
+    assert!(cni("DEL", "keeper", &keep.path, &conf).ok);
+}
+
+#[test]
+fn gc_accepts_the_older_attachments_key() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let conf = net.conf("1.1.0");
+    let (a, b) = (Netns::new(), Netns::new());
+    assert!(cni("ADD", "a", &a.path, &conf).ok);
+    assert!(cni("ADD", "b", &b.path, &conf).ok);
+    let mut gc = conf.clone();
+    gc["cni.dev/attachments"] = json!([{"containerID": "a", "ifname": "eth0"}]);
+    assert!(Invocation::new("GC", "", "", &gc).run().ok);
+    assert_eq!(net.reservations().len(), 1);
+    assert!(a.ping(&net.gateway()));
+    assert!(!b.ping(&net.gateway()));
+    assert!(cni("DEL", "a", &a.path, &conf).ok);
+}
+
+#[test]
+fn every_malformed_input_gets_its_code_and_changes_nothing() {
+    if !require_root() {
+        return;
+    }
+    let fixtures: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/cni/malformed.json")).unwrap(),
+    )
+    .unwrap();
+    let net = TestNet::new();
+    let ns = Netns::new();
+    for case in fixtures["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let mut conf = net.conf("1.1.0");
+        if let Some(patch) = case.get("stdin_patch") {
+            for (k, v) in patch.as_object().unwrap() {
+                match v {
+                    Value::Null => {
+                        conf.as_object_mut().unwrap().remove(k);
+                    }
+                    Value::String(s) => conf[k] = json!(net.fill(s)),
+                    other => conf[k] = other.clone(),
+                }
+            }
+        }
+        let mut inv = Invocation::new("ADD", "bad", &ns.path, &conf);
+        if let Some(raw) = case.get("stdin_raw") {
+            inv.stdin = raw.as_str().unwrap().to_string();
+        }
+        if let Some(patch) = case.get("env_patch") {
+            for (k, v) in patch.as_object().unwrap() {
+                inv = inv.set(k, v.as_str());
+            }
+        }
+        let out = inv.run();
+        assert!(!out.ok, "{name}: succeeded: {}", out.stdout);
+        let err = out.json();
+        assert_eq!(err["code"].as_u64(), case["code"].as_u64(), "{name}: {err}");
+        assert!(err["cniVersion"].is_string(), "{name}: {err}");
+        assert!(!err["msg"].as_str().unwrap_or("").is_empty(), "{name}: {err}");
+        assert!(!net.bridge_exists(), "{name}: created the bridge");
+        assert!(net.reservations().is_empty(), "{name}: reserved an address");
+        assert_eq!(ns.links(), vec!["lo".to_string()], "{name}: touched the netns");
+    }
+}
+
+#[test]
+fn version_and_status() {
+    let v = Invocation::new("VERSION", "", "", &json!({"cniVersion": "1.0.0"})).run();
+    assert!(v.ok);
+    let j = v.json();
+    assert_eq!(j["cniVersion"], "1.0.0");
+    let supported: Vec<&str> = j["supportedVersions"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    for want in ["0.4.0", "1.0.0", "1.1.0"] {
+        assert!(supported.contains(&want));
+    }
+    // STATUS without a lease (no subnet in the config, no lease file): not available.
+    let net = TestNet::new();
+    let mut conf = net.conf("1.1.0");
+    assert!(Invocation::new("STATUS", "", "", &conf).run().ok);
+    conf.as_object_mut().unwrap().remove("subnet");
+    let st = Invocation::new("STATUS", "", "", &conf).run();
+    assert_eq!(st.code(), 50);
+    assert!(st.json()["details"].as_str().unwrap().contains("agent"));
+}
+
+#[test]
+fn add_without_a_lease_is_try_again_later() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let ns = Netns::new();
+    let mut conf = net.conf("1.1.0");
+    conf.as_object_mut().unwrap().remove("subnet");
+    let out = cni("ADD", "c1", &ns.path, &conf);
+    assert_eq!(out.code(), 11, "{}", out.stdout);
+    assert!(out.json()["msg"].as_str().unwrap().contains("lease"));
+    assert_eq!(ns.links(), vec!["lo".to_string()]);
+    // Once the agent writes the lease file, the same config works.
+    let lease = net.dir.path().join("run/flannel");
+    std::fs::create_dir_all(&lease).unwrap();
+    std::fs::write(lease.join("subnet.json"), json!({"subnet": net.subnet()}).to_string()).unwrap();
+    let out = cni("ADD", "c1", &ns.path, &conf);
+    assert!(out.ok, "{}", out.stdout);
+    assert!(cni("DEL", "c1", &ns.path, &conf).ok);
+}
+
+#[test]
+fn old_config_versions_and_a_conflist_on_stdin_work() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    for (i, version) in ["0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
+        let ns = Netns::new();
+        let out = cni("ADD", &format!("v{i}"), &ns.path, &net.conf(version));
+        assert!(out.ok, "{version}: {}", out.stdout);
+        let r = out.json();
+        assert_eq!(r["cniVersion"], *version);
+        assert_eq!(r["ips"][0].get("version").is_some(), *version == "0.4.0");
+        assert!(cni("DEL", &format!("v{i}"), &ns.path, &net.conf(version)).ok);
+    }
+    let mut plugin = net.conf("1.1.0");
+    plugin.as_object_mut().unwrap().remove("name");
+    plugin.as_object_mut().unwrap().remove("cniVersion");
+    let list = json!({"cniVersion": "1.1.0", "name": net.name, "plugins": [plugin]});
+    let ns = Netns::new();
+    let out = cni("ADD", "list", &ns.path, &list);
+    assert!(out.ok, "{}", out.stdout);
+    assert!(ns.ping(&net.gateway()));
+    assert!(cni("DEL", "list", &ns.path, &list).ok);
+}
+
+#[test]
+fn masquerade_rules_exist_after_first_pod() {
+    if !require_root() {
+        return;
+    }
+    let net = TestNet::new();
+    let ns = Netns::new();
+    assert!(cni("ADD", "c1", &ns.path, &net.conf("1.1.0")).ok);
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &net.nft_table()])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&out.stdout);
+    assert!(rules.contains("masquerade"), "{rules}");
+    assert!(rules.contains(&format!("ip saddr {} ip daddr {} return", net.cluster(), net.cluster())));
+    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim(), "1");
+    assert!(cni("DEL", "c1", &ns.path, &net.conf("1.1.0")).ok);
+}
