@@ -19,7 +19,7 @@ pub enum Command {
 pub fn run(c: Command) -> Result<ExitCode> {
     match c {
         Command::Check { file, output } => {
-            let config = super::common::load_config(&file)?;
+            let config = super::common::load_config(&file)?.redacted();
             let text = if output == "json" {
                 serde_json::to_string_pretty(&config)?
             } else {

@@ -225,7 +225,7 @@ pub enum CloudKind {
     Alibaba,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct CloudConfig {
     pub kind: CloudKind,
@@ -369,5 +369,49 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
         }
+    }
+}
+
+/// Secrets never reach logs: Debug shows whether a secret is set, never its value.
+impl std::fmt::Debug for CloudConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudConfig")
+            .field("kind", &self.kind)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("metadata_endpoint", &self.metadata_endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "access_key_secret",
+                &self.access_key_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("credentials_file", &self.credentials_file)
+            .field("route_table_quota", &self.route_table_quota)
+            .finish()
+    }
+}
+
+impl Config {
+    /// A copy safe to print: secrets replaced by a marker.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if c.cloud.access_key_secret.is_some() {
+            c.cloud.access_key_secret = Some("<redacted>".into());
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_leak_through_debug_or_redacted() {
+        let mut c = Config::default();
+        c.cloud.access_key_secret = Some("s3cr3t-value".into());
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        let shown = serde_json::to_string(&c.redacted()).unwrap();
+        assert!(!shown.contains("s3cr3t-value"));
     }
 }
