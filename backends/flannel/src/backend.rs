@@ -1,7 +1,6 @@
 //! The flannel [`Backend`]: file IPAM over the node subnet, bridge datapath.
 
 use crate::bridge::BridgeDatapath;
-use crate::capabilities;
 use crate::ipam::FileIpam;
 use crate::netconf::{FlannelNetConf, NodeNetwork};
 use async_trait::async_trait;
@@ -52,7 +51,7 @@ impl FlannelBackend {
 #[async_trait]
 impl Backend for FlannelBackend {
     fn capabilities(&self) -> Capabilities {
-        capabilities::capabilities()
+        unicni_capacity::capabilities::flannel()
     }
 
     fn ipam(&self) -> &dyn Ipam {
