@@ -29,7 +29,10 @@ fn add_gives_eth0_with_an_address_and_a_default_route() {
     let shown = String::from_utf8(ns.exec(&["ip", "-o", "addr", "show", "eth0"]).stdout).unwrap();
     assert!(shown.contains(addr), "{shown}");
     let routes = String::from_utf8(ns.exec(&["ip", "route"]).stdout).unwrap();
-    assert!(routes.contains(&format!("default via {}", net.gateway())), "{routes}");
+    assert!(
+        routes.contains(&format!("default via {}", net.gateway())),
+        "{routes}"
+    );
     let mtu = String::from_utf8(ns.exec(&["cat", "/sys/class/net/eth0/mtu"]).stdout).unwrap();
     assert_eq!(mtu.trim(), "1450");
     assert!(cni("DEL", "c1", &ns.path, &net.conf("1.1.0")).ok);
@@ -46,8 +49,20 @@ fn two_pods_reach_each_other_and_the_gateway_and_del_leaves_nothing() {
     let ra = cni("ADD", "ca", &a.path, &conf);
     let rb = cni("ADD", "cb", &b.path, &conf);
     assert!(ra.ok && rb.ok, "{} {}", ra.stdout, rb.stdout);
-    let ip_b = rb.json()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
-    let ip_a = ra.json()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let ip_b = rb.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ip_a = ra.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     assert_ne!(ip_a, ip_b);
     assert!(a.ping(&ip_b), "pod a cannot reach pod b");
     assert!(b.ping(&ip_a), "pod b cannot reach pod a");
@@ -151,23 +166,41 @@ fn fifty_parallel_adds_get_fifty_distinct_working_addresses() {
         .map(|(i, ns)| {
             let inv = Invocation::new("ADD", &format!("par{i}"), &ns.path, &conf);
             let mut c = inv.command().spawn().unwrap();
-            c.stdin.take().unwrap().write_all(inv.stdin.as_bytes()).unwrap();
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(inv.stdin.as_bytes())
+                .unwrap();
             c
         })
         .collect();
     let mut ips = std::collections::HashSet::new();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let ip = v["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+        let ip = v["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
         assert!(ips.insert(ip.clone()), "address {ip} handed out twice");
     }
     assert_eq!(ips.len(), 50);
     assert_eq!(net.reservations().len(), 50);
     // Every pod works: each reaches the gateway, and the first reaches all others.
     for ns in &namespaces {
-        assert!(ns.ping(&net.gateway()), "{} cannot reach the gateway", ns.name);
+        assert!(
+            ns.ping(&net.gateway()),
+            "{} cannot reach the gateway",
+            ns.name
+        );
     }
     for ip in &ips {
         assert!(namespaces[0].ping(ip), "pod 0 cannot reach {ip}");
@@ -185,7 +218,12 @@ fn kill_add_at(failpoint: &str, container: &str, ns: &Netns, conf: &Value) {
     let mut cmd = inv.command();
     cmd.env("UNICNI_FAILPOINT", failpoint);
     let mut child = cmd.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(inv.stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(inv.stdin.as_bytes())
+        .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let reached = lines.any(|l| l.map(|l| l.contains("failpoint")).unwrap_or(false));
     assert!(reached, "ADD never reached failpoint {failpoint}");
@@ -250,7 +288,11 @@ fn every_malformed_input_gets_its_code_and_changes_nothing() {
         return;
     }
     let fixtures: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/cni/malformed.json")).unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/cni/malformed.json"
+        ))
+        .unwrap(),
     )
     .unwrap();
     let net = TestNet::new();
@@ -283,10 +325,17 @@ fn every_malformed_input_gets_its_code_and_changes_nothing() {
         let err = out.json();
         assert_eq!(err["code"].as_u64(), case["code"].as_u64(), "{name}: {err}");
         assert!(err["cniVersion"].is_string(), "{name}: {err}");
-        assert!(!err["msg"].as_str().unwrap_or("").is_empty(), "{name}: {err}");
+        assert!(
+            !err["msg"].as_str().unwrap_or("").is_empty(),
+            "{name}: {err}"
+        );
         assert!(!net.bridge_exists(), "{name}: created the bridge");
         assert!(net.reservations().is_empty(), "{name}: reserved an address");
-        assert_eq!(ns.links(), vec!["lo".to_string()], "{name}: touched the netns");
+        assert_eq!(
+            ns.links(),
+            vec!["lo".to_string()],
+            "{name}: touched the netns"
+        );
     }
 }
 
@@ -296,7 +345,12 @@ fn version_and_status() {
     assert!(v.ok);
     let j = v.json();
     assert_eq!(j["cniVersion"], "1.0.0");
-    let supported: Vec<&str> = j["supportedVersions"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let supported: Vec<&str> = j["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
     for want in ["0.4.0", "1.0.0", "1.1.0"] {
         assert!(supported.contains(&want));
     }
@@ -326,7 +380,11 @@ fn add_without_a_lease_is_try_again_later() {
     // Once the agent writes the lease file, the same config works.
     let lease = net.dir.path().join("run/flannel");
     std::fs::create_dir_all(&lease).unwrap();
-    std::fs::write(lease.join("subnet.json"), json!({"subnet": net.subnet()}).to_string()).unwrap();
+    std::fs::write(
+        lease.join("subnet.json"),
+        json!({"subnet": net.subnet()}).to_string(),
+    )
+    .unwrap();
     let out = cni("ADD", "c1", &ns.path, &conf);
     assert!(out.ok, "{}", out.stdout);
     assert!(cni("DEL", "c1", &ns.path, &conf).ok);
@@ -372,7 +430,16 @@ fn masquerade_rules_exist_after_first_pod() {
         .unwrap();
     let rules = String::from_utf8_lossy(&out.stdout);
     assert!(rules.contains("masquerade"), "{rules}");
-    assert!(rules.contains(&format!("ip saddr {} ip daddr {} return", net.cluster(), net.cluster())));
-    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim(), "1");
+    assert!(rules.contains(&format!(
+        "ip saddr {} ip daddr {} return",
+        net.cluster(),
+        net.cluster()
+    )));
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        "1"
+    );
     assert!(cni("DEL", "c1", &ns.path, &net.conf("1.1.0")).ok);
 }

@@ -52,7 +52,13 @@ fn handle(stdin: &[u8]) -> Result<Option<String>, CniError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CniError::new(code::IO_FAILURE, "cannot start the plugin runtime", e.to_string()))?;
+        .map_err(|e| {
+            CniError::new(
+                code::IO_FAILURE,
+                "cannot start the plugin runtime",
+                e.to_string(),
+            )
+        })?;
     runtime.block_on(dispatch(req, conf))
 }
 
@@ -169,7 +175,11 @@ async fn dispatch(req: Request, conf: NetConf) -> Result<Option<String>, CniErro
         }
         Command::Status => match backend.status().await? {
             NodeStatus::Ready => Ok(None),
-            NodeStatus::NotReady(why) => Err(CniError::new(code::NOT_AVAILABLE, "plugin not available", why)),
+            NodeStatus::NotReady(why) => Err(CniError::new(
+                code::NOT_AVAILABLE,
+                "plugin not available",
+                why,
+            )),
         },
         Command::Gc => {
             let valid = conf.valid_attachments.clone().ok_or_else(|| {

@@ -68,7 +68,9 @@ pub async fn check_lock(store: &dyn Store, c: &Config) -> Result<(LockRecord, bo
     }
     let merged = locked.merged(&wanted);
     if merged != locked {
-        store.put(LOCK_KEY, &serde_json::to_vec_pretty(&merged)?).await?;
+        store
+            .put(LOCK_KEY, &serde_json::to_vec_pretty(&merged)?)
+            .await?;
     }
     Ok((merged, false))
 }
@@ -88,15 +90,19 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create directory {}", dir.display()))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("unicni"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("unicni"),
         std::process::id()
     ));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
         f.write_all(contents)?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -34,7 +34,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let store = common::open_store(&config)?;
     let (lock, created) = rt.block_on(common::check_lock(store.as_ref(), &config))?;
     if created {
-        eprintln!("cluster lock created in {} (backend {} / {})", store.describe(), lock.backend, lock.mode);
+        eprintln!(
+            "cluster lock created in {} (backend {} / {})",
+            store.describe(),
+            lock.backend,
+            lock.mode
+        );
     } else {
         eprintln!("config matches the cluster lock in {}", store.describe());
     }
@@ -58,8 +63,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let conflist = conflist(&config, &subnet, mtu);
     let conf_path = args.cni_conf_dir.join(&config.cni.conf_name);
-    write_atomic(&conf_path, serde_json::to_string_pretty(&conflist)?.as_bytes(), 0o644)?;
-    eprintln!("wrote {} (node {node}, subnet {subnet}, mtu {mtu})", conf_path.display());
+    write_atomic(
+        &conf_path,
+        serde_json::to_string_pretty(&conflist)?.as_bytes(),
+        0o644,
+    )?;
+    eprintln!(
+        "wrote {} (node {node}, subnet {subnet}, mtu {mtu})",
+        conf_path.display()
+    );
     let bin = install_binary(&args.cni_bin_dir)?;
     eprintln!("installed {}", bin.display());
     Ok(ExitCode::SUCCESS)
@@ -81,7 +93,9 @@ pub fn conflist(c: &Config, subnet: &str, mtu: u32) -> Value {
     })];
     for p in &c.cni.chain {
         plugins.push(match p.as_str() {
-            "portmap" => json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
+            "portmap" => {
+                json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true})
+            }
             "bandwidth" => json!({"type": "bandwidth", "capabilities": {"bandwidth": true}}),
             other => json!({"type": other}),
         });

@@ -45,7 +45,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     masq::remove(&table)?;
     eprintln!("removed nftables table ip {table} (if present)");
     if args.purge {
-        let dir = PathBuf::from(&config.node.state_dir).join("ipam").join(&config.cni.network_name);
+        let dir = PathBuf::from(&config.node.state_dir)
+            .join("ipam")
+            .join(&config.cni.network_name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
             eprintln!("removed {}", dir.display());

@@ -40,7 +40,10 @@ pub struct Netns {
 impl Netns {
     pub fn new() -> Netns {
         let name = unique("unt");
-        let st = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
         assert!(st.success(), "ip netns add {name}");
         Netns {
             path: format!("/var/run/netns/{name}"),
@@ -57,7 +60,9 @@ impl Netns {
     }
 
     pub fn ping(&self, target: &str) -> bool {
-        self.exec(&["ping", "-c", "1", "-W", "2", target]).status.success()
+        self.exec(&["ping", "-c", "1", "-W", "2", target])
+            .status
+            .success()
     }
 
     pub fn links(&self) -> Vec<String> {
@@ -72,7 +77,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -138,7 +145,11 @@ impl TestNet {
     /// Addresses reserved on disk right now.
     pub fn reservations(&self) -> Vec<String> {
         std::fs::read_dir(self.ipam_dir().join("ip"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -202,8 +213,12 @@ pub struct CniOut {
 
 impl CniOut {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?} / {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {:?} / {}",
+                self.stdout, self.stderr
+            )
+        })
     }
     pub fn code(&self) -> u64 {
         assert!(!self.ok, "expected an error, got success: {}", self.stdout);
@@ -226,7 +241,10 @@ impl Invocation {
                 ("CNI_NETNS".into(), Some(netns.into())),
                 ("CNI_IFNAME".into(), Some("eth0".into())),
                 ("CNI_PATH".into(), Some("/opt/cni/bin".into())),
-                ("CNI_ARGS".into(), Some("IgnoreUnknown=1;K8S_POD_NAMESPACE=test;K8S_POD_NAME=p".into())),
+                (
+                    "CNI_ARGS".into(),
+                    Some("IgnoreUnknown=1;K8S_POD_NAMESPACE=test;K8S_POD_NAME=p".into()),
+                ),
             ],
             stdin: conf.to_string(),
         }
@@ -246,13 +264,20 @@ impl Invocation {
                 None => c.env_remove(k),
             };
         }
-        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         c
     }
 
     pub fn run(&self) -> CniOut {
         let mut child = self.command().spawn().expect("spawn unicni");
-        child.stdin.take().unwrap().write_all(self.stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(self.stdin.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         CniOut {
             ok: out.status.success(),

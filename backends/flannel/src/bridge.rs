@@ -85,7 +85,10 @@ impl BridgeDatapath {
 
     /// Removes the bridge and the masquerade table (`unicni uninstall`).
     pub async fn remove_node(&self) -> Result<()> {
-        self.host.delete_link(&self.net.bridge).await.map_err(kernel)?;
+        self.host
+            .delete_link(&self.net.bridge)
+            .await
+            .map_err(kernel)?;
         masq::remove(&masq::table_name(&self.net.network_name)).map_err(kernel)
     }
 
@@ -131,7 +134,12 @@ impl Datapath for BridgeDatapath {
                     .link(&self.net.bridge)
                     .await
                     .map_err(kernel)?
-                    .ok_or_else(|| Error::Kernel(format!("bridge {} not found after creating it", self.net.bridge)))?
+                    .ok_or_else(|| {
+                        Error::Kernel(format!(
+                            "bridge {} not found after creating it",
+                            self.net.bridge
+                        ))
+                    })?
             }
         };
         if br.kind.as_deref().is_some_and(|k| k != "bridge") {
@@ -187,21 +195,34 @@ impl Datapath for BridgeDatapath {
         unicni_core::failpoint::hit("veth-created");
         if self.net.hairpin {
             let p = format!("/sys/class/net/{host_name}/brport/hairpin_mode");
-            std::fs::write(&p, "1").map_err(|e| Error::io(format!("enable hairpin on {host_name}"), e))?;
+            std::fs::write(&p, "1")
+                .map_err(|e| Error::io(format!("enable hairpin on {host_name}"), e))?;
         }
         let pod = Netlink::in_netns(&ns).map_err(kernel)?;
         let link = pod
             .link(&att.id.ifname)
             .await
             .map_err(kernel)?
-            .ok_or_else(|| Error::Kernel(format!("{} vanished from {}", att.id.ifname, ns.path().display())))?;
+            .ok_or_else(|| {
+                Error::Kernel(format!(
+                    "{} vanished from {}",
+                    att.id.ifname,
+                    ns.path().display()
+                ))
+            })?;
         for a in ips {
-            pod.add_address(link.index, a.address).await.map_err(kernel)?;
+            pod.add_address(link.index, a.address)
+                .await
+                .map_err(kernel)?;
         }
         pod.set_up(link.index).await.map_err(kernel)?;
-        pod.add_route(default_route(self.net.gateway), Some(self.net.gateway), Some(link.index))
-            .await
-            .map_err(kernel)?;
+        pod.add_route(
+            default_route(self.net.gateway),
+            Some(self.net.gateway),
+            Some(link.index),
+        )
+        .await
+        .map_err(kernel)?;
         let sandbox = ns.path().display().to_string();
         Ok(NetworkResult {
             interfaces: vec![
@@ -271,15 +292,22 @@ impl Datapath for BridgeDatapath {
             Some(_) => {}
         }
         let pod = Netlink::in_netns(&ns).map_err(kernel)?;
-        let link = pod.link(&att.id.ifname).await.map_err(kernel)?.ok_or_else(|| {
-            Error::CheckFailed(format!(
-                "interface {} is missing in {}",
-                att.id.ifname,
-                ns.path().display()
-            ))
-        })?;
+        let link = pod
+            .link(&att.id.ifname)
+            .await
+            .map_err(kernel)?
+            .ok_or_else(|| {
+                Error::CheckFailed(format!(
+                    "interface {} is missing in {}",
+                    att.id.ifname,
+                    ns.path().display()
+                ))
+            })?;
         if !link.up {
-            return Err(Error::CheckFailed(format!("interface {} is down", att.id.ifname)));
+            return Err(Error::CheckFailed(format!(
+                "interface {} is down",
+                att.id.ifname
+            )));
         }
         let addrs = pod.addresses(link.index).await.map_err(kernel)?;
         for a in ips {
@@ -320,7 +348,10 @@ impl Datapath for BridgeDatapath {
             .collect();
         let mut removed = 0;
         for l in self.host.links().await.map_err(kernel)? {
-            if l.master == Some(br.index) && l.name.starts_with(VETH_PREFIX) && !keep.contains(&l.name) {
+            if l.master == Some(br.index)
+                && l.name.starts_with(VETH_PREFIX)
+                && !keep.contains(&l.name)
+            {
                 self.host.delete_link(&l.name).await.map_err(kernel)?;
                 removed += 1;
             }
@@ -328,4 +359,3 @@ impl Datapath for BridgeDatapath {
         Ok(removed)
     }
 }
-

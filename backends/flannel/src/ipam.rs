@@ -47,7 +47,8 @@ impl FileIpam {
     fn lock(&self) -> Result<Flock<File>> {
         for d in ["ip", "id"] {
             let p = self.dir.join(d);
-            std::fs::create_dir_all(&p).map_err(io(format!("create IPAM directory {}", p.display())))?;
+            std::fs::create_dir_all(&p)
+                .map_err(io(format!("create IPAM directory {}", p.display())))?;
         }
         let path = self.dir.join(".lock");
         let f = OpenOptions::new()
@@ -61,7 +62,9 @@ impl FileIpam {
     }
 
     fn id_path(&self, id: &AttachmentId) -> PathBuf {
-        self.dir.join("id").join(format!("{}:{}", id.container_id, id.ifname))
+        self.dir
+            .join("id")
+            .join(format!("{}:{}", id.container_id, id.ifname))
     }
 
     fn ip_path(&self, ip: IpAddr) -> PathBuf {
@@ -91,7 +94,11 @@ impl FileIpam {
 
     /// The address `id` holds, if any.
     pub fn lookup(&self, id: &AttachmentId) -> Option<IpAddr> {
-        let ip: IpAddr = std::fs::read_to_string(self.id_path(id)).ok()?.trim().parse().ok()?;
+        let ip: IpAddr = std::fs::read_to_string(self.id_path(id))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         (self.held_by(ip).as_ref() == Some(id)).then_some(ip)
     }
 
@@ -249,9 +256,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let i = ipam(d.path(), "10.1.0.0/29"); // 6 hosts, 1 gateway -> 5
         for n in 0..5 {
-            i.allocate(&AttachmentId::new(format!("c{n}"), "eth0")).await.unwrap();
+            i.allocate(&AttachmentId::new(format!("c{n}"), "eth0"))
+                .await
+                .unwrap();
         }
-        let err = i.allocate(&AttachmentId::new("c9", "eth0")).await.unwrap_err();
+        let err = i
+            .allocate(&AttachmentId::new("c9", "eth0"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Exhausted(_)), "{err}");
         i.release(&AttachmentId::new("c2", "eth0")).await.unwrap();
         i.release(&AttachmentId::new("c2", "eth0")).await.unwrap();
@@ -278,7 +290,9 @@ mod tests {
             .map(|n| {
                 let dir = dir.clone();
                 std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .unwrap();
                     rt.block_on(async {
                         ipam(&dir, "10.1.0.0/24")
                             .allocate(&AttachmentId::new(format!("c{n}"), "eth0"))

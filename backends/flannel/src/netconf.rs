@@ -120,7 +120,11 @@ impl FlannelNetConf {
     fn check_static(&self) -> Result<IpNet> {
         let cluster = parse_cidr("clusterNetwork", &self.cluster_network)?;
         if !(1..=15).contains(&self.bridge.len()) || self.bridge.contains('/') {
-            return Err(invalid("bridge", &self.bridge, "an interface name of 1-15 characters"));
+            return Err(invalid(
+                "bridge",
+                &self.bridge,
+                "an interface name of 1-15 characters",
+            ));
         }
         if !(576..=65535).contains(&self.mtu) {
             return Err(invalid("mtu", &self.mtu.to_string(), "576 to 65535"));
@@ -154,7 +158,11 @@ impl FlannelNetConf {
             ));
         }
         if subnet.prefix_len() >= subnet.max_prefix_len() - 1 {
-            return Err(invalid("subnet", &subnet_text, "must hold at least two addresses besides the gateway"));
+            return Err(invalid(
+                "subnet",
+                &subnet_text,
+                "must hold at least two addresses besides the gateway",
+            ));
         }
         let gateway = subnet.hosts().next().expect("subnet has hosts");
         Ok(Some(NodeNetwork {
@@ -200,7 +208,10 @@ mod tests {
             json!({"clusterNetwork":"10.244.0.0/16","subnet":"10.244.3.0/24","mtu":10}),
             json!({"subnet":"10.244.3.0/24"}),
         ] {
-            assert!(matches!(conf(v.clone()), Err(Error::InvalidConfig(_))), "{v}");
+            assert!(
+                matches!(conf(v.clone()), Err(Error::InvalidConfig(_))),
+                "{v}"
+            );
         }
     }
 
@@ -215,7 +226,11 @@ mod tests {
     fn lease_file_supplies_the_subnet() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("flannel")).unwrap();
-        std::fs::write(d.path().join("flannel/subnet.json"), r#"{"subnet":"10.244.9.0/24","mtu":1450}"#).unwrap();
+        std::fs::write(
+            d.path().join("flannel/subnet.json"),
+            r#"{"subnet":"10.244.9.0/24","mtu":1450}"#,
+        )
+        .unwrap();
         let v = json!({"clusterNetwork":"10.244.0.0/16","runDir": d.path()});
         let n = conf(v).unwrap().unwrap();
         assert_eq!(n.subnet.to_string(), "10.244.9.0/24");

@@ -19,7 +19,10 @@ struct Plugin {
 }
 
 fn netns_add(name: &str) {
-    let st = Command::new("ip").args(["netns", "add", name]).status().expect("ip");
+    let st = Command::new("ip")
+        .args(["netns", "add", name])
+        .status()
+        .expect("ip");
     assert!(st.success(), "ip netns add {name}");
 }
 
@@ -81,16 +84,31 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let cycles: usize = arg(&args, "--cycles").map(|v| v.parse().unwrap()).unwrap_or(50);
-    let concurrent: usize = arg(&args, "--concurrent").map(|v| v.parse().unwrap()).unwrap_or(20);
-    let rounds: usize = arg(&args, "--rounds").map(|v| v.parse().unwrap()).unwrap_or(5);
+    let cycles: usize = arg(&args, "--cycles")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(50);
+    let concurrent: usize = arg(&args, "--concurrent")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(20);
+    let rounds: usize = arg(&args, "--rounds")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(5);
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let unicni = arg(&args, "--unicni")
         .map(PathBuf::from)
         .unwrap_or_else(|| here.join("../../target/release/unicni"));
-    let refdir = PathBuf::from(arg(&args, "--reference-dir").unwrap_or_else(|| "/usr/lib/cni".into()));
-    assert!(unicni.exists(), "{} missing: cargo build --release first", unicni.display());
-    assert!(refdir.join("bridge").exists(), "reference plugins missing in {}", refdir.display());
+    let refdir =
+        PathBuf::from(arg(&args, "--reference-dir").unwrap_or_else(|| "/usr/lib/cni".into()));
+    assert!(
+        unicni.exists(),
+        "{} missing: cargo build --release first",
+        unicni.display()
+    );
+    assert!(
+        refdir.join("bridge").exists(),
+        "reference plugins missing in {}",
+        refdir.display()
+    );
 
     let state = tempfile::tempdir().unwrap();
     let plugins = [
@@ -146,7 +164,9 @@ fn main() {
     let mut wall = [Vec::new(), Vec::new()];
     for r in 0..rounds {
         for (k, p) in plugins.iter().enumerate() {
-            let names: Vec<String> = (0..concurrent).map(|c| format!("ubench-c{k}-{c}")).collect();
+            let names: Vec<String> = (0..concurrent)
+                .map(|c| format!("ubench-c{k}-{c}"))
+                .collect();
             for n in &names {
                 netns_add(n);
             }
@@ -158,7 +178,12 @@ fn main() {
                 .collect();
             for c in children {
                 let out = c.wait_with_output().unwrap();
-                assert!(out.status.success(), "{}: {}", p.label, String::from_utf8_lossy(&out.stdout));
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    p.label,
+                    String::from_utf8_lossy(&out.stdout)
+                );
             }
             wall[k].push(t.elapsed());
             for (c, n) in names.iter().enumerate() {
@@ -172,11 +197,17 @@ fn main() {
     for p in &plugins {
         let _ = Command::new("ip").args(["link", "del", p.bridge]).status();
     }
-    let _ = Command::new("nft").args(["delete", "table", "ip", "unicni_unicni_bench"]).stderr(Stdio::null()).status();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", "unicni_unicni_bench"])
+        .stderr(Stdio::null())
+        .status();
 
     println!();
     println!("CNI benchmark: {cycles} sequential ADD+DEL cycles, {concurrent} concurrent ADDs x {rounds} rounds");
-    println!("{:<28} {:>12} {:>12} {:>8}", "median (ms)", "reference", "unicni", "ratio");
+    println!(
+        "{:<28} {:>12} {:>12} {:>8}",
+        "median (ms)", "reference", "unicni", "ratio"
+    );
     for (name, series) in [("ADD", &add), ("DEL", &del), ("concurrent ADD wall", &wall)] {
         let r = median(series[0].clone());
         let u = median(series[1].clone());

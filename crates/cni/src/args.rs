@@ -37,11 +37,18 @@ impl CniArgs {
             .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true"))
             .unwrap_or(false);
         if !ignore {
-            if let Some((k, v)) = args.pairs.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
+            if let Some((k, v)) = args
+                .pairs
+                .iter()
+                .find(|(k, _)| !KNOWN.contains(&k.as_str()))
+            {
                 return Err(CniError::new(
                     code::UNSUPPORTED_FIELD,
                     format!("unsupported CNI_ARGS key {k:?} (value {v:?})"),
-                    format!("known keys: {}; set IgnoreUnknown=1 to skip others", KNOWN.join(", ")),
+                    format!(
+                        "known keys: {}; set IgnoreUnknown=1 to skip others",
+                        KNOWN.join(", ")
+                    ),
                 ));
             }
         }

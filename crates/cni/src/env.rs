@@ -67,13 +67,22 @@ impl Request {
                 id
             }
             None if needs_attachment => {
-                return Err(invalid("CNI_CONTAINERID", "it is required for ADD, DEL and CHECK"))
+                return Err(invalid(
+                    "CNI_CONTAINERID",
+                    "it is required for ADD, DEL and CHECK",
+                ))
             }
             None => String::new(),
         };
         let ifname = match nonempty("CNI_IFNAME") {
             Some(n) => {
-                if n.len() > 15 || n.contains('/') || n.contains(':') || n.chars().any(char::is_whitespace) || n == "." || n == ".." {
+                if n.len() > 15
+                    || n.contains('/')
+                    || n.contains(':')
+                    || n.chars().any(char::is_whitespace)
+                    || n == "."
+                    || n == ".."
+                {
                     return Err(invalid(
                         "CNI_IFNAME",
                         &format!("{n:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)"),
@@ -82,7 +91,10 @@ impl Request {
                 n
             }
             None if needs_attachment => {
-                return Err(invalid("CNI_IFNAME", "it is required for ADD, DEL and CHECK"))
+                return Err(invalid(
+                    "CNI_IFNAME",
+                    "it is required for ADD, DEL and CHECK",
+                ))
             }
             None => String::new(),
         };
@@ -131,7 +143,11 @@ mod tests {
         ];
         assert!(req(&full).is_ok());
         for missing in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
-            let vars: Vec<_> = full.iter().copied().filter(|(k, _)| *k != missing).collect();
+            let vars: Vec<_> = full
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
             let e = req(&vars).unwrap_err();
             assert_eq!(e.code, 4);
             assert!(e.msg.contains(missing), "{e}");
@@ -152,7 +168,10 @@ mod tests {
 
     #[test]
     fn version_needs_only_command() {
-        assert_eq!(req(&[("CNI_COMMAND", "VERSION")]).unwrap().command, Command::Version);
+        assert_eq!(
+            req(&[("CNI_COMMAND", "VERSION")]).unwrap().command,
+            Command::Version
+        );
     }
 
     #[test]

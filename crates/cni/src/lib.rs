@@ -15,4 +15,4 @@ pub use args::CniArgs;
 pub use env::{Command, Request};
 pub use error::{code, CniError};
 pub use netconf::NetConf;
-pub use version::{SUPPORTED_VERSIONS, LATEST};
+pub use version::{LATEST, SUPPORTED_VERSIONS};

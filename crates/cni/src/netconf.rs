@@ -48,7 +48,12 @@ impl NetConf {
                 .iter()
                 .find(|p| p.get("type").and_then(Value::as_str) == Some(plugin_type))
                 .cloned()
-                .ok_or_else(|| invalid("plugins", format!("no plugin of type {plugin_type:?} in the list")))?;
+                .ok_or_else(|| {
+                    invalid(
+                        "plugins",
+                        format!("no plugin of type {plugin_type:?} in the list"),
+                    )
+                })?;
             let mut entry = entry;
             for key in ["name", "cniVersion"] {
                 if let Some(v) = raw.get(key).cloned() {
@@ -63,7 +68,10 @@ impl NetConf {
         version::check_supported(&cni_version)?;
         let name = str_field("name").ok_or_else(|| invalid("name", "it is required"))?;
         if name.is_empty() || name.contains('/') {
-            return Err(invalid("name", format!("{name:?} must be non-empty and contain no '/'")));
+            return Err(invalid(
+                "name",
+                format!("{name:?} must be non-empty and contain no '/'"),
+            ));
         }
         let plugin = str_field("type").ok_or_else(|| invalid("type", "it is required"))?;
         let prev_result = raw.get("prevResult").filter(|v| !v.is_null()).cloned();
@@ -86,9 +94,12 @@ impl NetConf {
 }
 
 fn parse_attachments(v: &Value) -> Result<Vec<AttachmentId>, CniError> {
-    let list = v
-        .as_array()
-        .ok_or_else(|| invalid("cni.dev/valid-attachments", "expected a list of {containerID, ifname}"))?;
+    let list = v.as_array().ok_or_else(|| {
+        invalid(
+            "cni.dev/valid-attachments",
+            "expected a list of {containerID, ifname}",
+        )
+    })?;
     list.iter()
         .map(|a| {
             let cid = a.get("containerID").and_then(Value::as_str);
@@ -110,7 +121,11 @@ mod tests {
 
     #[test]
     fn single_config() {
-        let c = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"unicni","bridge":"b0"}"#, "unicni").unwrap();
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"unicni","bridge":"b0"}"#,
+            "unicni",
+        )
+        .unwrap();
         assert_eq!(c.cni_version, "1.0.0");
         assert_eq!(c.raw["bridge"], "b0");
     }
@@ -144,7 +159,11 @@ mod tests {
 
     #[test]
     fn unknown_version_is_code_1() {
-        let e = NetConf::parse(br#"{"cniVersion":"9.9.9","name":"n","type":"unicni"}"#, "unicni").unwrap_err();
+        let e = NetConf::parse(
+            br#"{"cniVersion":"9.9.9","name":"n","type":"unicni"}"#,
+            "unicni",
+        )
+        .unwrap_err();
         assert_eq!(e.code, 1);
     }
 
@@ -155,7 +174,10 @@ mod tests {
                 r#"{{"cniVersion":"1.1.0","name":"n","type":"unicni","{key}":[{{"containerID":"c1","ifname":"eth0"}}]}}"#
             );
             let c = NetConf::parse(body.as_bytes(), "unicni").unwrap();
-            assert_eq!(c.valid_attachments.unwrap(), vec![AttachmentId::new("c1", "eth0")]);
+            assert_eq!(
+                c.valid_attachments.unwrap(),
+                vec![AttachmentId::new("c1", "eth0")]
+            );
         }
     }
 }

@@ -35,7 +35,11 @@ pub fn render(result: &NetworkResult, cni_version: &str) -> Value {
             if old {
                 o.insert(
                     "version".into(),
-                    json!(if ip.address.addr().is_ipv4() { "4" } else { "6" }),
+                    json!(if ip.address.addr().is_ipv4() {
+                        "4"
+                    } else {
+                        "6"
+                    }),
                 );
             }
             o.insert("address".into(), json!(ip.address.to_string()));
@@ -162,6 +166,9 @@ mod tests {
     #[test]
     fn prev_result_round_trip() {
         let v = render(&sample(), "1.1.0");
-        assert_eq!(prev_result_addresses(&v), vec!["10.244.1.5/24".parse::<IpNet>().unwrap()]);
+        assert_eq!(
+            prev_result_addresses(&v),
+            vec!["10.244.1.5/24".parse::<IpNet>().unwrap()]
+        );
     }
 }

@@ -11,11 +11,7 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` = {:?}: {}",
-            self.key, self.value, self.allowed
-        )
+        write!(f, "`{}` = {:?}: {}", self.key, self.value, self.allowed)
     }
 }
 

@@ -35,7 +35,11 @@ pub struct Drift {
 
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: locked {:?}, config now {:?}", self.field, self.old, self.new)
+        write!(
+            f,
+            "{}: locked {:?}, config now {:?}",
+            self.field, self.old, self.new
+        )
     }
 }
 
@@ -89,7 +93,11 @@ impl LockRecord {
             "flannel.mode"
         };
         cmp(mode_key, self.mode.clone(), wanted.mode.clone());
-        cmp("flannel.network", opt(&self.cluster_cidr), opt(&wanted.cluster_cidr));
+        cmp(
+            "flannel.network",
+            opt(&self.cluster_cidr),
+            opt(&wanted.cluster_cidr),
+        );
         cmp(
             "cluster.service_cidr",
             self.service_cidr.clone(),
@@ -100,7 +108,11 @@ impl LockRecord {
             optn(&self.node_subnet_len),
             optn(&wanted.node_subnet_len),
         );
-        cmp("cluster.ip_stack", self.ip_stack.clone(), wanted.ip_stack.clone());
+        cmp(
+            "cluster.ip_stack",
+            self.ip_stack.clone(),
+            wanted.ip_stack.clone(),
+        );
         let removed: Vec<&String> = self
             .vswitches
             .iter()
@@ -184,7 +196,9 @@ mod tests {
         let mut b = a.clone();
         b.backend.kind = BackendKind::Terway;
         let d = rec(&a).drift(&rec(&b));
-        assert!(d.iter().any(|d| d.field == "backend.kind" && d.new == "terway"));
+        assert!(d
+            .iter()
+            .any(|d| d.field == "backend.kind" && d.new == "terway"));
     }
 
     #[test]
@@ -206,7 +220,10 @@ mod tests {
         grown.terway.vswitches.push("vsw-c".into());
         let locked = rec(&a);
         assert!(locked.drift(&rec(&grown)).is_empty());
-        assert_eq!(locked.merged(&rec(&grown)).vswitches, ["vsw-a", "vsw-b", "vsw-c"]);
+        assert_eq!(
+            locked.merged(&rec(&grown)).vswitches,
+            ["vsw-a", "vsw-b", "vsw-c"]
+        );
         let mut shrunk = a.clone();
         shrunk.terway.vswitches = vec!["vsw-b".into()];
         let d = locked.drift(&rec(&shrunk));

@@ -25,7 +25,10 @@ impl Errors {
                 self.push(
                     key,
                     value,
-                    format!("a network address with host bits zero, e.g. {}", net.trunc()),
+                    format!(
+                        "a network address with host bits zero, e.g. {}",
+                        net.trunc()
+                    ),
                 );
                 None
             }
@@ -93,48 +96,87 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
         }
         StoreKind::Etcd => {
             if c.store.endpoints.is_empty() {
-                e.push("store.endpoints", "[]", "at least one etcd URL such as http://127.0.0.1:2379");
+                e.push(
+                    "store.endpoints",
+                    "[]",
+                    "at least one etcd URL such as http://127.0.0.1:2379",
+                );
             }
             for ep in &c.store.endpoints {
                 if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                    e.push("store.endpoints", ep, "URLs starting with http:// or https://");
+                    e.push(
+                        "store.endpoints",
+                        ep,
+                        "URLs starting with http:// or https://",
+                    );
                 }
             }
             if c.store.lease_ttl_seconds < 10 {
-                e.push("store.lease_ttl_seconds", c.store.lease_ttl_seconds, "at least 10 seconds");
+                e.push(
+                    "store.lease_ttl_seconds",
+                    c.store.lease_ttl_seconds,
+                    "at least 10 seconds",
+                );
             }
         }
         StoreKind::Kubernetes => {}
     }
-    for (key, v) in [("node.state_dir", &c.node.state_dir), ("node.run_dir", &c.node.run_dir)] {
+    for (key, v) in [
+        ("node.state_dir", &c.node.state_dir),
+        ("node.run_dir", &c.node.run_dir),
+    ] {
         if !v.starts_with('/') {
             e.push(key, v, "an absolute directory path");
         }
     }
     if let Some(name) = &c.node.name {
         if name.is_empty() || name.len() > 253 {
-            e.push("node.name", name, "a Kubernetes node name (1-253 characters)");
+            e.push(
+                "node.name",
+                name,
+                "a Kubernetes node name (1-253 characters)",
+            );
         }
     }
     if !c.cni.conf_name.ends_with(".conflist") || c.cni.conf_name.contains('/') {
-        e.push("cni.conf_name", &c.cni.conf_name, "a file name ending in .conflist, e.g. 10-unicni.conflist");
+        e.push(
+            "cni.conf_name",
+            &c.cni.conf_name,
+            "a file name ending in .conflist, e.g. 10-unicni.conflist",
+        );
     }
     if !valid_label(&c.cni.network_name) {
-        e.push("cni.network_name", &c.cni.network_name, "1-63 lowercase letters, digits or '-'");
+        e.push(
+            "cni.network_name",
+            &c.cni.network_name,
+            "1-63 lowercase letters, digits or '-'",
+        );
     }
     for p in &c.cni.chain {
         if p.is_empty() || p.contains('/') || p == "unicni" {
-            e.push("cni.chain", p, "names of plugins in the CNI bin dir such as portmap or bandwidth");
+            e.push(
+                "cni.chain",
+                p,
+                "names of plugins in the CNI bin dir such as portmap or bandwidth",
+            );
         }
     }
     if c.agent.listen.parse::<SocketAddr>().is_err() {
-        e.push("agent.listen", &c.agent.listen, "an address:port such as 127.0.0.1:9099");
+        e.push(
+            "agent.listen",
+            &c.agent.listen,
+            "an address:port such as 127.0.0.1:9099",
+        );
     }
     if c.agent.reconcile_seconds == 0 {
         e.push("agent.reconcile_seconds", 0, "1 or more");
     }
     if !["trace", "debug", "info", "warn", "error"].contains(&c.log.level.as_str()) {
-        e.push("log.level", &c.log.level, "one of trace, debug, info, warn, error");
+        e.push(
+            "log.level",
+            &c.log.level,
+            "one of trace, debug, info, warn, error",
+        );
     }
     e.0
 }
@@ -174,7 +216,11 @@ fn validate_flannel(c: &Config, e: &mut Errors, service: Option<IpNet>, vpc: Opt
                     );
                 }
             }
-            IpNet::V6(_) => e.push("flannel.network", &f.network, "an IPv4 CIDR in this version"),
+            IpNet::V6(_) => e.push(
+                "flannel.network",
+                &f.network,
+                "an IPv4 CIDR in this version",
+            ),
         }
         if let Some(svc) = service {
             if overlaps(&net, &svc) {
@@ -208,15 +254,27 @@ fn validate_flannel(c: &Config, e: &mut Errors, service: Option<IpNet>, vpc: Opt
     }
     if let Some(mtu) = f.mtu {
         if !(576..=65535).contains(&mtu) {
-            e.push("flannel.mtu", mtu, "576 to 65535 (unset: underlay MTU minus encapsulation)");
+            e.push(
+                "flannel.mtu",
+                mtu,
+                "576 to 65535 (unset: underlay MTU minus encapsulation)",
+            );
         }
     }
     if !valid_ifname(&f.bridge) {
-        e.push("flannel.bridge", &f.bridge, "an interface name of 1-15 characters without '/', ':' or spaces");
+        e.push(
+            "flannel.bridge",
+            &f.bridge,
+            "an interface name of 1-15 characters without '/', ':' or spaces",
+        );
     }
     if let Some(i) = &f.interface {
         if !valid_ifname(i) {
-            e.push("flannel.interface", i, "an interface name of 1-15 characters");
+            e.push(
+                "flannel.interface",
+                i,
+                "an interface name of 1-15 characters",
+            );
         }
     }
     if f.vni == 0 || f.vni > 0xFF_FFFF {
@@ -230,7 +288,11 @@ fn validate_flannel(c: &Config, e: &mut Errors, service: Option<IpNet>, vpc: Opt
 fn validate_terway(c: &Config, e: &mut Errors) {
     let t = &c.terway;
     if t.vswitches.is_empty() {
-        e.push("terway.vswitches", "[]", "at least one vSwitch ID such as vsw-xxxx");
+        e.push(
+            "terway.vswitches",
+            "[]",
+            "at least one vSwitch ID such as vsw-xxxx",
+        );
     }
     for v in &t.vswitches {
         if !v.starts_with("vsw-") {
@@ -239,7 +301,11 @@ fn validate_terway(c: &Config, e: &mut Errors) {
     }
     for sg in &t.security_groups {
         if !sg.starts_with("sg-") {
-            e.push("terway.security_groups", sg, "security group IDs, which start with sg-");
+            e.push(
+                "terway.security_groups",
+                sg,
+                "security group IDs, which start with sg-",
+            );
         }
     }
     if t.pool.min > t.pool.max {

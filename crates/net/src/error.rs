@@ -42,10 +42,17 @@ impl NetError {
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(self.errno(), Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH))
+        matches!(
+            self.errno(),
+            Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH)
+        )
     }
 
-    pub(crate) fn netlink(op: &'static str, object: impl Into<String>, e: rtnetlink::Error) -> Self {
+    pub(crate) fn netlink(
+        op: &'static str,
+        object: impl Into<String>,
+        e: rtnetlink::Error,
+    ) -> Self {
         let errno = match &e {
             rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
             _ => None,

@@ -54,9 +54,11 @@ impl NetNs {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
         std::thread::scope(|s| {
             s.spawn(|| {
-                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetError::Netns {
-                    path: self.path.display().to_string(),
-                    source: std::io::Error::from(e),
+                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    NetError::Netns {
+                        path: self.path.display().to_string(),
+                        source: std::io::Error::from(e),
+                    }
                 })?;
                 Ok(f())
             })

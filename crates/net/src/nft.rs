@@ -13,7 +13,11 @@ pub fn apply(script: &str) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| NetError::Nft(format!("cannot run nft (is the nftables package installed?): {e}")))?;
+        .map_err(|e| {
+            NetError::Nft(format!(
+                "cannot run nft (is the nftables package installed?): {e}"
+            ))
+        })?;
     child
         .stdin
         .take()
@@ -26,7 +30,9 @@ pub fn apply(script: &str) -> Result<()> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(NetError::Nft(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        Err(NetError::Nft(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 

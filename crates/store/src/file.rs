@@ -74,8 +74,8 @@ impl Store for FileStore {
         match linked {
             Ok(()) => Ok(CreateOutcome::Created),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let existing = std::fs::read(&p)
-                    .map_err(|e| Error::io(format!("read {}", p.display()), e))?;
+                let existing =
+                    std::fs::read(&p).map_err(|e| Error::io(format!("read {}", p.display()), e))?;
                 Ok(CreateOutcome::Exists(existing))
             }
             Err(e) => Err(Error::io(format!("create {}", p.display()), e)),
@@ -140,7 +140,10 @@ mod tests {
     async fn create_is_exclusive() {
         let d = tempfile::tempdir().unwrap();
         let s = FileStore::new(d.path());
-        assert_eq!(s.create("lock", b"a").await.unwrap(), CreateOutcome::Created);
+        assert_eq!(
+            s.create("lock", b"a").await.unwrap(),
+            CreateOutcome::Created
+        );
         assert_eq!(
             s.create("lock", b"b").await.unwrap(),
             CreateOutcome::Exists(b"a".to_vec())
