@@ -174,7 +174,7 @@ fn fifty_parallel_adds_get_fifty_distinct_working_addresses() {
             c
         })
         .collect();
-    let mut ips = std::collections::HashSet::new();
+    let mut ips = Vec::new();
     for c in children {
         let out = c.wait_with_output().unwrap();
         assert!(
@@ -190,11 +190,13 @@ fn fifty_parallel_adds_get_fifty_distinct_working_addresses() {
             .next()
             .unwrap()
             .to_string();
-        assert!(ips.insert(ip.clone()), "address {ip} handed out twice");
+        assert!(!ips.contains(&ip), "address {ip} handed out twice");
+        ips.push(ip);
     }
     assert_eq!(ips.len(), 50);
     assert_eq!(net.reservations().len(), 50);
-    // Every pod works: each reaches the gateway, and the first reaches all others.
+    // Every pod works: each reaches the gateway, and the first reaches all others (its
+    // own address needs loopback, which the runtime's loopback plugin brings up, not us).
     for ns in &namespaces {
         assert!(
             ns.ping(&net.gateway()),
@@ -202,7 +204,7 @@ fn fifty_parallel_adds_get_fifty_distinct_working_addresses() {
             ns.name
         );
     }
-    for ip in &ips {
+    for ip in &ips[1..] {
         assert!(namespaces[0].ping(ip), "pod 0 cannot reach {ip}");
     }
     for (i, ns) in namespaces.iter().enumerate() {
