@@ -11,23 +11,10 @@ use unicni_core::{CreateOutcome, Error, Result, Store};
 
 pub const PREFIX: &str = "flannel/subnets/";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub subnet: String,
     pub node: String,
-    /// The node's underlay (VPC) address: where peers send its pods' traffic.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub public_ip: Option<String>,
-    /// The MAC of the node's vxlan device (vxlan mode).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vtep_mac: Option<String>,
-    /// The datapath mode the node runs (`vxlan`, `host-gw`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
-    /// Seconds since the epoch after which the lease is void unless renewed (stores
-    /// without native TTLs; etcd deletes the key itself).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
 }
 
 pub fn key(subnet: &IpNet) -> String {
@@ -58,7 +45,6 @@ pub async fn acquire(store: &dyn Store, network: IpNet, subnet_len: u8, node: &s
         let lease = Lease {
             subnet: s.to_string(),
             node: node.to_string(),
-            ..Lease::default()
         };
         let body = serde_json::to_vec(&lease).expect("lease serializes");
         if store.create(&k, &body).await? == CreateOutcome::Created {
@@ -74,14 +60,14 @@ pub async fn acquire(store: &dyn Store, network: IpNet, subnet_len: u8, node: &s
 }
 
 #[cfg(test)]
-pub(crate) mod tests_support {
+mod tests {
     use super::*;
     use async_trait::async_trait;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
     #[derive(Default)]
-    pub struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
+    struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
 
     #[async_trait]
     impl Store for Mem {
@@ -118,12 +104,6 @@ pub(crate) mod tests_support {
                 .collect())
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tests_support::Mem;
-    use super::*;
 
     #[tokio::test]
     async fn nodes_get_distinct_subnets_and_keep_them() {
