@@ -11,7 +11,7 @@ use unicni_config::BackendKind;
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    long_about = "Reads a cluster (an inventory file, or live through a kubeconfig) and \
+    after_help = "Reads a cluster (an inventory file, or live through a kubeconfig) and \
                   assesses moving it to the --to backend. Each check reports findings with a \
                   severity (info, warning, blocker), the object concerned, a message and a \
                   remedy:\n\n\
@@ -49,7 +49,7 @@ pub struct Args {
         required_unless_present = "kubeconfig"
     )]
     pub inventory: Option<PathBuf>,
-    /// Read the cluster live through this kubeconfig.
+    /// Read the cluster live through this kubeconfig (read-only: list and get).
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
     /// The target's unicni config file; its backend.kind must match --to.
@@ -71,9 +71,10 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Write an inventory of a live cluster (nodes, pods, services, network policies) to
-    /// a file that `unicni assess --inventory` reads; add the cloud's vSwitches and
-    /// route-table budget by hand or with --vswitches.
+    /// Write an inventory of a live cluster (nodes, pods, services, network policies, the
+    /// current network) to a file that `unicni assess --inventory` reads. The cloud's
+    /// vSwitch free addresses and route-table budget are not in the Kubernetes API: add
+    /// them under `cloud:` in the file (docs/plan-assess.md).
     Export(ExportArgs),
 }
 
@@ -172,11 +173,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code(fail_on)))
 }
 
-fn live_inventory(_kubeconfig: Option<&PathBuf>) -> Result<Inventory> {
-    bail!(
-        "reading a live cluster is not in this build yet; write an inventory file (schema in \
-         docs/plan-assess.md) and pass it with --inventory FILE"
-    )
+/// Reads the cluster through the Kubernetes API (read-only: list and get).
+fn live_inventory(kubeconfig: Option<&PathBuf>) -> Result<Inventory> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let inv = rt.block_on(async {
+        let client = unicni_assess::live::client(kubeconfig.map(|p| p.as_path())).await?;
+        let name = cluster_name(kubeconfig);
+        unicni_assess::live::export(client, &name).await
+    })?;
+    Ok(inv)
+}
+
+/// The kubeconfig's current context names the cluster in the report.
+fn cluster_name(kubeconfig: Option<&PathBuf>) -> String {
+    let kc = match kubeconfig {
+        Some(p) => kube::config::Kubeconfig::read_from(p).ok(),
+        None => kube::config::Kubeconfig::read().ok(),
+    };
+    kc.and_then(|k| k.current_context)
+        .unwrap_or_else(|| "cluster".into())
 }
 
 fn export(args: ExportArgs) -> Result<ExitCode> {

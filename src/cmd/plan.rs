@@ -8,7 +8,7 @@ use unicni_capacity::{plan, InstanceTypeTable, Plan, PlanInput, PodsPerNode};
 
 #[derive(clap::Args)]
 #[command(
-    long_about = "Computes the capacity of the cluster a config file describes: the maximum \
+    after_help = "Computes the capacity of the cluster a config file describes: the maximum \
                   number of nodes and which limit sets it (flannel: node subnets of the \
                   cluster network, the route-table quota in vpc-route mode \
                   (cloud.route_table_quota, 200 by default, 1,000 at most); both: the \

@@ -22,6 +22,9 @@ pub enum AssessError {
     TargetConfig(String),
     #[error("unknown check {0:?}; the checks are: {1}")]
     UnknownCheck(String, String),
+    /// Reading a live cluster failed; the message names the API object and the cause.
+    #[error("live cluster: {0}")]
+    Live(String),
     #[error("cannot render the report as {format}: {message}")]
     Render { format: String, message: String },
 }

@@ -11,6 +11,8 @@ pub mod context;
 pub mod error;
 pub mod finding;
 pub mod inventory;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod path;
 pub mod render;
 pub mod report;

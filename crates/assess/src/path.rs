@@ -8,7 +8,7 @@
 use crate::context::Context;
 use crate::{CheckResult, Severity, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use unicni_config::{BackendKind, FlannelMode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +144,7 @@ pub fn plan(cx: &Context, checks: &[CheckResult]) -> MigrationPath {
     match strategy {
         Strategy::NodePoolByNodePool => {
             let mut pools: BTreeMap<&str, Pool> = BTreeMap::new();
-            let node_pool: BTreeMap<&str, &str> = cx
+            let node_pool: HashMap<&str, &str> = cx
                 .inv
                 .nodes
                 .iter()
