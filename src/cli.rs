@@ -25,6 +25,8 @@ enum Command {
     Install(cmd::install::Args),
     /// Remove what install and the datapath put on this node (conflist, bridge, nftables).
     Uninstall(cmd::uninstall::Args),
+    /// Run the node agent: subnet lease, peers' routes (vxlan / host-gw), drift repair, metrics.
+    Agent(cmd::agent::Args),
     /// Inspect the config file.
     #[command(subcommand)]
     Config(cmd::config::Command),
@@ -47,6 +49,7 @@ pub fn run() -> ExitCode {
     let outcome = match cli.command {
         Command::Install(a) => cmd::install::run(a),
         Command::Uninstall(a) => cmd::uninstall::run(a),
+        Command::Agent(a) => cmd::agent::run(a),
         Command::Config(c) => cmd::config::run(c),
         Command::Lock(c) => cmd::lock::run(c),
         Command::Lab(a) => cmd::lab::run(a),

@@ -22,6 +22,17 @@ pub fn open_store(c: &Config) -> Result<Box<dyn Store>> {
     }
 }
 
+/// Like [`open_store`], also for stores that need a connection (etcd). Call inside the
+/// runtime that will use the store.
+pub async fn open_store_async(c: &Config) -> Result<Box<dyn Store>> {
+    match c.store.kind {
+        StoreKind::Etcd => Ok(Box::new(
+            unicni_store::EtcdStore::connect(&c.store.endpoints, &c.store.prefix).await?,
+        )),
+        _ => open_store(c),
+    }
+}
+
 pub fn node_name(c: &Config) -> String {
     c.node.name.clone().unwrap_or_else(|| {
         nix::unistd::gethostname()

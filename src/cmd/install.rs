@@ -20,6 +20,11 @@ pub struct Args {
     /// Where the container runtime finds CNI plugins.
     #[arg(long, default_value = "/opt/cni/bin")]
     pub cni_bin_dir: PathBuf,
+    /// A node agent (`unicni agent`) provides this node's subnet lease: write the conflist
+    /// without a subnet (the plugin reads the agent's lease file and answers "try again
+    /// later" until it exists) and leave leasing to the agent.
+    #[arg(long)]
+    pub with_agent: bool,
 }
 
 /// vxlan adds outer Ethernet (14), IPv4 (20), UDP (8) and vxlan (8) headers.
@@ -31,7 +36,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("backend.kind = \"terway\" is not available in this build yet; use \"flannel\"");
     }
     let rt = common::runtime()?;
-    let store = common::open_store(&config)?;
+    let store = rt.block_on(common::open_store_async(&config))?;
     let (lock, created) = rt.block_on(common::check_lock(store.as_ref(), &config))?;
     if created {
         eprintln!(
@@ -45,7 +50,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let node = common::node_name(&config);
     let subnet = match &config.flannel.node_subnet {
-        Some(s) => s.clone(),
+        Some(s) => Some(s.clone()),
+        None if args.with_agent => None,
         None => {
             let network = config.flannel.network.parse().context("flannel.network")?;
             let s = rt.block_on(unicni_flannel::lease::acquire(
@@ -54,20 +60,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 config.flannel.subnet_len,
                 &node,
             ))?;
-            s.to_string()
+            Some(s.to_string())
         }
     };
     let mtu = match config.flannel.mtu {
         Some(m) => m,
         None => rt.block_on(pod_mtu(&config))?,
     };
-    let conflist = conflist(&config, &subnet, mtu);
+    let conflist = conflist(&config, subnet.as_deref(), mtu);
     let conf_path = args.cni_conf_dir.join(&config.cni.conf_name);
     write_atomic(
         &conf_path,
         serde_json::to_string_pretty(&conflist)?.as_bytes(),
         0o644,
     )?;
+    let subnet = subnet.unwrap_or_else(|| "from the agent's lease".into());
     eprintln!(
         "wrote {} (node {node}, subnet {subnet}, mtu {mtu})",
         conf_path.display()
@@ -78,8 +85,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// The plugin list the runtime executes: unicni first, then the configured chain.
-pub fn conflist(c: &Config, subnet: &str, mtu: u32) -> Value {
-    let mut plugins = vec![json!({
+pub fn conflist(c: &Config, subnet: Option<&str>, mtu: u32) -> Value {
+    let mut first = json!({
         "type": crate::cmd::cni::PLUGIN_TYPE,
         "backend": "flannel",
         "clusterNetwork": c.flannel.network,
@@ -90,7 +97,16 @@ pub fn conflist(c: &Config, subnet: &str, mtu: u32) -> Value {
         "runDir": c.node.run_dir,
         "ipMasq": c.flannel.masquerade,
         "hairpin": true,
-    })];
+    });
+    match subnet {
+        Some(s) => first["subnet"] = json!(s),
+        None => {
+            if let Some(o) = first.as_object_mut() {
+                o.remove("subnet");
+            }
+        }
+    }
+    let mut plugins = vec![first];
     for p in &c.cni.chain {
         plugins.push(match p.as_str() {
             "portmap" => {

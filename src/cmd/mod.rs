@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod agent;
 pub mod assess;
 pub mod cloud_sim;
 pub mod cni;

@@ -11,10 +11,23 @@ use unicni_core::{CreateOutcome, Error, Result, Store};
 
 pub const PREFIX: &str = "flannel/subnets/";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Lease {
     pub subnet: String,
     pub node: String,
+    /// The node's underlay (VPC) address: where peers send its pods' traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<String>,
+    /// The MAC of the node's vxlan device (vxlan mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep_mac: Option<String>,
+    /// The datapath mode the node runs (`vxlan`, `host-gw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Seconds since the epoch after which the lease is void unless renewed (stores
+    /// without native TTLs; etcd deletes the key itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 pub fn key(subnet: &IpNet) -> String {
@@ -22,7 +35,12 @@ pub fn key(subnet: &IpNet) -> String {
 }
 
 /// Returns the subnet `node` holds, taking the first free one if it holds none.
-pub async fn acquire(store: &dyn Store, network: IpNet, subnet_len: u8, node: &str) -> Result<IpNet> {
+pub async fn acquire(
+    store: &dyn Store,
+    network: IpNet,
+    subnet_len: u8,
+    node: &str,
+) -> Result<IpNet> {
     let mut taken = HashSet::new();
     for (k, v) in store.list(PREFIX).await? {
         if let Ok(l) = serde_json::from_slice::<Lease>(&v) {
@@ -35,7 +53,9 @@ pub async fn acquire(store: &dyn Store, network: IpNet, subnet_len: u8, node: &s
         taken.insert(k);
     }
     let subnets = network.subnets(subnet_len).map_err(|_| {
-        Error::InvalidConfig(format!("subnet length /{subnet_len} does not fit network {network}"))
+        Error::InvalidConfig(format!(
+            "subnet length /{subnet_len} does not fit network {network}"
+        ))
     })?;
     for s in subnets {
         let k = key(&s);
@@ -45,6 +65,7 @@ pub async fn acquire(store: &dyn Store, network: IpNet, subnet_len: u8, node: &s
         let lease = Lease {
             subnet: s.to_string(),
             node: node.to_string(),
+            ..Lease::default()
         };
         let body = serde_json::to_vec(&lease).expect("lease serializes");
         if store.create(&k, &body).await? == CreateOutcome::Created {
@@ -60,14 +81,14 @@ pub async fn acquire(store: &dyn Store, network: IpNet, subnet_len: u8, node: &s
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
     use async_trait::async_trait;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
     #[derive(Default)]
-    struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
+    pub struct Mem(Mutex<BTreeMap<String, Vec<u8>>>);
 
     #[async_trait]
     impl Store for Mem {
@@ -104,6 +125,12 @@ mod tests {
                 .collect())
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::Mem;
+    use super::*;
 
     #[tokio::test]
     async fn nodes_get_distinct_subnets_and_keep_them() {

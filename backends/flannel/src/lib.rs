@@ -6,13 +6,19 @@
 //! other nodes' subnets takes the mode's path (vxlan, host-gw, vpc-route: programmed by
 //! the agent); traffic leaving the cluster CIDR is masqueraded.
 
+pub mod agent;
 pub mod backend;
 pub mod bridge;
+pub mod hostgw;
 pub mod ipam;
 pub mod lease;
+pub mod lease_store;
 pub mod masq;
 pub mod names;
 pub mod netconf;
+pub mod peers;
+pub mod reconcile;
+pub mod vxlan;
 
 pub use backend::FlannelBackend;
 pub use netconf::FlannelNetConf;

@@ -52,7 +52,7 @@ pub struct RouteInfo {
 }
 
 pub struct Netlink {
-    handle: Handle,
+    pub(crate) handle: Handle,
     label: String,
 }
 
@@ -80,7 +80,7 @@ impl Netlink {
         Netlink { handle, label }
     }
 
-    fn obj(&self, what: impl std::fmt::Display) -> String {
+    pub(crate) fn obj(&self, what: impl std::fmt::Display) -> String {
         format!("{what} (netns {})", self.label)
     }
 

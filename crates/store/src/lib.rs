@@ -3,3 +3,6 @@
 pub mod file;
 
 pub use file::FileStore;
+pub mod etcd;
+
+pub use etcd::{EtcdStore, LeasedCreate};

@@ -1,0 +1,410 @@
+//! The node agent's loop: hold a subnet lease, publish it to the CNI plugin, program the
+//! datapath for every peer, and keep all of it true (lease renewals, drift repair).
+
+use crate::hostgw::HostGw;
+use crate::lease::Lease;
+use crate::lease_store::{acquire, LeaseStore};
+use crate::masq;
+use crate::netconf::SubnetFile;
+use crate::peers::{self, stable_vtep_mac};
+use crate::reconcile::{kernel, Pass};
+use crate::vxlan::{Vxlan, OVERHEAD_V4};
+use ipnet::{IpNet, Ipv4Net};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use unicni_core::{Error, Result};
+use unicni_net::Netlink;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Vxlan,
+    HostGw,
+}
+
+impl Mode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Vxlan => "vxlan",
+            Mode::HostGw => "host-gw",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentParams {
+    pub node: String,
+    pub network: IpNet,
+    pub subnet_len: u8,
+    pub mode: Mode,
+    pub vni: u32,
+    pub port: u16,
+    /// Underlay interface; the default route's when `None`.
+    pub interface: Option<String>,
+    /// Pod MTU override; else underlay MTU minus the mode's overhead.
+    pub mtu: Option<u32>,
+    pub lease_ttl: Duration,
+    pub reconcile_every: Duration,
+    pub run_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// nftables table for masquerade/forward rules; `None` when masquerade is off.
+    pub masq_table: Option<String>,
+}
+
+impl AgentParams {
+    pub fn device_name(&self) -> String {
+        format!("flannel.{}", self.vni)
+    }
+    pub fn subnet_file(&self) -> PathBuf {
+        self.run_dir.join("flannel").join("subnet.json")
+    }
+    fn previous_file(&self) -> PathBuf {
+        self.state_dir.join("flannel").join("lease.json")
+    }
+}
+
+/// Live numbers for health and metrics; written by the loop, read by the HTTP server.
+#[derive(Debug, Default)]
+pub struct Status {
+    pub lease_held: AtomicBool,
+    pub ready: AtomicBool,
+    pub peers: AtomicU64,
+    pub routes: AtomicU64,
+    pub neighbours: AtomicU64,
+    pub fdb: AtomicU64,
+    pub refused_peers: AtomicU64,
+    pub reconciles: AtomicU64,
+    pub reconcile_errors: AtomicU64,
+    pub repairs: AtomicU64,
+    pub removals: AtomicU64,
+    pub lease_renewals: AtomicU64,
+    pub lease_losses: AtomicU64,
+    pub last_reconcile_ms: AtomicU64,
+    pub subnet: Mutex<String>,
+    pub last_error: Mutex<String>,
+}
+
+/// The underlay: where encapsulated (vxlan) or routed (host-gw) traffic leaves.
+#[derive(Debug, Clone)]
+pub struct Underlay {
+    pub index: u32,
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub mtu: u32,
+}
+
+pub async fn find_underlay(nl: &Netlink, wanted: Option<&str>) -> Result<Underlay> {
+    let link = match wanted {
+        Some(name) => nl.link(name).await.map_err(kernel)?.ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "flannel.interface = {name:?} does not exist on this node"
+            ))
+        })?,
+        None => {
+            let oif = nl
+                .routes4()
+                .await
+                .map_err(kernel)?
+                .into_iter()
+                .find(|r| r.dst.prefix_len() == 0)
+                .and_then(|r| r.oif)
+                .ok_or_else(|| {
+                    Error::InvalidConfig(
+                        "no default route to pick the underlay interface from; set flannel.interface".into(),
+                    )
+                })?;
+            nl.links()
+                .await
+                .map_err(kernel)?
+                .into_iter()
+                .find(|l| l.index == oif)
+                .ok_or_else(|| Error::Kernel(format!("default route's interface {oif} vanished")))?
+        }
+    };
+    let ip = nl
+        .ipv4_addresses(link.index)
+        .await
+        .map_err(kernel)?
+        .first()
+        .map(|n| n.addr())
+        .ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "underlay interface {} has no IPv4 address; set flannel.interface to the node's VPC interface",
+                link.name
+            ))
+        })?;
+    Ok(Underlay {
+        index: link.index,
+        name: link.name,
+        ip,
+        mtu: link.mtu,
+    })
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("file has a directory");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))
+}
+
+/// Tells the plugin the node is not ready (ADDs answer "try again later").
+pub fn withdraw(params: &AgentParams) {
+    let _ = std::fs::remove_file(params.subnet_file());
+}
+
+enum Datapath {
+    Vxlan(Vxlan),
+    HostGw(HostGw),
+}
+
+pub struct Agent {
+    params: AgentParams,
+    store: Arc<dyn LeaseStore>,
+    status: Arc<Status>,
+    nl: Netlink,
+    underlay: Underlay,
+    me: Lease,
+    token: i64,
+    mtu: u32,
+    datapath: Datapath,
+}
+
+impl Agent {
+    /// Finds the underlay, takes the lease and publishes it. Fails clearly when the
+    /// cluster network is exhausted or the config does not fit this node.
+    pub async fn start(
+        params: AgentParams,
+        store: Arc<dyn LeaseStore>,
+        status: Arc<Status>,
+    ) -> Result<Agent> {
+        let nl = Netlink::current().map_err(kernel)?;
+        let underlay = find_underlay(&nl, params.interface.as_deref()).await?;
+        let mtu = params.mtu.unwrap_or(match params.mode {
+            Mode::Vxlan => underlay.mtu.saturating_sub(OVERHEAD_V4),
+            Mode::HostGw => underlay.mtu,
+        });
+        let vtep_mac = stable_vtep_mac(&params.node, params.vni);
+        let template = Lease {
+            node: params.node.clone(),
+            public_ip: Some(underlay.ip.to_string()),
+            vtep_mac: (params.mode == Mode::Vxlan)
+                .then(|| unicni_net::netlink::format_mac(&vtep_mac)),
+            mode: Some(params.mode.as_str().to_string()),
+            ..Lease::default()
+        };
+        let previous: Option<IpNet> = std::fs::read(params.previous_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Lease>(&b).ok())
+            .and_then(|l| l.subnet.parse().ok());
+        let (me, token) = acquire(
+            store.as_ref(),
+            params.network,
+            params.subnet_len,
+            &template,
+            previous,
+            params.lease_ttl,
+        )
+        .await?;
+        let subnet: Ipv4Net = me.subnet.parse().map_err(|_| {
+            Error::InvalidConfig(format!("leased subnet {} is not IPv4", me.subnet))
+        })?;
+        tracing::info!(node = %params.node, subnet = %me.subnet, underlay = %underlay.name, ip = %underlay.ip, mtu, "lease held");
+        write_atomic(
+            &params.previous_file(),
+            &serde_json::to_vec(&me).expect("lease serializes"),
+        )?;
+        let datapath = match params.mode {
+            Mode::Vxlan => Datapath::Vxlan(Vxlan {
+                name: params.device_name(),
+                vni: params.vni,
+                port: params.port,
+                mac: vtep_mac,
+                local: underlay.ip,
+                underlay: underlay.index,
+                mtu,
+                subnet,
+            }),
+            Mode::HostGw => Datapath::HostGw(HostGw {
+                underlay: underlay.index,
+                underlay_name: underlay.name.clone(),
+            }),
+        };
+        unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1").map_err(kernel)?;
+        let agent = Agent {
+            params,
+            store,
+            status,
+            nl,
+            underlay,
+            me,
+            token,
+            mtu,
+            datapath,
+        };
+        agent.status.lease_held.store(true, Ordering::Relaxed);
+        *agent.status.subnet.lock().unwrap() = agent.me.subnet.clone();
+        Ok(agent)
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.me
+    }
+
+    pub fn underlay(&self) -> &Underlay {
+        &self.underlay
+    }
+
+    fn publish(&self) -> Result<()> {
+        let f = SubnetFile {
+            subnet: self.me.subnet.clone(),
+            mtu: Some(self.mtu),
+        };
+        write_atomic(
+            &self.params.subnet_file(),
+            &serde_json::to_vec(&f).expect("serializes"),
+        )?;
+        self.status.ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One reconcile pass: masquerade rules, then the peers' datapath entries.
+    pub async fn reconcile(&self) -> Result<Pass> {
+        let started = Instant::now();
+        if let Some(table) = &self.params.masq_table {
+            if !unicni_net::nft::table_exists("ip", table) {
+                masq::install(table, self.params.network).map_err(kernel)?;
+                tracing::info!(table, "masquerade rules installed");
+            }
+        }
+        let leases = self.store.list().await?;
+        let (peers, skipped) = peers::from_leases(&leases, &self.params.node, self.params.network);
+        let mut pass = match &self.datapath {
+            Datapath::Vxlan(v) => v.reconcile(&self.nl, &peers).await?,
+            Datapath::HostGw(h) => h.reconcile(&self.nl, &peers).await?,
+        };
+        pass.refused.extend(skipped);
+        let s = &self.status;
+        s.peers.store(pass.peers as u64, Ordering::Relaxed);
+        s.routes.store(pass.routes as u64, Ordering::Relaxed);
+        s.neighbours
+            .store(pass.neighbours as u64, Ordering::Relaxed);
+        s.fdb.store(pass.fdb as u64, Ordering::Relaxed);
+        s.refused_peers
+            .store(pass.refused.len() as u64, Ordering::Relaxed);
+        s.repairs.fetch_add(pass.repaired as u64, Ordering::Relaxed);
+        s.removals.fetch_add(pass.removed as u64, Ordering::Relaxed);
+        s.reconciles.fetch_add(1, Ordering::Relaxed);
+        s.reconcile_errors
+            .fetch_add(pass.errors.len() as u64, Ordering::Relaxed);
+        s.last_reconcile_ms
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        Ok(pass)
+    }
+
+    async fn renew(&mut self) -> Result<()> {
+        if self
+            .store
+            .renew(&self.me, self.token, self.params.lease_ttl)
+            .await?
+        {
+            self.status.lease_renewals.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        // Lost (expired while we could not reach the store, or taken over): stop new
+        // pods until a lease is held again, then take one (the same subnet if still free).
+        tracing::error!(subnet = %self.me.subnet, "subnet lease lost; taking a new one");
+        self.status.lease_losses.fetch_add(1, Ordering::Relaxed);
+        self.status.lease_held.store(false, Ordering::Relaxed);
+        self.status.ready.store(false, Ordering::Relaxed);
+        withdraw(&self.params);
+        let mut template = self.me.clone();
+        template.expires_at = None;
+        let previous = self.me.subnet.parse().ok();
+        let (me, token) = acquire(
+            self.store.as_ref(),
+            self.params.network,
+            self.params.subnet_len,
+            &template,
+            previous,
+            self.params.lease_ttl,
+        )
+        .await?;
+        if me.subnet != self.me.subnet {
+            return Err(Error::Unavailable(format!(
+                "the node's subnet {} was taken by another node while its lease was lost; it now \
+                 holds {}: restart the agent after draining the node's pods",
+                self.me.subnet, me.subnet
+            )));
+        }
+        self.token = token;
+        self.status.lease_held.store(true, Ordering::Relaxed);
+        self.publish()
+    }
+
+    /// Runs until `shutdown` turns true. The lease is kept on shutdown (a restarted agent
+    /// takes it back); only readiness is withdrawn.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let first = self.reconcile().await?;
+        log_pass(&first);
+        self.publish()?;
+        tracing::info!(file = %self.params.subnet_file().display(), "node ready for pods");
+        let renew_every = (self.params.lease_ttl / 3).max(Duration::from_secs(1));
+        let mut last_renew = Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = self.store.wait_change(self.params.reconcile_every) => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            if last_renew.elapsed() >= renew_every {
+                match self.renew().await {
+                    Ok(()) => last_renew = Instant::now(),
+                    Err(e @ Error::Unavailable(_)) => {
+                        withdraw(&self.params);
+                        return Err(e);
+                    }
+                    Err(e) => self.record_error(format!("renew lease: {e}")),
+                }
+            }
+            match self.reconcile().await {
+                Ok(p) => log_pass(&p),
+                Err(e) => self.record_error(format!("reconcile: {e}")),
+            }
+        }
+        withdraw(&self.params);
+        self.status.ready.store(false, Ordering::Relaxed);
+        tracing::info!("agent stopped; lease kept for the next start");
+        Ok(())
+    }
+
+    fn record_error(&self, e: String) {
+        tracing::warn!("{e}");
+        self.status.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+        *self.status.last_error.lock().unwrap() = e;
+    }
+}
+
+fn log_pass(p: &Pass) {
+    if p.repaired > 0 || p.removed > 0 {
+        tracing::info!(
+            peers = p.peers,
+            written = p.repaired,
+            removed = p.removed,
+            "datapath reconciled"
+        );
+    }
+    for r in &p.refused {
+        tracing::error!("peer refused: {r}");
+    }
+    for e in &p.errors {
+        tracing::warn!("reconcile error: {e}");
+    }
+}

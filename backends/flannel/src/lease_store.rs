@@ -1,0 +1,292 @@
+//! Leases that expire: what the node agent holds while it runs.
+//!
+//! A [`LeaseStore`] binds each lease key to a time-to-live. etcd does that natively (the
+//! binary adapts `unicni_store::EtcdStore`); [`ExpiringStore`] does it over any plain
+//! [`Store`] by writing the expiry time into the lease (the file store of a single
+//! machine). A node that stops renewing loses its lease after the TTL: peers drop its
+//! routes and the subnet can be leased again.
+
+use crate::lease::{key, Lease, PREFIX};
+use async_trait::async_trait;
+use ipnet::IpNet;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use unicni_core::{CreateOutcome, Error, Result, Store};
+
+/// The outcome of trying to take a subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Held now; `token` is what renewals need (the etcd lease id; 0 for other stores).
+    Taken { token: i64 },
+    /// A live lease of someone (maybe this very node, before a restart) holds the key.
+    Held { lease: Lease, token: i64 },
+}
+
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    fn describe(&self) -> String;
+    /// Every live lease.
+    async fn list(&self) -> Result<Vec<Lease>>;
+    /// Takes `lease.subnet` for `ttl` if nobody holds it.
+    async fn claim(&self, lease: &Lease, ttl: Duration) -> Result<Claim>;
+    /// Extends the lease for another `ttl`, rewriting its body. False when it was lost
+    /// (expired, or taken over by someone else).
+    async fn renew(&self, lease: &Lease, token: i64, ttl: Duration) -> Result<bool>;
+    /// Gives the subnet back now.
+    async fn release(&self, lease: &Lease, token: i64) -> Result<()>;
+    /// Returns when the leases may have changed, or after `max`.
+    async fn wait_change(&self, max: Duration) {
+        tokio::time::sleep(max).await
+    }
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn subnet_key(lease: &Lease) -> Result<String> {
+    let s: IpNet = lease.subnet.parse().map_err(|_| {
+        Error::InvalidConfig(format!("lease subnet {:?} is not a CIDR", lease.subnet))
+    })?;
+    Ok(key(&s))
+}
+
+/// TTL leases over a store without TTLs: the lease carries `expires_at`.
+pub struct ExpiringStore {
+    store: Arc<dyn Store>,
+}
+
+impl ExpiringStore {
+    pub fn new(store: Arc<dyn Store>) -> ExpiringStore {
+        ExpiringStore { store }
+    }
+
+    fn live(l: &Lease) -> bool {
+        l.expires_at.is_none_or(|t| t > now())
+    }
+}
+
+#[async_trait]
+impl LeaseStore for ExpiringStore {
+    fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    async fn list(&self) -> Result<Vec<Lease>> {
+        Ok(self
+            .store
+            .list(PREFIX)
+            .await?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice::<Lease>(&v).ok())
+            .filter(Self::live)
+            .collect())
+    }
+
+    async fn claim(&self, lease: &Lease, ttl: Duration) -> Result<Claim> {
+        let k = subnet_key(lease)?;
+        let mut body = lease.clone();
+        body.expires_at = Some(now() + ttl.as_secs());
+        let bytes = serde_json::to_vec(&body).expect("lease serializes");
+        match self.store.create(&k, &bytes).await? {
+            CreateOutcome::Created => Ok(Claim::Taken { token: 0 }),
+            CreateOutcome::Exists(v) => {
+                let existing = serde_json::from_slice::<Lease>(&v).ok();
+                match existing {
+                    Some(l) if Self::live(&l) => Ok(Claim::Held { lease: l, token: 0 }),
+                    // Expired or unreadable: remove it and try once more. Two nodes racing
+                    // here both delete, and only one create wins.
+                    _ => {
+                        self.store.delete(&k).await?;
+                        match self.store.create(&k, &bytes).await? {
+                            CreateOutcome::Created => Ok(Claim::Taken { token: 0 }),
+                            CreateOutcome::Exists(v) => Ok(Claim::Held {
+                                lease: serde_json::from_slice(&v).unwrap_or_default(),
+                                token: 0,
+                            }),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn renew(&self, lease: &Lease, _token: i64, ttl: Duration) -> Result<bool> {
+        let k = subnet_key(lease)?;
+        let current = match self.store.get(&k).await? {
+            Some(v) => serde_json::from_slice::<Lease>(&v).ok(),
+            None => None,
+        };
+        match current {
+            Some(c) if c.node == lease.node && Self::live(&c) => {
+                let mut body = lease.clone();
+                body.expires_at = Some(now() + ttl.as_secs());
+                self.store
+                    .put(&k, &serde_json::to_vec(&body).expect("lease serializes"))
+                    .await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release(&self, lease: &Lease, _token: i64) -> Result<()> {
+        let k = subnet_key(lease)?;
+        if let Some(v) = self.store.get(&k).await? {
+            if serde_json::from_slice::<Lease>(&v).is_ok_and(|c| c.node == lease.node) {
+                self.store.delete(&k).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Takes a subnet for `me` (node name, underlay address, VTEP MAC, mode filled in):
+/// the one it holds already, else `previous` (what it held before a restart) if free,
+/// else the first free one. Returns the lease as written and the renewal token.
+pub async fn acquire(
+    store: &dyn LeaseStore,
+    network: IpNet,
+    subnet_len: u8,
+    me: &Lease,
+    previous: Option<IpNet>,
+    ttl: Duration,
+) -> Result<(Lease, i64)> {
+    let live = store.list().await?;
+    let mut candidates: Vec<IpNet> = Vec::new();
+    if let Some(mine) = live.iter().find(|l| l.node == me.node) {
+        if let Ok(s) = mine.subnet.parse() {
+            candidates.push(s);
+        }
+    }
+    if let Some(p) = previous {
+        candidates.push(p);
+    }
+    let taken: HashSet<String> = live
+        .iter()
+        .filter(|l| l.node != me.node)
+        .map(|l| l.subnet.clone())
+        .collect();
+    let all = network.subnets(subnet_len).map_err(|_| {
+        Error::InvalidConfig(format!(
+            "flannel.subnet_len /{subnet_len} does not fit flannel.network {network}"
+        ))
+    })?;
+    let fresh = all.filter(|s| !taken.contains(&s.to_string()));
+    for subnet in candidates.into_iter().chain(fresh) {
+        if !network.contains(&subnet)
+            || subnet.prefix_len() != subnet_len
+            || taken.contains(&subnet.to_string())
+        {
+            continue;
+        }
+        let mut lease = me.clone();
+        lease.subnet = subnet.to_string();
+        match store.claim(&lease, ttl).await? {
+            Claim::Taken { token } => return Ok((lease, token)),
+            // Our own lease from before a restart: adopt it and rewrite our current data.
+            Claim::Held { lease: held, token } if held.node == me.node => {
+                if store.renew(&lease, token, ttl).await? {
+                    return Ok((lease, token));
+                }
+            }
+            Claim::Held { .. } => {}
+        }
+    }
+    Err(Error::Exhausted(format!(
+        "cluster network {network} has no free /{subnet_len} subnet for node {:?}: all {} are \
+         leased in {}; remove nodes that left (their leases expire after the TTL) or use a \
+         larger network",
+        me.node,
+        taken.len(),
+        store.describe()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::tests_support::Mem;
+
+    fn me(node: &str) -> Lease {
+        Lease {
+            node: node.into(),
+            public_ip: Some("192.168.1.10".into()),
+            ..Lease::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn same_node_gets_same_subnet_and_others_differ() {
+        let s = ExpiringStore::new(Arc::new(Mem::default()));
+        let net: IpNet = "10.1.0.0/22".parse().unwrap();
+        let ttl = Duration::from_secs(60);
+        let (a, _) = acquire(&s, net, 24, &me("a"), None, ttl).await.unwrap();
+        let (b, _) = acquire(&s, net, 24, &me("b"), None, ttl).await.unwrap();
+        assert_ne!(a.subnet, b.subnet);
+        let (a2, _) = acquire(&s, net, 24, &me("a"), None, ttl).await.unwrap();
+        assert_eq!(a.subnet, a2.subnet);
+        assert_eq!(s.list().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn expired_leases_are_not_listed_and_are_reusable() {
+        let s = ExpiringStore::new(Arc::new(Mem::default()));
+        let net: IpNet = "10.1.0.0/23".parse().unwrap();
+        acquire(&s, net, 24, &me("a"), None, Duration::from_secs(0))
+            .await
+            .unwrap();
+        acquire(&s, net, 24, &me("b"), None, Duration::from_secs(0))
+            .await
+            .unwrap();
+        assert!(s.list().await.unwrap().is_empty());
+        // Both subnets are free again: a third node gets one, then "a" its old one back.
+        let (c, _) = acquire(&s, net, 24, &me("c"), None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let prev: IpNet = "10.1.1.0/24".parse().unwrap();
+        let want = if c.subnet == "10.1.1.0/24" {
+            "10.1.0.0/24"
+        } else {
+            "10.1.1.0/24"
+        };
+        let (a, _) = acquire(&s, net, 24, &me("a"), Some(prev), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(a.subnet, want);
+    }
+
+    #[tokio::test]
+    async fn previous_subnet_is_preferred_when_free() {
+        let s = ExpiringStore::new(Arc::new(Mem::default()));
+        let net: IpNet = "10.1.0.0/22".parse().unwrap();
+        let prev: IpNet = "10.1.2.0/24".parse().unwrap();
+        let (a, _) = acquire(&s, net, 24, &me("a"), Some(prev), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(a.subnet, "10.1.2.0/24");
+    }
+
+    #[tokio::test]
+    async fn renew_fails_once_someone_else_holds_it() {
+        let s = ExpiringStore::new(Arc::new(Mem::default()));
+        let net: IpNet = "10.1.0.0/24".parse().unwrap();
+        let (a, t) = acquire(&s, net, 24, &me("a"), None, Duration::from_secs(0))
+            .await
+            .unwrap();
+        let (b, _) = acquire(&s, net, 24, &me("b"), None, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(a.subnet, b.subnet);
+        assert!(!s.renew(&a, t, Duration::from_secs(60)).await.unwrap());
+        let e = acquire(&s, net, 24, &me("c"), None, Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Exhausted(_)), "{e}");
+        assert!(e.to_string().contains("\"c\""), "{e}");
+    }
+}

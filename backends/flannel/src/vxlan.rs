@@ -1,0 +1,219 @@
+//! vxlan mode: one device for the whole cluster; per peer a permanent neighbour entry
+//! (peer VTEP IP → VTEP MAC), an FDB entry (VTEP MAC → peer underlay IP) and an on-link
+//! route (peer subnet via VTEP IP), written in that order so a packet never takes a route
+//! whose next hop cannot be resolved yet.
+
+use crate::peers::Peer;
+use crate::reconcile::{kernel, Pass, PARALLEL, ROUTE_PROTO};
+use futures::stream::{self, StreamExt};
+use ipnet::{IpNet, Ipv4Net};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use unicni_core::Result;
+use unicni_net::overlay::{parse_mac, VxlanSpec};
+use unicni_net::Netlink;
+
+/// vxlan adds outer Ethernet (14), IPv4 (20), UDP (8) and vxlan (8) headers.
+pub const OVERHEAD_V4: u32 = 50;
+
+#[derive(Debug, Clone)]
+pub struct Vxlan {
+    pub name: String,
+    pub vni: u32,
+    pub port: u16,
+    pub mac: [u8; 6],
+    pub local: Ipv4Addr,
+    pub underlay: u32,
+    pub mtu: u32,
+    /// This node's subnet: its network address goes on the device (the VTEP IP).
+    pub subnet: Ipv4Net,
+}
+
+impl Vxlan {
+    /// Makes the device exist with the right kind, MAC, MTU, address and state. Returns
+    /// its index and whether anything had to be fixed.
+    pub async fn ensure(&self, nl: &Netlink) -> Result<(u32, bool)> {
+        let mut fixed = false;
+        let mut link = nl.link(&self.name).await.map_err(kernel)?;
+        if let Some(l) = &link {
+            let wrong = l.kind.as_deref() != Some("vxlan") || parse_mac(&l.mac) != Some(self.mac);
+            if wrong {
+                tracing::warn!(device = %self.name, kind = ?l.kind, mac = %l.mac, "replacing a device that is not our vxlan device");
+                nl.delete_link(&self.name).await.map_err(kernel)?;
+                link = None;
+            }
+        }
+        let link = match link {
+            Some(l) => l,
+            None => {
+                fixed = true;
+                nl.create_vxlan(&VxlanSpec {
+                    name: &self.name,
+                    vni: self.vni,
+                    port: self.port,
+                    local: self.local,
+                    underlay: self.underlay,
+                    mac: self.mac,
+                    mtu: self.mtu,
+                })
+                .await
+                .map_err(kernel)?;
+                nl.link(&self.name).await.map_err(kernel)?.ok_or_else(|| {
+                    unicni_core::Error::Kernel(format!(
+                        "vxlan device {} vanished after creation",
+                        self.name
+                    ))
+                })?
+            }
+        };
+        if link.mtu != self.mtu {
+            fixed = true;
+            nl.set_mtu(link.index, self.mtu).await.map_err(kernel)?;
+        }
+        let addr = Ipv4Net::new(self.subnet.network(), 32).expect("/32");
+        let addrs = nl.ipv4_addresses(link.index).await.map_err(kernel)?;
+        if !addrs.contains(&addr) {
+            fixed = true;
+            nl.add_address(link.index, IpNet::V4(addr))
+                .await
+                .map_err(kernel)?;
+        }
+        if !link.up {
+            fixed = true;
+            nl.set_up(link.index).await.map_err(kernel)?;
+        }
+        Ok((link.index, fixed))
+    }
+
+    /// Brings the device and every peer's entries to the wanted state; removes entries of
+    /// peers that are gone.
+    pub async fn reconcile(&self, nl: &Netlink, peers: &[Peer]) -> Result<Pass> {
+        let mut pass = Pass::default();
+        let (idx, fixed) = self.ensure(nl).await?;
+        if fixed {
+            pass.repaired += 1;
+        }
+        let neigh: HashMap<Ipv4Addr, (String, bool)> = nl
+            .neighbours(idx)
+            .await
+            .map_err(kernel)?
+            .into_iter()
+            .map(|n| (n.ip, (n.mac, n.permanent)))
+            .collect();
+        let fdb = nl.fdb(idx).await.map_err(kernel)?;
+        let fdb_set: HashSet<(String, Option<IpAddr>)> =
+            fdb.iter().map(|f| (f.mac.clone(), f.dst)).collect();
+        let routes: Vec<_> = nl
+            .routes4()
+            .await
+            .map_err(kernel)?
+            .into_iter()
+            .filter(|r| r.oif == Some(idx) || r.protocol == ROUTE_PROTO)
+            .collect();
+        let route_set: HashSet<(Ipv4Net, Option<Ipv4Addr>, Option<u32>)> =
+            routes.iter().map(|r| (r.dst, r.gateway, r.oif)).collect();
+
+        let mut work = Vec::new();
+        let mut want_neigh = HashSet::new();
+        let mut want_mac = HashMap::new();
+        let mut want_dst = HashSet::new();
+        for p in peers {
+            let Some(mac) = p.vtep_mac else {
+                pass.refused.push(format!(
+                    "peer {:?} ({}) published no VTEP MAC: is it running vxlan mode?",
+                    p.node, p.subnet
+                ));
+                continue;
+            };
+            let mac_s = unicni_net::netlink::format_mac(&mac);
+            let gw = p.vtep_ip();
+            want_neigh.insert(gw);
+            want_mac.insert(mac_s.clone(), p.public_ip);
+            want_dst.insert(p.subnet);
+            let need_n = neigh.get(&gw) != Some(&(mac_s.clone(), true));
+            let need_f = !fdb_set.contains(&(mac_s.clone(), Some(IpAddr::V4(p.public_ip))));
+            let need_r = !route_set.contains(&(p.subnet, Some(gw), Some(idx)));
+            if need_n || need_f || need_r {
+                work.push((p.clone(), mac, need_n, need_f, need_r));
+            } else {
+                pass.peers += 1;
+            }
+        }
+        let results: Vec<(String, Vec<String>, usize)> = stream::iter(work)
+            .map(|(p, mac, need_n, need_f, need_r)| async move {
+                let mut errs = Vec::new();
+                let mut n = 0;
+                let gw = p.vtep_ip();
+                if need_n {
+                    match nl.replace_neighbour(idx, gw, mac).await {
+                        Ok(()) => n += 1,
+                        Err(e) => errs.push(e.to_string()),
+                    }
+                }
+                if need_f && errs.is_empty() {
+                    match nl.replace_fdb(idx, mac, p.public_ip).await {
+                        Ok(()) => n += 1,
+                        Err(e) => errs.push(e.to_string()),
+                    }
+                }
+                if need_r && errs.is_empty() {
+                    match nl
+                        .replace_route4(p.subnet, Some(gw), idx, true, ROUTE_PROTO)
+                        .await
+                    {
+                        Ok(()) => n += 1,
+                        Err(e) => errs.push(e.to_string()),
+                    }
+                }
+                (p.node, errs, n)
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (node, errs, n) in results {
+            pass.repaired += n;
+            if errs.is_empty() {
+                pass.peers += 1;
+            } else {
+                pass.errors
+                    .extend(errs.into_iter().map(|e| format!("peer {node:?}: {e}")));
+            }
+        }
+
+        // Peers that left: route first, then FDB, then neighbour (reverse of adding).
+        for r in routes
+            .iter()
+            .filter(|r| !want_dst.contains(&r.dst) && r.dst.prefix_len() < 32)
+        {
+            match nl.delete_route4(r.dst, r.oif).await {
+                Ok(()) => pass.removed += 1,
+                Err(e) => pass.errors.push(e.to_string()),
+            }
+        }
+        for f in &fdb {
+            let keep = want_mac
+                .get(&f.mac)
+                .is_some_and(|ip| f.dst == Some(IpAddr::V4(*ip)));
+            if !keep {
+                if let Some(mac) = parse_mac(&f.mac) {
+                    match nl.delete_fdb(idx, mac, f.dst).await {
+                        Ok(()) => pass.removed += 1,
+                        Err(e) => pass.errors.push(e.to_string()),
+                    }
+                }
+            }
+        }
+        for (ip, (_, permanent)) in &neigh {
+            if *permanent && !want_neigh.contains(ip) {
+                match nl.delete_neighbour(idx, *ip).await {
+                    Ok(()) => pass.removed += 1,
+                    Err(e) => pass.errors.push(e.to_string()),
+                }
+            }
+        }
+        pass.routes = want_dst.len();
+        pass.neighbours = want_neigh.len();
+        pass.fdb = want_mac.len();
+        Ok(pass)
+    }
+}
