@@ -183,6 +183,13 @@ impl Netlink {
                         NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
                             dst = Some(IpAddr::V6(*v6))
                         }
+                        // In bridge-family messages the kernel's NDA_DST is not decoded by
+                        // family: take it by length.
+                        NeighbourAttribute::Destination(NeighbourAddress::Other(b))
+                            if b.len() == 4 =>
+                        {
+                            dst = Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
+                        }
                         _ => {}
                     }
                 }

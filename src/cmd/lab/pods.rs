@@ -1,29 +1,33 @@
-//! Lab pods: a network namespace attached by executing the installed plugin, as a
-//! container runtime would.
+//! Lab pods: a network namespace attached by executing the installed plugin inside the
+//! node's namespace with CNI env and the conflist on stdin, as a container runtime would.
 
-use super::topology::{Lab, PREFIX};
+use super::topology::{sh, Lab, PodState};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-pub struct Pod {
-    pub name: String,
-    pub netns: String,
-    pub ip: String,
-}
-
 impl Lab {
-    fn cni(&self, command: &str, index: usize, netns: &str) -> Result<std::process::Output> {
-        let conflist = self.conflist()?;
-        let mut child = Command::new(self.plugin())
+    fn cni(
+        &self,
+        command: &str,
+        node: usize,
+        container_id: &str,
+        netns: &str,
+    ) -> Result<std::process::Output> {
+        let p = self.conf_dir(node).join("10-unicni.conflist");
+        let conflist =
+            std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.node_ns(node)])
+            .arg(self.plugin())
             .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", format!("{PREFIX}-container-{index}"))
+            .env("CNI_CONTAINERID", container_id)
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", "eth0")
             .env("CNI_PATH", self.bin_dir())
             .env(
                 "CNI_ARGS",
-                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME=pod-{index}"),
+                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME={container_id}"),
             )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -38,14 +42,15 @@ impl Lab {
         Ok(child.wait_with_output()?)
     }
 
-    pub fn add_pod(&self, index: usize) -> Result<Pod> {
-        let ns = format!("{PREFIX}-pod-{index}");
-        let st = Command::new("ip").args(["netns", "add", &ns]).status()?;
-        anyhow::ensure!(st.success(), "create network namespace {ns}");
-        let out = self.cni("ADD", index, &format!("/var/run/netns/{ns}"))?;
+    /// Creates pod `j` of node `node` through CNI ADD.
+    pub fn add_pod(&self, node: usize, j: usize) -> Result<PodState> {
+        let ns = self.pod_ns(node, j);
+        sh(&["ip", "netns", "add", &ns])?;
+        let id = format!("{ns}-c");
+        let out = self.cni("ADD", node, &id, &format!("/var/run/netns/{ns}"))?;
         if !out.status.success() {
             bail!(
-                "CNI ADD for pod-{index} failed: {}",
+                "CNI ADD of pod {j} on node {node} failed: {}",
                 String::from_utf8_lossy(&out.stdout).trim()
             );
         }
@@ -58,20 +63,28 @@ impl Lab {
             .next()
             .unwrap_or_default()
             .to_string();
-        Ok(Pod {
-            name: format!("pod-{index}"),
+        Ok(PodState {
+            name: format!("n{node}-p{j}"),
+            node,
             netns: ns,
             ip,
+            container_id: id,
         })
     }
 
-    pub fn teardown_pods(&self, count: usize) -> Result<()> {
-        for i in 1..=count {
-            let ns = format!("/var/run/netns/{PREFIX}-pod-{i}");
-            let out = self.cni("DEL", i, &ns)?;
-            if !out.status.success() {
-                bail!("CNI DEL for pod-{i} failed: {}", String::from_utf8_lossy(&out.stdout));
-            }
+    pub fn del_pod(&self, pod: &PodState) -> Result<()> {
+        let out = self.cni(
+            "DEL",
+            pod.node,
+            &pod.container_id,
+            &format!("/var/run/netns/{}", pod.netns),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "CNI DEL of pod {} failed: {}",
+                pod.name,
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
         }
         Ok(())
     }

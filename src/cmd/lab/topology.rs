@@ -1,34 +1,129 @@
-//! The lab's names and places: one prefix for everything, so cleanup can find it all.
+//! The lab's names, addresses and places. Everything it creates carries the `ulab`
+//! prefix (namespaces; links live inside them) or sits under its root directory, so
+//! `unicni lab down` finds it all again after a crash.
 
-use crate::cmd::common;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 pub const PREFIX: &str = "ulab";
 pub const NETWORK: &str = "unicni-lab";
-pub const BRIDGE: &str = "ulab0";
 pub const CLUSTER_CIDR: &str = "10.250.0.0/16";
-pub const NODE_SUBNET: &str = "10.250.1.0/24";
+/// The simulated VPC: `.1` is the VPC router / an outside host (and etcd), nodes from `.11`.
+pub const VPC_PREFIX: &str = "192.168.250";
+pub const VPC_LEN: u8 = 24;
+pub const AGENT_LISTEN: &str = "127.0.0.1:9099";
+pub const ETCD_PORT: u16 = 2379;
 
+#[derive(Debug, Clone)]
 pub struct Lab {
+    /// `ulab` for the default lab, `ulab<id>` for a named one (tests run their own).
+    pub prefix: String,
     pub root: PathBuf,
     pub exe: PathBuf,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Vxlan,
+    HostGw,
+}
+
+impl Mode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Vxlan => "vxlan",
+            Mode::HostGw => "host-gw",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreChoice {
+    File,
+    Etcd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeState {
+    pub index: usize,
+    pub name: String,
+    pub netns: String,
+    pub ip: String,
+    pub subnet: String,
+    pub agent_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodState {
+    pub name: String,
+    pub node: usize,
+    pub netns: String,
+    pub ip: String,
+    pub container_id: String,
+}
+
+/// What `lab up` built; `check`, `bench`, `down` and the agent commands read it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    pub mode: Mode,
+    pub store: StoreChoice,
+    pub lease_ttl_seconds: u64,
+    pub nodes: Vec<NodeState>,
+    pub pods: Vec<PodState>,
+    pub etcd_pid: Option<u32>,
+}
+
 impl Lab {
-    pub fn new() -> Result<Lab> {
+    pub fn new(id: Option<&str>) -> Result<Lab> {
+        let id = id.unwrap_or("");
+        if id.len() > 6
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            bail!("lab --id {id:?}: use up to 6 lowercase letters or digits");
+        }
         Ok(Lab {
-            root: PathBuf::from("/run/unicni-lab"),
+            prefix: format!("{PREFIX}{id}"),
+            root: PathBuf::from(if id.is_empty() {
+                "/run/unicni-lab".to_string()
+            } else {
+                format!("/run/unicni-lab-{id}")
+            }),
             exe: std::env::current_exe().context("locate the unicni binary")?,
         })
     }
 
-    pub fn config_path(&self) -> PathBuf {
-        self.root.join("unicni.toml")
+    pub fn vpc_ns(&self) -> String {
+        format!("{}-vpc", self.prefix)
     }
-    pub fn conf_dir(&self) -> PathBuf {
-        self.root.join("net.d")
+    pub fn node_ns(&self, i: usize) -> String {
+        format!("{}-n{i}", self.prefix)
+    }
+    pub fn node_name(&self, i: usize) -> String {
+        format!("{}-node-{i}", self.prefix)
+    }
+    pub fn pod_ns(&self, node: usize, j: usize) -> String {
+        format!("{}-n{node}-p{j}", self.prefix)
+    }
+    pub fn node_ip(&self, i: usize) -> String {
+        format!("{VPC_PREFIX}.{}", 10 + i)
+    }
+    pub fn outside_ip(&self) -> String {
+        format!("{VPC_PREFIX}.1")
+    }
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.root.join(format!("n{i}"))
+    }
+    pub fn node_config(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("unicni.toml")
+    }
+    pub fn conf_dir(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("net.d")
     }
     pub fn bin_dir(&self) -> PathBuf {
         self.root.join("bin")
@@ -36,57 +131,46 @@ impl Lab {
     pub fn plugin(&self) -> PathBuf {
         self.bin_dir().join("unicni")
     }
-    pub fn conflist(&self) -> Result<String> {
-        let p = self.conf_dir().join("10-unicni.conflist");
-        std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("lab.json")
     }
 
-    pub fn config_text(&self) -> String {
-        format!(
-            "[cluster]\nname = \"lab\"\n\n[flannel]\nnetwork = \"{CLUSTER_CIDR}\"\nnode_subnet = \"{NODE_SUBNET}\"\n\
-             bridge = \"{BRIDGE}\"\n\n[cni]\nnetwork_name = \"{NETWORK}\"\n\n[store]\npath = \"{root}/store\"\n\n\
-             [node]\nname = \"lab-node-1\"\nstate_dir = \"{root}/state\"\nrun_dir = \"{root}/run\"\n",
-            root = self.root.display()
-        )
+    pub fn load_state(&self) -> Result<LabState> {
+        let p = self.state_file();
+        let bytes = std::fs::read(&p).with_context(|| {
+            format!(
+                "no lab is up ({} missing); start one with `unicni lab up`",
+                p.display()
+            )
+        })?;
+        serde_json::from_slice(&bytes).with_context(|| format!("decode {}", p.display()))
     }
 
-    /// Writes the lab config and runs the real `unicni install` on it.
-    pub fn install(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.root)?;
-        common::write_atomic(&self.config_path(), self.config_text().as_bytes(), 0o644)?;
-        let status = Command::new(&self.exe)
-            .arg("install")
-            .arg("--config")
-            .arg(self.config_path())
-            .arg("--cni-conf-dir")
-            .arg(self.conf_dir())
-            .arg("--cni-bin-dir")
-            .arg(self.bin_dir())
-            .status()
-            .context("run unicni install")?;
-        anyhow::ensure!(status.success(), "unicni install failed for the lab");
-        Ok(())
+    pub fn save_state(&self, s: &LabState) -> Result<()> {
+        crate::cmd::common::write_atomic(&self.state_file(), &serde_json::to_vec_pretty(s)?, 0o644)
     }
+}
 
-    /// Removes every lab namespace, link, rule table and directory. Safe to repeat.
-    pub fn destroy(&self) -> Result<()> {
-        if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                let name = line.split_whitespace().next().unwrap_or("");
-                if name.starts_with(PREFIX) {
-                    let _ = Command::new("ip").args(["netns", "del", name]).status();
-                }
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", BRIDGE])
-            .stderr(std::process::Stdio::null())
-            .status();
-        unicni_flannel::masq::remove(&unicni_flannel::masq::table_name(NETWORK))?;
-        if self.root.exists() {
-            std::fs::remove_dir_all(&self.root)
-                .with_context(|| format!("remove {}", self.root.display()))?;
-        }
-        Ok(())
+/// Runs a command; a failure names the command and carries its stderr.
+pub fn sh(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
+    Ok(())
+}
+
+/// `ip netns exec NS args...`
+pub fn in_ns(ns: &str, args: &[&str]) -> Result<()> {
+    let mut all = vec!["ip", "netns", "exec", ns];
+    all.extend_from_slice(args);
+    sh(&all)
 }

@@ -1,0 +1,140 @@
+//! The etcd store against a real etcd server (Debian's etcd-server), started on a free
+//! loopback port with its own data directory and stopped by PID.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use unicni_core::{CreateOutcome, Store};
+use unicni_store::{EtcdStore, LeasedCreate};
+
+struct Etcd {
+    child: Child,
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn etcd() -> Option<Etcd> {
+    if !std::path::Path::new("/usr/bin/etcd").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "etcd-server missing in CI"
+        );
+        eprintln!("skipping: /usr/bin/etcd not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let child = Command::new("/usr/bin/etcd")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args([
+            "--name",
+            "t",
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .args(["--initial-cluster", &format!("t={peer_url}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+        assert!(Instant::now() < until, "etcd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Etcd { child, dir, url })
+}
+
+#[tokio::test]
+async fn create_only_ttl_keepalive_and_expiry_on_a_real_etcd() {
+    let Some(e) = etcd() else { return };
+    let s = EtcdStore::connect(&[e.url.clone()], "/t").await.unwrap();
+    assert_eq!(
+        s.create("lock", b"a").await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        s.create("lock", b"b").await.unwrap(),
+        CreateOutcome::Exists(b"a".to_vec())
+    );
+    s.put("x/1", b"1").await.unwrap();
+    s.put("x/2", b"2").await.unwrap();
+    let l = s.list("x/").await.unwrap();
+    assert_eq!(
+        l,
+        vec![("x/1".into(), b"1".to_vec()), ("x/2".into(), b"2".to_vec())]
+    );
+
+    let LeasedCreate::Created(id) = s
+        .create_with_ttl("sub/a", b"me", Duration::from_secs(2))
+        .await
+        .unwrap()
+    else {
+        panic!("first create must win")
+    };
+    match s
+        .create_with_ttl("sub/a", b"other", Duration::from_secs(2))
+        .await
+        .unwrap()
+    {
+        LeasedCreate::Exists(v, holder) => {
+            assert_eq!(v, b"me");
+            assert_eq!(holder, id);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Kept alive past its TTL, then let go: the server deletes it.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(s.keep_alive(id).await.unwrap() > 0);
+    }
+    assert!(s.get("sub/a").await.unwrap().is_some());
+    assert!(s.put_with_lease("sub/a", b"me2", id).await.unwrap());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        s.get("sub/a").await.unwrap().is_none(),
+        "expired key must be gone"
+    );
+    assert_eq!(s.keep_alive(id).await.unwrap(), 0);
+    assert!(!s.put_with_lease("sub/a", b"me3", id).await.unwrap());
+}
+
+#[tokio::test]
+async fn unreachable_etcd_is_a_clear_error() {
+    let port = free_port();
+    let err = EtcdStore::connect(&[format!("http://127.0.0.1:{port}")], "/t")
+        .await
+        .err()
+        .expect("nothing listens there");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&port.to_string()) && msg.contains("etcd"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,230 @@
+//! Lab nodes: the real `unicni install` and a real `unicni agent` per node, each run
+//! inside the node's namespace exactly as a DaemonSet pod with host networking would.
+
+use super::topology::{
+    Lab, LabState, Mode, StoreChoice, AGENT_LISTEN, CLUSTER_CIDR, ETCD_PORT, NETWORK,
+};
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+impl Lab {
+    pub fn node_config_text(&self, i: usize, mode: Mode, store: StoreChoice, ttl: u64) -> String {
+        let dir = self.node_dir(i);
+        let store = match store {
+            StoreChoice::File => format!("kind = \"file\"\npath = \"{}/store\"\n", self.root.display()),
+            StoreChoice::Etcd => format!(
+                "kind = \"etcd\"\nendpoints = [\"http://{}:{ETCD_PORT}\"]\nprefix = \"/unicni-lab\"\n",
+                self.outside_ip()
+            ),
+        };
+        format!(
+            "[cluster]\nname = \"lab\"\n\n[flannel]\nnetwork = \"{CLUSTER_CIDR}\"\nsubnet_len = 24\nmode = \"{mode}\"\n\
+             interface = \"eth0\"\n\n[cni]\nnetwork_name = \"{NETWORK}\"\n\n[store]\n{store}lease_ttl_seconds = {ttl}\n\n\
+             [node]\nname = \"{name}\"\nstate_dir = \"{dir}/state\"\nrun_dir = \"{dir}/run\"\n\n\
+             [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n",
+            mode = mode.as_str(),
+            name = self.node_name(i),
+            dir = dir.display(),
+        )
+    }
+
+    /// Writes node `i`'s config and runs `unicni install --with-agent` in its namespace.
+    pub fn install_node(&self, i: usize, mode: Mode, store: StoreChoice, ttl: u64) -> Result<()> {
+        std::fs::create_dir_all(self.node_dir(i))?;
+        crate::cmd::common::write_atomic(
+            &self.node_config(i),
+            self.node_config_text(i, mode, store, ttl).as_bytes(),
+            0o644,
+        )?;
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.node_ns(i)])
+            .arg(&self.exe)
+            .arg("install")
+            .arg("--with-agent")
+            .arg("--config")
+            .arg(self.node_config(i))
+            .arg("--cni-conf-dir")
+            .arg(self.conf_dir(i))
+            .arg("--cni-bin-dir")
+            .arg(self.bin_dir())
+            .output()
+            .context("run unicni install")?;
+        if !out.status.success() {
+            bail!(
+                "unicni install on node {i} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts node `i`'s agent in its own session (it outlives this command) and returns its PID.
+    pub fn start_agent(&self, i: usize) -> Result<u32> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.node_dir(i).join("agent.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.node_ns(i)])
+            .arg(&self.exe)
+            .arg("agent")
+            .arg("--config")
+            .arg(self.node_config(i))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("start unicni agent")?;
+        // `ip netns exec` execs the command: this PID is the agent's.
+        Ok(child.id())
+    }
+
+    pub fn subnet_file(&self, i: usize) -> std::path::PathBuf {
+        self.node_dir(i).join("run/flannel/subnet.json")
+    }
+
+    /// Waits until node `i`'s agent has published its lease; returns the subnet.
+    pub fn wait_ready(&self, i: usize, pid: u32, timeout: Duration) -> Result<String> {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Ok(b) = std::fs::read(self.subnet_file(i)) {
+                let v: serde_json::Value = serde_json::from_slice(&b)?;
+                return Ok(v["subnet"].as_str().unwrap_or_default().to_string());
+            }
+            if !alive(pid) || Instant::now() > until {
+                let log =
+                    std::fs::read_to_string(self.node_dir(i).join("agent.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                bail!(
+                    "the agent of node {i} is not ready ({}); last log lines:\n{}",
+                    if alive(pid) { "timed out" } else { "it exited" },
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET `path` from node `i`'s agent endpoint (inside the node's namespace).
+    pub fn agent_get(&self, i: usize, path: &str) -> Result<String> {
+        let ns = unicni_net::NetNs::open(std::path::Path::new(&format!(
+            "/var/run/netns/{}",
+            self.node_ns(i)
+        )))?;
+        let stream = ns.run(|| {
+            std::net::TcpStream::connect_timeout(
+                &AGENT_LISTEN.parse().expect("addr"),
+                Duration::from_secs(1),
+            )
+        })??;
+        let mut stream = stream;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        Ok(body)
+    }
+
+    /// A gauge value from node `i`'s /metrics.
+    pub fn agent_metric(&self, i: usize, name: &str) -> Option<f64> {
+        let body = self.agent_get(i, "/metrics").ok()?;
+        body.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Waits until every running agent has all its peers programmed.
+    pub fn wait_converged(&self, st: &LabState, timeout: Duration) -> Result<()> {
+        let running: Vec<usize> = st
+            .nodes
+            .iter()
+            .filter(|n| n.agent_pid.is_some_and(alive))
+            .map(|n| n.index)
+            .collect();
+        let want = running.len().saturating_sub(1) as f64;
+        let until = Instant::now() + timeout;
+        loop {
+            let behind: Vec<usize> = running
+                .iter()
+                .copied()
+                .filter(|&i| self.agent_metric(i, "unicni_agent_peers") < Some(want))
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                bail!("agents of nodes {behind:?} did not program all {want} peers in {timeout:?}; see their agent.log under {}", self.root.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop_agent(pid: u32) {
+        terminate(pid, Duration::from_secs(5));
+    }
+}
+
+pub fn alive(pid: u32) -> bool {
+    // A zombie child of ours still "exists" for kill(0): check its state too.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// SIGTERM, wait, then SIGKILL: one process, by PID.
+pub fn terminate(pid: u32, grace: Duration) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let p = Pid::from_raw(pid as i32);
+    if kill(p, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let until = Instant::now() + grace;
+    while alive(pid) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive(pid) {
+        let _ = kill(p, Signal::SIGKILL);
+    }
+    // Reap it if it is our child (lab run); harmless otherwise.
+    let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+}
+
+/// Processes whose command line mentions `needle` (the lab root): agents and etcd left
+/// by a crashed lab. Matched by their own arguments, then signalled one by one by PID.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.split(' ').any(|a| a.starts_with(needle)) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,61 @@
+//! The simulated VPC: one namespace with a bridge (the VPC's L2 segment; its address is
+//! the VPC router and an outside host), and one namespace per node plugged into it.
+
+use super::topology::{in_ns, sh, Lab, VPC_LEN};
+use anyhow::Result;
+
+impl Lab {
+    pub fn create_vpc(&self) -> Result<()> {
+        let vpc = self.vpc_ns();
+        sh(&["ip", "netns", "add", &vpc])?;
+        in_ns(&vpc, &["ip", "link", "set", "lo", "up"])?;
+        in_ns(&vpc, &["ip", "link", "add", "br0", "type", "bridge"])?;
+        in_ns(
+            &vpc,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/{VPC_LEN}", self.outside_ip()),
+                "dev",
+                "br0",
+            ],
+        )?;
+        in_ns(&vpc, &["ip", "link", "set", "br0", "up"])?;
+        Ok(())
+    }
+
+    /// Node `i`: a namespace whose `eth0` sits on the VPC bridge, default route via the
+    /// VPC router.
+    pub fn create_node(&self, i: usize) -> Result<()> {
+        let vpc = self.vpc_ns();
+        let ns = self.node_ns(i);
+        sh(&["ip", "netns", "add", &ns])?;
+        in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
+        let host = format!("n{i}");
+        in_ns(
+            &vpc,
+            &[
+                "ip", "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        )?;
+        in_ns(&vpc, &["ip", "link", "set", &host, "master", "br0", "up"])?;
+        in_ns(
+            &ns,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/{VPC_LEN}", self.node_ip(i)),
+                "dev",
+                "eth0",
+            ],
+        )?;
+        in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
+        in_ns(
+            &ns,
+            &["ip", "route", "add", "default", "via", &self.outside_ip()],
+        )?;
+        Ok(())
+    }
+}
