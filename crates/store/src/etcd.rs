@@ -126,23 +126,25 @@ impl EtcdStore {
 
     /// One keep-alive round trip. Returns the remaining TTL; 0 means the lease expired.
     pub async fn keep_alive(&self, lease: i64) -> Result<i64> {
-        let mut c = self.client.clone();
         let what = format!("lease {lease:x}");
-        let (mut keeper, mut stream) = c
-            .lease_keep_alive(lease)
-            .await
-            .map_err(|e| self.err("keep alive", &what, e))?;
-        keeper
-            .keep_alive()
-            .await
-            .map_err(|e| self.err("keep alive", &what, e))?;
-        match stream
-            .message()
-            .await
-            .map_err(|e| self.err("keep alive", &what, e))?
-        {
-            Some(r) => Ok(r.ttl()),
-            None => Ok(0),
+        // An expired lease is an answer (TTL 0), not a failure: the caller re-acquires.
+        let gone = |e: &etcd_client::Error| e.to_string().contains("lease not found");
+        let mut c = self.client.clone();
+        let (mut keeper, mut stream) = match c.lease_keep_alive(lease).await {
+            Ok(p) => p,
+            Err(e) if gone(&e) => return Ok(0),
+            Err(e) => return Err(self.err("keep alive", &what, e)),
+        };
+        match keeper.keep_alive().await {
+            Ok(()) => {}
+            Err(e) if gone(&e) => return Ok(0),
+            Err(e) => return Err(self.err("keep alive", &what, e)),
+        }
+        match stream.message().await {
+            Ok(Some(r)) => Ok(r.ttl().max(0)),
+            Ok(None) => Ok(0),
+            Err(e) if gone(&e) => Ok(0),
+            Err(e) => Err(self.err("keep alive", &what, e)),
         }
     }
 
