@@ -67,7 +67,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(m) => m,
         None => rt.block_on(pod_mtu(&config))?,
     };
-    let conflist = conflist(&config, subnet.as_deref(), mtu);
+    let version = conflist_version(&config, &args.cni_bin_dir);
+    let conflist = conflist(&config, subnet.as_deref(), mtu, &version);
     let conf_path = args.cni_conf_dir.join(&config.cni.conf_name);
     write_atomic(
         &conf_path,
@@ -85,7 +86,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// The plugin list the runtime executes: unicni first, then the configured chain.
-pub fn conflist(c: &Config, subnet: Option<&str>, mtu: u32) -> Value {
+pub fn conflist(c: &Config, subnet: Option<&str>, mtu: u32, version: &str) -> Value {
     let mut first = json!({
         "type": crate::cmd::cni::PLUGIN_TYPE,
         "backend": "flannel",
@@ -117,10 +118,60 @@ pub fn conflist(c: &Config, subnet: Option<&str>, mtu: u32) -> Value {
         });
     }
     json!({
-        "cniVersion": unicni_cni::LATEST,
+        "cniVersion": version,
         "name": c.cni.network_name,
         "plugins": plugins,
     })
+}
+
+/// The conflist's cniVersion: `cni.version`, lowered to the highest version every chained
+/// plugin says it supports (a plugin refuses a config newer than it knows, and the runtime
+/// then drops the whole network).
+fn conflist_version(c: &Config, bin_dir: &Path) -> String {
+    let mut version = c.cni.version.clone();
+    for plugin in &c.cni.chain {
+        let exe = bin_dir.join(plugin);
+        let supported: Vec<String> = std::process::Command::new(&exe)
+            .env("CNI_COMMAND", "VERSION")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+            .and_then(|v| {
+                v["supportedVersions"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        if supported.is_empty() {
+            eprintln!(
+                "warning: chained plugin {} did not answer VERSION; is it in {}?",
+                plugin,
+                bin_dir.display()
+            );
+            continue;
+        }
+        if !supported.contains(&version) {
+            if let Some(best) = supported
+                .iter()
+                .filter(|v| unicni_cni::SUPPORTED_VERSIONS.contains(&v.as_str()))
+                .filter(|v| unicni_cni::version::at_least(&version, v))
+                .max_by(|a, b| {
+                    if unicni_cni::version::at_least(a, b) {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Less
+                    }
+                })
+            {
+                eprintln!("{plugin} supports up to {best}: writing cniVersion {best}");
+                version = best.clone();
+            }
+        }
+    }
+    version
 }
 
 /// Pod MTU: the underlay interface's MTU minus the encapsulation the mode adds.

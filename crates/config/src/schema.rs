@@ -320,6 +320,10 @@ pub struct CniConfig {
     pub network_name: String,
     /// Reference plugins chained after unicni (e.g. `portmap`, `bandwidth`).
     pub chain: Vec<String>,
+    /// cniVersion of the conflist. 1.0.0 by default: the libcni in containerd 1.6 and
+    /// podman 4.3 rejects 1.1.0 results. `install` lowers it further if a chained plugin
+    /// does not support it.
+    pub version: String,
 }
 
 impl Default for CniConfig {
@@ -328,6 +332,7 @@ impl Default for CniConfig {
             conf_name: "10-unicni.conflist".into(),
             network_name: "unicni".into(),
             chain: Vec::new(),
+            version: "1.0.0".into(),
         }
     }
 }

@@ -152,6 +152,9 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
             "1-63 lowercase letters, digits or '-'",
         );
     }
+    if !["0.4.0", "1.0.0", "1.1.0"].contains(&c.cni.version.as_str()) {
+        e.push("cni.version", &c.cni.version, "one of 0.4.0, 1.0.0, 1.1.0");
+    }
     for p in &c.cni.chain {
         if p.is_empty() || p.contains('/') || p == "unicni" {
             e.push(
