@@ -1,0 +1,300 @@
+//! The multi-node lab as the e2e harness (root): a 3-node flannel cluster on a real etcd
+//! server, for vxlan and host-gw. Every pod reaches every other pod, outside sees the
+//! node's address, an agent restart keeps the node's subnet and connectivity, deleted
+//! datapath state is repaired, and a node whose agent stopped loses its routes on the
+//! others once its lease expires.
+
+mod common;
+
+use serde_json::Value;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A lab of its own (`--id`), removed by `lab down` whatever happens.
+struct Lab {
+    id: String,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        Lab {
+            id: format!("{tag}{:04x}", std::process::id() & 0xffff),
+        }
+    }
+    fn unicni(&self, args: &[&str]) -> Output {
+        Command::new(common::BIN)
+            .args(["lab", "--id", &self.id])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.unicni(args);
+        assert!(
+            out.status.success(),
+            "unicni lab {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn ns(&self, node: usize) -> String {
+        format!("ulab{}-n{node}", self.id)
+    }
+    fn root(&self) -> String {
+        format!("/run/unicni-lab-{}", self.id)
+    }
+    fn state(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(format!("{}/lab.json", self.root())).unwrap())
+            .unwrap()
+    }
+    fn in_node(&self, node: usize, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn check(&self) -> Value {
+        let out = self.unicni(&["check", "--output", "json"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.unicni(&["down"]);
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + timeout;
+    while !f() {
+        assert!(
+            Instant::now() < until,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn failed_checks(v: &Value) -> Vec<String> {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .map(|c| c.to_string())
+        .collect()
+}
+
+fn three_nodes(mode: &str, tag: &str) {
+    if !common::require_root() || !std::path::Path::new("/usr/bin/etcd").exists() {
+        return;
+    }
+    let lab = Lab::new(tag);
+    lab.ok(&[
+        "up",
+        "--mode",
+        mode,
+        "--nodes",
+        "3",
+        "--pods-per-node",
+        "2",
+        "--store",
+        "etcd",
+        "--lease-ttl",
+        "10",
+    ]);
+    let st = lab.state();
+    let etcd_pid = st["etcd_pid"].as_u64().expect("lab runs its own etcd") as i32;
+
+    // Every pod reaches every other pod with its own address; outside sees the node's.
+    let v = lab.check();
+    assert_eq!(failed_checks(&v), Vec::<String>::new());
+    let checks = v["checks"].as_array().unwrap();
+    let across = checks
+        .iter()
+        .filter(|c| c["name"] == "pod to pod, across nodes")
+        .count();
+    assert_eq!(across, 6 * 4, "each of 6 pods to the 4 pods on other nodes");
+    let masq: Vec<&Value> = checks
+        .iter()
+        .filter(|c| c["name"] == "pod to outside (masquerade)")
+        .collect();
+    assert_eq!(masq.len(), 6);
+    assert!(masq
+        .iter()
+        .all(|c| c["observed"].as_str().unwrap().starts_with("192.168.250.1")));
+
+    // The agents publish their state as metrics.
+    let metrics = lab.in_node(1, &["curl", "-sf", "http://127.0.0.1:9099/metrics"]);
+    assert!(metrics.contains("unicni_agent_peers 2"), "{metrics}");
+    assert!(metrics.contains("unicni_agent_lease_held 1"), "{metrics}");
+
+    // An agent refuses a config that drifts from the cluster lock.
+    let cfg = std::fs::read_to_string(format!("{}/n1/unicni.toml", lab.root())).unwrap();
+    let other = if mode == "vxlan" { "host-gw" } else { "vxlan" };
+    let drifted = format!("{}/drift.toml", lab.root());
+    std::fs::write(
+        &drifted,
+        cfg.replace(
+            &format!("mode = \"{mode}\""),
+            &format!("mode = \"{other}\""),
+        ),
+    )
+    .unwrap();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(1),
+            common::BIN,
+            "agent",
+            "--config",
+            &drifted,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("locked") && err.contains(other),
+        "{err}"
+    );
+
+    // Restart node 2's agent: same subnet, connectivity intact.
+    let subnet2 = st["nodes"][1]["subnet"].as_str().unwrap().to_string();
+    lab.ok(&["agent", "stop", "--node", "2"]);
+    lab.ok(&["agent", "start", "--node", "2"]);
+    assert_eq!(lab.state()["nodes"][1]["subnet"], subnet2.as_str());
+    assert_eq!(failed_checks(&lab.check()), Vec::<String>::new());
+
+    // Drift is repaired: a peer route, and in vxlan the device, neighbour and FDB entry.
+    let peer_routes = |n: usize| {
+        lab.in_node(n, &["ip", "route", "show", "proto", "77"])
+            .lines()
+            .count()
+    };
+    let subnet3 = st["nodes"][2]["subnet"].as_str().unwrap().to_string();
+    lab.in_node(1, &["ip", "route", "del", &subnet3]);
+    wait_for("peer route repaired", Duration::from_secs(5), || {
+        peer_routes(1) == 2
+    });
+    if mode == "vxlan" {
+        lab.in_node(1, &["ip", "link", "del", "flannel.1"]);
+        wait_for(
+            "vxlan device and routes repaired",
+            Duration::from_secs(5),
+            || {
+                peer_routes(1) == 2
+                    && lab
+                        .in_node(1, &["bridge", "fdb", "show", "dev", "flannel.1"])
+                        .lines()
+                        .count()
+                        >= 2
+            },
+        );
+        let vtep3 = subnet3.split('/').next().unwrap().to_string();
+        lab.in_node(1, &["ip", "neigh", "del", &vtep3, "dev", "flannel.1"]);
+        wait_for("neighbour repaired", Duration::from_secs(5), || {
+            lab.in_node(1, &["ip", "neigh", "show", "dev", "flannel.1"])
+                .contains(&format!("{vtep3} lladdr"))
+        });
+        let mac = lab
+            .in_node(3, &["cat", "/sys/class/net/flannel.1/address"])
+            .trim()
+            .to_string();
+        lab.in_node(
+            1,
+            &[
+                "bridge",
+                "fdb",
+                "del",
+                &mac,
+                "dev",
+                "flannel.1",
+                "dst",
+                "192.168.250.13",
+            ],
+        );
+        wait_for("fdb entry repaired", Duration::from_secs(5), || {
+            lab.in_node(1, &["bridge", "fdb", "show", "dev", "flannel.1"])
+                .contains(&mac)
+        });
+    }
+    assert_eq!(failed_checks(&lab.check()), Vec::<String>::new());
+
+    // Node 3's agent stops and its lease expires: the others drop its routes.
+    lab.ok(&["agent", "stop", "--node", "3"]);
+    wait_for(
+        "node 3's routes removed after its lease expired",
+        Duration::from_secs(30),
+        || {
+            !lab.in_node(1, &["ip", "route"]).contains(&subnet3)
+                && !lab.in_node(2, &["ip", "route"]).contains(&subnet3)
+        },
+    );
+    if mode == "vxlan" {
+        assert_eq!(
+            lab.in_node(1, &["bridge", "fdb", "show", "dev", "flannel.1"])
+                .matches("192.168.250.13")
+                .count(),
+            0
+        );
+    }
+    // ... and a new pod on node 3 is refused with "try again later" while it has no lease.
+    assert!(!std::path::Path::new(&format!("{}/n3/run/flannel/subnet.json", lab.root())).exists());
+
+    // Down removes every process, namespace and file.
+    lab.ok(&["down"]);
+    // Gone, or a zombie waiting for whoever inherited it to reap it.
+    let stat = std::fs::read_to_string(format!("/proc/{etcd_pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .trim_start()
+                .starts_with('Z'),
+        "etcd still running: {stat}"
+    );
+    assert!(!std::path::Path::new(&lab.root()).exists());
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains(&format!("ulab{}-", lab.id)));
+}
+
+#[test]
+fn vxlan_three_nodes_on_etcd() {
+    three_nodes("vxlan", "v");
+}
+
+#[test]
+fn host_gw_three_nodes_on_etcd() {
+    three_nodes("host-gw", "h");
+}
+
+#[test]
+fn default_lab_run_is_fast_and_clean() {
+    if !common::require_root() {
+        return;
+    }
+    let lab = Lab::new("d");
+    let started = Instant::now();
+    let out = lab.unicni(&["run", "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["failed"], 0);
+    assert!(v["passed"].as_u64().unwrap() >= 10);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!std::path::Path::new(&lab.root()).exists());
+}
