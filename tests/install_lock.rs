@@ -1,0 +1,186 @@
+//! `unicni install` and the cluster lock, through the real binary.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_unicni");
+
+fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let p = dir.join("unicni.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[flannel]\nnetwork = \"10.90.0.0/16\"\nbridge = \"uinstall0\"\n{extra}\n\
+             [store]\npath = \"{d}/store\"\n[node]\nname = \"node-a\"\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn install(dir: &Path, config: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["install", "--config"])
+        .arg(config)
+        .arg("--cni-conf-dir")
+        .arg(dir.join("net.d"))
+        .arg("--cni-bin-dir")
+        .arg(dir.join("bin"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn first_install_writes_lock_conflist_and_binary() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), "");
+    let out = install(d.path(), &cfg, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf_path = d.path().join("net.d/10-unicni.conflist");
+    let meta = std::fs::metadata(&conf_path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    let conf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conf_path).unwrap()).unwrap();
+    assert_eq!(conf["plugins"][0]["type"], "unicni");
+    assert_eq!(conf["plugins"][0]["clusterNetwork"], "10.90.0.0/16");
+    let subnet: ipnet::IpNet = conf["plugins"][0]["subnet"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(subnet.prefix_len(), 24);
+    let bin = d.path().join("bin/unicni");
+    assert_eq!(
+        std::fs::metadata(&bin).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(BIN).unwrap());
+    // No temp files left next to the results.
+    for dir in ["net.d", "bin"] {
+        let names: Vec<_> = std::fs::read_dir(d.path().join(dir))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(names.len(), 1, "{dir}: {names:?}");
+    }
+    let show = Command::new(BIN)
+        .args(["lock", "show", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(show.status.success());
+    let lock: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(lock["backend"], "flannel");
+    assert_eq!(lock["mode"], "vxlan");
+    assert_eq!(lock["cluster_cidr"], "10.90.0.0/16");
+    // A second install of the same node keeps the node's subnet.
+    assert!(install(d.path(), &cfg, &[]).status.success());
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conf_path).unwrap()).unwrap();
+    assert_eq!(again["plugins"][0]["subnet"], conf["plugins"][0]["subnet"]);
+}
+
+#[test]
+fn changed_immutable_fields_are_refused_by_name_and_change_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), "");
+    assert!(install(d.path(), &cfg, &[]).status.success());
+    let conf_path = d.path().join("net.d/10-unicni.conflist");
+    let before = std::fs::read(&conf_path).unwrap();
+    let out = install(
+        d.path(),
+        &cfg,
+        &[
+            ("UNICNI_FLANNEL__MODE", "host-gw"),
+            ("UNICNI_CLUSTER__SERVICE_CIDR", "10.100.0.0/16"),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("flannel.mode: locked \"vxlan\", config now \"host-gw\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("cluster.service_cidr: locked \"10.96.0.0/12\", config now \"10.100.0.0/16\""),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&conf_path).unwrap(),
+        before,
+        "conflist changed"
+    );
+    // The cluster CIDR is immutable too.
+    let out = install(
+        d.path(),
+        &cfg,
+        &[("UNICNI_FLANNEL__NETWORK", "10.91.0.0/16")],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flannel.network"));
+}
+
+#[test]
+fn mutable_fields_may_change() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), "");
+    assert!(install(d.path(), &cfg, &[]).status.success());
+    let out = install(
+        d.path(),
+        &cfg,
+        &[
+            ("UNICNI_FLANNEL__MTU", "1400"),
+            ("UNICNI_LOG__LEVEL", "debug"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.path().join("net.d/10-unicni.conflist")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(conf["plugins"][0]["mtu"], 1400);
+}
+
+#[test]
+fn invalid_config_is_refused_before_anything_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), "mode = \"ipip\"");
+    let out = install(d.path(), &cfg, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("flannel.mode") && err.contains("ipip"),
+        "{err}"
+    );
+    assert!(!d.path().join("net.d").exists());
+    assert!(!d.path().join("store").exists());
+    let check = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+}
+
+#[test]
+fn lock_show_without_install_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), "");
+    let out = Command::new(BIN)
+        .args(["lock", "show", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not been installed"));
+}
