@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 #[derive(clap::Args, Clone)]
-struct UpOpts {
+pub(crate) struct UpOpts {
     /// The backend to run (flannel only in this build).
     #[arg(long, default_value = "flannel", value_parser = ["flannel"])]
     backend: String,
@@ -164,7 +164,7 @@ fn step(what: &str) {
     eprintln!("==> {what}");
 }
 
-fn up_or_clean(lab: &Lab, opts: &UpOpts) -> Result<LabState> {
+pub(crate) fn up_or_clean(lab: &Lab, opts: &UpOpts) -> Result<LabState> {
     if opts.store == StoreChoice::Etcd && opts.lease_ttl < 10 {
         bail!(
             "--lease-ttl {}: etcd leases need at least 10 seconds",
