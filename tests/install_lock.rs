@@ -184,3 +184,89 @@ fn lock_show_without_install_says_so() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not been installed"));
 }
+
+#[test]
+fn uninstall_removes_conflist_binary_bridge_and_rules() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "root-only test without root in CI"
+        );
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let name = format!("uninst-{}", std::process::id());
+    let bridge = format!("uun{:x}", std::process::id() & 0xffff);
+    let cfg = write_config(d.path(), &format!("[cni]\nnetwork_name = \"{name}\"\n"));
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("uinstall0", &bridge);
+    std::fs::write(&cfg, text).unwrap();
+    assert!(install(d.path(), &cfg, &[]).status.success());
+    // A pod makes the plugin build the bridge and the masquerade table.
+    let ns = format!("unin{:x}", std::process::id() & 0xffff);
+    assert!(Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .unwrap()
+        .success());
+    let conflist = std::fs::read_to_string(d.path().join("net.d/10-unicni.conflist")).unwrap();
+    let mut add = Command::new(d.path().join("bin/unicni"))
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "u1")
+        .env("CNI_NETNS", format!("/var/run/netns/{ns}"))
+        .env("CNI_IFNAME", "eth0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(conflist.as_bytes())
+        .unwrap();
+    let added = add.wait_with_output().unwrap();
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stdout)
+    );
+    let table = format!("unicni_{}", name.replace('-', "_"));
+    let has_table = || {
+        Command::new("nft")
+            .args(["list", "table", "ip", &table])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let has_bridge = || {
+        Command::new("ip")
+            .args(["link", "show", &bridge])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(has_table() && has_bridge());
+    let out = Command::new(BIN)
+        .args(["uninstall", "--purge", "--config"])
+        .arg(&cfg)
+        .arg("--cni-conf-dir")
+        .arg(d.path().join("net.d"))
+        .arg("--cni-bin-dir")
+        .arg(d.path().join("bin"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!has_table(), "nftables table {table} left behind");
+    assert!(!has_bridge(), "bridge {bridge} left behind");
+    assert!(!d.path().join("net.d/10-unicni.conflist").exists());
+    assert!(!d.path().join("bin/unicni").exists());
+}
