@@ -8,6 +8,21 @@ use unicni_store::FileStore;
 
 pub const LOCK_KEY: &str = "lock";
 
+/// Where the config is and where the container runtime looks for CNI files; shared by
+/// `install` and `uninstall` so the two always agree.
+#[derive(clap::Args)]
+pub struct NodePaths {
+    /// The cluster's config file (TOML or YAML).
+    #[arg(long, default_value = "/etc/unicni/unicni.toml")]
+    pub config: std::path::PathBuf,
+    /// Where the container runtime reads network configs.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: std::path::PathBuf,
+    /// Where the container runtime finds CNI plugins.
+    #[arg(long, default_value = "/opt/cni/bin")]
+    pub cni_bin_dir: std::path::PathBuf,
+}
+
 pub fn load_config(path: &Path) -> Result<Config> {
     unicni_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }

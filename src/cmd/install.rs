@@ -11,15 +11,8 @@ use unicni_net::Netlink;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The cluster's config file (TOML or YAML).
-    #[arg(long, default_value = "/etc/unicni/unicni.toml")]
-    pub config: PathBuf,
-    /// Where the container runtime reads network configs.
-    #[arg(long, default_value = "/etc/cni/net.d")]
-    pub cni_conf_dir: PathBuf,
-    /// Where the container runtime finds CNI plugins.
-    #[arg(long, default_value = "/opt/cni/bin")]
-    pub cni_bin_dir: PathBuf,
+    #[command(flatten)]
+    pub paths: common::NodePaths,
     /// A node agent (`unicni agent`) provides this node's subnet lease: write the conflist
     /// without a subnet (the plugin reads the agent's lease file and answers "try again
     /// later" until it exists) and leave leasing to the agent.
@@ -31,7 +24,7 @@ pub struct Args {
 const VXLAN_OVERHEAD_V4: u32 = 50;
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let config = common::load_config(&args.config)?;
+    let config = common::load_config(&args.paths.config)?;
     if config.backend.kind == BackendKind::Terway {
         bail!("backend.kind = \"terway\" is not available in this build yet; use \"flannel\"");
     }
@@ -67,9 +60,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(m) => m,
         None => rt.block_on(pod_mtu(&config))?,
     };
-    let version = conflist_version(&config, &args.cni_bin_dir);
+    let version = conflist_version(&config, &args.paths.cni_bin_dir);
     let conflist = conflist(&config, subnet.as_deref(), mtu, &version);
-    let conf_path = args.cni_conf_dir.join(&config.cni.conf_name);
+    let conf_path = args.paths.cni_conf_dir.join(&config.cni.conf_name);
     write_atomic(
         &conf_path,
         serde_json::to_string_pretty(&conflist)?.as_bytes(),
@@ -80,7 +73,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "wrote {} (node {node}, subnet {subnet}, mtu {mtu})",
         conf_path.display()
     );
-    let bin = install_binary(&args.cni_bin_dir)?;
+    let bin = install_binary(&args.paths.cni_bin_dir)?;
     eprintln!("installed {}", bin.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -8,12 +8,8 @@ use unicni_flannel::masq;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value = "/etc/unicni/unicni.toml")]
-    pub config: PathBuf,
-    #[arg(long, default_value = "/etc/cni/net.d")]
-    pub cni_conf_dir: PathBuf,
-    #[arg(long, default_value = "/opt/cni/bin")]
-    pub cni_bin_dir: PathBuf,
+    #[command(flatten)]
+    pub paths: common::NodePaths,
     /// Also delete the node's IPAM state (pods must be gone).
     #[arg(long)]
     pub purge: bool,
@@ -22,10 +18,10 @@ pub struct Args {
 /// Removes the conflist, the plugin binary, the bridge and the masquerade table. The
 /// cluster lock stays: it belongs to the cluster, not the node.
 pub fn run(args: Args) -> Result<ExitCode> {
-    let config = common::load_config(&args.config)?;
+    let config = common::load_config(&args.paths.config)?;
     for path in [
-        args.cni_conf_dir.join(&config.cni.conf_name),
-        args.cni_bin_dir.join(crate::cmd::cni::PLUGIN_TYPE),
+        args.paths.cni_conf_dir.join(&config.cni.conf_name),
+        args.paths.cni_bin_dir.join(crate::cmd::cni::PLUGIN_TYPE),
     ] {
         match std::fs::remove_file(&path) {
             Ok(()) => eprintln!("removed {}", path.display()),
