@@ -9,6 +9,7 @@ mod checks;
 mod etcd;
 mod nodes;
 mod pods;
+mod scale;
 mod topology;
 mod underlay;
 
@@ -77,6 +78,16 @@ enum Command {
         /// Seconds of iperf3 per measurement.
         #[arg(long, default_value_t = 3)]
         seconds: u32,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
+    /// The agent at scale: N synthetic peers in the store programmed into one node
+    /// namespace; prints the time to converge from empty and the agent's peak memory.
+    Scale {
+        #[arg(long, default_value_t = 15000)]
+        peers: usize,
+        #[arg(long, value_enum, default_value_t = Mode::Vxlan)]
+        mode: Mode,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
@@ -149,6 +160,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Agent(c) => agent_cmd(&lab, c),
         Command::Bench { seconds, output } => bench::run(&lab, seconds, &output),
+        Command::Scale {
+            peers,
+            mode,
+            output,
+        } => scale::run(&lab, peers, mode, &output),
     }
 }
 
