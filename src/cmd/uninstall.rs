@@ -35,11 +35,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if nl.delete_link(&config.flannel.bridge).await? {
             eprintln!("removed bridge {}", config.flannel.bridge);
         }
+        // The agent's datapath: its vxlan device and its peer routes (host-gw).
+        let vxlan = format!("flannel.{}", config.flannel.vni);
+        if nl.delete_link(&vxlan).await? {
+            eprintln!("removed vxlan device {vxlan}");
+        }
+        for r in nl.routes4().await? {
+            if r.protocol == unicni_flannel::reconcile::ROUTE_PROTO {
+                nl.delete_route4(r.dst, r.oif).await?;
+                eprintln!("removed peer route {}", r.dst);
+            }
+        }
         anyhow::Ok(())
     })?;
     let table = masq::table_name(&config.cni.network_name);
     masq::remove(&table)?;
     eprintln!("removed nftables table ip {table} (if present)");
+    // Without the agent's lease file the plugin refuses new pods ("try again later").
+    let _ = std::fs::remove_file(PathBuf::from(&config.node.run_dir).join("flannel/subnet.json"));
     if args.purge {
         let dir = PathBuf::from(&config.node.state_dir)
             .join("ipam")

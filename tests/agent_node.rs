@@ -1,0 +1,234 @@
+//! `unicni agent` on one node namespace (root): host-gw peer routes from leases in a file
+//! store, refusal of a peer off the L2 segment, removal when a peer's lease goes, readiness
+//! withdrawn on stop, `unicni uninstall` removing routes and rules; clear errors for an
+//! exhausted network and an unsupported mode.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Ns(String);
+
+impl Ns {
+    fn new() -> Ns {
+        let n = Ns(common::unique("uagt"));
+        run(&["ip", "netns", "add", &n.0]);
+        n.exec(&["ip", "link", "set", "lo", "up"]);
+        n.exec(&[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ]);
+        n.exec(&["ip", "addr", "add", "192.168.77.1/24", "dev", "eth0"]);
+        n.exec(&["ip", "link", "set", "eth0", "up"]);
+        n.exec(&["ip", "link", "set", "eth1", "up"]);
+        n
+    }
+    fn exec(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// The agent process, killed by PID whatever happens.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(args: &[&str]) {
+    assert!(
+        Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .unwrap()
+            .success(),
+        "{args:?}"
+    );
+}
+
+fn config(dir: &Path, network: &str, mode: &str) -> PathBuf {
+    let p = dir.join("unicni.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[cluster]\nname = \"t\"\n[flannel]\nnetwork = \"{network}\"\nsubnet_len = 24\nmode = \"{mode}\"\ninterface = \"eth0\"\n\
+             [cni]\nnetwork_name = \"{net}\"\n[store]\nkind = \"file\"\npath = \"{d}/store\"\nlease_ttl_seconds = 10\n\
+             [node]\nname = \"me\"\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n[agent]\nreconcile_seconds = 1\n",
+            net = common::unique("t"),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn write_lease(dir: &Path, subnet: &str, node: &str, ip: &str) -> PathBuf {
+    let k = dir
+        .join("store/flannel/subnets")
+        .join(subnet.replace('/', "-"));
+    std::fs::create_dir_all(k.parent().unwrap()).unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    std::fs::write(
+        &k,
+        format!(r#"{{"subnet":"{subnet}","node":"{node}","public_ip":"{ip}","mode":"host-gw","expires_at":{exp}}}"#),
+    )
+    .unwrap();
+    k
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < until, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start(ns: &Ns, cfg: &Path, log: &Path) -> Agent {
+    let f = std::fs::File::create(log).unwrap();
+    Agent(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, common::BIN, "agent", "--config"])
+            .arg(cfg)
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn host_gw_routes_follow_leases_and_uninstall_cleans_up() {
+    if !common::require_root() {
+        return;
+    }
+    let ns = Ns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "10.77.0.0/16", "host-gw");
+    let peer = write_lease(dir.path(), "10.77.5.0/24", "peer", "192.168.77.2");
+    let log = dir.path().join("agent.log");
+    let mut agent = start(&ns, &cfg, &log);
+    let subnet_file = dir.path().join("run/flannel/subnet.json");
+    wait_for("lease published", || subnet_file.exists());
+    let published = std::fs::read_to_string(&subnet_file).unwrap();
+    assert!(
+        !published.contains("10.77.5.0"),
+        "took a held subnet: {published}"
+    );
+    let route = "10.77.5.0/24 via 192.168.77.2 dev eth0 proto 77";
+    wait_for("peer route", || ns.exec(&["ip", "route"]).contains(route));
+
+    // A peer off this node's L2 segment is refused by name, not routed.
+    write_lease(dir.path(), "10.77.6.0/24", "far", "10.9.9.9");
+    wait_for("refusal logged", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("\"far\"")
+    });
+    let metrics = ns.exec(&["curl", "-sf", "http://127.0.0.1:9099/metrics"]);
+    assert!(
+        metrics.contains("unicni_agent_refused_peers 1"),
+        "{metrics}"
+    );
+    assert!(!ns.exec(&["ip", "route"]).contains("10.77.6.0"));
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("not on the L2 segment"));
+
+    // A peer whose lease is gone loses its route; it comes back with the lease.
+    std::fs::remove_file(&peer).unwrap();
+    wait_for("route removed", || {
+        !ns.exec(&["ip", "route"]).contains("10.77.5.0")
+    });
+    write_lease(dir.path(), "10.77.5.0/24", "peer", "192.168.77.2");
+    wait_for("route back", || ns.exec(&["ip", "route"]).contains(route));
+
+    // Stop: readiness withdrawn, datapath kept for the next start.
+    let pid = nix::unistd::Pid::from_raw(agent.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(agent.0.wait().unwrap().success());
+    assert!(!subnet_file.exists());
+    assert!(ns.exec(&["ip", "route"]).contains(route));
+    let table = ns.exec(&["nft", "list", "tables"]);
+    assert!(
+        table.contains("unicni_"),
+        "masquerade table expected: {table}"
+    );
+
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, common::BIN, "uninstall", "--config"])
+        .arg(&cfg)
+        .arg("--cni-conf-dir")
+        .arg(dir.path().join("net.d"))
+        .arg("--cni-bin-dir")
+        .arg(dir.path().join("bin"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!ns.exec(&["ip", "route"]).contains("proto 77"));
+    assert!(!ns.exec(&["nft", "list", "tables"]).contains("unicni_"));
+}
+
+#[test]
+fn exhausted_network_is_refused_clearly() {
+    if !common::require_root() {
+        return;
+    }
+    let ns = Ns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "10.78.0.0/23", "vxlan");
+    write_lease(dir.path(), "10.78.0.0/24", "other", "192.168.77.2");
+    write_lease(dir.path(), "10.78.1.0/24", "third", "192.168.77.3");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0, common::BIN, "agent", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no free /24 subnet")
+            && err.contains("10.78.0.0/23")
+            && err.contains("\"me\""),
+        "{err}"
+    );
+    assert!(!dir.path().join("run/flannel/subnet.json").exists());
+}
+
+#[test]
+fn vpc_route_mode_is_refused_before_touching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "10.79.0.0/16", "vpc-route");
+    let out = Command::new(common::BIN)
+        .arg("agent")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("vpc-route"), "{err}");
+    assert!(!dir.path().join("store").exists());
+}
