@@ -168,6 +168,27 @@ fn host_gw_routes_follow_leases_and_uninstall_cleans_up() {
     assert!(agent.0.wait().unwrap().success());
     assert!(!subnet_file.exists());
     assert!(ns.exec(&["ip", "route"]).contains(route));
+    // No lease published: a pod ADD is told to try again later (CNI code 11), and why.
+    let conf = serde_json::json!({
+        "cniVersion": "1.1.0", "name": "t", "type": "unicni", "backend": "flannel",
+        "clusterNetwork": "10.77.0.0/16", "runDir": dir.path().join("run"),
+        "stateDir": dir.path().join("state"),
+    });
+    let add = common::cni(
+        "ADD",
+        "c-not-ready",
+        &format!("/var/run/netns/{}", ns.0),
+        &conf,
+    );
+    assert!(!add.ok);
+    let err: serde_json::Value = serde_json::from_str(&add.stdout).unwrap();
+    assert_eq!(err["code"], 11, "{}", add.stdout);
+    assert!(
+        err["msg"].as_str().unwrap().contains("agent")
+            || err["details"].as_str().unwrap_or("").contains("agent"),
+        "{}",
+        add.stdout
+    );
     let table = ns.exec(&["nft", "list", "tables"]);
     assert!(
         table.contains("unicni_"),
