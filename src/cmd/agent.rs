@@ -226,10 +226,13 @@ impl LeaseStore for EtcdLeases {
     }
 }
 
+type GaugeOf = fn(&Status) -> i64;
+type CounterOf = fn(&Status) -> u64;
+
 struct Metrics {
     registry: Registry,
-    gauges: Vec<(Gauge, fn(&Status) -> i64)>,
-    counters: Vec<(Counter, fn(&Status) -> u64)>,
+    gauges: Vec<(Gauge, GaugeOf)>,
+    counters: Vec<(Counter, CounterOf)>,
 }
 
 fn load(a: &AtomicU64) -> u64 {
@@ -302,13 +305,13 @@ impl Metrics {
         m
     }
 
-    fn gauge(&mut self, name: &str, help: &str, f: fn(&Status) -> i64) {
+    fn gauge(&mut self, name: &str, help: &str, f: GaugeOf) {
         let g = Gauge::default();
         self.registry.register(name, help, g.clone());
         self.gauges.push((g, f));
     }
 
-    fn counter(&mut self, name: &str, help: &str, f: fn(&Status) -> u64) {
+    fn counter(&mut self, name: &str, help: &str, f: CounterOf) {
         let c = Counter::default();
         self.registry.register(name, help, c.clone());
         self.counters.push((c, f));
