@@ -186,6 +186,28 @@ fn chain_add_check_del_in_proc_pid_netns() {
             },
         }),
     };
+    {
+        // Whatever happens below, portmap's chains and bandwidth's ifb must not outlive
+        // the test: DEL the whole chain at the end (a no-op after the test's own DELs).
+        let (list, bin_dir, id, rc) = (
+            list.clone(),
+            net.bin_dir.clone(),
+            container_id.clone(),
+            inv.runtime_config.clone(),
+        );
+        defer.push("CNI DEL of the chain", move || {
+            let inv = Invocation {
+                container_id: &id,
+                netns: "",
+                ifname: "eth0",
+                cni_args: "IgnoreUnknown=1",
+                runtime_config: rc,
+            };
+            if let Err(e) = cniexec::del(&list, &bin_dir, &inv, None) {
+                eprintln!("cleanup: {e}");
+            }
+        });
+    }
     let result = cniexec::add(&list, &net.bin_dir, &inv).unwrap_or_else(|e| panic!("ADD: {e}"));
 
     // The last plugin's result is unicni's, passed through: same address, same interface.
