@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub cluster: ClusterConfig,
@@ -16,24 +16,6 @@ pub struct Config {
     pub agent: AgentConfig,
     pub policy: PolicyConfig,
     pub log: LogConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            cluster: ClusterConfig::default(),
-            backend: BackendConfig::default(),
-            flannel: FlannelConfig::default(),
-            terway: TerwayConfig::default(),
-            cloud: CloudConfig::default(),
-            store: StoreConfig::default(),
-            node: NodeConfig::default(),
-            cni: CniConfig::default(),
-            agent: AgentConfig::default(),
-            policy: PolicyConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

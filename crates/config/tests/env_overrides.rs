@@ -3,6 +3,8 @@
 
 use unicni_config::{load_str, FlannelMode, Format};
 
+// figment's Jail API fixes the closure's error type; its size is not ours to choose.
+#[allow(clippy::result_large_err)]
 #[test]
 fn environment_overrides_any_key() {
     figment::Jail::expect_with(|jail| {
