@@ -43,7 +43,7 @@ pub fn preflight(test: &str, needs: Needs<'_>) -> bool {
     }
     for file in needs.files {
         if !Path::new(file).exists() {
-            missing.push(format!("{file}"));
+            missing.push(file.to_string());
         }
     }
     if missing.is_empty() {
