@@ -24,7 +24,7 @@ use unicni_core::Store;
 use unicni_flannel::agent::{Agent, AgentParams, Mode, Status};
 use unicni_flannel::lease::{key, Lease, PREFIX};
 use unicni_flannel::lease_store::{Claim, ExpiringStore, LeaseStore};
-use unicni_store::{EtcdStore, FileStore, LeasedCreate};
+use unicni_store::{EtcdStore, FileStore, KubeNodes, KubeStore, LeasedCreate};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -125,9 +125,93 @@ async fn open_stores(c: &Config) -> Result<(Arc<dyn Store>, Arc<dyn LeaseStore>)
             let s = EtcdStore::connect(&c.store.endpoints, &c.store.prefix).await?;
             Ok((Arc::new(s.clone()), Arc::new(EtcdLeases::new(s))))
         }
-        StoreKind::Kubernetes => bail!(
-            "store.kind = \"kubernetes\" is not available in the agent yet; use \"etcd\" or \"file\""
-        ),
+        StoreKind::Kubernetes => {
+            let client =
+                unicni_store::kube::client(c.store.kubeconfig.as_deref().map(std::path::Path::new))
+                    .await?;
+            let lock: Arc<dyn Store> = Arc::new(KubeStore::new(client.clone(), KUBE_NAMESPACE));
+            Ok((
+                lock,
+                Arc::new(KubeLeases {
+                    nodes: KubeNodes::new(client),
+                }),
+            ))
+        }
+    }
+}
+
+/// Where the Kubernetes store keeps its records (the cluster lock).
+pub const KUBE_NAMESPACE: &str = "kube-system";
+
+/// Kubernetes: the node's subnet is its `spec.podCIDR`; the agent publishes its underlay
+/// address and VTEP MAC as node annotations. A node that is deleted is a peer that left.
+struct KubeLeases {
+    nodes: KubeNodes,
+}
+
+#[async_trait]
+impl LeaseStore for KubeLeases {
+    fn describe(&self) -> String {
+        "kubernetes nodes (spec.podCIDR + unicni.io annotations)".into()
+    }
+
+    async fn list(&self) -> unicni_core::Result<Vec<Lease>> {
+        Ok(self
+            .nodes
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|n| {
+                Some(Lease {
+                    subnet: n.pod_cidr?,
+                    node: n.node,
+                    public_ip: n.public_ip,
+                    vtep_mac: n.vtep_mac,
+                    mode: n.mode,
+                    expires_at: None,
+                })
+            })
+            .collect())
+    }
+
+    async fn assigned(&self, node: &str) -> unicni_core::Result<Option<ipnet::IpNet>> {
+        let n = self.nodes.get(node).await?;
+        let cidr = n.pod_cidr.ok_or_else(|| {
+            unicni_core::Error::TryAgain(format!(
+                "node {node:?} has no spec.podCIDR yet: is the controller manager running with \
+                 --allocate-node-cidrs?"
+            ))
+        })?;
+        cidr.parse().map(Some).map_err(|_| {
+            unicni_core::Error::InvalidConfig(format!(
+                "node {node:?} has spec.podCIDR {cidr:?}, not a CIDR"
+            ))
+        })
+    }
+
+    async fn claim(&self, lease: &Lease, _ttl: Duration) -> unicni_core::Result<Claim> {
+        let ip = lease.public_ip.as_deref().unwrap_or_default();
+        let mode = lease.mode.as_deref().unwrap_or_default();
+        self.nodes
+            .annotate(&lease.node, ip, lease.vtep_mac.as_deref(), mode)
+            .await?;
+        Ok(Claim::Taken { token: 0 })
+    }
+
+    async fn renew(&self, lease: &Lease, _token: i64, _ttl: Duration) -> unicni_core::Result<bool> {
+        // The lease is the node object itself: held while the node exists with this podCIDR.
+        let n = self.nodes.get(&lease.node).await?;
+        if n.pod_cidr.as_deref() != Some(lease.subnet.as_str()) {
+            return Ok(false);
+        }
+        if n.public_ip != lease.public_ip || n.vtep_mac != lease.vtep_mac {
+            self.claim(lease, Duration::ZERO).await?;
+        }
+        Ok(true)
+    }
+
+    async fn release(&self, _lease: &Lease, _token: i64) -> unicni_core::Result<()> {
+        Ok(())
     }
 }
 

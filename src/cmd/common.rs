@@ -44,6 +44,14 @@ pub async fn open_store_async(c: &Config) -> Result<Box<dyn Store>> {
         StoreKind::Etcd => Ok(Box::new(
             unicni_store::EtcdStore::connect(&c.store.endpoints, &c.store.prefix).await?,
         )),
+        StoreKind::Kubernetes => {
+            let path = c.store.kubeconfig.as_deref().map(Path::new);
+            let client = unicni_store::kube::client(path).await?;
+            Ok(Box::new(unicni_store::KubeStore::new(
+                client,
+                crate::cmd::agent::KUBE_NAMESPACE,
+            )))
+        }
         _ => open_store(c),
     }
 }

@@ -35,6 +35,11 @@ pub trait LeaseStore: Send + Sync {
     async fn renew(&self, lease: &Lease, token: i64, ttl: Duration) -> Result<bool>;
     /// Gives the subnet back now.
     async fn release(&self, lease: &Lease, token: i64) -> Result<()>;
+    /// The subnet an outside authority assigned to `node` (Kubernetes: `spec.podCIDR`);
+    /// `None` when subnets are leased from the network by the nodes themselves.
+    async fn assigned(&self, _node: &str) -> Result<Option<IpNet>> {
+        Ok(None)
+    }
     /// Returns when the leases may have changed, or after `max`.
     async fn wait_change(&self, max: Duration) {
         tokio::time::sleep(max).await
@@ -156,6 +161,26 @@ pub async fn acquire(
     previous: Option<IpNet>,
     ttl: Duration,
 ) -> Result<(Lease, i64)> {
+    if let Some(subnet) = store.assigned(&me.node).await? {
+        if !network.contains(&subnet) || subnet.prefix_len() != subnet_len {
+            return Err(Error::InvalidConfig(format!(
+                "node {:?} was assigned {subnet}, which is not a /{subnet_len} of flannel.network {network}: \
+                 make the controller manager's --cluster-cidr and --node-cidr-mask-size match the config",
+                me.node
+            )));
+        }
+        let mut lease = me.clone();
+        lease.subnet = subnet.to_string();
+        return match store.claim(&lease, ttl).await? {
+            Claim::Taken { token } => Ok((lease, token)),
+            Claim::Held { lease: other, .. } => Err(Error::Store(format!(
+                "subnet {subnet} assigned to node {:?} is held by node {:?} in {}",
+                me.node,
+                other.node,
+                store.describe()
+            ))),
+        };
+    }
     let live = store.list().await?;
     let mut candidates: Vec<IpNet> = Vec::new();
     if let Some(mine) = live.iter().find(|l| l.node == me.node) {

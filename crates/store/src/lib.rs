@@ -6,3 +6,6 @@ pub use file::FileStore;
 pub mod etcd;
 
 pub use etcd::{EtcdStore, LeasedCreate};
+pub mod kube;
+
+pub use kube::{KubeNodes, KubeStore, NodeLease};
