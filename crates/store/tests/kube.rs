@@ -26,6 +26,10 @@ fn status(code: u16, reason: &str) -> (u16, Value) {
 
 fn merge(into: &mut Value, patch: &Value) {
     match (into, patch) {
+        (slot, Value::Object(b)) if !slot.is_object() => {
+            *slot = json!({});
+            merge(slot, &Value::Object(b.clone()));
+        }
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
                 if v.is_null() {
