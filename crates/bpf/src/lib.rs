@@ -1,0 +1,33 @@
+//! unicni's eBPF programs and their loader.
+//!
+//! The programs are C under `bpf/` at the workspace root, compiled by clang in `build.rs`
+//! and embedded here; aya loads them. Everything is pinned under a bpffs directory
+//! (default [`DEFAULT_PIN_DIR`]) so traffic keeps flowing while the agent restarts, and a
+//! restarted agent adopts what it finds ([`FastPath::load_or_adopt`]). [`remove_all`] takes
+//! it all away again. When BPF cannot be used on the node, errors say so
+//! ([`BpfError::is_unavailable`]) so the caller can fall back to the plain datapath.
+//!
+//! The first program is the flannel same-node fast path: see `docs/ebpf.md`.
+
+mod attach;
+mod bpffs;
+mod cleanup;
+mod error;
+mod fastpath;
+mod iface;
+mod layout;
+mod maps;
+mod objects;
+
+pub use bpffs::{is_bpffs, BPFFS_ROOT};
+pub use cleanup::{remove_all, ReconcileReport};
+pub use error::{BpfError, Result};
+pub use fastpath::{AttachMode, Attachment, Endpoint, FastPath, Stats, DEFAULT_PIN_DIR};
+pub use layout::PROGRAM as FASTPATH_PROGRAM;
+
+/// For tests only: embedded objects and the raw loader.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::fastpath::load_object;
+    pub use crate::objects::{FASTPATH, REJECT};
+}

@@ -1,0 +1,213 @@
+//! Test topology: a "node" network namespace holding a bridge and the host sides of two
+//! "pods" (each its own namespace), built with `ip`, removed on drop. Every name is unique
+//! per test and process; the bridge and veths live inside the private node namespace so
+//! nothing touches the host's links.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const SUBNET_GW: &str = "10.77.0.1/24";
+pub const IP_A: &str = "10.77.0.2";
+pub const IP_B: &str = "10.77.0.3";
+pub const MAC_A: [u8; 6] = [0x02, 0x75, 0x63, 0, 0, 0x0a];
+pub const MAC_B: [u8; 6] = [0x02, 0x75, 0x63, 0, 0, 0x0b];
+
+pub fn require_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "root-only test without root in CI"
+    );
+    eprintln!("skipped: needs root");
+    false
+}
+
+pub fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+    out
+}
+
+pub fn must(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn mac_str(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub struct Topo {
+    pub node: String,
+    pub pod_a: String,
+    pub pod_b: String,
+    pub pin_dir: PathBuf,
+}
+
+impl Topo {
+    pub fn new(tag: &str) -> Topo {
+        let base = format!("ucbpf-{tag}-{}", std::process::id());
+        let t = Topo {
+            node: format!("{base}-n"),
+            pod_a: format!("{base}-a"),
+            pod_b: format!("{base}-b"),
+            pin_dir: PathBuf::from(format!(
+                "/sys/fs/bpf/unicni-test-{tag}-{}",
+                std::process::id()
+            )),
+        };
+        for ns in [&t.node, &t.pod_a, &t.pod_b] {
+            let _ = run(&["ip", "netns", "del", ns]);
+            must(&["ip", "netns", "add", ns]);
+        }
+        let n = t.node.as_str();
+        must(&["ip", "-n", n, "link", "set", "lo", "up"]);
+        must(&["ip", "-n", n, "link", "add", "br0", "type", "bridge"]);
+        must(&["ip", "-n", n, "addr", "add", SUBNET_GW, "dev", "br0"]);
+        must(&["ip", "-n", n, "link", "set", "br0", "up"]);
+        for (host, pod, ip, mac) in [("ha", &t.pod_a, IP_A, MAC_A), ("hb", &t.pod_b, IP_B, MAC_B)] {
+            let mac = mac_str(&mac);
+            must(&[
+                "ip", "-n", n, "link", "add", host, "type", "veth", "peer", "name", "eth0",
+                "address", &mac, "netns", pod,
+            ]);
+            must(&["ip", "-n", n, "link", "set", host, "master", "br0", "up"]);
+            must(&["ip", "-n", pod, "link", "set", "lo", "up"]);
+            must(&[
+                "ip",
+                "-n",
+                pod,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
+            must(&["ip", "-n", pod, "link", "set", "eth0", "up"]);
+        }
+        t
+    }
+
+    pub fn ifindex(&self, dev: &str) -> u32 {
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.node,
+            "cat",
+            &format!("/sys/class/net/{dev}/ifindex"),
+        ])
+        .trim()
+        .parse()
+        .unwrap()
+    }
+
+    /// `count` pings from pod A to `ip`, true when all were answered.
+    pub fn ping_from_a(&self, ip: &str, count: u32) -> bool {
+        let c = count.to_string();
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.pod_a,
+            "ping",
+            "-c",
+            &c,
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            "-q",
+            ip,
+        ])
+        .status
+        .success()
+    }
+
+    /// Output of `tc filter show dev <dev> ingress` in the node namespace.
+    pub fn tc_filters(&self, dev: &str) -> String {
+        String::from_utf8_lossy(
+            &run(&[
+                "ip", "netns", "exec", &self.node, "tc", "filter", "show", "dev", dev, "ingress",
+            ])
+            .stdout,
+        )
+        .into_owned()
+    }
+
+    /// Static neighbour entries in both pods, so they need no ARP through the bridge.
+    pub fn static_neighbours(&self) {
+        must(&[
+            "ip",
+            "-n",
+            &self.pod_a,
+            "neigh",
+            "replace",
+            IP_B,
+            "lladdr",
+            &mac_str(&MAC_B),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &self.pod_b,
+            "neigh",
+            "replace",
+            IP_A,
+            "lladdr",
+            &mac_str(&MAC_A),
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ]);
+    }
+
+    /// Runs `f` on a thread inside the node namespace (the fast path's interface indexes
+    /// are per namespace).
+    pub fn in_node<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        in_netns(&self.node, f)
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        let pin = self.pin_dir.clone();
+        if pin.exists() {
+            let _ = in_netns(&self.node, move || unicni_bpf::remove_all(&pin));
+            let _ = std::fs::remove_dir_all(&self.pin_dir);
+        }
+        for ns in [&self.node, &self.pod_a, &self.pod_b] {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+    }
+}
+
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = Path::new("/run/netns").join(ns);
+    std::thread::spawn(move || {
+        let fd =
+            std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}

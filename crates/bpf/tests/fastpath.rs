@@ -1,0 +1,315 @@
+//! Root-only: the same-node fast path on a real bridge between two pod namespaces.
+
+mod common;
+
+use common::*;
+use std::net::Ipv4Addr;
+use unicni_bpf::{AttachMode, Attachment, FastPath};
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn tcx_fast_path_redirects_between_pods_and_steps_aside_without_endpoints() {
+    if !require_root() {
+        return;
+    }
+    let t = Topo::new("tcx");
+    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let pin = t.pin_dir.clone();
+    let (s0, kinds) = t.in_node(move || {
+        let mut fp = FastPath::load_or_adopt(&pin).expect("load");
+        let kinds = (fp.attach(ha).unwrap(), fp.attach(hb).unwrap());
+        // Attaching twice changes nothing.
+        assert_eq!(fp.attach(ha).unwrap(), kinds.0);
+        fp.upsert_endpoint(ip(IP_A), ha, MAC_A).unwrap();
+        fp.upsert_endpoint(ip(IP_B), hb, MAC_B).unwrap();
+        assert_eq!(fp.endpoints().unwrap().len(), 2);
+        (fp.stats().unwrap(), kinds)
+    });
+    assert_eq!(
+        kinds,
+        (Attachment::Tcx, Attachment::Tcx),
+        "kernel 6.6+ has tcx"
+    );
+    assert!(t.pin_dir.join(format!("links/tcx_ingress_{ha}")).exists());
+
+    assert!(
+        t.ping_from_a(IP_B, 3),
+        "pods on one bridge must reach each other"
+    );
+    let pin = t.pin_dir.clone();
+    let s1 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    // 3 echo requests through ha and 3 replies through hb, at least.
+    assert!(
+        s1.redirected >= s0.redirected + 6,
+        "fast path hits must rise: {s0:?} -> {s1:?}"
+    );
+
+    // Proof that the bridge is skipped: take B's port off the bridge. Only the fast path
+    // can still deliver (neighbours are static so no ARP is needed).
+    t.static_neighbours();
+    must(&["ip", "-n", &t.node, "link", "set", "hb", "nomaster"]);
+    assert!(
+        t.ping_from_a(IP_B, 3),
+        "fast path must deliver without the bridge"
+    );
+
+    // Without endpoints everything goes through the bridge and no hit is counted.
+    let pin = t.pin_dir.clone();
+    let s2 = t.in_node(move || {
+        let mut fp = FastPath::open(&pin).unwrap();
+        fp.remove_endpoint(ip(IP_A)).unwrap();
+        fp.remove_endpoint(ip(IP_B)).unwrap();
+        fp.remove_endpoint(ip(IP_B)).unwrap(); // twice: CNI DEL repeats
+        fp.stats().unwrap()
+    });
+    // B's port is still off the bridge: nothing can arrive now.
+    assert!(
+        !t.ping_from_a(IP_B, 1),
+        "without endpoints only the bridge delivers"
+    );
+    must(&["ip", "-n", &t.node, "link", "set", "hb", "master", "br0"]);
+    assert!(t.ping_from_a(IP_B, 3), "bridge path must still work");
+    let pin = t.pin_dir.clone();
+    let s3 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    assert_eq!(s3.redirected, s2.redirected, "no hits without endpoints");
+    assert!(s3.passed_no_endpoint >= s2.passed_no_endpoint + 6);
+
+    // Detach leaves no tcx program and no pin; traffic is unaffected.
+    let pin = t.pin_dir.clone();
+    let attached_after = t.in_node(move || {
+        let mut fp = FastPath::open(&pin).unwrap();
+        assert!(fp.tcx_attached(ha).unwrap());
+        fp.detach(ha).unwrap();
+        fp.detach(hb).unwrap();
+        fp.detach(hb).unwrap(); // idempotent
+        assert!(fp.attachments().unwrap().is_empty());
+        (fp.tcx_attached(ha).unwrap(), fp.tcx_attached(hb).unwrap())
+    });
+    assert_eq!(attached_after, (false, false));
+    assert!(!t.pin_dir.join(format!("links/tcx_ingress_{ha}")).exists());
+    assert!(t.tc_filters("ha").trim().is_empty());
+    assert!(t.ping_from_a(IP_B, 2));
+
+    let pin = t.pin_dir.clone();
+    t.in_node(move || unicni_bpf::remove_all(&pin)).unwrap();
+    assert!(!t.pin_dir.exists(), "remove_all leaves nothing pinned");
+}
+
+#[test]
+fn clsact_fallback_attaches_a_filter_that_redirects_and_is_removed() {
+    if !require_root() {
+        return;
+    }
+    let t = Topo::new("nl");
+    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let pin = t.pin_dir.clone();
+    let kinds = t.in_node(move || {
+        let mut fp = FastPath::load_or_adopt_with(&pin, AttachMode::Netlink).expect("load");
+        let k = (fp.attach(ha).unwrap(), fp.attach(hb).unwrap());
+        assert_eq!(fp.attach(ha).unwrap(), Attachment::Netlink); // replace in place
+        fp.upsert_endpoint(ip(IP_A), ha, MAC_A).unwrap();
+        fp.upsert_endpoint(ip(IP_B), hb, MAC_B).unwrap();
+        k
+    });
+    assert_eq!(kinds, (Attachment::Netlink, Attachment::Netlink));
+    let filters = t.tc_filters("ha");
+    assert_eq!(
+        filters.matches("handle 0x75630001 uc_fastpath").count(),
+        1,
+        "exactly one filter: {filters}"
+    );
+    assert!(filters.contains("direct-action"), "{filters}");
+
+    let pin = t.pin_dir.clone();
+    let s0 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    assert!(t.ping_from_a(IP_B, 3));
+    let pin = t.pin_dir.clone();
+    let s1 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    assert!(s1.redirected >= s0.redirected + 6, "{s0:?} -> {s1:?}");
+
+    // A later Auto-mode handle keeps netlink interfaces on netlink (never both).
+    let pin = t.pin_dir.clone();
+    let again = t.in_node(move || FastPath::open(&pin).unwrap().attach(ha).unwrap());
+    assert_eq!(again, Attachment::Netlink);
+    let pin = t.pin_dir.clone();
+    assert!(!t.in_node(move || FastPath::open(&pin).unwrap().tcx_attached(ha).unwrap()));
+
+    let pin = t.pin_dir.clone();
+    t.in_node(move || FastPath::open(&pin).unwrap().detach(ha))
+        .unwrap();
+    assert!(!t.tc_filters("ha").contains("uc_fastpath"));
+    assert!(t.tc_filters("hb").contains("uc_fastpath"));
+
+    // remove_all finds the remaining (unpinnable) filter through the record map.
+    let pin = t.pin_dir.clone();
+    t.in_node(move || unicni_bpf::remove_all(&pin)).unwrap();
+    assert!(!t.tc_filters("hb").contains("uc_fastpath"));
+    assert!(!t.pin_dir.exists());
+    assert!(t.ping_from_a(IP_B, 2));
+}
+
+#[test]
+fn reconcile_forgets_interfaces_that_are_gone() {
+    if !require_root() {
+        return;
+    }
+    let t = Topo::new("rec");
+    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let pin = t.pin_dir.clone();
+    t.in_node(move || {
+        let mut fp = FastPath::load_or_adopt(&pin).unwrap();
+        fp.attach(ha).unwrap();
+        fp.attach(hb).unwrap();
+        fp.upsert_endpoint(ip(IP_A), ha, MAC_A).unwrap();
+        fp.upsert_endpoint(ip(IP_B), hb, MAC_B).unwrap();
+    });
+    // Pod B dies without a CNI DEL.
+    must(&["ip", "-n", &t.node, "link", "del", "hb"]);
+    let pin = t.pin_dir.clone();
+    let (report, eps, att) = t.in_node(move || {
+        let mut fp = FastPath::load_or_adopt(&pin).unwrap();
+        // load_or_adopt already reconciled; a second pass finds nothing more.
+        let r = fp.reconcile().unwrap();
+        (r, fp.endpoints().unwrap(), fp.attachments().unwrap())
+    });
+    assert_eq!(report.removed_attachments, 0);
+    assert_eq!(report.removed_endpoints, 0);
+    assert_eq!(report.kept_attachments, 1);
+    assert_eq!(eps.len(), 1, "{eps:?}");
+    assert_eq!(eps[0].ip, ip(IP_A));
+    assert_eq!(att, vec![(ha, Attachment::Tcx)]);
+    assert!(!t.pin_dir.join(format!("links/tcx_ingress_{hb}")).exists());
+}
+
+/// Phase 1 here, phase 2 in a child process: the pins keep traffic on the fast path while
+/// no process holds anything, and a new process adopts them without a gap.
+#[test]
+fn pinned_fast_path_survives_the_process_and_is_adopted() {
+    if !require_root() {
+        return;
+    }
+    let t = Topo::new("adopt");
+    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let pin = t.pin_dir.clone();
+    t.in_node(move || {
+        let mut fp = FastPath::load_or_adopt(&pin).unwrap();
+        fp.attach(ha).unwrap();
+        fp.attach(hb).unwrap();
+        fp.upsert_endpoint(ip(IP_A), ha, MAC_A).unwrap();
+        fp.upsert_endpoint(ip(IP_B), hb, MAC_B).unwrap();
+        // fp dropped here: every fd of this process is closed.
+    });
+    assert!(t.ping_from_a(IP_B, 2));
+    let pin = t.pin_dir.clone();
+    let before = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    assert!(before.redirected >= 4);
+
+    // Continuous traffic while the second process adopts: no packet may be lost.
+    let flood = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &t.pod_a, "ping", "-c", "150", "-i", "0.01", "-W", "1", "-q", IP_B,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "adopt_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("UNICNI_BPF_ADOPT_NS", &t.node)
+        .env("UNICNI_BPF_ADOPT_PIN", &t.pin_dir)
+        .env("UNICNI_BPF_ADOPT_IFS", format!("{ha},{hb}"))
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success(),
+        "child failed:\n{}\n{}",
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&child.stdout).contains("adopted 2 attachments"),
+        "{}",
+        String::from_utf8_lossy(&child.stdout)
+    );
+    let flood = flood.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&flood.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "traffic interrupted: {text}"
+    );
+
+    let pin = t.pin_dir.clone();
+    let after = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    assert!(
+        after.redirected >= before.redirected + 300,
+        "{before:?} -> {after:?}"
+    );
+
+    let pin = t.pin_dir.clone();
+    t.in_node(move || unicni_bpf::remove_all(&pin)).unwrap();
+    assert!(!t.pin_dir.exists());
+    let pin = t.pin_dir.clone();
+    let attached = t.in_node(move || {
+        let name = |i: u32| -> String {
+            let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+            // SAFETY: buffer of IF_NAMESIZE as required; i is a valid index here.
+            let p = unsafe { libc::if_indextoname(i, buf.as_mut_ptr()) };
+            assert!(!p.is_null());
+            // SAFETY: non-NULL result points into buf, NUL-terminated.
+            unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let q = |i: u32| {
+            aya::programs::SchedClassifier::query_tcx(
+                &name(i),
+                aya::programs::TcAttachType::Ingress,
+            )
+            .unwrap()
+            .1
+            .len()
+        };
+        assert!(matches!(
+            FastPath::open(&pin),
+            Err(unicni_bpf::BpfError::NotLoaded { .. })
+        ));
+        (q(ha), q(hb))
+    });
+    assert_eq!(attached, (0, 0), "no tcx program left after remove_all");
+}
+
+/// The second process of `pinned_fast_path_survives_the_process_and_is_adopted`.
+#[test]
+#[ignore = "run by pinned_fast_path_survives_the_process_and_is_adopted"]
+fn adopt_child() {
+    let Ok(ns) = std::env::var("UNICNI_BPF_ADOPT_NS") else {
+        return;
+    };
+    let pin = std::path::PathBuf::from(std::env::var("UNICNI_BPF_ADOPT_PIN").unwrap());
+    let ifs: Vec<u32> = std::env::var("UNICNI_BPF_ADOPT_IFS")
+        .unwrap()
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    in_netns(&ns, move || {
+        let mut fp = FastPath::load_or_adopt(&pin).unwrap();
+        let att = fp.attachments().unwrap();
+        assert_eq!(att.iter().map(|a| a.0).collect::<Vec<_>>(), ifs);
+        assert_eq!(fp.endpoints().unwrap().len(), 2);
+        assert!(fp.stats().unwrap().redirected > 0, "counters survive");
+        for i in &ifs {
+            assert!(fp.tcx_attached(*i).unwrap());
+            assert_eq!(fp.attach(*i).unwrap(), Attachment::Tcx);
+        }
+        println!("adopted {} attachments", att.len());
+    });
+}
