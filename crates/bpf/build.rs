@@ -5,8 +5,14 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Programs built from `bpf/<name>.c` into `OUT_DIR/<name>.o`.
-const PROGRAMS: &[&str] = &["fastpath", "reject"];
+/// (source `bpf/<src>.c`, object `OUT_DIR/<obj>.o`, extra clang flags). `fastpath_v3` is
+/// the same program built for another instruction set: different code, same behaviour,
+/// which is what the tests of an upgrade in place need.
+const PROGRAMS: &[(&str, &str, &[&str])] = &[
+    ("fastpath", "fastpath", &[]),
+    ("reject", "reject", &[]),
+    ("fastpath", "fastpath_v3", &["-mcpu=v3"]),
+];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -22,12 +28,13 @@ fn main() {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let multiarch = Path::new("/usr/include").join(format!("{arch}-linux-gnu"));
 
-    for name in PROGRAMS {
+    for (name, obj_name, extra) in PROGRAMS {
         let src = src_dir.join(format!("{name}.c"));
         println!("cargo:rerun-if-changed={}", src.display());
-        let obj = out_dir.join(format!("{name}.o"));
+        let obj = out_dir.join(format!("{obj_name}.o"));
         let mut cmd = Command::new(&clang);
         cmd.args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+            .args(*extra)
             .arg("-I")
             .arg(&src_dir);
         if multiarch.is_dir() {

@@ -154,6 +154,16 @@ impl FastPath {
     }
 
     pub fn load_or_adopt_with(pin_dir: &Path, mode: AttachMode) -> Result<FastPath> {
+        Self::load_or_adopt_object(pin_dir, mode, crate::objects::FASTPATH)
+    }
+
+    /// `load_or_adopt_with` for another build of the program (tests of upgrades).
+    #[doc(hidden)]
+    pub fn load_or_adopt_object(
+        pin_dir: &Path,
+        mode: AttachMode,
+        object: &[u8],
+    ) -> Result<FastPath> {
         let layout = Layout::new(pin_dir);
         bpffs::ensure_dir(pin_dir)?;
         for d in [layout.maps(), layout.progs(), layout.links()] {
@@ -162,7 +172,7 @@ impl FastPath {
                 detail: e.to_string(),
             })?;
         }
-        let mut ebpf = load_object(crate::objects::FASTPATH, PROGRAM, Some(&layout.maps()))?;
+        let mut ebpf = load_object(object, PROGRAM, Some(&layout.maps()))?;
         let fresh: &mut SchedClassifier = ebpf
             .program_mut(PROGRAM)
             .expect("checked by load_object")
@@ -255,6 +265,15 @@ impl FastPath {
 
     pub fn pin_dir(&self) -> &Path {
         self.layout.root()
+    }
+
+    /// The kernel's tag (hash of the instructions) of the pinned program.
+    pub fn program_tag(&self) -> Result<u64> {
+        Ok(self
+            .prog
+            .info()
+            .map_err(|e| BpfError::from_err("read the pinned program's info", &e))?
+            .tag())
     }
 
     /// Adds or replaces the entry of a local pod: one map update, safe to call from

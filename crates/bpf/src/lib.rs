@@ -29,5 +29,5 @@ pub use layout::PROGRAM as FASTPATH_PROGRAM;
 #[doc(hidden)]
 pub mod testing {
     pub use crate::fastpath::load_object;
-    pub use crate::objects::{FASTPATH, REJECT};
+    pub use crate::objects::{FASTPATH, FASTPATH_V3, REJECT};
 }

@@ -6,3 +6,9 @@ pub static FASTPATH: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR")
 /// A program every verifier refuses (`bpf/reject.c`); only for tests of the error path.
 #[doc(hidden)]
 pub static REJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/reject.o"));
+
+/// The fast path built with `-mcpu=v3`: same behaviour, different instructions (tag), to
+/// test switching attachments to a changed program.
+#[doc(hidden)]
+pub static FASTPATH_V3: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath_v3.o"));

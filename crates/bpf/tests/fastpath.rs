@@ -313,3 +313,71 @@ fn adopt_child() {
         println!("adopted {} attachments", att.len());
     });
 }
+
+/// An agent of a newer version finds attachments of an older program: it pins its own and
+/// moves every attachment over (tcx: link update, clsact: in-place replace) while traffic
+/// flows.
+#[test]
+fn changed_program_takes_over_every_attachment_without_a_gap() {
+    if !require_root() {
+        return;
+    }
+    let t = Topo::new("upg");
+    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let pin = t.pin_dir.clone();
+    let old_tag = t.in_node(move || {
+        let mut fp = FastPath::load_or_adopt_object(
+            &pin,
+            AttachMode::Auto,
+            unicni_bpf::testing::FASTPATH_V3,
+        )
+        .unwrap();
+        assert_eq!(fp.attach(ha).unwrap(), Attachment::Tcx);
+        fp.upsert_endpoint(ip(IP_A), ha, MAC_A).unwrap();
+        fp.upsert_endpoint(ip(IP_B), hb, MAC_B).unwrap();
+        let mut nl = FastPath::open_with(&pin, AttachMode::Netlink).unwrap();
+        assert_eq!(nl.attach(hb).unwrap(), Attachment::Netlink);
+        fp.program_tag().unwrap()
+    });
+    assert!(t.ping_from_a(IP_B, 1));
+    let flood = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &t.pod_a, "ping", "-c", "150", "-i", "0.01", "-W", "1", "-q", IP_B,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pin = t.pin_dir.clone();
+    let (new_tag, on_ha, s0) = t.in_node(move || {
+        let fp = FastPath::load_or_adopt(&pin).unwrap();
+        let name = String::from("ha");
+        let progs =
+            aya::programs::SchedClassifier::query_tcx(&name, aya::programs::TcAttachType::Ingress)
+                .unwrap()
+                .1;
+        (
+            fp.program_tag().unwrap(),
+            progs.iter().map(|p| p.tag()).collect::<Vec<_>>(),
+            fp.stats().unwrap(),
+        )
+    });
+    let flood = flood.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&flood.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "traffic interrupted: {text}"
+    );
+    assert_ne!(new_tag, old_tag, "the two builds differ");
+    assert_eq!(on_ha, vec![new_tag], "tcx runs the new program only");
+    let filters = t.tc_filters("hb");
+    assert_eq!(filters.matches("handle 0x75630001").count(), 1, "{filters}");
+    assert!(
+        filters.contains(&format!("tag {new_tag:016x}")),
+        "{filters}"
+    );
+    assert!(t.ping_from_a(IP_B, 2));
+    let pin = t.pin_dir.clone();
+    let s1 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    assert!(s1.redirected >= s0.redirected + 4, "{s0:?} -> {s1:?}");
+}
