@@ -19,6 +19,8 @@ struct Report {
     converge_seconds: f64,
     peak_rss_mib: f64,
     routes_in_kernel: usize,
+    /// Duration of the agent's last reconcile pass (steady state: nothing to write).
+    steady_pass_ms: u64,
 }
 
 /// Peer `i` (1-based): subnet 10.(128+i/256).(i%256).0/24, underlay 172.20.(i/250).(i%250+2).
@@ -61,8 +63,8 @@ pub fn run(lab: &Lab, peers: usize, mode: Mode, output: &str) -> Result<ExitCode
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{} peers ({}): converged in {:.2}s from empty, agent peak RSS {:.1} MiB, {} routes in the kernel",
-            r.peers, r.mode, r.converge_seconds, r.peak_rss_mib, r.routes_in_kernel
+            "{} peers ({}): converged in {:.2}s from empty, agent peak RSS {:.1} MiB, {} routes in the kernel, steady-state pass {} ms",
+            r.peers, r.mode, r.converge_seconds, r.peak_rss_mib, r.routes_in_kernel, r.steady_pass_ms
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -158,6 +160,26 @@ fn scale(lab: &Lab, peers: usize, mode: Mode) -> Result<Report> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Let one more pass run with everything in place, to time the steady state.
+    std::thread::sleep(Duration::from_millis(2500));
+    let steady_pass_ms = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "curl",
+            "-sf",
+            &format!("http://{AGENT_LISTEN}/metrics"),
+        ])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find(|l| l.starts_with("unicni_agent_last_reconcile_milliseconds "))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0);
     let rss = rss_peak_kib(pid).unwrap_or(0);
     let routes = count_routes();
     terminate(pid, Duration::from_secs(5));
@@ -178,5 +200,6 @@ fn scale(lab: &Lab, peers: usize, mode: Mode) -> Result<Report> {
         converge_seconds: t.as_secs_f64(),
         peak_rss_mib: rss as f64 / 1024.0,
         routes_in_kernel: routes,
+        steady_pass_ms,
     })
 }
