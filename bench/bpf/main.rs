@@ -1,0 +1,192 @@
+//! Same-node pod-to-pod TCP throughput (iperf3) and request/response latency on a bridge,
+//! without and with the eBPF fast path, alternating in one run, medians and ratio.
+//! Root only. `cargo bench -p unicni-bpf --bench fastpath`
+//! (BENCH_SECONDS per iperf3 run, default 5; BENCH_ROUNDS, default 3).
+
+#[path = "../../crates/bpf/tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use unicni_bpf::FastPath;
+
+const RR_ROUNDS: usize = 5000;
+
+fn env_or(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn listening_on(port: u16) -> bool {
+    let needle = format!(":{port:04X} ");
+    std::fs::read_to_string("/proc/thread-self/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .chain(
+            std::fs::read_to_string("/proc/thread-self/net/tcp6")
+                .unwrap_or_default()
+                .lines(),
+        )
+        .any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
+}
+
+fn iperf_gbit(t: &Topo, seconds: u32) -> f64 {
+    let mut server = Command::new("ip")
+        .args([
+            "netns", "exec", &t.pod_b, "iperf3", "-s", "-1", "-p", "5301",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start iperf3 server (Debian package iperf3)");
+    let until = Instant::now() + Duration::from_secs(5);
+    while !in_netns(&t.pod_b, || listening_on(5301)) {
+        assert!(Instant::now() < until, "iperf3 server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &t.pod_a, "iperf3", "-c", IP_B, "-p", "5301", "-J", "-t",
+        ])
+        .arg(seconds.to_string())
+        .output()
+        .expect("run iperf3 client");
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 gave no result: {}", v["error"]))
+        / 1e9
+}
+
+/// 1-byte request / 1-byte response on one connection: (median µs, p99 µs).
+fn request_response(t: &Topo) -> (f64, f64) {
+    let listener = in_netns(&t.pod_b, || TcpListener::bind(("0.0.0.0", 5302)).unwrap());
+    let echo = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        c.set_nodelay(true).unwrap();
+        let mut b = [0u8; 1];
+        while matches!(c.read(&mut b), Ok(1)) {
+            if c.write_all(&b).is_err() {
+                break;
+            }
+        }
+    });
+    let addr: SocketAddr = format!("{IP_B}:5302").parse().unwrap();
+    let mut c = in_netns(&t.pod_a, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap()
+    });
+    c.set_nodelay(true).unwrap();
+    let mut samples = Vec::with_capacity(RR_ROUNDS);
+    let mut b = [1u8; 1];
+    for i in 0..RR_ROUNDS + 200 {
+        let start = Instant::now();
+        c.write_all(&b).unwrap();
+        c.read_exact(&mut b).unwrap();
+        if i >= 200 {
+            samples.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    drop(c);
+    let _ = echo.join();
+    samples.sort_by(|a, b| a.total_cmp(b));
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn set_fast_path(t: &Topo, on: bool) {
+    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let pin = t.pin_dir.clone();
+    t.in_node(move || {
+        let mut fp = FastPath::load_or_adopt(&pin).expect("load the fast path");
+        for (i, ip, mac) in [(ha, IP_A, MAC_A), (hb, IP_B, MAC_B)] {
+            let ip = ip.parse().unwrap();
+            if on {
+                fp.attach(i).unwrap();
+                fp.upsert_endpoint(ip, i, mac).unwrap();
+            } else {
+                fp.detach(i).unwrap();
+                fp.remove_endpoint(ip).unwrap();
+            }
+        }
+    });
+}
+
+fn redirected(t: &Topo) -> u64 {
+    let pin = t.pin_dir.clone();
+    t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap().redirected)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("bench/bpf needs root (network namespaces, eBPF)");
+        std::process::exit(1);
+    }
+    let seconds = env_or("BENCH_SECONDS", 5);
+    let rounds = env_or("BENCH_ROUNDS", 3);
+    let t = Topo::new("bench");
+    assert!(t.ping_from_a(IP_B, 1), "pods must reach each other");
+    let mut res: [(Vec<f64>, Vec<f64>, Vec<f64>); 2] = Default::default();
+    for round in 0..rounds {
+        for (slot, on) in [(0usize, false), (1usize, true)] {
+            set_fast_path(&t, on);
+            let before = redirected(&t);
+            let g = iperf_gbit(&t, seconds);
+            let (med, p99) = request_response(&t);
+            let hits = redirected(&t) - before;
+            // Each mode must really be what it claims.
+            assert_eq!(on, hits > 0, "fast path {on} but {hits} redirects");
+            eprintln!(
+                "round {}: {:<10} {g:6.2} Gbit/s  rr median {med:6.1} µs  p99 {p99:6.1} µs  redirects {hits}",
+                round + 1,
+                if on { "fast path" } else { "bridge" }
+            );
+            res[slot].0.push(g);
+            res[slot].1.push(med);
+            res[slot].2.push(p99);
+        }
+    }
+    let row = |slot: usize| {
+        (
+            median(res[slot].0.clone()),
+            median(res[slot].1.clone()),
+            median(res[slot].2.clone()),
+        )
+    };
+    let (b, f) = (row(0), row(1));
+    println!("same-node pod to pod, {rounds} alternating rounds, medians ({seconds}s iperf3, {RR_ROUNDS} TCP 1-byte round trips)");
+    println!(
+        "{:<28} {:>12} {:>14} {:>12}",
+        "path", "Gbit/s", "rr median µs", "rr p99 µs"
+    );
+    println!(
+        "{:<28} {:>12.2} {:>14.1} {:>12.1}",
+        "bridge (no eBPF)", b.0, b.1, b.2
+    );
+    println!(
+        "{:<28} {:>12.2} {:>14.1} {:>12.1}",
+        "eBPF fast path (peer redir)", f.0, f.1, f.2
+    );
+    println!(
+        "ratio fast/bridge: throughput {:.2}x, rr median latency {:.2}x, rr p99 latency {:.2}x",
+        f.0 / b.0,
+        f.1 / b.1,
+        f.2 / b.2
+    );
+}
