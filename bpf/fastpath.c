@@ -12,9 +12,18 @@
  * through the host). Because the result is exactly what the bridge would deliver, no MAC
  * rewrite and no TTL decrement happen (the bridge does neither). Everything else (ARP,
  * IPv6, other nodes, services, the host, frames to the gateway MAC) goes on to the bridge.
+ *
+ * One exception keeps NAT correct: a flow the host has forwarded to a pod (a Service
+ * connection DNATed by kube-proxy to a backend on this node, for instance) must send its
+ * replies back through the host too, or the reverse NAT (done by conntrack on the bridge
+ * with br_netfilter) never happens and the client drops the reply. uc_fastpath_egress,
+ * attached at tc egress of the same veths, sees exactly the frames that reached a pod the
+ * slow way (redirected ones skip it) and remembers their reverse flow in `host_flows`;
+ * the ingress program leaves those flows alone.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -53,6 +62,55 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fastpath_links SEC(".maps");
+
+/* <linux/icmp.h> drags in libc headers; the echo header is all that is needed. */
+struct icmp_echo {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u16 id;
+	__u16 seq;
+};
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} host_flows SEC(".maps");
+
+/* Fills k with the flow of the IPv4 packet at ip; ports stay 0 when they are not in the
+ * linear data or the packet is a non-first fragment. */
+static __always_inline void flow_of(struct iphdr *ip, void *data_end, struct flow_key *k)
+{
+	void *l4 = (void *)ip + ip->ihl * 4;
+
+	k->saddr = ip->saddr;
+	k->daddr = ip->daddr;
+	k->proto = ip->protocol;
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return;
+	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
+		__u16 *ports = l4;
+
+		if ((void *)(ports + 2) > data_end)
+			return;
+		k->sport = ports[0];
+		k->dport = ports[1];
+	} else if (ip->protocol == IPPROTO_ICMP) {
+		struct icmp_echo *icmp = l4;
+
+		if ((void *)(icmp + 1) > data_end)
+			return;
+		if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY) {
+			k->sport = icmp->id;
+			k->dport = icmp->id;
+		}
+	}
+}
 
 static __always_inline int count(__u32 slot, int verdict)
 {
@@ -103,8 +161,46 @@ int uc_fastpath(struct __sk_buff *skb)
 	if (ep->ifindex == skb->ifindex)
 		return count(STAT_PASS_OTHER_MAC, PASS);
 
+	{
+		struct flow_key k = {};
+
+		flow_of(ip, data_end, &k);
+		if (bpf_map_lookup_elem(&host_flows, &k))
+			return count(STAT_PASS_HOST_FLOW, PASS);
+	}
+
 	count(STAT_REDIRECT, 0);
 	return bpf_redirect_peer(ep->ifindex, 0);
+}
+
+/* tc egress of a pod's host veth: frames on their way into the pod that came through the
+ * bridge or the host. Remembers the reverse flow so its replies also take that way. */
+SEC("classifier")
+int uc_fastpath_eg(struct __sk_buff *skb)
+{
+	const __u32 need = sizeof(struct ethhdr) + sizeof(struct iphdr);
+	struct flow_key k = {}, r = {};
+	void *data, *data_end;
+	struct iphdr *ip;
+	__u8 one = 1;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return PASS;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data + need > data_end)
+		return PASS;
+	ip = data + sizeof(struct ethhdr);
+	flow_of(ip, data_end, &k);
+	r.saddr = k.daddr;
+	r.daddr = k.saddr;
+	r.sport = k.dport;
+	r.dport = k.sport;
+	r.proto = k.proto;
+	/* Look before writing: most frames of a slow flow find their entry. */
+	if (!bpf_map_lookup_elem(&host_flows, &r))
+		bpf_map_update_elem(&host_flows, &r, &one, BPF_ANY);
+	return PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

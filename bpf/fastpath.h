@@ -17,7 +17,19 @@ enum fastpath_stat {
 	STAT_PASS_NOT_IPV4 = 1,    /* ARP, IPv6, anything else: left to the bridge */
 	STAT_PASS_NO_ENDPOINT = 2, /* destination is not a local pod (other node, service, host) */
 	STAT_PASS_OTHER_MAC = 3,   /* local pod IP but the frame is not addressed to its MAC */
-	STAT_MAX = 4,
+	STAT_PASS_HOST_FLOW = 4,   /* a flow the host forwarded (and may have NATed): keep it there */
+	STAT_MAX = 5,
+};
+
+/* Key of `host_flows`: a flow as seen in the direction of the packet being looked up.
+ * ICMP echo uses its identifier as both ports so both directions map alike. */
+struct flow_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
 };
 
 /* Values of the `fastpath_links` map (ifindex -> how the program is attached there). */

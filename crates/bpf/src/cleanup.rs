@@ -3,10 +3,10 @@
 use crate::error::{BpfError, Result};
 use crate::fastpath::FastPath;
 use crate::iface;
-use crate::layout::{Layout, PROGRAM};
+use crate::layout::{Layout, HOOKS, PROGRAM};
 use crate::maps::{self, ATTACH_NETLINK};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use aya::programs::{tc, TcAttachType};
+use aya::programs::tc;
 use std::path::Path;
 
 /// What [`FastPath::reconcile`] found.
@@ -85,10 +85,12 @@ pub fn remove_all(pin_dir: &Path) -> Result<()> {
                 let Some(name) = iface::name_of(ifindex) else {
                     continue;
                 };
-                match tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROGRAM) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => failures.push(format!("{name}: {e}")),
+                for (prog, hook) in HOOKS {
+                    match tc::qdisc_detach_program(&name, hook, prog) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => failures.push(format!("{name} {prog}: {e}")),
+                    }
                 }
             }
         }
@@ -108,7 +110,7 @@ pub fn remove_all(pin_dir: &Path) -> Result<()> {
         return Err(BpfError::Kernel {
             op: format!("detach {PROGRAM} everywhere"),
             detail: format!(
-                "{}; remove them with `tc filter del dev <if> ingress pref {}`",
+                "{}; remove them with `tc filter del dev <if> ingress pref {}` (and egress)",
                 failures.join(", "),
                 crate::attach::NL_PRIORITY
             ),

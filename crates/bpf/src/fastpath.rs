@@ -4,7 +4,7 @@
 
 use crate::bpffs;
 use crate::error::{chain, find_io, BpfError, Result};
-use crate::layout::{Layout, PROGRAM};
+use crate::layout::{Layout, HOOKS, PROGRAM};
 use crate::maps::{self, EndpointValue};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier};
@@ -58,12 +58,18 @@ pub struct Stats {
     pub passed_no_endpoint: u64,
     /// IPv4 to a local pod's address but not to its MAC (e.g. to the gateway).
     pub passed_other_mac: u64,
+    /// IPv4 of a flow that reached a pod through the host (and may be NATed there): its
+    /// replies must go back the same way.
+    pub passed_host_flow: u64,
 }
 
 impl Stats {
     /// Every frame the program let through to the normal path.
     pub fn passed(&self) -> u64 {
-        self.passed_not_ipv4 + self.passed_no_endpoint + self.passed_other_mac
+        self.passed_not_ipv4
+            + self.passed_no_endpoint
+            + self.passed_other_mac
+            + self.passed_host_flow
     }
 }
 
@@ -72,7 +78,8 @@ impl Stats {
 /// All interface indexes are in the network namespace of the calling thread.
 pub struct FastPath {
     pub(crate) layout: Layout,
-    pub(crate) prog: SchedClassifier,
+    /// In the order of [`HOOKS`]: ingress, egress.
+    pub(crate) progs: [SchedClassifier; 2],
     pub(crate) endpoints: BpfHashMap<MapData, u32, EndpointValue>,
     pub(crate) stats: PerCpuArray<MapData, u64>,
     pub(crate) links: BpfHashMap<MapData, u32, u32>,
@@ -109,11 +116,11 @@ fn program_error(program: &str, op: &str, e: ProgramError) -> BpfError {
     BpfError::from_err(format!("{op} eBPF program {program}"), &e)
 }
 
-/// Parses `object` and loads program `name` into the kernel, maps pinned by name under
+/// Parses `object` and loads programs `names` into the kernel, maps pinned by name under
 /// `map_dir` when given. Used by `load_or_adopt`, and by tests to load a program the
 /// verifier must refuse.
 #[doc(hidden)]
-pub fn load_object(object: &[u8], name: &str, map_dir: Option<&Path>) -> Result<Ebpf> {
+pub fn load_object(object: &[u8], names: &[&str], map_dir: Option<&Path>) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     if let Some(d) = map_dir {
         loader.map_pin_path(d);
@@ -126,20 +133,24 @@ pub fn load_object(object: &[u8], name: &str, map_dir: Option<&Path>) -> Result<
             }
         } else {
             BpfError::Kernel {
-                op: format!("load the eBPF object containing {name}"),
+                op: format!("load the eBPF object containing {}", names.join(", ")),
                 detail: chain(&e),
             }
         }
     })?;
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(name)
-        .ok_or_else(|| BpfError::Kernel {
-            op: format!("find program {name} in the eBPF object"),
-            detail: "not in the object (build problem)".into(),
-        })?
-        .try_into()
-        .map_err(|e: ProgramError| BpfError::from_err(format!("use {name} as tc program"), &e))?;
-    prog.load().map_err(|e| program_error(name, "load", e))?;
+    for name in names {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or_else(|| BpfError::Kernel {
+                op: format!("find program {name} in the eBPF object"),
+                detail: "not in the object (build problem)".into(),
+            })?
+            .try_into()
+            .map_err(|e: ProgramError| {
+                BpfError::from_err(format!("use {name} as tc program"), &e)
+            })?;
+        prog.load().map_err(|e| program_error(name, "load", e))?;
+    }
     Ok(ebpf)
 }
 
@@ -172,31 +183,37 @@ impl FastPath {
                 detail: e.to_string(),
             })?;
         }
-        let mut ebpf = load_object(object, PROGRAM, Some(&layout.maps()))?;
-        let fresh: &mut SchedClassifier = ebpf
-            .program_mut(PROGRAM)
-            .expect("checked by load_object")
-            .try_into()
-            .expect("checked by load_object");
-        let fresh_tag = fresh
-            .info()
-            .map_err(|e| BpfError::from_err("read the loaded program's info", &e))?
-            .tag();
-        let pinned_tag = match SchedClassifier::from_pin(layout.program()) {
-            Ok(p) => p.info().ok().map(|i| i.tag()),
-            Err(_) => None,
-        };
-        let upgrade = pinned_tag.is_some() && pinned_tag != Some(fresh_tag);
-        if pinned_tag != Some(fresh_tag) {
+        let names = HOOKS.map(|(n, _)| n);
+        let mut ebpf = load_object(object, &names, Some(&layout.maps()))?;
+        let mut upgrade = false;
+        for name in names {
+            let fresh: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .expect("checked by load_object")
+                .try_into()
+                .expect("checked by load_object");
+            let fresh_tag = fresh
+                .info()
+                .map_err(|e| BpfError::from_err("read the loaded program's info", &e))?
+                .tag();
+            let path = layout.program(name);
+            let pinned_tag = match SchedClassifier::from_pin(&path) {
+                Ok(p) => p.info().ok().map(|i| i.tag()),
+                Err(_) => None,
+            };
+            if pinned_tag == Some(fresh_tag) {
+                continue;
+            }
+            upgrade |= pinned_tag.is_some();
             // Pin next to the old one and rename over it, so a concurrent `open` never sees
             // the path missing. (bpffs refuses dots in names.)
-            let tmp = layout.progs().join(format!("{PROGRAM}_new"));
+            let tmp = layout.progs().join(format!("{name}_new"));
             let _ = std::fs::remove_file(&tmp);
             fresh
                 .pin(&tmp)
                 .map_err(|e| BpfError::from_err(format!("pin program at {}", tmp.display()), &e))?;
-            std::fs::rename(&tmp, layout.program()).map_err(|e| BpfError::Kernel {
-                op: format!("move the program pin to {}", layout.program().display()),
+            std::fs::rename(&tmp, &path).map_err(|e| BpfError::Kernel {
+                op: format!("move the program pin to {}", path.display()),
                 detail: e.to_string(),
             })?;
         }
@@ -225,7 +242,7 @@ impl FastPath {
 
     pub fn open_with(pin_dir: &Path, mode: AttachMode) -> Result<FastPath> {
         let layout = Layout::new(pin_dir);
-        if !pin_dir.exists() || !layout.program().exists() {
+        if !pin_dir.exists() || !layout.program(PROGRAM).exists() {
             if pin_dir.exists() && !bpffs::is_bpffs(pin_dir) {
                 return Err(BpfError::NoBpffs {
                     path: pin_dir.to_path_buf(),
@@ -233,15 +250,18 @@ impl FastPath {
                 });
             }
             return Err(BpfError::NotLoaded {
-                path: layout.program(),
+                path: layout.program(PROGRAM),
             });
         }
-        let prog = SchedClassifier::from_pin(layout.program()).map_err(|e| {
-            BpfError::from_err(
-                format!("open pinned program {}", layout.program().display()),
-                &e,
-            )
-        })?;
+        let open_prog = |name: &str| -> Result<SchedClassifier> {
+            let p = layout.program(name);
+            if !p.exists() {
+                return Err(BpfError::NotLoaded { path: p });
+            }
+            SchedClassifier::from_pin(&p)
+                .map_err(|e| BpfError::from_err(format!("open pinned program {}", p.display()), &e))
+        };
+        let progs = [open_prog(HOOKS[0].0)?, open_prog(HOOKS[1].0)?];
         let open_map = |name: &str| -> Result<MapData> {
             let p = layout.map(name);
             MapData::from_pin(&p)
@@ -255,7 +275,7 @@ impl FastPath {
             .map_err(|e| BpfError::from_err("use the fastpath_links map", &e))?;
         Ok(FastPath {
             layout,
-            prog,
+            progs,
             endpoints,
             stats,
             links,
@@ -267,10 +287,9 @@ impl FastPath {
         self.layout.root()
     }
 
-    /// The kernel's tag (hash of the instructions) of the pinned program.
+    /// The kernel's tag (hash of the instructions) of the pinned ingress program.
     pub fn program_tag(&self) -> Result<u64> {
-        Ok(self
-            .prog
+        Ok(self.progs[0]
             .info()
             .map_err(|e| BpfError::from_err("read the pinned program's info", &e))?
             .tag())
@@ -332,6 +351,7 @@ impl FastPath {
             passed_not_ipv4: read(maps::STAT_PASS_NOT_IPV4)?,
             passed_no_endpoint: read(maps::STAT_PASS_NO_ENDPOINT)?,
             passed_other_mac: read(maps::STAT_PASS_OTHER_MAC)?,
+            passed_host_flow: read(maps::STAT_PASS_HOST_FLOW)?,
         })
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! <pin>/maps/endpoints, fastpath_stats, fastpath_links   maps (pinned by name by aya)
-//! <pin>/progs/uc_fastpath                                the loaded program
-//! <pin>/links/tcx_ingress_<ifindex>                      one tcx link per attached veth
+//! <pin>/maps/host_flows
+//! <pin>/progs/uc_fastpath, uc_fastpath_eg                the loaded programs
+//! <pin>/links/tcx_ingress_<ifindex>, tcx_egress_<ifindex> tcx links of each attached veth
 //! ```
 //!
 //! Netlink (clsact) filters cannot be pinned; the kernel keeps them on the interface by
@@ -11,7 +12,25 @@
 
 use std::path::{Path, PathBuf};
 
+use aya::programs::TcAttachType;
+
+/// The fast path itself, at tc ingress of a pod's host veth (frames from the pod).
 pub const PROGRAM: &str = "uc_fastpath";
+/// Its companion at tc egress (frames into the pod that took the slow way).
+pub const PROGRAM_EGRESS: &str = "uc_fastpath_eg";
+
+/// Each program with the hook it belongs to.
+pub const HOOKS: [(&str, TcAttachType); 2] = [
+    (PROGRAM, TcAttachType::Ingress),
+    (PROGRAM_EGRESS, TcAttachType::Egress),
+];
+
+fn dir_name(t: TcAttachType) -> &'static str {
+    match t {
+        TcAttachType::Egress => "egress",
+        _ => "ingress",
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -36,17 +55,21 @@ impl Layout {
     pub fn progs(&self) -> PathBuf {
         self.root.join("progs")
     }
-    pub fn program(&self) -> PathBuf {
-        self.progs().join(PROGRAM)
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.progs().join(name)
     }
     pub fn links(&self) -> PathBuf {
         self.root.join("links")
     }
-    pub fn tcx_link(&self, ifindex: u32) -> PathBuf {
-        self.links().join(format!("tcx_ingress_{ifindex}"))
+    pub fn tcx_link(&self, ifindex: u32, hook: TcAttachType) -> PathBuf {
+        self.links()
+            .join(format!("tcx_{}_{ifindex}", dir_name(hook)))
     }
     /// The ifindex of a tcx link pin file name, if it is one.
     pub fn tcx_link_ifindex(file_name: &str) -> Option<u32> {
-        file_name.strip_prefix("tcx_ingress_")?.parse().ok()
+        let rest = file_name
+            .strip_prefix("tcx_ingress_")
+            .or_else(|| file_name.strip_prefix("tcx_egress_"))?;
+        rest.parse().ok()
     }
 }

@@ -40,7 +40,7 @@ fn verifier_refusal_is_a_typed_error_with_the_log() {
     if !require_root() {
         return;
     }
-    let err = unicni_bpf::testing::load_object(unicni_bpf::testing::REJECT, "uc_reject", None)
+    let err = unicni_bpf::testing::load_object(unicni_bpf::testing::REJECT, &["uc_reject"], None)
         .map(|_| ())
         .unwrap_err();
     match &err {
@@ -54,7 +54,7 @@ fn verifier_refusal_is_a_typed_error_with_the_log() {
     // The real program passes the same verifier.
     unicni_bpf::testing::load_object(
         unicni_bpf::testing::FASTPATH,
-        unicni_bpf::FASTPATH_PROGRAM,
+        &[unicni_bpf::FASTPATH_PROGRAM],
         None,
     )
     .unwrap();
@@ -139,7 +139,7 @@ fn nocap_child() {
     }
     let err = unicni_bpf::testing::load_object(
         unicni_bpf::testing::FASTPATH,
-        unicni_bpf::FASTPATH_PROGRAM,
+        &[unicni_bpf::FASTPATH_PROGRAM],
         None,
     )
     .map(|_| ())
