@@ -324,6 +324,20 @@ impl FastPath {
         }
     }
 
+    /// Removes every endpoint that points at `ifindex` (CNI DEL without the pod's address);
+    /// returns how many there were.
+    pub fn remove_endpoints_on(&mut self, ifindex: u32) -> Result<usize> {
+        let gone: Vec<Endpoint> = self
+            .endpoints()?
+            .into_iter()
+            .filter(|e| e.ifindex == ifindex)
+            .collect();
+        for e in &gone {
+            self.remove_endpoint(e.ip)?;
+        }
+        Ok(gone.len())
+    }
+
     pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
         let mut out = Vec::new();
         for item in self.endpoints.iter() {

@@ -61,8 +61,9 @@ fn tcx_fast_path_redirects_between_pods_and_steps_aside_without_endpoints() {
     let s2 = t.in_node(move || {
         let mut fp = FastPath::open(&pin).unwrap();
         fp.remove_endpoint(ip(IP_A)).unwrap();
-        fp.remove_endpoint(ip(IP_B)).unwrap();
-        fp.remove_endpoint(ip(IP_B)).unwrap(); // twice: CNI DEL repeats
+        assert_eq!(fp.remove_endpoints_on(hb).unwrap(), 1);
+        fp.remove_endpoint(ip(IP_B)).unwrap(); // again: CNI DEL repeats
+        assert!(fp.endpoints().unwrap().is_empty());
         fp.stats().unwrap()
     });
     // B's port is still off the bridge: nothing can arrive now.
