@@ -117,14 +117,12 @@ fn program_error(program: &str, op: &str, e: ProgramError) -> BpfError {
 }
 
 /// Parses `object` and loads programs `names` into the kernel, maps pinned by name under
-/// `map_dir` when given. Used by `load_or_adopt`, and by tests to load a program the
-/// verifier must refuse.
+/// `map_dir` (aya would otherwise pin them straight under /sys/fs/bpf). Used by
+/// `load_or_adopt`, and by tests to load a program the verifier must refuse.
 #[doc(hidden)]
-pub fn load_object(object: &[u8], names: &[&str], map_dir: Option<&Path>) -> Result<Ebpf> {
+pub fn load_object(object: &[u8], names: &[&str], map_dir: &Path) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
-    if let Some(d) = map_dir {
-        loader.map_pin_path(d);
-    }
+    loader.map_pin_path(map_dir);
     let mut ebpf = loader.load(object).map_err(|e| {
         if find_io(&e).and_then(|io| io.raw_os_error()) == Some(libc::EPERM) {
             BpfError::PermissionDenied {
@@ -184,7 +182,7 @@ impl FastPath {
             })?;
         }
         let names = HOOKS.map(|(n, _)| n);
-        let mut ebpf = load_object(object, &names, Some(&layout.maps()))?;
+        let mut ebpf = load_object(object, &names, &layout.maps())?;
         let mut upgrade = false;
         for name in names {
             let fresh: &mut SchedClassifier = ebpf

@@ -40,7 +40,12 @@ fn verifier_refusal_is_a_typed_error_with_the_log() {
     if !require_root() {
         return;
     }
-    let err = unicni_bpf::testing::load_object(unicni_bpf::testing::REJECT, &["uc_reject"], None)
+    let maps = PathBuf::from(format!(
+        "/sys/fs/bpf/unicni-test-verifier-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&maps).unwrap();
+    let err = unicni_bpf::testing::load_object(unicni_bpf::testing::REJECT, &["uc_reject"], &maps)
         .map(|_| ())
         .unwrap_err();
     match &err {
@@ -52,12 +57,14 @@ fn verifier_refusal_is_a_typed_error_with_the_log() {
     }
     assert!(err.is_unavailable());
     // The real program passes the same verifier.
-    unicni_bpf::testing::load_object(
+    let ok = unicni_bpf::testing::load_object(
         unicni_bpf::testing::FASTPATH,
         &[unicni_bpf::FASTPATH_PROGRAM],
-        None,
+        &maps,
     )
-    .unwrap();
+    .map(|_| ());
+    std::fs::remove_dir_all(&maps).unwrap();
+    ok.unwrap();
 }
 
 #[test]
@@ -137,10 +144,12 @@ fn nocap_child() {
     if std::env::var_os("UNICNI_BPF_NOCAP").is_none() {
         return;
     }
+    // Fails at map creation, before anything could be pinned there.
+    let maps = format!("/sys/fs/bpf/unicni-test-nocap-{}", std::process::id());
     let err = unicni_bpf::testing::load_object(
         unicni_bpf::testing::FASTPATH,
         &[unicni_bpf::FASTPATH_PROGRAM],
-        None,
+        std::path::Path::new(&maps),
     )
     .map(|_| ())
     .unwrap_err();
