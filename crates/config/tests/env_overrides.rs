@@ -19,7 +19,10 @@ fn environment_overrides_any_key() {
         assert_eq!(c.cluster.name, "from-env");
         jail.set_env("UNICNI_FLANNEL__MODE", "ipip");
         let err = load_str("", Format::Toml).unwrap_err().to_string();
-        assert!(err.contains("flannel.mode") && err.contains("ipip"), "{err}");
+        assert!(
+            err.contains("flannel.mode") && err.contains("ipip"),
+            "{err}"
+        );
         Ok(())
     });
 }

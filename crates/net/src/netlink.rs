@@ -9,7 +9,9 @@ use crate::{NetError, NetNs, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 pub use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::sys::TokioSocket;
@@ -85,7 +87,12 @@ impl Netlink {
     }
 
     pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
-        let mut req = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut req = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match req.try_next().await {
             Ok(Some(msg)) => Ok(Some(parse_link(&msg))),
             Ok(None) => Ok(None),
@@ -128,7 +135,12 @@ impl Netlink {
     }
 
     /// Creates bridge `name`, up. Fails with EEXIST if it exists.
-    pub async fn create_bridge(&self, name: &str, mtu: Option<u32>, mac: Option<[u8; 6]>) -> Result<()> {
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+    ) -> Result<()> {
         let mut b = LinkBridge::new(name).up();
         if let Some(m) = mac {
             b = b.address(m.to_vec());
@@ -201,7 +213,8 @@ impl Netlink {
         {
             Ok(()) => Ok(()),
             Err(e) => {
-                let err = NetError::netlink("add address", self.obj(format!("{addr} on {index}")), e);
+                let err =
+                    NetError::netlink("add address", self.obj(format!("{addr} on {index}")), e);
                 if err.is_exists() {
                     Ok(())
                 } else {
@@ -233,7 +246,12 @@ impl Netlink {
     }
 
     /// Adds a route to `dst` via `gateway` (or on-link) out of `oif`.
-    pub async fn add_route(&self, dst: IpNet, gateway: Option<IpAddr>, oif: Option<u32>) -> Result<()> {
+    pub async fn add_route(
+        &self,
+        dst: IpNet,
+        gateway: Option<IpAddr>,
+        oif: Option<u32>,
+    ) -> Result<()> {
         let mut b = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(dst.addr(), dst.prefix_len())
             .map_err(|e| NetError::Netlink {

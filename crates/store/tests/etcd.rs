@@ -74,7 +74,9 @@ fn etcd() -> Option<Etcd> {
 #[tokio::test]
 async fn create_only_ttl_keepalive_and_expiry_on_a_real_etcd() {
     let Some(e) = etcd() else { return };
-    let s = EtcdStore::connect(std::slice::from_ref(&e.url), "/t").await.unwrap();
+    let s = EtcdStore::connect(std::slice::from_ref(&e.url), "/t")
+        .await
+        .unwrap();
     assert_eq!(
         s.create("lock", b"a").await.unwrap(),
         CreateOutcome::Created

@@ -15,7 +15,11 @@ pub fn run(cx: &Context) -> CheckResult {
     let mut host_ports: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
     let mut host_network: BTreeSet<String> = BTreeSet::new();
     let mut host_network_pods = 0u64;
-    for p in inv.pods.iter().filter(|p| p.host_network || !p.host_ports.is_empty()) {
+    for p in inv
+        .pods
+        .iter()
+        .filter(|p| p.host_network || !p.host_ports.is_empty())
+    {
         let workload = match &p.owner {
             Some(o) => format!("{}/{}", p.namespace, o),
             None => format!("{}/pod/{}", p.namespace, p.name),
