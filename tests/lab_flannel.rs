@@ -298,3 +298,37 @@ fn default_lab_run_is_fast_and_clean() {
     );
     assert!(!std::path::Path::new(&lab.root()).exists());
 }
+
+#[test]
+fn down_cleans_up_after_a_crash_without_state() {
+    if !common::require_root() {
+        return;
+    }
+    let lab = Lab::new("c");
+    lab.ok(&["up", "--nodes", "2", "--pods-per-node", "1"]);
+    let pids: Vec<u64> = lab.state()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["agent_pid"].as_u64().unwrap())
+        .collect();
+    // As if `lab up` had crashed before writing its state: only names and processes remain.
+    std::fs::remove_file(format!("{}/lab.json", lab.root())).unwrap();
+    lab.ok(&["down"]);
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty()
+                || stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('Z'),
+            "agent {pid} survived: {stat}"
+        );
+    }
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains(&format!("ulab{}-", lab.id)));
+    assert!(!std::path::Path::new(&lab.root()).exists());
+}
