@@ -253,3 +253,77 @@ fn vpc_route_mode_is_refused_before_touching_anything() {
     assert!(!out.status.success() && err.contains("vpc-route"), "{err}");
     assert!(!dir.path().join("store").exists());
 }
+
+#[test]
+fn vxlan_deletions_are_repaired_at_once_not_at_the_next_pass() {
+    if !common::require_root() {
+        return;
+    }
+    let ns = Ns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "10.81.0.0/16", "vxlan");
+    // A periodic pass only every 60 s: repairs within seconds must come from kernel events.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("reconcile_seconds = 1", "reconcile_seconds = 60");
+    std::fs::write(&cfg, text).unwrap();
+    let k = dir.path().join("store/flannel/subnets/10.81.9.0-24");
+    std::fs::create_dir_all(k.parent().unwrap()).unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    std::fs::write(
+        &k,
+        format!(
+            r#"{{"subnet":"10.81.9.0/24","node":"peer","public_ip":"192.168.77.2","vtep_mac":"02:aa:bb:cc:dd:ee","mode":"vxlan","expires_at":{exp}}}"#
+        ),
+    )
+    .unwrap();
+    let _agent = start(&ns, &cfg, &dir.path().join("agent.log"));
+    let route = "10.81.9.0/24 via 10.81.9.0 dev flannel.1 proto 77 onlink";
+    wait_for("peer programmed", || {
+        ns.exec(&["ip", "route"]).contains(route)
+    });
+    let mac = ns.exec(&["cat", "/sys/class/net/flannel.1/address"]);
+    let details = ns.exec(&["ip", "-d", "link", "show", "flannel.1"]);
+    assert!(
+        details.contains("vxlan id 1 ")
+            && details.contains("dstport 8472")
+            && details.contains("nolearning"),
+        "{details}"
+    );
+    assert!(
+        details.contains("mtu 1450"),
+        "underlay 1500 - 50: {details}"
+    );
+    assert_eq!(
+        ns.exec(&["ip", "neigh", "show", "dev", "flannel.1"]).trim(),
+        "10.81.9.0 lladdr 02:aa:bb:cc:dd:ee PERMANENT"
+    );
+    assert!(ns
+        .exec(&["bridge", "fdb", "show", "dev", "flannel.1"])
+        .contains("02:aa:bb:cc:dd:ee dst 192.168.77.2 self permanent"));
+
+    let quick = |what: &str, f: &mut dyn FnMut() -> bool| {
+        let until = Instant::now() + Duration::from_secs(3);
+        while !f() {
+            assert!(Instant::now() < until, "not repaired within 3 s: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    ns.exec(&["ip", "route", "del", "10.81.9.0/24"]);
+    quick("route", &mut || ns.exec(&["ip", "route"]).contains(route));
+    ns.exec(&["ip", "link", "del", "flannel.1"]);
+    quick("device and route", &mut || {
+        ns.exec(&["ip", "route"]).contains(route)
+    });
+    // The re-created device has the same MAC (derived from node name and VNI).
+    assert_eq!(ns.exec(&["cat", "/sys/class/net/flannel.1/address"]), mac);
+    ns.exec(&["ip", "neigh", "del", "10.81.9.0", "dev", "flannel.1"]);
+    quick("neighbour", &mut || {
+        ns.exec(&["ip", "neigh", "show", "dev", "flannel.1"])
+            .contains("PERMANENT")
+    });
+}

@@ -356,10 +356,32 @@ impl Agent {
         tracing::info!(file = %self.params.subnet_file().display(), "node ready for pods");
         let renew_every = (self.params.lease_ttl / 3).max(Duration::from_secs(1));
         let mut last_renew = Instant::now();
+        // Deleted kernel state wakes a pass at once; the periodic pass stays the fallback.
+        let mut deletions = match unicni_net::events::Deletions::current() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(
+                    "no kernel change events ({e}); repairing every {:?}",
+                    self.params.reconcile_every
+                );
+                None
+            }
+        };
         loop {
+            let deleted = async {
+                match deletions.as_mut() {
+                    Some(d) => d.next(Duration::from_millis(100)).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = self.store.wait_change(self.params.reconcile_every) => {}
+                alive = deleted => {
+                    if !alive {
+                        deletions = None;
+                    }
+                }
             }
             if *shutdown.borrow() {
                 break;

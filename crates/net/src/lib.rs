@@ -7,6 +7,7 @@
 //! created in) and hands the socket back.
 
 pub mod error;
+pub mod events;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
