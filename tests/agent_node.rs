@@ -327,3 +327,41 @@ fn vxlan_deletions_are_repaired_at_once_not_at_the_next_pass() {
             .contains("PERMANENT")
     });
 }
+
+#[test]
+fn a_lost_lease_is_taken_again_with_the_same_subnet() {
+    if !common::require_root() {
+        return;
+    }
+    let ns = Ns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "10.82.0.0/16", "host-gw");
+    let _agent = start(&ns, &cfg, &dir.path().join("agent.log"));
+    let subnet_file = dir.path().join("run/flannel/subnet.json");
+    wait_for("lease published", || subnet_file.exists());
+    let before = std::fs::read_to_string(&subnet_file).unwrap();
+    // Someone removes the lease from the store (an operator, a store restore).
+    let leases = dir.path().join("store/flannel/subnets");
+    let mine = std::fs::read_dir(&leases)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&mine).unwrap();
+    // The next renewal (a third of the 10 s TTL) notices and takes the same subnet again.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = ns.exec(&["curl", "-sf", "http://127.0.0.1:9099/metrics"]);
+        if m.contains("unicni_agent_lease_losses_total 1")
+            && m.contains("unicni_agent_lease_held 1")
+            && mine.exists()
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "lease not re-taken: {m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for("lease file back", || subnet_file.exists());
+    assert_eq!(std::fs::read_to_string(&subnet_file).unwrap(), before);
+}
