@@ -32,6 +32,7 @@ pub(crate) struct UpOpts {
     /// The backend to run (flannel only in this build).
     #[arg(long, default_value = "flannel", value_parser = ["flannel"])]
     backend: String,
+    /// Datapath between nodes: vxlan overlay, or host-gw routes over the shared L2 segment.
     #[arg(long, value_enum, default_value_t = Mode::Vxlan)]
     mode: Mode,
     /// Node namespaces, each running its own agent.
