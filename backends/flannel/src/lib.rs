@@ -18,6 +18,7 @@ pub mod names;
 pub mod netconf;
 pub mod peers;
 pub mod reconcile;
+pub mod vpcroute;
 pub mod vxlan;
 
 pub use backend::FlannelBackend;
