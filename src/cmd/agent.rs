@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mode = match config.flannel.mode {
         FlannelMode::Vxlan => Mode::Vxlan,
         FlannelMode::HostGw => Mode::HostGw,
-        FlannelMode::VpcRoute => bail!("flannel.mode = \"vpc-route\" is not available in the agent yet; use \"vxlan\" or \"host-gw\""),
+        FlannelMode::VpcRoute => Mode::VpcRoute,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -77,6 +77,7 @@ async fn serve(config: Config, mode: Mode) -> Result<()> {
             .flannel
             .masquerade
             .then(|| unicni_flannel::masq::table_name(&config.cni.network_name)),
+        cloud: (mode == Mode::VpcRoute).then(|| config.cloud.clone()),
     };
     // Until a lease is held the plugin must answer "try again later".
     unicni_flannel::agent::withdraw(&params);
@@ -364,6 +365,16 @@ impl Metrics {
             "Duration of the last reconcile pass",
             |s| load(&s.last_reconcile_ms) as i64,
         );
+        m.gauge(
+            "vpc_route_quota_exceeded",
+            "1 while this node's VPC route entry is refused for the route-table quota (vpc-route)",
+            |s| s.route_quota_exceeded.load(Ordering::Relaxed) as i64,
+        );
+        m.gauge(
+            "vpc_route_entries",
+            "Available VPC route entries of the cluster network seen by the last pass (vpc-route)",
+            |s| load(&s.vpc_route_entries) as i64,
+        );
         m.counter("reconciles", "Reconcile passes", |s| load(&s.reconciles));
         m.counter(
             "reconcile_errors",
@@ -449,10 +460,14 @@ fn respond(path: &str, s: &Status, metrics: &std::sync::Mutex<Metrics>) -> Respo
                 (200, format!("ready: subnet {}\n", s.subnet.lock().unwrap()))
             } else {
                 let err = s.last_error.lock().unwrap().clone();
-                (
-                    503,
-                    format!("not ready: no subnet lease published yet {err}\n"),
-                )
+                if err.is_empty() {
+                    (
+                        503,
+                        "not ready: no subnet lease published yet\n".to_string(),
+                    )
+                } else {
+                    (503, format!("not ready: {err}\n"))
+                }
             }
         }
         "/metrics" => (200, metrics.lock().unwrap().render(s)),

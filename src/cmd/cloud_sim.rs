@@ -30,6 +30,11 @@ pub struct Args {
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Mirror every Available route entry as a kernel route in this network namespace
+    /// (`<destination> via <next-hop instance's primary IP>`), removed with the entry:
+    /// the emulator's namespace becomes the VPC router (what `unicni lab` does).
+    #[arg(long)]
+    pub mirror_routes: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -48,6 +53,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let sim = CloudSim::new(config, args.state.clone()).context("start the cloud emulator")?;
     super::common::runtime()?.block_on(async move {
+        if args.mirror_routes {
+            tokio::spawn(super::cloud_sim_mirror::mirror(sim.clone(), sim.subscribe()));
+        }
         let running = sim.start(args.listen).await.context("start the cloud emulator")?;
         println!("endpoint={}", running.endpoint());
         tracing::info!(endpoint = %running.endpoint(), state = ?args.state, "cloud emulator serving");

@@ -8,6 +8,7 @@ use crate::masq;
 use crate::netconf::SubnetFile;
 use crate::peers::{self, stable_vtep_mac};
 use crate::reconcile::{kernel, Pass};
+use crate::vpcroute::{self, VpcRoutes};
 use crate::vxlan::{Vxlan, OVERHEAD_V4};
 use ipnet::{IpNet, Ipv4Net};
 use std::net::Ipv4Addr;
@@ -23,6 +24,8 @@ use unicni_net::Netlink;
 pub enum Mode {
     Vxlan,
     HostGw,
+    /// The VPC router routes between nodes: one route-table entry per node's subnet.
+    VpcRoute,
 }
 
 impl Mode {
@@ -30,6 +33,7 @@ impl Mode {
         match self {
             Mode::Vxlan => "vxlan",
             Mode::HostGw => "host-gw",
+            Mode::VpcRoute => "vpc-route",
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct AgentParams {
     pub state_dir: PathBuf,
     /// nftables table for masquerade/forward rules; `None` when masquerade is off.
     pub masq_table: Option<String>,
+    /// The cloud holding the VPC route table (vpc-route mode).
+    pub cloud: Option<unicni_config::CloudConfig>,
 }
 
 impl AgentParams {
@@ -85,6 +91,10 @@ pub struct Status {
     pub last_reconcile_ms: AtomicU64,
     pub subnet: Mutex<String>,
     pub last_error: Mutex<String>,
+    /// vpc-route: the node's route entry was refused for the route-table quota.
+    pub route_quota_exceeded: AtomicBool,
+    /// vpc-route: entries of the cluster network in the VPC route table.
+    pub vpc_route_entries: AtomicU64,
 }
 
 /// The underlay: where encapsulated (vxlan) or routed (host-gw) traffic leaves.
@@ -161,6 +171,7 @@ pub fn withdraw(params: &AgentParams) {
 enum Datapath {
     Vxlan(Vxlan),
     HostGw(HostGw),
+    VpcRoute(VpcRoutes),
 }
 
 pub struct Agent {
@@ -187,7 +198,7 @@ impl Agent {
         let underlay = find_underlay(&nl, params.interface.as_deref()).await?;
         let mtu = params.mtu.unwrap_or(match params.mode {
             Mode::Vxlan => underlay.mtu.saturating_sub(OVERHEAD_V4),
-            Mode::HostGw => underlay.mtu,
+            Mode::HostGw | Mode::VpcRoute => underlay.mtu,
         });
         let vtep_mac = stable_vtep_mac(&params.node, params.vni);
         let template = Lease {
@@ -234,6 +245,17 @@ impl Agent {
                 underlay: underlay.index,
                 underlay_name: underlay.name.clone(),
             }),
+            Mode::VpcRoute => {
+                let cloud = params.cloud.as_ref().ok_or_else(|| {
+                    Error::InvalidConfig(
+                        "flannel.mode = \"vpc-route\" needs the [cloud] section (endpoint, credentials)"
+                            .into(),
+                    )
+                })?;
+                let v = vpcroute::connect(cloud, params.network).await?;
+                tracing::info!(route_table = %v.route_table, instance = %v.instance, "vpc-route: the VPC router carries pod traffic");
+                Datapath::VpcRoute(v)
+            }
         };
         unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1").map_err(kernel)?;
         let agent = Agent {
@@ -287,6 +309,7 @@ impl Agent {
         let mut pass = match &self.datapath {
             Datapath::Vxlan(v) => v.reconcile(&self.nl, &peers).await?,
             Datapath::HostGw(h) => h.reconcile(&self.nl, &peers).await?,
+            Datapath::VpcRoute(v) => self.reconcile_vpc(v, &leases).await?,
         };
         pass.refused.extend(skipped);
         let s = &self.status;
@@ -305,6 +328,28 @@ impl Agent {
         s.last_reconcile_ms
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         Ok(pass)
+    }
+
+    async fn reconcile_vpc(&self, v: &VpcRoutes, leases: &[Lease]) -> Result<Pass> {
+        match v.reconcile(&self.me, leases).await {
+            Ok(r) => {
+                self.status
+                    .route_quota_exceeded
+                    .store(false, Ordering::Relaxed);
+                self.status
+                    .vpc_route_entries
+                    .store(r.entries as u64, Ordering::Relaxed);
+                Ok(r.pass)
+            }
+            Err(e) => {
+                if matches!(e, Error::Exhausted(_)) {
+                    self.status
+                        .route_quota_exceeded
+                        .store(true, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn renew(&mut self) -> Result<()> {
@@ -350,10 +395,19 @@ impl Agent {
     /// Runs until `shutdown` turns true. The lease is kept on shutdown (a restarted agent
     /// takes it back); only readiness is withdrawn.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let first = self.reconcile().await?;
-        log_pass(&first);
-        self.publish()?;
-        tracing::info!(file = %self.params.subnet_file().display(), "node ready for pods");
+        // Ready only after a whole pass: in vpc-route mode that means the node's route
+        // entry is Available. A failing first pass keeps the node not ready (the reason on
+        // /readyz) and is retried, instead of ending the agent.
+        let mut published = false;
+        match self.reconcile().await {
+            Ok(first) => {
+                log_pass(&first);
+                self.publish()?;
+                published = true;
+                tracing::info!(file = %self.params.subnet_file().display(), "node ready for pods");
+            }
+            Err(e) => self.not_ready(e),
+        }
         let renew_every = (self.params.lease_ttl / 3).max(Duration::from_secs(1));
         let mut last_renew = Instant::now();
         // Deleted kernel state wakes a pass at once; the periodic pass stays the fallback.
@@ -397,7 +451,16 @@ impl Agent {
                 }
             }
             match self.reconcile().await {
-                Ok(p) => log_pass(&p),
+                Ok(p) => {
+                    log_pass(&p);
+                    if !published {
+                        self.publish()?;
+                        published = true;
+                        self.status.last_error.lock().unwrap().clear();
+                        tracing::info!(file = %self.params.subnet_file().display(), "node ready for pods");
+                    }
+                }
+                Err(e) if !published => self.not_ready(e),
                 Err(e) => self.record_error(format!("reconcile: {e}")),
             }
         }
@@ -405,6 +468,13 @@ impl Agent {
         self.status.ready.store(false, Ordering::Relaxed);
         tracing::info!("agent stopped; lease kept for the next start");
         Ok(())
+    }
+
+    fn not_ready(&self, e: Error) {
+        let e = format!("node not ready: {e}");
+        tracing::error!("{e}");
+        self.status.reconcile_errors.fetch_add(1, Ordering::Relaxed);
+        *self.status.last_error.lock().unwrap() = e;
     }
 
     fn record_error(&self, e: String) {

@@ -126,6 +126,7 @@ pub fn run(lab: &Lab, seconds: u32, output: &str) -> Result<ExitCode> {
             pods_per_node: 1,
             store: StoreChoice::File,
             lease_ttl: 10,
+            route_quota: 200,
         };
         eprintln!("==> {} lab (2 nodes, 1 pod each)", mode.as_str());
         let st = super::up_or_clean(lab, &opts)?;

@@ -2,7 +2,7 @@
 //! listener reports the source address it saw, which is how masquerade (pod to outside:
 //! the node's address) and its absence (pod to pod: the pod's own address) are checked.
 
-use super::topology::{Lab, LabState, PodState};
+use super::topology::{Lab, LabState, Mode, PodState};
 use anyhow::Result;
 use serde::Serialize;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -142,8 +142,19 @@ pub fn run(lab: &Lab, st: &LabState) -> Vec<CheckResult> {
         }
     }
     // Flannel pod addresses are not part of the VPC: an outside host cannot reach them
-    // directly (services reach pods through a node: NodePort).
-    if let Some(p) = pods.first() {
+    // directly (services reach pods through a node: NodePort). In vpc-route mode the VPC
+    // route table makes them routable: the outside host reaches the pod, unmasqueraded.
+    if let (Some(p), Mode::VpcRoute) = (pods.first(), st.mode) {
+        let r = probe(&vpc, &p.netns, &p.ip);
+        out.push(CheckResult {
+            name: "outside to pod, via the VPC route table".into(),
+            from: format!("outside ({outside})"),
+            to: label(p),
+            expected: outside.to_string(),
+            passed: r.as_deref() == Ok(outside.to_string().as_str()),
+            observed: r.unwrap_or_else(|e| e),
+        });
+    } else if let Some(p) = pods.first() {
         let r = probe(&vpc, &p.netns, &p.ip);
         out.push(CheckResult {
             name: "outside to pod, direct (not routable in flannel)".into(),

@@ -6,6 +6,7 @@
 
 mod bench;
 mod checks;
+mod cloud;
 mod etcd;
 mod nodes;
 mod pods;
@@ -47,6 +48,10 @@ pub(crate) struct UpOpts {
     /// Subnet lease time-to-live in seconds (etcd needs 10 or more).
     #[arg(long, default_value_t = 10)]
     lease_ttl: u64,
+    /// vpc-route: custom entries the emulated VPC route table accepts (the vendor's
+    /// default is 200); nodes beyond it stay not ready with the quota error.
+    #[arg(long, default_value_t = 200)]
+    route_quota: u32,
 }
 
 #[derive(clap::Subcommand)]
@@ -70,6 +75,10 @@ enum Command {
     },
     /// Remove everything a lab created (processes, namespaces, files), also after a crash.
     Down,
+    /// Add one node to the running lab (namespace, install, agent); it gets no pods. Fails
+    /// with the agent's not-ready reason when it cannot become ready (e.g. the vpc-route
+    /// route-table quota), leaving the node in place to look at.
+    AddNode,
     /// Stop or start one node's agent (to see restarts and lease expiry).
     #[command(subcommand)]
     Agent(AgentCmd),
@@ -114,6 +123,7 @@ fn default_up() -> UpOpts {
         pods_per_node: 2,
         store: StoreChoice::File,
         lease_ttl: 10,
+        route_quota: 200,
     }
 }
 
@@ -160,6 +170,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(c) => agent_cmd(&lab, c),
+        Command::AddNode => add_node(&lab),
         Command::Bench { seconds, output } => bench::run(&lab, seconds, &output),
         Command::Scale {
             peers,
@@ -220,7 +231,19 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         nodes: Vec::new(),
         pods: Vec::new(),
         etcd_pid: None,
+        cloud_pid: None,
     };
+    if o.mode == Mode::VpcRoute {
+        st.cloud_pid = Some(lab.start_cloud(n, o.route_quota)?);
+        lab.save_state(&st)?;
+        eprintln!(
+            "    cloud emulator running in {} on {} (pid {}, route-table quota {})",
+            lab.vpc_ns(),
+            lab.cloud_endpoint(),
+            st.cloud_pid.unwrap_or(0),
+            o.route_quota
+        );
+    }
     if o.store == StoreChoice::Etcd {
         st.etcd_pid = Some(lab.start_etcd()?);
         lab.save_state(&st)?;
@@ -275,6 +298,47 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
     }
     eprintln!("lab up in {:.1}s", started.elapsed().as_secs_f64());
     Ok(st)
+}
+
+fn add_node(lab: &Lab) -> Result<ExitCode> {
+    let mut st = lab.load_state()?;
+    let i = st.nodes.iter().map(|n| n.index).max().unwrap_or(0) + 1;
+    lab.create_node(i)?;
+    if st.mode == Mode::VpcRoute {
+        lab.register_instance(i)?;
+    }
+    lab.install_node(i, st.mode, st.store, st.lease_ttl_seconds)?;
+    let pid = lab.start_agent(i)?;
+    st.nodes.push(NodeState {
+        index: i,
+        name: lab.node_name(i),
+        netns: lab.node_ns(i),
+        ip: lab.node_ip(i),
+        subnet: String::new(),
+        agent_pid: Some(pid),
+    });
+    lab.save_state(&st)?;
+    match lab.wait_ready(i, pid, Duration::from_secs(15)) {
+        Ok(subnet) => {
+            eprintln!("node {i} ({}) added, subnet {subnet}", lab.node_ip(i));
+            if let Some(n) = st.nodes.iter_mut().find(|n| n.index == i) {
+                n.subnet = subnet;
+            }
+            lab.save_state(&st)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let readyz = lab
+                .agent_get(i, "/readyz")
+                .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string())
+                .unwrap_or_else(|e| format!("(agent endpoint unreachable: {e})"));
+            eprintln!("node {i} added but not ready: {readyz}\n({e:#})");
+            if let Some(q) = lab.agent_metric(i, "unicni_agent_vpc_route_quota_exceeded") {
+                eprintln!("unicni_agent_vpc_route_quota_exceeded {q}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn agent_cmd(lab: &Lab, c: AgentCmd) -> Result<ExitCode> {
@@ -335,6 +399,7 @@ pub fn destroy(lab: &Lab) -> Result<()> {
     if let Ok(st) = lab.load_state() {
         pids.extend(st.nodes.iter().filter_map(|n| n.agent_pid));
         pids.extend(st.etcd_pid);
+        pids.extend(st.cloud_pid);
     }
     let root = format!("{}/", lab.root.display());
     pids.extend(nodes::processes_mentioning(&root));

@@ -24,7 +24,12 @@ impl Lab {
             "[cluster]\nname = \"lab\"\n\n[flannel]\nnetwork = \"{CLUSTER_CIDR}\"\nsubnet_len = 24\nmode = \"{mode}\"\n\
              interface = \"eth0\"\n\n[cni]\nnetwork_name = \"{NETWORK}\"\n\n[store]\n{store}lease_ttl_seconds = {ttl}\n\n\
              [node]\nname = \"{name}\"\nstate_dir = \"{dir}/state\"\nrun_dir = \"{dir}/run\"\n\n\
-             [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n",
+             [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n{cloud}",
+            cloud = if mode == Mode::VpcRoute {
+                self.cloud_section(i)
+            } else {
+                String::new()
+            },
             mode = mode.as_str(),
             name = self.node_name(i),
             dir = dir.display(),

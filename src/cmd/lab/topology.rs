@@ -15,6 +15,8 @@ pub const VPC_PREFIX: &str = "192.168.250";
 pub const VPC_LEN: u8 = 24;
 pub const AGENT_LISTEN: &str = "127.0.0.1:9099";
 pub const ETCD_PORT: u16 = 2379;
+/// The cloud emulator's API and metadata port on the VPC router's address (vpc-route).
+pub const CLOUD_PORT: u16 = 8070;
 
 #[derive(Debug, Clone)]
 pub struct Lab {
@@ -29,6 +31,8 @@ pub struct Lab {
 pub enum Mode {
     Vxlan,
     HostGw,
+    /// One emulated VPC route-table entry per node, mirrored as routes in the VPC namespace.
+    VpcRoute,
 }
 
 impl Mode {
@@ -36,6 +40,7 @@ impl Mode {
         match self {
             Mode::Vxlan => "vxlan",
             Mode::HostGw => "host-gw",
+            Mode::VpcRoute => "vpc-route",
         }
     }
 }
@@ -75,6 +80,9 @@ pub struct LabState {
     pub nodes: Vec<NodeState>,
     pub pods: Vec<PodState>,
     pub etcd_pid: Option<u32>,
+    /// The cloud emulator (vpc-route mode), running in the VPC namespace.
+    #[serde(default)]
+    pub cloud_pid: Option<u32>,
 }
 
 impl Lab {

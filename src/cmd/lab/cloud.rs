@@ -1,0 +1,162 @@
+//! The lab's cloud (vpc-route mode): `unicni cloud-sim --mirror-routes` inside the VPC
+//! namespace, one emulated instance per node (primary IP = the node's underlay address),
+//! so every Available route entry becomes a route of the VPC router namespace.
+
+use super::topology::{Lab, CLOUD_PORT, VPC_PREFIX};
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use unicni_cloud_sim::{AccessKey, InstanceSpec, SimConfig, VSwitchSpec};
+
+const KEY_ID: &str = "unicni-lab";
+const KEY_SECRET: &str = "unicni-lab-secret";
+
+impl Lab {
+    fn cloud_dir(&self) -> PathBuf {
+        self.root.join("cloud")
+    }
+    pub fn cloud_endpoint(&self) -> String {
+        format!("http://{}:{CLOUD_PORT}", self.outside_ip())
+    }
+    pub fn instance_id(&self, i: usize) -> String {
+        format!("i-{}-n{i}", self.prefix)
+    }
+    fn credentials_file(&self) -> PathBuf {
+        self.cloud_dir().join("credentials.toml")
+    }
+
+    /// Node `i`'s `[cloud]` section: the emulator, its own instance's metadata view, and
+    /// the access key in a file (as a real node would mount a secret).
+    pub fn cloud_section(&self, i: usize) -> String {
+        format!(
+            "\n[cloud]\nregion = \"cn-hangzhou\"\nendpoint = \"{e}\"\nmetadata_endpoint = \"{e}/instances/{id}\"\n\
+             credentials_file = \"{c}\"\n",
+            e = self.cloud_endpoint(),
+            id = self.instance_id(i),
+            c = self.credentials_file().display(),
+        )
+    }
+
+    /// Starts the emulator for `nodes` instances and waits until it answers.
+    pub fn start_cloud(&self, nodes: usize, quota: u32) -> Result<u32> {
+        let dir = self.cloud_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let config = SimConfig {
+            credentials: vec![AccessKey {
+                access_key_id: KEY_ID.into(),
+                access_key_secret: KEY_SECRET.into(),
+            }],
+            vswitches: vec![VSwitchSpec {
+                id: "vsw-lab".into(),
+                zone: "cn-hangzhou-a".into(),
+                cidr: format!("{VPC_PREFIX}.0/24"),
+                ipv6_cidr: None,
+            }],
+            instances: (1..=nodes)
+                .map(|i| InstanceSpec {
+                    id: self.instance_id(i),
+                    instance_type: "ecs.g7.large".into(),
+                    vswitch_id: "vsw-lab".into(),
+                    primary_ip: Some(self.node_ip(i)),
+                    metadata_addresses: vec![self.node_ip(i)],
+                    ram_role: None,
+                })
+                .collect(),
+            route_pending_ms: 200,
+            route_table_quota: quota,
+            ..Default::default()
+        };
+        let config_file = dir.join("sim.toml");
+        crate::cmd::common::write_atomic(
+            &config_file,
+            toml::to_string_pretty(&config)
+                .context("render the emulator config")?
+                .as_bytes(),
+            0o644,
+        )?;
+        crate::cmd::common::write_atomic(
+            &self.credentials_file(),
+            format!("access_key_id = \"{KEY_ID}\"\naccess_key_secret = \"{KEY_SECRET}\"\n")
+                .as_bytes(),
+            0o600,
+        )?;
+        let vpc = self.vpc_ns();
+        super::topology::in_ns(&vpc, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        let log = std::fs::File::create(dir.join("cloud-sim.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &vpc])
+            .arg(&self.exe)
+            .arg("cloud-sim")
+            .arg("--listen")
+            .arg(format!("{}:{CLOUD_PORT}", self.outside_ip()))
+            .arg("--config")
+            .arg(&config_file)
+            .arg("--state")
+            .arg(dir.join("state.json"))
+            .arg("--mirror-routes")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("start unicni cloud-sim")?;
+        let pid = child.id();
+        let ns = unicni_net::NetNs::open(std::path::Path::new(&format!("/var/run/netns/{vpc}")))?;
+        let addr: std::net::SocketAddr = format!("{}:{CLOUD_PORT}", self.outside_ip()).parse()?;
+        let until = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < until && super::nodes::alive(pid) {
+            let up = ns.run(|| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            })?;
+            if up {
+                return Ok(pid);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        super::nodes::terminate(pid, Duration::from_secs(2));
+        bail!(
+            "the cloud emulator did not come up on {addr}; see {}",
+            dir.join("cloud-sim.log").display()
+        )
+    }
+
+    /// Registers node `i`'s instance with the running emulator (its admin API), for a node
+    /// added after `lab up`.
+    pub fn register_instance(&self, i: usize) -> Result<()> {
+        let spec = InstanceSpec {
+            id: self.instance_id(i),
+            instance_type: "ecs.g7.large".into(),
+            vswitch_id: "vsw-lab".into(),
+            primary_ip: Some(self.node_ip(i)),
+            metadata_addresses: vec![self.node_ip(i)],
+            ram_role: None,
+        };
+        let body = serde_json::to_string(&spec)?;
+        let vpc = self.vpc_ns();
+        let ns = unicni_net::NetNs::open(std::path::Path::new(&format!("/var/run/netns/{vpc}")))?;
+        let addr: std::net::SocketAddr = format!("{}:{CLOUD_PORT}", self.outside_ip()).parse()?;
+        let mut stream = ns
+            .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)))?
+            .with_context(|| format!("reach the cloud emulator on {addr}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            stream,
+            "POST /_sim/instances HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        if !reply.starts_with("HTTP/1.1 200") {
+            bail!(
+                "the cloud emulator refused instance {}: {}",
+                spec.id,
+                reply.lines().last().unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+}
