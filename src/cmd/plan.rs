@@ -40,6 +40,12 @@ pub struct Args {
     /// The cluster's node quota when it is not the platform default of 5,000 (15,000 at most).
     #[arg(long, value_name = "NODES")]
     pub cluster_node_limit: Option<u64>,
+    /// Ask the cloud API the config's [cloud] section names: instance-type limits of
+    /// terway.instance_types (DescribeInstanceTypes, overlaid on the built-in table and
+    /// any --instance-types file) and the free addresses of terway.vswitches
+    /// (DescribeVSwitches, unless --inventory gives them).
+    #[arg(long)]
+    pub from_cloud: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -63,17 +69,76 @@ pub fn instance_types(file: Option<&PathBuf>) -> Result<InstanceTypeTable> {
     })
 }
 
+/// What the cloud API says about the configured instance types and vSwitches.
+fn from_cloud(
+    config: &unicni_config::Config,
+) -> Result<(InstanceTypeTable, Vec<unicni_capacity::VSwitch>)> {
+    use unicni_cloud::Cloud as _;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let cloud = unicni_cloud::from_config(&config.cloud)
+            .await
+            .context("connect to the cloud API named in [cloud]")?;
+        let limits = cloud
+            .describe_instance_types(&config.terway.instance_types)
+            .await
+            .context("DescribeInstanceTypes")?;
+        let table = InstanceTypeTable::from_limits(
+            limits
+                .into_iter()
+                .map(|l| unicni_capacity::InstanceTypeLimits {
+                    name: l.instance_type,
+                    enis: l.eni_quantity.into(),
+                    ipv4_per_eni: l.ipv4_per_eni.into(),
+                    ipv6_per_eni: l.ipv6_per_eni.into(),
+                })
+                .collect(),
+            "cloud API (DescribeInstanceTypes)",
+        );
+        let mut vswitches = Vec::new();
+        if !config.terway.vswitches.is_empty() {
+            for v in cloud
+                .describe_vswitches(None, &config.terway.vswitches)
+                .await
+                .context("DescribeVSwitches")?
+            {
+                vswitches.push(unicni_capacity::VSwitch {
+                    cidr: v.cidr.parse().with_context(|| {
+                        format!("vSwitch {} has an unreadable CIDR {:?}", v.id, v.cidr)
+                    })?,
+                    id: v.id,
+                    zone: v.zone_id,
+                    free_ips: v.available_ip_count,
+                });
+            }
+        }
+        anyhow::Ok((table, vswitches))
+    })
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     let config = unicni_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let table = instance_types(args.instance_types.as_ref())?;
+    let mut table = instance_types(args.instance_types.as_ref())?;
     let inventory = match &args.inventory {
         Some(f) => Some(unicni_assess::Inventory::load(f)?),
         None => None,
     };
+    let mut cloud_vswitches = None;
+    if args.from_cloud {
+        let (live, vswitches) = from_cloud(&config)?;
+        table = table.overlay(live);
+        cloud_vswitches = Some(vswitches);
+    }
+    let vswitches = inventory
+        .as_ref()
+        .map(|i| i.cloud.vswitches.as_slice())
+        .or(cloud_vswitches.as_deref());
     let plan = plan(&PlanInput {
         config: &config,
         instance_types: &table,
-        vswitches: inventory.as_ref().map(|i| i.cloud.vswitches.as_slice()),
+        vswitches,
         cluster_node_limit: args.cluster_node_limit,
     })
     .with_context(|| format!("planning the cluster of {}", args.config.display()))?;
