@@ -240,9 +240,16 @@ fn exhausted_network_is_refused_clearly() {
 }
 
 #[test]
-fn vpc_route_mode_is_refused_before_touching_anything() {
+fn vpc_route_without_a_reachable_cloud_is_refused_before_touching_anything() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "10.79.0.0/16", "vpc-route");
+    // A cloud that refuses connections: the agent must stop before the store.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(
+        "\n[cloud]\nregion = \"cn-hangzhou\"\nendpoint = \"http://127.0.0.1:9\"\n\
+         metadata_endpoint = \"http://127.0.0.1:9\"\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
     let out = Command::new(common::BIN)
         .arg("agent")
         .arg("--config")
@@ -250,7 +257,10 @@ fn vpc_route_mode_is_refused_before_touching_anything() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("vpc-route"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("vpc-route") && err.contains("127.0.0.1:9"),
+        "{err}"
+    );
     assert!(!dir.path().join("store").exists());
 }
 

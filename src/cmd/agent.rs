@@ -56,6 +56,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 async fn serve(config: Config, mode: Mode) -> Result<()> {
+    // The cloud first: a node that cannot reach it must not touch the cluster's store.
+    let vpc = match mode {
+        Mode::VpcRoute => {
+            let network = config.flannel.network.parse().context("flannel.network")?;
+            Some(
+                unicni_flannel::vpcroute::connect(&config.cloud, network)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "flannel.mode = \"vpc-route\": {e}; check the [cloud] section \
+                             (endpoint, metadata_endpoint, region, credentials)"
+                        )
+                    })?,
+            )
+        }
+        _ => None,
+    };
     let (plain, leases) = open_stores(&config).await?;
     let (lock, created) = common::check_lock(plain.as_ref(), &config).await?;
     tracing::info!(store = %plain.describe(), created, backend = %lock.backend, mode = %lock.mode, "config matches the cluster lock");
@@ -77,7 +94,6 @@ async fn serve(config: Config, mode: Mode) -> Result<()> {
             .flannel
             .masquerade
             .then(|| unicni_flannel::masq::table_name(&config.cni.network_name)),
-        cloud: (mode == Mode::VpcRoute).then(|| config.cloud.clone()),
     };
     // Until a lease is held the plugin must answer "try again later".
     unicni_flannel::agent::withdraw(&params);
@@ -101,7 +117,7 @@ async fn serve(config: Config, mode: Mode) -> Result<()> {
         }
         let _ = tx.send(true);
     });
-    let agent = Agent::start(params.clone(), leases, status)
+    let agent = Agent::start(params.clone(), leases, status, vpc)
         .await
         .map_err(|e| anyhow::anyhow!("node {}: {e}", params.node))?;
     eprintln!(

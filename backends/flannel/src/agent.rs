@@ -8,7 +8,7 @@ use crate::masq;
 use crate::netconf::SubnetFile;
 use crate::peers::{self, stable_vtep_mac};
 use crate::reconcile::{kernel, Pass};
-use crate::vpcroute::{self, VpcRoutes};
+use crate::vpcroute::VpcRoutes;
 use crate::vxlan::{Vxlan, OVERHEAD_V4};
 use ipnet::{IpNet, Ipv4Net};
 use std::net::Ipv4Addr;
@@ -56,8 +56,6 @@ pub struct AgentParams {
     pub state_dir: PathBuf,
     /// nftables table for masquerade/forward rules; `None` when masquerade is off.
     pub masq_table: Option<String>,
-    /// The cloud holding the VPC route table (vpc-route mode).
-    pub cloud: Option<unicni_config::CloudConfig>,
 }
 
 impl AgentParams {
@@ -188,11 +186,13 @@ pub struct Agent {
 
 impl Agent {
     /// Finds the underlay, takes the lease and publishes it. Fails clearly when the
-    /// cluster network is exhausted or the config does not fit this node.
+    /// cluster network is exhausted or the config does not fit this node. `vpc` is the
+    /// route table to program in vpc-route mode (see [`vpcroute::connect`]).
     pub async fn start(
         params: AgentParams,
         store: Arc<dyn LeaseStore>,
         status: Arc<Status>,
+        vpc: Option<VpcRoutes>,
     ) -> Result<Agent> {
         let nl = Netlink::current().map_err(kernel)?;
         let underlay = find_underlay(&nl, params.interface.as_deref()).await?;
@@ -246,13 +246,11 @@ impl Agent {
                 underlay_name: underlay.name.clone(),
             }),
             Mode::VpcRoute => {
-                let cloud = params.cloud.as_ref().ok_or_else(|| {
+                let v = vpc.ok_or_else(|| {
                     Error::InvalidConfig(
-                        "flannel.mode = \"vpc-route\" needs the [cloud] section (endpoint, credentials)"
-                            .into(),
+                        "flannel.mode = \"vpc-route\" needs the cloud's route table".into(),
                     )
                 })?;
-                let v = vpcroute::connect(cloud, params.network).await?;
                 tracing::info!(route_table = %v.route_table, instance = %v.instance, "vpc-route: the VPC router carries pod traffic");
                 Datapath::VpcRoute(v)
             }
