@@ -18,6 +18,8 @@ use unicni_net::{NetError, NetNs, Netlink, VethSpec};
 pub struct BridgeDatapath {
     net: NodeNetwork,
     host: Netlink,
+    /// The bridge's ifindex once this process has seen it, so an ADD asks the kernel once.
+    bridge: std::sync::OnceLock<u32>,
 }
 
 fn kernel(e: NetError) -> Error {
@@ -36,7 +38,11 @@ impl BridgeDatapath {
     /// Must be called inside a tokio runtime (it opens the host netlink socket).
     pub fn new(net: NodeNetwork) -> Result<BridgeDatapath> {
         let host = Netlink::current().map_err(kernel)?;
-        Ok(BridgeDatapath { net, host })
+        Ok(BridgeDatapath {
+            net,
+            host,
+            bridge: std::sync::OnceLock::new(),
+        })
     }
 
     fn gateway_net(&self) -> IpNet {
@@ -55,11 +61,14 @@ impl BridgeDatapath {
     }
 
     async fn bridge_index(&self) -> Result<u32> {
+        if let Some(i) = self.bridge.get() {
+            return Ok(*i);
+        }
         self.host
             .link(&self.net.bridge)
             .await
             .map_err(kernel)?
-            .map(|l| l.index)
+            .map(|l| *self.bridge.get_or_init(|| l.index))
             .ok_or_else(|| {
                 Error::Kernel(format!(
                     "bridge {} vanished while attaching a pod; retry the ADD",
@@ -111,7 +120,8 @@ fn open_netns(att: &Attachment) -> Result<NetNs> {
 #[async_trait]
 impl Datapath for BridgeDatapath {
     async fn prepare_node(&self) -> Result<()> {
-        if self.bridge_ready().await?.is_some() {
+        if let Some(index) = self.bridge_ready().await? {
+            let _ = self.bridge.set(index);
             return Ok(());
         }
         // First pod on this node (or after a reboot): build under a lock so parallel
@@ -154,6 +164,7 @@ impl Datapath for BridgeDatapath {
             .await
             .map_err(kernel)?;
         self.host.set_up(br.index).await.map_err(kernel)?;
+        let _ = self.bridge.set(br.index);
         unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1").map_err(kernel)?;
         if self.net.ip_masq {
             masq::install(&masq::table_name(&self.net.network_name), self.net.cluster)
