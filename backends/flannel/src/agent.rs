@@ -470,9 +470,22 @@ impl Agent {
 
     fn not_ready(&self, e: Error) {
         let e = format!("node not ready: {e}");
-        tracing::error!("{e}");
+        let mut last = self.status.last_error.lock().unwrap();
+        // Every pass retries: say it at error level once, not once per second.
+        // The cloud's request ID differs on every call; the reason does not.
+        let reason = |s: &str| {
+            s.split(" [RequestId")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        if reason(&last) != reason(&e) {
+            tracing::error!("{e}");
+        } else {
+            tracing::debug!("{e}");
+        }
         self.status.reconcile_errors.fetch_add(1, Ordering::Relaxed);
-        *self.status.last_error.lock().unwrap() = e;
+        *last = e;
     }
 
     fn record_error(&self, e: String) {
