@@ -35,6 +35,19 @@ pub struct Args {
     /// the emulator's namespace becomes the VPC router (what `unicni lab` does).
     #[arg(long)]
     pub mirror_routes: bool,
+    /// Make attached ENIs real links: an ENI attached to an instance named in
+    /// `--instance-netns` becomes `ethN` (the ENI's MAC) in that namespace, veth-paired with
+    /// a port of `--vpc-bridge`; each secondary IP gets a /32 route to it on the bridge.
+    /// Detach removes the link. See docs/cloud.md.
+    #[arg(long)]
+    pub materialize_enis: bool,
+    /// Which network namespace (a name under /var/run/netns) is which instance, for
+    /// `--materialize-enis`; repeat per instance.
+    #[arg(long, value_name = "INSTANCE=NETNS", value_parser = super::cloud_sim_materialize::parse_instance_netns)]
+    pub instance_netns: Vec<(String, String)>,
+    /// The bridge in this namespace that is the vSwitch, for `--materialize-enis`.
+    #[arg(long, value_name = "BRIDGE", default_value = "br0")]
+    pub vpc_bridge: String,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -51,7 +64,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if !args.instance_netns.is_empty() && !args.materialize_enis {
+        anyhow::bail!("--instance-netns is only used with --materialize-enis; add that flag");
+    }
     let sim = CloudSim::new(config, args.state.clone()).context("start the cloud emulator")?;
+    if args.materialize_enis {
+        let m = super::cloud_sim_materialize::Materializer::new(
+            args.instance_netns.iter().cloned().collect(),
+            args.vpc_bridge.clone(),
+        );
+        let (sim, events) = (sim.clone(), sim.subscribe());
+        std::thread::Builder::new()
+            .name("materialize-enis".into())
+            .spawn(move || m.run(sim, events))
+            .context("start the ENI materializer thread")?;
+    }
     super::common::runtime()?.block_on(async move {
         if args.mirror_routes {
             tokio::spawn(super::cloud_sim_mirror::mirror(sim.clone(), sim.subscribe()));

@@ -1,6 +1,7 @@
 //! The lab's cloud (vpc-route mode): `unicni cloud-sim --mirror-routes` inside the VPC
 //! namespace, one emulated instance per node (primary IP = the node's underlay address),
-//! so every Available route entry becomes a route of the VPC router namespace.
+//! so every Available route entry becomes a route of the VPC router namespace, and every
+//! attached ENI a link (its MAC) in its node's namespace, bridged onto the VPC's `br0`.
 
 use super::topology::{Lab, CLOUD_PORT, VPC_PREFIX};
 use anyhow::{bail, Context, Result};
@@ -97,6 +98,13 @@ impl Lab {
             .arg("--state")
             .arg(dir.join("state.json"))
             .arg("--mirror-routes")
+            .arg("--materialize-enis")
+            .args((1..=nodes).flat_map(|i| {
+                [
+                    "--instance-netns".to_string(),
+                    format!("{}={}", self.instance_id(i), self.node_ns(i)),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
