@@ -182,7 +182,10 @@ fn scale(lab: &Lab, peers: usize, mode: Mode) -> Result<Report> {
         .unwrap_or(0);
     let rss = rss_peak_kib(pid).unwrap_or(0);
     if std::env::var_os("UNICNI_SCALE_LOG").is_some() {
-        eprintln!("{}", std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default());
+        eprintln!(
+            "{}",
+            std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default()
+        );
     }
     let routes = count_routes();
     terminate(pid, Duration::from_secs(5));
