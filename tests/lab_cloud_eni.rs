@@ -6,35 +6,14 @@
 
 mod common;
 
+use common::lab::Lab;
+
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use unicni_cloud::poll::{wait_eni_status, PollPolicy};
 use unicni_cloud::{Cloud, CreateEniRequest, EniStatus, IpRequest};
-
-struct Lab {
-    id: String,
-}
-
-impl Lab {
-    fn unicni(&self, args: &[&str]) -> Output {
-        Command::new(common::BIN)
-            .args(["lab", "--id", &self.id])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ns(&self, suffix: &str) -> String {
-        format!("ulab{}-{suffix}", self.id)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.unicni(&["down"]);
-    }
-}
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let until = Instant::now() + timeout;
@@ -78,9 +57,7 @@ fn lab_materializes_attached_enis_and_routes_their_ips() {
     if !common::require_root() {
         return;
     }
-    let lab = Lab {
-        id: format!("ce{:04x}", std::process::id() & 0xffff),
-    };
+    let lab = Lab::new("ce");
     let up = lab.unicni(&[
         "up",
         "--mode",

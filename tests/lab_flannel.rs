@@ -6,67 +6,11 @@
 
 mod common;
 
+use common::lab::Lab;
+
 use serde_json::Value;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A lab of its own (`--id`), removed by `lab down` whatever happens.
-struct Lab {
-    id: String,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Lab {
-        Lab {
-            id: format!("{tag}{:04x}", std::process::id() & 0xffff),
-        }
-    }
-    fn unicni(&self, args: &[&str]) -> Output {
-        Command::new(common::BIN)
-            .args(["lab", "--id", &self.id])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.unicni(args);
-        assert!(
-            out.status.success(),
-            "unicni lab {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn ns(&self, node: usize) -> String {
-        format!("ulab{}-n{node}", self.id)
-    }
-    fn root(&self) -> String {
-        format!("/run/unicni-lab-{}", self.id)
-    }
-    fn state(&self) -> Value {
-        serde_json::from_slice(&std::fs::read(format!("{}/lab.json", self.root())).unwrap())
-            .unwrap()
-    }
-    fn in_node(&self, node: usize, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns(node)])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn check(&self) -> Value {
-        let out = self.unicni(&["check", "--output", "json"]);
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.unicni(&["down"]);
-    }
-}
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let until = Instant::now() + timeout;
@@ -149,7 +93,7 @@ fn three_nodes(mode: &str, tag: &str) {
         .args([
             "netns",
             "exec",
-            &lab.ns(1),
+            &lab.node_ns(1),
             common::BIN,
             "agent",
             "--config",

@@ -6,73 +6,34 @@
 
 mod common;
 
+use common::lab::Lab;
+
 use serde_json::Value;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Lab {
-    id: String,
-}
-
-impl Lab {
-    fn new(tag: &str) -> Lab {
-        Lab {
-            id: format!("{tag}{:04x}", std::process::id() & 0xffff),
-        }
-    }
-    fn unicni(&self, args: &[&str]) -> Output {
-        Command::new(common::BIN)
-            .args(["lab", "--id", &self.id])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.unicni(args);
-        assert!(
-            out.status.success(),
-            "unicni lab {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn root(&self) -> String {
-        format!("/run/unicni-lab-{}", self.id)
-    }
-    fn state(&self) -> Value {
-        serde_json::from_slice(&std::fs::read(format!("{}/lab.json", self.root())).unwrap())
-            .unwrap()
-    }
-    /// The VPC router's routes to pod subnets: (destination, gateway).
-    fn vpc_routes(&self) -> Vec<(String, String)> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &format!("ulab{}-vpc", self.id)])
-            .args(["ip", "-j", "route"])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        let mut r: Vec<(String, String)> = v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["dst"].as_str().is_some_and(|d| d.starts_with("10.250.")))
-            .map(|r| {
-                (
-                    r["dst"].as_str().unwrap_or_default().to_string(),
-                    r["gateway"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect();
-        r.sort();
-        r
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.unicni(&["down"]);
-    }
+/// The VPC router's routes to pod subnets: (destination, gateway).
+fn vpc_routes(lab: &Lab) -> Vec<(String, String)> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &format!("ulab{}-vpc", lab.id)])
+        .args(["ip", "-j", "route"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let mut r: Vec<(String, String)> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["dst"].as_str().is_some_and(|d| d.starts_with("10.250.")))
+        .map(|r| {
+            (
+                r["dst"].as_str().unwrap_or_default().to_string(),
+                r["gateway"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    r.sort();
+    r
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -111,7 +72,7 @@ fn vpc_route_lab_quota_and_node_leaving() {
     // One mirrored route per node, via that node; nodes carry no peer routes themselves.
     let mut want: Vec<(String, String)> = (0..3).map(|i| (subnet(i), ip(i))).collect();
     want.sort();
-    assert_eq!(lab.vpc_routes(), want);
+    assert_eq!(vpc_routes(&lab), want);
     let node_routes = Command::new("ip")
         .args([
             "netns",
@@ -154,7 +115,7 @@ fn vpc_route_lab_quota_and_node_leaving() {
     );
     let subnet_file = format!("{}/n4/run/flannel/subnet.json", lab.root());
     assert!(!std::path::Path::new(&subnet_file).exists());
-    assert_eq!(lab.vpc_routes().len(), 3);
+    assert_eq!(vpc_routes(&lab).len(), 3);
 
     // Node 3 leaves: once its lease expires its entry and route go, and node 4 gets in.
     lab.ok(&["agent", "stop", "--node", "3"]);
@@ -162,7 +123,7 @@ fn vpc_route_lab_quota_and_node_leaving() {
     wait_for(
         "node 3's route removed from the VPC router",
         Duration::from_secs(30),
-        || !lab.vpc_routes().iter().any(|r| r.0 == gone),
+        || !vpc_routes(&lab).iter().any(|r| r.0 == gone),
     );
     wait_for("node 4 ready", Duration::from_secs(30), || {
         std::path::Path::new(&subnet_file).exists()
@@ -172,10 +133,7 @@ fn vpc_route_lab_quota_and_node_leaving() {
     wait_for(
         "node 4's route on the VPC router",
         Duration::from_secs(10),
-        || {
-            lab.vpc_routes()
-                .contains(&(four.clone(), "192.168.250.14".to_string()))
-        },
+        || vpc_routes(&lab).contains(&(four.clone(), "192.168.250.14".to_string())),
     );
-    assert_eq!(lab.vpc_routes().len(), 3);
+    assert_eq!(vpc_routes(&lab).len(), 3);
 }

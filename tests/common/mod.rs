@@ -2,6 +2,8 @@
 //! networks that clean themselves up, and a way to run the plugin like a runtime does.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
