@@ -92,17 +92,4 @@ impl Backend for FlannelBackend {
             })
             .unwrap_or_default())
     }
-
-    async fn gc(&self, valid: &[AttachmentId]) -> Result<usize> {
-        let mut released = 0;
-        for alloc in self.ipam.list().await? {
-            if !valid.contains(&alloc.id) {
-                self.ipam.release(&alloc.id).await?;
-                released += 1;
-            }
-        }
-        self.ipam.sweep()?;
-        self.datapath.collect_garbage(valid).await?;
-        Ok(released)
-    }
 }

@@ -205,6 +205,10 @@ impl Ipam for FileIpam {
         }
     }
 
+    async fn collect_garbage(&self) -> Result<usize> {
+        self.sweep()
+    }
+
     async fn list(&self) -> Result<Vec<Allocation>> {
         let mut out = Vec::new();
         let entries = match std::fs::read_dir(self.dir.join("ip")) {

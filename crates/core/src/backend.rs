@@ -107,6 +107,7 @@ pub trait Backend: Send + Sync {
                 released += 1;
             }
         }
+        self.ipam().collect_garbage().await?;
         self.datapath().collect_garbage(valid).await?;
         Ok(released)
     }

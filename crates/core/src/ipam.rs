@@ -30,4 +30,9 @@ pub trait Ipam: Send + Sync {
     async fn release(&self, id: &AttachmentId) -> Result<()>;
     /// Every reservation currently held.
     async fn list(&self) -> Result<Vec<Allocation>>;
+    /// Removes leftovers that belong to no reservation (half-written state of a crashed
+    /// ADD). Called by GC after releasing stale reservations; returns how many it removed.
+    async fn collect_garbage(&self) -> Result<usize> {
+        Ok(0)
+    }
 }
