@@ -140,6 +140,10 @@ fn check_passes_then_detects_a_deleted_pod_interface() {
     conf["prevResult"] = add.json();
     let ok = cni("CHECK", "c1", &ns.path, &conf);
     assert!(ok.ok, "{}", ok.stdout);
+    // A prevResult naming an address this attachment does not hold is drift too.
+    let mut wrong = conf.clone();
+    wrong["prevResult"]["ips"][0]["address"] = json!(format!("10.{}.{}.250/24", net.a, net.b));
+    assert_eq!(cni("CHECK", "c1", &ns.path, &wrong).code(), 102);
     // Removing the default route is drift CHECK must report.
     ns.exec(&["ip", "route", "del", "default"]);
     let bad = cni("CHECK", "c1", &ns.path, &conf);

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 use unicni_cni::{code, result, version, CniError, Command, NetConf, Request, LATEST};
-use unicni_core::{Attachment, AttachmentId, Backend, Error, NodeStatus, PodRef};
+use unicni_core::{Attachment, AttachmentId, Backend, NodeStatus, PodRef};
 use unicni_flannel::{FlannelBackend, FlannelNetConf};
 
 pub const PLUGIN_TYPE: &str = "unicni";
@@ -152,25 +152,12 @@ async fn dispatch(req: Request, conf: NetConf) -> Result<Option<String>, CniErro
         }
         Command::Check => {
             require_netns(&req)?;
-            let att = attachment(&req);
-            let held = backend.assignments_of(&att.id).await?;
-            if held.is_empty() {
-                return Err(CniError::from(Error::UnknownAttachment(format!(
-                    "no address is reserved for {}",
-                    att.id
-                ))));
-            }
-            if let Some(prev) = &conf.prev_result {
-                for addr in result::prev_result_addresses(prev) {
-                    if !held.iter().any(|h| h.address == addr) {
-                        return Err(CniError::from(Error::CheckFailed(format!(
-                            "prevResult lists {addr} but {} does not hold it",
-                            att.id
-                        ))));
-                    }
-                }
-            }
-            backend.check(&att).await?;
+            let expected = conf
+                .prev_result
+                .as_ref()
+                .map(result::prev_result_addresses)
+                .unwrap_or_default();
+            backend.check(&attachment(&req), &expected).await?;
             Ok(None)
         }
         Command::Status => match backend.status().await? {

@@ -82,12 +82,22 @@ pub trait Backend: Send + Sync {
         self.ipam().release(&att.id).await
     }
 
-    /// CHECK: the reservation exists and the datapath still matches it.
-    async fn check(&self, att: &Attachment) -> Result<()> {
+    /// CHECK: the reservation exists, holds every address the runtime says it was given
+    /// (`expected`, from prevResult), and the datapath still matches it.
+    async fn check(&self, att: &Attachment, expected: &[ipnet::IpNet]) -> Result<()> {
         let held: Vec<IpAssignment> = self.assignments_of(&att.id).await?;
         if held.is_empty() {
             return Err(Error::UnknownAttachment(format!(
                 "no address is reserved for {}",
+                att.id
+            )));
+        }
+        if let Some(addr) = expected
+            .iter()
+            .find(|a| !held.iter().any(|h| h.address == **a))
+        {
+            return Err(Error::CheckFailed(format!(
+                "prevResult lists {addr} but {} does not hold it",
                 att.id
             )));
         }
