@@ -168,6 +168,11 @@ pub struct TerwayConfig {
     pub fixed_ip_hold_seconds: u64,
     /// Instance types the cluster's nodes use (for `plan`); empty means "ask the cloud".
     pub instance_types: Vec<String>,
+    /// A directory of Pod and Namespace manifests the agent reads pod annotations from
+    /// (single-node setups and the lab); unset means "ask the Kubernetes API".
+    pub pod_info_dir: Option<String>,
+    /// Seconds the plugin waits for the agent's answer (a new ENI can take a while).
+    pub agent_timeout_seconds: u64,
 }
 
 impl Default for TerwayConfig {
@@ -180,6 +185,8 @@ impl Default for TerwayConfig {
             pool: PoolConfig::default(),
             fixed_ip_hold_seconds: 300,
             instance_types: Vec::new(),
+            pod_info_dir: None,
+            agent_timeout_seconds: 60,
         }
     }
 }

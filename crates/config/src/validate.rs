@@ -311,6 +311,20 @@ fn validate_terway(c: &Config, e: &mut Errors) {
             );
         }
     }
+    if c.cluster.ip_stack == IpStack::Ipv6 {
+        e.push(
+            "cluster.ip_stack",
+            "ipv6",
+            "ipv4 or dual with backend.kind = terway (pods always get a VPC IPv4 address)",
+        );
+    }
+    if t.agent_timeout_seconds == 0 {
+        e.push(
+            "terway.agent_timeout_seconds",
+            0,
+            "a number of seconds, 1 or more",
+        );
+    }
     if t.pool.min > t.pool.max {
         e.push(
             "terway.pool.min",

@@ -1,0 +1,252 @@
+//! The terway side of `unicni agent`: learns the instance from the metadata service and
+//! the cloud, refuses an instance type that cannot host the configured mode, starts the
+//! pool, serves the plugin's socket and keeps the pool between `pool.min` and `pool.max`.
+
+use crate::node::{HostNode, Node};
+use crate::pool::{Pool, PoolParams, PoolStats};
+use crate::server::{self, PodLookup, Readiness, Server};
+use crate::state::StateFile;
+use ipnet::IpNet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use unicni_capacity::{InstanceTypeLimits, InstanceTypeTable};
+use unicni_cloud::{Cloud, MetadataClient, PollPolicy};
+use unicni_config::{Config, IpStack, TerwayMode};
+use unicni_core::{Error, Result};
+
+/// What `/readyz` and `/metrics` show.
+#[derive(Debug, Default, Clone)]
+pub struct AgentReport {
+    pub ready: bool,
+    pub reason: String,
+    pub instance_type: String,
+    pub capacity: u64,
+    pub stats: PoolStats,
+    pub maintain_errors: u64,
+}
+
+pub struct TerwayAgent {
+    pub readiness: Readiness,
+    pub report: Arc<Mutex<AgentReport>>,
+    socket: PathBuf,
+}
+
+fn md(e: unicni_cloud::CloudError) -> Error {
+    Error::Unavailable(format!(
+        "instance metadata: {e}; check cloud.metadata_endpoint"
+    ))
+}
+
+/// Whether `limits` can host pods in the configured mode and stack; the reason if not.
+pub fn admit(
+    limits: &InstanceTypeLimits,
+    mode: TerwayMode,
+    stack: IpStack,
+) -> std::result::Result<(), String> {
+    let exclusive = mode == TerwayMode::ExclusiveEni;
+    if !exclusive && !limits.shared_admitted() {
+        return Err(format!(
+            "instance type {} can host {} pods in shared-eni mode ({} ENIs, {} IPv4 per ENI); \
+             a node needs more than 11: use a larger instance type",
+            limits.name,
+            limits.shared_pods(),
+            limits.enis,
+            limits.ipv4_per_eni
+        ));
+    }
+    if exclusive && limits.exclusive_pods() == 0 {
+        return Err(format!(
+            "instance type {} has a single ENI and cannot host exclusive-ENI pods",
+            limits.name
+        ));
+    }
+    if stack == IpStack::Dual && !limits.shared_dual_stack() {
+        return Err(format!(
+            "cluster.ip_stack = \"dual\" needs as many IPv6 as IPv4 addresses per ENI; \
+             instance type {} has {} IPv4 and {} IPv6 per ENI",
+            limits.name, limits.ipv4_per_eni, limits.ipv6_per_eni
+        ));
+    }
+    Ok(())
+}
+
+/// The instance type's limits: from the cloud, else the built-in table.
+pub async fn limits_of(cloud: &dyn Cloud, instance_type: &str) -> Result<InstanceTypeLimits> {
+    match cloud
+        .describe_instance_types(&[instance_type.to_string()])
+        .await
+    {
+        Ok(list) => {
+            if let Some(l) = list.into_iter().find(|l| l.instance_type == instance_type) {
+                return Ok(InstanceTypeLimits {
+                    name: l.instance_type,
+                    enis: l.eni_quantity as u64,
+                    ipv4_per_eni: l.ipv4_per_eni as u64,
+                    ipv6_per_eni: l.ipv6_per_eni as u64,
+                });
+            }
+        }
+        Err(e) => tracing::warn!("DescribeInstanceTypes failed, using the built-in table: {e}"),
+    }
+    InstanceTypeTable::builtin()
+        .get(instance_type)
+        .cloned()
+        .ok_or_else(|| {
+            Error::Unavailable(format!(
+                "instance type {instance_type} is unknown to the cloud API and to the built-in table"
+            ))
+        })
+}
+
+impl TerwayAgent {
+    /// Binds the socket and starts the pool in the background; the agent is not ready
+    /// (the plugin is told to retry) until the pool has been rebuilt.
+    pub async fn start(
+        config: &Config,
+        cloud: Arc<dyn Cloud>,
+        metadata: Arc<MetadataClient>,
+        pods: Arc<dyn PodLookup>,
+    ) -> Result<TerwayAgent> {
+        let run_dir = PathBuf::from(&config.node.run_dir);
+        let socket = server::socket_path(&run_dir);
+        let listener = server::bind(&socket)?;
+        let readiness = Readiness::new("the ENI pool is starting");
+        let report = Arc::new(Mutex::new(AgentReport {
+            reason: "the ENI pool is starting".into(),
+            ..Default::default()
+        }));
+        let srv = Arc::new(Server {
+            ready: readiness.clone(),
+            pods,
+        });
+        tokio::spawn(srv.serve(listener));
+        let agent = TerwayAgent {
+            readiness,
+            report,
+            socket,
+        };
+        let node: Arc<dyn Node> = Arc::new(HostNode {
+            metadata: metadata.clone(),
+        });
+        let params = agent.params(config, cloud.as_ref(), &metadata).await;
+        let params = match params {
+            Ok(p) => p,
+            Err(e) => {
+                agent.not_ready(e.to_string());
+                return Ok(agent);
+            }
+        };
+        crate::datapath::prepare_node(params.dual).await?;
+        let state = StateFile::new(std::path::Path::new(&config.node.state_dir));
+        let readiness = agent.readiness.clone();
+        let report = agent.report.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(500);
+            let pool = loop {
+                match Pool::start(params.clone(), cloud.clone(), node.clone(), state.clone()).await
+                {
+                    Ok(p) => break Arc::new(p),
+                    Err(e) => {
+                        let why = format!("rebuilding the ENI pool failed: {e}; retrying");
+                        tracing::warn!("{why}");
+                        readiness.set_not_ready(why.clone());
+                        report.lock().unwrap_or_else(|e| e.into_inner()).reason = why;
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                }
+            };
+            let stats = pool.stats().await;
+            {
+                let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+                r.ready = true;
+                r.reason.clear();
+                r.stats = stats;
+            }
+            readiness.set_ready(pool.clone());
+            tracing::info!(
+                capacity = pool.capacity(),
+                "ENI pool ready; serving the plugin"
+            );
+            loop {
+                if let Err(e) = pool.maintain().await {
+                    tracing::warn!("pool maintenance: {e}");
+                    report
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .maintain_errors += 1;
+                }
+                let stats = pool.stats().await;
+                report.lock().unwrap_or_else(|e| e.into_inner()).stats = stats;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+        Ok(agent)
+    }
+
+    fn not_ready(&self, why: String) {
+        tracing::error!("node not ready: {why}");
+        self.readiness.set_not_ready(why.clone());
+        let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        r.ready = false;
+        r.reason = why;
+    }
+
+    async fn params(
+        &self,
+        c: &Config,
+        cloud: &dyn Cloud,
+        metadata: &MetadataClient,
+    ) -> Result<PoolParams> {
+        let instance_id = metadata.instance_id().await.map_err(md)?;
+        let zone = metadata.zone_id().await.map_err(md)?;
+        let instance_type = metadata.instance_type().await.map_err(md)?;
+        let node_ip = metadata.get("meta-data/private-ipv4").await.map_err(md)?;
+        let limits = limits_of(cloud, &instance_type).await?;
+        {
+            let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
+            r.instance_type = instance_type.clone();
+            r.capacity = limits.pods_in_mode(c.terway.mode == TerwayMode::ExclusiveEni);
+        }
+        admit(&limits, c.terway.mode, c.cluster.ip_stack).map_err(Error::Unavailable)?;
+        let node_ips: Vec<IpNet> = node_ip
+            .trim()
+            .parse::<std::net::IpAddr>()
+            .map(|ip| vec![IpNet::from(ip)])
+            .unwrap_or_default();
+        let service_cidrs: Vec<IpNet> = c.cluster.service_cidr.parse().into_iter().collect();
+        Ok(PoolParams {
+            instance_id,
+            zone,
+            cluster: c.cluster.name.clone(),
+            limits,
+            exclusive: c.terway.mode == TerwayMode::ExclusiveEni,
+            dual: c.cluster.ip_stack == IpStack::Dual,
+            vswitches: c.terway.vswitches.clone(),
+            security_groups: c.terway.security_groups.clone(),
+            min: c.terway.pool.min as usize,
+            max: c.terway.pool.max as usize,
+            hold: Duration::from_secs(c.terway.fixed_ip_hold_seconds),
+            mtu: 1500,
+            node_ips,
+            service_cidrs,
+            attach: PollPolicy {
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_secs(60),
+            },
+            visible_timeout: Duration::from_secs(20),
+        })
+    }
+
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    pub fn report(&self) -> AgentReport {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

@@ -1,0 +1,204 @@
+//! What the agent needs to know about a pod beyond its name: the annotations that pin it
+//! to a vSwitch or security group, and whether it keeps its IP across re-creation.
+//!
+//! Pods and namespaces come from a directory of manifests (single nodes and the lab) or
+//! from the Kubernetes API; both end up as [`PodInfo`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const ANN_VSWITCHES: &str = "unicni.io/vswitches";
+pub const ANN_SECURITY_GROUPS: &str = "unicni.io/security-groups";
+pub const ANN_FIXED_IP: &str = "unicni.io/fixed-ip";
+
+/// The pod's network wishes, pod annotations first, then its namespace's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodInfo {
+    /// vSwitches to take the address from, in order of preference; empty = the node's.
+    pub vswitches: Vec<String>,
+    /// Security groups of the ENI; empty = the config's.
+    pub security_groups: Vec<String>,
+    /// Keep the address for this namespace/name across re-creation.
+    pub fixed_ip: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PodInfoError {
+    #[error("reading pod manifests in {dir}: {reason}; fix or remove the file")]
+    Manifest { dir: PathBuf, reason: String },
+}
+
+#[derive(Debug, Deserialize)]
+struct Object {
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Meta,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Meta {
+    name: Option<String>,
+    namespace: Option<String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default, rename = "ownerReferences")]
+    owner_references: Vec<Owner>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Owner {
+    kind: String,
+}
+
+fn list(v: Option<&String>) -> Vec<String> {
+    v.map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Combines a pod's and its namespace's annotations (the pod's win) and its owners.
+pub fn resolve(
+    pod: &BTreeMap<String, String>,
+    namespace: &BTreeMap<String, String>,
+    owner_kinds: &[String],
+) -> PodInfo {
+    let pick = |key: &str| {
+        let own = list(pod.get(key));
+        if own.is_empty() {
+            list(namespace.get(key))
+        } else {
+            own
+        }
+    };
+    let fixed_ann = pod
+        .get(ANN_FIXED_IP)
+        .or_else(|| namespace.get(ANN_FIXED_IP))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    PodInfo {
+        vswitches: pick(ANN_VSWITCHES),
+        security_groups: pick(ANN_SECURITY_GROUPS),
+        fixed_ip: fixed_ann || owner_kinds.iter().any(|k| k == "StatefulSet"),
+    }
+}
+
+/// Pod information read from a directory of YAML/JSON manifests (Pod and Namespace
+/// objects, several per file allowed). Read on every lookup: the directory is small and
+/// a pod's manifest is written just before its sandbox starts.
+#[derive(Debug, Clone)]
+pub struct ManifestDir {
+    pub dir: PathBuf,
+}
+
+impl ManifestDir {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn objects(&self) -> Result<Vec<Object>, PodInfoError> {
+        let err = |reason: String| PodInfoError::Manifest {
+            dir: self.dir.clone(),
+            reason,
+        };
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !matches!(ext, "yaml" | "yml" | "json") {
+                continue;
+            }
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                // Written and removed concurrently: skip it this time.
+                Err(_) => continue,
+            };
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                match Object::deserialize(doc) {
+                    Ok(o) => out.push(o),
+                    Err(e) => return Err(err(format!("{}: {e}", display(&path)))),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pod's info; a pod without a manifest gets the defaults.
+    pub fn lookup(&self, namespace: &str, name: &str) -> Result<PodInfo, PodInfoError> {
+        let objects = self.objects()?;
+        let empty = BTreeMap::new();
+        let ns_ann = objects
+            .iter()
+            .find(|o| {
+                o.kind.as_deref() == Some("Namespace")
+                    && o.metadata.name.as_deref() == Some(namespace)
+            })
+            .map(|o| &o.metadata.annotations)
+            .unwrap_or(&empty);
+        let pod = objects.iter().find(|o| {
+            o.kind.as_deref().unwrap_or("Pod") == "Pod"
+                && o.metadata.name.as_deref() == Some(name)
+                && o.metadata.namespace.as_deref().unwrap_or("default") == namespace
+        });
+        Ok(match pod {
+            Some(p) => {
+                let owners: Vec<String> = p
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .map(|o| o.kind.clone())
+                    .collect();
+                resolve(&p.metadata.annotations, ns_ann, &owners)
+            }
+            None => resolve(&empty, ns_ann, &[]),
+        })
+    }
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_annotations_win_and_statefulsets_are_fixed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("ns.yaml"),
+            "kind: Namespace\nmetadata:\n  name: db\n  annotations:\n    unicni.io/vswitches: vsw-ns\n    unicni.io/security-groups: sg-ns\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("pods.yaml"),
+            "kind: Pod\nmetadata:\n  name: web-0\n  namespace: db\n  annotations:\n    unicni.io/vswitches: \"vsw-b, vsw-c\"\n  ownerReferences:\n  - kind: StatefulSet\n    name: web\n---\nkind: Pod\nmetadata:\n  name: plain\n  namespace: other\n",
+        )
+        .unwrap();
+        let m = ManifestDir::new(dir.path());
+        let p = m.lookup("db", "web-0").unwrap();
+        assert_eq!(p.vswitches, ["vsw-b", "vsw-c"]);
+        assert_eq!(p.security_groups, ["sg-ns"]);
+        assert!(p.fixed_ip);
+        assert_eq!(m.lookup("other", "plain").unwrap(), PodInfo::default());
+        assert_eq!(m.lookup("db", "absent").unwrap().vswitches, ["vsw-ns"]);
+    }
+
+    #[test]
+    fn a_broken_manifest_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.yaml"), "kind: [\n").unwrap();
+        let e = ManifestDir::new(dir.path()).lookup("a", "b").unwrap_err();
+        assert!(e.to_string().contains("bad.yaml"), "{e}");
+    }
+}
