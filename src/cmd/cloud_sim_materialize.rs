@@ -1,26 +1,29 @@
 //! `unicni cloud-sim --materialize-enis`: the emulated ENIs made real. An ENI attached to
 //! an instance whose namespace is known becomes a veth pair: `ethN` with the ENI's MAC in
 //! the instance's namespace, its peer a port of the VPC bridge in the emulator's own
-//! namespace. A secondary IP assigned to the ENI gets a /32 route and a permanent neighbour
-//! entry (the ENI's MAC) on the bridge, so the VPC sends that IP's traffic into the ENI's
-//! link, like the real vSwitch delivers it to the ENI. Detach removes the pair.
+//! namespace. Every address of the ENI (its primary IP, each secondary IP, each IPv6
+//! address) gets a host route (/32, /128) and a permanent neighbour entry (the ENI's MAC)
+//! on the bridge, so the VPC sends that address's traffic into the ENI's link, like the
+//! real vSwitch delivers it to the ENI. Detach removes the pair, wherever its node end is
+//! by then (an exclusive-ENI pod's namespace, for instance): deleting the VPC-side port
+//! deletes both ends.
 //!
 //! Everything runs as `ip`/`bridge` child processes from a dedicated thread: no namespace
 //! switch ever happens in this process, let alone on a tokio worker.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use tokio::sync::broadcast;
 use unicni_cloud_sim::{CloudSim, SimEvent};
 
-/// The ENI's link pair and the secondary IPs routed into it.
+/// The ENI's link pair and the addresses routed into it.
 struct Link {
     netns: String,
     vpc_port: String,
     node_name: String,
     mac: String,
-    ips: BTreeSet<Ipv4Addr>,
+    ips: BTreeSet<IpAddr>,
 }
 
 pub struct Materializer {
@@ -77,18 +80,28 @@ fn warn_on_err(what: &str, r: Result<String, String>) {
     }
 }
 
-/// The first `ethN` (N ≥ 1) not present in `netns`.
-fn free_eth_name(netns: &str) -> Result<String, String> {
+/// The first `ethN` (N ≥ 1) neither present in `netns` nor given to a link that left it
+/// (an exclusive-ENI pod has it and will move it back).
+fn free_eth_name(netns: &str, taken: &BTreeSet<String>) -> Result<String, String> {
     let out = run("ip", &["-n", netns, "-o", "link", "show"])?;
-    let names: BTreeSet<String> = out
+    let mut names: BTreeSet<String> = out
         .lines()
         .filter_map(|l| l.split(':').nth(1))
         .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
         .collect();
+    names.extend(taken.iter().cloned());
     (1..100)
         .map(|n| format!("eth{n}"))
         .find(|n| !names.contains(n))
         .ok_or_else(|| format!("no free ethN name in namespace {netns}"))
+}
+
+/// `ip` family flag, host-route destination and address text of one ENI address.
+fn host_route(ip: IpAddr) -> (&'static str, String, String) {
+    match ip {
+        IpAddr::V4(v) => ("-4", format!("{v}/32"), v.to_string()),
+        IpAddr::V6(v) => ("-6", format!("{v}/128"), v.to_string()),
+    }
 }
 
 impl Materializer {
@@ -111,7 +124,13 @@ impl Materializer {
         let vpc_port = vpc_port_name(eni_id);
         // A leftover port from an earlier run would make the add fail.
         let _ = run("ip", &["link", "del", &vpc_port]);
-        let node_name = match free_eth_name(&netns) {
+        let taken: BTreeSet<String> = self
+            .links
+            .values()
+            .filter(|l| l.netns == netns)
+            .map(|l| l.node_name.clone())
+            .collect();
+        let node_name = match free_eth_name(&netns, &taken) {
             Ok(n) => n,
             Err(e) => return tracing::warn!("materialize ENI {eni_id}: {e}"),
         };
@@ -141,11 +160,17 @@ impl Materializer {
             }
         }
         tracing::info!(eni = eni_id, instance = instance_id, %mac, netns, link = node_name, "ENI materialized");
-        let ips: Vec<Ipv4Addr> = sim
+        let ips: Vec<IpAddr> = sim
             .snapshot()
             .enis
             .get(eni_id)
-            .map(|e| e.secondary_ips.clone())
+            .map(|e| {
+                std::iter::once(e.primary_ip)
+                    .chain(e.secondary_ips.iter().copied())
+                    .map(IpAddr::V4)
+                    .chain(e.ipv6s.iter().copied().map(IpAddr::V6))
+                    .collect()
+            })
             .unwrap_or_default();
         self.links.insert(
             eni_id.to_string(),
@@ -180,21 +205,25 @@ impl Materializer {
         );
     }
 
-    fn assign(&mut self, eni_id: &str, ips: &[Ipv4Addr]) {
+    fn assign(&mut self, eni_id: &str, ips: &[IpAddr]) {
         let Some(link) = self.links.get_mut(eni_id) else {
             return;
         };
         for ip in ips {
-            let (dst, ip_s) = (format!("{ip}/32"), ip.to_string());
+            let (family, dst, ip_s) = host_route(*ip);
             warn_on_err(
                 &format!("route {dst} of {eni_id}"),
-                run("ip", &["route", "replace", &dst, "dev", &self.bridge]),
+                run(
+                    "ip",
+                    &[family, "route", "replace", &dst, "dev", &self.bridge],
+                ),
             );
             warn_on_err(
                 &format!("neighbour {ip} of {eni_id}"),
                 run(
                     "ip",
                     &[
+                        family,
                         "neigh",
                         "replace",
                         &ip_s,
@@ -211,20 +240,20 @@ impl Materializer {
         }
     }
 
-    fn unroute(&self, ip: Ipv4Addr) {
-        let (dst, ip_s) = (format!("{ip}/32"), ip.to_string());
+    fn unroute(&self, ip: IpAddr) {
+        let (family, dst, ip_s) = host_route(ip);
         warn_on_err(
             &format!("remove route {dst}"),
-            run("ip", &["route", "del", &dst, "dev", &self.bridge]),
+            run("ip", &[family, "route", "del", &dst, "dev", &self.bridge]),
         );
-        let _ = run("ip", &["neigh", "del", &ip_s, "dev", &self.bridge]);
+        let _ = run("ip", &[family, "neigh", "del", &ip_s, "dev", &self.bridge]);
     }
 
-    fn unassign(&mut self, eni_id: &str, ips: &[Ipv4Addr]) {
+    fn unassign(&mut self, eni_id: &str, ips: &[IpAddr]) {
         let Some(link) = self.links.get_mut(eni_id) else {
             return;
         };
-        let gone: Vec<Ipv4Addr> = ips
+        let gone: Vec<IpAddr> = ips
             .iter()
             .filter(|ip| link.ips.remove(ip))
             .copied()
@@ -235,14 +264,6 @@ impl Materializer {
     }
 
     fn apply(&mut self, sim: &CloudSim, ev: &SimEvent) {
-        let v4 = |ips: &[std::net::IpAddr]| -> Vec<Ipv4Addr> {
-            ips.iter()
-                .filter_map(|ip| match ip {
-                    std::net::IpAddr::V4(v) => Some(*v),
-                    std::net::IpAddr::V6(_) => None,
-                })
-                .collect()
-        };
         match ev {
             SimEvent::EniAttached {
                 eni_id,
@@ -252,8 +273,8 @@ impl Materializer {
             SimEvent::EniDetached { eni_id, .. } | SimEvent::EniDeleted { eni_id } => {
                 self.detach(eni_id)
             }
-            SimEvent::IpsAssigned { eni_id, ips } => self.assign(eni_id, &v4(ips)),
-            SimEvent::IpsUnassigned { eni_id, ips } => self.unassign(eni_id, &v4(ips)),
+            SimEvent::IpsAssigned { eni_id, ips } => self.assign(eni_id, ips),
+            SimEvent::IpsUnassigned { eni_id, ips } => self.unassign(eni_id, ips),
             _ => {}
         }
     }
@@ -294,6 +315,18 @@ mod tests {
         let b = vpc_port_name("eni-sim0000000006");
         assert!(a.len() <= 15 && b.len() <= 15, "{a} {b}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn host_routes_per_family() {
+        assert_eq!(
+            host_route("192.168.252.5".parse().unwrap()),
+            ("-4", "192.168.252.5/32".into(), "192.168.252.5".into())
+        );
+        assert_eq!(
+            host_route("fd00:252::2".parse().unwrap()),
+            ("-6", "fd00:252::2/128".into(), "fd00:252::2".into())
+        );
     }
 
     #[test]

@@ -188,9 +188,7 @@ fn lookup(state: &State, inst: &Instance, path: &str, dir: bool) -> Option<Strin
                     .collect::<Vec<_>>()
                     .join(",")
             )),
-            "ipv6-gateway" => vsw
-                .ipv6_cidr
-                .map(|n| std::net::Ipv6Addr::from(u128::from(n.network()) + 1).to_string()),
+            "ipv6-gateway" => vsw.gateway_v6().map(|g| g.to_string()),
             "vswitch-ipv6-cidr-block" => vsw.ipv6_cidr.map(|n| n.to_string()),
             _ => None,
         };

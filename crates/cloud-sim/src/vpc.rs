@@ -37,6 +37,12 @@ impl VSwitch {
         Ipv4Addr::from(u32::from(self.cidr.broadcast()) - 2)
     }
 
+    /// The IPv6 gateway: the first address after the network's (never handed out).
+    pub fn gateway_v6(&self) -> Option<Ipv6Addr> {
+        self.ipv6_cidr
+            .map(|n| Ipv6Addr::from(u128::from(n.network()) + 1))
+    }
+
     pub fn available(&self) -> u64 {
         let total = 1u64 << (32 - self.cidr.prefix_len());
         total
@@ -118,8 +124,9 @@ impl VSwitch {
         let net = self.v6_net()?;
         let base = u128::from(net.network());
         let mut out = Vec::new();
-        // Host part counts up from 1; a /64 never runs out in an emulator's lifetime.
-        let mut i = 1u128;
+        // Host part counts up from 2 (0 is the network, 1 the gateway); a /64 never runs
+        // out in an emulator's lifetime.
+        let mut i = 2u128;
         while out.len() < n {
             let ip = Ipv6Addr::from(base + i);
             if !net.contains(&ip) {
@@ -137,7 +144,11 @@ impl VSwitch {
     pub fn take_exact_v6(&mut self, ips: &[Ipv6Addr]) -> ApiResult<()> {
         let net = self.v6_net()?;
         for ip in ips {
-            if !net.contains(ip) || self.used6.contains(ip) {
+            if !net.contains(ip)
+                || self.used6.contains(ip)
+                || *ip == net.network()
+                || Some(*ip) == self.gateway_v6()
+            {
                 return Err(ApiError::new(
                     400,
                     "InvalidIpv6Address.Malformed",
@@ -193,5 +204,18 @@ mod tests {
             v.take_v6(1).unwrap_err().code,
             "InvalidVSwitchId.Ipv6NotTurnOn"
         );
+    }
+
+    #[test]
+    fn ipv6_gateway_is_never_handed_out() {
+        let mut v = vsw("10.0.0.0/24");
+        v.ipv6_cidr = Some("fd00:252::/64".parse().unwrap());
+        let gw: Ipv6Addr = "fd00:252::1".parse().unwrap();
+        assert_eq!(v.gateway_v6(), Some(gw));
+        let got = v.take_v6(2).unwrap();
+        assert_eq!(got[0], "fd00:252::2".parse::<Ipv6Addr>().unwrap());
+        assert!(!got.contains(&gw));
+        assert!(v.take_exact_v6(&[gw]).is_err());
+        assert!(v.take_exact_v6(&["fd00:252::".parse().unwrap()]).is_err());
     }
 }
