@@ -2,8 +2,12 @@
 //! namespace, one emulated instance per node (primary IP = the node's underlay address),
 //! so every Available route entry becomes a route of the VPC router namespace, and every
 //! attached ENI a link (its MAC) in its node's namespace, bridged onto the VPC's `br0`.
+//!
+//! Besides the nodes' vSwitch (`vsw-lab`, the underlay) the emulated VPC has the pod
+//! vSwitches of [`POD_VSWITCHES`], dual-stack, whose gateways (`.253`, `…::1`) the VPC
+//! router owns on `br0`: a pod with an ENI address reaches the VPC through them.
 
-use super::topology::{Lab, CLOUD_PORT, VPC_PREFIX};
+use super::topology::{in_ns, Lab, CLOUD_PORT, POD_VSWITCHES, SECURITY_GROUP, VPC_PREFIX};
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -50,12 +54,20 @@ impl Lab {
                 access_key_id: KEY_ID.into(),
                 access_key_secret: KEY_SECRET.into(),
             }],
-            vswitches: vec![VSwitchSpec {
+            vswitches: std::iter::once(VSwitchSpec {
                 id: "vsw-lab".into(),
                 zone: "cn-hangzhou-a".into(),
                 cidr: format!("{VPC_PREFIX}.0/24"),
                 ipv6_cidr: None,
-            }],
+            })
+            .chain(POD_VSWITCHES.iter().map(|v| VSwitchSpec {
+                id: v.id.into(),
+                zone: v.zone.into(),
+                cidr: v.cidr.into(),
+                ipv6_cidr: Some(v.ipv6_cidr.into()),
+            }))
+            .collect(),
+            security_groups: vec![SECURITY_GROUP.into()],
             instances: (1..=nodes)
                 .map(|i| InstanceSpec {
                     id: self.instance_id(i),
@@ -85,7 +97,7 @@ impl Lab {
             0o600,
         )?;
         let vpc = self.vpc_ns();
-        super::topology::in_ns(&vpc, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        self.add_pod_vswitch_gateways()?;
         let log = std::fs::File::create(dir.join("cloud-sim.log"))?;
         let child = Command::new("ip")
             .args(["netns", "exec", &vpc])
@@ -129,6 +141,28 @@ impl Lab {
             "the cloud emulator did not come up on {addr}; see {}",
             dir.join("cloud-sim.log").display()
         )
+    }
+
+    /// The VPC router owns each pod vSwitch's gateways and forwards both families.
+    fn add_pod_vswitch_gateways(&self) -> Result<()> {
+        let vpc = self.vpc_ns();
+        in_ns(&vpc, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])?;
+        for v in POD_VSWITCHES.iter().filter(|v| v.routed) {
+            let net: ipnet::Ipv4Net = v.cidr.parse()?;
+            let gw = std::net::Ipv4Addr::from(u32::from(net.broadcast()) - 2);
+            let net6: ipnet::Ipv6Net = v.ipv6_cidr.parse()?;
+            let gw6 = std::net::Ipv6Addr::from(u128::from(net6.network()) + 1);
+            let (a4, a6) = (
+                format!("{gw}/{}", net.prefix_len()),
+                format!("{gw6}/{}", net6.prefix_len()),
+            );
+            in_ns(&vpc, &["ip", "addr", "add", &a4, "dev", "br0"])?;
+            in_ns(
+                &vpc,
+                &["ip", "-6", "addr", "add", &a6, "dev", "br0", "nodad"],
+            )?;
+        }
+        Ok(())
     }
 
     /// Registers node `i`'s instance with the running emulator (its admin API), for a node

@@ -224,6 +224,7 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         }
     ));
     lab.create_vpc()?;
+    lab.create_host()?;
     let mut st = LabState {
         mode: o.mode,
         store: o.store,

@@ -13,10 +13,51 @@ pub const CLUSTER_CIDR: &str = "10.250.0.0/16";
 /// The simulated VPC: `.1` is the VPC router / an outside host (and etcd), nodes from `.11`.
 pub const VPC_PREFIX: &str = "192.168.250";
 pub const VPC_LEN: u8 = 24;
+/// The VPC host's subnet: the router is `.1` (in the VPC namespace), the host `.2`.
+pub const HOST_PREFIX: &str = "192.168.251";
+pub const HOST_LEN: u8 = 24;
 pub const AGENT_LISTEN: &str = "127.0.0.1:9099";
 pub const ETCD_PORT: u16 = 2379;
 /// The cloud emulator's API and metadata port on the VPC router's address (vpc-route).
 pub const CLOUD_PORT: u16 = 8070;
+/// The security group every lab ENI joins (the emulator knows only this one).
+pub const SECURITY_GROUP: &str = "sg-lab";
+
+/// A vSwitch of the emulated VPC that pods take addresses from (terway).
+pub struct PodVSwitch {
+    pub id: &'static str,
+    pub zone: &'static str,
+    pub cidr: &'static str,
+    pub ipv6_cidr: &'static str,
+    /// The VPC router owns its gateways (`.253`, `…::1`) on `br0`; the other-zone vSwitch
+    /// is there to be refused (an ENI cannot cross zones), so nothing routes to it.
+    pub routed: bool,
+}
+
+/// The nodes are all in `cn-hangzhou-a` (their vSwitch is `vsw-lab`).
+pub const POD_VSWITCHES: [PodVSwitch; 3] = [
+    PodVSwitch {
+        id: "vsw-pod-a",
+        zone: "cn-hangzhou-a",
+        cidr: "192.168.252.0/24",
+        ipv6_cidr: "fd00:252::/64",
+        routed: true,
+    },
+    PodVSwitch {
+        id: "vsw-pod-b",
+        zone: "cn-hangzhou-a",
+        cidr: "192.168.253.0/24",
+        ipv6_cidr: "fd00:253::/64",
+        routed: true,
+    },
+    PodVSwitch {
+        id: "vsw-zone-b",
+        zone: "cn-hangzhou-b",
+        cidr: "192.168.254.0/24",
+        ipv6_cidr: "fd00:254::/64",
+        routed: false,
+    },
+];
 
 #[derive(Debug, Clone)]
 pub struct Lab {
@@ -123,6 +164,15 @@ impl Lab {
     }
     pub fn outside_ip(&self) -> String {
         format!("{VPC_PREFIX}.1")
+    }
+    pub fn host_ns(&self) -> String {
+        format!("{}-host", self.prefix)
+    }
+    pub fn host_ip(&self) -> String {
+        format!("{HOST_PREFIX}.2")
+    }
+    pub fn host_router_ip(&self) -> String {
+        format!("{HOST_PREFIX}.1")
     }
     pub fn node_dir(&self, i: usize) -> PathBuf {
         self.root.join(format!("n{i}"))

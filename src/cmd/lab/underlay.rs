@@ -1,7 +1,8 @@
 //! The simulated VPC: one namespace with a bridge (the VPC's L2 segment; its address is
-//! the VPC router and an outside host), and one namespace per node plugged into it.
+//! the VPC router and an outside host), one namespace per node plugged into it, and the
+//! VPC host: a namespace on a subnet of its own behind the VPC router.
 
-use super::topology::{in_ns, sh, Lab, VPC_LEN};
+use super::topology::{in_ns, sh, Lab, HOST_LEN, VPC_LEN};
 use anyhow::Result;
 
 impl Lab {
@@ -22,6 +23,41 @@ impl Lab {
             ],
         )?;
         in_ns(&vpc, &["ip", "link", "set", "br0", "up"])?;
+        // The VPC router routes between its subnets (the nodes', the VPC host's, pods').
+        in_ns(&vpc, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        Ok(())
+    }
+
+    /// The VPC host: another machine of the VPC on a subnet of its own (a load balancer,
+    /// another ECS instance), routed to the rest of the VPC by the VPC router.
+    pub fn create_host(&self) -> Result<()> {
+        let vpc = self.vpc_ns();
+        let ns = self.host_ns();
+        sh(&["ip", "netns", "add", &ns])?;
+        in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
+        in_ns(
+            &vpc,
+            &[
+                "ip", "link", "add", "host", "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        )?;
+        let router = format!("{}/{HOST_LEN}", self.host_router_ip());
+        in_ns(&vpc, &["ip", "addr", "add", &router, "dev", "host"])?;
+        in_ns(&vpc, &["ip", "link", "set", "host", "up"])?;
+        let me = format!("{}/{HOST_LEN}", self.host_ip());
+        in_ns(&ns, &["ip", "addr", "add", &me, "dev", "eth0"])?;
+        in_ns(&ns, &["ip", "link", "set", "eth0", "up"])?;
+        in_ns(
+            &ns,
+            &[
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &self.host_router_ip(),
+            ],
+        )?;
         Ok(())
     }
 
