@@ -5,7 +5,7 @@
 //! `/healthz`, `/readyz` and `/metrics` on `agent.listen`.
 
 use super::common;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use async_trait::async_trait;
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -35,11 +35,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let config = common::load_config(&args.config)?;
-    if config.backend.kind != BackendKind::Flannel {
-        bail!(
-            "the agent runs the flannel backend only in this build; backend.kind = {:?}",
-            config.backend.kind.as_str()
-        );
+    if config.backend.kind == BackendKind::Terway {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("start the async runtime")?;
+        rt.block_on(super::agent_terway::serve(config))?;
+        return Ok(ExitCode::SUCCESS);
     }
     let mode = match config.flannel.mode {
         FlannelMode::Vxlan => Mode::Vxlan,

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use unicni_cni::{code, result, version, CniError, Command, NetConf, Request, LATEST};
 use unicni_core::{Attachment, AttachmentId, Backend, NodeStatus, PodRef};
 use unicni_flannel::{FlannelBackend, FlannelNetConf};
+use unicni_terway::{TerwayBackend, TerwayNetConf};
 
 pub const PLUGIN_TYPE: &str = "unicni";
 
@@ -101,11 +102,10 @@ fn backend_for(conf: &NetConf) -> Result<Box<dyn Backend>, CniError> {
             let fc = FlannelNetConf::from_json(&conf.raw)?;
             Ok(Box::new(FlannelBackend::new(&conf.name, &fc)?))
         }
-        "terway" => Err(CniError::new(
-            code::NOT_AVAILABLE,
-            "backend \"terway\" is not available in this build",
-            "use backend \"flannel\"",
-        )),
+        "terway" => {
+            let tc = TerwayNetConf::from_json(&conf.raw)?;
+            Ok(Box::new(TerwayBackend::new(&tc)))
+        }
         other => Err(CniError::new(
             code::INVALID_CONFIG,
             format!("invalid network configuration: field \"backend\" = {other:?}"),

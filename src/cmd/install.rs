@@ -2,7 +2,7 @@
 //! config, check the cluster lock, write the conflist and copy the binary.
 
 use super::common::{self, write_atomic};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,10 +25,11 @@ const VXLAN_OVERHEAD_V4: u32 = 50;
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let config = common::load_config(&args.paths.config)?;
-    if config.backend.kind == BackendKind::Terway {
-        bail!("backend.kind = \"terway\" is not available in this build yet; use \"flannel\"");
-    }
     let rt = common::runtime()?;
+    if config.backend.kind == BackendKind::Terway {
+        // Before the lock: a node that cannot host the mode must not create the cluster.
+        rt.block_on(admit_instance(&config))?;
+    }
     let store = rt.block_on(common::open_store_async(&config))?;
     let (lock, created) = rt.block_on(common::check_lock(store.as_ref(), &config))?;
     if created {
@@ -40,6 +41,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         );
     } else {
         eprintln!("config matches the cluster lock in {}", store.describe());
+    }
+    if config.backend.kind == BackendKind::Terway {
+        return finish_terway(&config, &args.paths);
     }
     let node = common::node_name(&config);
     let subnet = match &config.flannel.node_subnet {
@@ -76,6 +80,58 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let bin = install_binary(&args.paths.cni_bin_dir)?;
     eprintln!("installed {}", bin.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a node whose instance type cannot host the configured terway mode or stack
+/// (shared-ENI nodes need more than 11 pods; dual stack needs IPv6 = IPv4 per ENI).
+async fn admit_instance(c: &Config) -> Result<()> {
+    let md = unicni_cloud::MetadataClient::new(c.cloud.metadata_endpoint.as_deref())?;
+    let instance_type = md.instance_type().await.with_context(|| {
+        format!(
+            "backend.kind = \"terway\": learn this node's instance type from the metadata service at {}",
+            md.endpoint()
+        )
+    })?;
+    let cloud = unicni_cloud::from_config(&c.cloud)
+        .await
+        .context("backend.kind = \"terway\" needs the [cloud] section")?;
+    let limits = unicni_terway::agent::limits_of(&cloud, &instance_type).await?;
+    unicni_terway::agent::admit(&limits, c.terway.mode, c.cluster.ip_stack)
+        .map_err(|why| anyhow::anyhow!("this node cannot join: {why}"))
+}
+
+fn finish_terway(config: &Config, paths: &common::NodePaths) -> Result<ExitCode> {
+    let version = conflist_version(config, &paths.cni_bin_dir);
+    let conflist = conflist_terway(config, &version);
+    let conf_path = paths.cni_conf_dir.join(&config.cni.conf_name);
+    write_atomic(
+        &conf_path,
+        serde_json::to_string_pretty(&conflist)?.as_bytes(),
+        0o644,
+    )?;
+    eprintln!(
+        "wrote {} (terway {}, addresses from the agent on {})",
+        conf_path.display(),
+        config.terway.mode.as_str(),
+        unicni_terway::server::socket_path(Path::new(&config.node.run_dir)).display()
+    );
+    let bin = install_binary(&paths.cni_bin_dir)?;
+    eprintln!("installed {}", bin.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The terway conflist: the plugin only needs the agent's socket and the mode.
+pub fn conflist_terway(c: &Config, version: &str) -> Value {
+    let first = json!({
+        "type": crate::cmd::cni::PLUGIN_TYPE,
+        "backend": "terway",
+        "mode": c.terway.mode.as_str(),
+        "socket": unicni_terway::server::socket_path(Path::new(&c.node.run_dir)),
+        "timeoutSeconds": c.terway.agent_timeout_seconds,
+    });
+    let mut list = conflist(c, None, 1500, version);
+    list["plugins"][0] = first;
+    list
 }
 
 /// The plugin list the runtime executes: unicni first, then the configured chain.

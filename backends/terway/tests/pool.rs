@@ -1,0 +1,497 @@
+//! The ENI pool against the cloud emulator started in-process, through the real cloud
+//! and metadata clients. The node's links are the only thing stood in for: an ENI's link
+//! "appears" once the metadata service lists the ENI (tests/datapath.rs covers links).
+
+use async_trait::async_trait;
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use unicni_cloud::{Cloud, MetadataClient, PollPolicy};
+use unicni_cloud_sim::{
+    CloudSim, FaultConfig, FaultSpec, InstanceSpec, RunningSim, SimConfig, VSwitchSpec,
+};
+use unicni_core::{AttachmentId, PodRef};
+use unicni_terway::datapath::EniLink;
+use unicni_terway::node::{EniView, HostNode, Node};
+use unicni_terway::podinfo::PodInfo;
+use unicni_terway::pool::{Pool, PoolError, PoolParams};
+use unicni_terway::proto::EniInfo;
+use unicni_terway::state::StateFile;
+
+const INSTANCE: &str = "i-pool-1";
+
+struct SimNode {
+    md: HostNode,
+}
+
+#[async_trait]
+impl Node for SimNode {
+    async fn eni_link(&self, eni: &EniInfo, _shared: bool) -> unicni_core::Result<Option<EniLink>> {
+        let macs = self.md.metadata.macs().await.unwrap_or_default();
+        Ok(macs
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&eni.mac))
+            .then(|| EniLink {
+                name: format!("eth-{}", &eni.id[eni.id.len() - 3..]),
+                ifindex: 10 + eni.id.len() as u32,
+            }))
+    }
+    async fn metadata(&self, mac: &str) -> unicni_core::Result<Option<EniView>> {
+        self.md.metadata(mac).await
+    }
+    fn netns_exists(&self, path: &str) -> bool {
+        std::path::Path::new(path).exists()
+    }
+}
+
+fn vsw(id: &str, zone: &str, cidr: &str) -> VSwitchSpec {
+    VSwitchSpec {
+        id: id.into(),
+        zone: zone.into(),
+        cidr: cidr.into(),
+        ipv6_cidr: Some(format!("fd00:{}::/64", &cidr.split('.').nth(2).unwrap())),
+    }
+}
+
+async fn sim(faults: FaultConfig) -> RunningSim {
+    let cfg = SimConfig {
+        vswitches: vec![
+            vsw("vsw-node", "cn-hangzhou-a", "192.168.0.0/24"),
+            vsw("vsw-pod-a", "cn-hangzhou-a", "192.168.10.0/24"),
+            vsw("vsw-pod-b", "cn-hangzhou-a", "192.168.11.0/24"),
+            // 8 addresses, 4 reserved by the vendor: 4 usable.
+            vsw("vsw-tiny", "cn-hangzhou-a", "192.168.12.0/29"),
+            vsw("vsw-zone-b", "cn-hangzhou-b", "192.168.13.0/24"),
+        ],
+        instances: vec![InstanceSpec {
+            id: INSTANCE.into(),
+            instance_type: "ecs.g7.large".into(),
+            vswitch_id: "vsw-node".into(),
+            primary_ip: Some("192.168.0.11".into()),
+            metadata_addresses: vec![],
+            ram_role: None,
+        }],
+        attach_delay_ms: 50,
+        detach_delay_ms: 50,
+        faults,
+        ..Default::default()
+    };
+    CloudSim::new(cfg, None)
+        .unwrap()
+        .start("127.0.0.1:0".parse::<SocketAddr>().unwrap())
+        .await
+        .unwrap()
+}
+
+async fn cloud(s: &RunningSim) -> Arc<dyn Cloud> {
+    let cfg = unicni_config::CloudConfig {
+        region: Some("cn-hangzhou".into()),
+        endpoint: Some(s.endpoint()),
+        access_key_id: Some("unicni-sim".into()),
+        access_key_secret: Some("unicni-sim-secret".into()),
+        ..Default::default()
+    };
+    Arc::new(unicni_cloud::from_config(&cfg).await.unwrap())
+}
+
+fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
+    PoolParams {
+        instance_id: INSTANCE.into(),
+        zone: "cn-hangzhou-a".into(),
+        cluster: "test".into(),
+        limits: unicni_capacity::InstanceTypeTable::builtin()
+            .get("ecs.g7.large")
+            .cloned()
+            .unwrap(),
+        exclusive: false,
+        dual: false,
+        vswitches: vswitches.iter().map(|s| s.to_string()).collect(),
+        security_groups: vec!["sg-sim".into()],
+        min,
+        max,
+        hold: Duration::from_secs(300),
+        mtu: 1500,
+        node_ips: vec![],
+        service_cidrs: vec![],
+        attach: PollPolicy {
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(10),
+        },
+        visible_timeout: Duration::from_secs(5),
+    }
+}
+
+async fn pool(s: &RunningSim, p: PoolParams, dir: &std::path::Path) -> Pool {
+    let node = Arc::new(SimNode {
+        md: HostNode {
+            metadata: Arc::new(MetadataClient::new(Some(&s.metadata_endpoint(INSTANCE))).unwrap()),
+        },
+    });
+    Pool::start(p, cloud(s).await, node, StateFile::new(dir))
+        .await
+        .unwrap()
+}
+
+fn pod(name: &str) -> PodRef {
+    PodRef {
+        namespace: Some("default".into()),
+        name: Some(name.into()),
+        uid: None,
+    }
+}
+
+fn id(n: usize) -> AttachmentId {
+    AttachmentId::new(format!("c{n}"), "eth0")
+}
+
+/// Every IPv4 address the emulator has on this node's secondary ENIs.
+fn cloud_ips(s: &RunningSim) -> BTreeSet<Ipv4Addr> {
+    s.sim
+        .snapshot()
+        .enis
+        .values()
+        .filter(|e| e.instance_id.as_deref() == Some(INSTANCE) && e.eni_type == "Secondary")
+        .flat_map(|e| std::iter::once(e.primary_ip).chain(e.secondary_ips.iter().copied()))
+        .collect()
+}
+
+fn leaked_enis(s: &RunningSim) -> usize {
+    s.sim
+        .snapshot()
+        .enis
+        .values()
+        .filter(|e| e.status == "Available")
+        .count()
+}
+
+#[tokio::test]
+async fn warm_pool_grows_to_min_hands_out_distinct_ips_and_shrinks_to_max() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, params(&["vsw-pod-a"], 2, 3), dir.path()).await;
+    p.maintain().await.unwrap();
+    assert!(p.stats().await.idle >= 2, "{:?}", p.stats().await);
+    let mut got = BTreeSet::new();
+    for n in 0..8 {
+        let net = p
+            .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+            .await
+            .unwrap();
+        let ip = net.ipv4.unwrap();
+        assert!("192.168.10.0/24"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&ip));
+        assert!(got.insert(ip), "{ip} handed out twice");
+        assert_eq!(
+            net.eni.gateway,
+            "192.168.10.253".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+    // 8 pods on 6-address ENIs: a second ENI was created and attached.
+    assert_eq!(p.stats().await.enis, 2);
+    // Asking again for the same attachment returns the same address.
+    let again = p
+        .allocate(&id(0), &pod("p0"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    assert!(got.contains(&again.ipv4.unwrap()));
+    for n in 0..8 {
+        assert!(p.release(&id(n)).await.unwrap());
+    }
+    p.maintain().await.unwrap();
+    let st = p.stats().await;
+    assert!(st.idle <= 3, "pool above max after maintain: {st:?}");
+    assert_eq!(cloud_ips(&s).len(), st.idle, "cloud and pool disagree");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn fixed_ip_comes_back_to_the_same_pod_name_and_expires() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pp = params(&["vsw-pod-a"], 0, 10);
+    let p = pool(&s, pp.clone(), dir.path()).await;
+    let fixed = PodInfo {
+        fixed_ip: true,
+        ..Default::default()
+    };
+    let a = p
+        .allocate(&id(1), &pod("db-0"), None, &fixed)
+        .await
+        .unwrap();
+    p.release(&id(1)).await.unwrap();
+    // Someone else asks meanwhile: the held address is not theirs.
+    let other = p
+        .allocate(&id(2), &pod("web"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    assert_ne!(other.ipv4, a.ipv4);
+    let b = p
+        .allocate(&id(3), &pod("db-0"), None, &fixed)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.ipv4, b.ipv4,
+        "re-created fixed-IP pod must get its address back"
+    );
+    drop(p);
+    // A zero hold expires at the next maintenance pass; the name then gets any address.
+    pp.hold = Duration::ZERO;
+    let p = pool(&s, pp, dir.path()).await;
+    p.release(&id(3)).await.unwrap();
+    assert_eq!(p.stats().await.held, 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.held, 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pinned_vswitch_is_honoured_and_bad_ones_are_refused_clearly() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, params(&["vsw-pod-a"], 0, 10), dir.path()).await;
+    let pin = |v: &str| PodInfo {
+        vswitches: vec![v.into()],
+        ..Default::default()
+    };
+    let net = p
+        .allocate(&id(1), &pod("pinned"), None, &pin("vsw-pod-b"))
+        .await
+        .unwrap();
+    assert!("192.168.11.0/24"
+        .parse::<ipnet::Ipv4Net>()
+        .unwrap()
+        .contains(&net.ipv4.unwrap()));
+    assert_eq!(net.eni.vswitch_id, "vsw-pod-b");
+    match p
+        .allocate(&id(2), &pod("z"), None, &pin("vsw-zone-b"))
+        .await
+    {
+        Err(PoolError::Invalid(m)) => assert!(m.contains("zone cn-hangzhou-b"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match p.allocate(&id(3), &pod("u"), None, &pin("vsw-nope")).await {
+        Err(PoolError::Invalid(m)) => assert!(
+            m.contains("vsw-nope") && m.contains("does not exist"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_vswitch_out_of_ips_is_skipped_then_the_pool_says_exhausted() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, params(&["vsw-tiny", "vsw-pod-b"], 0, 20), dir.path()).await;
+    let mut got = BTreeSet::new();
+    // ecs.g7.large: 2 secondary ENIs × 6 = 12 pods; vsw-tiny has 4 addresses.
+    for n in 0..12 {
+        let net = p
+            .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+            .await
+            .unwrap_or_else(|e| panic!("pod {n}: {e}"));
+        assert!(got.insert(net.ipv4.unwrap()));
+    }
+    match p
+        .allocate(&id(99), &pod("one-too-many"), None, &PodInfo::default())
+        .await
+    {
+        Err(PoolError::Exhausted(m)) => assert!(m.contains("ecs.g7.large"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn throttling_and_failures_never_duplicate_and_gc_leaves_no_leak() {
+    let spec = FaultSpec {
+        throttle_rate: 0.3,
+        failure_rate: 0.2,
+        latency_ms: 0,
+    };
+    let s = sim(FaultConfig {
+        default: spec,
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Arc::new(SimNode {
+        md: HostNode {
+            metadata: Arc::new(MetadataClient::new(Some(&s.metadata_endpoint(INSTANCE))).unwrap()),
+        },
+    });
+    // Starting may itself fail under faults; an agent retries, so does the test.
+    let p = loop {
+        match Pool::start(
+            params(&["vsw-pod-a"], 0, 2),
+            cloud(&s).await,
+            node.clone(),
+            StateFile::new(dir.path()),
+        )
+        .await
+        {
+            Ok(p) => break Arc::new(p),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let mut handed = Vec::new();
+    for n in 0..10 {
+        // The plugin turns a failure into "try again"; the runtime retries.
+        for _attempt in 0..20 {
+            match p
+                .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+                .await
+            {
+                Ok(net) => {
+                    handed.push(net.ipv4.unwrap());
+                    break;
+                }
+                Err(PoolError::Exhausted(e)) => panic!("pod {n}: {e}"),
+                Err(_) => {}
+            }
+        }
+    }
+    assert_eq!(handed.len(), 10, "every pod got an address within 20 tries");
+    let distinct: BTreeSet<_> = handed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        handed.len(),
+        "duplicate address under faults: {handed:?}"
+    );
+    for n in 0..10 {
+        p.release(&id(n)).await.unwrap();
+    }
+    s.sim.set_faults(FaultConfig::default()).unwrap();
+    // After garbage collection with the faults gone: nothing beyond pool.max, no ENI
+    // left unattached, and the cloud holds exactly what the pool knows.
+    for _ in 0..3 {
+        p.maintain().await.unwrap();
+    }
+    let st = p.stats().await;
+    assert!(st.idle <= 2, "{st:?}");
+    assert_eq!(cloud_ips(&s).len(), st.idle);
+    assert_eq!(leaked_enis(&s), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn agent_killed_mid_allocation_restarts_without_duplicates_or_leaks() {
+    let s = sim(FaultConfig {
+        default: FaultSpec {
+            latency_ms: 30,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(pool(&s, params(&["vsw-pod-a"], 0, 3), dir.path()).await);
+    let first = p
+        .allocate(&id(0), &pod("p0"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    // Kill the allocation of many pods at several points of its cloud calls.
+    for cut_ms in [5u64, 40, 80, 150] {
+        let p2 = p.clone();
+        let task = tokio::spawn(async move {
+            for n in 1..12 {
+                let _ = p2
+                    .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+                    .await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(cut_ms)).await;
+        task.abort();
+        let _ = task.await;
+    }
+    let before: Vec<(Ipv4Addr, Option<String>)> = p.addresses().await;
+    drop(p);
+    // The restarted agent: same state file, the cloud as the crash left it.
+    let p = pool(&s, params(&["vsw-pod-a"], 0, 3), dir.path()).await;
+    let again = p
+        .allocate(&id(0), &pod("p0"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        again.ipv4, first.ipv4,
+        "a running pod's address changed across the restart"
+    );
+    let mut seen = BTreeSet::new();
+    seen.insert(first.ipv4.unwrap());
+    for n in 20..26 {
+        let net = p
+            .allocate(&id(n), &pod(&format!("q{n}")), None, &PodInfo::default())
+            .await
+            .unwrap();
+        assert!(seen.insert(net.ipv4.unwrap()), "duplicate after restart");
+    }
+    // Holders from before the crash keep what they had; nobody else got those addresses.
+    for (ip, holder) in before {
+        if let Some(h) = holder {
+            let owners: Vec<_> = p
+                .addresses()
+                .await
+                .into_iter()
+                .filter(|(i, _)| *i == ip)
+                .collect();
+            assert!(
+                owners.iter().all(|(_, o)| o.as_deref() == Some(h.as_str())),
+                "{ip}: {owners:?}"
+            );
+        }
+    }
+    for n in (0..12).chain(20..26) {
+        p.release(&id(n)).await.unwrap();
+    }
+    p.maintain().await.unwrap();
+    p.maintain().await.unwrap();
+    let st = p.stats().await;
+    assert_eq!(st.in_use, 0);
+    assert!(st.idle <= 3, "{st:?}");
+    assert_eq!(
+        cloud_ips(&s).len(),
+        st.idle,
+        "the cloud holds addresses the pool forgot"
+    );
+    assert_eq!(leaked_enis(&s), 0, "an ENI was left unattached");
+    s.stop().await;
+}
+
+#[test]
+fn small_instance_types_are_refused_with_the_reason() {
+    let t = unicni_capacity::InstanceTypeTable::builtin();
+    let small = t.get("ecs.g6.large").unwrap();
+    let e = unicni_terway::agent::admit(
+        small,
+        unicni_config::TerwayMode::SharedEni,
+        unicni_config::IpStack::Ipv4,
+    )
+    .unwrap_err();
+    assert!(e.contains("6 pods") && e.contains("more than 11"), "{e}");
+    assert!(unicni_terway::agent::admit(
+        small,
+        unicni_config::TerwayMode::ExclusiveEni,
+        unicni_config::IpStack::Ipv4
+    )
+    .is_ok());
+    let g6x = t.get("ecs.g6.xlarge").unwrap();
+    let e = unicni_terway::agent::admit(
+        g6x,
+        unicni_config::TerwayMode::SharedEni,
+        unicni_config::IpStack::Dual,
+    )
+    .unwrap_err();
+    assert!(e.contains("IPv6"), "{e}");
+    let g7 = t.get("ecs.g7.large").unwrap();
+    assert!(unicni_terway::agent::admit(
+        g7,
+        unicni_config::TerwayMode::SharedEni,
+        unicni_config::IpStack::Dual
+    )
+    .is_ok());
+}

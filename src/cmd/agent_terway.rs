@@ -1,0 +1,137 @@
+//! `unicni agent` with `backend.kind = "terway"`: the ENI pool behind the plugin's socket,
+//! plus `/healthz`, `/readyz` (with the reason when not ready) and `/metrics`.
+
+use super::common;
+use anyhow::{Context, Result};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response};
+use std::sync::Arc;
+use unicni_cloud::{Cloud, MetadataClient};
+use unicni_config::Config;
+use unicni_terway::agent::{AgentReport, TerwayAgent};
+use unicni_terway::podinfo::ManifestDir;
+use unicni_terway::server::{NoPodInfo, PodLookup};
+
+pub async fn serve(config: Config) -> Result<()> {
+    let store = common::open_store_async(&config).await?;
+    let (lock, created) = common::check_lock(store.as_ref(), &config).await?;
+    tracing::info!(store = %store.describe(), created, backend = %lock.backend, mode = %lock.mode, "config matches the cluster lock");
+    let metadata = Arc::new(
+        MetadataClient::new(config.cloud.metadata_endpoint.as_deref())
+            .context("the [cloud] section's metadata_endpoint")?,
+    );
+    let cloud: Arc<dyn Cloud> = Arc::new(unicni_cloud::from_config(&config.cloud).await.context(
+        "backend.kind = \"terway\" needs the [cloud] section (endpoint, region, credentials)",
+    )?);
+    let pods: Arc<dyn PodLookup> = match &config.terway.pod_info_dir {
+        Some(dir) => Arc::new(ManifestDir::new(dir)),
+        None => {
+            tracing::warn!("terway.pod_info_dir is unset: pod annotations (vSwitch, security group, fixed IP) are not read");
+            Arc::new(NoPodInfo)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(&config.agent.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "listen on agent.listen = {:?} (is another agent running?)",
+                config.agent.listen
+            )
+        })?;
+    let agent = TerwayAgent::start(&config, cloud, metadata, pods)
+        .await
+        .context("start the terway agent")?;
+    eprintln!(
+        "agent: terway {} serving the plugin on {}",
+        config.terway.mode.as_str(),
+        agent.socket().display()
+    );
+    let report = agent.report.clone();
+    tokio::spawn(http(listener, report));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    // Pods keep their addresses: the pool and the state file stay for the next start.
+    let _ = std::fs::remove_file(agent.socket());
+    Ok(())
+}
+
+async fn http(listener: tokio::net::TcpListener, report: Arc<std::sync::Mutex<AgentReport>>) {
+    loop {
+        let Ok((conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let report = report.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let r = report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                async move { Ok::<_, std::convert::Infallible>(respond(req.uri().path(), &r)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(conn), svc)
+                .await;
+        });
+    }
+}
+
+fn metrics(r: &AgentReport) -> String {
+    let mut out = String::new();
+    let mut m = |name: &str, help: &str, v: u64| {
+        out.push_str(&format!(
+            "# HELP unicni_agent_{name} {help}\n# TYPE unicni_agent_{name} gauge\nunicni_agent_{name} {v}\n"
+        ));
+    };
+    m("ready", "1 while the CNI plugin may add pods", r.ready as u64);
+    m(
+        "pod_capacity",
+        "Pods this node can host in its terway mode (instance-type limits)",
+        r.capacity,
+    );
+    m("enis", "Secondary ENIs attached for pods", r.stats.enis as u64);
+    m(
+        "pool_idle",
+        "Idle addresses (shared) or ENIs (exclusive) ready for pods",
+        r.stats.idle as u64,
+    );
+    m("pool_in_use", "Attachments holding addresses", r.stats.in_use as u64);
+    m(
+        "fixed_ip_holds",
+        "Fixed addresses held for deleted pods",
+        r.stats.held as u64,
+    );
+    m(
+        "pool_maintain_errors",
+        "Failed pool maintenance passes",
+        r.maintain_errors,
+    );
+    out.push_str("# EOF\n");
+    out
+}
+
+fn respond(path: &str, r: &AgentReport) -> Response<Full<Bytes>> {
+    let (code, body) = match path {
+        "/healthz" => (200, "ok\n".to_string()),
+        "/readyz" if r.ready => (
+            200,
+            format!(
+                "ready: {} pods on {} ({} idle, {} in use)\n",
+                r.capacity, r.instance_type, r.stats.idle, r.stats.in_use
+            ),
+        ),
+        "/readyz" => (503, format!("not ready: {}\n", r.reason)),
+        "/metrics" => (200, metrics(r)),
+        _ => (
+            404,
+            "not found; try /healthz, /readyz or /metrics\n".to_string(),
+        ),
+    };
+    Response::builder()
+        .status(code)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response")
+}
