@@ -10,7 +10,7 @@ use std::sync::Arc;
 use unicni_cloud::{Cloud, MetadataClient};
 use unicni_config::Config;
 use unicni_terway::agent::{AgentReport, TerwayAgent};
-use unicni_terway::podinfo::ManifestDir;
+use unicni_terway::podinfo::{ManifestDir, PodInfo};
 use unicni_terway::server::{NoPodInfo, PodLookup};
 
 pub async fn serve(config: Config) -> Result<()> {
@@ -26,8 +26,16 @@ pub async fn serve(config: Config) -> Result<()> {
     )?);
     let pods: Arc<dyn PodLookup> = match &config.terway.pod_info_dir {
         Some(dir) => Arc::new(ManifestDir::new(dir)),
+        None if config.store.kubeconfig.is_some()
+            || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() =>
+        {
+            let kc = config.store.kubeconfig.as_deref().map(std::path::Path::new);
+            Arc::new(KubePods {
+                client: unicni_store::kube::client(kc).await?,
+            })
+        }
         None => {
-            tracing::warn!("terway.pod_info_dir is unset: pod annotations (vSwitch, security group, fixed IP) are not read");
+            tracing::warn!("terway.pod_info_dir is unset and no Kubernetes API is configured: pod annotations (vSwitch, security group, fixed IP) are not read");
             Arc::new(NoPodInfo)
         }
     };
@@ -60,6 +68,47 @@ pub async fn serve(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Pod and namespace annotations from the Kubernetes API (GET per ADD: the pod exists
+/// before its sandbox does, and a cache would miss a pod created a moment ago).
+struct KubePods {
+    client: kube::Client,
+}
+
+#[async_trait::async_trait]
+impl PodLookup for KubePods {
+    async fn lookup(&self, pod: &unicni_core::PodRef) -> std::result::Result<PodInfo, String> {
+        use k8s_openapi::api::core::v1::{Namespace, Pod};
+        let (Some(ns), Some(name)) = (pod.namespace.as_deref(), pod.name.as_deref()) else {
+            return Ok(PodInfo::default());
+        };
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), ns);
+        let p = pods
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("GET pod {ns}/{name}: {e}"))?;
+        let nss: kube::Api<Namespace> = kube::Api::all(self.client.clone());
+        let n = nss
+            .get_opt(ns)
+            .await
+            .map_err(|e| format!("GET namespace {ns}: {e}"))?;
+        let empty = std::collections::BTreeMap::new();
+        let ns_ann = n
+            .as_ref()
+            .and_then(|n| n.metadata.annotations.as_ref())
+            .unwrap_or(&empty);
+        let pod_ann = p
+            .as_ref()
+            .and_then(|p| p.metadata.annotations.as_ref())
+            .unwrap_or(&empty);
+        let owners: Vec<String> = p
+            .as_ref()
+            .and_then(|p| p.metadata.owner_references.as_ref())
+            .map(|o| o.iter().map(|r| r.kind.clone()).collect())
+            .unwrap_or_default();
+        Ok(unicni_terway::podinfo::resolve(pod_ann, ns_ann, &owners))
+    }
+}
+
 async fn http(listener: tokio::net::TcpListener, report: Arc<std::sync::Mutex<AgentReport>>) {
     loop {
         let Ok((conn, _)) = listener.accept().await else {
@@ -85,19 +134,31 @@ fn metrics(r: &AgentReport) -> String {
             "# HELP unicni_agent_{name} {help}\n# TYPE unicni_agent_{name} gauge\nunicni_agent_{name} {v}\n"
         ));
     };
-    m("ready", "1 while the CNI plugin may add pods", r.ready as u64);
+    m(
+        "ready",
+        "1 while the CNI plugin may add pods",
+        r.ready as u64,
+    );
     m(
         "pod_capacity",
         "Pods this node can host in its terway mode (instance-type limits)",
         r.capacity,
     );
-    m("enis", "Secondary ENIs attached for pods", r.stats.enis as u64);
+    m(
+        "enis",
+        "Secondary ENIs attached for pods",
+        r.stats.enis as u64,
+    );
     m(
         "pool_idle",
         "Idle addresses (shared) or ENIs (exclusive) ready for pods",
         r.stats.idle as u64,
     );
-    m("pool_in_use", "Attachments holding addresses", r.stats.in_use as u64);
+    m(
+        "pool_in_use",
+        "Attachments holding addresses",
+        r.stats.in_use as u64,
+    );
     m(
         "fixed_ip_holds",
         "Fixed addresses held for deleted pods",
