@@ -8,12 +8,17 @@
 
 pub mod error;
 pub mod events;
+pub mod links;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod overlay;
+pub mod routes;
+pub mod rules;
 pub mod sysctl;
 
 pub use error::{NetError, Result};
 pub use netlink::{LinkInfo, Netlink, VethSpec};
 pub use netns::NetNs;
+pub use routes::{RouteSpec, TableRoute};
+pub use rules::Rule;
