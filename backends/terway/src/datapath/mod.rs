@@ -1,8 +1,30 @@
 //! The pod datapaths of the terway backend (the plugin side) and the ENI links they
 //! route through (the agent side).
+//!
+//! Everything runs in the node's network namespace (the calling thread's); the pod's
+//! namespace is `att.netns`. Names are derived from the attachment ([`names`]), so DEL
+//! and GC need no saved state:
+//!
+//! - shared ENI: veth `tw<hash>` ↔ `ifname`; the pod has its /32 (/128) and
+//!   `default via 169.254.1.1` (`fe80::1`) resolved by a permanent neighbour to the host
+//!   veth's MAC; the host has `podIP dev tw<hash>`, rule 512 `to podIP lookup main` and
+//!   rule 2048 `from podIP lookup <ENI table>`, whose default route leaves by the ENI.
+//! - exclusive ENI: the ENI's link moves into the pod as `ifname`; a veth
+//!   (`v<ifname>` in the pod) carries traffic to the node's addresses and services.
 
-use crate::proto::{EniInfo, PodNetwork};
+mod eni_link;
+mod exclusive;
+pub mod names;
+mod shared;
+mod veth;
+
+use crate::proto::{EniInfo, PodMode, PodNetwork};
+use ipnet::IpNet;
+use std::collections::HashSet;
+use std::net::IpAddr;
 use unicni_core::{Attachment, AttachmentId, Error, NetworkResult, Result};
+use unicni_net::netlink::AddressFamily;
+use unicni_net::{NetError, NetNs, Netlink};
 
 /// An ENI's link on the node, found by its MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,36 +33,137 @@ pub struct EniLink {
     pub ifindex: u32,
 }
 
+pub(crate) fn kernel(e: NetError) -> Error {
+    Error::Kernel(e.to_string())
+}
+
+/// `ip/32` or `ip/128`.
+pub(crate) fn host_prefix(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
+
+pub(crate) fn default_route(of: IpAddr) -> IpNet {
+    match of {
+        IpAddr::V4(_) => "0.0.0.0/0".parse().expect("constant"),
+        IpAddr::V6(_) => "::/0".parse().expect("constant"),
+    }
+}
+
+/// `CheckFailed` naming everything in `gaps`, or Ok when there is nothing.
+pub(crate) fn missing(id: &AttachmentId, gaps: Vec<String>) -> Result<()> {
+    if gaps.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::CheckFailed(format!(
+            "{id}: missing {}",
+            gaps.join("; ")
+        )))
+    }
+}
+
+fn pod_netns(att: &Attachment) -> Result<NetNs> {
+    let path = att
+        .netns
+        .as_deref()
+        .ok_or_else(|| Error::InvalidConfig("no network namespace given".into()))?;
+    NetNs::open(path).map_err(kernel)
+}
+
 /// Wires the pod: a veth with policy routing (shared) or the whole ENI (exclusive).
-pub async fn setup(_att: &Attachment, _net: &PodNetwork) -> Result<NetworkResult> {
-    Err(Error::Kernel("terway datapath not built yet".into()))
+pub async fn setup(att: &Attachment, net: &PodNetwork) -> Result<NetworkResult> {
+    let ns = pod_netns(att)?;
+    match net.mode {
+        PodMode::Shared => shared::setup(att, net, &ns).await,
+        PodMode::Exclusive => exclusive::setup(att, net, &ns).await,
+    }
 }
 
 /// Removes what `setup` made; idempotent, and works without `net` (agent down).
-pub async fn teardown(_att: &Attachment, _net: Option<&PodNetwork>) -> Result<()> {
-    Ok(())
+pub async fn teardown(att: &Attachment, net: Option<&PodNetwork>) -> Result<()> {
+    // A pod namespace that is gone took its veth end with it, and the kernel gave a
+    // physical ENI back to the node: only the host side is left.
+    let ns = att.netns.as_deref().and_then(|p| match NetNs::open(p) {
+        Ok(ns) => Some(ns),
+        Err(e) => {
+            tracing::debug!(error = %e, "pod namespace gone; cleaning the host side only");
+            None
+        }
+    });
+    let returned = match &ns {
+        Some(ns) => {
+            let mac = net
+                .filter(|n| n.mode == PodMode::Exclusive)
+                .map(|n| n.eni.mac.as_str());
+            exclusive::give_back(ns, mac).await
+        }
+        None => Ok(()),
+    };
+    // The host side goes even when the ENI could not be given back (that error wins).
+    let host = Netlink::current().map_err(kernel)?;
+    let known = net
+        .filter(|n| n.mode == PodMode::Shared)
+        .map(shared::pod_ips)
+        .unwrap_or_default();
+    let host_side = veth::remove_host(&host, &names::host_veth(&att.id), &known).await;
+    returned?;
+    host_side.map(|_| ())
 }
 
-pub async fn check(_att: &Attachment, _net: &PodNetwork) -> Result<()> {
-    Ok(())
+pub async fn check(att: &Attachment, net: &PodNetwork) -> Result<()> {
+    let ns = pod_netns(att)?;
+    match net.mode {
+        PodMode::Shared => shared::check(att, net, &ns).await,
+        PodMode::Exclusive => exclusive::check(att, net, &ns).await,
+    }
 }
 
 /// Removes host veths of attachments not in `valid`.
-pub async fn collect_garbage(_valid: &[AttachmentId]) -> Result<usize> {
-    Ok(0)
+pub async fn collect_garbage(valid: &[AttachmentId]) -> Result<usize> {
+    let host = Netlink::current().map_err(kernel)?;
+    let keep: HashSet<String> = valid.iter().map(names::host_veth).collect();
+    // Rules are read before routes: setup adds a pod's route before its rules, so a rule
+    // seen here whose address has no route afterwards is a leftover, not an ADD underway.
+    let mut rules = host.rules(AddressFamily::Inet).await.map_err(kernel)?;
+    rules.extend(host.rules(AddressFamily::Inet6).await.map_err(kernel)?);
+    let links = host.links().await.map_err(kernel)?;
+    let mut removed = 0;
+    let mut live_ips = Vec::new();
+    for l in &links {
+        if !names::is_host_veth(&l.name) || l.kind.as_deref() != Some("veth") {
+            continue;
+        }
+        if keep.contains(&l.name) {
+            live_ips.extend(veth::routed_ips(&host, l.index).await?);
+        } else if veth::remove_host(&host, &l.name, &[]).await? {
+            tracing::info!(veth = %l.name, "removed the host veth of a departed attachment");
+            removed += 1;
+        }
+    }
+    for r in &rules {
+        if let Some(ip) = veth::is_pod_rule(r) {
+            if !live_ips.contains(&ip) {
+                host.delete_rule(r).await.map_err(kernel)?;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Node-wide settings: forwarding (IPv4, and IPv6 when `dual`).
-pub async fn prepare_node(_dual: bool) -> Result<()> {
-    Ok(())
+pub async fn prepare_node(dual: bool) -> Result<()> {
+    eni_link::prepare_node(dual)
 }
 
 /// The ENI's link, when present on the node (the current namespace).
-pub async fn find_eni_link(_mac: &str) -> Result<Option<EniLink>> {
-    Ok(None)
+pub async fn find_eni_link(mac: &str) -> Result<Option<EniLink>> {
+    let host = Netlink::current().map_err(kernel)?;
+    Ok(eni_link::find(&host, mac).await?.map(|l| EniLink {
+        name: l.name,
+        ifindex: l.index,
+    }))
 }
 
 /// Brings the ENI's link up and gives it its routing table (shared mode).
-pub async fn prepare_eni(_eni: &EniInfo, _shared: bool) -> Result<EniLink> {
-    Err(Error::Kernel("terway datapath not built yet".into()))
+pub async fn prepare_eni(eni: &EniInfo, shared: bool) -> Result<EniLink> {
+    eni_link::prepare(eni, shared).await
 }

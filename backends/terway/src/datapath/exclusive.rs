@@ -1,0 +1,326 @@
+//! Exclusive-ENI pods: the ENI's link moves into the pod and becomes its interface; a
+//! veth carries the pod's traffic to the node and to services.
+//!
+//! The ENI is marked with an alias before it moves (see [`names::eni_alias`]), so a DEL
+//! without the agent, or after an ADD that failed half-way, still finds it and gives it
+//! back to the node under its old name.
+
+use super::names::{self, GATEWAY_V4, GATEWAY_V6};
+use super::veth::{self, Veth};
+use super::{default_route, host_prefix, kernel, missing};
+use crate::proto::PodNetwork;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use unicni_core::{
+    Attachment, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
+};
+use unicni_net::rules::TABLE_MAIN;
+use unicni_net::{LinkInfo, NetNs, Netlink, RouteSpec};
+
+/// The ENI's addresses in the pod: the primary IP with the vSwitch prefix, and the IPv6
+/// address with the IPv6 vSwitch prefix (/128 when none is known).
+fn eni_addresses(net: &PodNetwork) -> Vec<(IpNet, Option<IpAddr>)> {
+    let mut out = vec![(
+        IpNet::new(net.eni.primary_ip.into(), net.eni.cidr.prefix_len()).expect("valid prefix"),
+        Some(IpAddr::V4(net.eni.gateway)),
+    )];
+    if let Some(v6) = net.ipv6 {
+        let len = net.eni.cidr_v6.map(|c| c.prefix_len()).unwrap_or(128);
+        out.push((
+            IpNet::new(v6.into(), len).expect("valid prefix"),
+            net.eni.gateway_v6.map(IpAddr::V6),
+        ));
+    }
+    out
+}
+
+fn by_mac<'a>(links: &'a [LinkInfo], mac: &str) -> Option<&'a LinkInfo> {
+    links.iter().find(|l| l.mac.eq_ignore_ascii_case(mac))
+}
+
+/// Moves the ENI into the pod as `ifname`; returns its index there.
+async fn move_in(
+    host: &Netlink,
+    pod: &Netlink,
+    ns: &NetNs,
+    net: &PodNetwork,
+    ifname: &str,
+) -> Result<u32> {
+    let mac = &net.eni.mac;
+    if let Some(l) = pod.link(ifname).await.map_err(kernel)? {
+        if l.mac.eq_ignore_ascii_case(mac) {
+            // A repeated ADD: the ENI is already the pod's interface.
+            return Ok(l.index);
+        }
+        return Err(Error::AlreadyExists(format!(
+            "interface {ifname} already exists in {}",
+            ns.path().display()
+        )));
+    }
+    let host_links = host.links().await.map_err(kernel)?;
+    let Some(link) = by_mac(&host_links, mac) else {
+        // Moved by an earlier ADD that failed before the rename?
+        let pod_links = pod.links().await.map_err(kernel)?;
+        if let Some(l) = by_mac(&pod_links, mac) {
+            pod.set_down(l.index).await.map_err(kernel)?;
+            pod.rename_link(l.index, ifname).await.map_err(kernel)?;
+            return Ok(l.index);
+        }
+        return Err(Error::Kernel(format!(
+            "ENI {} (MAC {mac}) has no link on this node",
+            net.eni.id
+        )));
+    };
+    host.set_alias(link.index, &names::eni_alias(&link.name))
+        .await
+        .map_err(kernel)?;
+    if let Err(e) = host.move_link(link.index, ns, Some(ifname), None).await {
+        if let Ok(links) = host.links().await {
+            if let Some(still) = by_mac(&links, mac) {
+                let _ = host.set_alias(still.index, "").await;
+            }
+        }
+        return Err(kernel(e));
+    }
+    pod.link(ifname)
+        .await
+        .map_err(kernel)?
+        .map(|l| l.index)
+        .ok_or_else(|| {
+            Error::Kernel(format!(
+                "ENI {} moved into {} but {ifname} is not there",
+                net.eni.id,
+                ns.path().display()
+            ))
+        })
+}
+
+pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Result<NetworkResult> {
+    let host = Netlink::current().map_err(kernel)?;
+    let pod = Netlink::in_netns(ns).map_err(kernel)?;
+    let ifname = &att.id.ifname;
+    let eni_index = move_in(&host, &pod, ns, net, ifname).await?;
+    pod.set_up(eni_index).await.map_err(kernel)?;
+    let addrs = eni_addresses(net);
+    for (addr, _) in &addrs {
+        match addr {
+            IpNet::V4(_) => pod.add_address(eni_index, *addr).await,
+            IpNet::V6(_) => pod.add_address_nodad(eni_index, *addr).await,
+        }
+        .map_err(kernel)?;
+    }
+    for (addr, gw) in &addrs {
+        if let Some(gw) = gw {
+            pod.replace_route(&RouteSpec {
+                dst: default_route(addr.addr()),
+                gateway: Some(*gw),
+                oif: eni_index,
+                table: TABLE_MAIN,
+                onlink: true,
+            })
+            .await
+            .map_err(kernel)?;
+        }
+    }
+
+    let host_name = names::host_veth(&att.id);
+    let pod_veth = names::pod_veth(ifname);
+    let v = veth::create(&host, &pod, ns, &host_name, &pod_veth, net.mtu).await?;
+    let via_host: Vec<IpNet> = net
+        .node_ips
+        .iter()
+        .chain(&net.service_cidrs)
+        .map(|n| n.trunc())
+        .collect();
+    veth::pod_next_hops(
+        &pod,
+        &v,
+        via_host.iter().any(|n| n.addr().is_ipv4()),
+        via_host.iter().any(|n| n.addr().is_ipv6()),
+    )
+    .await?;
+    for dst in &via_host {
+        veth::pod_route_via_host(&pod, &v, *dst).await?;
+    }
+    let pod_ips: Vec<IpAddr> = addrs.iter().map(|(a, _)| a.addr()).collect();
+    veth::host_routes(&host, &v, &pod_ips).await?;
+    Ok(result(att, net, ns, &v, &addrs, &via_host))
+}
+
+fn result(
+    att: &Attachment,
+    net: &PodNetwork,
+    ns: &NetNs,
+    v: &Veth,
+    addrs: &[(IpNet, Option<IpAddr>)],
+    via_host: &[IpNet],
+) -> NetworkResult {
+    let sandbox = ns.path().display().to_string();
+    let mut routes: Vec<RouteConfig> = addrs
+        .iter()
+        .filter_map(|(a, gw)| {
+            gw.map(|gw| RouteConfig {
+                dst: default_route(a.addr()),
+                gw: Some(gw),
+                mtu: None,
+                priority: None,
+                table: None,
+                scope: None,
+            })
+        })
+        .collect();
+    routes.extend(via_host.iter().map(|dst| RouteConfig {
+        dst: *dst,
+        gw: Some(if dst.addr().is_ipv4() {
+            GATEWAY_V4.into()
+        } else {
+            GATEWAY_V6.into()
+        }),
+        mtu: None,
+        priority: None,
+        table: None,
+        scope: None,
+    }));
+    NetworkResult {
+        interfaces: vec![
+            InterfaceConfig {
+                name: v.host_name.clone(),
+                mac: v.host_mac_str(),
+                mtu: Some(net.mtu),
+                sandbox: None,
+            },
+            InterfaceConfig {
+                name: att.id.ifname.clone(),
+                mac: net.eni.mac.to_ascii_lowercase(),
+                mtu: None,
+                sandbox: Some(sandbox.clone()),
+            },
+            InterfaceConfig {
+                name: v.pod_name.clone(),
+                mac: v.pod_mac_str(),
+                mtu: Some(net.mtu),
+                sandbox: Some(sandbox),
+            },
+        ],
+        ips: addrs
+            .iter()
+            .map(|(a, gw)| IpConfig {
+                address: *a,
+                gateway: *gw,
+                interface: Some(1),
+            })
+            .collect(),
+        routes,
+        dns: Default::default(),
+    }
+}
+
+pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Result<()> {
+    let host = Netlink::current().map_err(kernel)?;
+    let pod = Netlink::in_netns(ns).map_err(kernel)?;
+    let ifname = &att.id.ifname;
+    let host_name = names::host_veth(&att.id);
+    let addrs = eni_addresses(net);
+    let mut gaps = Vec::new();
+    match pod.link(ifname).await.map_err(kernel)? {
+        Some(l) if l.mac.eq_ignore_ascii_case(&net.eni.mac) => {
+            if !l.up {
+                gaps.push(format!("ENI {} ({ifname}) up", net.eni.id));
+            }
+            let have = pod.addresses(l.index).await.map_err(kernel)?;
+            for (a, _) in &addrs {
+                if !have.contains(a) {
+                    gaps.push(format!("address {a} on {ifname}"));
+                }
+            }
+        }
+        Some(l) => gaps.push(format!(
+            "ENI {} as {ifname} in {} ({ifname} has MAC {}, not {})",
+            net.eni.id,
+            ns.path().display(),
+            l.mac,
+            net.eni.mac
+        )),
+        None => gaps.push(format!(
+            "ENI {} as {ifname} in {}",
+            net.eni.id,
+            ns.path().display()
+        )),
+    }
+    match host.link(&host_name).await.map_err(kernel)? {
+        None => gaps.push(format!("host veth {host_name}")),
+        Some(l) => {
+            let routed = veth::routed_ips(&host, l.index).await?;
+            let primary = IpAddr::V4(net.eni.primary_ip);
+            if !routed.contains(&primary) {
+                gaps.push(format!(
+                    "host route {} dev {host_name}",
+                    host_prefix(primary)
+                ));
+            }
+        }
+    }
+    missing(&att.id, gaps)
+}
+
+/// Gives every ENI in the pod back to the node (the current namespace): those marked by
+/// our alias, and the one with `eni_mac` when the agent said which. They come back down,
+/// under the name they had on the node (or a free `ethN`), unmarked.
+pub(super) async fn give_back(ns: &NetNs, eni_mac: Option<&str>) -> Result<()> {
+    let pod = Netlink::in_netns(ns).map_err(kernel)?;
+    let aliases = pod.link_aliases().await.map_err(kernel)?;
+    let marked = |index: u32| {
+        aliases
+            .iter()
+            .find(|(i, _)| *i == index)
+            .and_then(|(_, a)| names::eni_original_name(a))
+    };
+    let links = pod.links().await.map_err(kernel)?;
+    let targets: Vec<(&LinkInfo, Option<&str>)> = links
+        .iter()
+        .filter_map(|l| match marked(l.index) {
+            Some(original) => Some((l, Some(original))),
+            None if eni_mac.is_some_and(|m| l.mac.eq_ignore_ascii_case(m)) => Some((l, None)),
+            None => None,
+        })
+        .collect();
+    if targets.is_empty() {
+        return Ok(());
+    }
+    // The node is the namespace of the calling thread (the plugin runs there).
+    let node = NetNs::open(std::path::Path::new("/proc/thread-self/ns/net")).map_err(kernel)?;
+    for (link, original) in targets {
+        pod.set_down(link.index).await.map_err(kernel)?;
+        let name = original
+            .filter(|n| !n.is_empty() && n.len() <= 15)
+            .unwrap_or("eth%d");
+        let Err(e) = pod.move_link(link.index, &node, Some(name), Some("")).await else {
+            continue;
+        };
+        let still_here = pod
+            .links()
+            .await
+            .map_err(kernel)?
+            .iter()
+            .any(|l| l.index == link.index);
+        if !still_here {
+            // Moved, but its old name is taken on the node: it keeps the name it had in
+            // the pod (the agent finds it by MAC). The rename failed before the alias
+            // was cleared: clear it now.
+            let host = Netlink::current().map_err(kernel)?;
+            let host_links = host.links().await.map_err(kernel)?;
+            if let Some(l) = by_mac(&host_links, &link.mac) {
+                host.set_alias(l.index, "").await.map_err(kernel)?;
+            }
+            tracing::warn!(error = %e, mac = %link.mac, "ENI returned to the node under another name");
+            continue;
+        }
+        if !e.is_exists() {
+            return Err(kernel(e));
+        }
+        pod.move_link(link.index, &node, Some("eth%d"), Some(""))
+            .await
+            .map_err(kernel)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Shared-ENI pods: a veth, the pod's /32 (and /128) routed to it on the host, and two
+//! policy rules per address so that the pod's traffic leaves through the ENI that owns
+//! the address while traffic to the pod always finds the veth.
+
+use super::names::{self, GATEWAY_V4, GATEWAY_V6};
+use super::veth::{self, Veth};
+use super::{default_route, host_prefix, kernel, missing};
+use crate::proto::PodNetwork;
+use std::net::IpAddr;
+use unicni_core::{
+    Attachment, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
+};
+use unicni_net::netlink::AddressFamily;
+use unicni_net::rules::TABLE_MAIN;
+use unicni_net::{NetNs, Netlink, RouteSpec};
+
+pub(super) fn pod_ips(net: &PodNetwork) -> Vec<IpAddr> {
+    net.ipv4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(net.ipv6.map(IpAddr::V6))
+        .collect()
+}
+
+fn next_hop(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => GATEWAY_V4.into(),
+        IpAddr::V6(_) => GATEWAY_V6.into(),
+    }
+}
+
+pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Result<NetworkResult> {
+    let ips = pod_ips(net);
+    if ips.is_empty() {
+        return Err(Error::InvalidConfig(format!(
+            "the agent gave {} no address",
+            att.id
+        )));
+    }
+    let host = Netlink::current().map_err(kernel)?;
+    let pod = Netlink::in_netns(ns).map_err(kernel)?;
+    let host_name = names::host_veth(&att.id);
+    let v = veth::create(&host, &pod, ns, &host_name, &att.id.ifname, net.mtu).await?;
+    unicni_core::failpoint::hit("veth-created");
+    for ip in &ips {
+        match ip {
+            IpAddr::V4(_) => pod.add_address(v.pod_index, host_prefix(*ip)).await,
+            IpAddr::V6(_) => pod.add_address_nodad(v.pod_index, host_prefix(*ip)).await,
+        }
+        .map_err(kernel)?;
+    }
+    veth::pod_next_hops(&pod, &v, net.ipv4.is_some(), net.ipv6.is_some()).await?;
+    for ip in &ips {
+        pod.replace_route(&RouteSpec {
+            dst: default_route(*ip),
+            gateway: Some(next_hop(*ip)),
+            oif: v.pod_index,
+            table: TABLE_MAIN,
+            onlink: ip.is_ipv4(),
+        })
+        .await
+        .map_err(kernel)?;
+    }
+    // Host route before the rules: teardown finds the pod's addresses from the routes.
+    veth::host_routes(&host, &v, &ips).await?;
+    for ip in &ips {
+        host.add_rule(&veth::rule_to_pod(*ip))
+            .await
+            .map_err(kernel)?;
+        host.add_rule(&veth::rule_from_pod(*ip, net.eni.table))
+            .await
+            .map_err(kernel)?;
+    }
+    Ok(result(&v, ns, net, &ips))
+}
+
+fn result(v: &Veth, ns: &NetNs, net: &PodNetwork, ips: &[IpAddr]) -> NetworkResult {
+    NetworkResult {
+        interfaces: vec![
+            InterfaceConfig {
+                name: v.host_name.clone(),
+                mac: v.host_mac_str(),
+                mtu: Some(net.mtu),
+                sandbox: None,
+            },
+            InterfaceConfig {
+                name: v.pod_name.clone(),
+                mac: v.pod_mac_str(),
+                mtu: Some(net.mtu),
+                sandbox: Some(ns.path().display().to_string()),
+            },
+        ],
+        ips: ips
+            .iter()
+            .map(|ip| IpConfig {
+                address: host_prefix(*ip),
+                gateway: Some(next_hop(*ip)),
+                interface: Some(1),
+            })
+            .collect(),
+        routes: ips
+            .iter()
+            .map(|ip| RouteConfig {
+                dst: default_route(*ip),
+                gw: Some(next_hop(*ip)),
+                mtu: None,
+                priority: None,
+                table: None,
+                scope: None,
+            })
+            .collect(),
+        dns: Default::default(),
+    }
+}
+
+pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Result<()> {
+    let host = Netlink::current().map_err(kernel)?;
+    let pod = Netlink::in_netns(ns).map_err(kernel)?;
+    let host_name = names::host_veth(&att.id);
+    let ips = pod_ips(net);
+    let mut gaps = Vec::new();
+    match host.link(&host_name).await.map_err(kernel)? {
+        None => gaps.push(format!("host veth {host_name}")),
+        Some(l) => {
+            let routed = veth::routed_ips(&host, l.index).await?;
+            for ip in &ips {
+                if !routed.contains(ip) {
+                    gaps.push(format!("host route {} dev {host_name}", host_prefix(*ip)));
+                }
+            }
+        }
+    }
+    match pod.link(&att.id.ifname).await.map_err(kernel)? {
+        None => gaps.push(format!(
+            "interface {} in {}",
+            att.id.ifname,
+            ns.path().display()
+        )),
+        Some(l) => {
+            if !l.up {
+                gaps.push(format!("interface {} up", att.id.ifname));
+            }
+            let have = pod.addresses(l.index).await.map_err(kernel)?;
+            for ip in &ips {
+                if !have.contains(&host_prefix(*ip)) {
+                    gaps.push(format!("address {} on {}", host_prefix(*ip), att.id.ifname));
+                }
+            }
+        }
+    }
+    for ip in &ips {
+        let family = if ip.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let rules = host.rules(family).await.map_err(kernel)?;
+        for want in [
+            veth::rule_to_pod(*ip),
+            veth::rule_from_pod(*ip, net.eni.table),
+        ] {
+            if !rules.contains(&want) {
+                gaps.push(want.to_string());
+            }
+        }
+    }
+    missing(&att.id, gaps)
+}
