@@ -315,8 +315,15 @@ fn shared_pod_leaves_through_its_eni_and_reaches_the_node() {
         datapath::prepare_eni(&eni, true).await.unwrap();
         assert_eq!(link.name, lab.eni);
 
+        // A previous owner of the address, gone without a DEL, left a rule to another
+        // ENI's table: it would take the pod's traffic out of the wrong ENI.
+        lab.node.ip(&[
+            "rule", "add", "pref", "2048", "from", pod_ip, "lookup", "1099",
+        ]);
+
         let net = pod_network(PodMode::Shared, pod_ip, None, eni.clone());
         let res = datapath::setup(&att, &net).await.unwrap();
+        assert!(!lab.node.rules(false).contains("lookup 1099"));
         assert_eq!(res.interfaces.len(), 2);
         assert!(res.interfaces[0].sandbox.is_none());
         assert_eq!(res.interfaces[1].name, "eth0");

@@ -63,13 +63,20 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
     }
     // Host route before the rules: teardown finds the pod's addresses from the routes.
     veth::host_routes(&host, &v, &ips).await?;
-    for ip in &ips {
-        host.add_rule(&veth::rule_to_pod(*ip))
-            .await
-            .map_err(kernel)?;
-        host.add_rule(&veth::rule_from_pod(*ip, net.eni.table))
-            .await
-            .map_err(kernel)?;
+    let wanted: Vec<_> = ips
+        .iter()
+        .flat_map(|ip| {
+            [
+                veth::rule_to_pod(*ip),
+                veth::rule_from_pod(*ip, net.eni.table),
+            ]
+        })
+        .collect();
+    // A previous owner of these addresses whose namespace vanished before its DEL left
+    // its rules; one pointing at another ENI's table would win over ours.
+    veth::delete_stale_rules(&host, &ips, &wanted).await?;
+    for rule in &wanted {
+        host.add_rule(rule).await.map_err(kernel)?;
     }
     Ok(result(&v, ns, net, &ips))
 }

@@ -188,9 +188,18 @@ fn families(ips: &[IpAddr]) -> Vec<AddressFamily> {
 
 /// Deletes the pod rules (512 and 2048, whatever table) of `ips`.
 pub(super) async fn delete_rules(host: &Netlink, ips: &[IpAddr]) -> Result<()> {
+    delete_stale_rules(host, ips, &[]).await
+}
+
+/// Deletes the pod rules of `ips` that are not in `keep`.
+pub(super) async fn delete_stale_rules(
+    host: &Netlink,
+    ips: &[IpAddr],
+    keep: &[Rule],
+) -> Result<()> {
     for family in families(ips) {
         for r in host.rules(family).await.map_err(kernel)? {
-            if is_pod_rule(&r).is_some_and(|ip| ips.contains(&ip)) {
+            if is_pod_rule(&r).is_some_and(|ip| ips.contains(&ip)) && !keep.contains(&r) {
                 host.delete_rule(&r).await.map_err(kernel)?;
             }
         }
