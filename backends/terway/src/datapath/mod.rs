@@ -89,14 +89,16 @@ pub async fn teardown(att: &Attachment, net: Option<&PodNetwork>) -> Result<()> 
             None
         }
     });
+    // A shared pod has no ENI to give back; without the agent's answer, look.
+    let may_hold_eni = net.is_none_or(|n| n.mode == PodMode::Exclusive);
     let returned = match &ns {
-        Some(ns) => {
+        Some(ns) if may_hold_eni => {
             let mac = net
                 .filter(|n| n.mode == PodMode::Exclusive)
                 .map(|n| n.eni.mac.as_str());
             exclusive::give_back(ns, mac).await
         }
-        None => Ok(()),
+        _ => Ok(()),
     };
     // The host side goes even when the ENI could not be given back (that error wins).
     let host = Netlink::current().map_err(kernel)?;
