@@ -633,7 +633,7 @@ impl Pool {
             .into_iter()
             .filter(|v| !inner.exhausted.contains_key(&v.id) && v.available_ip_count > 0)
             .collect();
-        usable.sort_by(|a, b| b.available_ip_count.cmp(&a.available_ip_count));
+        usable.sort_by_key(|v| std::cmp::Reverse(v.available_ip_count));
         if usable.is_empty() {
             return Err(PoolError::Exhausted(format!(
                 "every vSwitch of {vsw:?} is out of IP addresses; add a vSwitch to terway.vswitches or free addresses"
@@ -830,7 +830,7 @@ impl Pool {
                 .copied()
                 .filter(|ip| !inner.state.owns_v4(*ip))
                 .collect();
-            if self.p.exclusive || (unused_eni && primary_idle && idle_secondaries.len() + 1 <= n) {
+            if self.p.exclusive || (unused_eni && primary_idle && idle_secondaries.len() < n) {
                 if !unused_eni {
                     continue;
                 }
