@@ -8,6 +8,10 @@
 //! by then (an exclusive-ENI pod's namespace, for instance): deleting the VPC-side port
 //! deletes both ends.
 //!
+//! The bridge needs a fixed MAC (`ip link add br0 address …`): a bridge that takes the
+//! lowest MAC of its ports changes its address as ENI ports come and go, and the kernel
+//! flushes a device's neighbour table, permanent entries included, when its address changes.
+//!
 //! Everything runs as `ip`/`bridge` child processes from a dedicated thread: no namespace
 //! switch ever happens in this process, let alone on a tokio worker.
 

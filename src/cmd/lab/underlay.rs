@@ -3,6 +3,9 @@
 //! VPC host: a namespace on a subnet of its own behind the VPC router.
 
 use super::topology::{in_ns, sh, Lab, HOST_LEN, VPC_LEN};
+
+/// The VPC bridge's MAC (locally administered, from 192.168.250.1).
+const BR0_MAC: &str = "02:00:c0:a8:fa:01";
 use anyhow::Result;
 
 impl Lab {
@@ -10,7 +13,15 @@ impl Lab {
         let vpc = self.vpc_ns();
         sh(&["ip", "netns", "add", &vpc])?;
         in_ns(&vpc, &["ip", "link", "set", "lo", "up"])?;
-        in_ns(&vpc, &["ip", "link", "add", "br0", "type", "bridge"])?;
+        // A fixed MAC: a bridge otherwise takes the lowest MAC of its ports, and every
+        // change of its address flushes its neighbour table, permanent entries too (the
+        // ENI addresses the emulator routes to their ENI's MAC).
+        in_ns(
+            &vpc,
+            &[
+                "ip", "link", "add", "br0", "address", BR0_MAC, "type", "bridge",
+            ],
+        )?;
         in_ns(
             &vpc,
             &[
@@ -62,17 +73,37 @@ impl Lab {
     }
 
     /// Node `i`: a namespace whose `eth0` sits on the VPC bridge, default route via the
-    /// VPC router.
+    /// VPC router. Like the real VPC, which knows the MAC of every instance's primary ENI,
+    /// the router's neighbour entry for the node is permanent: the node's other ENIs share
+    /// the segment and would otherwise answer its ARP requests too (and get its traffic).
     pub fn create_node(&self, i: usize) -> Result<()> {
         let vpc = self.vpc_ns();
         let ns = self.node_ns(i);
         sh(&["ip", "netns", "add", &ns])?;
         in_ns(&ns, &["ip", "link", "set", "lo", "up"])?;
-        let host = format!("n{i}");
+        let host = self.node_tag(i);
+        // Locally administered, the last byte is the node address's.
+        let mac = format!("02:00:c0:a8:fa:{:02x}", 10 + i);
         in_ns(
             &vpc,
             &[
-                "ip", "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+                "ip", "link", "add", &host, "type", "veth", "peer", "name", "eth0", "address",
+                &mac, "netns", &ns,
+            ],
+        )?;
+        in_ns(
+            &vpc,
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                &self.node_ip(i),
+                "lladdr",
+                &mac,
+                "dev",
+                "br0",
+                "nud",
+                "permanent",
             ],
         )?;
         in_ns(&vpc, &["ip", "link", "set", &host, "master", "br0", "up"])?;
