@@ -235,6 +235,38 @@ fn default_lab_run_is_fast_and_clean() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["failed"], 0);
     assert!(v["passed"].as_u64().unwrap() >= 10);
+    // flannel's design, observed: the VPC host cannot reach a pod directly, it sees a
+    // pod's connections from the node's address, and a second cluster's pod in the same
+    // VPC cannot reach this cluster's pods.
+    let named = |name: &str| -> Vec<String> {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == name)
+            .map(|c| c["observed"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let direct = named("VPC host to pod, direct");
+    assert_eq!(direct.len(), 2);
+    assert!(
+        direct.iter().all(|o| o.starts_with("unreachable")),
+        "{direct:?}"
+    );
+    let seen = named("pod to VPC host: source seen");
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter().all(|o| o.starts_with("192.168.250.1")),
+        "{seen:?}"
+    );
+    let other = named("second cluster's pod to pod");
+    assert_eq!(other.len(), 2);
+    assert!(
+        other.iter().all(|o| o.starts_with("unreachable")),
+        "{other:?}"
+    );
+    let re = named("pod re-created: its address");
+    assert_eq!(re.len(), 1);
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "{:?}",

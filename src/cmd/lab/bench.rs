@@ -120,13 +120,15 @@ pub fn run(lab: &Lab, seconds: u32, output: &str) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for mode in [Mode::Vxlan, Mode::HostGw] {
         let opts = super::UpOpts {
-            backend: "flannel".into(),
-            mode,
+            backend: super::Backend::Flannel,
+            mode: Some(mode),
+            ip_stack: super::IpStack::Ipv4,
             nodes: 2,
             pods_per_node: 1,
             store: StoreChoice::File,
             lease_ttl: 10,
             route_quota: 200,
+            no_second_cluster: true,
         };
         eprintln!("==> {} lab (2 nodes, 1 pod each)", mode.as_str());
         let st = super::up_or_clean(lab, &opts)?;

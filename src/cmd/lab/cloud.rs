@@ -16,6 +16,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use unicni_cloud_sim::{AccessKey, InstanceSpec, SimConfig, VSwitchSpec};
 
+/// 3 ENIs (2 for pods), 6 IPv4 and 6 IPv6 addresses each.
+const INSTANCE_TYPE: &str = "ecs.g7.large";
+/// Nodes beyond `--nodes` whose ENIs still become real links (`lab add-node`).
+pub const SPARE_NODES: usize = 4;
 const KEY_ID: &str = "unicni-lab";
 const KEY_SECRET: &str = "unicni-lab-secret";
 
@@ -27,7 +31,7 @@ impl Lab {
         format!("http://{}:{CLOUD_PORT}", self.outside_ip())
     }
     pub fn instance_id(&self, i: usize) -> String {
-        format!("i-{}-n{i}", self.prefix)
+        format!("i-{}-{}", self.prefix, self.node_tag(i))
     }
     fn credentials_file(&self) -> PathBuf {
         self.cloud_dir().join("credentials.toml")
@@ -45,8 +49,21 @@ impl Lab {
         )
     }
 
-    /// Starts the emulator for `nodes` instances and waits until it answers.
-    pub fn start_cloud(&self, nodes: usize, quota: u32) -> Result<u32> {
+    fn instance_spec(&self, i: usize) -> InstanceSpec {
+        InstanceSpec {
+            id: self.instance_id(i),
+            instance_type: INSTANCE_TYPE.into(),
+            vswitch_id: "vsw-lab".into(),
+            primary_ip: Some(self.node_ip(i)),
+            metadata_addresses: vec![self.node_ip(i)],
+            ram_role: None,
+        }
+    }
+
+    /// Starts the emulator with one instance per node in `nodes` (indices; [`OTHER`] is the
+    /// second cluster's node) and waits until it answers. The ENI materializer also knows
+    /// the namespaces of up to [`SPARE_NODES`] nodes `lab add-node` may add.
+    pub fn start_cloud(&self, nodes: &[usize], quota: u32) -> Result<u32> {
         let dir = self.cloud_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let config = SimConfig {
@@ -68,16 +85,9 @@ impl Lab {
             }))
             .collect(),
             security_groups: vec![SECURITY_GROUP.into()],
-            instances: (1..=nodes)
-                .map(|i| InstanceSpec {
-                    id: self.instance_id(i),
-                    instance_type: "ecs.g7.large".into(),
-                    vswitch_id: "vsw-lab".into(),
-                    primary_ip: Some(self.node_ip(i)),
-                    metadata_addresses: vec![self.node_ip(i)],
-                    ram_role: None,
-                })
-                .collect(),
+            instances: nodes.iter().map(|&i| self.instance_spec(i)).collect(),
+            attach_delay_ms: 100,
+            detach_delay_ms: 100,
             route_pending_ms: 200,
             route_table_quota: quota,
             ..Default::default()
@@ -98,6 +108,12 @@ impl Lab {
         )?;
         let vpc = self.vpc_ns();
         self.add_pod_vswitch_gateways()?;
+        let last = nodes.iter().copied().max().unwrap_or(0);
+        let netns_of: Vec<usize> = nodes
+            .iter()
+            .copied()
+            .chain(last + 1..=last + SPARE_NODES)
+            .collect();
         let log = std::fs::File::create(dir.join("cloud-sim.log"))?;
         let child = Command::new("ip")
             .args(["netns", "exec", &vpc])
@@ -111,7 +127,7 @@ impl Lab {
             .arg(dir.join("state.json"))
             .arg("--mirror-routes")
             .arg("--materialize-enis")
-            .args((1..=nodes).flat_map(|i| {
+            .args(netns_of.iter().flat_map(|&i| {
                 [
                     "--instance-netns".to_string(),
                     format!("{}={}", self.instance_id(i), self.node_ns(i)),
@@ -168,14 +184,7 @@ impl Lab {
     /// Registers node `i`'s instance with the running emulator (its admin API), for a node
     /// added after `lab up`.
     pub fn register_instance(&self, i: usize) -> Result<()> {
-        let spec = InstanceSpec {
-            id: self.instance_id(i),
-            instance_type: "ecs.g7.large".into(),
-            vswitch_id: "vsw-lab".into(),
-            primary_ip: Some(self.node_ip(i)),
-            metadata_addresses: vec![self.node_ip(i)],
-            ram_role: None,
-        };
+        let spec = self.instance_spec(i);
         let body = serde_json::to_string(&spec)?;
         let vpc = self.vpc_ns();
         let ns = unicni_net::NetNs::open(std::path::Path::new(&format!("/var/run/netns/{vpc}")))?;

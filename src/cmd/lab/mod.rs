@@ -1,8 +1,11 @@
-//! `unicni lab`: a whole flannel cluster on this machine, built through the real code
-//! paths: a simulated VPC (a namespace with a bridge), node namespaces each running the
+//! `unicni lab`: a whole flannel or terway cluster on this machine, built through the real
+//! code paths: a simulated VPC (a namespace with a bridge; the cloud emulator when the
+//! backend needs one), a VPC host on a subnet of its own, node namespaces each running the
 //! real `unicni install` and `unicni agent`, pods attached by executing the installed
-//! plugin inside their node's namespace, and a connectivity matrix with real packets.
-//! Everything carries the `ulab` prefix so `unicni lab down` can remove it after a crash.
+//! plugin inside their node's namespace, a second cluster (one node, one pod) in the same
+//! VPC, and checks with real packets whose expected outcome is what the backend's design
+//! says. Everything carries the `ulab` prefix so `unicni lab down` can remove it after a
+//! crash.
 
 mod bench;
 mod checks;
@@ -15,9 +18,13 @@ mod topology;
 mod underlay;
 
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use topology::{Lab, LabState, Mode, NodeState, StoreChoice};
+use topology::{
+    Backend, IpStack, Lab, LabState, Mode, NodeState, PodState, StoreChoice, ANNOTATED_VSWITCH,
+    OTHER,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,12 +37,16 @@ pub struct Args {
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct UpOpts {
-    /// The backend to run (flannel only in this build).
-    #[arg(long, default_value = "flannel", value_parser = ["flannel"])]
-    backend: String,
-    /// Datapath between nodes: vxlan overlay, or host-gw routes over the shared L2 segment.
-    #[arg(long, value_enum, default_value_t = Mode::Vxlan)]
-    mode: Mode,
+    /// The backend to run.
+    #[arg(long, value_enum, default_value_t = Backend::Flannel)]
+    backend: Backend,
+    /// The backend's mode. flannel: vxlan (default), host-gw or vpc-route; terway:
+    /// shared-eni (default) or exclusive-eni.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Pod address families: ipv4, or dual (terway only).
+    #[arg(long, value_enum, default_value_t = IpStack::Ipv4)]
+    ip_stack: IpStack,
     /// Node namespaces, each running its own agent.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=200))]
     nodes: u16,
@@ -52,6 +63,36 @@ pub(crate) struct UpOpts {
     /// default is 200); nodes beyond it stay not ready with the quota error.
     #[arg(long, default_value_t = 200)]
     route_quota: u32,
+    /// Leave out the second cluster (one node, one pod in the same VPC) and the check
+    /// that needs it.
+    #[arg(long)]
+    no_second_cluster: bool,
+}
+
+impl UpOpts {
+    /// The mode, defaulted per backend; refuses a mode or IP stack of the other backend.
+    fn mode(&self) -> Result<Mode> {
+        let mode = self.mode.unwrap_or(match self.backend {
+            Backend::Flannel => Mode::Vxlan,
+            Backend::Terway => Mode::SharedEni,
+        });
+        if mode.backend() != self.backend {
+            bail!(
+                "--mode {} is a {} mode; --backend {} takes {}",
+                mode.as_str(),
+                mode.backend().as_str(),
+                self.backend.as_str(),
+                match self.backend {
+                    Backend::Flannel => "vxlan, host-gw or vpc-route",
+                    Backend::Terway => "shared-eni or exclusive-eni",
+                }
+            );
+        }
+        if self.ip_stack == IpStack::Dual && self.backend == Backend::Flannel {
+            bail!("--ip-stack dual needs --backend terway (flannel is IPv4 only)");
+        }
+        Ok(mode)
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -68,6 +109,15 @@ enum Command {
     },
     /// Build a lab and leave it running.
     Up(UpOpts),
+    /// Build a flannel (vxlan) lab and a terway (shared-eni) lab side by side (lab IDs
+    /// `<id>f` and `<id>t`, id `cmp` by default), run the checks on both and print one
+    /// table: check | flannel | terway. Both are removed afterwards unless --keep.
+    Compare {
+        #[arg(long)]
+        keep: bool,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
     /// Run the connectivity matrix on the running lab.
     Check {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
@@ -117,13 +167,15 @@ enum AgentCmd {
 
 fn default_up() -> UpOpts {
     UpOpts {
-        backend: "flannel".into(),
-        mode: Mode::Vxlan,
+        backend: Backend::Flannel,
+        mode: None,
+        ip_stack: IpStack::Ipv4,
         nodes: 2,
         pods_per_node: 2,
         store: StoreChoice::File,
         lease_ttl: 10,
         route_quota: 200,
+        no_second_cluster: false,
     }
 }
 
@@ -141,9 +193,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             output,
         } => {
             let started = Instant::now();
-            let st = up_or_clean(&lab, &opts)?;
+            let mut st = up_or_clean(&lab, &opts)?;
             step("checking connectivity");
-            let results = checks::run(&lab, &st);
+            let results = checks::run(&lab, &mut st);
+            lab.save_state(&st)?;
             let failed = checks::print(&results, &output);
             if keep {
                 eprintln!("lab left up; remove it with `unicni lab down`");
@@ -160,10 +213,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { output } => {
-            let st = lab.load_state()?;
-            let results = checks::run(&lab, &st);
+            let mut st = lab.load_state()?;
+            let results = checks::run(&lab, &mut st);
+            lab.save_state(&st)?;
             Ok(exit(checks::print(&results, &output)))
         }
+        Command::Compare { keep, output } => compare(args.id.as_deref(), keep, &output),
         Command::Down => {
             teardown(&lab)?;
             eprintln!("lab removed");
@@ -199,6 +254,7 @@ pub(crate) fn up_or_clean(lab: &Lab, opts: &UpOpts) -> Result<LabState> {
             opts.lease_ttl
         );
     }
+    opts.mode()?;
     // A previous run may have crashed: start from nothing.
     destroy(lab)?;
     up(lab, opts).inspect_err(|_| {
@@ -210,32 +266,90 @@ pub(crate) fn up_or_clean(lab: &Lab, opts: &UpOpts) -> Result<LabState> {
     })
 }
 
+/// What each terway pod's manifest says: the first pod of node 1 belongs to a
+/// StatefulSet (a fixed IP), the last pod of the last node asks for another vSwitch by
+/// annotation. Flannel pods carry nothing (neither exists in flannel's design).
+fn pod_meta(
+    backend: Backend,
+    node: usize,
+    j: usize,
+    nodes: usize,
+    per_node: usize,
+) -> (BTreeMap<String, String>, Option<&'static str>) {
+    let mut ann = BTreeMap::new();
+    if backend == Backend::Flannel || node == OTHER {
+        return (ann, None);
+    }
+    if node == 1 && j == 1 {
+        return (ann, Some("StatefulSet"));
+    }
+    if node == nodes && j == per_node {
+        ann.insert(
+            checks::ANN_VSWITCHES.to_string(),
+            ANNOTATED_VSWITCH.to_string(),
+        );
+    }
+    (ann, Some("ReplicaSet"))
+}
+
+fn node_state(lab: &Lab, i: usize, pid: u32) -> NodeState {
+    NodeState {
+        index: i,
+        name: lab.node_name(i),
+        netns: lab.node_ns(i),
+        ip: lab.node_ip(i),
+        subnet: String::new(),
+        agent_pid: Some(pid),
+    }
+}
+
 fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
     let started = Instant::now();
+    let mode = o.mode()?;
     let n = o.nodes as usize;
     std::fs::create_dir_all(&lab.root).with_context(|| format!("create {}", lab.root.display()))?;
     step(&format!(
-        "building the VPC and {n} node namespaces ({} / {}, {} store)",
-        o.backend,
-        o.mode.as_str(),
+        "building the VPC, the VPC host and {n} node namespaces ({} / {}{}, {} store){}",
+        o.backend.as_str(),
+        mode.as_str(),
+        if o.ip_stack == IpStack::Dual {
+            ", dual stack"
+        } else {
+            ""
+        },
         match o.store {
             StoreChoice::File => "file",
             StoreChoice::Etcd => "etcd",
+        },
+        if o.no_second_cluster {
+            ""
+        } else {
+            " + a second cluster's node"
         }
     ));
     lab.create_vpc()?;
     lab.create_host()?;
     let mut st = LabState {
-        mode: o.mode,
+        backend: o.backend,
+        ip_stack: o.ip_stack,
+        mode,
         store: o.store,
         lease_ttl_seconds: o.lease_ttl,
         nodes: Vec::new(),
         pods: Vec::new(),
         etcd_pid: None,
         cloud_pid: None,
+        other_nodes: Vec::new(),
+        other_pods: Vec::new(),
     };
-    if o.mode == Mode::VpcRoute {
-        st.cloud_pid = Some(lab.start_cloud(n, o.route_quota)?);
+    // The second cluster's node, then the cluster's: all are instances of the VPC.
+    let all: Vec<usize> = (!o.no_second_cluster)
+        .then_some(OTHER)
+        .into_iter()
+        .chain(1..=n)
+        .collect();
+    if mode.needs_cloud() {
+        st.cloud_pid = Some(lab.start_cloud(&all, o.route_quota)?);
         lab.save_state(&st)?;
         eprintln!(
             "    cloud emulator running in {} on {} (pid {}, route-table quota {})",
@@ -254,76 +368,135 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
             st.etcd_pid.unwrap_or(0)
         );
     }
-    for i in 1..=n {
+    for &i in &all {
         lab.create_node(i)?;
     }
     step(&format!(
-        "installing unicni on {n} nodes and starting their agents"
+        "installing unicni on {} nodes and starting their agents",
+        all.len()
     ));
-    for i in 1..=n {
-        lab.install_node(i, o.mode, o.store, o.lease_ttl)?;
+    for &i in &all {
+        lab.install_node(i, &st)?;
         let pid = lab.start_agent(i)?;
-        st.nodes.push(NodeState {
-            index: i,
-            name: lab.node_name(i),
-            netns: lab.node_ns(i),
-            ip: lab.node_ip(i),
-            subnet: String::new(),
-            agent_pid: Some(pid),
-        });
+        if i == OTHER {
+            st.other_nodes.push(node_state(lab, i, pid));
+        } else {
+            st.nodes.push(node_state(lab, i, pid));
+        }
         lab.save_state(&st)?;
     }
-    for node in st.nodes.iter_mut() {
-        node.subnet = lab.wait_ready(
+    for node in st.nodes.iter_mut().chain(st.other_nodes.iter_mut()) {
+        let ready = lab.wait_ready(
             node.index,
             node.agent_pid.unwrap_or(0),
+            st.backend,
             Duration::from_secs(30),
         )?;
-        eprintln!(
-            "    node {} ({}) leased {}",
-            node.index, node.ip, node.subnet
-        );
+        let who = if node.index == OTHER {
+            "second cluster's node".to_string()
+        } else {
+            format!("node {}", node.index)
+        };
+        match st.backend {
+            Backend::Flannel => {
+                eprintln!("    {who} ({}) leased {ready}", node.ip);
+                node.subnet = ready;
+            }
+            Backend::Terway => eprintln!("    {who} ({}) {ready}", node.ip),
+        }
     }
     lab.save_state(&st)?;
-    step("waiting for every agent to program its peers");
-    lab.wait_converged(&st, Duration::from_secs(30))?;
-    let total = n * o.pods_per_node as usize;
-    step(&format!("creating {total} pods through CNI ADD"));
+    if st.backend == Backend::Flannel {
+        step("waiting for every agent to program its peers");
+        lab.wait_converged(&st, Duration::from_secs(30))?;
+    }
+    let per = o.pods_per_node as usize;
+    let total = n * per;
+    step(&format!(
+        "creating {total} pods{} through CNI ADD",
+        if st.other_nodes.is_empty() {
+            ""
+        } else {
+            " (+1 in the second cluster)"
+        }
+    ));
     for i in 1..=n {
-        for j in 1..=o.pods_per_node as usize {
-            let pod = lab.add_pod(i, j)?;
-            eprintln!("    pod {} in {} got {}", pod.name, pod.netns, pod.ip);
+        for j in 1..=per {
+            let (ann, owner) = pod_meta(st.backend, i, j, n, per);
+            let pod = lab.add_pod(st.backend, i, j, ann, owner)?;
+            print_pod(&pod);
             st.pods.push(pod);
             lab.save_state(&st)?;
         }
     }
+    if !st.other_nodes.is_empty() {
+        let pod = lab.add_pod(st.backend, OTHER, 1, BTreeMap::new(), None)?;
+        print_pod(&pod);
+        st.other_pods.push(pod);
+        lab.save_state(&st)?;
+    }
+    if st.ip_stack == IpStack::Dual {
+        step("waiting for IPv6 duplicate address detection on the nodes' and pods' links");
+        let all: Vec<String> = st
+            .nodes
+            .iter()
+            .chain(&st.other_nodes)
+            .map(|n| n.netns.clone())
+            .chain(
+                st.pods
+                    .iter()
+                    .chain(&st.other_pods)
+                    .map(|p| p.netns.clone()),
+            )
+            .collect();
+        lab.wait_ipv6_settled(&all, Duration::from_secs(10))?;
+    }
     eprintln!("lab up in {:.1}s", started.elapsed().as_secs_f64());
     Ok(st)
+}
+
+fn print_pod(pod: &PodState) {
+    let extra: Vec<String> = pod
+        .annotations
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(pod.owner_kind.iter().map(|k| format!("owner {k}")))
+        .collect();
+    eprintln!(
+        "    pod {} in {} got {}{}{}",
+        pod.name,
+        pod.netns,
+        pod.ip,
+        pod.ip6
+            .as_deref()
+            .map(|a| format!(", {a}"))
+            .unwrap_or_default(),
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extra.join(", "))
+        }
+    );
 }
 
 fn add_node(lab: &Lab) -> Result<ExitCode> {
     let mut st = lab.load_state()?;
     let i = st.nodes.iter().map(|n| n.index).max().unwrap_or(0) + 1;
     lab.create_node(i)?;
-    if st.mode == Mode::VpcRoute {
+    if st.mode.needs_cloud() {
         lab.register_instance(i)?;
     }
-    lab.install_node(i, st.mode, st.store, st.lease_ttl_seconds)?;
+    lab.install_node(i, &st)?;
     let pid = lab.start_agent(i)?;
-    st.nodes.push(NodeState {
-        index: i,
-        name: lab.node_name(i),
-        netns: lab.node_ns(i),
-        ip: lab.node_ip(i),
-        subnet: String::new(),
-        agent_pid: Some(pid),
-    });
+    st.nodes.push(node_state(lab, i, pid));
     lab.save_state(&st)?;
-    match lab.wait_ready(i, pid, Duration::from_secs(15)) {
-        Ok(subnet) => {
-            eprintln!("node {i} ({}) added, subnet {subnet}", lab.node_ip(i));
-            if let Some(n) = st.nodes.iter_mut().find(|n| n.index == i) {
-                n.subnet = subnet;
+    match lab.wait_ready(i, pid, st.backend, Duration::from_secs(15)) {
+        Ok(ready) => {
+            eprintln!("node {i} ({}) added: {ready}", lab.node_ip(i));
+            if let (Some(n), Backend::Flannel) =
+                (st.nodes.iter_mut().find(|n| n.index == i), st.backend)
+            {
+                n.subnet = ready;
             }
             lab.save_state(&st)?;
             Ok(ExitCode::SUCCESS)
@@ -331,7 +504,7 @@ fn add_node(lab: &Lab) -> Result<ExitCode> {
         Err(e) => {
             let readyz = lab
                 .agent_get(i, "/readyz")
-                .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or("").trim().to_string())
+                .map(|r| nodes::http_body(&r))
                 .unwrap_or_else(|e| format!("(agent endpoint unreachable: {e})"));
             eprintln!("node {i} added but not ready: {readyz}\n({e:#})");
             if let Some(q) = lab.agent_metric(i, "unicni_agent_vpc_route_quota_exceeded") {
@@ -347,6 +520,8 @@ fn agent_cmd(lab: &Lab, c: AgentCmd) -> Result<ExitCode> {
     let i = match &c {
         AgentCmd::Stop { node } | AgentCmd::Start { node } => *node,
     };
+    let backend = st.backend;
+    let ttl = st.lease_ttl_seconds;
     let Some(node) = st.nodes.iter_mut().find(|n| n.index == i) else {
         bail!("--node {i}: the lab has nodes 1..={}", st.nodes.len());
     };
@@ -354,10 +529,12 @@ fn agent_cmd(lab: &Lab, c: AgentCmd) -> Result<ExitCode> {
         AgentCmd::Stop { .. } => {
             if let Some(pid) = node.agent_pid.take() {
                 Lab::stop_agent(pid);
-                eprintln!(
-                    "agent of node {i} (pid {pid}) stopped; its lease expires in {}s",
-                    st.lease_ttl_seconds
-                );
+                match backend {
+                    Backend::Flannel => eprintln!(
+                        "agent of node {i} (pid {pid}) stopped; its lease expires in {ttl}s"
+                    ),
+                    Backend::Terway => eprintln!("agent of node {i} (pid {pid}) stopped"),
+                }
             }
         }
         AgentCmd::Start { .. } => {
@@ -370,11 +547,11 @@ fn agent_cmd(lab: &Lab, c: AgentCmd) -> Result<ExitCode> {
             let pid = lab.start_agent(i)?;
             node.agent_pid = Some(pid);
             let _ = std::fs::remove_file(lab.subnet_file(i));
-            node.subnet = lab.wait_ready(i, pid, Duration::from_secs(30))?;
-            eprintln!(
-                "agent of node {i} started (pid {pid}), subnet {}",
-                node.subnet
-            );
+            let ready = lab.wait_ready(i, pid, backend, Duration::from_secs(30))?;
+            if backend == Backend::Flannel {
+                node.subnet = ready.clone();
+            }
+            eprintln!("agent of node {i} started (pid {pid}): {ready}");
         }
     }
     lab.save_state(&st)?;
@@ -384,13 +561,56 @@ fn agent_cmd(lab: &Lab, c: AgentCmd) -> Result<ExitCode> {
 /// CNI DEL for every pod (the plugin's own cleanup path), then everything else.
 fn teardown(lab: &Lab) -> Result<()> {
     if let Ok(st) = lab.load_state() {
-        for p in &st.pods {
+        for p in st.pods.iter().chain(&st.other_pods) {
             if let Err(e) = lab.del_pod(p) {
                 eprintln!("    warning: {e:#}");
             }
         }
     }
     destroy(lab)
+}
+
+/// `lab compare`: a flannel (vxlan) and a terway (shared-eni) lab side by side, one table.
+fn compare(id: Option<&str>, keep: bool, output: &str) -> Result<ExitCode> {
+    let id = id.unwrap_or("cmp");
+    if id.len() > 5 {
+        bail!("lab compare --id {id:?}: use up to 5 characters (the labs are <id>f and <id>t)");
+    }
+    let flannel = Lab::new(Some(&format!("{id}f")))?;
+    let terway = Lab::new(Some(&format!("{id}t")))?;
+    let started = Instant::now();
+    let mut opts = default_up();
+    let result = (|| -> Result<Vec<(Backend, Vec<checks::CheckResult>)>> {
+        let mut out = Vec::new();
+        for (lab, backend) in [(&flannel, Backend::Flannel), (&terway, Backend::Terway)] {
+            opts.backend = backend;
+            step(&format!(
+                "{} lab ({}): 2 nodes × 2 pods",
+                backend.as_str(),
+                lab.prefix
+            ));
+            let mut st = up_or_clean(lab, &opts)?;
+            step(&format!("checking the {} lab", backend.as_str()));
+            let results = checks::run(lab, &mut st);
+            lab.save_state(&st)?;
+            out.push((backend, results));
+        }
+        Ok(out)
+    })();
+    if keep && result.is_ok() {
+        eprintln!("labs left up: `unicni lab --id {id}f down`, `unicni lab --id {id}t down`");
+    } else {
+        step("tearing both labs down");
+        for lab in [&flannel, &terway] {
+            if let Err(e) = teardown(lab) {
+                eprintln!("    warning: {e:#}");
+            }
+        }
+    }
+    let result = result?;
+    let failed = checks::print_compare(&result, output);
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(exit(failed))
 }
 
 /// Removes every process, namespace and file of this lab. Safe to repeat; works from
@@ -401,6 +621,7 @@ pub fn destroy(lab: &Lab) -> Result<()> {
         pids.extend(st.nodes.iter().filter_map(|n| n.agent_pid));
         pids.extend(st.etcd_pid);
         pids.extend(st.cloud_pid);
+        pids.extend(st.other_nodes.iter().filter_map(|n| n.agent_pid));
     }
     let root = format!("{}/", lab.root.display());
     pids.extend(nodes::processes_mentioning(&root));

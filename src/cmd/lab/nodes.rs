@@ -2,7 +2,9 @@
 //! inside the node's namespace exactly as a DaemonSet pod with host networking would.
 
 use super::topology::{
-    Lab, LabState, Mode, StoreChoice, AGENT_LISTEN, CLUSTER_CIDR, ETCD_PORT, NETWORK,
+    Backend, Lab, LabState, Mode, StoreChoice, AGENT_LISTEN, CLUSTER_CIDR, ETCD_PORT, NETWORK,
+    NODE_VSWITCH, OTHER, OTHER_CLUSTER, OTHER_CLUSTER_CIDR, OTHER_NETWORK, OTHER_VSWITCH,
+    SECURITY_GROUP, TERWAY_POOL_MAX, TERWAY_POOL_MIN,
 };
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
@@ -11,37 +13,69 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 impl Lab {
-    pub fn node_config_text(&self, i: usize, mode: Mode, store: StoreChoice, ttl: u64) -> String {
+    /// Node `i`'s config file. Node [`OTHER`] is the second cluster's: its own cluster
+    /// name, network name and file store; flannel gives it its own cluster CIDR (and vxlan
+    /// in place of vpc-route: it has no route-table entries), terway its own vSwitch.
+    pub fn node_config_text(&self, i: usize, st: &LabState) -> String {
         let dir = self.node_dir(i);
-        let store = match store {
+        let other = i == OTHER;
+        let store = match st.store {
+            _ if other => format!("kind = \"file\"\npath = \"{}/store\"\n", dir.display()),
             StoreChoice::File => format!("kind = \"file\"\npath = \"{}/store\"\n", self.root.display()),
             StoreChoice::Etcd => format!(
                 "kind = \"etcd\"\nendpoints = [\"http://{}:{ETCD_PORT}\"]\nprefix = \"/unicni-lab\"\n",
                 self.outside_ip()
             ),
         };
+        let (cluster, network) = if other {
+            (OTHER_CLUSTER, OTHER_NETWORK)
+        } else {
+            ("lab", NETWORK)
+        };
+        let backend = match st.backend {
+            Backend::Flannel => {
+                let (cidr, mode) = match st.mode {
+                    _ if !other => (CLUSTER_CIDR, st.mode),
+                    Mode::HostGw => (OTHER_CLUSTER_CIDR, Mode::HostGw),
+                    _ => (OTHER_CLUSTER_CIDR, Mode::Vxlan),
+                };
+                format!(
+                    "[flannel]\nnetwork = \"{cidr}\"\nsubnet_len = 24\nmode = \"{mode}\"\ninterface = \"eth0\"\n",
+                    mode = mode.as_str()
+                )
+            }
+            Backend::Terway => format!(
+                "[backend]\nkind = \"terway\"\n\n[terway]\nmode = \"{mode}\"\nvswitches = [\"{vsw}\"]\n\
+                 security_groups = [\"{SECURITY_GROUP}\"]\npod_info_dir = \"{pods}\"\n\n\
+                 [terway.pool]\nmin = {TERWAY_POOL_MIN}\nmax = {TERWAY_POOL_MAX}\n",
+                mode = st.mode.as_str(),
+                vsw = if other { OTHER_VSWITCH } else { NODE_VSWITCH },
+                pods = self.pod_info_dir(i).display(),
+            ),
+        };
+        let cloud = if st.mode.needs_cloud() && !(other && st.backend == Backend::Flannel) {
+            self.cloud_section(i)
+        } else {
+            String::new()
+        };
         format!(
-            "[cluster]\nname = \"lab\"\n\n[flannel]\nnetwork = \"{CLUSTER_CIDR}\"\nsubnet_len = 24\nmode = \"{mode}\"\n\
-             interface = \"eth0\"\n\n[cni]\nnetwork_name = \"{NETWORK}\"\n\n[store]\n{store}lease_ttl_seconds = {ttl}\n\n\
+            "[cluster]\nname = \"{cluster}\"\nip_stack = \"{stack}\"\n\n{backend}\n[cni]\nnetwork_name = \"{network}\"\n\n\
+             [store]\n{store}lease_ttl_seconds = {ttl}\n\n\
              [node]\nname = \"{name}\"\nstate_dir = \"{dir}/state\"\nrun_dir = \"{dir}/run\"\n\n\
              [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n{cloud}",
-            cloud = if mode == Mode::VpcRoute {
-                self.cloud_section(i)
-            } else {
-                String::new()
-            },
-            mode = mode.as_str(),
+            stack = st.ip_stack.as_str(),
+            ttl = st.lease_ttl_seconds,
             name = self.node_name(i),
             dir = dir.display(),
         )
     }
 
     /// Writes node `i`'s config and runs `unicni install --with-agent` in its namespace.
-    pub fn install_node(&self, i: usize, mode: Mode, store: StoreChoice, ttl: u64) -> Result<()> {
+    pub fn install_node(&self, i: usize, st: &LabState) -> Result<()> {
         std::fs::create_dir_all(self.node_dir(i))?;
         crate::cmd::common::write_atomic(
             &self.node_config(i),
-            self.node_config_text(i, mode, store, ttl).as_bytes(),
+            self.node_config_text(i, st).as_bytes(),
             0o644,
         )?;
         let out = Command::new("ip")
@@ -92,25 +126,50 @@ impl Lab {
         self.node_dir(i).join("run/flannel/subnet.json")
     }
 
-    /// Waits until node `i`'s agent has published its lease; returns the subnet.
-    pub fn wait_ready(&self, i: usize, pid: u32, timeout: Duration) -> Result<String> {
+    /// Waits until node `i`'s agent is ready: flannel has published its lease (returns
+    /// the subnet), terway answers 200 on `/readyz` (returns its reason line).
+    pub fn wait_ready(
+        &self,
+        i: usize,
+        pid: u32,
+        backend: Backend,
+        timeout: Duration,
+    ) -> Result<String> {
         let until = Instant::now() + timeout;
         loop {
-            if let Ok(b) = std::fs::read(self.subnet_file(i)) {
-                let v: serde_json::Value = serde_json::from_slice(&b)?;
-                return Ok(v["subnet"].as_str().unwrap_or_default().to_string());
+            match backend {
+                Backend::Flannel => {
+                    if let Ok(b) = std::fs::read(self.subnet_file(i)) {
+                        let v: serde_json::Value = serde_json::from_slice(&b)?;
+                        return Ok(v["subnet"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+                Backend::Terway => {
+                    if let Ok(r) = self.agent_get(i, "/readyz") {
+                        if r.starts_with("HTTP/1.1 200") {
+                            return Ok(http_body(&r));
+                        }
+                    }
+                }
             }
             if !alive(pid) || Instant::now() > until {
                 let log =
                     std::fs::read_to_string(self.node_dir(i).join("agent.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let readyz = match backend {
+                    Backend::Terway => self
+                        .agent_get(i, "/readyz")
+                        .map(|r| format!("; /readyz: {}", http_body(&r)))
+                        .unwrap_or_default(),
+                    Backend::Flannel => String::new(),
+                };
                 bail!(
-                    "the agent of node {i} is not ready ({}); last log lines:\n{}",
+                    "the agent of node {i} is not ready ({}{readyz}); last log lines:\n{}",
                     if alive(pid) { "timed out" } else { "it exited" },
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -172,9 +231,46 @@ impl Lab {
         }
     }
 
+    /// Waits until no address in these namespaces is still in IPv6 duplicate address
+    /// detection: a link just brought up (an ENI link, an ENI moved into a pod) has only a
+    /// tentative link-local address for a second or two, and cannot resolve its gateway
+    /// until then.
+    pub fn wait_ipv6_settled(&self, namespaces: &[String], timeout: Duration) -> Result<()> {
+        let until = Instant::now() + timeout;
+        loop {
+            let busy: Vec<&String> = namespaces
+                .iter()
+                .filter(|ns| {
+                    Command::new("ip")
+                        .args(["-n", ns, "-6", "-o", "addr", "show", "tentative"])
+                        .output()
+                        .map(|o| !o.stdout.is_empty())
+                        .unwrap_or(false)
+                })
+                .collect();
+            if busy.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                bail!("IPv6 addresses in {busy:?} still tentative after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn stop_agent(pid: u32) {
         terminate(pid, Duration::from_secs(5));
     }
+}
+
+/// The body of an HTTP/1.1 response, trimmed.
+pub fn http_body(response: &str) -> String {
+    response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 pub fn alive(pid: u32) -> bool {

@@ -1,16 +1,23 @@
 //! Lab pods: a network namespace attached by executing the installed plugin inside the
 //! node's namespace with CNI env and the conflist on stdin, as a container runtime would.
+//! Before ADD the lab writes the pod's manifest (a Kubernetes Pod: name, namespace,
+//! annotations, owner) where a terway agent reads it, as the API server would serve it.
 
-use super::topology::{sh, Lab, PodState};
+use super::topology::{sh, Backend, Lab, PodState, POD_NAMESPACE};
 use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 impl Lab {
     fn cni(
         &self,
         command: &str,
         node: usize,
+        pod: &str,
         container_id: &str,
         netns: &str,
     ) -> Result<std::process::Output> {
@@ -27,7 +34,10 @@ impl Lab {
             .env("CNI_PATH", self.bin_dir())
             .env(
                 "CNI_ARGS",
-                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME={container_id}"),
+                format!(
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={pod};\
+                     K8S_POD_INFRA_CONTAINER_ID={container_id}"
+                ),
             )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -42,40 +52,108 @@ impl Lab {
         Ok(child.wait_with_output()?)
     }
 
-    /// Creates pod `j` of node `node` through CNI ADD.
-    pub fn add_pod(&self, node: usize, j: usize) -> Result<PodState> {
+    /// `<pod info dir>/<namespace>_<name>.yaml`: the Pod object the agent looks up.
+    fn write_manifest(&self, pod: &PodState) -> Result<()> {
+        let dir = self.pod_info_dir(pod.node);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let mut metadata = serde_json::json!({
+            "name": pod.name,
+            "namespace": POD_NAMESPACE,
+            "uid": format!("uid-{}", pod.netns),
+            "annotations": pod.annotations,
+        });
+        if let Some(kind) = &pod.owner_kind {
+            metadata["ownerReferences"] = serde_json::json!([{
+                "apiVersion": "apps/v1",
+                "kind": kind,
+                "name": pod.name.rsplit_once('-').map(|(a, _)| a).unwrap_or(&pod.name),
+                "uid": format!("uid-owner-{}", pod.name),
+                "controller": true,
+            }]);
+        }
+        let manifest = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": {"nodeName": self.node_name(pod.node)},
+        });
+        // JSON is YAML: the agent reads either.
+        crate::cmd::common::write_atomic(
+            &dir.join(format!("{POD_NAMESPACE}_{}.yaml", pod.name)),
+            serde_json::to_string_pretty(&manifest)?.as_bytes(),
+            0o644,
+        )
+    }
+
+    /// Creates pod `j` of node `node` through CNI ADD; terway pods get their manifest
+    /// (with `annotations` and an owner of kind `owner_kind`) first.
+    pub fn add_pod(
+        &self,
+        backend: Backend,
+        node: usize,
+        j: usize,
+        annotations: BTreeMap<String, String>,
+        owner_kind: Option<&str>,
+    ) -> Result<PodState> {
         let ns = self.pod_ns(node, j);
         sh(&["ip", "netns", "add", &ns])?;
-        let id = format!("{ns}-c");
-        let out = self.cni("ADD", node, &id, &format!("/var/run/netns/{ns}"))?;
+        let mut pod = PodState {
+            name: self.pod_name(node, j),
+            node,
+            netns: ns.clone(),
+            ip: String::new(),
+            ip6: None,
+            container_id: format!("{ns}-c"),
+            annotations,
+            owner_kind: owner_kind.map(str::to_string),
+        };
+        self.attach(backend, &mut pod)?;
+        Ok(pod)
+    }
+
+    /// CNI ADD of `pod` into its (existing) namespace; fills in its addresses.
+    fn attach(&self, backend: Backend, pod: &mut PodState) -> Result<()> {
+        if backend == Backend::Terway {
+            self.write_manifest(pod)?;
+        }
+        let out = self.cni(
+            "ADD",
+            pod.node,
+            &pod.name,
+            &pod.container_id,
+            &format!("/var/run/netns/{}", pod.netns),
+        )?;
         if !out.status.success() {
             bail!(
-                "CNI ADD of pod {j} on node {node} failed: {}",
+                "CNI ADD of pod {} on node {} failed: {}",
+                pod.name,
+                pod.node,
                 String::from_utf8_lossy(&out.stdout).trim()
             );
         }
         let result: serde_json::Value =
             serde_json::from_slice(&out.stdout).context("decode the CNI ADD result")?;
-        let ip = result["ips"][0]["address"]
-            .as_str()
-            .context("CNI result has no address")?
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        Ok(PodState {
-            name: format!("n{node}-p{j}"),
-            node,
-            netns: ns,
-            ip,
-            container_id: id,
-        })
+        let addrs: Vec<String> = result["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip["address"].as_str())
+            .map(|a| a.split('/').next().unwrap_or_default().to_string())
+            .collect();
+        pod.ip = addrs
+            .iter()
+            .find(|a| !a.contains(':'))
+            .cloned()
+            .context("the CNI ADD result has no IPv4 address")?;
+        pod.ip6 = addrs.iter().find(|a| a.contains(':')).cloned();
+        Ok(())
     }
 
     pub fn del_pod(&self, pod: &PodState) -> Result<()> {
         let out = self.cni(
             "DEL",
             pod.node,
+            &pod.name,
             &pod.container_id,
             &format!("/var/run/netns/{}", pod.netns),
         )?;
@@ -87,5 +165,23 @@ impl Lab {
             );
         }
         Ok(())
+    }
+
+    /// The pod's sandbox is deleted (CNI DEL, namespace removed) and a new one started for
+    /// the same namespace/name: a new namespace, a new container ID, CNI ADD. `pod` is
+    /// updated to the new sandbox, also when the ADD fails (then it has no address).
+    pub fn recreate_pod(&self, backend: Backend, pod: &mut PodState) -> Result<()> {
+        self.del_pod(pod)?;
+        sh(&["ip", "netns", "del", &pod.netns])?;
+        sh(&["ip", "netns", "add", &pod.netns])?;
+        pod.container_id = format!(
+            "{}-c{}{}",
+            pod.netns,
+            std::process::id(),
+            GENERATION.fetch_add(1, Ordering::Relaxed)
+        );
+        pod.ip.clear();
+        pod.ip6 = None;
+        self.attach(backend, pod)
     }
 }

@@ -55,6 +55,12 @@ pub fn run(lab: &Lab, peers: usize, mode: Mode, output: &str) -> Result<ExitCode
     if !(1..=32000).contains(&peers) {
         bail!("--peers {peers}: 1 to 32000");
     }
+    if !matches!(mode, Mode::Vxlan | Mode::HostGw) {
+        bail!(
+            "--mode {}: lab scale measures the flannel agent's peers (vxlan or host-gw)",
+            mode.as_str()
+        );
+    }
     super::destroy(lab)?;
     let r = scale(lab, peers, mode);
     super::destroy(lab)?;

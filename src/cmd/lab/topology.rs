@@ -10,7 +10,17 @@ use std::process::{Command, Stdio};
 pub const PREFIX: &str = "ulab";
 pub const NETWORK: &str = "unicni-lab";
 pub const CLUSTER_CIDR: &str = "10.250.0.0/16";
-/// The simulated VPC: `.1` is the VPC router / an outside host (and etcd), nodes from `.11`.
+/// The second cluster in the same VPC: one node (index [`OTHER`]), its own name, network
+/// name, store, agent and (flannel) cluster CIDR.
+pub const OTHER_CLUSTER: &str = "lab2";
+pub const OTHER_NETWORK: &str = "unicni-lab2";
+pub const OTHER_CLUSTER_CIDR: &str = "10.251.0.0/16";
+/// The node index that means "the second cluster's node" (cluster nodes count from 1).
+pub const OTHER: usize = 0;
+/// Kubernetes namespace of the lab's pods (their manifests and CNI_ARGS).
+pub const POD_NAMESPACE: &str = "lab";
+/// The simulated VPC: `.1` is the VPC router / an outside host (and etcd), nodes from `.11`,
+/// the second cluster's node is `.10`.
 pub const VPC_PREFIX: &str = "192.168.250";
 pub const VPC_LEN: u8 = 24;
 /// The VPC host's subnet: the router is `.1` (in the VPC namespace), the host `.2`.
@@ -22,6 +32,13 @@ pub const ETCD_PORT: u16 = 2379;
 pub const CLOUD_PORT: u16 = 8070;
 /// The security group every lab ENI joins (the emulator knows only this one).
 pub const SECURITY_GROUP: &str = "sg-lab";
+/// The terway cluster's pod vSwitch, the second cluster's, and what an annotated pod asks for.
+pub const NODE_VSWITCH: &str = "vsw-pod-a";
+pub const OTHER_VSWITCH: &str = "vsw-pod-b";
+pub const ANNOTATED_VSWITCH: &str = "vsw-pod-b";
+/// The terway pool: idle addresses (shared) or ENIs (exclusive) kept ready.
+pub const TERWAY_POOL_MIN: u32 = 2;
+pub const TERWAY_POOL_MAX: u32 = 5;
 
 /// A vSwitch of the emulated VPC that pods take addresses from (terway).
 pub struct PodVSwitch {
@@ -67,13 +84,37 @@ pub struct Lab {
     pub exe: PathBuf,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Flannel,
+    Terway,
+}
+
+impl Backend {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::Flannel => "flannel",
+            Backend::Terway => "terway",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
+    /// flannel: overlay between nodes.
     Vxlan,
+    /// flannel: routes between nodes over the shared L2 segment.
     HostGw,
-    /// One emulated VPC route-table entry per node, mirrored as routes in the VPC namespace.
+    /// flannel: one emulated VPC route-table entry per node, mirrored as routes in the
+    /// VPC namespace.
     VpcRoute,
+    /// terway: pods get secondary IPs of ENIs shared by several pods (veth + policy routing).
+    SharedEni,
+    /// terway: each pod gets a whole ENI, moved into its namespace.
+    ExclusiveEni,
 }
 
 impl Mode {
@@ -82,6 +123,38 @@ impl Mode {
             Mode::Vxlan => "vxlan",
             Mode::HostGw => "host-gw",
             Mode::VpcRoute => "vpc-route",
+            Mode::SharedEni => "shared-eni",
+            Mode::ExclusiveEni => "exclusive-eni",
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Mode::Vxlan | Mode::HostGw | Mode::VpcRoute => Backend::Flannel,
+            Mode::SharedEni | Mode::ExclusiveEni => Backend::Terway,
+        }
+    }
+
+    /// Whether the lab runs the cloud emulator for this mode.
+    pub fn needs_cloud(&self) -> bool {
+        matches!(self, Mode::VpcRoute | Mode::SharedEni | Mode::ExclusiveEni)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IpStack {
+    #[default]
+    Ipv4,
+    /// IPv4 and IPv6 (terway only).
+    Dual,
+}
+
+impl IpStack {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IpStack::Ipv4 => "ipv4",
+            IpStack::Dual => "dual",
         }
     }
 }
@@ -105,25 +178,44 @@ pub struct NodeState {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PodState {
+    /// Also the pod's Kubernetes name (namespace [`POD_NAMESPACE`]).
     pub name: String,
     pub node: usize,
     pub netns: String,
     pub ip: String,
+    /// The pod's IPv6 address (dual stack).
+    #[serde(default)]
+    pub ip6: Option<String>,
     pub container_id: String,
+    /// Pod annotations written to its manifest (terway reads them).
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// Kind of the pod's owner in its manifest (`StatefulSet` pods keep their IP in terway).
+    #[serde(default)]
+    pub owner_kind: Option<String>,
 }
 
 /// What `lab up` built; `check`, `bench`, `down` and the agent commands read it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
+    #[serde(default)]
+    pub backend: Backend,
+    #[serde(default)]
+    pub ip_stack: IpStack,
     pub mode: Mode,
     pub store: StoreChoice,
     pub lease_ttl_seconds: u64,
     pub nodes: Vec<NodeState>,
     pub pods: Vec<PodState>,
     pub etcd_pid: Option<u32>,
-    /// The cloud emulator (vpc-route mode), running in the VPC namespace.
+    /// The cloud emulator (vpc-route and terway), running in the VPC namespace.
     #[serde(default)]
     pub cloud_pid: Option<u32>,
+    /// The second cluster in the same VPC (node [`OTHER`]) and its pods.
+    #[serde(default)]
+    pub other_nodes: Vec<NodeState>,
+    #[serde(default)]
+    pub other_pods: Vec<PodState>,
 }
 
 impl Lab {
@@ -150,17 +242,41 @@ impl Lab {
     pub fn vpc_ns(&self) -> String {
         format!("{}-vpc", self.prefix)
     }
+    /// `n<i>` for the cluster's nodes, `c2n1` for the second cluster's node ([`OTHER`]):
+    /// the node's part of namespace, directory, link and instance names.
+    pub fn node_tag(&self, i: usize) -> String {
+        if i == OTHER {
+            "c2n1".into()
+        } else {
+            format!("n{i}")
+        }
+    }
     pub fn node_ns(&self, i: usize) -> String {
-        format!("{}-n{i}", self.prefix)
+        format!("{}-{}", self.prefix, self.node_tag(i))
     }
     pub fn node_name(&self, i: usize) -> String {
-        format!("{}-node-{i}", self.prefix)
+        if i == OTHER {
+            format!("{}-c2-node-1", self.prefix)
+        } else {
+            format!("{}-node-{i}", self.prefix)
+        }
+    }
+    pub fn pod_name(&self, node: usize, j: usize) -> String {
+        format!("{}-p{j}", self.node_tag(node))
     }
     pub fn pod_ns(&self, node: usize, j: usize) -> String {
-        format!("{}-n{node}-p{j}", self.prefix)
+        format!("{}-{}", self.prefix, self.pod_name(node, j))
     }
     pub fn node_ip(&self, i: usize) -> String {
         format!("{VPC_PREFIX}.{}", 10 + i)
+    }
+    /// Where a terway node's agent reads pod manifests (one directory per cluster).
+    pub fn pod_info_dir(&self, i: usize) -> PathBuf {
+        if i == OTHER {
+            self.node_dir(i).join("pods")
+        } else {
+            self.root.join("pods")
+        }
     }
     pub fn outside_ip(&self) -> String {
         format!("{VPC_PREFIX}.1")
@@ -175,7 +291,7 @@ impl Lab {
         format!("{HOST_PREFIX}.1")
     }
     pub fn node_dir(&self, i: usize) -> PathBuf {
-        self.root.join(format!("n{i}"))
+        self.root.join(self.node_tag(i))
     }
     pub fn node_config(&self, i: usize) -> PathBuf {
         self.node_dir(i).join("unicni.toml")

@@ -1,0 +1,181 @@
+//! The lab with the terway backend (root): the cloud emulator's ENIs are real links, pods
+//! get VPC addresses through the agent's ENI pool, and `lab check` passes with terway's
+//! expected outcomes: pods take addresses from the node's vSwitch (or the annotated one),
+//! a StatefulSet pod keeps its address across re-creation, the VPC host reaches pods
+//! directly and sees their own addresses, and a second cluster's pod in the same VPC
+//! reaches them. Shared ENI, exclusive ENI, and shared ENI with dual stack.
+
+mod common;
+
+use common::lab::Lab;
+
+use serde_json::Value;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn failed_checks(v: &Value) -> Vec<String> {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .map(|c| c.to_string())
+        .collect()
+}
+
+fn named<'a>(v: &'a Value, name: &str) -> Vec<&'a Value> {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == name)
+        .collect()
+}
+
+fn observed(c: &Value) -> &str {
+    c["observed"].as_str().unwrap_or_default()
+}
+
+/// `lab up` with these arguments, `lab check` green, terway's design visible in the
+/// results; returns the check output for more assertions.
+fn terway_lab(lab: &Lab, args: &[&str]) -> Value {
+    let started = Instant::now();
+    let mut up = vec!["up", "--backend", "terway", "--nodes", "2"];
+    up.extend_from_slice(args);
+    lab.ok(&up);
+    let st = lab.state();
+    assert_eq!(st["backend"], "terway");
+    let v = lab.check();
+    assert_eq!(failed_checks(&v), Vec::<String>::new(), "{v:#}");
+
+    // The StatefulSet pod came back with its address.
+    let re = named(&v, "pod re-created: its address");
+    assert_eq!(re.len(), 1);
+    assert!(
+        observed(re[0]).starts_with("the same address 192.168.252."),
+        "{}",
+        re[0]
+    );
+    // Addresses from the node's vSwitch, and the annotated pod's from vsw-pod-b.
+    let plain = named(&v, "pod address");
+    assert_eq!(plain.len(), 3, "{v:#}");
+    assert!(plain
+        .iter()
+        .all(|c| observed(c).starts_with("192.168.252.")));
+    let annotated = named(&v, "pod address, vSwitch by annotation");
+    assert_eq!(annotated.len(), 1, "{v:#}");
+    assert!(observed(annotated[0]).starts_with("192.168.253."));
+    // Across nodes, every pair.
+    assert_eq!(named(&v, "pod to pod, across nodes").len(), 8);
+    // The VPC host reaches pods directly and sees the pods' own addresses.
+    let direct = named(&v, "VPC host to pod, direct");
+    assert!(direct.len() >= 2);
+    assert!(direct
+        .iter()
+        .all(|c| observed(c).starts_with("192.168.251.2 (the VPC host)")));
+    let seen = named(&v, "pod to VPC host: source seen");
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter().all(|c| observed(c).contains("(pod n")),
+        "{seen:?}"
+    );
+    // The second cluster's pod reaches this cluster's pods with its own address.
+    let other = named(&v, "second cluster's pod to pod");
+    assert!(!other.is_empty());
+    assert!(other
+        .iter()
+        .all(|c| observed(c).contains("the second cluster's pod")));
+
+    // A second check (after a re-creation) is green too.
+    assert_eq!(failed_checks(&lab.check()), Vec::<String>::new());
+    eprintln!(
+        "terway lab {args:?}: up and two checks in {:?}",
+        started.elapsed()
+    );
+    v
+}
+
+fn gone(lab: &Lab) {
+    lab.ok(&["down"]);
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ns.stdout).contains(&format!("ulab{}-", lab.id)));
+    assert!(!std::path::Path::new(&lab.root()).exists());
+}
+
+#[test]
+fn terway_shared_eni_lab_is_green() {
+    if !common::require_root() {
+        return;
+    }
+    let started = Instant::now();
+    let lab = Lab::new("ts");
+    terway_lab(&lab, &["--mode", "shared-eni"]);
+    // Shared ENI: the node holds the ENI links, the pods veths.
+    let links = lab.in_node(1, &["ip", "-o", "link", "show"]);
+    assert!(links.contains("eth1"), "{links}");
+    gone(&lab);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn terway_exclusive_eni_lab_is_green() {
+    if !common::require_root() {
+        return;
+    }
+    let started = Instant::now();
+    let lab = Lab::new("tx");
+    terway_lab(&lab, &["--mode", "exclusive-eni"]);
+    // Exclusive ENI: each pod holds an ENI link (the ENI's MAC, 00:16:3e:…).
+    let out = Command::new("ip")
+        .args(["-n", &lab.ns("n1-p2"), "-o", "link", "show"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&out.stdout);
+    assert!(links.contains("00:16:3e:"), "{links}");
+    gone(&lab);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn terway_dual_stack_lab_is_green() {
+    if !common::require_root() {
+        return;
+    }
+    let started = Instant::now();
+    let lab = Lab::new("td");
+    let v = terway_lab(&lab, &["--mode", "shared-eni", "--ip-stack", "dual"]);
+    let v6 = named(&v, "pod to pod over IPv6, across nodes");
+    assert_eq!(v6.len(), 8, "{v:#}");
+    assert!(v6.iter().all(|c| observed(c).starts_with("fd00:25")));
+    for p in lab.state()["pods"].as_array().unwrap() {
+        assert!(
+            p["ip6"].as_str().is_some_and(|a| a.starts_with("fd00:25")),
+            "{p}"
+        );
+    }
+    gone(&lab);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn terway_refuses_flannel_modes_and_flannel_dual_stack() {
+    let lab = Lab::new("tr");
+    let out = lab.unicni(&["up", "--backend", "terway", "--mode", "vxlan"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shared-eni or exclusive-eni"));
+    let out = lab.unicni(&["up", "--ip-stack", "dual"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--backend terway"));
+}
