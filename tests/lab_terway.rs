@@ -179,3 +179,63 @@ fn terway_refuses_flannel_modes_and_flannel_dual_stack() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--backend terway"));
 }
+
+#[test]
+fn compare_shows_both_designs_side_by_side() {
+    if !common::require_root() {
+        return;
+    }
+    let lab = Lab::new("c");
+    // `compare` builds `<id>f` and `<id>t`; these guards remove them whatever happens.
+    let _flannel = Lab {
+        id: format!("{}f", lab.id),
+    };
+    let _terway = Lab {
+        id: format!("{}t", lab.id),
+    };
+    let out = lab.unicni(&["compare", "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["failed"], 0, "{v:#}");
+    let row = |name: &str| -> Value {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["check"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row {name}: {v:#}"))
+    };
+    let direct = row("VPC host to pod, direct");
+    assert!(direct["flannel"]["observed"]
+        .as_str()
+        .unwrap()
+        .starts_with("unreachable"));
+    assert!(direct["terway"]["observed"]
+        .as_str()
+        .unwrap()
+        .starts_with("192.168.251.2"));
+    let seen = row("pod to VPC host: source seen");
+    assert!(seen["flannel"]["observed"]
+        .as_str()
+        .unwrap()
+        .contains("(node-"));
+    assert!(seen["terway"]["observed"]
+        .as_str()
+        .unwrap()
+        .contains("(pod "));
+    let fixed = row("pod re-created: its address");
+    assert!(fixed["terway"]["observed"]
+        .as_str()
+        .unwrap()
+        .starts_with("the same address"));
+    assert!(row("pod address, vSwitch by annotation")["flannel"].is_null());
+    // Both labs are gone.
+    for suffix in ["f", "t"] {
+        assert!(!std::path::Path::new(&format!("/run/unicni-lab-{}{suffix}", lab.id)).exists());
+    }
+}
