@@ -329,3 +329,72 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::topology::{IpStack, OTHER};
+    use super::*;
+
+    fn state(mode: Mode, ip_stack: IpStack) -> LabState {
+        LabState {
+            backend: mode.backend(),
+            ip_stack,
+            mode,
+            store: StoreChoice::File,
+            lease_ttl_seconds: 10,
+            nodes: Vec::new(),
+            pods: Vec::new(),
+            etcd_pid: None,
+            cloud_pid: None,
+            other_nodes: Vec::new(),
+            other_pods: Vec::new(),
+        }
+    }
+
+    /// Every node config the lab writes is one `unicni install` accepts.
+    #[test]
+    fn node_configs_load_and_validate() {
+        let lab = Lab::new(Some("unit")).unwrap();
+        for (mode, stack) in [
+            (Mode::Vxlan, IpStack::Ipv4),
+            (Mode::HostGw, IpStack::Ipv4),
+            (Mode::VpcRoute, IpStack::Ipv4),
+            (Mode::SharedEni, IpStack::Ipv4),
+            (Mode::SharedEni, IpStack::Dual),
+            (Mode::ExclusiveEni, IpStack::Dual),
+        ] {
+            let st = state(mode, stack);
+            for i in [1, OTHER] {
+                let text = lab.node_config_text(i, &st);
+                let c = unicni_config::load_str(&text, unicni_config::Format::Toml)
+                    .unwrap_or_else(|e| panic!("{mode:?} node {i}: {e}\n{text}"));
+                assert_eq!(c.cluster.name, if i == OTHER { "lab2" } else { "lab" });
+                assert_eq!(c.backend.kind.as_str(), mode.backend().as_str());
+                match mode.backend() {
+                    Backend::Terway => {
+                        assert_eq!(c.terway.mode.as_str(), mode.as_str());
+                        assert_eq!(
+                            c.terway.vswitches,
+                            [if i == OTHER { "vsw-pod-b" } else { "vsw-pod-a" }]
+                        );
+                        assert_eq!(c.terway.security_groups, ["sg-lab"]);
+                        assert!(c.terway.pod_info_dir.is_some());
+                        assert!(c.cloud.endpoint.is_some(), "{text}");
+                    }
+                    Backend::Flannel => {
+                        let want = if i == OTHER {
+                            "10.251.0.0/16"
+                        } else {
+                            "10.250.0.0/16"
+                        };
+                        assert!(text.contains(want), "{text}");
+                        // The second cluster has no route-table entries: never vpc-route.
+                        if i == OTHER {
+                            assert!(!text.contains("vpc-route"), "{text}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
