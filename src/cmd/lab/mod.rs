@@ -118,7 +118,8 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
-    /// Run the connectivity matrix on the running lab.
+    /// Run the checks on the running lab: connectivity, and what the backend's design
+    /// promises (re-creates pod n1-p1 on the way).
     Check {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
