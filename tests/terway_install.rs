@@ -1,0 +1,155 @@
+//! `unicni install` with the terway backend asks the metadata service and the cloud API
+//! (the emulator, started here on a loopback port) what the node's instance type can host,
+//! and refuses a node that cannot host the configured mode, with the reason.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_unicni");
+
+struct Sim(Child);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const SIM: &str = r#"
+security_groups = ["sg-t"]
+[[vswitches]]
+id = "vsw-node"
+zone = "cn-hangzhou-a"
+cidr = "192.168.0.0/24"
+[[vswitches]]
+id = "vsw-pod"
+zone = "cn-hangzhou-a"
+cidr = "192.168.16.0/20"
+ipv6_cidr = "fd00:16::/64"
+[[instances]]
+id = "i-small"
+instance_type = "ecs.g6.large"
+vswitch_id = "vsw-node"
+[[instances]]
+id = "i-g6x"
+instance_type = "ecs.g6.xlarge"
+vswitch_id = "vsw-node"
+[[instances]]
+id = "i-g7"
+instance_type = "ecs.g7.large"
+vswitch_id = "vsw-node"
+"#;
+
+fn start_sim(dir: &std::path::Path) -> (Sim, String) {
+    let cfg = dir.join("sim.toml");
+    std::fs::write(&cfg, SIM).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["cloud-sim", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let endpoint = line
+        .trim()
+        .strip_prefix("endpoint=")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (Sim(child), endpoint)
+}
+
+/// Runs `unicni install` for `instance` in `mode`/`stack`; (success, stderr, conflist).
+fn install(
+    endpoint: &str,
+    dir: &std::path::Path,
+    instance: &str,
+    mode: &str,
+    stack: &str,
+) -> (bool, String, String) {
+    let d = dir.join(format!("{instance}-{mode}-{stack}"));
+    std::fs::create_dir_all(d.join("net.d")).unwrap();
+    std::fs::create_dir_all(d.join("bin")).unwrap();
+    let config = d.join("unicni.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nip_stack = \"{stack}\"\n[backend]\nkind = \"terway\"\n[terway]\nmode = \"{mode}\"\n\
+             vswitches = [\"vsw-pod\"]\n[store]\nkind = \"file\"\npath = \"{store}\"\n\
+             [node]\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n\
+             [cloud]\nregion = \"cn-hangzhou\"\nendpoint = \"{endpoint}\"\n\
+             metadata_endpoint = \"{endpoint}/instances/{instance}\"\n\
+             access_key_id = \"unicni-sim\"\naccess_key_secret = \"unicni-sim-secret\"\n",
+            store = d.join("store").display(),
+            d = d.display(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("install")
+        .arg("--config")
+        .arg(&config)
+        .arg("--cni-conf-dir")
+        .arg(d.join("net.d"))
+        .arg("--cni-bin-dir")
+        .arg(d.join("bin"))
+        .output()
+        .unwrap();
+    let conflist = std::fs::read_to_string(d.join("net.d/10-unicni.conflist")).unwrap_or_default();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        conflist,
+    )
+}
+
+#[test]
+fn install_admits_or_refuses_by_instance_type_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, endpoint) = start_sim(dir.path());
+
+    let (ok, err, conf) = install(&endpoint, dir.path(), "i-small", "shared-eni", "ipv4");
+    assert!(!ok, "ecs.g6.large must be refused in shared mode");
+    assert!(
+        err.contains("ecs.g6.large") && err.contains("6 pods") && err.contains("more than 11"),
+        "{err}"
+    );
+    assert!(conf.is_empty(), "a refused node must not get a conflist");
+    assert!(
+        !dir.path().join("i-small-shared-eni-ipv4/store").exists()
+            || std::fs::read_dir(dir.path().join("i-small-shared-eni-ipv4/store"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "a refused node must not create the cluster lock"
+    );
+
+    let (ok, err, _) = install(&endpoint, dir.path(), "i-g6x", "shared-eni", "dual");
+    assert!(!ok);
+    assert!(
+        err.contains("IPv6") && err.contains("ecs.g6.xlarge"),
+        "{err}"
+    );
+
+    // The same small type is fine in exclusive mode (ENIs − 1 = 1 pod).
+    let (ok, err, _) = install(&endpoint, dir.path(), "i-small", "exclusive-eni", "ipv4");
+    assert!(ok, "{err}");
+
+    let (ok, err, conf) = install(&endpoint, dir.path(), "i-g7", "shared-eni", "dual");
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&conf).unwrap();
+    let first = &v["plugins"][0];
+    assert_eq!(first["backend"], "terway");
+    assert_eq!(first["mode"], "shared-eni");
+    assert!(
+        first["socket"]
+            .as_str()
+            .unwrap()
+            .ends_with("/run/terway.sock"),
+        "{first}"
+    );
+}
