@@ -4,12 +4,10 @@
 //! cluster lock, takes the node's subnet lease, programs the peers' datapath, and serves
 //! `/healthz`, `/readyz` and `/metrics` on `agent.listen`.
 
+use super::agent_http::Answer;
 use super::common;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -109,7 +107,11 @@ async fn serve(config: Config, mode: Mode) -> Result<()> {
                 config.agent.listen
             )
         })?;
-    tokio::spawn(http(listener, status.clone()));
+    let metrics = std::sync::Mutex::new(Metrics::new());
+    let shown = status.clone();
+    tokio::spawn(super::agent_http::serve(listener, move |path| {
+        respond(path, &shown, &metrics)
+    }));
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -448,31 +450,8 @@ impl Metrics {
     }
 }
 
-async fn http(listener: tokio::net::TcpListener, status: Arc<Status>) {
-    let metrics = Arc::new(std::sync::Mutex::new(Metrics::new()));
-    loop {
-        let Ok((conn, _)) = listener.accept().await else {
-            continue;
-        };
-        let status = status.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let status = status.clone();
-                let metrics = metrics.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(respond(req.uri().path(), &status, &metrics))
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(conn), svc)
-                .await;
-        });
-    }
-}
-
-fn respond(path: &str, s: &Status, metrics: &std::sync::Mutex<Metrics>) -> Response<Full<Bytes>> {
-    let (code, body) = match path {
+fn respond(path: &str, s: &Status, metrics: &std::sync::Mutex<Metrics>) -> Answer {
+    match path {
         "/healthz" => (200, "ok\n".to_string()),
         "/readyz" => {
             if s.ready.load(Ordering::Relaxed) {
@@ -490,14 +469,6 @@ fn respond(path: &str, s: &Status, metrics: &std::sync::Mutex<Metrics>) -> Respo
             }
         }
         "/metrics" => (200, metrics.lock().unwrap().render(s)),
-        _ => (
-            404,
-            "not found; try /healthz, /readyz or /metrics\n".to_string(),
-        ),
-    };
-    Response::builder()
-        .status(code)
-        .header("content-type", "text/plain; version=0.0.4")
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response")
+        _ => super::agent_http::not_found(),
+    }
 }

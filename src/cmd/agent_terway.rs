@@ -1,11 +1,9 @@
 //! `unicni agent` with `backend.kind = "terway"`: the ENI pool behind the plugin's socket,
 //! plus `/healthz`, `/readyz` (with the reason when not ready) and `/metrics`.
 
+use super::agent_http::Answer;
 use super::common;
 use anyhow::{Context, Result};
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Request, Response};
 use std::sync::Arc;
 use unicni_cloud::{Cloud, MetadataClient};
 use unicni_config::Config;
@@ -56,7 +54,10 @@ pub async fn serve(config: Config) -> Result<()> {
         agent.socket().display()
     );
     let report = agent.report.clone();
-    tokio::spawn(http(listener, report));
+    tokio::spawn(super::agent_http::serve(listener, move |path| {
+        let r = report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        respond(path, &r)
+    }));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM handler")?;
     tokio::select! {
@@ -109,24 +110,6 @@ impl PodLookup for KubePods {
     }
 }
 
-async fn http(listener: tokio::net::TcpListener, report: Arc<std::sync::Mutex<AgentReport>>) {
-    loop {
-        let Ok((conn, _)) = listener.accept().await else {
-            continue;
-        };
-        let report = report.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let r = report.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                async move { Ok::<_, std::convert::Infallible>(respond(req.uri().path(), &r)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(conn), svc)
-                .await;
-        });
-    }
-}
-
 fn metrics(r: &AgentReport) -> String {
     let mut out = String::new();
     let mut m = |name: &str, help: &str, v: u64| {
@@ -173,8 +156,8 @@ fn metrics(r: &AgentReport) -> String {
     out
 }
 
-fn respond(path: &str, r: &AgentReport) -> Response<Full<Bytes>> {
-    let (code, body) = match path {
+fn respond(path: &str, r: &AgentReport) -> Answer {
+    match path {
         "/healthz" => (200, "ok\n".to_string()),
         "/readyz" if r.ready => (
             200,
@@ -185,14 +168,6 @@ fn respond(path: &str, r: &AgentReport) -> Response<Full<Bytes>> {
         ),
         "/readyz" => (503, format!("not ready: {}\n", r.reason)),
         "/metrics" => (200, metrics(r)),
-        _ => (
-            404,
-            "not found; try /healthz, /readyz or /metrics\n".to_string(),
-        ),
-    };
-    Response::builder()
-        .status(code)
-        .header("content-type", "text/plain; version=0.0.4")
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response")
+        _ => super::agent_http::not_found(),
+    }
 }

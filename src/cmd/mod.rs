@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+mod agent_http;
 mod agent_terway;
 pub mod assess;
 pub mod cloud_sim;
