@@ -2,41 +2,18 @@
 //! `unicni cloud-sim` on a loopback port) for instance-type limits and vSwitch free
 //! addresses.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_unicni");
+use common::BIN;
+use std::process::Command;
 
-struct Sim(Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sim() -> (Sim, String) {
-    let mut child = Command::new(BIN)
-        .args(["cloud-sim", "--listen", "127.0.0.1:0", "--config"])
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testdata/cloud/sim.toml"
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let endpoint = line
-        .trim()
-        .strip_prefix("endpoint=")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (Sim(child), endpoint)
+fn start_sim() -> (common::sim::Sim, String) {
+    let sim = common::sim::start(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/testdata/cloud/sim.toml"
+    )));
+    let endpoint = sim.endpoint.clone();
+    (sim, endpoint)
 }
 
 fn config(dir: &std::path::Path, endpoint: &str, secret: &str) -> std::path::PathBuf {

@@ -2,19 +2,10 @@
 //! (the emulator, started here on a loopback port) what the node's instance type can host,
 //! and refuses a node that cannot host the configured mode, with the reason.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_unicni");
-
-struct Sim(Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::BIN;
+use std::process::Command;
 
 const SIM: &str = r#"
 security_groups = ["sg-t"]
@@ -41,26 +32,10 @@ instance_type = "ecs.g7.large"
 vswitch_id = "vsw-node"
 "#;
 
-fn start_sim(dir: &std::path::Path) -> (Sim, String) {
+fn start_sim(dir: &std::path::Path) -> common::sim::Sim {
     let cfg = dir.join("sim.toml");
     std::fs::write(&cfg, SIM).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["cloud-sim", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let endpoint = line
-        .trim()
-        .strip_prefix("endpoint=")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (Sim(child), endpoint)
+    common::sim::start(&cfg)
 }
 
 /// Runs `unicni install` for `instance` in `mode`/`stack`; (success, stderr, conflist).
@@ -110,7 +85,8 @@ fn install(
 #[test]
 fn install_admits_or_refuses_by_instance_type_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let (_sim, endpoint) = start_sim(dir.path());
+    let sim = start_sim(dir.path());
+    let endpoint = sim.endpoint.clone();
 
     let (ok, err, conf) = install(&endpoint, dir.path(), "i-small", "shared-eni", "ipv4");
     assert!(!ok, "ecs.g6.large must be refused in shared mode");

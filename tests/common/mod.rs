@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod sim;
 
 use serde_json::{json, Value};
 use std::io::Write;
