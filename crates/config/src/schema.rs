@@ -15,6 +15,7 @@ pub struct Config {
     pub cni: CniConfig,
     pub agent: AgentConfig,
     pub policy: PolicyConfig,
+    pub bpf: BpfConfig,
     pub log: LogConfig,
 }
 
@@ -111,6 +112,10 @@ pub struct FlannelConfig {
     pub port: u16,
     /// Underlay interface; by default the one holding the default route.
     pub interface: Option<String>,
+    /// The eBPF same-node fast path: pod-to-pod frames of one node go straight from veth
+    /// to veth instead of through the bridge (docs/ebpf.md). Needs eBPF on the node; see
+    /// `bpf.fallback` for what happens without it.
+    pub fast_path: bool,
 }
 
 impl Default for FlannelConfig {
@@ -126,6 +131,7 @@ impl Default for FlannelConfig {
             vni: 1,
             port: 8472,
             interface: None,
+            fast_path: false,
         }
     }
 }
@@ -147,12 +153,27 @@ impl TerwayMode {
     }
 }
 
+/// How shared-ENI pods' traffic crosses the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TerwayDatapath {
+    /// Host routing: policy rules 512/2048 and the ENI's table; netfilter sees everything.
     #[default]
     Routing,
+    /// The routing datapath plus the eBPF fast path: pod traffic to and from the VPC is
+    /// redirected between the pod's veth and its ENI, skipping the host stack; service and
+    /// node traffic still take the host path (docs/ebpf.md). shared-eni mode only; see
+    /// `bpf.fallback` for nodes that cannot run eBPF.
     Ebpf,
+}
+
+impl TerwayDatapath {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TerwayDatapath::Routing => "routing",
+            TerwayDatapath::Ebpf => "ebpf",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,6 +371,29 @@ pub struct PolicyConfig {
     pub enabled: bool,
     /// Directory of NetworkPolicy manifests watched when there is no Kubernetes API.
     pub manifests_dir: Option<String>,
+}
+
+/// eBPF on the node (the fast paths `terway.datapath = "ebpf"` and `flannel.fast_path`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BpfConfig {
+    /// The bpffs directory this node's programs, maps and links are pinned under (they
+    /// survive agent restarts; `unicni uninstall` removes it). An absolute path; one per
+    /// node when several nodes share a kernel (the lab).
+    pub pin_dir: String,
+    /// What the agent does when eBPF cannot be used on the node (no bpffs, missing
+    /// privileges, the verifier refuses the programs): `true` runs the datapath without the
+    /// fast path and says so in its log and /readyz; `false` refuses to become ready.
+    pub fallback: bool,
+}
+
+impl Default for BpfConfig {
+    fn default() -> Self {
+        Self {
+            pin_dir: "/sys/fs/bpf/unicni".into(),
+            fallback: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

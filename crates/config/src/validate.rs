@@ -1,6 +1,6 @@
 //! Semantic checks the schema cannot express. Every error names key, value, and what is allowed.
 
-use crate::{BackendKind, Config, FieldError, IpStack, StoreKind};
+use crate::{BackendKind, Config, FieldError, IpStack, StoreKind, TerwayDatapath, TerwayMode};
 use ipnet::{IpNet, Ipv4Net};
 use std::net::SocketAddr;
 
@@ -174,6 +174,7 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
     if c.agent.reconcile_seconds == 0 {
         e.push("agent.reconcile_seconds", 0, "1 or more");
     }
+    validate_bpf(c, &mut e);
     if !["trace", "debug", "info", "warn", "error"].contains(&c.log.level.as_str()) {
         e.push(
             "log.level",
@@ -334,6 +335,37 @@ fn validate_terway(c: &Config, e: &mut Errors) {
     }
 }
 
+/// The pin directory must be absolute and name a directory of its own (`remove_all` at
+/// uninstall deletes it), and the eBPF datapath only exists where there is a host veth.
+fn validate_bpf(c: &Config, e: &mut Errors) {
+    let pin = c.bpf.pin_dir.trim_end_matches('/');
+    if !pin.starts_with('/') || pin.split('/').filter(|p| !p.is_empty()).count() < 2 {
+        e.push(
+            "bpf.pin_dir",
+            &c.bpf.pin_dir,
+            "an absolute directory of its own on a bpf filesystem, e.g. /sys/fs/bpf/unicni",
+        );
+    } else if pin.split('/').any(|p| p == "." || p == "..") || pin.contains('.') {
+        // bpffs refuses dots in names.
+        e.push(
+            "bpf.pin_dir",
+            &c.bpf.pin_dir,
+            "a path without '.' (bpffs refuses dots in names)",
+        );
+    }
+    if c.backend.kind == BackendKind::Terway
+        && c.terway.datapath == TerwayDatapath::Ebpf
+        && c.terway.mode == TerwayMode::ExclusiveEni
+    {
+        e.push(
+            "terway.datapath",
+            "ebpf",
+            "routing with terway.mode = \"exclusive-eni\" (the pod owns its ENI; the eBPF \
+             fast path is for shared-eni)",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{load_str, ConfigError, Format};
@@ -426,6 +458,33 @@ mod tests {
         let e = errs("[backend]\nkind = \"terway\"\n[terway.pool]\nmin = 9\nmax = 2\n");
         let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["terway.vswitches", "terway.pool.min"]);
+    }
+
+    #[test]
+    fn bpf_section_and_fast_path_switches() {
+        let c = load_str(
+            "[flannel]\nfast_path = true\n[bpf]\npin_dir = \"/sys/fs/bpf/node-a\"\nfallback = false\n",
+            Format::Toml,
+        )
+        .unwrap();
+        assert!(c.flannel.fast_path);
+        assert_eq!(c.bpf.pin_dir, "/sys/fs/bpf/node-a");
+        assert!(!c.bpf.fallback);
+        let d = crate::Config::default();
+        assert_eq!(d.bpf.pin_dir, "/sys/fs/bpf/unicni");
+        assert!(d.bpf.fallback && !d.flannel.fast_path);
+        for bad in ["relative/dir", "/", "/sys", "/sys/fs/bpf/a.b"] {
+            let e = errs(&format!("[bpf]\npin_dir = \"{bad}\"\n"));
+            assert_eq!(e, [("bpf.pin_dir".into(), bad.into())]);
+        }
+        let terway = "[backend]\nkind = \"terway\"\n[terway]\nvswitches = [\"vsw-a\"]\n";
+        assert!(errs(&format!("{terway}datapath = \"ebpf\"\n")).is_empty());
+        let e = errs(&format!(
+            "{terway}datapath = \"ebpf\"\nmode = \"exclusive-eni\"\n"
+        ));
+        assert_eq!(e, [("terway.datapath".into(), "ebpf".into())]);
+        let err = load_str(&format!("{terway}datapath = \"xdp\"\n"), Format::Toml).unwrap_err();
+        assert!(err.to_string().contains("ebpf"), "{err}");
     }
 
     #[test]
