@@ -12,6 +12,8 @@ const PROGRAMS: &[(&str, &str, &[&str])] = &[
     ("fastpath", "fastpath", &[]),
     ("reject", "reject", &[]),
     ("fastpath", "fastpath_v3", &["-mcpu=v3"]),
+    ("terway", "terway", &[]),
+    ("terway", "terway_v3", &["-mcpu=v3"]),
 ];
 
 fn main() {

@@ -7,7 +7,8 @@
 //! it all away again. When BPF cannot be used on the node, errors say so
 //! ([`BpfError::is_unavailable`]) so the caller can fall back to the plain datapath.
 //!
-//! The first program is the flannel same-node fast path: see `docs/ebpf.md`.
+//! Programs: the flannel same-node fast path ([`FastPath`]) and the terway shared-ENI
+//! fast path ([`TerwayFastPath`]); see `docs/ebpf.md`.
 
 mod attach;
 mod bpffs;
@@ -18,16 +19,22 @@ mod iface;
 mod layout;
 mod maps;
 mod objects;
+mod progset;
+mod terway;
 
 pub use bpffs::{is_bpffs, BPFFS_ROOT};
 pub use cleanup::{remove_all, ReconcileReport};
 pub use error::{BpfError, Result};
 pub use fastpath::{AttachMode, Attachment, Endpoint, FastPath, Stats, DEFAULT_PIN_DIR};
 pub use layout::PROGRAM as FASTPATH_PROGRAM;
+pub use terway::{
+    TerwayFastPath, TerwayPod, TerwayStats, PROGRAM_ENI as TERWAY_ENI_PROGRAM,
+    PROGRAM_POD as TERWAY_POD_PROGRAM,
+};
 
 /// For tests only: embedded objects and the raw loader.
 #[doc(hidden)]
 pub mod testing {
     pub use crate::fastpath::load_object;
-    pub use crate::objects::{FASTPATH, FASTPATH_V3, REJECT};
+    pub use crate::objects::{FASTPATH, FASTPATH_V3, REJECT, TERWAY, TERWAY_V3};
 }

@@ -12,3 +12,11 @@ pub static REJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 #[doc(hidden)]
 pub static FASTPATH_V3: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath_v3.o"));
+
+/// The terway shared-ENI fast path (`bpf/terway.c`).
+pub static TERWAY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/terway.o"));
+
+/// The terway fast path built with `-mcpu=v3` (tests of an upgrade in place).
+#[doc(hidden)]
+pub static TERWAY_V3: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/terway_v3.o"));

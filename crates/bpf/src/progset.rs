@@ -1,0 +1,494 @@
+//! A set of tc programs from one embedded object, pinned under the pin directory and
+//! attached to interfaces in roles (which of the set's programs go on an interface).
+//! The same lifecycle as the flannel fast path (`fastpath.rs`, `attach.rs`): load once and
+//! adopt what is pinned, switch attachments atomically when the code changed, tcx links
+//! pinned under `<pin>/links/<prefix>_<hook>_<ifindex>`, clsact filters at a fixed
+//! priority and this set's own handle otherwise, and a pinned map recording
+//! `ifindex -> mode | role` so restarts and `remove_all` find everything.
+
+use crate::attach::{unpin_tcx_link, NL_PRIORITY};
+use crate::bpffs;
+use crate::error::{find_io, BpfError, Result};
+use crate::fastpath::{load_object, AttachMode, Attachment};
+use crate::iface;
+use crate::layout::Layout;
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
+use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
+use aya::programs::{SchedClassifier, TcAttachType};
+use std::path::{Path, PathBuf};
+
+/// Low byte of a `links` map value.
+pub(crate) const MODE_TCX: u32 = 1;
+pub(crate) const MODE_NETLINK: u32 = 2;
+const MODE_MASK: u32 = 0xff;
+
+/// A program set: what its object holds and where its attachments are recorded.
+#[derive(Debug)]
+pub(crate) struct Family {
+    /// Programs and the hook each one takes.
+    pub programs: &'static [(&'static str, TcAttachType)],
+    /// Roles (a value above the low byte) and the indexes into `programs` they attach.
+    pub roles: &'static [(u32, &'static [usize])],
+    /// The pinned map recording attachments (in the object, pinned by name).
+    pub links_map: &'static str,
+    /// Prefix of this set's tcx link pins.
+    pub link_prefix: &'static str,
+    /// Handle of this set's clsact filters (priority [`NL_PRIORITY`]).
+    pub nl_handle: u32,
+}
+
+impl Family {
+    fn role_programs(&self, role: u32) -> &'static [usize] {
+        self.roles
+            .iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, p)| *p)
+            .unwrap_or(&[])
+    }
+
+    fn tcx_pin(&self, layout: &Layout, ifindex: u32, hook: TcAttachType) -> PathBuf {
+        let dir = match hook {
+            TcAttachType::Egress => "egress",
+            _ => "ingress",
+        };
+        layout
+            .links()
+            .join(format!("{}_{dir}_{ifindex}", self.link_prefix))
+    }
+
+    /// The ifindex of one of this set's tcx link pins, from its file name.
+    pub fn pin_ifindex(&self, file_name: &str) -> Option<u32> {
+        let rest = file_name
+            .strip_prefix(self.link_prefix)?
+            .strip_prefix('_')?;
+        let rest = rest
+            .strip_prefix("ingress_")
+            .or_else(|| rest.strip_prefix("egress_"))?;
+        rest.parse().ok()
+    }
+}
+
+fn errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    find_io(e).and_then(|io| io.raw_os_error())
+}
+
+/// Loaded (or opened) programs of a family and its attachment record.
+pub(crate) struct ProgSet {
+    pub layout: Layout,
+    pub family: &'static Family,
+    /// In the order of `family.programs`.
+    pub progs: Vec<SchedClassifier>,
+    pub links: BpfHashMap<MapData, u32, u32>,
+    pub mode: AttachMode,
+}
+
+/// One recorded attachment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recorded {
+    pub ifindex: u32,
+    pub how: Attachment,
+    pub role: u32,
+}
+
+impl ProgSet {
+    /// Loads `object` (the verifier runs here) with maps pinned by name, pins programs
+    /// whose code changed (rename over the old pin, so `open` never sees a gap), and opens
+    /// the result; switches existing attachments when a pinned program was replaced.
+    pub fn load_or_adopt(
+        pin_dir: &Path,
+        mode: AttachMode,
+        family: &'static Family,
+        object: &[u8],
+    ) -> Result<ProgSet> {
+        let layout = Layout::new(pin_dir);
+        bpffs::ensure_dir(pin_dir)?;
+        for d in [layout.maps(), layout.progs(), layout.links()] {
+            std::fs::create_dir_all(&d).map_err(|e| BpfError::Kernel {
+                op: format!("create pin directory {}", d.display()),
+                detail: e.to_string(),
+            })?;
+        }
+        let names: Vec<&str> = family.programs.iter().map(|(n, _)| *n).collect();
+        let mut ebpf = load_object(object, &names, &layout.maps())?;
+        let mut upgrade = false;
+        for name in &names {
+            let fresh: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .expect("checked by load_object")
+                .try_into()
+                .expect("checked by load_object");
+            let fresh_tag = fresh
+                .info()
+                .map_err(|e| BpfError::from_err("read the loaded program's info", &e))?
+                .tag();
+            let path = layout.program(name);
+            let pinned_tag = match SchedClassifier::from_pin(&path) {
+                Ok(p) => p.info().ok().map(|i| i.tag()),
+                Err(_) => None,
+            };
+            if pinned_tag == Some(fresh_tag) {
+                continue;
+            }
+            upgrade |= pinned_tag.is_some();
+            let tmp = layout.progs().join(format!("{name}_new"));
+            let _ = std::fs::remove_file(&tmp);
+            fresh
+                .pin(&tmp)
+                .map_err(|e| BpfError::from_err(format!("pin program at {}", tmp.display()), &e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| BpfError::Kernel {
+                op: format!("move the program pin to {}", path.display()),
+                detail: e.to_string(),
+            })?;
+        }
+        drop(ebpf);
+        let mut set = Self::open(pin_dir, mode, family)?;
+        if upgrade {
+            tracing::info!(pin_dir = %pin_dir.display(), programs = ?names, "eBPF programs changed; switching attachments");
+            set.switch_attachments()?;
+        }
+        Ok(set)
+    }
+
+    /// Opens the pinned programs and the links map without loading anything.
+    pub fn open(pin_dir: &Path, mode: AttachMode, family: &'static Family) -> Result<ProgSet> {
+        let layout = Layout::new(pin_dir);
+        let first = layout.program(family.programs[0].0);
+        if !pin_dir.exists() || !first.exists() {
+            if pin_dir.exists() && !bpffs::is_bpffs(pin_dir) {
+                return Err(BpfError::NoBpffs {
+                    path: pin_dir.to_path_buf(),
+                    detail: "not on a bpf filesystem".into(),
+                });
+            }
+            return Err(BpfError::NotLoaded { path: first });
+        }
+        let mut progs = Vec::new();
+        for (name, _) in family.programs {
+            let p = layout.program(name);
+            if !p.exists() {
+                return Err(BpfError::NotLoaded { path: p });
+            }
+            progs.push(SchedClassifier::from_pin(&p).map_err(|e| {
+                BpfError::from_err(format!("open pinned program {}", p.display()), &e)
+            })?);
+        }
+        let links = BpfHashMap::try_from(Map::HashMap(open_map(&layout, family.links_map)?))
+            .map_err(|e| BpfError::from_err(format!("use the {} map", family.links_map), &e))?;
+        Ok(ProgSet {
+            layout,
+            family,
+            progs,
+            links,
+            mode,
+        })
+    }
+
+    /// The kernel's tag of program `i`.
+    pub fn tag(&self, i: usize) -> Result<u64> {
+        Ok(self.progs[i]
+            .info()
+            .map_err(|e| BpfError::from_err("read the pinned program's info", &e))?
+            .tag())
+    }
+
+    /// Attaches the programs of `role` to `ifindex`. Idempotent; an interface that
+    /// already carries them keeps its mechanism (tcx or clsact).
+    pub fn attach(&mut self, ifindex: u32, role: u32) -> Result<Attachment> {
+        let name = iface::name_of(ifindex).ok_or(BpfError::NoSuchInterface { ifindex })?;
+        let recorded = self.links.get(&ifindex, 0).ok();
+        let mode = match (self.mode, recorded.map(|v| v & MODE_MASK)) {
+            (AttachMode::Auto, Some(MODE_NETLINK)) => AttachMode::Netlink,
+            (AttachMode::Auto, Some(MODE_TCX)) => AttachMode::Tcx,
+            (m, _) => m,
+        };
+        let progs = self.family.role_programs(role);
+        let got = match mode {
+            AttachMode::Tcx => self.attach_all_tcx(progs, ifindex, &name)?,
+            AttachMode::Netlink => self.attach_all_netlink(progs, &name)?,
+            AttachMode::Auto => match self.attach_all_tcx(progs, ifindex, &name) {
+                Ok(a) => a,
+                Err(e @ BpfError::PermissionDenied { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::info!(interface = %name, error = %e, "tcx unavailable, using clsact");
+                    self.attach_all_netlink(progs, &name)?
+                }
+            },
+        };
+        let v = role
+            | match got {
+                Attachment::Tcx => MODE_TCX,
+                Attachment::Netlink => MODE_NETLINK,
+            };
+        self.links
+            .insert(ifindex, v, 0)
+            .map_err(|e| BpfError::from_err(format!("record the attachment on {name}"), &e))?;
+        Ok(got)
+    }
+
+    /// Whether every program of `role` is in the tcx chains of `ifindex`.
+    pub fn tcx_attached(&self, ifindex: u32, role: u32) -> Result<bool> {
+        let name = iface::name_of(ifindex).ok_or(BpfError::NoSuchInterface { ifindex })?;
+        for &i in self.family.role_programs(role) {
+            let (prog, hook) = self.family.programs[i];
+            if !tcx_has_program(&name, prog, hook)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Programs are attached last-first (egress companions before the ingress program
+    /// that starts short-cutting), i.e. in reverse order of the role's list.
+    fn attach_all_tcx(&mut self, progs: &[usize], ifindex: u32, name: &str) -> Result<Attachment> {
+        for &i in progs.iter().rev() {
+            self.attach_tcx(i, ifindex, name)?;
+        }
+        Ok(Attachment::Tcx)
+    }
+
+    fn attach_tcx(&mut self, i: usize, ifindex: u32, name: &str) -> Result<()> {
+        let (prog_name, hook) = self.family.programs[i];
+        let pin = self.family.tcx_pin(&self.layout, ifindex, hook);
+        if pin.exists() {
+            if tcx_has_program(name, prog_name, hook).unwrap_or(false) {
+                return Ok(());
+            }
+            // The pin belonged to an interface that was deleted; the index was reused.
+            let _ = unpin_tcx_link(&pin);
+        }
+        let prog = &mut self.progs[i];
+        let id = prog
+            .attach_with_options(name, hook, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .map_err(|e| {
+                BpfError::from_err(format!("attach {prog_name} to {name} with tcx"), &e)
+            })?;
+        let link = prog
+            .take_link(id)
+            .map_err(|e| BpfError::from_err("take the tcx link", &e))?;
+        let fd = FdLink::try_from(link)
+            .map_err(|e| BpfError::from_err("use the tcx link as a bpf link", &e))?;
+        match fd.pin(&pin) {
+            Ok(_pinned) => Ok(()),
+            // A concurrent attach won the race: ours is dropped (detached) here, theirs stays.
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(BpfError::from_err(
+                format!("pin the tcx link of {name} at {}", pin.display()),
+                &e,
+            )),
+        }
+    }
+
+    fn attach_all_netlink(&mut self, progs: &[usize], name: &str) -> Result<Attachment> {
+        match tc::qdisc_add_clsact(name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(BpfError::from_err(
+                    format!("add the clsact qdisc to {name}"),
+                    &e,
+                ))
+            }
+        }
+        for &i in progs.iter().rev() {
+            self.attach_netlink(i, name)?;
+        }
+        Ok(Attachment::Netlink)
+    }
+
+    fn attach_netlink(&mut self, i: usize, name: &str) -> Result<()> {
+        let (prog_name, hook) = self.family.programs[i];
+        let handle = self.family.nl_handle;
+        let prog = &mut self.progs[i];
+        let opts = NlOptions {
+            priority: NL_PRIORITY,
+            handle,
+        };
+        let id = match prog.attach_with_options(name, hook, TcAttachOptions::Netlink(opts)) {
+            Ok(id) => id,
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                // Ours from an earlier run: replace in place, no moment without a program.
+                let existing = SchedClassifierLink::attached(name, hook, NL_PRIORITY, handle)
+                    .map_err(|e| BpfError::from_err(format!("find the filter on {name}"), &e))?;
+                prog.attach_to_link(existing)
+                    .map_err(|e| BpfError::from_err(format!("replace the filter on {name}"), &e))?
+            }
+            Err(e) => {
+                return Err(BpfError::from_err(
+                    format!("attach {prog_name} to {name} with a clsact filter"),
+                    &e,
+                ))
+            }
+        };
+        let link = prog
+            .take_link(id)
+            .map_err(|e| BpfError::from_err("take the netlink link", &e))?;
+        // Dropping a netlink link deletes the filter; it must outlive this process.
+        std::mem::forget(link);
+        Ok(())
+    }
+
+    /// Removes every program of the set from `ifindex`. Not an error when nothing is
+    /// attached or the interface is gone.
+    pub fn detach(&mut self, ifindex: u32) -> Result<()> {
+        let recorded = self.links.get(&ifindex, 0).ok();
+        let name = iface::name_of(ifindex);
+        for (prog_name, hook) in self.family.programs {
+            let pin = self.family.tcx_pin(&self.layout, ifindex, *hook);
+            if pin.exists() {
+                unpin_tcx_link(&pin)?;
+            }
+            let Some(name) = &name else { continue };
+            if recorded.map(|v| v & MODE_MASK) != Some(MODE_NETLINK) {
+                continue;
+            }
+            match tc::qdisc_detach_program(name, *hook, prog_name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(BpfError::from_err(
+                        format!("remove the {prog_name} filter from {name}"),
+                        &e,
+                    ))
+                }
+            }
+        }
+        match self.links.remove(&ifindex) {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(BpfError::from_err(
+                format!("forget the attachment on ifindex {ifindex}"),
+                &e,
+            )),
+        }
+    }
+
+    pub fn attachments(&self) -> Result<Vec<Recorded>> {
+        let mut out = Vec::new();
+        for item in self.links.iter() {
+            let (ifindex, v) = item.map_err(|e| BpfError::from_err("list attachments", &e))?;
+            out.push(Recorded {
+                ifindex,
+                how: if v & MODE_MASK == MODE_NETLINK {
+                    Attachment::Netlink
+                } else {
+                    Attachment::Tcx
+                },
+                role: v & !MODE_MASK,
+            });
+        }
+        out.sort_by_key(|r| r.ifindex);
+        Ok(out)
+    }
+
+    /// After an upgrade: every attachment to the newly pinned programs, without a gap.
+    fn switch_attachments(&mut self) -> Result<()> {
+        for r in self.attachments()? {
+            let Some(name) = iface::name_of(r.ifindex) else {
+                continue;
+            };
+            for &i in self.family.role_programs(r.role).iter().rev() {
+                let (prog_name, hook) = self.family.programs[i];
+                let link = match r.how {
+                    Attachment::Tcx => {
+                        let pin = self.family.tcx_pin(&self.layout, r.ifindex, hook);
+                        let Ok(pinned) = PinnedLink::from_pin(&pin) else {
+                            self.attach_tcx(i, r.ifindex, &name)?;
+                            continue;
+                        };
+                        SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| {
+                            BpfError::from_err(format!("use the pinned link of {name}"), &e)
+                        })?
+                    }
+                    Attachment::Netlink => SchedClassifierLink::attached(
+                        &name,
+                        hook,
+                        NL_PRIORITY,
+                        self.family.nl_handle,
+                    )
+                    .map_err(|e| BpfError::from_err(format!("find the filter on {name}"), &e))?,
+                };
+                let prog = &mut self.progs[i];
+                let id = prog.attach_to_link(link).map_err(|e| {
+                    BpfError::from_err(format!("switch {name} to the new {prog_name}"), &e)
+                })?;
+                let link = prog
+                    .take_link(id)
+                    .map_err(|e| BpfError::from_err("take the switched link", &e))?;
+                match r.how {
+                    Attachment::Tcx => drop(link),
+                    Attachment::Netlink => std::mem::forget(link),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets attachments of interfaces that are gone (and their tcx pins); returns
+    /// (kept, removed).
+    pub fn reconcile_links(&mut self) -> Result<(usize, usize)> {
+        let (mut kept, mut removed) = (0, 0);
+        for r in self.attachments()? {
+            if iface::exists(r.ifindex) {
+                kept += 1;
+            } else {
+                self.detach(r.ifindex)?;
+                removed += 1;
+            }
+        }
+        let dir = self.layout.links();
+        let entries = std::fs::read_dir(&dir).map_err(|e| BpfError::Kernel {
+            op: format!("list {}", dir.display()),
+            detail: e.to_string(),
+        })?;
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some(ifindex) = self.family.pin_ifindex(&file) else {
+                continue;
+            };
+            if !iface::exists(ifindex) {
+                unpin_tcx_link(&entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok((kept, removed))
+    }
+}
+
+pub(crate) fn open_map(layout: &Layout, name: &str) -> Result<MapData> {
+    let p = layout.map(name);
+    MapData::from_pin(&p)
+        .map_err(|e| BpfError::from_err(format!("open pinned map {}", p.display()), &e))
+}
+
+fn tcx_has_program(name: &str, prog: &str, hook: TcAttachType) -> Result<bool> {
+    let (_, progs) = SchedClassifier::query_tcx(name, hook)
+        .map_err(|e| BpfError::from_err(format!("query the tcx programs of {name}"), &e))?;
+    Ok(progs.iter().any(|p| p.name_as_str() == Some(prog)))
+}
+
+/// For `remove_all`: removes the clsact filters a family's links map records (tcx links go
+/// with their pins). Failures are collected, not fatal.
+pub(crate) fn remove_netlink_filters(layout: &Layout, family: &Family, failures: &mut Vec<String>) {
+    let Ok(md) = MapData::from_pin(layout.map(family.links_map)) else {
+        return;
+    };
+    let Ok(links) = BpfHashMap::<MapData, u32, u32>::try_from(Map::HashMap(md)) else {
+        return;
+    };
+    for (ifindex, v) in links.iter().flatten() {
+        if v & MODE_MASK != MODE_NETLINK {
+            continue;
+        }
+        let Some(name) = iface::name_of(ifindex) else {
+            continue;
+        };
+        for (prog, hook) in family.programs {
+            match tc::qdisc_detach_program(&name, *hook, prog) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => failures.push(format!("{name} {prog}: {e}")),
+            }
+        }
+    }
+}
