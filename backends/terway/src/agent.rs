@@ -2,7 +2,7 @@
 //! the cloud, refuses an instance type that cannot host the configured mode, starts the
 //! pool, serves the plugin's socket and keeps the pool between `pool.min` and `pool.max`.
 
-use crate::node::{HostNode, Node};
+use crate::node::{FastPathNode, HostNode, Node};
 use crate::pool::{Pool, PoolParams, PoolStats};
 use crate::server::{self, PodLookup, Readiness, Server};
 use crate::state::StateFile;
@@ -10,9 +10,10 @@ use ipnet::IpNet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use unicni_bpf::{BpfError, TerwayFastPath};
 use unicni_capacity::{InstanceTypeLimits, InstanceTypeTable};
 use unicni_cloud::{Cloud, MetadataClient, PollPolicy};
-use unicni_config::{Config, IpStack, TerwayMode};
+use unicni_config::{Config, IpStack, TerwayDatapath, TerwayMode};
 use unicni_core::{Error, Result};
 
 /// What `/readyz` and `/metrics` show.
@@ -24,6 +25,8 @@ pub struct AgentReport {
     pub capacity: u64,
     pub stats: PoolStats,
     pub maintain_errors: u64,
+    /// The datapath pods get: "routing", "ebpf", or "routing (eBPF unavailable: why)".
+    pub datapath: String,
 }
 
 pub struct TerwayAgent {
@@ -99,6 +102,96 @@ pub async fn limits_of(cloud: &dyn Cloud, instance_type: &str) -> Result<Instanc
         })
 }
 
+/// The datapath the agent hands to pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatapathChoice {
+    /// `terway.datapath = "routing"` (or exclusive mode).
+    Routing,
+    /// The eBPF fast path is loaded and pinned here.
+    Ebpf(PathBuf),
+    /// `terway.datapath = "ebpf"`, but eBPF cannot be used on this node and
+    /// `bpf.fallback = true`: routing, and why.
+    Fallback(String),
+}
+
+impl DatapathChoice {
+    pub fn pin_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            DatapathChoice::Ebpf(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            DatapathChoice::Routing => "routing".into(),
+            DatapathChoice::Ebpf(_) => "ebpf".into(),
+            DatapathChoice::Fallback(why) => format!("routing (eBPF unavailable: {why})"),
+        }
+    }
+}
+
+/// Loads the fast path when the config asks for it (`load` is
+/// [`TerwayFastPath::load_or_adopt`] outside tests) and fills the host-path CIDRs (Service
+/// CIDRs, node addresses). When that fails: routing if `bpf.fallback`, else `Err` with the
+/// reason the agent refuses readiness for.
+pub fn choose_datapath(
+    c: &Config,
+    host_cidrs: &[IpNet],
+    load: impl FnOnce(&std::path::Path) -> std::result::Result<TerwayFastPath, BpfError>,
+) -> std::result::Result<DatapathChoice, String> {
+    if c.terway.datapath != TerwayDatapath::Ebpf || c.terway.mode != TerwayMode::SharedEni {
+        return Ok(DatapathChoice::Routing);
+    }
+    let pin = PathBuf::from(&c.bpf.pin_dir);
+    let v4: Vec<(std::net::Ipv4Addr, u8)> = host_cidrs
+        .iter()
+        .filter_map(|n| match n {
+            IpNet::V4(n) => Some((n.network(), n.prefix_len())),
+            IpNet::V6(_) => None,
+        })
+        .collect();
+    let loaded = load(&pin).and_then(|mut fp| fp.set_host_cidrs(&v4));
+    match loaded {
+        Ok(()) => {
+            tracing::info!(pin_dir = %pin.display(), "terway datapath: routing + eBPF fast path");
+            Ok(DatapathChoice::Ebpf(pin))
+        }
+        Err(e) => {
+            let kind = if e.is_unavailable() {
+                "eBPF cannot be used on this node"
+            } else {
+                "loading the eBPF fast path failed"
+            };
+            let why = format!("{kind}: {e}");
+            if c.bpf.fallback {
+                tracing::warn!(
+                    "terway.datapath = \"ebpf\": {why}; pods get the routing datapath \
+                     (bpf.fallback = true)"
+                );
+                Ok(DatapathChoice::Fallback(why))
+            } else {
+                Err(format!(
+                    "terway.datapath = \"ebpf\" and bpf.fallback = false: {why}"
+                ))
+            }
+        }
+    }
+}
+
+/// Forgets fast-path state of pods whose veth is gone.
+fn reconcile_fast_path(pin: &std::path::Path) {
+    match TerwayFastPath::open(pin).and_then(|mut fp| fp.reconcile()) {
+        Ok(r) if r.removed_endpoints + r.removed_attachments > 0 => tracing::info!(
+            stale_pods = r.removed_endpoints,
+            stale_attachments = r.removed_attachments,
+            "eBPF fast path: removed what departed pods left"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("eBPF fast path reconcile: {e}"),
+    }
+}
+
 impl TerwayAgent {
     /// Binds the socket and starts the pool in the background; the agent is not ready
     /// (the plugin is told to retry) until the pool has been rebuilt.
@@ -126,11 +219,8 @@ impl TerwayAgent {
             report,
             socket,
         };
-        let node: Arc<dyn Node> = Arc::new(HostNode {
-            metadata: metadata.clone(),
-        });
         let params = agent.params(config, cloud.as_ref(), &metadata).await;
-        let params = match params {
+        let mut params = match params {
             Ok(p) => p,
             Err(e) => {
                 agent.not_ready(e.to_string());
@@ -138,6 +228,39 @@ impl TerwayAgent {
             }
         };
         crate::datapath::prepare_node(params.dual).await?;
+        let mut host_cidrs = params.service_cidrs.clone();
+        host_cidrs.extend(params.node_ips.iter().copied());
+        let fast = match choose_datapath(config, &host_cidrs, |pin| {
+            TerwayFastPath::load_or_adopt(pin)
+        }) {
+            Ok(d) => d,
+            Err(why) => {
+                agent
+                    .report
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .datapath = "none".into();
+                agent.not_ready(why);
+                return Ok(agent);
+            }
+        };
+        agent
+            .report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .datapath = fast.describe();
+        params.fast_path = fast.pin_dir().map(|p| p.display().to_string());
+        let host: Arc<dyn Node> = Arc::new(HostNode {
+            metadata: metadata.clone(),
+        });
+        let node: Arc<dyn Node> = match fast.pin_dir() {
+            Some(pin) => Arc::new(FastPathNode {
+                inner: host,
+                pin: pin.to_path_buf(),
+            }),
+            None => host,
+        };
+        let reconcile_pin = fast.pin_dir().map(|p| p.to_path_buf());
         let state = StateFile::new(std::path::Path::new(&config.node.state_dir));
         let readiness = agent.readiness.clone();
         let report = agent.report.clone();
@@ -169,7 +292,14 @@ impl TerwayAgent {
                 capacity = pool.capacity(),
                 "ENI pool ready; serving the plugin"
             );
+            let mut pass: u64 = 0;
             loop {
+                pass += 1;
+                // Pods deleted without a DEL (agent down, node crash) leave entries and
+                // tcx pins of veths that are gone.
+                if let (Some(pin), true) = (&reconcile_pin, pass.is_multiple_of(15)) {
+                    reconcile_fast_path(pin);
+                }
                 if let Err(e) = pool.maintain().await {
                     tracing::warn!("pool maintenance: {e}");
                     report
@@ -231,6 +361,7 @@ impl TerwayAgent {
             mtu: 1500,
             node_ips,
             service_cidrs,
+            fast_path: None,
             attach: PollPolicy {
                 interval: Duration::from_millis(100),
                 timeout: Duration::from_secs(60),
@@ -248,5 +379,96 @@ impl TerwayAgent {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ebpf_config(pin: &std::path::Path, fallback: bool) -> Config {
+        let mut c = Config::default();
+        c.backend.kind = unicni_config::BackendKind::Terway;
+        c.terway.datapath = TerwayDatapath::Ebpf;
+        c.bpf.pin_dir = pin.display().to_string();
+        c.bpf.fallback = fallback;
+        c
+    }
+
+    fn cidrs() -> Vec<IpNet> {
+        vec![
+            "10.96.0.0/12".parse().unwrap(),
+            "fd00::/108".parse().unwrap(),
+        ]
+    }
+
+    /// A pin directory off bpffs (a plain temporary directory): the real loader fails with
+    /// the "eBPF cannot be used" error, no root or mocking needed.
+    #[test]
+    fn unusable_ebpf_falls_back_to_routing_or_refuses_readiness() {
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("unicni");
+        let c = ebpf_config(&pin, true);
+        let got = choose_datapath(&c, &cidrs(), TerwayFastPath::load_or_adopt).unwrap();
+        let DatapathChoice::Fallback(why) = &got else {
+            panic!("{got:?}");
+        };
+        assert!(why.contains("eBPF cannot be used on this node"), "{why}");
+        assert!(why.contains(&pin.display().to_string()), "{why}");
+        assert!(got.describe().starts_with("routing (eBPF unavailable"));
+        assert_eq!(got.pin_dir(), None);
+
+        let c = ebpf_config(&pin, false);
+        let err = choose_datapath(&c, &cidrs(), TerwayFastPath::load_or_adopt).unwrap_err();
+        assert!(err.contains("bpf.fallback = false"), "{err}");
+        assert!(err.contains("eBPF cannot be used"), "{err}");
+        assert!(!pin.exists(), "nothing created off bpffs");
+    }
+
+    #[test]
+    fn every_load_failure_is_handled_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ebpf_config(dir.path(), true);
+        let got = choose_datapath(&c, &cidrs(), |_| {
+            Err(BpfError::Verifier {
+                program: "uc_tw_pod".into(),
+                log: "R1 invalid mem access".into(),
+                source: std::io::Error::from_raw_os_error(libc::EACCES),
+            })
+        })
+        .unwrap();
+        assert!(
+            matches!(&got, DatapathChoice::Fallback(w) if w.contains("uc_tw_pod")),
+            "{got:?}"
+        );
+        let c = ebpf_config(dir.path(), false);
+        let err = choose_datapath(&c, &cidrs(), |_| {
+            Err(BpfError::Kernel {
+                op: "attach".into(),
+                detail: "EBUSY".into(),
+            })
+        })
+        .unwrap_err();
+        assert!(err.contains("loading the eBPF fast path failed"), "{err}");
+    }
+
+    #[test]
+    fn routing_and_exclusive_mode_never_touch_bpf() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = ebpf_config(dir.path(), false);
+        c.terway.datapath = TerwayDatapath::Routing;
+        let load = |_: &std::path::Path| -> std::result::Result<TerwayFastPath, BpfError> {
+            panic!("must not load")
+        };
+        assert_eq!(
+            choose_datapath(&c, &cidrs(), load).unwrap(),
+            DatapathChoice::Routing
+        );
+        c.terway.datapath = TerwayDatapath::Ebpf;
+        c.terway.mode = TerwayMode::ExclusiveEni;
+        assert_eq!(
+            choose_datapath(&c, &cidrs(), load).unwrap(),
+            DatapathChoice::Routing
+        );
     }
 }

@@ -91,3 +91,33 @@ impl Node for HostNode {
         std::path::Path::new(path).exists()
     }
 }
+
+/// A node whose ENI links also get the eBPF fast path's ENI program
+/// (`terway.datapath = "ebpf"`, shared mode) each time the pool prepares them.
+pub struct FastPathNode {
+    pub inner: Arc<dyn Node>,
+    /// The fast path's pin directory.
+    pub pin: std::path::PathBuf,
+}
+
+#[async_trait]
+impl Node for FastPathNode {
+    async fn eni_link(&self, eni: &EniInfo, shared: bool) -> Result<Option<EniLink>> {
+        let link = self.inner.eni_link(eni, shared).await?;
+        if let (Some(l), true) = (&link, shared) {
+            // Without it the ENI's traffic for pods takes the host path: slower, not broken.
+            if let Err(e) = datapath::attach_eni_fast_path(&self.pin, l.ifindex) {
+                tracing::warn!(eni = %eni.id, link = %l.name, error = %e, "ENI without the eBPF fast path");
+            }
+        }
+        Ok(link)
+    }
+
+    async fn metadata(&self, mac: &str) -> Result<Option<EniView>> {
+        self.inner.metadata(mac).await
+    }
+
+    fn netns_exists(&self, path: &str) -> bool {
+        self.inner.netns_exists(path)
+    }
+}

@@ -45,6 +45,8 @@ pub struct PoolParams {
     pub mtu: u32,
     pub node_ips: Vec<IpNet>,
     pub service_cidrs: Vec<IpNet>,
+    /// The eBPF fast path's pin directory when the agent loaded it (shared mode).
+    pub fast_path: Option<String>,
     /// How long to wait for an ENI to attach, and for its link and addresses to show.
     pub attach: PollPolicy,
     pub visible_timeout: Duration,
@@ -286,6 +288,11 @@ impl Pool {
             node_ips: self.p.node_ips.clone(),
             service_cidrs: self.p.service_cidrs.clone(),
             mtu: self.p.mtu,
+            fast_path: if self.p.exclusive {
+                None
+            } else {
+                self.p.fast_path.clone()
+            },
         }
     }
 

@@ -93,6 +93,11 @@ pub struct PodNetwork {
     pub node_ips: Vec<IpNet>,
     pub service_cidrs: Vec<IpNet>,
     pub mtu: u32,
+    /// The pin directory of the eBPF fast path when the agent runs it on this node
+    /// (`terway.datapath = "ebpf"`, shared mode): the plugin attaches the pod's host veth
+    /// and adds the pod's entry. Absent: the routing datapath alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<String>,
 }
 
 /// The ENI that owns the pod's addresses.
@@ -135,6 +140,12 @@ pub fn eni_table(ifindex: u32) -> u32 {
     1000 + ifindex
 }
 
+/// The ENI link's ifindex from its table ([`eni_table`]'s inverse); None for a table that
+/// is not an ENI's.
+pub fn eni_ifindex(table: u32) -> Option<u32> {
+    table.checked_sub(1000).filter(|i| *i > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +159,43 @@ mod tests {
         assert!(s.contains("\"op\":\"release\""), "{s}");
         assert!(s.contains("\"version\":1"), "{s}");
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+    }
+
+    #[test]
+    fn fast_path_is_optional_on_the_wire() {
+        // An agent without the field (older release) still parses; None is not sent.
+        let net = PodNetwork {
+            mode: PodMode::Shared,
+            ipv4: Some("192.168.0.9".parse().unwrap()),
+            ipv6: None,
+            eni: EniInfo {
+                id: "eni-1".into(),
+                mac: "02:00:00:00:00:01".into(),
+                vswitch_id: "vsw-1".into(),
+                cidr: "192.168.0.0/24".parse().unwrap(),
+                gateway: "192.168.0.253".parse().unwrap(),
+                cidr_v6: None,
+                gateway_v6: None,
+                primary_ip: "192.168.0.2".parse().unwrap(),
+                table: eni_table(7),
+            },
+            node_ips: vec![],
+            service_cidrs: vec![],
+            mtu: 1500,
+            fast_path: None,
+        };
+        let s = serde_json::to_string(&net).unwrap();
+        assert!(!s.contains("fast_path"), "{s}");
+        assert_eq!(serde_json::from_str::<PodNetwork>(&s).unwrap(), net);
+        let with = PodNetwork {
+            fast_path: Some("/sys/fs/bpf/unicni".into()),
+            ..net
+        };
+        let s = serde_json::to_string(&with).unwrap();
+        assert_eq!(serde_json::from_str::<PodNetwork>(&s).unwrap(), with);
+        assert_eq!(eni_ifindex(with.eni.table), Some(7));
+        assert_eq!(eni_ifindex(0), None);
+        assert_eq!(eni_ifindex(1000), None);
     }
 
     #[test]

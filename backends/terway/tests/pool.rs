@@ -114,6 +114,7 @@ fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
         mtu: 1500,
         node_ips: vec![],
         service_cidrs: vec![],
+        fast_path: None,
         attach: PollPolicy {
             interval: Duration::from_millis(20),
             timeout: Duration::from_secs(10),

@@ -9,11 +9,14 @@
 //!   `default via 169.254.1.1` (`fe80::1`) resolved by a permanent neighbour to the host
 //!   veth's MAC; the host has `podIP dev tw<hash>`, rule 512 `to podIP lookup main` and
 //!   rule 2048 `from podIP lookup <ENI table>`, whose default route leaves by the ENI.
+//!   With `terway.datapath = "ebpf"` eBPF programs on the veth and the ENI link short-cut
+//!   that routing ([`fastpath`], docs/ebpf.md).
 //! - exclusive ENI: the ENI's link moves into the pod as `ifname`; a veth
 //!   (`v<ifname>` in the pod) carries traffic to the node's addresses and services.
 
 mod eni_link;
 mod exclusive;
+mod fastpath;
 pub mod names;
 mod shared;
 mod veth;
@@ -106,8 +109,22 @@ pub async fn teardown(att: &Attachment, net: Option<&PodNetwork>) -> Result<()> 
         .filter(|n| n.mode == PodMode::Shared)
         .map(shared::pod_ips)
         .unwrap_or_default();
+    // The fast path's entry goes before the veth: no redirect into a pod being removed.
+    // Without the agent's answer the agent's reconcile removes what is left.
+    let fast = match net.and_then(|n| n.fast_path.as_deref()) {
+        Some(pin) => {
+            let index = host
+                .link(&names::host_veth(&att.id))
+                .await
+                .map_err(kernel)?
+                .map(|l| l.index);
+            fastpath::forget_pod(pin, index, &known)
+        }
+        None => Ok(()),
+    };
     let host_side = veth::remove_host(&host, &names::host_veth(&att.id), &known).await;
     returned?;
+    fast?;
     host_side.map(|_| ())
 }
 
@@ -168,4 +185,9 @@ pub async fn find_eni_link(mac: &str) -> Result<Option<EniLink>> {
 /// Brings the ENI's link up and gives it its routing table (shared mode).
 pub async fn prepare_eni(eni: &EniInfo, shared: bool) -> Result<EniLink> {
     eni_link::prepare(eni, shared).await
+}
+
+/// The eBPF fast path's program on an ENI link (shared mode, `terway.datapath = "ebpf"`).
+pub fn attach_eni_fast_path(pin: &std::path::Path, ifindex: u32) -> Result<()> {
+    fastpath::attach_eni(pin, ifindex)
 }

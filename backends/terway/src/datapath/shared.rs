@@ -78,6 +78,13 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
     for rule in &wanted {
         host.add_rule(rule).await.map_err(kernel)?;
     }
+    // The routing datapath is complete; the fast path only short-cuts it, so a failure
+    // here leaves a working (slower) pod, and CHECK reports what is missing.
+    if let Some(pin) = &net.fast_path {
+        if let Err(e) = super::fastpath::attach_pod(pin, &v, net) {
+            tracing::warn!(veth = %v.host_name, error = %e, "pod runs without the eBPF fast path");
+        }
+    }
     Ok(result(&v, ns, net, &ips))
 }
 
@@ -134,6 +141,9 @@ pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
                 if !routed.contains(ip) {
                     gaps.push(format!("host route {} dev {host_name}", host_prefix(*ip)));
                 }
+            }
+            if let Some(pin) = &net.fast_path {
+                super::fastpath::check_pod(pin, l.index, net, &mut gaps);
             }
         }
     }
