@@ -14,6 +14,7 @@ const PROGRAMS: &[(&str, &str, &[&str])] = &[
     ("fastpath", "fastpath_v3", &["-mcpu=v3"]),
     ("terway", "terway", &[]),
     ("terway", "terway_v3", &["-mcpu=v3"]),
+    ("policy", "policy", &[]),
 ];
 
 fn main() {

@@ -77,6 +77,9 @@ pub fn remove_all(pin_dir: &Path) -> Result<()> {
     let layout = Layout::new(pin_dir);
     let mut failures = Vec::new();
     crate::progset::remove_netlink_filters(&layout, &crate::terway::FAMILY, &mut failures);
+    if let Err(e) = crate::policy::remove_all(pin_dir) {
+        failures.push(e.to_string());
+    }
     if let Ok(md) = MapData::from_pin(layout.map(maps::LINKS)) {
         if let Ok(links) = BpfHashMap::<MapData, u32, u32>::try_from(Map::HashMap(md)) {
             for (ifindex, how) in links.iter().flatten() {

@@ -8,7 +8,8 @@
 //! ([`BpfError::is_unavailable`]) so the caller can fall back to the plain datapath.
 //!
 //! Programs: the flannel same-node fast path ([`FastPath`]) and the terway shared-ENI
-//! fast path ([`TerwayFastPath`]); see `docs/ebpf.md`.
+//! fast path ([`TerwayFastPath`]); see `docs/ebpf.md`. [`policy`] is
+//! NetworkPolicy enforcement (`bpf/policy.c`, docs/policy.md).
 
 mod attach;
 mod bpffs;
@@ -19,6 +20,7 @@ mod iface;
 mod layout;
 mod maps;
 mod objects;
+pub mod policy;
 mod progset;
 mod terway;
 
@@ -27,6 +29,7 @@ pub use cleanup::{remove_all, ReconcileReport};
 pub use error::{BpfError, Result};
 pub use fastpath::{AttachMode, Attachment, Endpoint, FastPath, Stats, DEFAULT_PIN_DIR};
 pub use layout::PROGRAM as FASTPATH_PROGRAM;
+pub use policy::{PolicyDatapath, PolicyStats};
 pub use terway::{
     TerwayFastPath, TerwayPod, TerwayStats, PROGRAM_ENI as TERWAY_ENI_PROGRAM,
     PROGRAM_POD as TERWAY_POD_PROGRAM,

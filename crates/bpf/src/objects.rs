@@ -13,6 +13,9 @@ pub static REJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub static FASTPATH_V3: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fastpath_v3.o"));
 
+/// NetworkPolicy enforcement (`bpf/policy.c`).
+pub static POLICY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/policy.o"));
+
 /// The terway shared-ENI fast path (`bpf/terway.c`).
 pub static TERWAY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/terway.o"));
 
