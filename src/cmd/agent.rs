@@ -95,6 +95,11 @@ async fn serve(config: Config, mode: Mode) -> Result<()> {
             .flannel
             .masquerade
             .then(|| unicni_flannel::masq::table_name(&config.cni.network_name)),
+        fast_path: config
+            .flannel
+            .fast_path
+            .then(|| PathBuf::from(&config.bpf.pin_dir)),
+        bpf_fallback: config.bpf.fallback,
     };
     // Until a lease is held the plugin must answer "try again later".
     unicni_flannel::agent::withdraw(&params);
@@ -395,6 +400,11 @@ impl Metrics {
             "vpc_route_entries",
             "Available VPC route entries of the cluster network seen by the last pass (vpc-route)",
             |s| load(&s.vpc_route_entries) as i64,
+        );
+        m.gauge(
+            "fast_path",
+            "1 while the eBPF same-node fast path is loaded (flannel.fast_path)",
+            |s| s.fast_path.load(Ordering::Relaxed) as i64,
         );
         m.counter("reconciles", "Reconcile passes", |s| load(&s.reconciles));
         m.counter(

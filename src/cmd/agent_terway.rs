@@ -152,6 +152,11 @@ fn metrics(r: &AgentReport) -> String {
         "Failed pool maintenance passes",
         r.maintain_errors,
     );
+    m(
+        "fast_path",
+        "1 while pods get the eBPF fast path (terway.datapath = \"ebpf\" and eBPF usable)",
+        (r.datapath == "ebpf") as u64,
+    );
     out.push_str("# EOF\n");
     out
 }
@@ -162,8 +167,8 @@ fn respond(path: &str, r: &AgentReport) -> Answer {
         "/readyz" if r.ready => (
             200,
             format!(
-                "ready: {} pods on {} ({} idle, {} in use)\n",
-                r.capacity, r.instance_type, r.stats.idle, r.stats.in_use
+                "ready: {} pods on {} ({} idle, {} in use), datapath {}\n",
+                r.capacity, r.instance_type, r.stats.idle, r.stats.in_use, r.datapath
             ),
         ),
         "/readyz" => (503, format!("not ready: {}\n", r.reason)),

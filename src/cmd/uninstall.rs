@@ -15,8 +15,9 @@ pub struct Args {
     pub purge: bool,
 }
 
-/// Removes the conflist, the plugin binary, the bridge and the masquerade table. The
-/// cluster lock stays: it belongs to the cluster, not the node.
+/// Removes the conflist, the plugin binary, the bridge, the masquerade table and every
+/// eBPF program and map pinned under `bpf.pin_dir`. The cluster lock stays: it belongs to
+/// the cluster, not the node.
 pub fn run(args: Args) -> Result<ExitCode> {
     let config = common::load_config(&args.paths.config)?;
     for path in [
@@ -48,6 +49,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         anyhow::Ok(())
     })?;
+    // eBPF: every program, map and link pinned for the fast paths and NetworkPolicy.
+    let pin = PathBuf::from(&config.bpf.pin_dir);
+    if pin.exists() {
+        unicni_bpf::remove_all(&pin).map_err(|e| {
+            anyhow::anyhow!("remove the eBPF programs pinned at {}: {e}", pin.display())
+        })?;
+        eprintln!(
+            "removed eBPF programs, maps and links pinned at {}",
+            pin.display()
+        );
+    }
     let table = masq::table_name(&config.cni.network_name);
     masq::remove(&table)?;
     eprintln!("removed nftables table ip {table} (if present)");

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use unicni_bpf::FastPath;
 use unicni_core::{Error, Result};
 use unicni_net::Netlink;
 
@@ -56,6 +57,10 @@ pub struct AgentParams {
     pub state_dir: PathBuf,
     /// nftables table for masquerade/forward rules; `None` when masquerade is off.
     pub masq_table: Option<String>,
+    /// `flannel.fast_path`: the eBPF same-node fast path, pinned here (`bpf.pin_dir`).
+    pub fast_path: Option<PathBuf>,
+    /// `bpf.fallback`: without eBPF, run the bridge alone (true) or refuse to start.
+    pub bpf_fallback: bool,
 }
 
 impl AgentParams {
@@ -93,6 +98,8 @@ pub struct Status {
     pub route_quota_exceeded: AtomicBool,
     /// vpc-route: entries of the cluster network in the VPC route table.
     pub vpc_route_entries: AtomicU64,
+    /// The eBPF same-node fast path is loaded and offered to pods.
+    pub fast_path: AtomicBool,
 }
 
 /// The underlay: where encapsulated (vxlan) or routed (host-gw) traffic leaves.
@@ -182,6 +189,45 @@ pub struct Agent {
     token: i64,
     mtu: u32,
     datapath: Datapath,
+    /// The fast path's pin directory when it is loaded.
+    fast_path: Option<PathBuf>,
+}
+
+/// Loads the same-node fast path when configured. `Ok(None)`: not configured, or eBPF is
+/// unusable and `fallback` allows running without it (said in the log); `Err`: unusable
+/// and no fallback allowed, the agent does not start.
+pub fn load_fast_path(
+    pin: Option<&Path>,
+    fallback: bool,
+    load: impl FnOnce(&Path) -> std::result::Result<FastPath, unicni_bpf::BpfError>,
+) -> Result<Option<PathBuf>> {
+    let Some(pin) = pin else {
+        return Ok(None);
+    };
+    match load(pin) {
+        Ok(_) => {
+            tracing::info!(pin_dir = %pin.display(), "eBPF same-node fast path loaded");
+            Ok(Some(pin.to_path_buf()))
+        }
+        Err(e) => {
+            let kind = if e.is_unavailable() {
+                "eBPF cannot be used on this node"
+            } else {
+                "loading the eBPF fast path failed"
+            };
+            if fallback {
+                tracing::warn!(
+                    "flannel.fast_path = true: {kind}: {e}; pods use the bridge alone \
+                     (bpf.fallback = true)"
+                );
+                Ok(None)
+            } else {
+                Err(Error::Unavailable(format!(
+                    "flannel.fast_path = true and bpf.fallback = false: {kind}: {e}"
+                )))
+            }
+        }
+    }
 }
 
 impl Agent {
@@ -195,6 +241,15 @@ impl Agent {
         vpc: Option<VpcRoutes>,
     ) -> Result<Agent> {
         let nl = Netlink::current().map_err(kernel)?;
+        // Before taking a lease: a node that must not run without eBPF takes none.
+        let fast_path = load_fast_path(
+            params.fast_path.as_deref(),
+            params.bpf_fallback,
+            FastPath::load_or_adopt,
+        )?;
+        status
+            .fast_path
+            .store(fast_path.is_some(), Ordering::Relaxed);
         let underlay = find_underlay(&nl, params.interface.as_deref()).await?;
         let mtu = params.mtu.unwrap_or(match params.mode {
             Mode::Vxlan => underlay.mtu.saturating_sub(OVERHEAD_V4),
@@ -266,6 +321,7 @@ impl Agent {
             token,
             mtu,
             datapath,
+            fast_path,
         };
         agent.status.lease_held.store(true, Ordering::Relaxed);
         *agent.status.subnet.lock().unwrap() = agent.me.subnet.clone();
@@ -284,6 +340,7 @@ impl Agent {
         let f = SubnetFile {
             subnet: self.me.subnet.clone(),
             mtu: Some(self.mtu),
+            fast_path: self.fast_path.as_ref().map(|p| p.display().to_string()),
         };
         write_atomic(
             &self.params.subnet_file(),
@@ -300,6 +357,18 @@ impl Agent {
             if !unicni_net::nft::table_exists("ip", table) {
                 masq::install(table, self.params.network).map_err(kernel)?;
                 tracing::info!(table, "masquerade rules installed");
+            }
+        }
+        if let Some(pin) = &self.fast_path {
+            // Pods deleted without a DEL leave endpoints of veths that are gone.
+            match FastPath::open(pin).and_then(|mut fp| fp.reconcile()) {
+                Ok(r) if r.removed_endpoints + r.removed_attachments > 0 => tracing::info!(
+                    stale_endpoints = r.removed_endpoints,
+                    stale_attachments = r.removed_attachments,
+                    "eBPF fast path: removed what departed pods left"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("eBPF fast path reconcile: {e}"),
             }
         }
         let leases = self.store.list().await?;
@@ -509,5 +578,33 @@ fn log_pass(p: &Pass) {
     }
     for e in &p.errors {
         tracing::warn!("reconcile error: {e}");
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    /// A pin directory off bpffs: the real loader says "eBPF cannot be used" (no root
+    /// needed), which is the failure the fallback exists for.
+    #[test]
+    fn unusable_ebpf_falls_back_to_the_bridge_or_stops_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let pin = dir.path().join("unicni");
+        assert_eq!(
+            load_fast_path(Some(&pin), true, FastPath::load_or_adopt).unwrap(),
+            None
+        );
+        let err = load_fast_path(Some(&pin), false, FastPath::load_or_adopt).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("bpf.fallback = false"), "{msg}");
+        assert!(msg.contains("eBPF cannot be used on this node"), "{msg}");
+        assert!(msg.contains(&pin.display().to_string()), "{msg}");
+        assert!(matches!(err, Error::Unavailable(_)));
+        // Not configured: nothing is loaded at all.
+        let never = |_: &Path| -> std::result::Result<FastPath, unicni_bpf::BpfError> {
+            panic!("must not load")
+        };
+        assert_eq!(load_fast_path(None, false, never).unwrap(), None);
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashSet;
+use unicni_bpf::FastPath;
 use unicni_core::{
     Attachment, AttachmentId, Datapath, Error, InterfaceConfig, IpAssignment, IpConfig,
     NetworkResult, Result, RouteConfig,
@@ -101,12 +102,52 @@ impl BridgeDatapath {
         masq::remove(&masq::table_name(&self.net.network_name)).map_err(kernel)
     }
 
+    /// The fast path's programs on the pod's host veth, then its endpoint (in this order:
+    /// the egress companion must see slow-path flows before the pod gets redirects).
+    async fn fast_path_add(
+        &self,
+        pin: &std::path::Path,
+        host_name: &str,
+        ip: std::net::IpAddr,
+        pod_mac: [u8; 6],
+    ) -> Result<()> {
+        let std::net::IpAddr::V4(ip) = ip else {
+            return Ok(());
+        };
+        let index = self
+            .host
+            .link(host_name)
+            .await
+            .map_err(kernel)?
+            .ok_or_else(|| Error::Kernel(format!("{host_name} vanished")))?
+            .index;
+        let mut fp = FastPath::open(pin).map_err(bpf)?;
+        fp.attach(index).map_err(bpf)?;
+        fp.upsert_endpoint(ip, index, pod_mac).map_err(bpf)
+    }
+
     async fn pod_has_interface(&self, ns: &NetNs, ifname: &str) -> bool {
         match Netlink::in_netns(ns) {
             Ok(nl) => matches!(nl.link(ifname).await, Ok(Some(_))),
             Err(_) => false,
         }
     }
+}
+
+fn bpf(e: unicni_bpf::BpfError) -> Error {
+    Error::Kernel(format!("eBPF fast path: {e}"))
+}
+
+/// Removes the endpoints on a pod's host veth and the programs on it; nothing pinned
+/// (the agent never loaded the fast path, or it was uninstalled) is fine.
+fn fast_path_remove(pin: &std::path::Path, index: u32) -> Result<()> {
+    let mut fp = match FastPath::open(pin) {
+        Ok(fp) => fp,
+        Err(unicni_bpf::BpfError::NotLoaded { .. }) => return Ok(()),
+        Err(e) => return Err(bpf(e)),
+    };
+    fp.remove_endpoints_on(index).map_err(bpf)?;
+    fp.detach(index).map_err(bpf)
 }
 
 fn open_netns(att: &Attachment) -> Result<NetNs> {
@@ -234,6 +275,15 @@ impl Datapath for BridgeDatapath {
         )
         .await
         .map_err(kernel)?;
+        if let Some(pin) = &self.net.fast_path {
+            // The bridge already carries the pod; the fast path only short-cuts it.
+            if let Err(e) = self
+                .fast_path_add(pin, &host_name, ip.address.addr(), pod_mac)
+                .await
+            {
+                tracing::warn!(veth = %host_name, error = %e, "pod runs without the eBPF fast path");
+            }
+        }
         let sandbox = ns.path().display().to_string();
         Ok(NetworkResult {
             interfaces: vec![
@@ -279,6 +329,12 @@ impl Datapath for BridgeDatapath {
     async fn teardown(&self, att: &Attachment) -> Result<()> {
         // Deleting the host side removes the peer in the pod too, wherever the netns is.
         let host_name = names::host_veth(&self.net.network_name, &att.id);
+        if let Some(pin) = &self.net.fast_path {
+            // The endpoint goes first: nothing is redirected to a pod being removed.
+            if let Some(l) = self.host.link(&host_name).await.map_err(kernel)? {
+                fast_path_remove(pin, l.index)?;
+            }
+        }
         self.host.delete_link(&host_name).await.map_err(kernel)?;
         Ok(())
     }

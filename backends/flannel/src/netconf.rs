@@ -58,6 +58,8 @@ pub struct NodeNetwork {
     pub run_dir: PathBuf,
     pub ip_masq: bool,
     pub hairpin: bool,
+    /// The eBPF same-node fast path's pin directory, when the agent runs it.
+    pub fast_path: Option<PathBuf>,
 }
 
 fn invalid(field: &str, value: &str, allowed: &str) -> Error {
@@ -80,6 +82,10 @@ pub struct SubnetFile {
     pub subnet: String,
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// The pin directory of the eBPF same-node fast path when the agent loaded it
+    /// (`flannel.fast_path = true`): the plugin adds each pod to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<String>,
 }
 
 impl FlannelNetConf {
@@ -114,7 +120,15 @@ impl FlannelNetConf {
             run_dir: self.run_dir.clone(),
             ip_masq: self.ip_masq,
             hairpin: self.hairpin,
+            fast_path: self.agent_fast_path(),
         })
+    }
+
+    /// What the agent's lease file says about the fast path (nothing without the file).
+    fn agent_fast_path(&self) -> Option<PathBuf> {
+        let bytes = std::fs::read(self.subnet_file()).ok()?;
+        let f: SubnetFile = serde_json::from_slice(&bytes).ok()?;
+        f.fast_path.map(PathBuf::from)
     }
 
     fn check_static(&self) -> Result<IpNet> {
@@ -134,8 +148,9 @@ impl FlannelNetConf {
 
     fn resolve_subnet(&self, network_name: &str) -> Result<Option<NodeNetwork>> {
         let cluster = parse_cidr("clusterNetwork", &self.cluster_network)?;
-        let (subnet_text, mtu) = match &self.subnet {
-            Some(s) => (s.clone(), self.mtu),
+        let (subnet_text, mtu, fast_path) = match &self.subnet {
+            // A pinned subnet: an agent may still run the fast path and say so.
+            Some(s) => (s.clone(), self.mtu, self.agent_fast_path()),
             None => match std::fs::read(self.subnet_file()) {
                 Ok(bytes) => {
                     let f: SubnetFile = serde_json::from_slice(&bytes).map_err(|e| {
@@ -144,7 +159,11 @@ impl FlannelNetConf {
                             self.subnet_file().display()
                         ))
                     })?;
-                    (f.subnet, f.mtu.unwrap_or(self.mtu))
+                    (
+                        f.subnet,
+                        f.mtu.unwrap_or(self.mtu),
+                        f.fast_path.map(PathBuf::from),
+                    )
                 }
                 Err(_) => return Ok(None),
             },
@@ -176,6 +195,7 @@ impl FlannelNetConf {
             run_dir: self.run_dir.clone(),
             ip_masq: self.ip_masq,
             hairpin: self.hairpin,
+            fast_path,
         }))
     }
 }
@@ -235,5 +255,31 @@ mod tests {
         let n = conf(v).unwrap().unwrap();
         assert_eq!(n.subnet.to_string(), "10.244.9.0/24");
         assert_eq!(n.mtu, 1450);
+        assert_eq!(n.fast_path, None);
+    }
+
+    #[test]
+    fn lease_file_names_the_fast_path_also_with_a_pinned_subnet() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("flannel")).unwrap();
+        std::fs::write(
+            d.path().join("flannel/subnet.json"),
+            r#"{"subnet":"10.244.9.0/24","fast_path":"/sys/fs/bpf/n1"}"#,
+        )
+        .unwrap();
+        let v = json!({"clusterNetwork":"10.244.0.0/16","runDir": d.path()});
+        let n = conf(v).unwrap().unwrap();
+        assert_eq!(n.fast_path, Some(PathBuf::from("/sys/fs/bpf/n1")));
+        let v =
+            json!({"clusterNetwork":"10.244.0.0/16","subnet":"10.244.3.0/24","runDir": d.path()});
+        let n = conf(v).unwrap().unwrap();
+        assert_eq!(n.fast_path, Some(PathBuf::from("/sys/fs/bpf/n1")));
+        // What an agent without the fast path writes carries no key.
+        let f = SubnetFile {
+            subnet: "10.244.9.0/24".into(),
+            mtu: None,
+            fast_path: None,
+        };
+        assert!(!serde_json::to_string(&f).unwrap().contains("fast_path"));
     }
 }
