@@ -127,6 +127,8 @@ async fn serve(config: Config, mode: Mode) -> Result<()> {
         }
         let _ = tx.send(true);
     });
+    // NetworkPolicy (policy.enabled): lives as long as the agent.
+    let _policy = super::agent_policy::start(&config).await?;
     let agent = Agent::start(params.clone(), leases, status, vpc)
         .await
         .map_err(|e| anyhow::anyhow!("node {}: {e}", params.node))?;

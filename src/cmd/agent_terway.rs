@@ -45,6 +45,8 @@ pub async fn serve(config: Config) -> Result<()> {
                 config.agent.listen
             )
         })?;
+    // NetworkPolicy (policy.enabled): lives as long as the agent.
+    let _policy = super::agent_policy::start(&config).await?;
     let agent = TerwayAgent::start(&config, cloud, metadata, pods)
         .await
         .context("start the terway agent")?;

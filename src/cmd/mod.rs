@@ -2,6 +2,7 @@
 
 pub mod agent;
 mod agent_http;
+mod agent_policy;
 mod agent_terway;
 pub mod assess;
 pub mod cloud_sim;

@@ -175,6 +175,7 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
         e.push("agent.reconcile_seconds", 0, "1 or more");
     }
     validate_bpf(c, &mut e);
+    validate_policy(c, &mut e);
     if !["trace", "debug", "info", "warn", "error"].contains(&c.log.level.as_str()) {
         e.push(
             "log.level",
@@ -366,6 +367,38 @@ fn validate_bpf(c: &Config, e: &mut Errors) {
     }
 }
 
+/// NetworkPolicy is enforced at the pods' host veths: the manifest directory must be an
+/// absolute path, and terway modes where pod traffic bypasses the host veth are refused.
+fn validate_policy(c: &Config, e: &mut Errors) {
+    if let Some(dir) = &c.policy.manifests_dir {
+        if !dir.starts_with('/') {
+            e.push(
+                "policy.manifests_dir",
+                dir,
+                "an absolute directory of NetworkPolicy/Pod/Namespace manifests",
+            );
+        }
+    }
+    if !c.policy.enabled || c.backend.kind != BackendKind::Terway {
+        return;
+    }
+    if c.terway.mode == TerwayMode::ExclusiveEni {
+        e.push(
+            "policy.enabled",
+            true,
+            "false with terway.mode = \"exclusive-eni\" (the pod's own ENI carries its \
+             traffic past the host veth where policy is enforced); use shared-eni",
+        );
+    } else if c.terway.datapath == TerwayDatapath::Ebpf {
+        e.push(
+            "policy.enabled",
+            true,
+            "false with terway.datapath = \"ebpf\" in this version (traffic from the ENI is \
+             redirected into the pod past its host veth); use datapath = \"routing\"",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{load_str, ConfigError, Format};
@@ -485,6 +518,32 @@ mod tests {
         assert_eq!(e, [("terway.datapath".into(), "ebpf".into())]);
         let err = load_str(&format!("{terway}datapath = \"xdp\"\n"), Format::Toml).unwrap_err();
         assert!(err.to_string().contains("ebpf"), "{err}");
+    }
+
+    #[test]
+    fn policy_section_is_validated() {
+        let c = load_str(
+            "[policy]\nenabled = true\nmanifests_dir = \"/etc/unicni/policies\"\n",
+            Format::Toml,
+        )
+        .unwrap();
+        assert!(c.policy.enabled);
+        assert_eq!(
+            c.policy.manifests_dir.as_deref(),
+            Some("/etc/unicni/policies")
+        );
+        let e = errs("[policy]\nenabled = true\nmanifests_dir = \"policies\"\n");
+        assert_eq!(e, [("policy.manifests_dir".into(), "policies".into())]);
+        let terway = "[backend]\nkind = \"terway\"\n[terway]\nvswitches = [\"vsw-a\"]\n";
+        assert!(errs(&format!("{terway}[policy]\nenabled = true\n")).is_empty());
+        for bad in ["mode = \"exclusive-eni\"", "datapath = \"ebpf\""] {
+            let e = errs(&format!("{terway}{bad}\n[policy]\nenabled = true\n"));
+            assert_eq!(e, [("policy.enabled".into(), "true".into())], "{bad}");
+        }
+        assert!(errs(&format!(
+            "{terway}datapath = \"ebpf\"\n[policy]\nenabled = false\n"
+        ))
+        .is_empty());
     }
 
     #[test]
