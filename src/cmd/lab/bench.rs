@@ -1,10 +1,18 @@
 //! `unicni lab bench`: cross-node pod-to-pod TCP throughput (iperf3) and request/response
-//! latency for vxlan and host-gw, each against the same two nodes talking over their own
-//! underlay addresses (host network: the limit), printed as ratios to that limit.
+//! latency for flannel (vxlan, host-gw) and terway (shared-eni, exclusive-eni), each
+//! against the same two nodes talking over their own underlay addresses (host network:
+//! the limit), printed as ratios to that limit. Every design gets a lab of its own (same
+//! underlay: the VPC bridge and the nodes' links), built, measured and removed in turn.
+//!
+//! `unicni lab bench-add`: terway pod ADD latency, the installed plugin executed inside
+//! the node's namespace as the lab (and a runtime) does, with a warm pool and with an
+//! empty pool (every ADD goes to the cloud emulator), each ADD interleaved with one of the
+//! reference `bridge` + `host-local` plugins executed the same way in the same namespace.
 
-use super::topology::{Lab, Mode, StoreChoice};
+use super::topology::{Backend, IpStack, Lab, LabState, Mode, PodState, StoreChoice, Tuning};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -12,15 +20,78 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use unicni_net::NetNs;
 
+/// A lab of its own for one design: `<id><suffix>` (the lab ID rules allow 6 characters).
+fn sub_lab(id: Option<&str>, default: &str, suffix: &str) -> Result<Lab> {
+    let base = id.unwrap_or(default);
+    if base.len() + suffix.len() > 6 {
+        bail!(
+            "--id {base:?}: use up to {} characters (the bench's labs are <id>{suffix} and the like)",
+            6 - suffix.len()
+        );
+    }
+    Lab::new(Some(&format!("{base}{suffix}")))
+}
+
+fn opts(backend: Backend, mode: Mode, nodes: u16, tuning: Tuning) -> super::UpOpts {
+    super::UpOpts {
+        backend,
+        mode: Some(mode),
+        ip_stack: IpStack::Ipv4,
+        nodes,
+        pods_per_node: 0,
+        store: StoreChoice::File,
+        lease_ttl: 10,
+        route_quota: 200,
+        no_second_cluster: true,
+        tuning,
+    }
+}
+
+/// Runs `f` on a freshly built lab and removes the lab (CNI DEL of its pods, then
+/// everything else) whatever `f` returns.
+fn with_lab<T>(
+    lab: &Lab,
+    o: &super::UpOpts,
+    f: impl FnOnce(&mut LabState) -> Result<T>,
+) -> Result<T> {
+    let mut st = super::up_or_clean(lab, o)?;
+    let result = f(&mut st);
+    let _ = lab.save_state(&st);
+    let down = super::teardown(lab);
+    let out = result?;
+    down?;
+    Ok(out)
+}
+
+fn percentile(sorted: &[f64], p: usize) -> f64 {
+    // Nearest rank.
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+// ---------------------------------------------------------------------------------------
+// Throughput and request/response latency
+// ---------------------------------------------------------------------------------------
+
 #[derive(Debug, Serialize)]
 struct Measure {
     path: String,
+    lab: String,
     gbit_per_s: f64,
     rr_median_us: f64,
     rr_p99_us: f64,
+    rr_per_s: f64,
 }
 
-const RR_ROUNDS: usize = 2000;
+/// The designs `lab bench` compares, each in its own lab `<id><suffix>`.
+const DESIGNS: [(Backend, Mode, &str); 4] = [
+    (Backend::Flannel, Mode::Vxlan, "v"),
+    (Backend::Flannel, Mode::HostGw, "g"),
+    (Backend::Terway, Mode::SharedEni, "s"),
+    (Backend::Terway, Mode::ExclusiveEni, "x"),
+];
+
+const LIMIT: &str = "host network (node to node, the limit)";
 
 fn iperf(src: &str, dst: &str, ip: &str, seconds: u32) -> Result<f64> {
     let mut server = Command::new("ip")
@@ -68,8 +139,9 @@ fn iperf(src: &str, dst: &str, ip: &str, seconds: u32) -> Result<f64> {
         .with_context(|| format!("iperf3 {src} -> {ip} gave no result: {}", v["error"]))
 }
 
-/// 1-byte request, 1-byte response over one TCP connection; returns (median, p99) in µs.
-fn request_response(src: &str, dst: &str, ip: &str) -> Result<(f64, f64)> {
+/// 1-byte request, 1-byte response over one TCP connection, `rounds` times after 100
+/// unmeasured ones; returns (median µs, p99 µs, requests per second).
+fn request_response(src: &str, dst: &str, ip: &str, rounds: usize) -> Result<(f64, f64, f64)> {
     let dst_ns = NetNs::open(Path::new(&format!("/var/run/netns/{dst}")))?;
     let src_ns = NetNs::open(Path::new(&format!("/var/run/netns/{src}")))?;
     let listener = dst_ns.run(|| TcpListener::bind(("0.0.0.0", 5202)))??;
@@ -85,109 +157,705 @@ fn request_response(src: &str, dst: &str, ip: &str) -> Result<(f64, f64)> {
     let addr: SocketAddr = format!("{ip}:5202").parse()?;
     let mut c = src_ns.run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))??;
     c.set_nodelay(true)?;
-    let mut samples = Vec::with_capacity(RR_ROUNDS);
+    let mut samples = Vec::with_capacity(rounds);
     let mut b = [1u8; 1];
-    for i in 0..RR_ROUNDS + 100 {
+    let mut measured = Duration::ZERO;
+    for i in 0..rounds + 100 {
         let t = Instant::now();
         c.write_all(&b)?;
         c.read_exact(&mut b)?;
         if i >= 100 {
-            samples.push(t.elapsed().as_secs_f64() * 1e6);
+            let d = t.elapsed();
+            measured += d;
+            samples.push(d.as_secs_f64() * 1e6);
         }
     }
     drop(c);
     let _ = echo.join();
     samples.sort_by(|a, b| a.total_cmp(b));
     Ok((
-        samples[samples.len() / 2],
-        samples[samples.len() * 99 / 100],
+        percentile(&samples, 50),
+        percentile(&samples, 99),
+        rounds as f64 / measured.as_secs_f64(),
     ))
 }
 
-fn measure(path: String, src: &str, dst: &str, ip: &str, seconds: u32) -> Result<Measure> {
-    eprintln!("    {path}: iperf3 {seconds}s, {RR_ROUNDS} request/response rounds");
-    let gbit = iperf(src, dst, ip, seconds)?;
-    let (med, p99) = request_response(src, dst, ip)?;
+/// Waits until `src` reaches `ip` (a fresh pod's first packets may wait for neighbours).
+fn wait_reachable(src: &str, ip: &str) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", src, "ping", "-c1", "-W1", "-q", ip])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("{src} does not reach {ip}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+struct Pair<'a> {
+    src: &'a str,
+    dst: &'a str,
+    ip: &'a str,
+}
+
+fn measure(path: String, lab: &Lab, p: Pair, seconds: u32, rounds: usize) -> Result<Measure> {
+    eprintln!(
+        "    {path}: {} -> {} ({}): iperf3 {seconds}s, {rounds} request/response rounds",
+        p.src, p.dst, p.ip
+    );
+    wait_reachable(p.src, p.ip)?;
+    let gbit = iperf(p.src, p.dst, p.ip, seconds)?;
+    let (med, p99, per_s) = request_response(p.src, p.dst, p.ip, rounds)?;
     Ok(Measure {
         path,
+        lab: lab.prefix.clone(),
         gbit_per_s: gbit,
         rr_median_us: med,
         rr_p99_us: p99,
+        rr_per_s: per_s,
     })
 }
 
-pub fn run(lab: &Lab, seconds: u32, output: &str) -> Result<ExitCode> {
-    let mut rows = Vec::new();
-    for mode in [Mode::Vxlan, Mode::HostGw] {
-        let opts = super::UpOpts {
-            backend: super::Backend::Flannel,
-            mode: Some(mode),
-            ip_stack: super::IpStack::Ipv4,
-            nodes: 2,
-            pods_per_node: 1,
-            store: StoreChoice::File,
-            lease_ttl: 10,
-            route_quota: 200,
-            no_second_cluster: true,
-        };
-        eprintln!("==> {} lab (2 nodes, 1 pod each)", mode.as_str());
-        let st = super::up_or_clean(lab, &opts)?;
-        let result = (|| -> Result<()> {
-            let (a, b) = (&st.pods[0], &st.pods[1]);
-            if mode == Mode::Vxlan {
-                rows.push(measure(
-                    "host network (node to node, the limit)".into(),
-                    &st.nodes[0].netns,
-                    &st.nodes[1].netns,
-                    &st.nodes[1].ip,
-                    seconds,
-                )?);
-            }
-            rows.push(measure(
-                format!("pod to pod across nodes, {}", mode.as_str()),
-                &a.netns,
-                &b.netns,
-                &b.ip,
-                seconds,
-            )?);
-            Ok(())
-        })();
-        super::destroy(lab)?;
-        result?;
+fn design_label(mode: Mode) -> String {
+    format!(
+        "{} {} (pod to pod across nodes)",
+        mode.backend().as_str(),
+        mode.as_str()
+    )
+}
+
+pub fn run(id: Option<&str>, seconds: u32, rounds: usize, output: &str) -> Result<ExitCode> {
+    if rounds == 0 {
+        bail!("--rounds 0: measure at least one request/response round");
     }
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for (k, (backend, mode, suffix)) in DESIGNS.into_iter().enumerate() {
+        let lab = sub_lab(id, "bn", suffix)?;
+        super::step(&format!(
+            "{} {} lab {} (2 nodes, 1 pod each)",
+            backend.as_str(),
+            mode.as_str(),
+            lab.prefix
+        ));
+        let o = opts(backend, mode, 2, Tuning::default());
+        with_lab(&lab, &o, |st| {
+            for node in 1..=2 {
+                // Plain pods: no fixed IP, no vSwitch annotation (both on the node's vSwitch).
+                let owner = (backend == Backend::Terway).then_some("ReplicaSet");
+                let pod = lab.add_pod(backend, node, 1, BTreeMap::new(), owner)?;
+                eprintln!("    pod {} in {} got {}", pod.name, pod.netns, pod.ip);
+                st.pods.push(pod);
+                lab.save_state(st)?;
+            }
+            if k == 0 {
+                let (a, b) = (&st.nodes[0], &st.nodes[1]);
+                let p = Pair {
+                    src: &a.netns,
+                    dst: &b.netns,
+                    ip: &b.ip,
+                };
+                rows.push(measure(LIMIT.into(), &lab, p, seconds, rounds)?);
+            }
+            let (a, b) = (&st.pods[0], &st.pods[1]);
+            let p = Pair {
+                src: &a.netns,
+                dst: &b.netns,
+                ip: &b.ip,
+            };
+            rows.push(measure(design_label(mode), &lab, p, seconds, rounds)?);
+            Ok(())
+        })?;
+    }
+    print_throughput(&rows, seconds, rounds, output);
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_throughput(rows: &[Measure], seconds: u32, rounds: usize, output: &str) {
     let limit = &rows[0];
-    let (lg, ll) = (limit.gbit_per_s, limit.rr_median_us);
+    let (lg, ll, lr) = (limit.gbit_per_s, limit.rr_median_us, limit.rr_per_s);
     if output == "json" {
         let v: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "path": r.path, "gbit_per_s": r.gbit_per_s, "rr_median_us": r.rr_median_us,
-                    "rr_p99_us": r.rr_p99_us, "throughput_ratio": r.gbit_per_s / lg,
-                    "latency_ratio": r.rr_median_us / ll,
+                    "path": r.path, "lab": r.lab, "gbit_per_s": r.gbit_per_s,
+                    "rr_median_us": r.rr_median_us, "rr_p99_us": r.rr_p99_us,
+                    "rr_per_s": r.rr_per_s, "throughput_ratio": r.gbit_per_s / lg,
+                    "latency_ratio": r.rr_median_us / ll, "rr_per_s_ratio": r.rr_per_s / lr,
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "results": v }));
-    } else {
         println!(
-            "{:<42} {:>9} {:>8} {:>11} {:>9} {:>8}",
-            "PATH", "GBIT/S", "x LIMIT", "RR MED µs", "RR p99", "x LIMIT"
+            "{}",
+            serde_json::json!({
+                "iperf_seconds": seconds, "rr_rounds": rounds, "results": v,
+            })
         );
-        for r in &rows {
-            println!(
-                "{:<42} {:>9.2} {:>8.2} {:>11.1} {:>9.1} {:>8.2}",
-                r.path,
-                r.gbit_per_s,
-                r.gbit_per_s / lg,
-                r.rr_median_us,
-                r.rr_p99_us,
-                r.rr_median_us / ll
-            );
-        }
+        return;
+    }
+    println!(
+        "{:<50} {:>7} {:>7} {:>9} {:>9} {:>8} {:>7} {:>7}",
+        "PATH", "GBIT/S", "x LIM", "RR MED µs", "RR p99 µs", "RR/S", "x LIM", "x LIM"
+    );
+    println!(
+        "{:<50} {:>7} {:>7} {:>9} {:>9} {:>8} {:>7} {:>7}",
+        "", "", "(tput)", "", "", "", "(med)", "(rr/s)"
+    );
+    for r in rows {
         println!(
-            "(throughput: higher is better, ratio to the host network; latency: lower is better)"
+            "{:<50} {:>7.2} {:>7.2} {:>9.1} {:>9.1} {:>8.0} {:>7.2} {:>7.2}",
+            r.path,
+            r.gbit_per_s,
+            r.gbit_per_s / lg,
+            r.rr_median_us,
+            r.rr_p99_us,
+            r.rr_per_s,
+            r.rr_median_us / ll,
+            r.rr_per_s / lr
         );
     }
+    println!(
+        "(iperf3 {seconds}s, one TCP stream; RR: {rounds} rounds of 1 byte each way on one \
+         connection. Ratios are to the host network: throughput and RR/s higher is better, \
+         latency lower is better)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Pod ADD latency
+// ---------------------------------------------------------------------------------------
+
+/// ecs.g7.large (the lab's instance type): 3 ENIs of 6 IPv4 addresses, one ENI the node's.
+const SHARED_CAPACITY: u32 = 12;
+const EXCLUSIVE_CAPACITY: u32 = 2;
+/// The reference's bridge and subnet inside the node namespace (apart from the lab's).
+const REF_BRIDGE: &str = "urefbr0";
+const REF_SUBNET: &str = "10.249.0.0/24";
+/// Agent log lines that mark a cloud call changing the node's ENIs or addresses.
+const CLOUD_LOG_MARKS: [&str; 4] = [
+    "ENI attached",
+    "assigned addresses",
+    "idle addresses returned",
+    "idle ENI detached and deleted",
+];
+
+#[derive(Debug, Serialize)]
+struct AddSeries {
+    series: String,
+    lab: String,
+    /// What every measured terway ADD has to do.
+    each_add: String,
+    pool_min: u32,
+    pool_max: u32,
+    samples_ms: Vec<f64>,
+    median_ms: f64,
+    p90_ms: f64,
+    /// The reference ADDs interleaved with this series.
+    reference_median_ms: f64,
+    reference_p90_ms: f64,
+    /// Pool cloud actions (ENI attached, addresses assigned) the agent logged during the
+    /// measured ADDs (not the DELs and the drain after them).
+    cloud_actions_during_adds: usize,
+}
+
+struct Plan {
+    series: &'static str,
+    each_add: &'static str,
+    /// A pod that stays for the whole series, holding the ENI's primary address (the
+    /// empty shared pool then assigns secondary addresses to that ENI).
+    anchor: bool,
+}
+
+/// One lab (`<id><suffix>`) of `bench-add` and the series measured in it.
+struct LabPlan {
+    suffix: &'static str,
+    mode: Mode,
+    /// pool.min, pool.max
+    pool: (u32, u32),
+    series: Vec<Plan>,
+}
+
+fn plans() -> Vec<LabPlan> {
+    let plan = |series, each_add, anchor| Plan {
+        series,
+        each_add,
+        anchor,
+    };
+    vec![
+        LabPlan {
+            suffix: "sw",
+            mode: Mode::SharedEni,
+            pool: (SHARED_CAPACITY, SHARED_CAPACITY),
+            series: vec![plan(
+                "terway shared-eni, warm pool",
+                "takes an idle address (no cloud call)",
+                false,
+            )],
+        },
+        LabPlan {
+            suffix: "xw",
+            mode: Mode::ExclusiveEni,
+            pool: (EXCLUSIVE_CAPACITY, EXCLUSIVE_CAPACITY),
+            series: vec![plan(
+                "terway exclusive-eni, warm pool",
+                "takes an idle attached ENI (no cloud call)",
+                false,
+            )],
+        },
+        LabPlan {
+            suffix: "se",
+            mode: Mode::SharedEni,
+            pool: (0, 0),
+            series: vec![
+                plan(
+                    "terway shared-eni, empty pool, ENI attached",
+                    "assigns a secondary address to the attached ENI",
+                    true,
+                ),
+                plan(
+                    "terway shared-eni, empty pool, no ENI",
+                    "creates and attaches an ENI",
+                    false,
+                ),
+            ],
+        },
+        LabPlan {
+            suffix: "xe",
+            mode: Mode::ExclusiveEni,
+            pool: (0, 0),
+            series: vec![plan(
+                "terway exclusive-eni, empty pool",
+                "creates and attaches an ENI",
+                false,
+            )],
+        },
+    ]
+}
+
+/// The reference plugins' network config (bridge + host-local), as bench/cni runs them,
+/// without IP masquerading: terway pods are not masqueraded either.
+fn reference_conf(lab: &Lab) -> String {
+    serde_json::json!({
+        "cniVersion": "1.0.0", "name": "unicni-bench-ref", "type": "bridge",
+        "bridge": REF_BRIDGE, "isGateway": true, "ipMasq": false, "hairpinMode": true,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": REF_SUBNET}]],
+                 "routes": [{"dst": "0.0.0.0/0"}],
+                 "dataDir": lab.root.join("ref-host-local")}
+    })
+    .to_string()
+}
+
+/// Executes a reference plugin inside node `node`'s namespace; returns how long it took.
+fn reference(lab: &Lab, dir: &Path, command: &str, id: &str, netns: &str) -> Result<Duration> {
+    let conf = reference_conf(lab);
+    let t = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.node_ns(1)])
+        .arg(dir.join("bridge"))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", format!("/var/run/netns/{netns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("execute {}", dir.join("bridge").display()))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(conf.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let d = t.elapsed();
+    if !out.status.success() {
+        bail!(
+            "reference bridge {command} failed: {} {}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(d)
+}
+
+/// One reference ADD (measured) and DEL in a fresh namespace.
+fn reference_cycle(lab: &Lab, dir: &Path, n: usize) -> Result<Duration> {
+    let ns = format!("{}-ref{n}", lab.prefix);
+    let id = format!("{ns}-c");
+    super::topology::sh(&["ip", "netns", "add", &ns])?;
+    let add = reference(lab, dir, "ADD", &id, &ns);
+    let del = reference(lab, dir, "DEL", &id, &ns);
+    let _ = super::topology::sh(&["ip", "netns", "del", &ns]);
+    let add = add?;
+    del?;
+    Ok(add)
+}
+
+/// A terway pod of node 1 (ReplicaSet-owned, no annotations), its manifest written and
+/// its namespace created, not yet attached.
+fn new_pod(lab: &Lab, j: usize) -> Result<PodState> {
+    let ns = lab.pod_ns(1, j);
+    super::topology::sh(&["ip", "netns", "add", &ns])?;
+    let pod = PodState {
+        name: lab.pod_name(1, j),
+        node: 1,
+        netns: ns.clone(),
+        ip: String::new(),
+        ip6: None,
+        container_id: format!("{ns}-c"),
+        annotations: BTreeMap::new(),
+        owner_kind: Some("ReplicaSet".into()),
+    };
+    lab.write_manifest(&pod)?;
+    Ok(pod)
+}
+
+/// The plugin's ADD of `pod`, timed around the process (exec to exit).
+fn terway_add(lab: &Lab, pod: &PodState) -> Result<Duration> {
+    let t = Instant::now();
+    let out = lab.cni(
+        "ADD",
+        1,
+        &pod.name,
+        &pod.container_id,
+        &format!("/var/run/netns/{}", pod.netns),
+    )?;
+    let d = t.elapsed();
+    if !out.status.success() {
+        bail!(
+            "CNI ADD of pod {} failed: {}",
+            pod.name,
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    Ok(d)
+}
+
+fn remove_pod(lab: &Lab, pod: &PodState) -> Result<()> {
+    let del = lab.del_pod(pod);
+    let _ = super::topology::sh(&["ip", "netns", "del", &pod.netns]);
+    del
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PoolView {
+    idle: f64,
+    in_use: f64,
+}
+
+fn pool_view(lab: &Lab) -> Option<PoolView> {
+    Some(PoolView {
+        idle: lab.agent_metric(1, "unicni_agent_pool_idle")?,
+        in_use: lab.agent_metric(1, "unicni_agent_pool_in_use")?,
+    })
+}
+
+/// Waits until the agent's report (refreshed after every maintenance pass, every 2 s)
+/// matches `want`.
+fn wait_pool(lab: &Lab, what: &str, want: impl Fn(&PoolView) -> bool) -> Result<PoolView> {
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < until {
+        last = pool_view(lab);
+        if let Some(v) = last.filter(&want) {
+            return Ok(v);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the pool did not reach {what} in 60 s (last seen: {last:?})")
+}
+
+/// The emulator's whole region (`GET /_sim/state`), asked from the VPC namespace.
+fn cloud_state(lab: &Lab) -> Result<serde_json::Value> {
+    let ns = NetNs::open(Path::new(&format!("/var/run/netns/{}", lab.vpc_ns())))?;
+    let addr: SocketAddr =
+        format!("{}:{}", lab.outside_ip(), super::topology::CLOUD_PORT).parse()?;
+    let mut s = ns
+        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))?
+        .with_context(|| format!("reach the cloud emulator on {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET /_sim/state HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    serde_json::from_str(body).context("decode the emulator's /_sim/state")
+}
+
+/// Waits until the emulator shows the empty pool at rest: no pod ENI on the node, or
+/// (with the anchor pod) one whose only address is its primary. The agent gives ENIs and
+/// addresses back in its maintenance pass (every 2 s); the cloud call that reaches this
+/// state is the pass's last, so the next ADD does not wait behind it.
+fn wait_cloud_rest(lab: &Lab, anchor: bool) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut seen = String::new();
+    while Instant::now() < until {
+        let st = cloud_state(lab)?;
+        let enis: Vec<&serde_json::Value> = st["enis"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|e| e["eni_type"] == "Secondary")
+            .collect();
+        let secondaries: usize = enis
+            .iter()
+            .map(|e| e["secondary_ips"].as_array().map_or(0, Vec::len))
+            .sum();
+        if enis.len() == usize::from(anchor) && secondaries == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+            return Ok(());
+        }
+        seen = format!("{} pod ENIs, {secondaries} secondary addresses", enis.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!(
+        "the emulator did not return to {} in 60 s (last seen: {seen})",
+        if anchor {
+            "one pod ENI with only its primary address"
+        } else {
+            "no pod ENI"
+        }
+    )
+}
+
+fn cloud_actions(lab: &Lab) -> usize {
+    std::fs::read_to_string(lab.node_dir(1).join("agent.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| CLOUD_LOG_MARKS.iter().any(|m| l.contains(m)))
+        .count()
+}
+
+/// Runs `pods` measured cycles (and one unmeasured first) of: reference ADD + DEL, terway
+/// ADD (measured), DEL, and for an empty pool the wait until the pool is empty again.
+fn run_series(
+    lab: &Lab,
+    plan: &Plan,
+    pool: (u32, u32),
+    pods: usize,
+    dir: &Path,
+    next: &mut usize,
+) -> Result<AddSeries> {
+    let warm = pool.0 > 0;
+    if warm {
+        // The agent grows the pool to pool.min after it reports ready.
+        wait_pool(lab, &format!("{} idle", pool.0), |v| {
+            v.in_use == 0.0 && v.idle == f64::from(pool.0)
+        })?;
+    } else {
+        wait_cloud_rest(lab, plan.anchor)?;
+    }
+    eprintln!("    {}: {pods} ADDs; each {}", plan.series, plan.each_add);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut actions = 0;
+    for k in 0..=pods {
+        *next += 1;
+        let r = reference_cycle(lab, dir, *next)?;
+        let pod = new_pod(lab, *next)?;
+        let before = cloud_actions(lab);
+        let added = terway_add(lab, &pod);
+        let after = cloud_actions(lab);
+        let added = match added {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = remove_pod(lab, &pod);
+                return Err(e);
+            }
+        };
+        remove_pod(lab, &pod)?;
+        if !warm {
+            wait_cloud_rest(lab, plan.anchor)?;
+        }
+        if k > 0 {
+            ours.push(added.as_secs_f64() * 1e3);
+            theirs.push(r.as_secs_f64() * 1e3);
+            actions += after - before;
+        }
+    }
+    let samples_ms = ours.clone();
+    ours.sort_by(|a, b| a.total_cmp(b));
+    theirs.sort_by(|a, b| a.total_cmp(b));
+    Ok(AddSeries {
+        series: plan.series.into(),
+        lab: lab.prefix.clone(),
+        each_add: plan.each_add.into(),
+        pool_min: pool.0,
+        pool_max: pool.1,
+        samples_ms,
+        median_ms: percentile(&ours, 50),
+        p90_ms: percentile(&ours, 90),
+        reference_median_ms: percentile(&theirs, 50),
+        reference_p90_ms: percentile(&theirs, 90),
+        cloud_actions_during_adds: actions,
+    })
+}
+
+pub fn run_add(
+    id: Option<&str>,
+    pods: usize,
+    attach_delay_ms: Option<u64>,
+    which: &str,
+    dir: &Path,
+    output: &str,
+) -> Result<ExitCode> {
+    if pods == 0 {
+        bail!("--pods 0: measure at least one ADD");
+    }
+    for p in ["bridge", "host-local"] {
+        if !dir.join(p).exists() {
+            bail!(
+                "the reference plugin {} is missing (Debian: apt install containernetworking-plugins, or --reference-dir)",
+                dir.join(p).display()
+            );
+        }
+    }
+    let default_delay = unicni_cloud_sim::SimConfig::default().attach_delay_ms;
+    let delay = attach_delay_ms.unwrap_or(default_delay);
+    let started = Instant::now();
+    let mut rows: Vec<AddSeries> = Vec::new();
+    for LabPlan {
+        suffix,
+        mode,
+        pool,
+        series,
+    } in plans()
+        .into_iter()
+        .filter(|p| which == "both" || (which == "warm") == (p.pool.0 > 0))
+    {
+        let lab = sub_lab(id, "ba", suffix)?;
+        super::step(&format!(
+            "terway {} lab {} (1 node, pool.min = {}, pool.max = {}, ENI attach/detach {delay} ms)",
+            mode.as_str(),
+            lab.prefix,
+            pool.0,
+            pool.1
+        ));
+        let tuning = Tuning {
+            pool: Some(pool),
+            attach_delay_ms: Some(delay),
+        };
+        let o = opts(Backend::Terway, mode, 1, tuning);
+        let got = with_lab(&lab, &o, |st| {
+            let capacity = lab.agent_metric(1, "unicni_agent_pod_capacity");
+            let want = match mode {
+                Mode::ExclusiveEni => EXCLUSIVE_CAPACITY,
+                _ => SHARED_CAPACITY,
+            };
+            if capacity != Some(f64::from(want)) {
+                bail!("the node hosts {capacity:?} pods in {} mode, the bench expects {want} (ecs.g7.large)", mode.as_str());
+            }
+            // The reference's first ADD builds its bridge: not measured.
+            reference_cycle(&lab, dir, 0)?;
+            let mut next = 0;
+            let mut out = Vec::new();
+            for plan in &series {
+                if plan.anchor && st.pods.is_empty() {
+                    let pod = lab.add_pod(
+                        Backend::Terway,
+                        1,
+                        1000,
+                        BTreeMap::new(),
+                        Some("ReplicaSet"),
+                    )?;
+                    eprintln!(
+                        "    anchor pod {} holds {} (the ENI's primary address)",
+                        pod.name, pod.ip
+                    );
+                    st.pods.push(pod);
+                    lab.save_state(st)?;
+                }
+                if !plan.anchor {
+                    for pod in std::mem::take(&mut st.pods) {
+                        remove_pod(&lab, &pod)?;
+                    }
+                    lab.save_state(st)?;
+                }
+                out.push(run_series(&lab, plan, pool, pods, dir, &mut next)?);
+            }
+            Ok(out)
+        })?;
+        rows.extend(got);
+    }
+    print_add(&rows, pods, delay, default_delay, dir, output);
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_add(
+    rows: &[AddSeries],
+    pods: usize,
+    delay: u64,
+    default_delay: u64,
+    dir: &Path,
+    output: &str,
+) {
+    if output == "json" {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).expect("serializes");
+                v["ratio_to_reference"] = serde_json::json!(r.median_ms / r.reference_median_ms);
+                v
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "adds_per_series": pods,
+                "eni_attach_delay_ms": delay,
+                "eni_detach_delay_ms": delay,
+                "emulator_default_attach_delay_ms": default_delay,
+                "reference": format!("{}/bridge + host-local (ipMasq false), executed in the node namespace", dir.display()),
+                "series": v,
+            })
+        );
+        return;
+    }
+    println!(
+        "{:<45} {:>8} {:>8} {:>9} {:>8} {:>7} {:>7}",
+        "SERIES", "MED ms", "p90 ms", "REF MED", "REF p90", "x REF", "CLOUD"
+    );
+    for r in rows {
+        println!(
+            "{:<45} {:>8.1} {:>8.1} {:>9.1} {:>8.1} {:>7.2} {:>7}",
+            r.series,
+            r.median_ms,
+            r.p90_ms,
+            r.reference_median_ms,
+            r.reference_p90_ms,
+            r.median_ms / r.reference_median_ms,
+            r.cloud_actions_during_adds
+        );
+    }
+    println!(
+        "({pods} ADDs per series, each followed by a DEL; REF = {}/bridge + host-local (no \
+         masquerade) executed in the same node namespace, one ADD before each terway ADD; \
+         emulator ENI attach/detach delay {delay} ms{}; CLOUD = pool cloud actions the agent \
+         logged during the measured ADDs)",
+        dir.display(),
+        if delay == default_delay {
+            " (the emulator's default)"
+        } else {
+            ""
+        }
+    );
+    for r in rows {
+        println!("  {}: each ADD {}", r.series, r.each_add);
+    }
 }

@@ -62,8 +62,14 @@ impl Lab {
 
     /// Starts the emulator with one instance per node in `nodes` (indices; [`OTHER`] is the
     /// second cluster's node) and waits until it answers. The ENI materializer also knows
-    /// the namespaces of up to [`SPARE_NODES`] nodes `lab add-node` may add.
-    pub fn start_cloud(&self, nodes: &[usize], quota: u32) -> Result<u32> {
+    /// the namespaces of up to [`SPARE_NODES`] nodes `lab add-node` may add. ENIs take
+    /// `attach_delay_ms` to attach and to detach (100 ms when unset).
+    pub fn start_cloud(
+        &self,
+        nodes: &[usize],
+        quota: u32,
+        attach_delay_ms: Option<u64>,
+    ) -> Result<u32> {
         let dir = self.cloud_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let config = SimConfig {
@@ -86,8 +92,8 @@ impl Lab {
             .collect(),
             security_groups: vec![SECURITY_GROUP.into()],
             instances: nodes.iter().map(|&i| self.instance_spec(i)).collect(),
-            attach_delay_ms: 100,
-            detach_delay_ms: 100,
+            attach_delay_ms: attach_delay_ms.unwrap_or(100),
+            detach_delay_ms: attach_delay_ms.unwrap_or(100),
             route_pending_ms: 200,
             route_table_quota: quota,
             ..Default::default()

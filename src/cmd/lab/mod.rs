@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use topology::{
-    Backend, IpStack, Lab, LabState, Mode, NodeState, PodState, StoreChoice, ANNOTATED_VSWITCH,
-    OTHER,
+    Backend, IpStack, Lab, LabState, Mode, NodeState, PodState, StoreChoice, Tuning,
+    ANNOTATED_VSWITCH, OTHER,
 };
 
 #[derive(clap::Args)]
@@ -67,6 +67,9 @@ pub(crate) struct UpOpts {
     /// that needs it.
     #[arg(long)]
     no_second_cluster: bool,
+    /// Pool size and emulator delays (`lab bench-add` sets them).
+    #[arg(skip)]
+    tuning: Tuning,
 }
 
 impl UpOpts {
@@ -133,12 +136,39 @@ enum Command {
     /// Stop or start one node's agent (to see restarts and lease expiry).
     #[command(subcommand)]
     Agent(AgentCmd),
-    /// Measure cross-node pod-to-pod throughput and latency, vxlan and host-gw, against
-    /// the two nodes' own underlay (the limit).
+    /// Measure cross-node pod-to-pod TCP throughput and request/response latency for
+    /// flannel vxlan and host-gw and terway shared-eni and exclusive-eni, against the two
+    /// nodes' own underlay (the limit), in one run: one 2-node lab per design (lab IDs
+    /// `<id>v`, `<id>g`, `<id>s`, `<id>x`; id `bn` by default), each removed afterwards.
     Bench {
         /// Seconds of iperf3 per measurement.
         #[arg(long, default_value_t = 3)]
         seconds: u32,
+        /// Request/response rounds per measurement (1 byte each way, one connection).
+        #[arg(long, default_value_t = 2000)]
+        rounds: usize,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
+    /// Measure terway pod ADD latency (the installed plugin executed in the node's
+    /// namespace) with a warm pool and with an empty pool (each ADD goes to the cloud
+    /// emulator), interleaved with the reference bridge + host-local plugins in the same
+    /// node namespace: one 1-node lab per pool setting (lab IDs `<id>sw`, `<id>xw`,
+    /// `<id>se`, `<id>xe`; id `ba` by default), each removed afterwards.
+    BenchAdd {
+        /// Measured ADDs per series (each followed by an unmeasured DEL).
+        #[arg(long, default_value_t = 20)]
+        pods: usize,
+        /// The emulator's ENI attach (and detach) delay in ms; the emulator's default
+        /// when unset.
+        #[arg(long)]
+        attach_delay_ms: Option<u64>,
+        /// Which pool settings to measure.
+        #[arg(long, default_value = "both", value_parser = ["warm", "empty", "both"])]
+        pool: String,
+        /// Where the reference plugins are (Debian: containernetworking-plugins).
+        #[arg(long, default_value = "/usr/lib/cni")]
+        reference_dir: std::path::PathBuf,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
@@ -177,6 +207,7 @@ fn default_up() -> UpOpts {
         lease_ttl: 10,
         route_quota: 200,
         no_second_cluster: false,
+        tuning: Tuning::default(),
     }
 }
 
@@ -227,7 +258,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Agent(c) => agent_cmd(&lab, c),
         Command::AddNode => add_node(&lab),
-        Command::Bench { seconds, output } => bench::run(&lab, seconds, &output),
+        Command::Bench {
+            seconds,
+            rounds,
+            output,
+        } => bench::run(args.id.as_deref(), seconds, rounds, &output),
+        Command::BenchAdd {
+            pods,
+            attach_delay_ms,
+            pool,
+            reference_dir,
+            output,
+        } => bench::run_add(
+            args.id.as_deref(),
+            pods,
+            attach_delay_ms,
+            &pool,
+            &reference_dir,
+            &output,
+        ),
         Command::Scale {
             peers,
             mode,
@@ -342,6 +391,7 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         cloud_pid: None,
         other_nodes: Vec::new(),
         other_pods: Vec::new(),
+        tuning: o.tuning,
     };
     // The second cluster's node, then the cluster's: all are instances of the VPC.
     let all: Vec<usize> = (!o.no_second_cluster)
@@ -350,7 +400,7 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         .chain(1..=n)
         .collect();
     if mode.needs_cloud() {
-        st.cloud_pid = Some(lab.start_cloud(&all, o.route_quota)?);
+        st.cloud_pid = Some(lab.start_cloud(&all, o.route_quota, o.tuning.attach_delay_ms)?);
         lab.save_state(&st)?;
         eprintln!(
             "    cloud emulator running in {} on {} (pid {}, route-table quota {})",

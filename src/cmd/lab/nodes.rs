@@ -47,8 +47,10 @@ impl Lab {
             Backend::Terway => format!(
                 "[backend]\nkind = \"terway\"\n\n[terway]\nmode = \"{mode}\"\nvswitches = [\"{vsw}\"]\n\
                  security_groups = [\"{SECURITY_GROUP}\"]\npod_info_dir = \"{pods}\"\n\n\
-                 [terway.pool]\nmin = {TERWAY_POOL_MIN}\nmax = {TERWAY_POOL_MAX}\n",
+                 [terway.pool]\nmin = {min}\nmax = {max}\n",
                 mode = st.mode.as_str(),
+                min = st.tuning.pool.map_or(TERWAY_POOL_MIN, |p| p.0),
+                max = st.tuning.pool.map_or(TERWAY_POOL_MAX, |p| p.1),
                 vsw = if other { OTHER_VSWITCH } else { NODE_VSWITCH },
                 pods = self.pod_info_dir(i).display(),
             ),
@@ -348,6 +350,7 @@ mod tests {
             cloud_pid: None,
             other_nodes: Vec::new(),
             other_pods: Vec::new(),
+            tuning: Default::default(),
         }
     }
 

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 impl Lab {
-    fn cni(
+    /// Executes the installed plugin for `command` inside node `node`'s namespace.
+    pub(super) fn cni(
         &self,
         command: &str,
         node: usize,
@@ -53,7 +54,7 @@ impl Lab {
     }
 
     /// `<pod info dir>/<namespace>_<name>.yaml`: the Pod object the agent looks up.
-    fn write_manifest(&self, pod: &PodState) -> Result<()> {
+    pub(super) fn write_manifest(&self, pod: &PodState) -> Result<()> {
         let dir = self.pod_info_dir(pod.node);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let mut metadata = serde_json::json!({

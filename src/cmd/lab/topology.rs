@@ -195,6 +195,15 @@ pub struct PodState {
     pub owner_kind: Option<String>,
 }
 
+/// What `lab bench-add` changes from a plain `lab up` (the defaults when unset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tuning {
+    /// terway `pool.min` and `pool.max` ([`TERWAY_POOL_MIN`], [`TERWAY_POOL_MAX`] when unset).
+    pub pool: Option<(u32, u32)>,
+    /// The cloud emulator's ENI attach and detach delay in ms (100 when unset).
+    pub attach_delay_ms: Option<u64>,
+}
+
 /// What `lab up` built; `check`, `bench`, `down` and the agent commands read it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
@@ -216,6 +225,8 @@ pub struct LabState {
     pub other_nodes: Vec<NodeState>,
     #[serde(default)]
     pub other_pods: Vec<PodState>,
+    #[serde(default)]
+    pub tuning: Tuning,
 }
 
 impl Lab {
