@@ -54,6 +54,7 @@ pub async fn start(config: &Config) -> Result<Option<Engine>> {
         BackendKind::Terway => unicni_terway::datapath::names::is_host_veth,
     };
     cfg.rescan = Duration::from_secs(config.agent.reconcile_seconds.max(1));
+    cfg.status_file = Some(std::path::Path::new(&config.node.run_dir).join("policy.json"));
     let engine = Engine::start(cfg, source).await.map_err(|e| {
         anyhow::anyhow!(
             "policy.enabled = true but NetworkPolicy cannot be enforced on this node: {e}"

@@ -33,6 +33,10 @@ pub struct EngineConfig {
     /// Period of the full pass (every pod veth re-checked, node addresses re-read, stale
     /// attachments forgotten) on top of the kernel's change notifications.
     pub rescan: Duration,
+    /// Where to write a JSON summary after every update (the policies applied, counts,
+    /// the last error): for operators and the lab, which waits for a policy to be
+    /// applied on every node.
+    pub status_file: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -43,6 +47,7 @@ impl EngineConfig {
             is_pod_veth: |_| false,
             attach_mode: AttachMode::Auto,
             rescan: Duration::from_secs(2),
+            status_file: None,
         }
     }
 }
@@ -250,6 +255,7 @@ impl Core {
                 s.syncs.fetch_add(1, Ordering::Relaxed);
                 s.synced.store(true, Ordering::Relaxed);
                 s.error("");
+                self.write_status(snap, &desired, us);
                 if changes.total() > 0 {
                     tracing::info!(
                         policies = snap.policies.len(),
@@ -272,6 +278,37 @@ impl Core {
                     Err(e) => tracing::error!("reading the policy maps back: {e}"),
                 }
             }
+        }
+    }
+
+    fn write_status(&self, snap: &Snapshot, desired: &Desired, micros: u64) {
+        let Some(path) = &self.config.status_file else {
+            return;
+        };
+        let policies: Vec<String> = snap
+            .policies
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        let body = serde_json::json!({
+            "node": self.config.node,
+            "syncs": self.status.syncs.load(Ordering::Relaxed),
+            "policies": policies,
+            "local_pod_addresses": desired.pods.len(),
+            "isolated_pod_addresses": desired.pods.values().filter(|f| **f != 0).count(),
+            "rules": desired.rules.len(),
+            "port_sets": self.applied.sets.len(),
+            "attached_veths": self.attached.len(),
+            "last_sync_micros": micros,
+        });
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = path.with_extension("json.tmp");
+        let written = std::fs::write(&tmp, format!("{body:#}\n"))
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::warn!("write {}: {e}", path.display());
         }
     }
 
