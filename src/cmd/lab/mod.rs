@@ -13,6 +13,7 @@ mod cloud;
 mod etcd;
 mod nodes;
 mod pods;
+mod policy;
 mod scale;
 mod topology;
 mod underlay;
@@ -111,7 +112,14 @@ enum Command {
         output: String,
     },
     /// Build a lab and leave it running.
-    Up(UpOpts),
+    Up {
+        #[command(flatten)]
+        up: UpOpts,
+        /// Enforce NetworkPolicy on every node of the cluster (`policy.enabled`, manifests
+        /// in `<root>/policies`); `lab check` then also runs the policy matrix.
+        #[arg(long)]
+        policy: bool,
+    },
     /// Build a flannel (vxlan) lab and a terway (shared-eni) lab side by side (lab IDs
     /// `<id>f` and `<id>t`, id `cmp` by default), run the checks on both and print one
     /// table: check | flannel | terway. Both are removed afterwards unless --keep.
@@ -122,7 +130,9 @@ enum Command {
         output: String,
     },
     /// Run the checks on the running lab: connectivity, and what the backend's design
-    /// promises (re-creates pod n1-p1 on the way).
+    /// promises (re-creates pod n1-p1 on the way). With `lab up --policy` also the
+    /// NetworkPolicy matrix: the upstream recipes on real traffic, a change applied within
+    /// 1 s, an established connection across an agent restart and a policy update.
     Check {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
@@ -239,14 +249,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
             eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
             Ok(exit(failed))
         }
-        Command::Up(opts) => {
-            up_or_clean(&lab, &opts)?;
+        Command::Up { up: opts, policy } => {
+            let mut st = up_or_clean(&lab, &opts)?;
+            if policy {
+                policy::enable(&lab, &mut st)?;
+            }
             eprintln!("lab is up: `unicni lab check`, `unicni lab down`");
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { output } => {
             let mut st = lab.load_state()?;
-            let results = checks::run(&lab, &mut st);
+            let mut results = checks::run(&lab, &mut st);
+            results.extend(policy::run(&lab, &mut st));
             lab.save_state(&st)?;
             Ok(exit(checks::print(&results, &output)))
         }
@@ -700,6 +714,7 @@ pub fn destroy(lab: &Lab) -> Result<()> {
             }
         }
     }
+    policy::remove_pins(lab);
     if lab.root.exists() {
         std::fs::remove_dir_all(&lab.root)
             .with_context(|| format!("remove {}", lab.root.display()))?;
