@@ -9,7 +9,9 @@
 //! empty pool (every ADD goes to the cloud emulator), each ADD interleaved with one of the
 //! reference `bridge` + `host-local` plugins executed the same way in the same namespace.
 
-use super::topology::{Backend, IpStack, Lab, LabState, Mode, PodState, StoreChoice, Tuning};
+use super::topology::{
+    Backend, Datapath, IpStack, Lab, LabState, Mode, PodState, StoreChoice, Tuning,
+};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -44,6 +46,7 @@ fn opts(backend: Backend, mode: Mode, nodes: u16, tuning: Tuning) -> super::UpOp
         route_quota: 200,
         no_second_cluster: true,
         tuning,
+        datapath: Datapath::Routing,
     }
 }
 

@@ -9,7 +9,8 @@
 //! `observed` says what happened, with the owner of each address seen.
 
 use super::topology::{
-    Backend, IpStack, Lab, LabState, Mode, PodState, ANNOTATED_VSWITCH, NODE_VSWITCH, POD_VSWITCHES,
+    Backend, Datapath, IpStack, Lab, LabState, Mode, PodState, ANNOTATED_VSWITCH, NODE_VSWITCH,
+    POD_VSWITCHES,
 };
 use anyhow::Result;
 use serde::Serialize;
@@ -242,6 +243,79 @@ pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
     out.extend(pod_to_pod(&ctx));
     out.extend(node_and_outside(&ctx));
     out.extend(design_checks(&ctx));
+    // Last: the counters then include the traffic of every check above.
+    out.extend(fast_path_checks(&ctx));
+    out
+}
+
+/// `--datapath ebpf`: the fast path's own counters on each node show that the traffic of
+/// the checks above went through it (terway: out of and into pods; flannel: between pods
+/// of one node, so only nodes with two pods or more).
+fn fast_path_checks(ctx: &Ctx) -> Vec<CheckResult> {
+    let (lab, st) = (ctx.lab, ctx.st);
+    if st.datapath != Datapath::Ebpf {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for node in st.nodes.iter().chain(&st.other_nodes) {
+        let pods = st
+            .pods
+            .iter()
+            .chain(&st.other_pods)
+            .filter(|p| p.node == node.index)
+            .count();
+        let pin = lab.pin_dir(node.index);
+        let (expected, read) = match st.backend {
+            Backend::Terway if pods > 0 => (
+                "pod packets redirected out of and into pods, past the host stack",
+                unicni_bpf::TerwayFastPath::open(&pin)
+                    .and_then(|fp| fp.stats())
+                    .map(|s| {
+                        let out = s.out_redirect + s.out_redirect_neigh + s.out_local;
+                        (
+                            out > 0 && s.in_redirect > 0,
+                            format!(
+                                "out {out} (to the ENI {}, by neighbour lookup {}, pod to pod \
+                                 {}), in {}; host path: Service/node {}, NAT flows {}",
+                                s.out_redirect,
+                                s.out_redirect_neigh,
+                                s.out_local,
+                                s.in_redirect,
+                                s.out_pass_host_dst,
+                                s.out_pass_host_flow + s.in_pass_host_flow
+                            ),
+                        )
+                    }),
+            ),
+            Backend::Flannel if pods > 1 => (
+                "same-node pod packets redirected past the bridge",
+                unicni_bpf::FastPath::open(&pin)
+                    .and_then(|fp| fp.stats())
+                    .map(|s| {
+                        (
+                            s.redirected > 0,
+                            format!("redirected {}, to the bridge {}", s.redirected, s.passed()),
+                        )
+                    }),
+            ),
+            _ => continue,
+        };
+        let (passed, observed) = match read {
+            Ok(r) => r,
+            Err(e) => (false, format!("{} ({e})", pin.display())),
+        };
+        out.push(CheckResult {
+            name: "eBPF fast path carried pod traffic".into(),
+            from: node
+                .name
+                .trim_start_matches(&format!("{}-", lab.prefix))
+                .into(),
+            to: format!("its {pods} pod(s)"),
+            expected: expected.into(),
+            observed,
+            passed,
+        });
+    }
     out
 }
 

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use topology::{
-    Backend, IpStack, Lab, LabState, Mode, NodeState, PodState, StoreChoice, Tuning,
+    Backend, Datapath, IpStack, Lab, LabState, Mode, NodeState, PodState, StoreChoice, Tuning,
     ANNOTATED_VSWITCH, OTHER,
 };
 
@@ -71,6 +71,10 @@ pub(crate) struct UpOpts {
     /// Pool size and emulator delays (`lab bench-add` sets them).
     #[arg(skip)]
     tuning: Tuning,
+    /// terway shared-eni: `routing`, or `ebpf` for the eBPF fast path
+    /// (`terway.datapath`); flannel: `ebpf` turns on the same-node fast path.
+    #[arg(long, value_enum, default_value_t = Datapath::Routing)]
+    datapath: Datapath,
 }
 
 impl UpOpts {
@@ -91,6 +95,9 @@ impl UpOpts {
                     Backend::Terway => "shared-eni or exclusive-eni",
                 }
             );
+        }
+        if self.datapath == Datapath::Ebpf && mode == Mode::ExclusiveEni {
+            bail!("--datapath ebpf is for shared-eni (an exclusive-ENI pod owns its ENI)");
         }
         if self.ip_stack == IpStack::Dual && self.backend == Backend::Flannel {
             bail!("--ip-stack dual needs --backend terway (flannel is IPv4 only)");
@@ -218,6 +225,7 @@ fn default_up() -> UpOpts {
         route_quota: 200,
         no_second_cluster: false,
         tuning: Tuning::default(),
+        datapath: Datapath::Routing,
     }
 }
 
@@ -373,9 +381,13 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
     let n = o.nodes as usize;
     std::fs::create_dir_all(&lab.root).with_context(|| format!("create {}", lab.root.display()))?;
     step(&format!(
-        "building the VPC, the VPC host and {n} node namespaces ({} / {}{}, {} store){}",
+        "building the VPC, the VPC host and {n} node namespaces ({} / {}{}{}, {} store){}",
         o.backend.as_str(),
         mode.as_str(),
+        match o.datapath {
+            Datapath::Routing => String::new(),
+            d => format!(", datapath {}", d.as_str()),
+        },
         if o.ip_stack == IpStack::Dual {
             ", dual stack"
         } else {
@@ -406,7 +418,11 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         other_nodes: Vec::new(),
         other_pods: Vec::new(),
         tuning: o.tuning,
+        datapath: o.datapath,
     };
+    if o.datapath == Datapath::Ebpf {
+        mount_bpffs(lab)?;
+    }
     // The second cluster's node, then the cluster's: all are instances of the VPC.
     let all: Vec<usize> = (!o.no_second_cluster)
         .then_some(OTHER)
@@ -678,6 +694,24 @@ fn compare(id: Option<&str>, keep: bool, output: &str) -> Result<ExitCode> {
     Ok(exit(failed))
 }
 
+/// A bpffs of the lab's own at `<root>/bpf`, visible to agents and plugins run under
+/// `ip netns exec` (which hides /sys/fs/bpf); `destroy` unmounts it.
+fn mount_bpffs(lab: &Lab) -> Result<()> {
+    let dir = lab.bpf_root();
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    if !unicni_bpf::is_bpffs(&dir) {
+        nix::mount::mount(
+            Some("bpf"),
+            &dir,
+            Some("bpf"),
+            nix::mount::MsFlags::empty(),
+            Some("mode=0700"),
+        )
+        .with_context(|| format!("mount bpffs at {}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Removes every process, namespace and file of this lab. Safe to repeat; works from
 /// nothing but the names when the state file is gone.
 pub fn destroy(lab: &Lab) -> Result<()> {
@@ -713,6 +747,10 @@ pub fn destroy(lab: &Lab) -> Result<()> {
                     .status();
             }
         }
+    }
+    // The lab's bpffs (--datapath ebpf): its pins go with it.
+    if lab.bpf_root().exists() {
+        let _ = nix::mount::umount2(&lab.bpf_root(), nix::mount::MntFlags::MNT_DETACH);
     }
     policy::remove_pins(lab);
     if lab.root.exists() {

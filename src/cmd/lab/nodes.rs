@@ -2,8 +2,8 @@
 //! inside the node's namespace exactly as a DaemonSet pod with host networking would.
 
 use super::topology::{
-    Backend, Lab, LabState, Mode, StoreChoice, AGENT_LISTEN, CLUSTER_CIDR, ETCD_PORT, NETWORK,
-    NODE_VSWITCH, OTHER, OTHER_CLUSTER, OTHER_CLUSTER_CIDR, OTHER_NETWORK, OTHER_VSWITCH,
+    Backend, Datapath, Lab, LabState, Mode, StoreChoice, AGENT_LISTEN, CLUSTER_CIDR, ETCD_PORT,
+    NETWORK, NODE_VSWITCH, OTHER, OTHER_CLUSTER, OTHER_CLUSTER_CIDR, OTHER_NETWORK, OTHER_VSWITCH,
     SECURITY_GROUP, TERWAY_POOL_MAX, TERWAY_POOL_MIN,
 };
 use anyhow::{bail, Context, Result};
@@ -55,6 +55,24 @@ impl Lab {
                 pods = self.pod_info_dir(i).display(),
             ),
         };
+        let ebpf = st.datapath == Datapath::Ebpf;
+        let backend = match (ebpf, st.backend) {
+            (false, _) => backend,
+            (true, Backend::Flannel) => format!("{backend}fast_path = true\n"),
+            (true, Backend::Terway) => {
+                backend.replacen("[terway]\n", "[terway]\ndatapath = \"ebpf\"\n", 1)
+            }
+        };
+        // fallback = false: a lab that asked for eBPF fails loudly instead of quietly
+        // running without it.
+        let bpf = if ebpf {
+            format!(
+                "\n[bpf]\npin_dir = \"{}\"\nfallback = false\n",
+                self.pin_dir(i).display()
+            )
+        } else {
+            String::new()
+        };
         let cloud = if st.mode.needs_cloud() && !(other && st.backend == Backend::Flannel) {
             self.cloud_section(i)
         } else {
@@ -64,7 +82,7 @@ impl Lab {
             "[cluster]\nname = \"{cluster}\"\nip_stack = \"{stack}\"\n\n{backend}\n[cni]\nnetwork_name = \"{network}\"\n\n\
              [store]\n{store}lease_ttl_seconds = {ttl}\n\n\
              [node]\nname = \"{name}\"\nstate_dir = \"{dir}/state\"\nrun_dir = \"{dir}/run\"\n\n\
-             [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n{cloud}",
+             [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n{bpf}{cloud}",
             stack = st.ip_stack.as_str(),
             ttl = st.lease_ttl_seconds,
             name = self.node_name(i),
@@ -351,6 +369,32 @@ mod tests {
             other_nodes: Vec::new(),
             other_pods: Vec::new(),
             tuning: Default::default(),
+            datapath: Datapath::Routing,
+        }
+    }
+
+    #[test]
+    fn ebpf_node_configs_ask_for_the_fast_path_with_a_pin_dir_of_their_own() {
+        let lab = Lab::new(Some("unit")).unwrap();
+        for mode in [Mode::SharedEni, Mode::Vxlan] {
+            let mut st = state(mode, IpStack::Ipv4);
+            st.datapath = Datapath::Ebpf;
+            let mut pins = Vec::new();
+            for i in [1, 2, OTHER] {
+                let text = lab.node_config_text(i, &st);
+                let c = unicni_config::load_str(&text, unicni_config::Format::Toml)
+                    .unwrap_or_else(|e| panic!("{mode:?} node {i}: {e}\n{text}"));
+                match mode.backend() {
+                    Backend::Terway => assert_eq!(c.terway.datapath.as_str(), "ebpf"),
+                    Backend::Flannel => assert!(c.flannel.fast_path),
+                }
+                assert!(!c.bpf.fallback);
+                assert!(c.bpf.pin_dir.starts_with("/run/unicni-lab-unit/bpf/"));
+                pins.push(c.bpf.pin_dir);
+            }
+            pins.sort();
+            pins.dedup();
+            assert_eq!(pins.len(), 3, "one pin directory per node");
         }
     }
 

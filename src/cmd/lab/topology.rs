@@ -195,6 +195,26 @@ pub struct PodState {
     pub owner_kind: Option<String>,
 }
 
+/// How pods' traffic crosses a node: terway shared-eni's routing datapath or its eBPF
+/// fast path (`terway.datapath`); for flannel, `ebpf` turns on the same-node fast path
+/// (`flannel.fast_path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Datapath {
+    #[default]
+    Routing,
+    Ebpf,
+}
+
+impl Datapath {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Datapath::Routing => "routing",
+            Datapath::Ebpf => "ebpf",
+        }
+    }
+}
+
 /// What `lab bench-add` changes from a plain `lab up` (the defaults when unset).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tuning {
@@ -227,6 +247,8 @@ pub struct LabState {
     pub other_pods: Vec<PodState>,
     #[serde(default)]
     pub tuning: Tuning,
+    #[serde(default)]
+    pub datapath: Datapath,
 }
 
 impl Lab {
@@ -315,6 +337,15 @@ impl Lab {
     }
     pub fn plugin(&self) -> PathBuf {
         self.bin_dir().join("unicni")
+    }
+    /// A bpffs of the lab's own (`--datapath ebpf`): agents and plugins run under
+    /// `ip netns exec`, which mounts a fresh sysfs over /sys and so hides /sys/fs/bpf.
+    pub fn bpf_root(&self) -> PathBuf {
+        self.root.join("bpf")
+    }
+    /// Node `i`'s `bpf.pin_dir` (one per node: they share the kernel).
+    pub fn pin_dir(&self, i: usize) -> PathBuf {
+        self.bpf_root().join(self.node_tag(i))
     }
     pub fn state_file(&self) -> PathBuf {
         self.root.join("lab.json")
