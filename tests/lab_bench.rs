@@ -47,7 +47,7 @@ fn bench_measures_host_network_and_every_design() {
     let v = bench(
         &id,
         &["bench", "--seconds", "1", "--rounds", "200"],
-        &["v", "g", "s", "x"],
+        &["v", "g", "s", "e", "x"],
     );
     let rows = v["results"].as_array().unwrap();
     let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
@@ -58,6 +58,7 @@ fn bench_measures_host_network_and_every_design() {
             "flannel vxlan (pod to pod across nodes)",
             "flannel host-gw (pod to pod across nodes)",
             "terway shared-eni (pod to pod across nodes)",
+            "terway shared-eni + eBPF (pod to pod across nodes)",
             "terway exclusive-eni (pod to pod across nodes)",
         ],
         "{v:#}"
@@ -86,7 +87,10 @@ fn bench_add_times_warm_and_empty_pools_beside_the_reference() {
         &["bench-add", "--pods", "1"],
         &["sw", "xw", "se", "xe"],
     );
-    assert_eq!(v["eni_attach_delay_ms"], v["emulator_default_attach_delay_ms"]);
+    assert_eq!(
+        v["eni_attach_delay_ms"],
+        v["emulator_default_attach_delay_ms"]
+    );
     let series = v["series"].as_array().unwrap();
     let names: Vec<&str> = series
         .iter()

@@ -1,5 +1,6 @@
 //! `unicni lab bench`: cross-node pod-to-pod TCP throughput (iperf3) and request/response
-//! latency for flannel (vxlan, host-gw) and terway (shared-eni, exclusive-eni), each
+//! latency for flannel (vxlan, host-gw) and terway (shared-eni with the routing datapath
+//! and with the eBPF fast path, exclusive-eni), each
 //! against the same two nodes talking over their own underlay addresses (host network:
 //! the limit), printed as ratios to that limit. Every design gets a lab of its own (same
 //! underlay: the VPC bridge and the nodes' links), built, measured and removed in turn.
@@ -87,11 +88,12 @@ struct Measure {
 }
 
 /// The designs `lab bench` compares, each in its own lab `<id><suffix>`.
-const DESIGNS: [(Backend, Mode, &str); 4] = [
-    (Backend::Flannel, Mode::Vxlan, "v"),
-    (Backend::Flannel, Mode::HostGw, "g"),
-    (Backend::Terway, Mode::SharedEni, "s"),
-    (Backend::Terway, Mode::ExclusiveEni, "x"),
+const DESIGNS: [(Backend, Mode, Datapath, &str); 5] = [
+    (Backend::Flannel, Mode::Vxlan, Datapath::Routing, "v"),
+    (Backend::Flannel, Mode::HostGw, Datapath::Routing, "g"),
+    (Backend::Terway, Mode::SharedEni, Datapath::Routing, "s"),
+    (Backend::Terway, Mode::SharedEni, Datapath::Ebpf, "e"),
+    (Backend::Terway, Mode::ExclusiveEni, Datapath::Routing, "x"),
 ];
 
 const LIMIT: &str = "host network (node to node, the limit)";
@@ -227,11 +229,15 @@ fn measure(path: String, lab: &Lab, p: Pair, seconds: u32, rounds: usize) -> Res
     })
 }
 
-fn design_label(mode: Mode) -> String {
+fn design_label(mode: Mode, datapath: Datapath) -> String {
     format!(
-        "{} {} (pod to pod across nodes)",
+        "{} {}{} (pod to pod across nodes)",
         mode.backend().as_str(),
-        mode.as_str()
+        mode.as_str(),
+        match datapath {
+            Datapath::Routing => "",
+            Datapath::Ebpf => " + eBPF",
+        }
     )
 }
 
@@ -241,15 +247,15 @@ pub fn run(id: Option<&str>, seconds: u32, rounds: usize, output: &str) -> Resul
     }
     let started = Instant::now();
     let mut rows = Vec::new();
-    for (k, (backend, mode, suffix)) in DESIGNS.into_iter().enumerate() {
+    for (k, (backend, mode, datapath, suffix)) in DESIGNS.into_iter().enumerate() {
         let lab = sub_lab(id, "bn", suffix)?;
         super::step(&format!(
-            "{} {} lab {} (2 nodes, 1 pod each)",
-            backend.as_str(),
-            mode.as_str(),
+            "{} lab {} (2 nodes, 1 pod each)",
+            design_label(mode, datapath).replace(" (pod to pod across nodes)", ""),
             lab.prefix
         ));
-        let o = opts(backend, mode, 2, Tuning::default());
+        let mut o = opts(backend, mode, 2, Tuning::default());
+        o.datapath = datapath;
         with_lab(&lab, &o, |st| {
             for node in 1..=2 {
                 // Plain pods: no fixed IP, no vSwitch annotation (both on the node's vSwitch).
@@ -274,7 +280,13 @@ pub fn run(id: Option<&str>, seconds: u32, rounds: usize, output: &str) -> Resul
                 dst: &b.netns,
                 ip: &b.ip,
             };
-            rows.push(measure(design_label(mode), &lab, p, seconds, rounds)?);
+            rows.push(measure(
+                design_label(mode, datapath),
+                &lab,
+                p,
+                seconds,
+                rounds,
+            )?);
             Ok(())
         })?;
     }

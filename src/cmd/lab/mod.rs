@@ -154,9 +154,10 @@ enum Command {
     #[command(subcommand)]
     Agent(AgentCmd),
     /// Measure cross-node pod-to-pod TCP throughput and request/response latency for
-    /// flannel vxlan and host-gw and terway shared-eni and exclusive-eni, against the two
-    /// nodes' own underlay (the limit), in one run: one 2-node lab per design (lab IDs
-    /// `<id>v`, `<id>g`, `<id>s`, `<id>x`; id `bn` by default), each removed afterwards.
+    /// flannel vxlan and host-gw and terway shared-eni (routing, and the eBPF fast path)
+    /// and exclusive-eni, against the two nodes' own underlay (the limit), in one run: one
+    /// 2-node lab per design (lab IDs `<id>v`, `<id>g`, `<id>s`, `<id>e`, `<id>x`; id `bn`
+    /// by default), each removed afterwards.
     Bench {
         /// Seconds of iperf3 per measurement.
         #[arg(long, default_value_t = 3)]
