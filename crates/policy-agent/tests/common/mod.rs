@@ -113,6 +113,15 @@ fn sysctls(ns: &str) {
 
 impl Cluster {
     pub fn new(tag: &str) -> Cluster {
+        Self::build(tag, true)
+    }
+
+    /// The cluster without the probe servers (benchmarks run their own).
+    pub fn quiet(tag: &str) -> Cluster {
+        Self::build(tag, false)
+    }
+
+    fn build(tag: &str, servers: bool) -> Cluster {
         let base = format!("upa{tag}{}", std::process::id());
         let specs: [(&'static str, &'static str, &'static str, bool); 4] = [
             ("web", "shop", "web", false),
@@ -360,7 +369,7 @@ impl Cluster {
                 ]);
             }
         }
-        for ns in all.iter().filter(|ns| **ns != c.node) {
+        for ns in all.iter().filter(|ns| servers && **ns != c.node) {
             serve(ns, c.stop.clone());
         }
         c.write("00-cluster.yaml", &c.cluster_manifests());
