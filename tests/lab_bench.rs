@@ -46,7 +46,15 @@ fn bench_measures_host_network_and_every_design() {
     let id = format!("b{:04x}", std::process::id() & 0xffff);
     let v = bench(
         &id,
-        &["bench", "--seconds", "1", "--rounds", "200"],
+        &[
+            "bench",
+            "--seconds",
+            "1",
+            "--rounds",
+            "200",
+            "--repeats",
+            "1",
+        ],
         &["v", "g", "s", "e", "x"],
     );
     let rows = v["results"].as_array().unwrap();

@@ -1,9 +1,10 @@
 //! `unicni lab bench`: cross-node pod-to-pod TCP throughput (iperf3) and request/response
 //! latency for flannel (vxlan, host-gw) and terway (shared-eni with the routing datapath
-//! and with the eBPF fast path, exclusive-eni), each
-//! against the same two nodes talking over their own underlay addresses (host network:
-//! the limit), printed as ratios to that limit. Every design gets a lab of its own (same
-//! underlay: the VPC bridge and the nodes' links), built, measured and removed in turn.
+//! and with the eBPF fast path, exclusive-eni), each against the same two nodes talking
+//! over their own underlay addresses (host network: the limit), printed as ratios to that
+//! limit. Every design gets a lab of its own (same underlay: the VPC bridge and the nodes'
+//! links); all are up together and every path is measured in turn, `--repeats` times, so
+//! that the machine's load drifting during the run touches every path alike.
 //!
 //! `unicni lab bench-add`: terway pod ADD latency, the installed plugin executed inside
 //! the node's namespace as the lab (and a runtime) does, with a warm pool and with an
@@ -81,10 +82,21 @@ fn percentile(sorted: &[f64], p: usize) -> f64 {
 struct Measure {
     path: String,
     lab: String,
+    /// The median of the repeats.
     gbit_per_s: f64,
+    gbit_per_s_runs: Vec<f64>,
+    /// Over the request/response samples of every repeat.
     rr_median_us: f64,
     rr_p99_us: f64,
     rr_per_s: f64,
+}
+
+/// What the repeats of one path gathered.
+#[derive(Default)]
+struct Gathered {
+    gbit: Vec<f64>,
+    rr_us: Vec<f64>,
+    rr_time: Duration,
 }
 
 /// The designs `lab bench` compares, each in its own lab `<id><suffix>`.
@@ -145,8 +157,8 @@ fn iperf(src: &str, dst: &str, ip: &str, seconds: u32) -> Result<f64> {
 }
 
 /// 1-byte request, 1-byte response over one TCP connection, `rounds` times after 100
-/// unmeasured ones; returns (median µs, p99 µs, requests per second).
-fn request_response(src: &str, dst: &str, ip: &str, rounds: usize) -> Result<(f64, f64, f64)> {
+/// unmeasured ones; returns each round's time in µs and their sum.
+fn request_response(src: &str, dst: &str, ip: &str, rounds: usize) -> Result<(Vec<f64>, Duration)> {
     let dst_ns = NetNs::open(Path::new(&format!("/var/run/netns/{dst}")))?;
     let src_ns = NetNs::open(Path::new(&format!("/var/run/netns/{src}")))?;
     let listener = dst_ns.run(|| TcpListener::bind(("0.0.0.0", 5202)))??;
@@ -177,12 +189,7 @@ fn request_response(src: &str, dst: &str, ip: &str, rounds: usize) -> Result<(f6
     }
     drop(c);
     let _ = echo.join();
-    samples.sort_by(|a, b| a.total_cmp(b));
-    Ok((
-        percentile(&samples, 50),
-        percentile(&samples, 99),
-        rounds as f64 / measured.as_secs_f64(),
-    ))
+    Ok((samples, measured))
 }
 
 /// Waits until `src` reaches `ip` (a fresh pod's first packets may wait for neighbours).
@@ -205,28 +212,39 @@ fn wait_reachable(src: &str, ip: &str) -> Result<()> {
     }
 }
 
-struct Pair<'a> {
-    src: &'a str,
-    dst: &'a str,
-    ip: &'a str,
+/// One measured path: `src` namespace to `ip` in namespace `dst`.
+struct Path3 {
+    label: String,
+    lab: String,
+    src: String,
+    dst: String,
+    ip: String,
 }
 
-fn measure(path: String, lab: &Lab, p: Pair, seconds: u32, rounds: usize) -> Result<Measure> {
-    eprintln!(
-        "    {path}: {} -> {} ({}): iperf3 {seconds}s, {rounds} request/response rounds",
-        p.src, p.dst, p.ip
-    );
-    wait_reachable(p.src, p.ip)?;
-    let gbit = iperf(p.src, p.dst, p.ip, seconds)?;
-    let (med, p99, per_s) = request_response(p.src, p.dst, p.ip, rounds)?;
-    Ok(Measure {
-        path,
-        lab: lab.prefix.clone(),
-        gbit_per_s: gbit,
-        rr_median_us: med,
-        rr_p99_us: p99,
-        rr_per_s: per_s,
-    })
+fn measure_once(p: &Path3, seconds: u32, rounds: usize, into: &mut Gathered) -> Result<()> {
+    eprintln!("    {}: {} -> {} ({})", p.label, p.src, p.dst, p.ip);
+    wait_reachable(&p.src, &p.ip)?;
+    into.gbit.push(iperf(&p.src, &p.dst, &p.ip, seconds)?);
+    let (samples, time) = request_response(&p.src, &p.dst, &p.ip, rounds)?;
+    into.rr_us.extend(samples);
+    into.rr_time += time;
+    Ok(())
+}
+
+fn summarize(p: &Path3, g: Gathered) -> Measure {
+    let mut gbit = g.gbit.clone();
+    gbit.sort_by(|a, b| a.total_cmp(b));
+    let mut rr = g.rr_us;
+    rr.sort_by(|a, b| a.total_cmp(b));
+    Measure {
+        path: p.label.clone(),
+        lab: p.lab.clone(),
+        gbit_per_s: percentile(&gbit, 50),
+        gbit_per_s_runs: g.gbit,
+        rr_median_us: percentile(&rr, 50),
+        rr_p99_us: percentile(&rr, 99),
+        rr_per_s: rr.len() as f64 / g.rr_time.as_secs_f64(),
+    }
 }
 
 fn design_label(mode: Mode, datapath: Datapath) -> String {
@@ -241,61 +259,90 @@ fn design_label(mode: Mode, datapath: Datapath) -> String {
     )
 }
 
-pub fn run(id: Option<&str>, seconds: u32, rounds: usize, output: &str) -> Result<ExitCode> {
-    if rounds == 0 {
-        bail!("--rounds 0: measure at least one request/response round");
+/// Builds a lab per design (all up together), then measures every path `repeats` times in
+/// turn (host network, then each design; the order repeats), so that a change in the
+/// machine's load touches every path alike; removes every lab whatever happens.
+pub fn run(
+    id: Option<&str>,
+    seconds: u32,
+    rounds: usize,
+    repeats: usize,
+    output: &str,
+) -> Result<ExitCode> {
+    if rounds == 0 || repeats == 0 {
+        bail!("--rounds and --repeats: measure at least once");
     }
     let started = Instant::now();
-    let mut rows = Vec::new();
-    for (k, (backend, mode, datapath, suffix)) in DESIGNS.into_iter().enumerate() {
-        let lab = sub_lab(id, "bn", suffix)?;
-        super::step(&format!(
-            "{} lab {} (2 nodes, 1 pod each)",
-            design_label(mode, datapath).replace(" (pod to pod across nodes)", ""),
-            lab.prefix
-        ));
-        let mut o = opts(backend, mode, 2, Tuning::default());
-        o.datapath = datapath;
-        with_lab(&lab, &o, |st| {
+    let labs: Vec<Lab> = DESIGNS
+        .iter()
+        .map(|d| sub_lab(id, "bn", d.3))
+        .collect::<Result<_>>()?;
+    let result = (|| -> Result<Vec<Measure>> {
+        let mut paths = Vec::new();
+        for (lab, (backend, mode, datapath, _)) in labs.iter().zip(DESIGNS) {
+            super::step(&format!(
+                "{} lab {} (2 nodes, 1 pod each)",
+                design_label(mode, datapath).replace(" (pod to pod across nodes)", ""),
+                lab.prefix
+            ));
+            let mut o = opts(backend, mode, 2, Tuning::default());
+            o.datapath = datapath;
+            let mut st = super::up_or_clean(lab, &o)?;
             for node in 1..=2 {
                 // Plain pods: no fixed IP, no vSwitch annotation (both on the node's vSwitch).
                 let owner = (backend == Backend::Terway).then_some("ReplicaSet");
                 let pod = lab.add_pod(backend, node, 1, BTreeMap::new(), owner)?;
                 eprintln!("    pod {} in {} got {}", pod.name, pod.netns, pod.ip);
                 st.pods.push(pod);
-                lab.save_state(st)?;
+                lab.save_state(&st)?;
             }
-            if k == 0 {
+            if paths.is_empty() {
                 let (a, b) = (&st.nodes[0], &st.nodes[1]);
-                let p = Pair {
-                    src: &a.netns,
-                    dst: &b.netns,
-                    ip: &b.ip,
-                };
-                rows.push(measure(LIMIT.into(), &lab, p, seconds, rounds)?);
+                paths.push(Path3 {
+                    label: LIMIT.into(),
+                    lab: lab.prefix.clone(),
+                    src: a.netns.clone(),
+                    dst: b.netns.clone(),
+                    ip: b.ip.clone(),
+                });
             }
             let (a, b) = (&st.pods[0], &st.pods[1]);
-            let p = Pair {
-                src: &a.netns,
-                dst: &b.netns,
-                ip: &b.ip,
-            };
-            rows.push(measure(
-                design_label(mode, datapath),
-                &lab,
-                p,
-                seconds,
-                rounds,
-            )?);
-            Ok(())
-        })?;
+            paths.push(Path3 {
+                label: design_label(mode, datapath),
+                lab: lab.prefix.clone(),
+                src: a.netns.clone(),
+                dst: b.netns.clone(),
+                ip: b.ip.clone(),
+            });
+        }
+        let mut gathered: Vec<Gathered> = paths.iter().map(|_| Gathered::default()).collect();
+        for r in 1..=repeats {
+            super::step(&format!(
+                "repeat {r}/{repeats}: iperf3 {seconds}s and {rounds} request/response rounds per path"
+            ));
+            for (p, g) in paths.iter().zip(gathered.iter_mut()) {
+                measure_once(p, seconds, rounds, g)?;
+            }
+        }
+        Ok(paths
+            .iter()
+            .zip(gathered)
+            .map(|(p, g)| summarize(p, g))
+            .collect())
+    })();
+    super::step("tearing the labs down");
+    for lab in &labs {
+        if let Err(e) = super::teardown(lab) {
+            eprintln!("    warning: {}: {e:#}", lab.prefix);
+        }
     }
-    print_throughput(&rows, seconds, rounds, output);
+    let rows = result?;
+    print_throughput(&rows, seconds, rounds, repeats, output);
     eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_throughput(rows: &[Measure], seconds: u32, rounds: usize, output: &str) {
+fn print_throughput(rows: &[Measure], seconds: u32, rounds: usize, repeats: usize, output: &str) {
     let limit = &rows[0];
     let (lg, ll, lr) = (limit.gbit_per_s, limit.rr_median_us, limit.rr_per_s);
     if output == "json" {
@@ -304,7 +351,7 @@ fn print_throughput(rows: &[Measure], seconds: u32, rounds: usize, output: &str)
             .map(|r| {
                 serde_json::json!({
                     "path": r.path, "lab": r.lab, "gbit_per_s": r.gbit_per_s,
-                    "rr_median_us": r.rr_median_us, "rr_p99_us": r.rr_p99_us,
+                    "gbit_per_s_runs": r.gbit_per_s_runs, "rr_median_us": r.rr_median_us, "rr_p99_us": r.rr_p99_us,
                     "rr_per_s": r.rr_per_s, "throughput_ratio": r.gbit_per_s / lg,
                     "latency_ratio": r.rr_median_us / ll, "rr_per_s_ratio": r.rr_per_s / lr,
                 })
@@ -313,7 +360,8 @@ fn print_throughput(rows: &[Measure], seconds: u32, rounds: usize, output: &str)
         println!(
             "{}",
             serde_json::json!({
-                "iperf_seconds": seconds, "rr_rounds": rounds, "results": v,
+                "iperf_seconds": seconds, "rr_rounds": rounds, "repeats": repeats,
+                "results": v,
             })
         );
         return;
@@ -340,9 +388,10 @@ fn print_throughput(rows: &[Measure], seconds: u32, rounds: usize, output: &str)
         );
     }
     println!(
-        "(iperf3 {seconds}s, one TCP stream; RR: {rounds} rounds of 1 byte each way on one \
-         connection. Ratios are to the host network: throughput and RR/s higher is better, \
-         latency lower is better)"
+        "(every path {repeats}x in turn, all labs up: iperf3 {seconds}s, one TCP stream, the \
+         median of the repeats; RR: {rounds} rounds of 1 byte each way on one connection per \
+         repeat, percentiles over all of them. Ratios are to the host network: throughput \
+         and RR/s higher is better, latency lower is better)"
     );
 }
 

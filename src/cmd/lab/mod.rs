@@ -157,7 +157,8 @@ enum Command {
     /// flannel vxlan and host-gw and terway shared-eni (routing, and the eBPF fast path)
     /// and exclusive-eni, against the two nodes' own underlay (the limit), in one run: one
     /// 2-node lab per design (lab IDs `<id>v`, `<id>g`, `<id>s`, `<id>e`, `<id>x`; id `bn`
-    /// by default), each removed afterwards.
+    /// by default), all up together while every path is measured --repeats times in turn,
+    /// then all removed.
     Bench {
         /// Seconds of iperf3 per measurement.
         #[arg(long, default_value_t = 3)]
@@ -165,6 +166,9 @@ enum Command {
         /// Request/response rounds per measurement (1 byte each way, one connection).
         #[arg(long, default_value_t = 2000)]
         rounds: usize,
+        /// Measurements of every path, taken in turn (all labs stay up meanwhile).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
@@ -284,8 +288,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Bench {
             seconds,
             rounds,
+            repeats,
             output,
-        } => bench::run(args.id.as_deref(), seconds, rounds, &output),
+        } => bench::run(args.id.as_deref(), seconds, rounds, repeats, &output),
         Command::BenchAdd {
             pods,
             attach_delay_ms,
