@@ -138,7 +138,12 @@ impl Materializer {
             Ok(n) => n,
             Err(e) => return tracing::warn!("materialize ENI {eni_id}: {e}"),
         };
-        let steps: [(&str, Vec<&str>); 4] = [
+        // The node's end is visible from the moment it exists: an agent may find it by its
+        // MAC and hand it to an exclusive-ENI pod before the steps after the first are done.
+        // So only the VPC side's steps undo the pair when they fail; bringing the node's
+        // end up is a courtesy (the agent and the plugin bring it up themselves), and it
+        // fails, harmlessly, when the link has already moved into a pod.
+        let steps: [(&str, Vec<&str>); 3] = [
             (
                 "ip",
                 vec![
@@ -150,7 +155,6 @@ impl Materializer {
                 "ip",
                 vec!["link", "set", &vpc_port, "master", &self.bridge, "up"],
             ),
-            ("ip", vec!["-n", &netns, "link", "set", &node_name, "up"]),
             (
                 "bridge",
                 vec!["fdb", "replace", mac, "dev", &vpc_port, "master", "static"],
@@ -162,6 +166,11 @@ impl Materializer {
                 let _ = run("ip", &["link", "del", &vpc_port]);
                 return;
             }
+        }
+        if let Err(e) = run("ip", &["-n", &netns, "link", "set", &node_name, "up"]) {
+            tracing::debug!(
+                "materialize ENI {eni_id}: {node_name} not brought up (already taken?): {e}"
+            );
         }
         tracing::info!(eni = eni_id, instance = instance_id, %mac, netns, link = node_name, "ENI materialized");
         let ips: Vec<IpAddr> = sim
