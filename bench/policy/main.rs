@@ -6,8 +6,8 @@
 //! shape (bridge ports) and terway's (routed veths). Root only.
 //!
 //! `cargo bench -p unicni-policy-agent --bench policy`
-//! (BENCH_SECONDS per iperf3 run, default 3; BENCH_ROUNDS, default 3; BENCH_RR, round
-//! trips per measurement, default 5000; BENCH_CRR, connections, default 1000)
+//! (BENCH_SECONDS per iperf3 run, default 1; BENCH_ROUNDS, default 12; BENCH_RR, round
+//! trips per measurement, default 5000; BENCH_CRR, connections, default 500)
 
 #[path = "../../crates/policy-agent/tests/common/mod.rs"]
 mod common;
@@ -378,10 +378,10 @@ fn main() {
         eprintln!("bench/policy needs root (network namespaces, eBPF)");
         std::process::exit(1);
     }
-    let seconds = env_or("BENCH_SECONDS", 3);
-    let rounds = env_or("BENCH_ROUNDS", 3);
+    let seconds = env_or("BENCH_SECONDS", 1);
+    let rounds = env_or("BENCH_ROUNDS", 12);
     let rr_rounds = env_or("BENCH_RR", 5000);
-    let crr_n = env_or("BENCH_CRR", 1000);
+    let crr_n = env_or("BENCH_CRR", 500);
     let c = Cluster::quiet("bn");
     let veths = c.pods.iter().map(|p| ifindex(&c.node, &p.veth)).collect();
     let cluster = c.cluster_manifests();
@@ -417,7 +417,11 @@ fn main() {
         t.elapsed()
     );
     for round in 0..rounds {
-        for (si, setup) in setups.iter().enumerate() {
+        // The order rotates every round, so slow drifts of the machine's load hit every
+        // setup alike; ratios are taken within a round.
+        for k in 0..setups.len() {
+            let si = (round + k) % setups.len();
+            let setup = &setups[si];
             b.apply(*setup);
             let s0 = b.c.stats();
             for (pi, (_, from, to)) in pairs.iter().enumerate() {
@@ -451,7 +455,7 @@ fn main() {
         }
     }
     println!(
-        "pod to pod on one node, {rounds} alternating rounds, medians ({seconds}s iperf3, {rr_rounds} TCP 1-byte round trips on one connection, {crr_n} connections with one round trip each)"
+        "pod to pod on one node, {rounds} rounds (setup order rotating), medians ({seconds}s iperf3, {rr_rounds} TCP 1-byte round trips on one connection, {crr_n} connections with one round trip each)"
     );
     println!(
         "{:<28} {:<24} {:>8} {:>10} {:>10}",
@@ -472,19 +476,34 @@ fn main() {
                 setup.label()
             );
         }
-        let (n, t) = (row(1), row(2));
+        // Ratios of one round's measurements (seconds apart),
+        // then their median and range.
+        let ratio = |a: usize, b: usize, m: usize| {
+            let r: Vec<f64> = (0..res[pi][a].0.len())
+                .map(|i| {
+                    let (x, y) = match m {
+                        0 => (res[pi][a].0[i], res[pi][b].0[i]),
+                        1 => (res[pi][a].1[i], res[pi][b].1[i]),
+                        _ => (res[pi][a].2[i], res[pi][b].2[i]),
+                    };
+                    x / y
+                })
+                .collect();
+            let lo = r.iter().copied().fold(f64::MAX, f64::min);
+            let hi = r.iter().copied().fold(f64::MIN, f64::max);
+            format!("{:.3}x [{lo:.2}-{hi:.2}]", median(r))
+        };
         println!(
-            "{name:<28} ratio 1000 policies / 0 policies: throughput {:.3}x, rr {:.3}x, conn/s {:.3}x",
-            t.0 / n.0,
-            t.1 / n.1,
-            t.2 / n.2
+            "{name:<28} 1000 policies / 0 policies, median of per-round ratios [range]: throughput {}, rr {}, conn/s {}",
+            ratio(2, 1, 0),
+            ratio(2, 1, 1),
+            ratio(2, 1, 2)
         );
-        let p = row(0);
         println!(
-            "{name:<28} ratio program (0 policies) / no program: throughput {:.3}x, rr {:.3}x, conn/s {:.3}x",
-            n.0 / p.0,
-            n.1 / p.1,
-            n.2 / p.2
+            "{name:<28} program (0 policies) / no program:                          throughput {}, rr {}, conn/s {}",
+            ratio(1, 0, 0),
+            ratio(1, 0, 1),
+            ratio(1, 0, 2)
         );
     }
 
