@@ -21,5 +21,4 @@ pub static TERWAY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// The terway fast path built with `-mcpu=v3` (tests of an upgrade in place).
 #[doc(hidden)]
-pub static TERWAY_V3: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/terway_v3.o"));
+pub static TERWAY_V3: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/terway_v3.o"));

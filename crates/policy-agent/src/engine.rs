@@ -305,8 +305,8 @@ impl Core {
             let _ = std::fs::create_dir_all(dir);
         }
         let tmp = path.with_extension("json.tmp");
-        let written = std::fs::write(&tmp, format!("{body:#}\n"))
-            .and_then(|_| std::fs::rename(&tmp, path));
+        let written =
+            std::fs::write(&tmp, format!("{body:#}\n")).and_then(|_| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             tracing::warn!("write {}: {e}", path.display());
         }
