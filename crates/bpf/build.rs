@@ -15,6 +15,7 @@ const PROGRAMS: &[(&str, &str, &[&str])] = &[
     ("terway", "terway", &[]),
     ("terway", "terway_v3", &["-mcpu=v3"]),
     ("policy", "policy", &[]),
+    ("policy", "policy_v3", &["-mcpu=v3"]),
 ];
 
 fn main() {

@@ -39,5 +39,5 @@ pub use terway::{
 #[doc(hidden)]
 pub mod testing {
     pub use crate::fastpath::load_object;
-    pub use crate::objects::{FASTPATH, FASTPATH_V3, REJECT, TERWAY, TERWAY_V3};
+    pub use crate::objects::{FASTPATH, FASTPATH_V3, POLICY, POLICY_V3, REJECT, TERWAY, TERWAY_V3};
 }

@@ -16,6 +16,10 @@ pub static FASTPATH_V3: &[u8] =
 /// NetworkPolicy enforcement (`bpf/policy.c`).
 pub static POLICY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/policy.o"));
 
+/// The policy programs built with `-mcpu=v3` (tests of an upgrade in place).
+#[doc(hidden)]
+pub static POLICY_V3: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/policy_v3.o"));
+
 /// The terway shared-ENI fast path (`bpf/terway.c`).
 pub static TERWAY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/terway.o"));
 

@@ -160,3 +160,75 @@ fn clsact_fallback_attaches_ahead_of_the_fast_path_and_is_removed() {
     assert!(t.tc_filters("ha").trim().is_empty(), "filters removed");
     assert!(t.ping_from_a(IP_B, 1));
 }
+
+#[test]
+fn changed_programs_take_over_every_attachment_without_a_gap() {
+    if !require_root() {
+        return;
+    }
+    let t = Topo::new("polup");
+    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let pin = t.pin_dir.clone();
+    // An older build on both veths (ha by tcx, hb by clsact), B isolated and A allowed.
+    let old_tags = t.in_node(move || {
+        let mut dp = PolicyDatapath::load_or_adopt_object(
+            &pin,
+            AttachMode::Tcx,
+            unicni_bpf::testing::POLICY_V3,
+        )
+        .unwrap();
+        dp.attach(ha).unwrap();
+        let mut nl = PolicyDatapath::open_with(&pin, AttachMode::Netlink).unwrap();
+        nl.attach(hb).unwrap();
+        dp.set_pod(ip(IP_A), 0).unwrap();
+        dp.set_pod(ip(IP_B), ISOLATED_INGRESS).unwrap();
+        dp.upsert_rule(
+            &RuleKey {
+                direction: RuleDirection::Ingress,
+                local: ip(IP_B),
+                remote: ip(IP_A),
+                prefix_len: 32,
+            },
+            RuleValue::Any,
+        )
+        .unwrap();
+        dp.program_tags().unwrap()
+    });
+    // A ping flood runs while the agent's build replaces them.
+    let pod_a = t.pod_a.clone();
+    let flood = std::thread::spawn(move || {
+        run(&[
+            "ip", "netns", "exec", &pod_a, "ping", "-c", "300", "-i", "0.005", "-W", "1", "-q",
+            IP_B,
+        ])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pin = t.pin_dir.clone();
+    let (new_tags, atts, first) = t.in_node(move || {
+        let dp = PolicyDatapath::load_or_adopt(&pin).unwrap();
+        let first = dp.tcx_attached_first(ha).unwrap();
+        (dp.program_tags().unwrap(), dp.attachments().unwrap(), first)
+    });
+    let out = flood.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "no packet lost while switching: {text}"
+    );
+    assert_ne!(old_tags, new_tags, "the new build took over");
+    assert!(first, "still first in the tcx chain");
+    assert_eq!(
+        atts,
+        vec![(ha, Attachment::Tcx), (hb, Attachment::Netlink)],
+        "both attachments kept their mechanism"
+    );
+    assert!(t.tc_filters("hb").contains("uc_pol_from_pod"));
+    // The rules are the pinned maps': B still admits A only.
+    let node_ping = run(&[
+        "ip", "netns", "exec", &t.node, "ping", "-c", "1", "-W", "1", "-q", IP_B,
+    ]);
+    assert!(
+        !node_ping.status.success(),
+        "the node's address is not in policy_node here: B still isolated"
+    );
+}

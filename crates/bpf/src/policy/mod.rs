@@ -154,6 +154,16 @@ impl PolicyDatapath {
     }
 
     pub fn load_or_adopt_with(pin_dir: &Path, mode: AttachMode) -> Result<PolicyDatapath> {
+        Self::load_or_adopt_object(pin_dir, mode, crate::objects::POLICY)
+    }
+
+    /// `load_or_adopt_with` for another build of the programs (tests of upgrades).
+    #[doc(hidden)]
+    pub fn load_or_adopt_object(
+        pin_dir: &Path,
+        mode: AttachMode,
+        object: &[u8],
+    ) -> Result<PolicyDatapath> {
         let root = policy_dir(pin_dir);
         let layout = Layout::new(&root);
         bpffs::ensure_dir(&root)?;
@@ -164,7 +174,7 @@ impl PolicyDatapath {
             })?;
         }
         let names = HOOKS.map(|(n, _)| n);
-        let mut ebpf = load_object(crate::objects::POLICY, &names, &layout.maps())?;
+        let mut ebpf = load_object(object, &names, &layout.maps())?;
         let mut upgrade = false;
         for name in names {
             let fresh: &mut SchedClassifier = ebpf
