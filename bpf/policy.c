@@ -19,6 +19,11 @@
  *      quotes has an entry.
  *   4. To or from one of the node's own addresses (`policy_node`): pass, untracked
  *      (probes, and Kubernetes' "traffic to and from the node is always allowed").
+ *      From a local pod to a Service address (`policy_services`): pass and track (so the
+ *      reverse-translated replies come back): the host translates it to a backend after
+ *      this hook, and the egress decision is made on the translated packet, at the
+ *      backend's veth (a local backend) or at the node's uplink (a remote one), where the
+ *      programs are attached too.
  *   5. The source pod isolated for egress: the remote-address trie
  *      `policy_v{4,6}_egress` keyed {source, destination} gives a port set; no entry, or
  *      no matching {protocol, destination port} in `policy_ports`: drop.
@@ -122,6 +127,15 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } policy_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pol_svc_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} policy_services SEC(".maps");
 
 /* Written by user space only: which interfaces carry the programs and how. */
 struct {
@@ -488,6 +502,15 @@ static __always_inline int enforce(struct __sk_buff *skb)
 	if (bpf_map_lookup_elem(&policy_node, p.k.saddr) ||
 	    bpf_map_lookup_elem(&policy_node, p.k.daddr))
 		return count(POL_STAT_NODE, PASS);
+	if (src_flags & POL_LOCAL) {
+		struct pol_svc_key sk = { .prefixlen = 128 };
+
+		__builtin_memcpy(sk.addr, p.k.daddr, 16);
+		if (bpf_map_lookup_elem(&policy_services, &sk)) {
+			ct_add(&p.k, now);
+			return count(POL_STAT_SERVICE, PASS);
+		}
+	}
 
 	if ((src_flags & POL_ISOLATED_EGRESS) && !egress_allows(&p))
 		return count(POL_STAT_DROP_EGRESS, DROP);

@@ -33,6 +33,13 @@ struct pol_lpm6 {
 	__u8 remote[16];
 };
 
+/* Key of `policy_services` (the cluster's Service CIDRs): prefixlen over the 16-byte
+ * address (an IPv4 CIDR a.b.c.d/n is ::ffff:a.b.c.d/(96 + n)). */
+struct pol_svc_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
 /* Value of the remote-address tries. */
 #define POL_RULE_ANY 1 /* any protocol, any port: port_set is unused */
 struct pol_rule {
@@ -74,7 +81,8 @@ enum pol_stat {
 	POL_STAT_CONTROL = 5,      /* NDP, ICMP errors of known flows, non-first fragments, self */
 	POL_STAT_DROP_EGRESS = 6,  /* dropped: the source pod's egress policy */
 	POL_STAT_DROP_INGRESS = 7, /* dropped: the destination pod's ingress policy */
-	POL_STAT_MAX = 8,
+	POL_STAT_SERVICE = 8,      /* from a local pod to a Service address: judged after DNAT */
+	POL_STAT_MAX = 9,
 };
 
 /* Idle time after which a conntrack entry no longer lets packets through on its own (the

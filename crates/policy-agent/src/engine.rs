@@ -29,6 +29,13 @@ pub struct EngineConfig {
     pub pin_dir: PathBuf,
     /// Which veths are pods' host sides (the backend's naming).
     pub is_pod_veth: fn(&str) -> bool,
+    /// The cluster's Service CIDRs: a local pod's traffic to them is judged after the
+    /// host translated it to a backend (at the backend's veth, or at the uplink it
+    /// leaves through).
+    pub service_cidrs: Vec<ipnet::IpNet>,
+    /// Also attach the programs to the node's other links (not loopback, bridges or pod
+    /// veths): needed to judge translated Service traffic to backends on other nodes.
+    pub attach_uplinks: bool,
     pub attach_mode: AttachMode,
     /// Period of the full pass (every pod veth re-checked, node addresses re-read, stale
     /// attachments forgotten) on top of the kernel's change notifications.
@@ -45,6 +52,8 @@ impl EngineConfig {
             node: node.into(),
             pin_dir: pin_dir.into(),
             is_pod_veth: |_| false,
+            service_cidrs: Vec::new(),
+            attach_uplinks: true,
             attach_mode: AttachMode::Auto,
             rescan: Duration::from_secs(2),
             status_file: None,
@@ -64,6 +73,8 @@ pub struct Status {
     pub rules: AtomicU64,
     pub port_sets: AtomicU64,
     pub attached_veths: AtomicU64,
+    /// Uplinks (underlay, vxlan, ENI links) carrying the programs.
+    pub attached_uplinks: AtomicU64,
     pub attach_errors: AtomicU64,
     pub node_addresses: AtomicU64,
     /// Time the last update of the maps took (compile + map writes), microseconds.
@@ -102,6 +113,12 @@ impl Engine {
     /// called inside a tokio runtime whose threads are in the node's network namespace.
     pub async fn start(config: EngineConfig, source: Source) -> Result<Engine, Error> {
         let mut dp = PolicyDatapath::load_or_adopt_with(&config.pin_dir, config.attach_mode)?;
+        let services: Vec<(IpAddr, u8)> = config
+            .service_cidrs
+            .iter()
+            .map(|n| (n.network(), n.prefix_len()))
+            .collect();
+        dp.set_services(&services)?;
         let applied = Applied::read(&dp)?;
         let kernel = Kernel::connect()?;
         let changes = match Changes::subscribe() {
@@ -118,6 +135,7 @@ impl Engine {
             kernel,
             applied,
             attached: BTreeSet::new(),
+            uplinks: BTreeSet::new(),
         };
         core.sync_node(&mut dp).await;
         core.sync_links(&mut dp, true).await;
@@ -182,6 +200,8 @@ struct Core {
     applied: Applied,
     /// Veths the programs were attached to by this run.
     attached: BTreeSet<u32>,
+    /// Uplinks the programs were attached to by this run.
+    uplinks: BTreeSet<u32>,
 }
 
 impl Core {
@@ -299,6 +319,7 @@ impl Core {
             "rules": desired.rules.len(),
             "port_sets": self.applied.sets.len(),
             "attached_veths": self.attached.len(),
+            "attached_uplinks": self.uplinks.len(),
             "last_sync_micros": micros,
         });
         if let Some(dir) = path.parent() {
@@ -312,10 +333,10 @@ impl Core {
         }
     }
 
-    /// Attaches the programs to pod veths: the ones not seen yet, or (`all`) every one
-    /// again (idempotent; repairs an attachment someone removed).
+    /// Attaches the programs to pod veths (and uplinks): the ones not seen yet, or
+    /// (`all`) every one again (idempotent; repairs an attachment someone removed).
     async fn sync_links(&mut self, dp: &mut PolicyDatapath, all: bool) {
-        let veths = match self.kernel.pod_veths(self.config.is_pod_veth).await {
+        let (veths, uplinks) = match self.kernel.links(self.config.is_pod_veth).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!("{e}");
@@ -323,28 +344,42 @@ impl Core {
             }
         };
         self.attached.retain(|i| veths.contains_key(i));
-        for (ifindex, name) in &veths {
-            if !all && self.attached.contains(ifindex) {
-                continue;
-            }
-            match dp.attach(*ifindex) {
-                Ok(how) => {
-                    if self.attached.insert(*ifindex) {
-                        tracing::debug!(veth = %name, ?how, "policy attached");
-                    }
+        self.uplinks.retain(|i| uplinks.contains_key(i));
+        let uplinks = if self.config.attach_uplinks {
+            uplinks
+        } else {
+            Default::default()
+        };
+        for (set, links, what) in [
+            (&mut self.attached, &veths, "pod veth"),
+            (&mut self.uplinks, &uplinks, "uplink"),
+        ] {
+            for (ifindex, name) in links {
+                if !all && set.contains(ifindex) {
+                    continue;
                 }
-                // Gone between the listing and the attach: a pod deleted right away.
-                Err(unicni_bpf::BpfError::NoSuchInterface { .. }) => {}
-                Err(e) => {
-                    self.status.attach_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(veth = %name, "attaching the policy programs: {e}");
-                    self.status.error(format!("attach to {name}: {e}"));
+                match dp.attach(*ifindex) {
+                    Ok(how) => {
+                        if set.insert(*ifindex) {
+                            tracing::debug!(link = %name, ?how, "policy attached to {what}");
+                        }
+                    }
+                    // Gone between the listing and the attach: a pod deleted right away.
+                    Err(unicni_bpf::BpfError::NoSuchInterface { .. }) => {}
+                    Err(e) => {
+                        self.status.attach_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(link = %name, "attaching the policy programs: {e}");
+                        self.status.error(format!("attach to {name}: {e}"));
+                    }
                 }
             }
         }
         self.status
             .attached_veths
             .store(self.attached.len() as u64, Ordering::Relaxed);
+        self.status
+            .attached_uplinks
+            .store(self.uplinks.len() as u64, Ordering::Relaxed);
     }
 
     async fn sync_node(&mut self, dp: &mut PolicyDatapath) {

@@ -10,7 +10,7 @@ use futures::channel::mpsc::UnboundedReceiver;
 use futures::{StreamExt, TryStreamExt};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::SocketAddr;
 use rtnetlink::{Handle, MulticastGroup};
@@ -31,11 +31,13 @@ impl Kernel {
         Ok(Kernel { handle })
     }
 
-    /// Veth links whose name `is_pod_veth` accepts: ifindex → name.
-    pub async fn pod_veths(
+    /// The links the programs go on, ifindex → name: pods' host veths (veths whose name
+    /// `is_pod_veth` accepts) and uplinks (every other link but loopback and bridges: the
+    /// underlay, vxlan and ENI links a translated packet leaves through).
+    pub async fn links(
         &self,
         is_pod_veth: fn(&str) -> bool,
-    ) -> Result<BTreeMap<u32, String>, Error> {
+    ) -> Result<(BTreeMap<u32, String>, BTreeMap<u32, String>), Error> {
         let msgs: Vec<_> = self
             .handle
             .link()
@@ -44,28 +46,37 @@ impl Kernel {
             .try_collect()
             .await
             .map_err(|e| Error::Netlink(format!("list links: {e}")))?;
-        let mut out = BTreeMap::new();
+        let (mut pods, mut uplinks) = (BTreeMap::new(), BTreeMap::new());
         for m in msgs {
             let mut name = None;
-            let mut veth = false;
+            let mut kind = None;
             for a in &m.attributes {
                 match a {
                     LinkAttribute::IfName(n) => name = Some(n.clone()),
                     LinkAttribute::LinkInfo(infos) => {
-                        veth |= infos
-                            .iter()
-                            .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Veth)))
+                        for i in infos {
+                            if let LinkInfo::Kind(k) = i {
+                                kind = Some(k.clone());
+                            }
+                        }
                     }
                     _ => {}
                 }
             }
-            if let Some(name) = name {
-                if veth && is_pod_veth(&name) {
-                    out.insert(m.header.index, name);
+            let Some(name) = name else { continue };
+            let loopback = m.header.flags.contains(LinkFlags::Loopback);
+            match kind {
+                Some(InfoKind::Veth) if is_pod_veth(&name) => {
+                    pods.insert(m.header.index, name);
+                }
+                Some(InfoKind::Bridge) => {}
+                _ if loopback => {}
+                _ => {
+                    uplinks.insert(m.header.index, name);
                 }
             }
         }
-        Ok(out)
+        Ok((pods, uplinks))
     }
 
     /// Every address configured in this namespace (loopback and link-local included).

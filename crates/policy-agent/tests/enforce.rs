@@ -650,3 +650,108 @@ fn established_connections_survive_an_engine_restart_and_a_policy_update() {
     assert_eq!((f4, f6), (0, 0), "no round trip failed: {e4} / {e6}");
     drop(engine);
 }
+
+/// A pod's traffic to a Service address is judged on the translated packet, against the
+/// backend the host picked: at the backend's veth when it is local, at the uplink when it
+/// is not; replies (reverse-translated, from the Service address) come back.
+#[test]
+fn service_traffic_is_judged_after_translation_to_its_backend() {
+    if !require_root() {
+        return;
+    }
+    let c = Cluster::new("sv");
+    // kube-proxy's part, by hand: three Service addresses DNATed by the node.
+    let script = "table ip upolsvc {\n chain pre {\n  type nat hook prerouting priority dstnat; policy accept;\n  \
+                  ip daddr 10.96.0.10 tcp dport 80 dnat to 10.89.0.12:5432\n  \
+                  ip daddr 10.96.0.11 tcp dport 80 dnat to 10.89.0.14:8080\n  \
+                  ip daddr 10.96.0.12 tcp dport 80 dnat to 10.90.0.2:80\n }\n}\n";
+    let mut nft = std::process::Command::new("ip")
+        .args(["netns", "exec", &c.node, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success(), "nft DNAT rules");
+    let engine = c.start_engine_with_services(vec!["10.96.0.0/12".parse().unwrap()]);
+    assert!(
+        engine.status.attached_uplinks.load(Ordering::Relaxed) >= 1,
+        "the uplink to the outside host carries the programs"
+    );
+    let vip = |last: u8| -> IpAddr { format!("10.96.0.{last}").parse().unwrap() };
+    let probe = |from: &str, to: IpAddr, port: u16, expect: bool, label: &str| Probe {
+        from: c.pod(from).netns.clone(),
+        bind: None,
+        to,
+        proto: Proto::Tcp,
+        port,
+        expect,
+        label: label.into(),
+    };
+    // Without policies every Service answers.
+    let all = vec![
+        probe("client", vip(10), 80, true, "client -> svc(db)"),
+        probe("client", vip(11), 80, true, "client -> svc(probe)"),
+        probe("client", vip(12), 80, true, "client -> svc(outside)"),
+    ];
+    let wrong = check(&all, TIMEOUT);
+    assert!(wrong.is_empty(), "{wrong:#?}");
+
+    // client may only talk to db on 5432, so only the Service whose backend is db works.
+    let before = engine.syncs();
+    c.write(
+        "policy.yaml",
+        &policy(
+            "client-to-db",
+            "lab",
+            "  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {team: shop}}, podSelector: {matchLabels: {app: db}}}]\n    ports: [{port: 5432}]\n",
+        ),
+    );
+    engine.wait_applied(before, 1);
+    let s0 = c.stats();
+    let list = vec![
+        probe(
+            "client",
+            vip(10),
+            80,
+            true,
+            "client -> svc(db): backend allowed",
+        ),
+        probe(
+            "client",
+            vip(11),
+            80,
+            false,
+            "client -> svc(probe): local backend denied",
+        ),
+        probe(
+            "client",
+            vip(12),
+            80,
+            false,
+            "client -> svc(outside): remote backend denied at the uplink",
+        ),
+        probe("client", c.pod("db").v4, 5432, true, "client -> db direct"),
+        probe(
+            "web",
+            vip(12),
+            80,
+            true,
+            "web (not isolated) -> svc(outside)",
+        ),
+    ];
+    let wrong = check(&list, TIMEOUT);
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    let s1 = c.stats();
+    assert!(
+        s1.service > s0.service,
+        "Service traffic seen: {s0:?} -> {s1:?}"
+    );
+    assert!(
+        s1.dropped_egress >= s0.dropped_egress + 2,
+        "{s0:?} -> {s1:?}"
+    );
+}

@@ -12,6 +12,7 @@ pub const PORTS: &str = "policy_ports";
 pub const CT: &str = "policy_ct";
 pub const STATS: &str = "policy_stats";
 pub const LINKS: &str = "policy_links";
+pub const SERVICES: &str = "policy_services";
 
 /// `struct pol_lpm4` without its prefix length (aya's `Key` adds it).
 #[repr(C)]
@@ -90,6 +91,7 @@ pub(crate) const STAT_NODE: u32 = 4;
 pub(crate) const STAT_CONTROL: u32 = 5;
 pub(crate) const STAT_DROP_EGRESS: u32 = 6;
 pub(crate) const STAT_DROP_INGRESS: u32 = 7;
+pub(crate) const STAT_SERVICE: u32 = 8;
 
 /// An address as the maps key it: IPv4 as `::ffff:a.b.c.d`.
 pub(crate) fn addr16(ip: IpAddr) -> [u8; 16] {

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! <pin>/policy/maps/policy_pods, policy_node, policy_v{4,6}_{ingress,egress},
-//!                   policy_ports, policy_ct, policy_stats, policy_links
+//!                   policy_ports, policy_services, policy_ct, policy_stats, policy_links
 //! <pin>/policy/progs/uc_pol_from_pod, uc_pol_to_pod
 //! <pin>/policy/links/tcx_{ingress,egress}_<ifindex>
 //! ```
@@ -108,6 +108,8 @@ pub struct PolicyStats {
     pub dropped_egress: u64,
     /// Dropped by the destination pod's ingress policy.
     pub dropped_ingress: u64,
+    /// From a local pod to a Service address: passed, judged after translation.
+    pub service: u64,
 }
 
 impl PolicyStats {
@@ -126,6 +128,7 @@ pub struct PolicyDatapath {
     v4: [LpmTrie<MapData, Lpm4, Rule>; 2],
     v6: [LpmTrie<MapData, Lpm6, Rule>; 2],
     ports: LpmTrie<MapData, Port, u32>,
+    services: LpmTrie<MapData, [u8; 16], u32>,
     ct: BpfHashMap<MapData, CtKey, CtValue>,
     stats: PerCpuArray<MapData, u64>,
     pub(crate) links: BpfHashMap<MapData, u32, u32>,
@@ -265,6 +268,8 @@ impl PolicyDatapath {
             v6: [lpm6(maps::V6_INGRESS)?, lpm6(maps::V6_EGRESS)?],
             ports: LpmTrie::try_from(Map::LpmTrie(open(maps::PORTS)?))
                 .map_err(|e| wrap(maps::PORTS, e))?,
+            services: LpmTrie::try_from(Map::LpmTrie(open(maps::SERVICES)?))
+                .map_err(|e| wrap(maps::SERVICES, e))?,
             ct: BpfHashMap::try_from(Map::LruHashMap(open(maps::CT)?))
                 .map_err(|e| wrap(maps::CT, e))?,
             stats: PerCpuArray::try_from(Map::PerCpuArray(open(maps::STATS)?))
@@ -463,6 +468,56 @@ impl PolicyDatapath {
         }
     }
 
+    // ---- policy_services ----
+
+    /// The Service CIDRs, as (first address, prefix length).
+    pub fn services(&self) -> Result<Vec<(IpAddr, u8)>> {
+        let mut out = Vec::new();
+        for k in self.services.keys() {
+            let k = k.map_err(|e| BpfError::from_err("list Service CIDRs", &e))?;
+            let ip = maps::ip_of16(k.data());
+            let len = k.prefix_len() - if ip.is_ipv4() { 96 } else { 0 };
+            out.push((ip, len as u8));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Makes the Service CIDRs exactly `cidrs` (first address, prefix length): traffic from
+    /// a local pod to them is judged after the host translated it to a backend.
+    pub fn set_services(&mut self, cidrs: &[(IpAddr, u8)]) -> Result<()> {
+        let key = |(ip, len): (IpAddr, u8)| {
+            let bits = if ip.is_ipv4() {
+                96 + u32::from(len.min(32))
+            } else {
+                u32::from(len.min(128))
+            };
+            Key::new(bits, maps::addr16(ip))
+        };
+        let have = self.services()?;
+        for c in &have {
+            if !cidrs.contains(c) {
+                match self.services.remove(&key(*c)) {
+                    Err(e) if !not_found(&e) => {
+                        return Err(BpfError::from_err(
+                            format!("remove Service CIDR {}/{}", c.0, c.1),
+                            &e,
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for c in cidrs {
+            if !have.contains(c) {
+                self.services.insert(&key(*c), 1, 0).map_err(|e| {
+                    BpfError::from_err(format!("add Service CIDR {}/{}", c.0, c.1), &e)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     // ---- policy_ct, policy_stats ----
 
     /// Conntrack entries (each allowed flow has two). The agent never flushes them; they
@@ -493,6 +548,7 @@ impl PolicyDatapath {
             control: read(maps::STAT_CONTROL)?,
             dropped_egress: read(maps::STAT_DROP_EGRESS)?,
             dropped_ingress: read(maps::STAT_DROP_INGRESS)?,
+            service: read(maps::STAT_SERVICE)?,
         })
     }
 }

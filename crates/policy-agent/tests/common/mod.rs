@@ -410,7 +410,12 @@ impl Cluster {
 
     /// Starts the engine inside the node namespace.
     pub fn start_engine(&self) -> EngineRunner {
-        EngineRunner::start(&self.node, &self.pin_dir, self.dir.path())
+        EngineRunner::start(&self.node, &self.pin_dir, self.dir.path(), Vec::new())
+    }
+
+    /// The engine, told the cluster's Service CIDRs.
+    pub fn start_engine_with_services(&self, services: Vec<ipnet::IpNet>) -> EngineRunner {
+        EngineRunner::start(&self.node, &self.pin_dir, self.dir.path(), services)
     }
 
     /// Runs `f` inside the node namespace.
@@ -617,7 +622,12 @@ pub fn is_pod_veth(name: &str) -> bool {
 }
 
 impl EngineRunner {
-    pub fn start(node: &str, pin_dir: &Path, dir: &Path) -> EngineRunner {
+    pub fn start(
+        node: &str,
+        pin_dir: &Path,
+        dir: &Path,
+        services: Vec<ipnet::IpNet>,
+    ) -> EngineRunner {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (node, pin_dir, dir) = (node.to_string(), pin_dir.to_path_buf(), dir.to_path_buf());
@@ -631,6 +641,7 @@ impl EngineRunner {
                 let mut cfg = EngineConfig::new("n1", pin_dir);
                 cfg.is_pod_veth = is_pod_veth;
                 cfg.rescan = Duration::from_millis(500);
+                cfg.service_cidrs = services;
                 let source =
                     Source::Manifests(ManifestSource::new(dir, Duration::from_millis(100)));
                 let engine = match Engine::start(cfg, source).await {
