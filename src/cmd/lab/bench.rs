@@ -267,6 +267,7 @@ pub fn run(
     seconds: u32,
     rounds: usize,
     repeats: usize,
+    host_services: usize,
     output: &str,
 ) -> Result<ExitCode> {
     if rounds == 0 || repeats == 0 {
@@ -288,6 +289,11 @@ pub fn run(
             let mut o = opts(backend, mode, 2, Tuning::default());
             o.datapath = datapath;
             let mut st = super::up_or_clean(lab, &o)?;
+            if host_services > 0 {
+                for node in &st.nodes {
+                    load_host_rules(&node.netns, host_services)?;
+                }
+            }
             for node in 1..=2 {
                 // Plain pods: no fixed IP, no vSwitch annotation (both on the node's vSwitch).
                 let owner = (backend == Backend::Terway).then_some("ReplicaSet");
@@ -337,12 +343,64 @@ pub fn run(
         }
     }
     let rows = result?;
-    print_throughput(&rows, seconds, rounds, repeats, output);
+    print_throughput(&rows, seconds, rounds, repeats, host_services, output);
     eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_throughput(rows: &[Measure], seconds: u32, rounds: usize, repeats: usize, output: &str) {
+/// What kube-proxy (iptables/nftables mode) leaves on a node, reduced to its per-packet
+/// cost: connection tracking for every packet (a nat chain turns it on), a DNAT rule per
+/// Service in the nat prerouting chain (looked at for each new connection), and an
+/// established-flow accept in forward. The Service addresses (10.96.0.0/16) and the
+/// backend (192.0.2.1) see no lab traffic.
+fn host_rules(services: usize) -> String {
+    let mut s = String::from(
+        "add table inet unicni_bench_kp\n\
+         add chain inet unicni_bench_kp pre { type nat hook prerouting priority -100; }\n\
+         add chain inet unicni_bench_kp fw { type filter hook forward priority 0; policy accept; }\n\
+         add rule inet unicni_bench_kp fw ct state established,related accept\n",
+    );
+    for i in 1..=services.min(65_000) {
+        s.push_str(&format!(
+            "add rule inet unicni_bench_kp pre ip daddr 10.96.{}.{} tcp dport 80 dnat ip to 192.0.2.1:80\n",
+            i >> 8,
+            i & 0xff
+        ));
+    }
+    s
+}
+
+fn load_host_rules(netns: &str, services: usize) -> Result<()> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run nft")?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(host_rules(services).as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "load {services} Service rules into {netns}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn print_throughput(
+    rows: &[Measure],
+    seconds: u32,
+    rounds: usize,
+    repeats: usize,
+    host_services: usize,
+    output: &str,
+) {
     let limit = &rows[0];
     let (lg, ll, lr) = (limit.gbit_per_s, limit.rr_median_us, limit.rr_per_s);
     if output == "json" {
@@ -361,6 +419,7 @@ fn print_throughput(rows: &[Measure], seconds: u32, rounds: usize, repeats: usiz
             "{}",
             serde_json::json!({
                 "iperf_seconds": seconds, "rr_rounds": rounds, "repeats": repeats,
+                "host_services": host_services,
                 "results": v,
             })
         );
@@ -393,6 +452,12 @@ fn print_throughput(rows: &[Measure], seconds: u32, rounds: usize, repeats: usiz
          repeat, percentiles over all of them. Ratios are to the host network: throughput \
          and RR/s higher is better, latency lower is better)"
     );
+    if host_services > 0 {
+        println!(
+            "(every node with a kube-proxy-like host stack: connection tracking, {host_services} \
+             Service DNAT rules, an established-flow accept in forward)"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

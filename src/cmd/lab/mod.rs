@@ -169,6 +169,12 @@ enum Command {
         /// Measurements of every path, taken in turn (all labs stay up meanwhile).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Before measuring, load a kube-proxy-like nftables table into every node
+        /// namespace of every lab: connection tracking on, one DNAT rule per Service for
+        /// this many Services, an established-flow accept in forward. A real node's host
+        /// stack has that; the lab's bare nodes do not. 0: bare nodes.
+        #[arg(long, default_value_t = 0)]
+        host_services: usize,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
@@ -289,8 +295,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             seconds,
             rounds,
             repeats,
+            host_services,
             output,
-        } => bench::run(args.id.as_deref(), seconds, rounds, repeats, &output),
+        } => bench::run(
+            args.id.as_deref(),
+            seconds,
+            rounds,
+            repeats,
+            host_services,
+            &output,
+        ),
         Command::BenchAdd {
             pods,
             attach_delay_ms,
