@@ -110,16 +110,17 @@ const DESIGNS: [(Backend, Mode, Datapath, &str); 5] = [
 
 const LIMIT: &str = "host network (node to node, the limit)";
 
-fn iperf(src: &str, dst: &str, ip: &str, seconds: u32) -> Result<f64> {
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", dst, "iperf3", "-s", "-1", "-p", "5201"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start iperf3 (Debian package iperf3)")?;
+/// Waits until `server` listens on TCP `port` in namespace `dst`; kills it if it does not.
+/// Connecting to see would use up a one-connection server (`iperf3 -1`, the echo server):
+/// this looks for the listening socket (state 0A) in the namespace's tables instead.
+fn wait_listening(
+    server: &mut std::process::Child,
+    dst: &str,
+    port: u16,
+    what: &str,
+) -> Result<()> {
     let dst_ns = NetNs::open(Path::new(&format!("/var/run/netns/{dst}")))?;
-    // Connecting to see if it listens would use up the one test `-1` allows: look for
-    // the listening socket (port 5201 = 0x1451, state 0A) in the namespace's table.
+    let local = format!(":{port:04X} ");
     let listening = || {
         std::fs::read_to_string("/proc/thread-self/net/tcp6")
             .unwrap_or_default()
@@ -129,17 +130,28 @@ fn iperf(src: &str, dst: &str, ip: &str, seconds: u32) -> Result<f64> {
                     .unwrap_or_default()
                     .lines(),
             )
-            .any(|l| l.contains(":1451 ") && l.split_whitespace().nth(3) == Some("0A"))
+            .any(|l| l.contains(&local) && l.split_whitespace().nth(3) == Some("0A"))
     };
     let until = Instant::now() + Duration::from_secs(5);
     while !dst_ns.run(listening)? {
         if Instant::now() > until {
             let _ = server.kill();
             let _ = server.wait();
-            bail!("iperf3 server in {dst} did not start");
+            bail!("{what} in {dst} did not start");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
+}
+
+fn iperf(src: &str, dst: &str, ip: &str, seconds: u32) -> Result<f64> {
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", dst, "iperf3", "-s", "-1", "-p", "5201"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start iperf3 (Debian package iperf3)")?;
+    wait_listening(&mut server, dst, 5201, "iperf3 server")?;
     let out = Command::new("ip")
         .args([
             "netns", "exec", src, "iperf3", "-c", ip, "-p", "5201", "-J", "-t",
@@ -156,40 +168,75 @@ fn iperf(src: &str, dst: &str, ip: &str, seconds: u32) -> Result<f64> {
         .with_context(|| format!("iperf3 {src} -> {ip} gave no result: {}", v["error"]))
 }
 
-/// 1-byte request, 1-byte response over one TCP connection, `rounds` times after 100
-/// unmeasured ones; returns each round's time in µs and their sum.
-fn request_response(src: &str, dst: &str, ip: &str, rounds: usize) -> Result<(Vec<f64>, Duration)> {
-    let dst_ns = NetNs::open(Path::new(&format!("/var/run/netns/{dst}")))?;
-    let src_ns = NetNs::open(Path::new(&format!("/var/run/netns/{src}")))?;
-    let listener = dst_ns.run(|| TcpListener::bind(("0.0.0.0", 5202)))??;
-    let echo = std::thread::spawn(move || -> std::io::Result<()> {
-        let (mut c, _) = listener.accept()?;
-        c.set_nodelay(true)?;
-        let mut b = [0u8; 1];
-        while c.read(&mut b)? == 1 {
-            c.write_all(&b)?;
-        }
-        Ok(())
-    });
-    let addr: SocketAddr = format!("{ip}:5202").parse()?;
-    let mut c = src_ns.run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))??;
+/// `unicni lab bench-echo`: accepts one TCP connection and sends back every byte it
+/// receives, until the client closes it. The request/response server, a process of its
+/// own in the destination namespace (as a real server is), started by `request_response`.
+pub fn echo(port: u16) -> Result<ExitCode> {
+    let listener =
+        TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("listen on port {port}"))?;
+    let (mut c, _) = listener.accept()?;
     c.set_nodelay(true)?;
-    let mut samples = Vec::with_capacity(rounds);
-    let mut b = [1u8; 1];
-    let mut measured = Duration::ZERO;
-    for i in 0..rounds + 100 {
-        let t = Instant::now();
+    let mut b = [0u8; 1];
+    while c.read(&mut b)? == 1 {
         c.write_all(&b)?;
-        c.read_exact(&mut b)?;
-        if i >= 100 {
-            let d = t.elapsed();
-            measured += d;
-            samples.push(d.as_secs_f64() * 1e6);
-        }
     }
-    drop(c);
-    let _ = echo.join();
-    Ok((samples, measured))
+    Ok(ExitCode::SUCCESS)
+}
+
+const RR_PORT: u16 = 5202;
+
+/// 1-byte request, 1-byte response over one TCP connection to the echo server (started
+/// in `dst`), `rounds` times after 100 unmeasured ones; returns each round's time in µs
+/// and their sum.
+fn request_response(src: &str, dst: &str, ip: &str, rounds: usize) -> Result<(Vec<f64>, Duration)> {
+    let exe = std::env::current_exe().context("locate the unicni binary")?;
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", dst])
+        .arg(&exe)
+        .args(["lab", "bench-echo", "--port", &RR_PORT.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the request/response echo server")?;
+    wait_listening(
+        &mut server,
+        dst,
+        RR_PORT,
+        "the request/response echo server",
+    )?;
+    let result = (|| -> Result<(Vec<f64>, Duration)> {
+        let src_ns = NetNs::open(Path::new(&format!("/var/run/netns/{src}")))?;
+        let addr: SocketAddr = format!("{ip}:{RR_PORT}").parse()?;
+        let mut c = src_ns.run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))??;
+        c.set_nodelay(true)?;
+        c.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut samples = Vec::with_capacity(rounds);
+        let mut b = [1u8; 1];
+        let mut measured = Duration::ZERO;
+        for i in 0..rounds + 100 {
+            let t = Instant::now();
+            c.write_all(&b)?;
+            c.read_exact(&mut b)?;
+            if i >= 100 {
+                let d = t.elapsed();
+                measured += d;
+                samples.push(d.as_secs_f64() * 1e6);
+            }
+        }
+        Ok((samples, measured))
+    })();
+    // The client's connection is closed by now: the server ends by itself.
+    let until = Instant::now() + Duration::from_secs(2);
+    while server.try_wait()?.is_none() {
+        if Instant::now() > until || result.is_err() {
+            let _ = server.kill();
+            let _ = server.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    result.with_context(|| format!("request/response {src} -> {ip}"))
 }
 
 /// Waits until `src` reaches `ip` (a fresh pod's first packets may wait for neighbours).

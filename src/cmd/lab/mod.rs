@@ -200,6 +200,12 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
+    /// The request/response server of `lab bench` (one connection, every byte echoed).
+    #[command(hide = true)]
+    BenchEcho {
+        #[arg(long)]
+        port: u16,
+    },
     /// The agent at scale: N synthetic peers in the store programmed into one node
     /// namespace; prints the time to converge from empty and the agent's peak memory.
     Scale {
@@ -319,6 +325,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             &reference_dir,
             &output,
         ),
+        Command::BenchEcho { port } => bench::echo(port),
         Command::Scale {
             peers,
             mode,
