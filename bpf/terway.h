@@ -30,7 +30,31 @@ struct tw_cidr {
 	__u32 addr;
 };
 
-/* Slots of the per-CPU `tw_stats` array. */
+/* IPv6: key of `tw_pods6` (the address as in the header, network byte order; the value is
+ * a `struct tw_pod` as for IPv4), of `tw_host_flows6` and of the `tw_host_cidrs6` LPM
+ * trie. Separate maps: the IPv4 maps keep their layout, so pins of an older build are
+ * reused across an upgrade. */
+struct tw_addr6 {
+	__u32 a[4];
+};
+
+struct tw_flow6 {
+	struct tw_addr6 pod;
+	struct tw_addr6 peer;
+	__u16 pod_port;
+	__u16 peer_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct tw_cidr6 {
+	__u32 prefixlen;
+	struct tw_addr6 addr;
+};
+
+/* Slots of the per-CPU `tw_stats` array (IPv4 and frames of neither family) and of
+ * `tw_stats6` (IPv6; "not IPv4" reads "not handled IPv6": extension headers, NDP, MLD,
+ * link-local or multicast addresses). */
 enum tw_stat {
 	TW_OUT_REDIRECT = 0,       /* pod -> ENI, neighbour known: bpf_redirect */
 	TW_OUT_REDIRECT_NEIGH = 1, /* pod -> ENI, neighbour resolved by bpf_redirect_neigh */

@@ -144,14 +144,11 @@ pub fn choose_datapath(
         return Ok(DatapathChoice::Routing);
     }
     let pin = PathBuf::from(&c.bpf.pin_dir);
-    let v4: Vec<(std::net::Ipv4Addr, u8)> = host_cidrs
+    let cidrs: Vec<(std::net::IpAddr, u8)> = host_cidrs
         .iter()
-        .filter_map(|n| match n {
-            IpNet::V4(n) => Some((n.network(), n.prefix_len())),
-            IpNet::V6(_) => None,
-        })
+        .map(|n| (n.network(), n.prefix_len()))
         .collect();
-    let loaded = load(&pin).and_then(|mut fp| fp.set_host_cidrs(&v4));
+    let loaded = load(&pin).and_then(|mut fp| fp.set_host_cidrs(&cidrs));
     match loaded {
         Ok(()) => {
             tracing::info!(pin_dir = %pin.display(), "terway datapath: routing + eBPF fast path");

@@ -13,7 +13,7 @@ use crate::progset::{open_map, Family, ProgSet};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use aya::programs::TcAttachType;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 /// At tc ingress of a pod's host veth: pod egress.
@@ -27,6 +27,10 @@ const PODS: &str = "tw_pods";
 const HOST_CIDRS: &str = "tw_host_cidrs";
 const HOST_FLOWS: &str = "tw_host_flows";
 const STATS: &str = "tw_stats";
+const PODS6: &str = "tw_pods6";
+const HOST_CIDRS6: &str = "tw_host_cidrs6";
+const HOST_FLOWS6: &str = "tw_host_flows6";
+const STATS6: &str = "tw_stats6";
 pub(crate) const LINKS: &str = "tw_links";
 
 /// Roles of `tw_links` values (`TW_ROLE_*` in terway.h).
@@ -73,6 +77,22 @@ struct FlowKey {
 // SAFETY: repr(C), only integer fields, explicit padding (16 bytes, align 4).
 unsafe impl aya::Pod for FlowKey {}
 
+/// `struct tw_flow6` in terway.h (40 bytes; the C struct's alignment of 4 does not change
+/// its size or layout).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlowKey6 {
+    pod: [u8; 16],
+    peer: [u8; 16],
+    pod_port: u16,
+    peer_port: u16,
+    proto: u8,
+    pad: [u8; 3],
+}
+
+// SAFETY: repr(C), only integer fields, explicit padding (16 + 16 + 2 + 2 + 1 + 3 bytes).
+unsafe impl aya::Pod for FlowKey6 {}
+
 /// An address as the programs read it from the IP header (network byte order).
 fn key(ip: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(ip.octets())
@@ -82,10 +102,11 @@ fn ip_of(key: u32) -> Ipv4Addr {
     Ipv4Addr::from(key.to_ne_bytes())
 }
 
-/// A shared-ENI pod as the programs see it.
+/// A shared-ENI pod's address as the programs see it (a dual-stack pod has two entries,
+/// one per family, with the same interfaces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TerwayPod {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// The pod's host-side veth (in the node's namespace).
     pub veth_ifindex: u32,
     /// The link of the ENI that owns `ip`.
@@ -96,7 +117,9 @@ pub struct TerwayPod {
     pub veth_mac: [u8; 6],
 }
 
-/// Packet counters since the programs were first loaded on this node (a pinned map).
+/// Packet counters since the programs were first loaded on this node (pinned maps: one
+/// per family, [`TerwayFastPath::stats_v4`] and [`TerwayFastPath::stats_v6`]; frames of
+/// neither family count with IPv4).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TerwayStats {
     /// Pod -> ENI with the neighbour known (`bpf_redirect`).
@@ -111,16 +134,38 @@ pub struct TerwayStats {
     pub out_pass_route: u64,
     /// Pod -> a flow that went through the host before.
     pub out_pass_host_flow: u64,
-    /// Pod -> not IPv4, fragments, IP options, TTL, ICMP errors, unknown source.
+    /// Pod -> not IP, fragments, IP options or IPv6 extension headers, TTL/hop limit,
+    /// ICMP errors, NDP/MLD, link-local or multicast, unknown source.
     pub out_pass_other: u64,
     /// ENI -> pod (`bpf_redirect_peer`).
     pub in_redirect: u64,
-    /// ENI -> not a pod of this node (the node itself, ARP, IPv6).
+    /// ENI -> not a pod of this node (the node itself, ARP).
     pub in_pass_no_pod: u64,
     /// ENI -> a reply the host must un-NAT.
     pub in_pass_host_flow: u64,
-    /// ENI -> fragments, IP options, TTL, ICMP errors, not addressed to the ENI.
+    /// ENI -> fragments, IP options or extension headers, TTL, ICMP errors, NDP,
+    /// link-local sources, not addressed to the ENI.
     pub in_pass_other: u64,
+}
+
+impl std::ops::Add for TerwayStats {
+    type Output = TerwayStats;
+
+    fn add(self, o: TerwayStats) -> TerwayStats {
+        TerwayStats {
+            out_redirect: self.out_redirect + o.out_redirect,
+            out_redirect_neigh: self.out_redirect_neigh + o.out_redirect_neigh,
+            out_local: self.out_local + o.out_local,
+            out_pass_host_dst: self.out_pass_host_dst + o.out_pass_host_dst,
+            out_pass_route: self.out_pass_route + o.out_pass_route,
+            out_pass_host_flow: self.out_pass_host_flow + o.out_pass_host_flow,
+            out_pass_other: self.out_pass_other + o.out_pass_other,
+            in_redirect: self.in_redirect + o.in_redirect,
+            in_pass_no_pod: self.in_pass_no_pod + o.in_pass_no_pod,
+            in_pass_host_flow: self.in_pass_host_flow + o.in_pass_host_flow,
+            in_pass_other: self.in_pass_other + o.in_pass_other,
+        }
+    }
 }
 
 impl TerwayStats {
@@ -137,6 +182,10 @@ pub struct TerwayFastPath {
     host_cidrs: LpmTrie<MapData, u32, u8>,
     flows: BpfHashMap<MapData, FlowKey, u8>,
     stats: PerCpuArray<MapData, u64>,
+    pods6: BpfHashMap<MapData, [u8; 16], PodValue>,
+    host_cidrs6: LpmTrie<MapData, [u8; 16], u8>,
+    flows6: BpfHashMap<MapData, FlowKey6, u8>,
+    stats6: PerCpuArray<MapData, u64>,
 }
 
 impl std::fmt::Debug for TerwayFastPath {
@@ -205,12 +254,24 @@ impl TerwayFastPath {
             .map_err(|e| BpfError::from_err("use the tw_host_flows map", &e))?;
         let stats = PerCpuArray::try_from(Map::PerCpuArray(open_map(l, STATS)?))
             .map_err(|e| BpfError::from_err("use the tw_stats map", &e))?;
+        let pods6 = BpfHashMap::try_from(Map::HashMap(open_map(l, PODS6)?))
+            .map_err(|e| BpfError::from_err("use the tw_pods6 map", &e))?;
+        let host_cidrs6 = LpmTrie::try_from(Map::LpmTrie(open_map(l, HOST_CIDRS6)?))
+            .map_err(|e| BpfError::from_err("use the tw_host_cidrs6 map", &e))?;
+        let flows6 = BpfHashMap::try_from(Map::LruHashMap(open_map(l, HOST_FLOWS6)?))
+            .map_err(|e| BpfError::from_err("use the tw_host_flows6 map", &e))?;
+        let stats6 = PerCpuArray::try_from(Map::PerCpuArray(open_map(l, STATS6)?))
+            .map_err(|e| BpfError::from_err("use the tw_stats6 map", &e))?;
         Ok(TerwayFastPath {
             set,
             pods,
             host_cidrs,
             flows,
             stats,
+            pods6,
+            host_cidrs6,
+            flows6,
+            stats6,
         })
     }
 
@@ -223,44 +284,81 @@ impl TerwayFastPath {
         self.set.tag(0)
     }
 
-    /// Makes `tw_host_cidrs` hold exactly `cidrs` (Service CIDRs, node addresses): pod
-    /// traffic to them keeps the host path.
-    pub fn set_host_cidrs(&mut self, cidrs: &[(Ipv4Addr, u8)]) -> Result<()> {
-        let want: Vec<(u32, u32)> = cidrs
-            .iter()
-            .map(|(ip, len)| {
-                let len = u32::from((*len).min(32));
-                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-                (len, key(Ipv4Addr::from(u32::from(*ip) & mask)))
-            })
-            .collect();
-        let have: Vec<(u32, u32)> = self
+    /// Makes `tw_host_cidrs` and `tw_host_cidrs6` hold exactly `cidrs` (Service CIDRs,
+    /// node addresses, either family): pod traffic to them keeps the host path.
+    pub fn set_host_cidrs(&mut self, cidrs: &[(IpAddr, u8)]) -> Result<()> {
+        let mut want4: Vec<(u32, u32)> = Vec::new();
+        let mut want6: Vec<(u32, [u8; 16])> = Vec::new();
+        for (ip, len) in cidrs {
+            match ip {
+                IpAddr::V4(ip) => {
+                    let len = u32::from((*len).min(32));
+                    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                    want4.push((len, key(Ipv4Addr::from(u32::from(*ip) & mask))));
+                }
+                IpAddr::V6(ip) => {
+                    let len = u32::from((*len).min(128));
+                    let mask = if len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - len)
+                    };
+                    want6.push((len, (u128::from(*ip) & mask).to_be_bytes()));
+                }
+            }
+        }
+        let have4: Vec<(u32, u32)> = self
             .host_cidrs
             .keys()
             .filter_map(|k| k.ok())
             .map(|k| (k.prefix_len(), k.data()))
             .collect();
-        for (len, addr) in &have {
-            if !want.contains(&(*len, *addr)) {
+        for (len, addr) in &have4 {
+            if !want4.contains(&(*len, *addr)) {
                 let _ = self.host_cidrs.remove(&Key::new(*len, *addr));
             }
         }
-        for (len, addr) in want {
+        for (len, addr) in want4 {
             self.host_cidrs
                 .insert(&Key::new(len, addr), 1, 0)
                 .map_err(|e| {
                     BpfError::from_err(format!("add {}/{len} to tw_host_cidrs", ip_of(addr)), &e)
                 })?;
         }
+        let have6: Vec<(u32, [u8; 16])> = self
+            .host_cidrs6
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| (k.prefix_len(), k.data()))
+            .collect();
+        for (len, addr) in &have6 {
+            if !want6.contains(&(*len, *addr)) {
+                let _ = self.host_cidrs6.remove(&Key::new(*len, *addr));
+            }
+        }
+        for (len, addr) in want6 {
+            self.host_cidrs6
+                .insert(&Key::new(len, addr), 1, 0)
+                .map_err(|e| {
+                    BpfError::from_err(
+                        format!("add {}/{len} to tw_host_cidrs6", Ipv6Addr::from(addr)),
+                        &e,
+                    )
+                })?;
+        }
         Ok(())
     }
 
-    /// The host-path CIDRs, sorted.
-    pub fn host_cidrs(&self) -> Result<Vec<(Ipv4Addr, u8)>> {
+    /// The host-path CIDRs of both families, sorted (IPv4 first).
+    pub fn host_cidrs(&self) -> Result<Vec<(IpAddr, u8)>> {
         let mut out = Vec::new();
         for k in self.host_cidrs.keys() {
             let k = k.map_err(|e| BpfError::from_err("list tw_host_cidrs", &e))?;
-            out.push((ip_of(k.data()), k.prefix_len() as u8));
+            out.push((IpAddr::V4(ip_of(k.data())), k.prefix_len() as u8));
+        }
+        for k in self.host_cidrs6.keys() {
+            let k = k.map_err(|e| BpfError::from_err("list tw_host_cidrs6", &e))?;
+            out.push((IpAddr::V6(Ipv6Addr::from(k.data())), k.prefix_len() as u8));
         }
         out.sort();
         Ok(out)
@@ -312,7 +410,11 @@ impl TerwayFastPath {
             pod_mac: pod.pod_mac,
             veth_mac: pod.veth_mac,
         };
-        self.pods.insert(key(pod.ip), v, 0).map_err(|e| {
+        match pod.ip {
+            IpAddr::V4(ip) => self.pods.insert(key(ip), v, 0),
+            IpAddr::V6(ip) => self.pods6.insert(ip.octets(), v, 0),
+        }
+        .map_err(|e| {
             BpfError::from_err(
                 format!("add pod {} (veth {})", pod.ip, pod.veth_ifindex),
                 &e,
@@ -322,8 +424,12 @@ impl TerwayFastPath {
 
     /// Removes a pod's entry and the host flows recorded for its address (a later pod
     /// with the same address starts clean). Removing what is not there is fine.
-    pub fn remove_pod(&mut self, ip: Ipv4Addr) -> Result<()> {
-        match self.pods.remove(&key(ip)) {
+    pub fn remove_pod(&mut self, ip: IpAddr) -> Result<()> {
+        let removed = match ip {
+            IpAddr::V4(v4) => self.pods.remove(&key(v4)),
+            IpAddr::V6(v6) => self.pods6.remove(&v6.octets()),
+        };
+        match removed {
             Ok(()) => {}
             Err(e) if enoent(&e) => {}
             Err(e) => return Err(BpfError::from_err(format!("remove pod {ip}"), &e)),
@@ -349,7 +455,17 @@ impl TerwayFastPath {
         for item in self.pods.iter() {
             let (k, v) = item.map_err(|e| BpfError::from_err("list tw_pods", &e))?;
             out.push(TerwayPod {
-                ip: ip_of(k),
+                ip: IpAddr::V4(ip_of(k)),
+                veth_ifindex: v.veth_ifindex,
+                eni_ifindex: v.eni_ifindex,
+                pod_mac: v.pod_mac,
+                veth_mac: v.veth_mac,
+            });
+        }
+        for item in self.pods6.iter() {
+            let (k, v) = item.map_err(|e| BpfError::from_err("list tw_pods6", &e))?;
+            out.push(TerwayPod {
+                ip: IpAddr::V6(Ipv6Addr::from(k)),
                 veth_ifindex: v.veth_ifindex,
                 eni_ifindex: v.eni_ifindex,
                 pod_mac: v.pod_mac,
@@ -360,31 +476,64 @@ impl TerwayFastPath {
         Ok(out)
     }
 
-    /// How many flows are kept on the host path (those of `ip`, or all).
-    pub fn host_flows(&self, ip: Option<Ipv4Addr>) -> usize {
-        self.flows
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| ip.is_none_or(|ip| k.pod == key(ip)))
-            .count()
-    }
-
-    fn forget_flows_of(&mut self, ip: Ipv4Addr) -> Result<()> {
-        let mine: Vec<FlowKey> = self
+    /// How many flows are kept on the host path (those of `ip`, or all of both families).
+    pub fn host_flows(&self, ip: Option<IpAddr>) -> usize {
+        let v4 = self
             .flows
             .keys()
             .filter_map(|k| k.ok())
-            .filter(|k| k.pod == key(ip))
-            .collect();
-        for k in mine {
-            match self.flows.remove(&k) {
-                Ok(()) => {}
-                Err(e) if enoent(&e) => {}
-                Err(e) => {
-                    return Err(BpfError::from_err(
-                        format!("forget the host flows of {ip}"),
-                        &e,
-                    ))
+            .filter(|k| match ip {
+                None => true,
+                Some(IpAddr::V4(ip)) => k.pod == key(ip),
+                Some(IpAddr::V6(_)) => false,
+            })
+            .count();
+        let v6 = self
+            .flows6
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| match ip {
+                None => true,
+                Some(IpAddr::V6(ip)) => k.pod == ip.octets(),
+                Some(IpAddr::V4(_)) => false,
+            })
+            .count();
+        v4 + v6
+    }
+
+    fn forget_flows_of(&mut self, ip: IpAddr) -> Result<()> {
+        let err = |e: &(dyn std::error::Error + 'static)| {
+            BpfError::from_err(format!("forget the host flows of {ip}"), e)
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                let mine: Vec<FlowKey> = self
+                    .flows
+                    .keys()
+                    .filter_map(|k| k.ok())
+                    .filter(|k| k.pod == key(v4))
+                    .collect();
+                for k in mine {
+                    match self.flows.remove(&k) {
+                        Ok(()) => {}
+                        Err(e) if enoent(&e) => {}
+                        Err(e) => return Err(err(&e)),
+                    }
+                }
+            }
+            IpAddr::V6(v6) => {
+                let mine: Vec<FlowKey6> = self
+                    .flows6
+                    .keys()
+                    .filter_map(|k| k.ok())
+                    .filter(|k| k.pod == v6.octets())
+                    .collect();
+                for k in mine {
+                    match self.flows6.remove(&k) {
+                        Ok(()) => {}
+                        Err(e) if enoent(&e) => {}
+                        Err(e) => return Err(err(&e)),
+                    }
                 }
             }
         }
@@ -411,26 +560,40 @@ impl TerwayFastPath {
         Ok(r)
     }
 
+    /// Counters of both families added up.
     pub fn stats(&self) -> Result<TerwayStats> {
-        let read = |slot: u32| -> Result<u64> {
-            let v = self
-                .stats
-                .get(&slot, 0)
-                .map_err(|e| BpfError::from_err("read terway fast path counters", &e))?;
-            Ok(v.iter().sum())
-        };
-        Ok(TerwayStats {
-            out_redirect: read(0)?,
-            out_redirect_neigh: read(1)?,
-            out_local: read(2)?,
-            out_pass_host_dst: read(3)?,
-            out_pass_route: read(4)?,
-            out_pass_host_flow: read(5)?,
-            out_pass_other: read(6)?,
-            in_redirect: read(7)?,
-            in_pass_no_pod: read(8)?,
-            in_pass_host_flow: read(9)?,
-            in_pass_other: read(10)?,
-        })
+        Ok(self.stats_v4()? + self.stats_v6()?)
     }
+
+    /// IPv4 (and frames of neither family).
+    pub fn stats_v4(&self) -> Result<TerwayStats> {
+        read_stats(&self.stats)
+    }
+
+    /// IPv6.
+    pub fn stats_v6(&self) -> Result<TerwayStats> {
+        read_stats(&self.stats6)
+    }
+}
+
+fn read_stats(map: &PerCpuArray<MapData, u64>) -> Result<TerwayStats> {
+    let read = |slot: u32| -> Result<u64> {
+        let v = map
+            .get(&slot, 0)
+            .map_err(|e| BpfError::from_err("read terway fast path counters", &e))?;
+        Ok(v.iter().sum())
+    };
+    Ok(TerwayStats {
+        out_redirect: read(0)?,
+        out_redirect_neigh: read(1)?,
+        out_local: read(2)?,
+        out_pass_host_dst: read(3)?,
+        out_pass_route: read(4)?,
+        out_pass_host_flow: read(5)?,
+        out_pass_other: read(6)?,
+        in_redirect: read(7)?,
+        in_pass_no_pod: read(8)?,
+        in_pass_host_flow: read(9)?,
+        in_pass_other: read(10)?,
+    })
 }

@@ -2,8 +2,8 @@
 //! `bpf/terway.c`, docs/ebpf.md). The routing datapath is always complete underneath: the
 //! programs only short-cut what it would do, so a pod without them is slower, not broken.
 //!
-//! - plugin ADD: the pod programs on the host veth, then the pod's entry (pod IPv4 ->
-//!   host veth, ENI link, pod MAC, host veth MAC); in that order, because the ENI program
+//! - plugin ADD: the pod programs on the host veth, then the pod's entries (pod IPv4 and
+//!   IPv6 -> host veth, ENI link, pod MAC, host veth MAC); in that order, because the ENI program
 //!   relies on the veth's egress program to learn which flows must stay on the host path.
 //! - plugin DEL: the entry first (no more redirects into the pod), then the programs.
 //! - agent: the ENI program on every ENI link it prepares ([`attach_eni`]).
@@ -19,11 +19,13 @@ fn bpf(e: unicni_bpf::BpfError) -> Error {
     Error::Kernel(format!("eBPF fast path: {e}"))
 }
 
-/// Attaches the pod programs to the pod's host veth and adds the pod's entry.
+/// Attaches the pod programs to the pod's host veth and adds the pod's entries (one per
+/// address family).
 pub(super) fn attach_pod(pin: &str, v: &Veth, net: &PodNetwork) -> Result<()> {
-    let Some(ip) = net.ipv4 else {
+    let ips = super::shared::pod_ips(net);
+    if ips.is_empty() {
         return Ok(());
-    };
+    }
     let eni = eni_ifindex(net.eni.table).ok_or_else(|| {
         Error::Kernel(format!(
             "eBPF fast path: ENI {} has table {}, not one of an ENI link",
@@ -32,14 +34,17 @@ pub(super) fn attach_pod(pin: &str, v: &Veth, net: &PodNetwork) -> Result<()> {
     })?;
     let mut fp = TerwayFastPath::open(Path::new(pin)).map_err(bpf)?;
     fp.attach_pod(v.host_index).map_err(bpf)?;
-    fp.upsert_pod(&TerwayPod {
-        ip,
-        veth_ifindex: v.host_index,
-        eni_ifindex: eni,
-        pod_mac: v.pod_mac,
-        veth_mac: v.host_mac,
-    })
-    .map_err(bpf)
+    for ip in ips {
+        fp.upsert_pod(&TerwayPod {
+            ip,
+            veth_ifindex: v.host_index,
+            eni_ifindex: eni,
+            pod_mac: v.pod_mac,
+            veth_mac: v.host_mac,
+        })
+        .map_err(bpf)?;
+    }
+    Ok(())
 }
 
 /// Removes the pod's entries (by address, and whatever points at its veth) and the
@@ -51,9 +56,7 @@ pub(super) fn forget_pod(pin: &str, veth_index: Option<u32>, ips: &[IpAddr]) -> 
         Err(e) => return Err(bpf(e)),
     };
     for ip in ips {
-        if let IpAddr::V4(v4) = ip {
-            fp.remove_pod(*v4).map_err(bpf)?;
-        }
+        fp.remove_pod(*ip).map_err(bpf)?;
     }
     if let Some(index) = veth_index {
         fp.remove_pods_on(index).map_err(bpf)?;
@@ -62,11 +65,12 @@ pub(super) fn forget_pod(pin: &str, veth_index: Option<u32>, ips: &[IpAddr]) -> 
     Ok(())
 }
 
-/// What CHECK expects of the fast path for a pod: its entry, pointing at its veth.
+/// What CHECK expects of the fast path for a pod: its entries, pointing at its veth.
 pub(super) fn check_pod(pin: &str, veth_index: u32, net: &PodNetwork, gaps: &mut Vec<String>) {
-    let Some(ip) = net.ipv4 else {
+    let ips = super::shared::pod_ips(net);
+    if ips.is_empty() {
         return;
-    };
+    }
     let fp = match TerwayFastPath::open(Path::new(pin)) {
         Ok(fp) => fp,
         Err(e) => {
@@ -75,11 +79,16 @@ pub(super) fn check_pod(pin: &str, veth_index: u32, net: &PodNetwork, gaps: &mut
         }
     };
     match fp.pods() {
-        Ok(pods)
-            if pods
-                .iter()
-                .any(|p| p.ip == ip && p.veth_ifindex == veth_index) => {}
-        Ok(_) => gaps.push(format!("eBPF fast path entry of {ip}")),
+        Ok(pods) => {
+            for ip in ips {
+                if !pods
+                    .iter()
+                    .any(|p| p.ip == ip && p.veth_ifindex == veth_index)
+                {
+                    gaps.push(format!("eBPF fast path entry of {ip}"));
+                }
+            }
+        }
         Err(e) => gaps.push(format!("eBPF fast path entries ({e})")),
     }
     let attached = fp
