@@ -359,6 +359,7 @@ impl TerwayAgent {
             node_ips,
             service_cidrs,
             fast_path: None,
+            policy: c.policy.enabled.then(|| c.bpf.pin_dir.clone()),
             attach: PollPolicy {
                 interval: Duration::from_millis(100),
                 timeout: Duration::from_secs(60),

@@ -47,6 +47,9 @@ pub struct PoolParams {
     pub service_cidrs: Vec<IpNet>,
     /// The eBPF fast path's pin directory when the agent loaded it (shared mode).
     pub fast_path: Option<String>,
+    /// The agent's pin directory when it enforces NetworkPolicy (exclusive mode: the
+    /// plugin attaches the policy programs to the ENI inside the pod).
+    pub policy: Option<String>,
     /// How long to wait for an ENI to attach, and for its link and addresses to show.
     pub attach: PollPolicy,
     pub visible_timeout: Duration,
@@ -292,6 +295,11 @@ impl Pool {
                 None
             } else {
                 self.p.fast_path.clone()
+            },
+            policy: if self.p.exclusive {
+                self.p.policy.clone()
+            } else {
+                None
             },
         }
     }

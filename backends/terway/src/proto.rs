@@ -98,6 +98,12 @@ pub struct PodNetwork {
     /// and adds the pod's entry. Absent: the routing datapath alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fast_path: Option<String>,
+    /// The agent's pin directory when it enforces NetworkPolicy (`policy.enabled`) and the
+    /// pod is an exclusive-ENI one: the plugin attaches the policy programs (pinned under
+    /// `<pin>/policy`) to the ENI inside the pod before bringing it up. Absent: no policy
+    /// on the ENI (shared pods are enforced by the agent on the node's links).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// The ENI that owns the pod's addresses.
@@ -183,12 +189,15 @@ mod tests {
             service_cidrs: vec![],
             mtu: 1500,
             fast_path: None,
+            policy: None,
         };
         let s = serde_json::to_string(&net).unwrap();
         assert!(!s.contains("fast_path"), "{s}");
+        assert!(!s.contains("policy"), "{s}");
         assert_eq!(serde_json::from_str::<PodNetwork>(&s).unwrap(), net);
         let with = PodNetwork {
             fast_path: Some("/sys/fs/bpf/unicni".into()),
+            policy: Some("/sys/fs/bpf/unicni".into()),
             ..net
         };
         let s = serde_json::to_string(&with).unwrap();

@@ -256,6 +256,7 @@ fn pod_network(mode: PodMode, ipv4: &str, ipv6: Option<&str>, eni: EniInfo) -> P
         service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
         mtu: 1500,
         fast_path: None,
+        policy: None,
     }
 }
 

@@ -311,6 +311,7 @@ fn pod_network(ipv4: &str, eni: EniInfo, fast_path: Option<&PathBuf>) -> PodNetw
         service_cidrs: vec![SERVICE_CIDR.parse().unwrap()],
         mtu: 1500,
         fast_path: fast_path.map(|p| p.display().to_string()),
+        policy: None,
     }
 }
 

@@ -115,6 +115,7 @@ fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
         node_ips: vec![],
         service_cidrs: vec![],
         fast_path: None,
+        policy: None,
         attach: PollPolicy {
             interval: Duration::from_millis(20),
             timeout: Duration::from_secs(10),

@@ -367,8 +367,9 @@ fn validate_bpf(c: &Config, e: &mut Errors) {
     }
 }
 
-/// NetworkPolicy is enforced at the pods' host veths: the manifest directory must be an
-/// absolute path, and terway modes where pod traffic bypasses the host veth are refused.
+/// NetworkPolicy works with every backend, mode and datapath (the programs run ahead of
+/// the eBPF fast paths, and on an exclusive-ENI pod's ENI inside the pod); the manifest
+/// directory must be an absolute path.
 fn validate_policy(c: &Config, e: &mut Errors) {
     if let Some(dir) = &c.policy.manifests_dir {
         if !dir.starts_with('/') {
@@ -378,24 +379,6 @@ fn validate_policy(c: &Config, e: &mut Errors) {
                 "an absolute directory of NetworkPolicy/Pod/Namespace manifests",
             );
         }
-    }
-    if !c.policy.enabled || c.backend.kind != BackendKind::Terway {
-        return;
-    }
-    if c.terway.mode == TerwayMode::ExclusiveEni {
-        e.push(
-            "policy.enabled",
-            true,
-            "false with terway.mode = \"exclusive-eni\" (the pod's own ENI carries its \
-             traffic past the host veth where policy is enforced); use shared-eni",
-        );
-    } else if c.terway.datapath == TerwayDatapath::Ebpf {
-        e.push(
-            "policy.enabled",
-            true,
-            "false with terway.datapath = \"ebpf\" in this version (traffic from the ENI is \
-             redirected into the pod past its host veth); use datapath = \"routing\"",
-        );
     }
 }
 
@@ -536,9 +519,10 @@ mod tests {
         assert_eq!(e, [("policy.manifests_dir".into(), "policies".into())]);
         let terway = "[backend]\nkind = \"terway\"\n[terway]\nvswitches = [\"vsw-a\"]\n";
         assert!(errs(&format!("{terway}[policy]\nenabled = true\n")).is_empty());
-        for bad in ["mode = \"exclusive-eni\"", "datapath = \"ebpf\""] {
-            let e = errs(&format!("{terway}{bad}\n[policy]\nenabled = true\n"));
-            assert_eq!(e, [("policy.enabled".into(), "true".into())], "{bad}");
+        // Enforced ahead of the eBPF fast path, and on the ENI inside an exclusive pod.
+        for with in ["mode = \"exclusive-eni\"", "datapath = \"ebpf\""] {
+            let e = errs(&format!("{terway}{with}\n[policy]\nenabled = true\n"));
+            assert!(e.is_empty(), "{with}: {e:?}");
         }
         assert!(errs(&format!(
             "{terway}datapath = \"ebpf\"\n[policy]\nenabled = false\n"

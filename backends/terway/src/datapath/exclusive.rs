@@ -4,6 +4,16 @@
 //! The ENI is marked with an alias before it moves (see [`names::eni_alias`]), so a DEL
 //! without the agent, or after an ADD that failed half-way, still finds it and gives it
 //! back to the node under its old name.
+//!
+//! NetworkPolicy (`PodNetwork::policy`): the pod's VPC traffic never touches the node's
+//! namespace, so the policy programs go on the ENI inside the pod (tc ingress: what is
+//! delivered to the pod, tc egress: what it sends), attached while the ENI is still down
+//! after the move, so the pod never has a moment without them. Their tcx links are pinned
+//! under the agent's `<pin>/policy/links/pod_<host veth>_*`; DEL removes them before the
+//! ENI goes back to the node, and the agent's policy engine removes those of pods whose
+//! host veth is gone (a pod deleted without DEL). When the programs are not pinned (the
+//! agent's policy engine has not loaded them), ADD fails with "try again later" rather
+//! than run the pod unenforced.
 
 use super::names::{self, GATEWAY_V4, GATEWAY_V6};
 use super::veth::{self, Veth};
@@ -11,6 +21,8 @@ use super::{default_route, host_prefix, kernel, missing};
 use crate::proto::PodNetwork;
 use ipnet::IpNet;
 use std::net::IpAddr;
+use std::path::Path;
+use unicni_bpf::{BpfError, PolicyDatapath};
 use unicni_core::{
     Attachment, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
 };
@@ -100,6 +112,15 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
     let pod = Netlink::in_netns(ns).map_err(kernel)?;
     let ifname = &att.id.ifname;
     let eni_index = move_in(&host, &pod, ns, net, ifname).await?;
+    // The veth first: the policy's pins are named after it, and the agent removes pins
+    // whose veth does not exist.
+    let host_name = names::host_veth(&att.id);
+    let pod_veth = names::pod_veth(ifname);
+    let v = veth::create(&host, &pod, ns, &host_name, &pod_veth, net.mtu).await?;
+    // Moving a link brings it down: policy on it before it comes up.
+    if let Some(pin) = &net.policy {
+        attach_policy(Path::new(pin), ns, &host_name, ifname)?;
+    }
     pod.set_up(eni_index).await.map_err(kernel)?;
     let addrs = eni_addresses(net);
     for (addr, _) in &addrs {
@@ -123,9 +144,6 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
         }
     }
 
-    let host_name = names::host_veth(&att.id);
-    let pod_veth = names::pod_veth(ifname);
-    let v = veth::create(&host, &pod, ns, &host_name, &pod_veth, net.mtu).await?;
     let via_host: Vec<IpNet> = net
         .node_ips
         .iter()
@@ -145,6 +163,70 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
     let pod_ips: Vec<IpAddr> = addrs.iter().map(|(a, _)| a.addr()).collect();
     veth::host_routes(&host, &v, &pod_ips).await?;
     Ok(result(att, net, ns, &v, &addrs, &via_host))
+}
+
+fn policy_error(pin: &Path, e: BpfError) -> Error {
+    match e {
+        BpfError::NotLoaded { .. } => Error::TryAgain(format!(
+            "NetworkPolicy is enforced on this node but its eBPF programs are not loaded \
+             under {} yet (the agent's policy engine starts them); not starting the pod \
+             unenforced: {e}",
+            pin.display()
+        )),
+        e => Error::Kernel(format!("NetworkPolicy on the pod's ENI: {e}")),
+    }
+}
+
+/// The policy programs on the ENI (`ifname` in the pod), attached from a thread inside
+/// the pod's namespace (tcx and netlink resolve the interface there).
+fn attach_policy(pin: &Path, ns: &NetNs, key: &str, ifname: &str) -> Result<()> {
+    let attached = ns
+        .run(|| {
+            let mut dp = PolicyDatapath::open(pin)?;
+            dp.attach_pod_interface(key, ifname)
+        })
+        .map_err(kernel)?;
+    match attached {
+        Ok(how) => {
+            tracing::debug!(interface = ifname, ?how, "NetworkPolicy on the pod's ENI");
+            Ok(())
+        }
+        Err(e) => Err(policy_error(pin, e)),
+    }
+}
+
+/// Removes the policy programs from the pod's ENI (DEL, before it goes back to the node).
+/// Without the pod's namespace only the pins go (the interface left with it).
+pub(super) fn detach_policy(pin: &Path, att: &Attachment, ns: Option<&NetNs>) -> Result<()> {
+    let key = names::host_veth(&att.id);
+    let ifname = att.id.ifname.as_str();
+    let done = match ns {
+        Some(ns) => ns
+            .run(|| unicni_bpf::policy::detach_pod_interface(pin, &key, Some(ifname)))
+            .map_err(kernel)?,
+        None => unicni_bpf::policy::detach_pod_interface(pin, &key, None),
+    };
+    done.map_err(|e| Error::Kernel(format!("remove NetworkPolicy from the pod's ENI: {e}")))
+}
+
+/// What CHECK expects of the policy: the programs first on the ENI's tcx hooks (clsact
+/// filters are not looked at).
+fn check_policy(pin: &Path, att: &Attachment, ns: &NetNs, gaps: &mut Vec<String>) {
+    let key = names::host_veth(&att.id);
+    let ifname = att.id.ifname.as_str();
+    let pinned = match PolicyDatapath::open(pin) {
+        Ok(dp) => dp.pod_interfaces().contains(&key),
+        Err(e) => {
+            gaps.push(format!("NetworkPolicy programs at {} ({e})", pin.display()));
+            return;
+        }
+    };
+    let first = ns.run(|| PolicyDatapath::pod_interface_tcx_first(ifname));
+    match first {
+        Ok(Ok(true)) if pinned => {}
+        Ok(Err(_)) => {} // no tcx on this kernel: clsact filters
+        _ => gaps.push(format!("NetworkPolicy programs first on {ifname}")),
+    }
 }
 
 fn result(
@@ -259,6 +341,9 @@ pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
                 ));
             }
         }
+    }
+    if let Some(pin) = &net.policy {
+        check_policy(Path::new(pin), att, ns, &mut gaps);
     }
     missing(&att.id, gaps)
 }

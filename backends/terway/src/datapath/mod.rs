@@ -13,6 +13,7 @@
 //!   that routing ([`fastpath`], docs/ebpf.md).
 //! - exclusive ENI: the ENI's link moves into the pod as `ifname`; a veth
 //!   (`v<ifname>` in the pod) carries traffic to the node's addresses and services.
+//!   With NetworkPolicy the policy programs go on the ENI inside the pod ([`exclusive`]).
 
 mod eni_link;
 mod exclusive;
@@ -94,6 +95,13 @@ pub async fn teardown(att: &Attachment, net: Option<&PodNetwork>) -> Result<()> 
     });
     // A shared pod has no ENI to give back; without the agent's answer, look.
     let may_hold_eni = net.is_none_or(|n| n.mode == PodMode::Exclusive);
+    // NetworkPolicy's programs leave the ENI before the ENI leaves the pod.
+    let policy = match net.and_then(|n| n.policy.as_deref()) {
+        Some(pin) if may_hold_eni => {
+            exclusive::detach_policy(std::path::Path::new(pin), att, ns.as_ref())
+        }
+        _ => Ok(()),
+    };
     let returned = match &ns {
         Some(ns) if may_hold_eni => {
             let mac = net
@@ -124,6 +132,7 @@ pub async fn teardown(att: &Attachment, net: Option<&PodNetwork>) -> Result<()> 
     };
     let host_side = veth::remove_host(&host, &names::host_veth(&att.id), &known).await;
     returned?;
+    policy?;
     fast?;
     host_side.map(|_| ())
 }

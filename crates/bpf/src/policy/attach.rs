@@ -209,10 +209,11 @@ impl PolicyDatapath {
         Ok(out)
     }
 
-    /// Forgets attachments of interfaces that no longer exist and records tcx pins that
-    /// lost their record. Returns (kept, removed).
+    /// Forgets attachments of interfaces that no longer exist, records tcx pins that
+    /// lost their record, and removes the pins of pod interfaces whose pod's host veth is
+    /// gone. Returns (kept, removed).
     pub fn reconcile(&mut self) -> Result<(usize, usize)> {
-        let (mut kept, mut removed) = (0, 0);
+        let (mut kept, mut removed) = (0, self.prune_pod_interfaces()?);
         for (ifindex, _) in self.attachments()? {
             if iface::exists(ifindex) {
                 kept += 1;
@@ -245,6 +246,7 @@ impl PolicyDatapath {
     /// After an upgrade: every existing attachment switched to the newly pinned programs
     /// in place (tcx link update, filter replace).
     pub(crate) fn switch_attachments(&mut self) -> Result<()> {
+        self.switch_pod_interfaces()?;
         for (ifindex, kind) in self.attachments()? {
             let Some(name) = iface::name_of(ifindex) else {
                 continue;
@@ -283,6 +285,297 @@ impl PolicyDatapath {
         }
         Ok(())
     }
+}
+
+/// Prefix of the tcx link pins of interfaces inside pods' namespaces:
+/// `pod_<key>_{ingress,egress}`.
+const POD_PIN_PREFIX: &str = "pod_";
+
+/// The programs on an interface inside a pod's namespace, each with its hook: there tc
+/// ingress is what is delivered to the pod and tc egress what the pod sends (the reverse
+/// of a host veth). `enforce` does not care, the names only say which way the packet goes.
+const POD_HOOKS: [(usize, TcAttachType); 2] =
+    [(1, TcAttachType::Ingress), (0, TcAttachType::Egress)];
+
+fn pod_pin(layout: &Layout, key: &str, hook: TcAttachType) -> std::path::PathBuf {
+    let dir = match hook {
+        TcAttachType::Egress => "egress",
+        _ => "ingress",
+    };
+    layout.links().join(format!("{POD_PIN_PREFIX}{key}_{dir}"))
+}
+
+/// The key and hook of a pod-interface pin, from its file name.
+fn pod_pin_key(file_name: &str) -> Option<(&str, TcAttachType)> {
+    let rest = file_name.strip_prefix(POD_PIN_PREFIX)?;
+    if let Some(key) = rest.strip_suffix("_ingress") {
+        Some((key, TcAttachType::Ingress))
+    } else {
+        rest.strip_suffix("_egress")
+            .map(|key| (key, TcAttachType::Egress))
+    }
+}
+
+/// A key must name one pin file, nothing else.
+fn valid_key(key: &str) -> Result<()> {
+    if key.is_empty()
+        || key.len() > 64
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(BpfError::Kernel {
+            op: "name a pod interface's policy attachment".into(),
+            detail: format!("{key:?} is not a valid key (letters, digits, '-', '.')"),
+        });
+    }
+    Ok(())
+}
+
+/// The index of interface `name` in the calling thread's network namespace.
+fn index_of(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string that outlives the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+impl PolicyDatapath {
+    /// Attaches both programs to `ifname` in the calling thread's network namespace: an
+    /// interface inside a pod's namespace that carries the pod's traffic past every host
+    /// link (an exclusive-ENI pod's ENI). tc ingress gets `uc_pol_to_pod`, tc egress
+    /// `uc_pol_from_pod`, first in the chain (tcx) or at the policy's clsact priority.
+    /// tcx links are pinned as `<pin>/policy/links/pod_<key>_{ingress,egress}`; nothing
+    /// goes into `policy_links` (an index of another namespace means nothing here). `key`
+    /// names the pod's attachment on the node (the exclusive-ENI datapath uses the pod's
+    /// host veth name, so [`PolicyDatapath::reconcile`] removes the pins of pods whose
+    /// veth is gone). Idempotent. Call it on a thread inside the pod's namespace: tcx and
+    /// netlink resolve the interface in the caller's namespace.
+    pub fn attach_pod_interface(&mut self, key: &str, ifname: &str) -> Result<Attachment> {
+        valid_key(key)?;
+        index_of(ifname).ok_or_else(|| BpfError::Kernel {
+            op: format!("attach the policy programs to {ifname}"),
+            detail: "no such interface in this network namespace".into(),
+        })?;
+        let tcx = match self.mode {
+            AttachMode::Netlink => None,
+            _ => Some(self.attach_pod_tcx(key, ifname)),
+        };
+        match tcx {
+            Some(Ok(())) => return Ok(Attachment::Tcx),
+            Some(Err(e @ BpfError::PermissionDenied { .. })) => return Err(e),
+            Some(Err(e)) if self.mode == AttachMode::Tcx => return Err(e),
+            Some(Err(e)) => {
+                tracing::info!(interface = %ifname, error = %e, "tcx unavailable, using clsact for the policy");
+            }
+            None => {}
+        }
+        for (_, hook) in POD_HOOKS {
+            let pin = pod_pin(&self.layout, key, hook);
+            if pin.exists() {
+                let _ = crate::attach::unpin_tcx_link(&pin);
+            }
+        }
+        self.attach_pod_netlink(ifname)?;
+        Ok(Attachment::Netlink)
+    }
+
+    fn attach_pod_tcx(&mut self, key: &str, ifname: &str) -> Result<()> {
+        for (i, hook) in POD_HOOKS {
+            let prog_name = HOOKS[i].0;
+            let pin = pod_pin(&self.layout, key, hook);
+            if pin.exists() {
+                if let Ok(pinned) = PinnedLink::from_pin(&pin) {
+                    // Ours when the link is on this very interface (a repeated ADD).
+                    let (_, progs) = SchedClassifier::query_tcx(ifname, hook).map_err(|e| {
+                        BpfError::from_err(format!("query the tcx programs of {ifname}"), &e)
+                    })?;
+                    drop(pinned);
+                    if progs.iter().any(|p| p.name_as_str() == Some(prog_name)) {
+                        continue;
+                    }
+                }
+                let _ = crate::attach::unpin_tcx_link(&pin);
+            }
+            let prog = &mut self.progs[i];
+            let id = prog
+                .attach_with_options(ifname, hook, TcAttachOptions::TcxOrder(LinkOrder::first()))
+                .map_err(|e| {
+                    BpfError::from_err(format!("attach {prog_name} to {ifname} with tcx"), &e)
+                })?;
+            let link = prog
+                .take_link(id)
+                .map_err(|e| BpfError::from_err("take the tcx link", &e))?;
+            let fd = FdLink::try_from(link)
+                .map_err(|e| BpfError::from_err("use the tcx link as a bpf link", &e))?;
+            match fd.pin(&pin) {
+                Ok(_pinned) => {}
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) => {
+                    return Err(BpfError::from_err(
+                        format!("pin the tcx link of {ifname} at {}", pin.display()),
+                        &e,
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_pod_netlink(&mut self, ifname: &str) -> Result<()> {
+        match tc::qdisc_add_clsact(ifname) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(BpfError::from_err(
+                    format!("add the clsact qdisc to {ifname}"),
+                    &e,
+                ))
+            }
+        }
+        for (i, hook) in POD_HOOKS {
+            let prog_name = HOOKS[i].0;
+            let prog = &mut self.progs[i];
+            let opts = NlOptions {
+                priority: NL_PRIORITY,
+                handle: NL_HANDLE,
+            };
+            let id = match prog.attach_with_options(ifname, hook, TcAttachOptions::Netlink(opts)) {
+                Ok(id) => id,
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                    let existing =
+                        SchedClassifierLink::attached(ifname, hook, NL_PRIORITY, NL_HANDLE)
+                            .map_err(|e| {
+                                BpfError::from_err(
+                                    format!("find the policy filter on {ifname}"),
+                                    &e,
+                                )
+                            })?;
+                    prog.attach_to_link(existing).map_err(|e| {
+                        BpfError::from_err(format!("replace the policy filter on {ifname}"), &e)
+                    })?
+                }
+                Err(e) => {
+                    return Err(BpfError::from_err(
+                        format!("attach {prog_name} to {ifname} with a clsact filter"),
+                        &e,
+                    ))
+                }
+            };
+            let link = prog
+                .take_link(id)
+                .map_err(|e| BpfError::from_err("take the netlink link", &e))?;
+            // The filter must outlive this process (it goes with the interface's qdisc).
+            std::mem::forget(link);
+        }
+        Ok(())
+    }
+
+    /// Keys of the pod interfaces carrying the programs by tcx (their pins).
+    pub fn pod_interfaces(&self) -> Vec<String> {
+        pod_interface_keys(self.layout.root())
+    }
+
+    /// Whether both programs are first in the tcx chains of `ifname` (calling thread's
+    /// namespace), each on its pod-side hook.
+    pub fn pod_interface_tcx_first(ifname: &str) -> Result<bool> {
+        for (i, hook) in POD_HOOKS {
+            let (_, progs) = SchedClassifier::query_tcx(ifname, hook).map_err(|e| {
+                BpfError::from_err(format!("query the tcx programs of {ifname}"), &e)
+            })?;
+            if progs.first().and_then(|p| p.name_as_str()) != Some(HOOKS[i].0) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Removes the pins (tcx links) of pod interfaces whose key is not an interface of the
+    /// calling thread's namespace (the node's): their pod is gone. Returns how many.
+    fn prune_pod_interfaces(&self) -> Result<usize> {
+        let mut removed = 0;
+        let Ok(entries) = std::fs::read_dir(self.layout.links()) else {
+            return Ok(0);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((key, _)) = pod_pin_key(&name) else {
+                continue;
+            };
+            if index_of(key).is_none() {
+                crate::attach::unpin_tcx_link(&entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// After an upgrade: the pod interfaces' tcx links to the new programs, in place.
+    /// (clsact filters inside pods cannot be reached from here; they keep the old build
+    /// until their pod is re-created.)
+    fn switch_pod_interfaces(&mut self) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(self.layout.links()) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((_, hook)) = pod_pin_key(&name) else {
+                continue;
+            };
+            let i = if hook == TcAttachType::Ingress { 1 } else { 0 };
+            let Ok(pinned) = PinnedLink::from_pin(entry.path()) else {
+                continue;
+            };
+            let link = SchedClassifierLink::try_from(FdLink::from(pinned))
+                .map_err(|e| BpfError::from_err(format!("use the pinned link {name}"), &e))?;
+            let prog = &mut self.progs[i];
+            let id = prog
+                .attach_to_link(link)
+                .map_err(|e| BpfError::from_err(format!("switch {name} to the new program"), &e))?;
+            drop(
+                prog.take_link(id)
+                    .map_err(|e| BpfError::from_err("take the switched link", &e))?,
+            );
+        }
+        Ok(())
+    }
+}
+
+fn pod_interface_keys(root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(Layout::new(root).links())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            pod_pin_key(&name).map(|(k, _)| k.to_string())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Removes the programs from a pod interface attached with
+/// [`PolicyDatapath::attach_pod_interface`]: its tcx link pins (detached before this
+/// returns), and, when `ifname` is given, the clsact filters on that interface in the
+/// calling thread's namespace. Nothing there (or no policy pinned at all) is not an error.
+pub fn detach_pod_interface(pin_dir: &Path, key: &str, ifname: Option<&str>) -> Result<()> {
+    valid_key(key)?;
+    let layout = Layout::new(&super::policy_dir(pin_dir));
+    for (i, hook) in POD_HOOKS {
+        let pin = pod_pin(&layout, key, hook);
+        if pin.exists() {
+            crate::attach::unpin_tcx_link(&pin)?;
+        }
+        let Some(ifname) = ifname else { continue };
+        if index_of(ifname).is_none() {
+            continue;
+        }
+        // An error here means no filter of ours, or no clsact qdisc at all.
+        let _ = tc::qdisc_detach_program(ifname, hook, HOOKS[i].0);
+    }
+    Ok(())
 }
 
 /// Removes the policy under `pin_dir` (the agent's pin directory): its clsact filters,

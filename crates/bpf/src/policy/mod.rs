@@ -10,6 +10,7 @@
 //!                   policy_ports, policy_services, policy_ct, policy_stats, policy_links
 //! <pin>/policy/progs/uc_pol_from_pod, uc_pol_to_pod
 //! <pin>/policy/links/tcx_{ingress,egress}_<ifindex>
+//!                    pod_<key>_{ingress,egress}      an interface inside a pod (exclusive ENI)
 //! ```
 //!
 //! The programs go in front of anything else on the hook (tcx: first in the chain; clsact:
@@ -30,7 +31,7 @@ use maps::{CtKey, CtValue, Lpm4, Lpm6, Port, Rule};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-pub use attach::remove_all;
+pub use attach::{detach_pod_interface, remove_all};
 
 /// The program at tc ingress of a pod's host veth (what the pod sends).
 pub const PROGRAM_FROM_POD: &str = "uc_pol_from_pod";
