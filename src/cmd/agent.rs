@@ -114,8 +114,10 @@ async fn serve(config: Config, mode: Mode) -> Result<()> {
         })?;
     let metrics = std::sync::Mutex::new(Metrics::new());
     let shown = status.clone();
+    let policy_metrics = super::agent_policy::Metrics::default();
+    let policy_shown = policy_metrics.clone();
     tokio::spawn(super::agent_http::serve(listener, move |path| {
-        respond(path, &shown, &metrics)
+        respond(path, &shown, &metrics, &policy_shown)
     }));
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -129,6 +131,9 @@ async fn serve(config: Config, mode: Mode) -> Result<()> {
     });
     // NetworkPolicy (policy.enabled): lives as long as the agent.
     let _policy = super::agent_policy::start(&config).await?;
+    if let Some(engine) = &_policy {
+        policy_metrics.follow(engine, &config);
+    }
     let agent = Agent::start(params.clone(), leases, status, vpc)
         .await
         .map_err(|e| anyhow::anyhow!("node {}: {e}", params.node))?;
@@ -462,7 +467,12 @@ impl Metrics {
     }
 }
 
-fn respond(path: &str, s: &Status, metrics: &std::sync::Mutex<Metrics>) -> Answer {
+fn respond(
+    path: &str,
+    s: &Status,
+    metrics: &std::sync::Mutex<Metrics>,
+    policy: &super::agent_policy::Metrics,
+) -> Answer {
     match path {
         "/healthz" => (200, "ok\n".to_string()),
         "/readyz" => {
@@ -480,7 +490,10 @@ fn respond(path: &str, s: &Status, metrics: &std::sync::Mutex<Metrics>) -> Answe
                 }
             }
         }
-        "/metrics" => (200, metrics.lock().unwrap().render(s)),
+        "/metrics" => (
+            200,
+            super::agent_http::with_families(metrics.lock().unwrap().render(s), &policy.render()),
+        ),
         _ => super::agent_http::not_found(),
     }
 }

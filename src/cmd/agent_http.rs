@@ -47,3 +47,27 @@ pub fn not_found() -> Answer {
         "not found; try /healthz, /readyz or /metrics\n".to_string(),
     )
 }
+
+/// `body` (an OpenMetrics text ending in `# EOF`) with `more` metric families inserted
+/// before its end: the policy engine's families join either backend's.
+pub fn with_families(mut body: String, more: &str) -> String {
+    if more.is_empty() {
+        return body;
+    }
+    let end = body.rfind("# EOF\n").unwrap_or(body.len());
+    body.insert_str(end, more);
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn families_go_before_eof() {
+        let body = "# TYPE a gauge\na 1\n# EOF\n".to_string();
+        assert_eq!(
+            super::with_families(body.clone(), "b 2\n"),
+            "# TYPE a gauge\na 1\nb 2\n# EOF\n"
+        );
+        assert_eq!(super::with_families(body.clone(), ""), body);
+    }
+}

@@ -47,6 +47,10 @@ pub async fn serve(config: Config) -> Result<()> {
         })?;
     // NetworkPolicy (policy.enabled): lives as long as the agent.
     let _policy = super::agent_policy::start(&config).await?;
+    let policy_metrics = super::agent_policy::Metrics::default();
+    if let Some(engine) = &_policy {
+        policy_metrics.follow(engine, &config);
+    }
     let agent = TerwayAgent::start(&config, cloud, metadata, pods)
         .await
         .context("start the terway agent")?;
@@ -58,7 +62,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let report = agent.report.clone();
     tokio::spawn(super::agent_http::serve(listener, move |path| {
         let r = report.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        respond(path, &r)
+        respond(path, &r, &policy_metrics)
     }));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM handler")?;
@@ -163,7 +167,7 @@ fn metrics(r: &AgentReport) -> String {
     out
 }
 
-fn respond(path: &str, r: &AgentReport) -> Answer {
+fn respond(path: &str, r: &AgentReport, policy: &super::agent_policy::Metrics) -> Answer {
     match path {
         "/healthz" => (200, "ok\n".to_string()),
         "/readyz" if r.ready => (
@@ -174,7 +178,10 @@ fn respond(path: &str, r: &AgentReport) -> Answer {
             ),
         ),
         "/readyz" => (503, format!("not ready: {}\n", r.reason)),
-        "/metrics" => (200, metrics(r)),
+        "/metrics" => (
+            200,
+            super::agent_http::with_families(metrics(r), &policy.render()),
+        ),
         _ => super::agent_http::not_found(),
     }
 }

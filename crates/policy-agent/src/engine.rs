@@ -69,7 +69,12 @@ pub struct Status {
     pub syncs: AtomicU64,
     pub sync_errors: AtomicU64,
     pub policies: AtomicU64,
+    /// Local pod addresses in the maps (every pod of this node, selected or not).
     pub local_pods: AtomicU64,
+    /// Local pod addresses a policy isolates for ingress.
+    pub isolated_ingress: AtomicU64,
+    /// Local pod addresses a policy isolates for egress.
+    pub isolated_egress: AtomicU64,
     pub rules: AtomicU64,
     pub port_sets: AtomicU64,
     pub attached_veths: AtomicU64,
@@ -81,6 +86,8 @@ pub struct Status {
     pub last_sync_us: AtomicU64,
     /// Map operations of the last update.
     pub last_changes: AtomicU64,
+    /// When the last snapshot was applied without error, seconds since the Unix epoch.
+    pub last_sync_unix: AtomicU64,
     pub last_error: Mutex<String>,
 }
 
@@ -266,6 +273,20 @@ impl Core {
                     .store(snap.policies.len() as u64, Ordering::Relaxed);
                 s.local_pods
                     .store(desired.pods.len() as u64, Ordering::Relaxed);
+                let isolated = |flag: u32| desired.pods.values().filter(|f| *f & flag != 0).count();
+                s.isolated_ingress.store(
+                    isolated(unicni_bpf::policy::ISOLATED_INGRESS) as u64,
+                    Ordering::Relaxed,
+                );
+                s.isolated_egress.store(
+                    isolated(unicni_bpf::policy::ISOLATED_EGRESS) as u64,
+                    Ordering::Relaxed,
+                );
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                s.last_sync_unix.store(now, Ordering::Relaxed);
                 s.rules.store(desired.rules.len() as u64, Ordering::Relaxed);
                 s.port_sets
                     .store(self.applied.sets.len() as u64, Ordering::Relaxed);
