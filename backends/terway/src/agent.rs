@@ -189,6 +189,29 @@ fn reconcile_fast_path(pin: &std::path::Path) {
     }
 }
 
+/// NetworkPolicy on the ENI of every running exclusive-ENI pod (see
+/// `datapath::ensure_exclusive_policy`), off the runtime's threads.
+async fn ensure_exclusive_policy(pool: &Pool, pin: &std::path::Path) {
+    let pods = pool.pods_with_netns().await;
+    let pin = pin.to_path_buf();
+    let done = tokio::task::spawn_blocking(move || {
+        for (id, netns) in pods {
+            match crate::datapath::ensure_exclusive_policy(&pin, &id, std::path::Path::new(&netns))
+            {
+                Ok(true) => {
+                    tracing::info!(attachment = %id, "NetworkPolicy attached to the pod's ENI")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(attachment = %id, "NetworkPolicy on the pod's ENI: {e}"),
+            }
+        }
+    })
+    .await;
+    if let Err(e) = done {
+        tracing::warn!("NetworkPolicy pass over exclusive-ENI pods: {e}");
+    }
+}
+
 impl TerwayAgent {
     /// Binds the socket and starts the pool in the background; the agent is not ready
     /// (the plugin is told to retry) until the pool has been rebuilt.
@@ -258,6 +281,13 @@ impl TerwayAgent {
             None => host,
         };
         let reconcile_pin = fast.pin_dir().map(|p| p.to_path_buf());
+        // Exclusive ENI with NetworkPolicy: the plugin attaches the programs to each new
+        // pod's ENI; this pass covers pods that started before policy was turned on.
+        let policy_pin = params
+            .policy
+            .clone()
+            .filter(|_| params.exclusive)
+            .map(PathBuf::from);
         let state = StateFile::new(std::path::Path::new(&config.node.state_dir));
         let readiness = agent.readiness.clone();
         let report = agent.report.clone();
@@ -296,6 +326,9 @@ impl TerwayAgent {
                 // tcx pins of veths that are gone.
                 if let (Some(pin), true) = (&reconcile_pin, pass.is_multiple_of(15)) {
                     reconcile_fast_path(pin);
+                }
+                if let (Some(pin), 1) = (&policy_pin, pass % 5) {
+                    ensure_exclusive_policy(&pool, pin).await;
                 }
                 if let Err(e) = pool.maintain().await {
                     tracing::warn!("pool maintenance: {e}");

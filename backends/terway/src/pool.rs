@@ -313,6 +313,18 @@ impl Pool {
         Some(self.network(eni, h.ipv4, h.ipv6))
     }
 
+    /// Every pod the pool knows the namespace of: for the agent's passes over running
+    /// pods (NetworkPolicy on exclusive ENIs).
+    pub async fn pods_with_netns(&self) -> Vec<(AttachmentId, String)> {
+        let inner = self.inner.lock().await;
+        inner
+            .state
+            .allocations
+            .values()
+            .filter_map(|h| Some((h.id.clone(), h.netns.clone()?)))
+            .collect()
+    }
+
     fn wanted<'a>(&'a self, info: &'a PodInfo) -> (&'a [String], &'a [String]) {
         let vsw = if info.vswitches.is_empty() {
             &self.p.vswitches[..]

@@ -589,4 +589,28 @@ fn exclusive_eni_pods_are_enforced_on_their_eni() {
         .pin
         .join(format!("policy/links/pod_{key}_ingress"))
         .exists());
+
+    // A pod that started before policy was turned on (no `policy` in its network): the
+    // agent's pass over its pods puts the programs on its ENI, once.
+    let plain = PodNetwork {
+        policy: None,
+        ..net.clone()
+    };
+    let pin = lab.pin.clone();
+    let netns = pod.path();
+    lab.on_node(|| async { datapath::setup(&att, &plain).await.unwrap() });
+    // The ENI took the engine's node-side links along into the pod (tcx links follow the
+    // device); the engine's next pass drops them, its index being gone from the node.
+    lab.policy(|dp| dp.reconcile().unwrap());
+    assert!(pod.reaches(DENIED, None), "not enforced yet");
+    let passes = lab.on_node(|| async {
+        let first = datapath::ensure_exclusive_policy(&pin, &att.id, &netns).unwrap();
+        let again = datapath::ensure_exclusive_policy(&pin, &att.id, &netns).unwrap();
+        (first, again)
+    });
+    assert_eq!(passes, (true, false), "attached, then kept");
+    assert!(pod.dropped(DENIED, None), "enforced after the agent's pass");
+    assert!(pod.reaches(ALLOWED, None));
+    lab.on_node(|| async { datapath::teardown(&att, Some(&net)).await.unwrap() });
+    assert!(lab.policy(|dp| dp.pod_interfaces()).is_empty());
 }

@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use unicni_bpf::{BpfError, PolicyDatapath};
 use unicni_core::{
-    Attachment, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
+    Attachment, AttachmentId, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
 };
 use unicni_net::rules::TABLE_MAIN;
 use unicni_net::{LinkInfo, NetNs, Netlink, RouteSpec};
@@ -193,6 +193,45 @@ fn attach_policy(pin: &Path, ns: &NetNs, key: &str, ifname: &str) -> Result<()> 
         }
         Err(e) => Err(policy_error(pin, e)),
     }
+}
+
+/// The agent's pass over running exclusive-ENI pods: the policy programs on the pod's
+/// ENI (`id.ifname` in `netns`) when they are not there, for pods
+/// that started before `policy.enabled` was turned on, or whose pins were removed.
+/// Skips pods being added or deleted (no host veth on the node, or no ENI in the pod
+/// yet). True when it attached something.
+pub(super) fn ensure_policy(pin: &Path, id: &AttachmentId, netns: &Path) -> Result<bool> {
+    let key = names::host_veth(id);
+    if !link_exists(&key) {
+        return Ok(false);
+    }
+    let ns = NetNs::open(netns).map_err(kernel)?;
+    let ifname = id.ifname.as_str();
+    let done = ns
+        .run(|| -> std::result::Result<bool, BpfError> {
+            // The ENI becomes `ifname` only when ADD moves it in.
+            if !link_exists(ifname) {
+                return Ok(false);
+            }
+            let mut dp = PolicyDatapath::open(pin)?;
+            if PolicyDatapath::pod_interface_tcx_first(ifname).unwrap_or(false)
+                && dp.pod_interfaces().contains(&key)
+            {
+                return Ok(false);
+            }
+            dp.attach_pod_interface(&key, ifname).map(|_| true)
+        })
+        .map_err(kernel)?;
+    done.map_err(|e| policy_error(pin, e))
+}
+
+/// Whether `name` is a link of the calling thread's namespace.
+fn link_exists(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: c is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
 
 /// Removes the policy programs from the pod's ENI (DEL, before it goes back to the node).

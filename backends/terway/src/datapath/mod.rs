@@ -196,6 +196,17 @@ pub async fn prepare_eni(eni: &EniInfo, shared: bool) -> Result<EniLink> {
     eni_link::prepare(eni, shared).await
 }
 
+/// NetworkPolicy on the ENI of a running exclusive-ENI pod (the agent's pass over its
+/// pods, `pin` the agent's pin directory): attaches the programs where they are missing.
+/// True when it attached something.
+pub fn ensure_exclusive_policy(
+    pin: &std::path::Path,
+    id: &AttachmentId,
+    netns: &std::path::Path,
+) -> Result<bool> {
+    exclusive::ensure_policy(pin, id, netns)
+}
+
 /// The eBPF fast path's program on an ENI link (shared mode, `terway.datapath = "ebpf"`).
 pub fn attach_eni_fast_path(pin: &std::path::Path, ifindex: u32) -> Result<()> {
     fastpath::attach_eni(pin, ifindex)
