@@ -1,5 +1,5 @@
 //! The lab with the eBPF fast paths (root): `lab up --datapath ebpf` for terway shared-eni
-//! and for flannel, `lab check` green with every design check, and the fast path's own
+//! (dual stack: IPv4 and IPv6 both through the fast path) and for flannel, `lab check` green with every design check, and the fast path's own
 //! counters on each node showing the checks' traffic went through it; the lab's bpffs goes
 //! with `lab down`. An exclusive-ENI lab with eBPF is refused.
 
@@ -50,17 +50,25 @@ fn terway_lab_with_the_ebpf_fast_path_passes_every_check_through_it() {
             "2",
             "--datapath",
             "ebpf",
+            "--ip-stack",
+            "dual",
         ],
     );
-    let fast: Vec<&Value> = checks(&v)
-        .into_iter()
-        .filter(|c| c["name"] == "eBPF fast path carried pod traffic")
-        .collect();
-    // Both nodes and the second cluster's node.
-    assert_eq!(fast.len(), 3, "{v:#}");
-    for c in &fast {
-        let o = c["observed"].as_str().unwrap();
-        assert!(o.starts_with("out ") && o.contains(", in "), "{o}");
+    // Both nodes and the second cluster's node; IPv6: the two nodes whose pods the
+    // checks connect over IPv6 (pod to pod across nodes, both ways).
+    for (name, nodes) in [
+        ("eBPF fast path carried pod traffic", 3),
+        ("eBPF fast path carried pod IPv6 traffic", 2),
+    ] {
+        let fast: Vec<&Value> = checks(&v)
+            .into_iter()
+            .filter(|c| c["name"] == name)
+            .collect();
+        assert_eq!(fast.len(), nodes, "{name}: {v:#}");
+        for c in &fast {
+            let o = c["observed"].as_str().unwrap();
+            assert!(o.starts_with("out ") && o.contains(", in "), "{o}");
+        }
     }
     // Everything else of terway's design holds on the fast path too.
     for name in [

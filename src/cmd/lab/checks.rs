@@ -315,6 +315,47 @@ fn fast_path_checks(ctx: &Ctx) -> Vec<CheckResult> {
             observed,
             passed,
         });
+        // The checks send IPv6 between the first cluster's pods only.
+        let first_cluster = st.nodes.iter().any(|n| std::ptr::eq(n, node));
+        let pods6 = st
+            .pods
+            .iter()
+            .filter(|p| p.node == node.index && p.ip6.is_some())
+            .count();
+        if st.backend == Backend::Terway && first_cluster && pods6 > 0 {
+            let (passed, observed) =
+                match unicni_bpf::TerwayFastPath::open(&pin).and_then(|fp| fp.stats_v6()) {
+                    Ok(s) => {
+                        let out = s.out_redirect + s.out_redirect_neigh + s.out_local;
+                        (
+                            out > 0 && s.in_redirect > 0,
+                            format!(
+                            "out {out} (to the ENI {}, by neighbour lookup {}, pod to pod {}), \
+                             in {}; host path: NDP/link-local/other {}, Service/node {}",
+                            s.out_redirect,
+                            s.out_redirect_neigh,
+                            s.out_local,
+                            s.in_redirect,
+                            s.out_pass_other + s.in_pass_other,
+                            s.out_pass_host_dst
+                        ),
+                        )
+                    }
+                    Err(e) => (false, format!("{} ({e})", pin.display())),
+                };
+            out.push(CheckResult {
+                name: "eBPF fast path carried pod IPv6 traffic".into(),
+                from: node
+                    .name
+                    .trim_start_matches(&format!("{}-", lab.prefix))
+                    .into(),
+                to: format!("its {pods6} dual-stack pod(s)"),
+                expected: "pod IPv6 packets redirected out of and into pods, past the host stack"
+                    .into(),
+                observed,
+                passed,
+            });
+        }
     }
     out
 }
