@@ -1,10 +1,13 @@
 //! `unicni agent` (flannel) with `policy.enabled = true` (root): one node namespace with
 //! two flannel-shaped pods (bridge ports `uc…`) in two Kubernetes namespaces. The agent
 //! enforces a deny-all-ingress policy on the wire and shows it on `/metrics` (the kernel's
-//! drop counter, the policy count, isolated pods, attachments).
+//! drop counter, the policy count, isolated pods, attachments), with the policies from a
+//! manifest directory, or from the Kubernetes API (no `policy.manifests_dir`,
+//! `store.kubeconfig` pointing at the emulated API server listening in the node namespace).
 
 mod common;
 
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -217,7 +220,7 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-const NAMESPACES: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
+const NAMESPACES_YAML: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
                           apiVersion: v1\nkind: Namespace\nmetadata: {name: lab}\n";
 
 fn pod_yaml(namespace: &str, name: &str, ip: &str) -> String {
@@ -241,7 +244,7 @@ fn policy_enforced_by_the_agent_shows_on_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("policies");
     std::fs::create_dir_all(&manifests).unwrap();
-    std::fs::write(manifests.join("ns.yaml"), NAMESPACES).unwrap();
+    std::fs::write(manifests.join("ns.yaml"), NAMESPACES_YAML).unwrap();
     std::fs::write(
         manifests.join("pods.yaml"),
         format!(
@@ -336,4 +339,140 @@ fn policy_enforced_by_the_agent_shows_on_metrics() {
         sample(&node.metrics(), "unicni_policy_policies") == Some(0.0)
     });
     assert!(ping(&node.client, WEB, "2"), "client -> web passes again");
+}
+
+/// Binds a listener on 127.0.0.1 inside network namespace `ns` (from a thread of its own).
+fn listen_in(ns: &str) -> std::net::TcpListener {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(path).unwrap();
+        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+const PODS: &str = "/api/v1/pods";
+const NAMESPACES: &str = "/api/v1/namespaces";
+const POLICIES: &str = "/apis/networking.k8s.io/v1/networkpolicies";
+
+fn pod_json(namespace: &str, name: &str, ip: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {"nodeName": "me", "containers": [{"name": "c"}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]},
+    })
+}
+
+/// Pings `to` from `from` until the answer is `want`; returns how long that took.
+fn until_ping(from: &str, to: &str, want: bool, log: &Path) -> Duration {
+    let t = Instant::now();
+    wait_for(
+        &format!("ping {to} {}", if want { "passes" } else { "dropped" }),
+        log,
+        || ping(from, to, "0.3") == want,
+    );
+    t.elapsed()
+}
+
+#[test]
+fn the_agent_takes_policies_from_the_kubernetes_api() {
+    if !common::require_root() {
+        return;
+    }
+    let node = Node::new();
+    let fs = Bpffs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let api = unicni_kube_emulator::Emulator::new();
+    for ns in ["shop", "lab"] {
+        api.put(
+            NAMESPACES,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        );
+    }
+    api.put(PODS, pod_json("shop", "web", WEB));
+    api.put(PODS, pod_json("lab", "client", CLIENT));
+    let url = api.serve(listen_in(&node.ns));
+    let kc = unicni_kube_emulator::kubeconfig(dir.path(), &url);
+    // No manifests_dir: the Kubernetes API is the source.
+    let cfg = config(
+        dir.path(),
+        &fs.pin_dir(),
+        "",
+        &format!("kubeconfig = \"{}\"", kc.display()),
+    );
+    let log = dir.path().join("agent.log");
+    let _agent = start(&node, &cfg, &log);
+    wait_for("first snapshot applied to both pod veths", &log, || {
+        let m = node.metrics();
+        sample(&m, "unicni_policy_synced") == Some(1.0)
+            && sample(&m, "unicni_policy_attached_veths") == Some(2.0)
+            && sample(&m, "unicni_policy_map_entries{map=\"pods\"}") == Some(2.0)
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("the Kubernetes API"), "{text}");
+    assert!(
+        ping(&node.client, WEB, "2"),
+        "no policy yet: client -> web passes"
+    );
+
+    // A NetworkPolicy created through the API isolates web within about a second.
+    api.put(
+        POLICIES,
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "deny-ingress", "namespace": "shop"},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        }),
+    );
+    let took = until_ping(&node.client, WEB, false, &log);
+    eprintln!("policy created: enforced after {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "policy enforced after {took:?}"
+    );
+    assert!(ping(&node.web, CLIENT, "2"), "web's egress is free");
+    let m = node.metrics();
+    assert_eq!(sample(&m, "unicni_policy_policies"), Some(1.0), "{m}");
+    assert!(
+        sample(
+            &m,
+            "unicni_policy_packets_total{verdict=\"drop\",reason=\"ingress\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+
+    // Deleted: traffic passes again.
+    api.delete(POLICIES, "shop", "deny-ingress").unwrap();
+    let took = until_ping(&node.client, WEB, true, &log);
+    eprintln!("policy deleted: lifted after {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "policy lifted after {took:?}"
+    );
+    wait_for("policy count back to 0", &log, || {
+        sample(&node.metrics(), "unicni_policy_policies") == Some(0.0)
+    });
+
+    // A policy selecting web by label, then web relabelled (a MODIFIED pod) so that it no
+    // longer selects it.
+    api.put(
+        POLICIES,
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "deny-ingress", "namespace": "shop"},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]},
+        }),
+    );
+    until_ping(&node.client, WEB, false, &log);
+    let mut web = pod_json("shop", "web", WEB);
+    web["metadata"]["labels"]["app"] = "web2".into();
+    api.put(PODS, web);
+    until_ping(&node.client, WEB, true, &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("Kubernetes watch:"), "watch errors:\n{text}");
 }
