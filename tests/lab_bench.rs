@@ -1,6 +1,7 @@
 //! Smoke tests of the lab benchmarks (root): `lab bench` measures the host network and
-//! every design (flannel vxlan and host-gw, terway shared-eni and exclusive-eni) in one
-//! run, `lab bench-add` times terway ADDs with a warm and an empty pool beside the
+//! every design (flannel vxlan and host-gw, terway shared-eni routing and eBPF,
+//! exclusive-eni) in one run of interleaved slices with per-slice ratios, `lab bench
+//! --policies N` measures N NetworkPolicies vs none end to end, `lab bench-add` times terway ADDs with a warm and an empty pool beside the
 //! reference plugins; both remove every lab they built. Short runs: the numbers are in
 //! bench/lab/RESULTS.md.
 
@@ -53,10 +54,14 @@ fn bench_measures_host_network_and_every_design() {
             "--rounds",
             "200",
             "--repeats",
-            "1",
+            "2",
+            "--slices",
+            "3",
         ],
         &["v", "g", "s", "e", "x"],
     );
+    assert_eq!(v["method"], "interleaved", "{v:#}");
+    assert_eq!(v["rr_slices"], 3);
     let rows = v["results"].as_array().unwrap();
     let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
     assert_eq!(
@@ -78,6 +83,66 @@ fn bench_measures_host_network_and_every_design() {
         assert!(r["rr_p99_us"].as_f64() >= r["rr_median_us"].as_f64(), "{r}");
     }
     assert_eq!(rows[0]["throughput_ratio"], 1.0);
+    assert_eq!(rows[0]["rr_per_s_ratio"], 1.0);
+    for r in rows {
+        assert_eq!(r["gbit_per_s_runs"].as_array().unwrap().len(), 2, "{r}");
+        assert_eq!(r["rr_per_s_slices"].as_array().unwrap().len(), 3, "{r}");
+        for k in ["throughput_ratio_spread", "rr_per_s_ratio_spread"] {
+            let s = &r[k];
+            let (p25, med, p75) = (
+                s["p25"].as_f64().unwrap(),
+                s["median"].as_f64().unwrap(),
+                s["p75"].as_f64().unwrap(),
+            );
+            assert!(p25 > 0.0 && p25 <= med && med <= p75, "{k}: {r}");
+        }
+    }
+    // The eBPF row also compares itself with the routing datapath, slice by slice.
+    let ebpf = &rows[4];
+    for k in ["throughput_ratio", "rr_per_s_ratio"] {
+        assert!(
+            ebpf["vs_routing"][k]["median"].as_f64().unwrap() > 0.0,
+            "{ebpf}"
+        );
+    }
+    assert!(rows[3].get("vs_routing").is_none(), "{}", rows[3]);
+}
+
+#[test]
+fn bench_policies_compares_n_policies_with_none_on_the_same_pods() {
+    if !common::require_root() {
+        return;
+    }
+    let id = format!("q{:04x}", std::process::id() & 0xffff);
+    let v = bench(
+        &id,
+        &[
+            "bench",
+            "--policies",
+            "50",
+            "--slices",
+            "2",
+            "--rounds",
+            "200",
+        ],
+        &["p"],
+    );
+    assert_eq!(v["policies"], 50, "{v:#}");
+    let rows = v["results"].as_array().unwrap();
+    let settings: Vec<&str> = rows
+        .iter()
+        .map(|r| r["setting"].as_str().unwrap())
+        .collect();
+    assert_eq!(settings, ["no policy", "50 policies"]);
+    for r in rows {
+        for k in ["rr_per_s", "conn_per_s", "rr_median_us"] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
+        }
+        assert_eq!(r["rr_per_s_slices"].as_array().unwrap().len(), 2, "{r}");
+    }
+    for k in ["rr_per_s_ratio", "conn_per_s_ratio"] {
+        assert!(v[k]["median"].as_f64().unwrap() > 0.0, "{k}: {v:#}");
+    }
 }
 
 #[test]

@@ -78,27 +78,6 @@ fn percentile(sorted: &[f64], p: usize) -> f64 {
 // Throughput and request/response latency
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Serialize)]
-struct Measure {
-    path: String,
-    lab: String,
-    /// The median of the repeats.
-    gbit_per_s: f64,
-    gbit_per_s_runs: Vec<f64>,
-    /// Over the request/response samples of every repeat.
-    rr_median_us: f64,
-    rr_p99_us: f64,
-    rr_per_s: f64,
-}
-
-/// What the repeats of one path gathered.
-#[derive(Default)]
-struct Gathered {
-    gbit: Vec<f64>,
-    rr_us: Vec<f64>,
-    rr_time: Duration,
-}
-
 /// The designs `lab bench` compares, each in its own lab `<id><suffix>`.
 const DESIGNS: [(Backend, Mode, Datapath, &str); 5] = [
     (Backend::Flannel, Mode::Vxlan, Datapath::Routing, "v"),
@@ -144,18 +123,67 @@ fn wait_listening(
     Ok(())
 }
 
-fn iperf(src: &str, dst: &str, ip: &str, seconds: u32) -> Result<f64> {
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", dst, "iperf3", "-s", "-1", "-p", "5201"])
+/// `unicni lab bench-echo`: accepts TCP connections one after another and sends back every
+/// byte each one receives until its client closes it; runs until killed. The
+/// request/response server, a process of its own in the destination namespace (as a real
+/// server is), started by [`Echo::start`]: one kept-open connection (request/response
+/// rate) or one connection per request (connection rate).
+pub fn echo(port: u16) -> Result<ExitCode> {
+    let listener =
+        TcpListener::bind(("::", port)).with_context(|| format!("listen on port {port}"))?;
+    loop {
+        let (mut c, _) = listener.accept()?;
+        c.set_nodelay(true)?;
+        let mut b = [0u8; 1];
+        while c.read(&mut b)? == 1 {
+            c.write_all(&b)?;
+        }
+    }
+}
+
+const RR_PORT: u16 = 5202;
+/// The connection-rate echo server's port (the policy A/B run).
+const CR_PORT: u16 = 5203;
+
+/// `--pin-cpus`: the client (this process's measuring thread) on CPU 0, the echo and
+/// iperf3 servers on CPU 1, identically for every path. None: the scheduler decides.
+#[derive(Debug, Clone, Copy)]
+struct Pin {
+    client: usize,
+    server: usize,
+}
+
+fn pin_current_thread(cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).context("CPU index")?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .with_context(|| format!("pin the measuring thread to CPU {cpu}"))
+}
+
+/// A command run in namespace `ns`, on a CPU of its own with `pin`.
+fn in_ns_cmd(ns: &str, cpu: Option<usize>) -> Command {
+    let mut c = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string(), "ip"]);
+            c
+        }
+        None => Command::new("ip"),
+    };
+    c.args(["netns", "exec", ns]);
+    c
+}
+
+fn iperf(p: &Path3, seconds: u32, pin: Option<Pin>) -> Result<f64> {
+    let mut server = in_ns_cmd(&p.dst, pin.map(|p| p.server))
+        .args(["iperf3", "-s", "-1", "-p", "5201"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("start iperf3 (Debian package iperf3)")?;
-    wait_listening(&mut server, dst, 5201, "iperf3 server")?;
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", src, "iperf3", "-c", ip, "-p", "5201", "-J", "-t",
-        ])
+    wait_listening(&mut server, &p.dst, 5201, "iperf3 server")?;
+    let out = in_ns_cmd(&p.src, pin.map(|p| p.client))
+        .args(["iperf3", "-c", &p.ip, "-p", "5201", "-J", "-t"])
         .arg(seconds.to_string())
         .output()
         .context("run iperf3 client")?;
@@ -165,78 +193,84 @@ fn iperf(src: &str, dst: &str, ip: &str, seconds: u32) -> Result<f64> {
     v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .map(|b| b / 1e9)
-        .with_context(|| format!("iperf3 {src} -> {ip} gave no result: {}", v["error"]))
+        .with_context(|| {
+            format!(
+                "iperf3 {} -> {} gave no result: {}",
+                p.src, p.ip, v["error"]
+            )
+        })
 }
 
-/// `unicni lab bench-echo`: accepts one TCP connection and sends back every byte it
-/// receives, until the client closes it. The request/response server, a process of its
-/// own in the destination namespace (as a real server is), started by `request_response`.
-pub fn echo(port: u16) -> Result<ExitCode> {
-    let listener =
-        TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("listen on port {port}"))?;
-    let (mut c, _) = listener.accept()?;
-    c.set_nodelay(true)?;
-    let mut b = [0u8; 1];
-    while c.read(&mut b)? == 1 {
-        c.write_all(&b)?;
+/// An echo server in a path's destination namespace, killed on drop.
+struct Echo {
+    server: std::process::Child,
+    addr: SocketAddr,
+    src: NetNs,
+}
+
+impl Echo {
+    fn start(p: &Path3, port: u16, pin: Option<Pin>) -> Result<Echo> {
+        let exe = std::env::current_exe().context("locate the unicni binary")?;
+        let mut server = in_ns_cmd(&p.dst, pin.map(|p| p.server))
+            .arg(&exe)
+            .args(["lab", "bench-echo", "--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start the request/response echo server")?;
+        wait_listening(&mut server, &p.dst, port, "the echo server")?;
+        let ip: std::net::IpAddr = p.ip.parse().context("path address")?;
+        Ok(Echo {
+            server,
+            addr: SocketAddr::new(ip, port),
+            src: NetNs::open(Path::new(&format!("/var/run/netns/{}", p.src)))?,
+        })
     }
-    Ok(ExitCode::SUCCESS)
-}
 
-const RR_PORT: u16 = 5202;
-
-/// 1-byte request, 1-byte response over one TCP connection to the echo server (started
-/// in `dst`), `rounds` times after 100 unmeasured ones; returns each round's time in µs
-/// and their sum.
-fn request_response(src: &str, dst: &str, ip: &str, rounds: usize) -> Result<(Vec<f64>, Duration)> {
-    let exe = std::env::current_exe().context("locate the unicni binary")?;
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", dst])
-        .arg(&exe)
-        .args(["lab", "bench-echo", "--port", &RR_PORT.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("start the request/response echo server")?;
-    wait_listening(
-        &mut server,
-        dst,
-        RR_PORT,
-        "the request/response echo server",
-    )?;
-    let result = (|| -> Result<(Vec<f64>, Duration)> {
-        let src_ns = NetNs::open(Path::new(&format!("/var/run/netns/{src}")))?;
-        let addr: SocketAddr = format!("{ip}:{RR_PORT}").parse()?;
-        let mut c = src_ns.run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))??;
+    /// A connection from the path's source namespace (the socket keeps that namespace).
+    fn connect(&self) -> Result<TcpStream> {
+        let addr = self.addr;
+        let c = self
+            .src
+            .run(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)))??;
         c.set_nodelay(true)?;
         c.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut samples = Vec::with_capacity(rounds);
-        let mut b = [1u8; 1];
-        let mut measured = Duration::ZERO;
-        for i in 0..rounds + 100 {
-            let t = Instant::now();
-            c.write_all(&b)?;
-            c.read_exact(&mut b)?;
-            if i >= 100 {
-                let d = t.elapsed();
-                measured += d;
-                samples.push(d.as_secs_f64() * 1e6);
-            }
-        }
-        Ok((samples, measured))
-    })();
-    // The client's connection is closed by now: the server ends by itself.
-    let until = Instant::now() + Duration::from_secs(2);
-    while server.try_wait()?.is_none() {
-        if Instant::now() > until || result.is_err() {
-            let _ = server.kill();
-            let _ = server.wait();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+        Ok(c)
     }
-    result.with_context(|| format!("request/response {src} -> {ip}"))
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// `rounds` rounds of 1 byte each way on the kept-open `c`; each round's time in µs.
+fn rr_slice(c: &mut TcpStream, rounds: usize) -> Result<Vec<f64>> {
+    let mut samples = Vec::with_capacity(rounds);
+    let mut b = [1u8; 1];
+    for _ in 0..rounds {
+        let t = Instant::now();
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(samples)
+}
+
+/// `n` requests, each on a new connection (connect, 1 byte each way, close), as a
+/// short-lived HTTP client makes them; connections per second.
+fn cr_slice(e: &Echo, n: usize) -> Result<f64> {
+    let t = Instant::now();
+    for _ in 0..n {
+        let mut c = e.connect()?;
+        let mut b = [1u8; 1];
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
 /// Waits until `src` reaches `ip` (a fresh pod's first packets may wait for neighbours).
@@ -268,30 +302,178 @@ struct Path3 {
     ip: String,
 }
 
-fn measure_once(p: &Path3, seconds: u32, rounds: usize, into: &mut Gathered) -> Result<()> {
-    eprintln!("    {}: {} -> {} ({})", p.label, p.src, p.dst, p.ip);
-    wait_reachable(&p.src, &p.ip)?;
-    into.gbit.push(iperf(&p.src, &p.dst, &p.ip, seconds)?);
-    let (samples, time) = request_response(&p.src, &p.dst, &p.ip, rounds)?;
-    into.rr_us.extend(samples);
-    into.rr_time += time;
+/// Median and quartiles (p25, p75) of per-slice ratios.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+struct Spread {
+    median: f64,
+    p25: f64,
+    p75: f64,
+}
+
+/// The ratios `a[i] / b[i]` of slices taken next to each other, summarized.
+fn ratios(a: &[f64], b: &[f64]) -> Spread {
+    let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    r.sort_by(|x, y| x.total_cmp(y));
+    if r.is_empty() {
+        return Spread {
+            median: f64::NAN,
+            p25: f64::NAN,
+            p75: f64::NAN,
+        };
+    }
+    Spread {
+        median: percentile(&r, 50),
+        p25: percentile(&r, 25),
+        p75: percentile(&r, 75),
+    }
+}
+
+fn median_of(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|x, y| x.total_cmp(y));
+    if s.is_empty() {
+        f64::NAN
+    } else {
+        percentile(&s, 50)
+    }
+}
+
+/// What the slices of one path gathered.
+#[derive(Default)]
+struct Gathered {
+    /// One iperf3 run per throughput slice.
+    gbit: Vec<f64>,
+    /// Requests per second of each request/response slice.
+    rr_rate: Vec<f64>,
+    /// Every round of every slice (µs).
+    rr_us: Vec<f64>,
+    rr_time: Duration,
+}
+
+#[derive(Debug, Serialize)]
+struct Measure {
+    path: String,
+    lab: String,
+    /// The median of the throughput slices.
+    gbit_per_s: f64,
+    gbit_per_s_runs: Vec<f64>,
+    /// Over the request/response rounds of every slice.
+    rr_median_us: f64,
+    rr_p99_us: f64,
+    rr_per_s: f64,
+    rr_per_s_slices: Vec<f64>,
+    /// Per slice against the limit's slice of the same turn.
+    throughput_ratio: Spread,
+    rr_per_s_ratio: Spread,
+    /// The eBPF fast path's row: per slice against terway's routing datapath.
+    vs_routing: Option<(Spread, Spread)>,
+}
+
+/// Slices in turn, the order rotated by one path each turn (so no path always follows the
+/// same one), every path `turns` times; `f(turn, path index)`.
+fn interleave(
+    turns: usize,
+    paths: usize,
+    mut f: impl FnMut(usize, usize) -> Result<()>,
+) -> Result<()> {
+    for t in 0..turns {
+        for k in 0..paths {
+            f(t, (t + k) % paths)?;
+        }
+    }
     Ok(())
 }
 
-fn summarize(p: &Path3, g: Gathered) -> Measure {
-    let mut gbit = g.gbit.clone();
-    gbit.sort_by(|a, b| a.total_cmp(b));
-    let mut rr = g.rr_us;
-    rr.sort_by(|a, b| a.total_cmp(b));
-    Measure {
-        path: p.label.clone(),
-        lab: p.lab.clone(),
-        gbit_per_s: percentile(&gbit, 50),
-        gbit_per_s_runs: g.gbit,
-        rr_median_us: percentile(&rr, 50),
-        rr_p99_us: percentile(&rr, 99),
-        rr_per_s: rr.len() as f64 / g.rr_time.as_secs_f64(),
+/// Interleaved measurement of `paths` (the limit first): `tput_turns` iperf3 runs of
+/// `seconds` per path, then `slices` request/response slices of `rounds` rounds per path,
+/// each path on a connection of its own kept open for the whole run.
+fn measure_interleaved(
+    paths: &[Path3],
+    seconds: u32,
+    tput_turns: usize,
+    slices: usize,
+    rounds: usize,
+    pin: Option<Pin>,
+) -> Result<Vec<Gathered>> {
+    let mut g: Vec<Gathered> = paths.iter().map(|_| Gathered::default()).collect();
+    for p in paths {
+        eprintln!("    {}: {} -> {} ({})", p.label, p.src, p.dst, p.ip);
+        wait_reachable(&p.src, &p.ip)?;
     }
+    if let Some(pin) = pin {
+        pin_current_thread(pin.client)?;
+    }
+    super::step(&format!(
+        "throughput: {tput_turns} turns of one {seconds}s iperf3 run per path, order rotated"
+    ));
+    interleave(tput_turns, paths.len(), |_, i| {
+        g[i].gbit.push(iperf(&paths[i], seconds, pin)?);
+        Ok(())
+    })?;
+    super::step(&format!(
+        "request/response: {slices} turns of {rounds} rounds per path on kept-open \
+         connections, order rotated"
+    ));
+    let servers: Vec<Echo> = paths
+        .iter()
+        .map(|p| Echo::start(p, RR_PORT, pin))
+        .collect::<Result<_>>()?;
+    let mut conns: Vec<TcpStream> = servers.iter().map(|e| e.connect()).collect::<Result<_>>()?;
+    for c in conns.iter_mut() {
+        rr_slice(c, 200)?; // warm-up, unmeasured
+    }
+    interleave(slices, paths.len(), |_, i| {
+        let t = Instant::now();
+        let s = rr_slice(&mut conns[i], rounds)
+            .with_context(|| format!("request/response {}", paths[i].label))?;
+        let d = t.elapsed();
+        g[i].rr_rate.push(rounds as f64 / d.as_secs_f64());
+        g[i].rr_time += d;
+        g[i].rr_us.extend(s);
+        Ok(())
+    })?;
+    drop(conns);
+    drop(servers);
+    Ok(g)
+}
+
+fn summarize(paths: &[Path3], g: Vec<Gathered>) -> Vec<Measure> {
+    let routing = paths
+        .iter()
+        .position(|p| p.label == design_label(Mode::SharedEni, Datapath::Routing));
+    let ebpf = paths
+        .iter()
+        .position(|p| p.label == design_label(Mode::SharedEni, Datapath::Ebpf));
+    let vs_routing = match (routing, ebpf) {
+        (Some(r), Some(e)) => Some((
+            ratios(&g[e].gbit, &g[r].gbit),
+            ratios(&g[e].rr_rate, &g[r].rr_rate),
+        )),
+        _ => None,
+    };
+    let (lim_gbit, lim_rate) = (g[0].gbit.clone(), g[0].rr_rate.clone());
+    paths
+        .iter()
+        .zip(g)
+        .enumerate()
+        .map(|(i, (p, g))| {
+            let mut rr = g.rr_us;
+            rr.sort_by(|a, b| a.total_cmp(b));
+            Measure {
+                path: p.label.clone(),
+                lab: p.lab.clone(),
+                gbit_per_s: median_of(&g.gbit),
+                throughput_ratio: ratios(&g.gbit, &lim_gbit),
+                rr_per_s_ratio: ratios(&g.rr_rate, &lim_rate),
+                gbit_per_s_runs: g.gbit,
+                rr_median_us: percentile(&rr, 50),
+                rr_p99_us: percentile(&rr, 99),
+                rr_per_s: rr.len() as f64 / g.rr_time.as_secs_f64(),
+                rr_per_s_slices: g.rr_rate,
+                vs_routing: if Some(i) == ebpf { vs_routing } else { None },
+            }
+        })
+        .collect()
 }
 
 fn design_label(mode: Mode, datapath: Datapath) -> String {
@@ -306,20 +488,37 @@ fn design_label(mode: Mode, datapath: Datapath) -> String {
     )
 }
 
-/// Builds a lab per design (all up together), then measures every path `repeats` times in
-/// turn (host network, then each design; the order repeats), so that a change in the
-/// machine's load touches every path alike; removes every lab whatever happens.
-pub fn run(
-    id: Option<&str>,
-    seconds: u32,
-    rounds: usize,
-    repeats: usize,
-    host_services: usize,
-    output: &str,
-) -> Result<ExitCode> {
-    if rounds == 0 || repeats == 0 {
-        bail!("--rounds and --repeats: measure at least once");
+/// How `lab bench` measures.
+pub struct BenchOpts {
+    /// Seconds of each iperf3 run.
+    pub seconds: u32,
+    /// Request/response rounds per slice.
+    pub rounds: usize,
+    /// iperf3 runs per path (throughput turns).
+    pub repeats: usize,
+    /// Request/response turns (slices per path).
+    pub slices: usize,
+    pub host_services: usize,
+    pub pin_cpus: bool,
+    /// Non-zero: the NetworkPolicy A/B run instead (this many policies vs none).
+    pub policies: usize,
+}
+
+/// Builds a lab per design (all up together), then measures every path in interleaved
+/// slices (the limit and every design in turn, the order rotated each turn), so that a
+/// change in the machine's load touches every path alike and each ratio compares slices
+/// taken next to each other; removes every lab whatever happens.
+pub fn run(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCode> {
+    if o.rounds == 0 || o.repeats == 0 || o.slices == 0 {
+        bail!("--rounds, --repeats and --slices: measure at least once");
     }
+    if o.policies > 0 {
+        return run_policy_ab(id, o, output);
+    }
+    let pin = o.pin_cpus.then_some(Pin {
+        client: 0,
+        server: 1,
+    });
     let started = Instant::now();
     let labs: Vec<Lab> = DESIGNS
         .iter()
@@ -333,12 +532,12 @@ pub fn run(
                 design_label(mode, datapath).replace(" (pod to pod across nodes)", ""),
                 lab.prefix
             ));
-            let mut o = opts(backend, mode, 2, Tuning::default());
-            o.datapath = datapath;
-            let mut st = super::up_or_clean(lab, &o)?;
-            if host_services > 0 {
+            let mut uo = opts(backend, mode, 2, Tuning::default());
+            uo.datapath = datapath;
+            let mut st = super::up_or_clean(lab, &uo)?;
+            if o.host_services > 0 {
                 for node in &st.nodes {
-                    load_host_rules(&node.netns, host_services)?;
+                    load_host_rules(&node.netns, o.host_services)?;
                 }
             }
             for node in 1..=2 {
@@ -368,20 +567,8 @@ pub fn run(
                 ip: b.ip.clone(),
             });
         }
-        let mut gathered: Vec<Gathered> = paths.iter().map(|_| Gathered::default()).collect();
-        for r in 1..=repeats {
-            super::step(&format!(
-                "repeat {r}/{repeats}: iperf3 {seconds}s and {rounds} request/response rounds per path"
-            ));
-            for (p, g) in paths.iter().zip(gathered.iter_mut()) {
-                measure_once(p, seconds, rounds, g)?;
-            }
-        }
-        Ok(paths
-            .iter()
-            .zip(gathered)
-            .map(|(p, g)| summarize(p, g))
-            .collect())
+        let g = measure_interleaved(&paths, o.seconds, o.repeats, o.slices, o.rounds, pin)?;
+        Ok(summarize(&paths, g))
     })();
     super::step("tearing the labs down");
     for lab in &labs {
@@ -390,7 +577,7 @@ pub fn run(
         }
     }
     let rows = result?;
-    print_throughput(&rows, seconds, rounds, repeats, host_services, output);
+    print_throughput(&rows, o, output);
     eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
@@ -440,32 +627,43 @@ fn load_host_rules(netns: &str, services: usize) -> Result<()> {
     Ok(())
 }
 
-fn print_throughput(
-    rows: &[Measure],
-    seconds: u32,
-    rounds: usize,
-    repeats: usize,
-    host_services: usize,
-    output: &str,
-) {
-    let limit = &rows[0];
-    let (lg, ll, lr) = (limit.gbit_per_s, limit.rr_median_us, limit.rr_per_s);
+fn spread_json(s: &Spread) -> serde_json::Value {
+    serde_json::json!({"median": s.median, "p25": s.p25, "p75": s.p75})
+}
+
+fn print_throughput(rows: &[Measure], o: &BenchOpts, output: &str) {
+    let (seconds, rounds, repeats, slices) = (o.seconds, o.rounds, o.repeats, o.slices);
+    let host_services = o.host_services;
+    let lr = rows[0].rr_median_us;
     if output == "json" {
         let v: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
-                serde_json::json!({
+                let mut j = serde_json::json!({
                     "path": r.path, "lab": r.lab, "gbit_per_s": r.gbit_per_s,
-                    "gbit_per_s_runs": r.gbit_per_s_runs, "rr_median_us": r.rr_median_us, "rr_p99_us": r.rr_p99_us,
-                    "rr_per_s": r.rr_per_s, "throughput_ratio": r.gbit_per_s / lg,
-                    "latency_ratio": r.rr_median_us / ll, "rr_per_s_ratio": r.rr_per_s / lr,
-                })
+                    "gbit_per_s_runs": r.gbit_per_s_runs, "rr_median_us": r.rr_median_us,
+                    "rr_p99_us": r.rr_p99_us, "rr_per_s": r.rr_per_s,
+                    "rr_per_s_slices": r.rr_per_s_slices,
+                    "throughput_ratio": r.throughput_ratio.median,
+                    "throughput_ratio_spread": spread_json(&r.throughput_ratio),
+                    "latency_ratio": r.rr_median_us / lr,
+                    "rr_per_s_ratio": r.rr_per_s_ratio.median,
+                    "rr_per_s_ratio_spread": spread_json(&r.rr_per_s_ratio),
+                });
+                if let Some((t, q)) = &r.vs_routing {
+                    j["vs_routing"] = serde_json::json!({
+                        "throughput_ratio": spread_json(t), "rr_per_s_ratio": spread_json(q),
+                    });
+                }
+                j
             })
             .collect();
         println!(
             "{}",
             serde_json::json!({
-                "iperf_seconds": seconds, "rr_rounds": rounds, "repeats": repeats,
+                "method": "interleaved",
+                "iperf_seconds": seconds, "throughput_turns": repeats, "rr_rounds": rounds,
+                "rr_slices": slices, "repeats": repeats, "pin_cpus": o.pin_cpus,
                 "host_services": host_services,
                 "results": v,
             })
@@ -473,31 +671,46 @@ fn print_throughput(
         return;
     }
     println!(
-        "{:<50} {:>7} {:>7} {:>9} {:>9} {:>8} {:>7} {:>7}",
-        "PATH", "GBIT/S", "x LIM", "RR MED µs", "RR p99 µs", "RR/S", "x LIM", "x LIM"
+        "{:<50} {:>7} {:>17} {:>9} {:>9} {:>8} {:>17}",
+        "PATH", "GBIT/S", "x LIM (p25-p75)", "RR MED µs", "RR p99 µs", "RR/S", "x LIM (p25-p75)"
     );
-    println!(
-        "{:<50} {:>7} {:>7} {:>9} {:>9} {:>8} {:>7} {:>7}",
-        "", "", "(tput)", "", "", "", "(med)", "(rr/s)"
-    );
+    let cell = |s: &Spread| format!("{:.2} ({:.2}-{:.2})", s.median, s.p25, s.p75);
     for r in rows {
         println!(
-            "{:<50} {:>7.2} {:>7.2} {:>9.1} {:>9.1} {:>8.0} {:>7.2} {:>7.2}",
+            "{:<50} {:>7.2} {:>17} {:>9.1} {:>9.1} {:>8.0} {:>17}",
             r.path,
             r.gbit_per_s,
-            r.gbit_per_s / lg,
+            cell(&r.throughput_ratio),
             r.rr_median_us,
             r.rr_p99_us,
             r.rr_per_s,
-            r.rr_median_us / ll,
-            r.rr_per_s / lr
+            cell(&r.rr_per_s_ratio),
         );
+        if let Some((t, q)) = &r.vs_routing {
+            println!(
+                "{:<50} {:>7} {:>17} {:>9} {:>9} {:>8} {:>17}",
+                "  the same, x terway shared-eni routing",
+                "",
+                cell(t),
+                "",
+                "",
+                "",
+                cell(q)
+            );
+        }
     }
     println!(
-        "(every path {repeats}x in turn, all labs up: iperf3 {seconds}s, one TCP stream, the \
-         median of the repeats; RR: {rounds} rounds of 1 byte each way on one connection per \
-         repeat, percentiles over all of them. Ratios are to the host network: throughput \
-         and RR/s higher is better, latency lower is better)"
+        "(interleaved: {repeats} turns of one {seconds}s iperf3 run (one TCP stream) per path, \
+         then {slices} turns of {rounds} request/response rounds (1 byte each way) per path on \
+         one kept-open connection each; the order rotates every turn. x LIM: the median of the \
+         per-turn ratios to the host network's run or slice of the same turn, with their \
+         quartiles; GBIT/S and RR/S are the medians and totals of the absolute numbers; \
+         latency percentiles over all rounds{})",
+        if o.pin_cpus {
+            "; client on CPU 0, servers on CPU 1 for every path"
+        } else {
+            ""
+        }
     );
     if host_services > 0 {
         println!(
@@ -505,6 +718,239 @@ fn print_throughput(
              Service DNAT rules, an established-flow accept in forward)"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// NetworkPolicy: N policies vs none, end to end
+// ---------------------------------------------------------------------------------------
+
+/// `n` NetworkPolicies selecting the web pod (namespace `shop`, `app: web`; the lab's
+/// policy roles, see policy.rs): `n - 1` that allow TCP 5202-5203 from a /24 of
+/// 172.16.0.0/12 each (no lab address), and one that allows it from the client's
+/// namespace (`purpose: test`), so every new connection of the benchmark goes through the
+/// whole lookup and is allowed.
+fn bench_policies(n: usize) -> String {
+    let mut y = String::new();
+    let ports = "    ports: [{protocol: TCP, port: 5202}, {protocol: TCP, port: 5203}]\n";
+    for i in 0..n {
+        let from = if i + 1 == n {
+            "    - namespaceSelector: {matchLabels: {purpose: test}}\n".to_string()
+        } else {
+            format!(
+                "    - ipBlock: {{cidr: \"172.{}.{}.0/24\"}}\n",
+                16 + (i / 256) % 16,
+                i % 256
+            )
+        };
+        y.push_str(&format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {{name: bench-{i:05}, namespace: shop}}\nspec:\n  \
+             podSelector: {{matchLabels: {{app: web}}}}\n  policyTypes: [Ingress]\n  \
+             ingress:\n  - from:\n{from}{ports}"
+        ));
+    }
+    if y.is_empty() {
+        y.push_str("# no policy\n");
+    }
+    y
+}
+
+/// How many policies node `i`'s agent reports applied (`<node>/run/policy.json`).
+fn policies_applied(lab: &Lab, i: usize) -> Option<usize> {
+    let path = lab.node_dir(i).join("run/policy.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some(v["policies"].as_array()?.len())
+}
+
+/// Writes `n` benchmark policies (0: none) and waits until every node's agent reports
+/// exactly that many applied; returns how long that took.
+fn set_policies(lab: &Lab, st: &LabState, n: usize, yaml: &str) -> Result<Duration> {
+    let start = Instant::now();
+    let path = super::policy::dir(lab).join("bench.yaml");
+    crate::cmd::common::write_atomic(&path, yaml.as_bytes(), 0o644)?;
+    loop {
+        if st
+            .nodes
+            .iter()
+            .all(|node| policies_applied(lab, node.index) == Some(n))
+        {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("the agents did not report {n} policies applied within 60s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One setting's slices in the policy A/B run.
+#[derive(Default)]
+struct PolicySide {
+    rr_rate: Vec<f64>,
+    cr_rate: Vec<f64>,
+    rr_us: Vec<f64>,
+    apply_ms: Vec<f64>,
+}
+
+/// `lab bench --policies N`: one terway shared-eni lab with the eBPF fast path and
+/// NetworkPolicy on; the client pod (node 2) to the web pod (node 1), alternating slices
+/// with N policies selecting the web pod and with none (the order swapped every turn),
+/// each slice a request/response run on a connection kept open for the whole benchmark
+/// and a connection-rate run (a new connection per request).
+fn run_policy_ab(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCode> {
+    let started = Instant::now();
+    let lab = sub_lab(id, "bp", "p")?;
+    let pin = o.pin_cpus.then_some(Pin {
+        client: 0,
+        server: 1,
+    });
+    let n = o.policies;
+    let conn_per_slice = (o.rounds / 4).max(20);
+    let result = (|| -> Result<[PolicySide; 2]> {
+        super::step(&format!(
+            "terway shared-eni + eBPF lab {} with NetworkPolicy (2 nodes, 1 pod each)",
+            lab.prefix
+        ));
+        let mut uo = opts(Backend::Terway, Mode::SharedEni, 2, Tuning::default());
+        uo.datapath = Datapath::Ebpf;
+        let mut st = super::up_or_clean(&lab, &uo)?;
+        for node in 1..=2 {
+            let pod = lab.add_pod(
+                Backend::Terway,
+                node,
+                1,
+                BTreeMap::new(),
+                Some("ReplicaSet"),
+            )?;
+            eprintln!("    pod {} in {} got {}", pod.name, pod.netns, pod.ip);
+            st.pods.push(pod);
+            lab.save_state(&st)?;
+        }
+        super::policy::enable(&lab, &mut st)?;
+        let (web, client) = (&st.pods[0], &st.pods[1]);
+        let path = Path3 {
+            label: "client to web".into(),
+            lab: lab.prefix.clone(),
+            src: client.netns.clone(),
+            dst: web.netns.clone(),
+            ip: web.ip.clone(),
+        };
+        wait_reachable(&path.src, &path.ip)?;
+        let with = bench_policies(n);
+        let none = bench_policies(0);
+        let applied = set_policies(&lab, &st, n, &with)?;
+        eprintln!("    {n} policies applied in {} ms", applied.as_millis());
+        set_policies(&lab, &st, 0, &none)?;
+        if let Some(pin) = pin {
+            pin_current_thread(pin.client)?;
+        }
+        let rr = Echo::start(&path, RR_PORT, pin)?;
+        let cr = Echo::start(&path, CR_PORT, pin)?;
+        let mut conn = rr.connect()?;
+        rr_slice(&mut conn, 200)?;
+        cr_slice(&cr, 20)?;
+        super::step(&format!(
+            "{} turns: {n} policies and none, swapped every turn; {} request/response rounds \
+             and {conn_per_slice} new connections per slice",
+            o.slices, o.rounds
+        ));
+        let mut sides: [PolicySide; 2] = Default::default();
+        for t in 0..o.slices {
+            let order = if t % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let (count, yaml) = if side == 0 { (0, &none) } else { (n, &with) };
+                let took = set_policies(&lab, &st, count, yaml)?;
+                let s = &mut sides[side];
+                s.apply_ms.push(took.as_secs_f64() * 1e3);
+                rr_slice(&mut conn, 50)?; // settle, unmeasured
+                let t0 = Instant::now();
+                let us = rr_slice(&mut conn, o.rounds)?;
+                s.rr_rate.push(o.rounds as f64 / t0.elapsed().as_secs_f64());
+                s.rr_us.extend(us);
+                s.cr_rate.push(cr_slice(&cr, conn_per_slice)?);
+            }
+        }
+        drop(conn);
+        set_policies(&lab, &st, 0, &none)?;
+        Ok(sides)
+    })();
+    super::step("tearing the lab down");
+    if let Err(e) = super::teardown(&lab) {
+        eprintln!("    warning: {}: {e:#}", lab.prefix);
+    }
+    let sides = result?;
+    print_policy_ab(&sides, o, conn_per_slice, output);
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_policy_ab(sides: &[PolicySide; 2], o: &BenchOpts, conns: usize, output: &str) {
+    let rr = ratios(&sides[1].rr_rate, &sides[0].rr_rate);
+    let cr = ratios(&sides[1].cr_rate, &sides[0].cr_rate);
+    let row = |label: String, s: &PolicySide| {
+        let mut us = s.rr_us.clone();
+        us.sort_by(|a, b| a.total_cmp(b));
+        (
+            label,
+            median_of(&s.rr_rate),
+            percentile(&us, 50),
+            percentile(&us, 99),
+            median_of(&s.cr_rate),
+            median_of(&s.apply_ms),
+        )
+    };
+    let rows = [
+        row("no policy".into(), &sides[0]),
+        row(format!("{} policies", o.policies), &sides[1]),
+    ];
+    if output == "json" {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .zip(sides)
+            .map(|(r, s)| {
+                serde_json::json!({
+                    "setting": r.0, "rr_per_s": r.1, "rr_median_us": r.2, "rr_p99_us": r.3,
+                    "conn_per_s": r.4, "apply_ms_median": r.5,
+                    "rr_per_s_slices": s.rr_rate, "conn_per_s_slices": s.cr_rate,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "method": "interleaved policy A/B",
+                "policies": o.policies, "slices": o.slices, "rr_rounds": o.rounds,
+                "connections_per_slice": conns, "pin_cpus": o.pin_cpus,
+                "results": v,
+                "rr_per_s_ratio": spread_json(&rr),
+                "conn_per_s_ratio": spread_json(&cr),
+            })
+        );
+        return;
+    }
+    println!(
+        "{:<28} {:>8} {:>9} {:>9} {:>9} {:>10}",
+        "SETTING", "RR/S", "RR MED µs", "RR p99 µs", "CONN/S", "APPLY ms"
+    );
+    for r in &rows {
+        println!(
+            "{:<28} {:>8.0} {:>9.1} {:>9.1} {:>9.0} {:>10.0}",
+            r.0, r.1, r.2, r.3, r.4, r.5
+        );
+    }
+    println!(
+        "{} policies / none, per pair of slices: RR/s {:.3} (p25 {:.3} - p75 {:.3}), \
+         connections/s {:.3} (p25 {:.3} - p75 {:.3})",
+        o.policies, rr.median, rr.p25, rr.p75, cr.median, cr.p25, cr.p75
+    );
+    println!(
+        "(terway shared-eni + eBPF with NetworkPolicy on, client pod to web pod across nodes; \
+         {} turns, the two settings swapped every turn, each slice after the agents reported \
+         the change applied: {} request/response rounds on one connection kept open \
+         throughout (established: conntrack), {conns} new connections of one request each \
+         (every one through the policy lookup))",
+        o.slices, o.rounds
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -157,18 +157,29 @@ enum Command {
     /// flannel vxlan and host-gw and terway shared-eni (routing, and the eBPF fast path)
     /// and exclusive-eni, against the two nodes' own underlay (the limit), in one run: one
     /// 2-node lab per design (lab IDs `<id>v`, `<id>g`, `<id>s`, `<id>e`, `<id>x`; id `bn`
-    /// by default), all up together while every path is measured --repeats times in turn,
-    /// then all removed.
+    /// by default), all up together while every path is measured in interleaved slices
+    /// (ratios per slice against the limit's slice of the same turn), then all removed.
+    /// With --policies N: NetworkPolicy cost end to end instead (lab `<id>p`, id `bp`).
     Bench {
-        /// Seconds of iperf3 per measurement.
-        #[arg(long, default_value_t = 3)]
+        /// Seconds of each iperf3 run.
+        #[arg(long, default_value_t = 2)]
         seconds: u32,
-        /// Request/response rounds per measurement (1 byte each way, one connection).
-        #[arg(long, default_value_t = 2000)]
+        /// Request/response rounds per slice (1 byte each way, one kept-open connection).
+        #[arg(long, default_value_t = 1500)]
         rounds: usize,
-        /// Measurements of every path, taken in turn (all labs stay up meanwhile).
-        #[arg(long, default_value_t = 3)]
+        /// iperf3 runs of every path, taken in turn (all labs stay up meanwhile).
+        #[arg(long, default_value_t = 5)]
         repeats: usize,
+        /// Request/response slices of every path, taken in turn (the order rotates).
+        #[arg(long, default_value_t = 24)]
+        slices: usize,
+        /// Client on CPU 0, servers on CPU 1, for every path alike.
+        #[arg(long)]
+        pin_cpus: bool,
+        /// Measure N NetworkPolicies selecting the server pod vs none (terway shared-eni +
+        /// eBPF, policy on; slices alternate): request/response and connection rate.
+        #[arg(long, default_value_t = 0)]
+        policies: usize,
         /// Before measuring, load a kube-proxy-like nftables table into every node
         /// namespace of every lab: connection tracking on, one DNAT rule per Service for
         /// this many Services, an established-flow accept in forward. A real node's host
@@ -301,14 +312,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
             seconds,
             rounds,
             repeats,
+            slices,
+            pin_cpus,
+            policies,
             host_services,
             output,
         } => bench::run(
             args.id.as_deref(),
-            seconds,
-            rounds,
-            repeats,
-            host_services,
+            &bench::BenchOpts {
+                seconds,
+                rounds,
+                repeats,
+                slices,
+                host_services,
+                pin_cpus,
+                policies,
+            },
             &output,
         ),
         Command::BenchAdd {
