@@ -4,7 +4,10 @@
 //! (deny all, same namespace, labelled namespace, ipBlock with except, named port, endPort
 //! range, egress deny with DNS allowed), a change applied within 1 s, an established
 //! connection kept across an agent restart and a policy update, and the node's own
-//! traffic to its pods under deny-all. flannel (vxlan) and terway (shared ENI, dual stack).
+//! traffic to its pods under deny-all. flannel (vxlan), terway (shared ENI, dual stack),
+//! and, IPv4 only, terway shared ENI with the eBPF fast path (the policy programs ahead of
+//! it on the pod veths and the ENIs, and the fast path still carrying the allowed
+//! traffic) and terway exclusive ENI (the programs on each pod's ENI inside the pod).
 
 mod common;
 
@@ -13,6 +16,11 @@ use serde_json::Value;
 use std::time::Instant;
 
 fn policy_lab(tag: &str, up: &[&str]) -> Value {
+    policy_lab_probed(tag, up, |_| ()).0
+}
+
+/// `policy_lab`, reading `probe(lab root)` right before `lab check` and after it.
+fn policy_lab_probed<T>(tag: &str, up: &[&str], probe: impl Fn(&str) -> T) -> (Value, T, T) {
     let lab = Lab::new(tag);
     let started = Instant::now();
     let mut args = vec!["up", "--policy", "--no-second-cluster"];
@@ -23,7 +31,9 @@ fn policy_lab(tag: &str, up: &[&str]) -> Value {
         let pin = format!("{}/bpf/n{n}/policy/progs/uc_pol_from_pod", lab.root());
         assert!(std::path::Path::new(&pin).exists(), "{pin}");
     }
+    let before = probe(&lab.root());
     let v = lab.check();
+    let after = probe(&lab.root());
     let checks = v["checks"].as_array().unwrap();
     let failed: Vec<String> = checks
         .iter()
@@ -66,7 +76,21 @@ fn policy_lab(tag: &str, up: &[&str]) -> Value {
         "lab down unmounts its bpffs and removes everything"
     );
     eprintln!("{tag}: up + check in {:?}", started.elapsed());
-    v
+    (v, before, after)
+}
+
+/// Packets the terway fast path redirected (out of pods, into pods) on nodes 1 and 2.
+fn fast_path_redirects(root: &str) -> (u64, u64) {
+    let (mut out, mut into) = (0, 0);
+    for n in [1, 2] {
+        let pin = format!("{root}/bpf/n{n}");
+        let s = unicni_bpf::TerwayFastPath::open(std::path::Path::new(&pin))
+            .and_then(|fp| fp.stats())
+            .unwrap_or_else(|e| panic!("{pin}: {e}"));
+        out += s.out_redirect + s.out_redirect_neigh + s.out_local;
+        into += s.in_redirect;
+    }
+    (out, into)
 }
 
 #[test]
@@ -103,4 +127,58 @@ fn terway_lab_enforces_the_policy_matrix_on_both_families() {
         })
         .count();
     assert!(v6 >= 10, "IPv6 pairs probed: {v6}");
+}
+
+#[test]
+fn terway_ebpf_fast_path_lab_enforces_the_policy_matrix() {
+    if !common::require_root() {
+        return;
+    }
+    let (v, before, after) = policy_lab_probed(
+        "pe",
+        &[
+            "--backend",
+            "terway",
+            "--mode",
+            "shared-eni",
+            "--datapath",
+            "ebpf",
+        ],
+        fast_path_redirects,
+    );
+    // Enforcement did not turn the fast path off: the checks' allowed traffic (pod to
+    // pod across nodes arrives through the ENI program) was short-cut both ways.
+    assert!(
+        after.0 > before.0 + 100 && after.1 > before.1 + 100,
+        "fast path redirects during the checks: {before:?} -> {after:?}"
+    );
+    let carried = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "eBPF fast path carried pod traffic" && c["passed"] == true)
+        .count();
+    assert!(carried >= 2, "{carried} nodes' fast path check");
+}
+
+#[test]
+fn terway_exclusive_eni_lab_enforces_the_policy_matrix() {
+    if !common::require_root() {
+        return;
+    }
+    let (_, links, _) = policy_lab_probed(
+        "px",
+        &["--backend", "terway", "--mode", "exclusive-eni"],
+        |root| {
+            // Every pod's ENI carries the programs (two tcx links each).
+            [1, 2].map(|n| {
+                std::fs::read_dir(format!("{root}/bpf/n{n}/policy/links"))
+                    .unwrap()
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("pod_"))
+                    .count()
+            })
+        },
+    );
+    assert_eq!(links, [4, 4], "policy links on the pods' ENIs per node");
 }

@@ -15,7 +15,7 @@
 //! ports `http` (8080/TCP) and `dns` (53/UDP). Other pods are `app: other` in `lab`.
 
 use super::checks::CheckResult;
-use super::topology::{Backend, Lab, LabState, PodState};
+use super::topology::{Backend, Lab, LabState, Mode, PodState};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -117,7 +117,44 @@ pub fn enable(lab: &Lab, st: &mut LabState) -> Result<()> {
     lab.save_state(st)?;
     wait_applied(lab, st, &[])
         .map(|_| ())
-        .context("the agents did not apply the lab's manifests")
+        .context("the agents did not apply the lab's manifests")?;
+    if st.mode == Mode::ExclusiveEni {
+        wait_pod_enis(lab, st)?;
+    }
+    Ok(())
+}
+
+/// Exclusive ENI: the lab's pods started before policy was turned on, so their ENIs (in
+/// the pods' namespaces, out of the policy engine's sight) get the programs from the
+/// terway agent's pass over its pods; waits until every node pinned one attachment per
+/// pod (`<pin>/policy/links/pod_<veth>_{ingress,egress}`).
+fn wait_pod_enis(lab: &Lab, st: &LabState) -> Result<()> {
+    let limit = Instant::now() + Duration::from_secs(20);
+    for n in &st.nodes {
+        let want = 2 * st.pods.iter().filter(|p| p.node == n.index).count();
+        let links = pin_dir(lab, n.index).join("policy/links");
+        loop {
+            let have = std::fs::read_dir(&links)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().starts_with("pod_"))
+                        .count()
+                })
+                .unwrap_or(0);
+            if have >= want {
+                break;
+            }
+            if Instant::now() > limit {
+                bail!(
+                    "node {}: {have} of {want} NetworkPolicy links on its pods' ENIs under {}",
+                    n.index,
+                    links.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }
 
 /// Unmounts the lab's bpffs (after the nodes' namespaces are gone), which frees every
