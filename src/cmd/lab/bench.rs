@@ -1481,3 +1481,48 @@ fn print_add(
         println!("  {}: each ADD {}", r.series, r.each_add);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleave_rotates_the_order_every_turn() {
+        let mut seen = Vec::new();
+        interleave(3, 3, |t, i| {
+            seen.push((t, i));
+            Ok(())
+        })
+        .unwrap();
+        let order: Vec<usize> = seen.iter().map(|s| s.1).collect();
+        assert_eq!(order, [0, 1, 2, 1, 2, 0, 2, 0, 1]);
+    }
+
+    #[test]
+    fn ratios_are_per_slice_pair_with_quartiles() {
+        // A drift that doubles both paths leaves every per-slice ratio at 0.9.
+        let limit = [100.0, 200.0, 100.0, 200.0];
+        let path = [90.0, 180.0, 90.0, 180.0];
+        let r = ratios(&path, &limit);
+        assert!(
+            (r.median - 0.9).abs() < 1e-9 && (r.p25 - 0.9).abs() < 1e-9,
+            "{r:?}"
+        );
+        let r = ratios(&[1.0, 2.0, 3.0, 4.0], &[1.0; 4]);
+        assert_eq!((r.p25, r.median, r.p75), (1.0, 2.0, 3.0));
+        assert!(ratios(&[], &[]).median.is_nan());
+    }
+
+    #[test]
+    fn bench_policies_select_web_and_allow_the_client_last() {
+        let y = bench_policies(3);
+        assert_eq!(y.matches("kind: NetworkPolicy").count(), 3);
+        assert_eq!(
+            y.matches("podSelector: {matchLabels: {app: web}}").count(),
+            3
+        );
+        assert!(y.contains("172.16.0.0/24") && y.contains("172.16.1.0/24"));
+        assert_eq!(y.matches("purpose: test").count(), 1);
+        assert!(bench_policies(0).starts_with('#'));
+    }
+}
