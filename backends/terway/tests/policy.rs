@@ -614,3 +614,124 @@ fn exclusive_eni_pods_are_enforced_on_their_eni() {
     lab.on_node(|| async { datapath::teardown(&att, Some(&net)).await.unwrap() });
     assert!(lab.policy(|dp| dp.pod_interfaces()).is_empty());
 }
+
+fn mac(ns: &Ns, dev: &str) -> [u8; 6] {
+    let text = must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns.name,
+            "cat",
+            &format!("/sys/class/net/{dev}/address"),
+        ],
+    );
+    let mut out = [0u8; 6];
+    for (o, part) in out.iter_mut().zip(text.trim().split(':')) {
+        *o = u8::from_str_radix(part, 16).unwrap();
+    }
+    out
+}
+
+fn tc_filters(ns: &Ns, dev: &str, dir: &str) -> String {
+    String::from_utf8_lossy(&ns.exec(&["tc", "filter", "show", "dev", dev, dir]).stdout)
+        .into_owned()
+}
+
+#[test]
+fn clsact_policy_filters_run_ahead_of_the_fast_path_filters() {
+    if !require_root() {
+        return;
+    }
+    // Kernels without tcx: both as cls_bpf filters on clsact, the fast path's first.
+    let lab = Lab::new();
+    let pod = Ns::new("tpc");
+    let pod_ip = "192.168.252.41";
+    lab.vpc_knows(pod_ip);
+    let att = attachment(&pod);
+    let pin = lab.pin.clone();
+    let (eni, mut net) = lab.on_node(|| async {
+        let (eni, link) = agent_prepares_fast_path(&pin).await;
+        let mut net = pod_network(PodMode::Shared, pod_ip.parse().unwrap(), eni, &pin);
+        net.fast_path = None; // routing only; the fast path goes on by hand below
+        datapath::setup(&att, &net).await.unwrap();
+        (link, net)
+    });
+    net.fast_path = Some(lab.pin.display().to_string());
+    let veth_name = datapath::names::host_veth(&att.id);
+    let veth = ifindex(&lab.node, &veth_name);
+    let (pod_mac, veth_mac) = (mac(&pod, "eth0"), mac(&lab.node, &veth_name));
+    let pin = lab.pin.clone();
+    let eni_index = eni.ifindex;
+    NetNs::open(&lab.node.path())
+        .unwrap()
+        .run(move || {
+            let mut fp = TerwayFastPath::open_with(&pin, unicni_bpf::AttachMode::Netlink).unwrap();
+            // The ENI carries the agent's tcx program already: off it, then on by clsact.
+            fp.detach(eni_index).unwrap();
+            assert_eq!(
+                fp.attach_eni(eni_index).unwrap(),
+                unicni_bpf::Attachment::Netlink
+            );
+            fp.attach_pod(veth).unwrap();
+            fp.upsert_pod(&unicni_bpf::TerwayPod {
+                ip: ip(pod_ip),
+                veth_ifindex: veth,
+                eni_ifindex: eni_index,
+                pod_mac,
+                veth_mac,
+            })
+            .unwrap();
+            let mut dp =
+                PolicyDatapath::load_or_adopt_with(&pin, unicni_bpf::AttachMode::Netlink).unwrap();
+            for i in [veth, eni_index] {
+                assert_eq!(dp.attach(i).unwrap(), unicni_bpf::Attachment::Netlink);
+            }
+            dp.set_pod(ip(pod_ip), ISOLATED_INGRESS | ISOLATED_EGRESS)
+                .unwrap();
+            for d in [RuleDirection::Ingress, RuleDirection::Egress] {
+                dp.upsert_rule(&rule(d, pod_ip, ALLOWED), RuleValue::Any)
+                    .unwrap();
+            }
+        })
+        .unwrap();
+    // The policy's filters at a lower priority number than the fast path's: run first.
+    for (dev, dir, prog) in [
+        (lab.eni.as_str(), "ingress", "uc_tw_eni"),
+        (veth_name.as_str(), "ingress", "uc_tw_pod"),
+    ] {
+        let f = tc_filters(&lab.node, dev, dir);
+        let pol = f.find("uc_pol_").unwrap_or_else(|| panic!("{dev}: {f}"));
+        let fast = f.find(prog).unwrap_or_else(|| panic!("{dev}: {f}"));
+        assert!(f.contains("pref 4096") && f.contains("pref 8192"), "{f}");
+        assert!(
+            pol < fast,
+            "policy listed (and run) first on {dev} {dir}: {f}"
+        );
+    }
+    lab.forward_drop();
+    let (p0, f0) = (lab.policy_stats(), lab.fast_stats());
+    assert!(pod.dropped(DENIED, None), "pod -> denied host, at the veth");
+    assert!(
+        lab.vpc.dropped(pod_ip, Some(DENIED)),
+        "denied host -> pod, at the ENI"
+    );
+    let p1 = lab.policy_stats();
+    assert!(
+        p1.dropped_egress >= p0.dropped_egress + 2 && p1.dropped_ingress >= p0.dropped_ingress + 2,
+        "{p0:?} -> {p1:?}"
+    );
+    assert!(pod.reaches(ALLOWED, None), "pod -> allowed host");
+    assert!(
+        lab.vpc.reaches(pod_ip, Some(ALLOWED)),
+        "allowed host -> pod"
+    );
+    let f1 = lab.fast_stats();
+    assert!(
+        f1.in_redirect > f0.in_redirect
+            && f1.out_redirect + f1.out_redirect_neigh > f0.out_redirect + f0.out_redirect_neigh,
+        "allowed traffic short-cut: {f0:?} -> {f1:?}"
+    );
+    assert_eq!(lab.node.forward_counted(), 0);
+    lab.on_node(|| async { datapath::teardown(&att, Some(&net)).await.unwrap() });
+}
