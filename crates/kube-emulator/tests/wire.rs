@@ -1,0 +1,182 @@
+//! The emulator's wire protocol seen from a plain HTTP client: list pages, watch from a
+//! resource version, bookmarks, 410 after compaction, create/replace/patch/delete answers.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use unicni_kube_emulator::Emulator;
+
+const PODS: &str = "/api/v1/pods";
+
+fn pod(ns: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": ns, "labels": {"app": name}}})
+}
+
+/// One request; the status code and the JSON body (a whole response, not a watch).
+fn call(url: &str, method: &str, path: &str, body: Option<(&str, Value)>) -> (u16, Value) {
+    let mut s = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    let (ct, b) = body
+        .map(|(ct, v)| (ct.to_string(), v.to_string()))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n{b}",
+        b.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    (code, serde_json::from_str(body).unwrap())
+}
+
+/// A watch: the events as they come (one JSON line per chunk).
+fn watch(url: &str, path: &str) -> impl Iterator<Item = Value> {
+    let mut s = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        if h == "\r\n" {
+            break;
+        }
+    }
+    std::iter::from_fn(move || {
+        let mut size = String::new();
+        r.read_line(&mut size).ok()?;
+        let n = usize::from_str_radix(size.trim(), 16).ok()?;
+        if n == 0 {
+            return None;
+        }
+        let mut buf = vec![0; n + 2];
+        r.read_exact(&mut buf).ok()?;
+        serde_json::from_slice(&buf[..n]).ok()
+    })
+}
+
+#[test]
+fn lists_in_pages_and_watches_from_a_version() {
+    let api = Emulator::new();
+    api.page_size(2);
+    for name in ["a", "b", "c"] {
+        api.put(PODS, pod("shop", name));
+    }
+    api.put(PODS, pod("lab", "d"));
+    let url = api.start();
+
+    let (code, page) = call(&url, "GET", "/api/v1/namespaces/shop/pods?limit=500", None);
+    assert_eq!(code, 200);
+    assert_eq!(page["kind"], "PodList");
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cont = page["metadata"]["continue"].as_str().unwrap().to_string();
+    let (_, rest) = call(
+        &url,
+        "GET",
+        &format!("/api/v1/namespaces/shop/pods?limit=500&continue={cont}"),
+        None,
+    );
+    assert_eq!(rest["items"][0]["metadata"]["name"], "c");
+    assert!(rest["metadata"]["continue"].is_null());
+    let (_, sel) = call(&url, "GET", "/api/v1/pods?labelSelector=app%3Dd", None);
+    assert_eq!(sel["items"].as_array().unwrap().len(), 1);
+    let rv: u64 = page["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // A watch from that version sees later writes only, then bookmarks while idle.
+    api.bookmark_every(Some(Duration::from_millis(200)));
+    let mut events = watch(
+        &url,
+        &format!("/api/v1/pods?watch=true&resourceVersion={rv}&allowWatchBookmarks=true"),
+    );
+    api.put(PODS, pod("shop", "e"));
+    api.delete(PODS, "shop", "a");
+    let e = events.next().unwrap();
+    assert_eq!(
+        (e["type"].as_str(), &e["object"]["metadata"]["name"]),
+        (Some("ADDED"), &json!("e"))
+    );
+    let e = events.next().unwrap();
+    assert_eq!(e["type"], "DELETED");
+    let e = events.next().unwrap();
+    assert_eq!(e["type"], "BOOKMARK");
+    assert_eq!(
+        e["object"]["metadata"]["resourceVersion"],
+        (rv + 2).to_string()
+    );
+
+    // After compaction an old version is 410 Expired.
+    api.compact();
+    let e = watch(
+        &url,
+        &format!("/api/v1/pods?watch=true&resourceVersion={rv}"),
+    )
+    .next()
+    .unwrap();
+    assert_eq!(
+        (e["type"].as_str(), e["object"]["code"].as_u64()),
+        (Some("ERROR"), Some(410))
+    );
+}
+
+#[test]
+fn create_replace_patch_delete() {
+    let api = Emulator::new();
+    let url = api.start();
+    let cms = "/api/v1/namespaces/kube-system/configmaps";
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "1"}});
+    let (code, made) = call(&url, "POST", cms, Some(("application/json", cm.clone())));
+    assert_eq!(code, 201);
+    assert_eq!(made["metadata"]["namespace"], "kube-system");
+    let (code, again) = call(&url, "POST", cms, Some(("application/json", cm)));
+    assert_eq!(
+        (code, again["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
+
+    // A replace from a stale version conflicts; from the current one it goes through.
+    let mut stale = made.clone();
+    stale["metadata"]["resourceVersion"] = "0".into();
+    let (code, _) = call(
+        &url,
+        "PUT",
+        &format!("{cms}/x"),
+        Some(("application/json", stale)),
+    );
+    assert_eq!(code, 409);
+    let mut fresh = made.clone();
+    fresh["data"]["k"] = "2".into();
+    let (code, put) = call(
+        &url,
+        "PUT",
+        &format!("{cms}/x"),
+        Some(("application/json", fresh)),
+    );
+    assert_eq!((code, put["data"]["k"].as_str()), (200, Some("2")));
+
+    let patch = json!({"metadata": {"annotations": {"a": "b"}}, "data": {"k": null}});
+    let (code, patched) = call(
+        &url,
+        "PATCH",
+        &format!("{cms}/x"),
+        Some(("application/merge-patch+json", patch)),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(patched["metadata"]["annotations"]["a"], "b");
+    assert!(patched["data"]["k"].is_null());
+    assert_eq!(patched["metadata"]["uid"], made["metadata"]["uid"]);
+
+    let (code, _) = call(&url, "DELETE", &format!("{cms}/x"), None);
+    assert_eq!(code, 200);
+    let (code, gone) = call(&url, "GET", &format!("{cms}/x"), None);
+    assert_eq!((code, gone["kind"].as_str()), (404, Some("Status")));
+    let (code, _) = call(&url, "GET", "/version", None);
+    assert_eq!(code, 404, "no raw answer set");
+}
