@@ -199,7 +199,8 @@ fn attach_policy(pin: &Path, ns: &NetNs, key: &str, ifname: &str) -> Result<()> 
 /// ENI (`id.ifname` in `netns`) when they are not there, for pods
 /// that started before `policy.enabled` was turned on, or whose pins were removed.
 /// Skips pods being added or deleted (no host veth on the node, or no ENI in the pod
-/// yet). True when it attached something.
+/// yet). True when it attached tcx links (without tcx the clsact filters are replaced in
+/// place on every pass, which is not worth reporting).
 pub(super) fn ensure_policy(pin: &Path, id: &AttachmentId, netns: &Path) -> Result<bool> {
     let key = names::host_veth(id);
     if !link_exists(&key) {
@@ -219,7 +220,8 @@ pub(super) fn ensure_policy(pin: &Path, id: &AttachmentId, netns: &Path) -> Resu
             {
                 return Ok(false);
             }
-            dp.attach_pod_interface(&key, ifname).map(|_| true)
+            dp.attach_pod_interface(&key, ifname)
+                .map(|how| how == unicni_bpf::Attachment::Tcx)
         })
         .map_err(kernel)?;
     done.map_err(|e| policy_error(pin, e))
