@@ -129,8 +129,10 @@ fn wait_listening(
 /// server is), started by [`Echo::start`]: one kept-open connection (request/response
 /// rate) or one connection per request (connection rate).
 pub fn echo(port: u16) -> Result<ExitCode> {
-    let listener =
-        TcpListener::bind(("::", port)).with_context(|| format!("listen on port {port}"))?;
+    // Both families where the namespace has IPv6, else IPv4.
+    let listener = TcpListener::bind(("::", port))
+        .or_else(|_| TcpListener::bind(("0.0.0.0", port)))
+        .with_context(|| format!("listen on port {port}"))?;
     loop {
         let (mut c, _) = listener.accept()?;
         c.set_nodelay(true)?;
