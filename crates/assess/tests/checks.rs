@@ -288,7 +288,7 @@ fn lost_features_network_policy() {
     c2.policy.enabled = true;
     let r = run_with(&inv, c2);
     assert!(!messages(&r, CheckId::LostFeatures).contains("NetworkPolicy"));
-    // Terway shared ENI enforces it, exclusive ENI does not.
+    // Terway shared ENI enforces it, exclusive ENI only with the policy engine.
     let mut inv = baseline();
     inv.network_policies.push(NetworkPolicy {
         namespace: "a".into(),
@@ -297,6 +297,9 @@ fn lost_features_network_policy() {
     quiet(&run(&inv, BackendKind::Terway), CheckId::LostFeatures);
     let r = run_with(&inv, terway_config(TerwayMode::ExclusiveEni));
     assert_eq!(status(&r, CheckId::LostFeatures), Status::Blocker);
+    let mut c = terway_config(TerwayMode::ExclusiveEni);
+    c.policy.enabled = true;
+    quiet(&run_with(&inv, c), CheckId::LostFeatures);
 }
 
 fn terway_cluster() -> Inventory {

@@ -9,12 +9,12 @@ use unicni_capacity::capabilities;
 use unicni_config::BackendKind;
 use unicni_core::Capabilities;
 
-/// The target's capabilities with what its config adds (unicni's flannel can run the
-/// eBPF policy engine when `policy.enabled` is set).
+/// The target's capabilities with what its config adds (unicni's eBPF policy engine
+/// enforces NetworkPolicy on every backend and mode when `policy.enabled` is set).
 fn target_capabilities(cx: &Context) -> Capabilities {
     let mut caps = capabilities::of(cx.target.backend().as_str(), cx.target.mode())
         .expect("targets are unicni backends");
-    if cx.target.backend() == BackendKind::Flannel && cx.target.config.policy.enabled {
+    if cx.target.config.policy.enabled {
         caps.network_policy = true;
     }
     caps
@@ -47,7 +47,7 @@ pub fn run(cx: &Context) -> CheckResult {
         lost.push("NetworkPolicy");
         let remedy = match cx.target.backend() {
             BackendKind::Flannel => "set policy.enabled = true in the target config (unicni's eBPF policy engine), or accept that these policies stop being enforced",
-            BackendKind::Terway => "use terway.mode = \"shared-eni\", which enforces NetworkPolicy",
+            BackendKind::Terway => "set policy.enabled = true in the target config (unicni's eBPF policy engine, which also covers exclusive-ENI pods), or use terway.mode = \"shared-eni\"",
         };
         for np in &inv.network_policies {
             findings.push(Finding::blocker(
