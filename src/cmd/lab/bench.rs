@@ -785,6 +785,9 @@ fn set_policies(lab: &Lab, st: &LabState, n: usize, yaml: &str) -> Result<Durati
     }
 }
 
+/// The pause after a policy change before the next slice.
+const SETTLE: Duration = Duration::from_millis(300);
+
 /// One setting's slices in the policy A/B run.
 #[derive(Default)]
 struct PolicySide {
@@ -857,13 +860,22 @@ fn run_policy_ab(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCo
             o.slices, o.rounds
         ));
         let mut sides: [PolicySide; 2] = Default::default();
+        // Turns alternate none-N and N-none: each setting precedes the other equally
+        // often, and every other turn starts with the setting in place.
+        let mut current = 0;
         for t in 0..o.slices {
             let order = if t % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in order {
-                let (count, yaml) = if side == 0 { (0, &none) } else { (n, &with) };
-                let took = set_policies(&lab, &st, count, yaml)?;
                 let s = &mut sides[side];
-                s.apply_ms.push(took.as_secs_f64() * 1e3);
+                if side != current {
+                    let (count, yaml) = if side == 0 { (0, &none) } else { (n, &with) };
+                    let took = set_policies(&lab, &st, count, yaml)?;
+                    s.apply_ms.push(took.as_secs_f64() * 1e3);
+                    current = side;
+                    // The agents have just compiled and written the change: let the
+                    // machine settle before measuring.
+                    std::thread::sleep(SETTLE);
+                }
                 rr_slice(&mut conn, 50)?; // settle, unmeasured
                 let t0 = Instant::now();
                 let us = rr_slice(&mut conn, o.rounds)?;
@@ -950,7 +962,8 @@ fn print_policy_ab(sides: &[PolicySide; 2], o: &BenchOpts, conns: usize, output:
          {} turns, the two settings swapped every turn, each slice after the agents reported \
          the change applied: {} request/response rounds on one connection kept open \
          throughout (established: conntrack), {conns} new connections of one request each \
-         (every one through the policy lookup))",
+         (every one through the policy lookup)); APPLY ms: median time from writing the \
+         change to every agent reporting it (they poll their manifests directory)",
         o.slices, o.rounds
     );
 }
