@@ -59,13 +59,7 @@ pub async fn start(config: &Config) -> Result<Option<Engine>> {
         BackendKind::Terway => unicni_terway::datapath::names::is_host_veth,
     };
     cfg.rescan = Duration::from_secs(config.agent.reconcile_seconds.max(1));
-    cfg.service_cidrs = config
-        .cluster
-        .service_cidr
-        .split(',')
-        .map(|c| c.trim().parse().map(|n: ipnet::IpNet| n.trunc()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("cluster.service_cidr = {:?}", config.cluster.service_cidr))?;
+    cfg.service_cidrs = config.cluster.service_cidrs();
     cfg.status_file = Some(std::path::Path::new(&config.node.run_dir).join("policy.json"));
     let engine = Engine::start(cfg, source).await.map_err(|e| {
         anyhow::anyhow!(

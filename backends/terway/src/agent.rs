@@ -375,14 +375,7 @@ impl TerwayAgent {
             .parse::<std::net::IpAddr>()
             .map(|ip| vec![IpNet::from(ip)])
             .unwrap_or_default();
-        // Comma-separated like the policy agent reads it (an IPv4 and an IPv6 range).
-        let service_cidrs: Vec<IpNet> = c
-            .cluster
-            .service_cidr
-            .split(',')
-            .filter_map(|n| n.trim().parse::<IpNet>().ok())
-            .map(|n| n.trunc())
-            .collect();
+        let service_cidrs = c.cluster.service_cidrs();
         Ok(PoolParams {
             instance_id,
             zone,

@@ -24,11 +24,25 @@ pub struct Config {
 pub struct ClusterConfig {
     /// Names the cluster in the lock record and in the CNI network name.
     pub name: String,
-    /// Kubernetes service CIDR; must not overlap the pod network.
+    /// Kubernetes service CIDR, or two separated by a comma on a dual-stack cluster (one
+    /// IPv4, one IPv6, as the API server's `--service-cluster-ip-range` takes them); must
+    /// not overlap the pod network.
     pub service_cidr: String,
     pub ip_stack: IpStack,
     /// The VPC CIDR the nodes live in, when known (used to detect overlaps).
     pub vpc_cidr: Option<String>,
+}
+
+impl ClusterConfig {
+    /// The service ranges of `service_cidr`, host bits cleared; entries that do not parse
+    /// are left out (`validate` reports them).
+    pub fn service_cidrs(&self) -> Vec<ipnet::IpNet> {
+        self.service_cidr
+            .split(',')
+            .filter_map(|n| n.trim().parse::<ipnet::IpNet>().ok())
+            .map(|n| n.trunc())
+            .collect()
+    }
 }
 
 impl Default for ClusterConfig {

@@ -40,6 +40,23 @@ impl Errors {
     }
 }
 
+/// `cluster.service_cidr`: one CIDR, or an IPv4 and an IPv6 one separated by a comma.
+fn validate_service_cidrs(c: &Config, e: &mut Errors) -> Vec<IpNet> {
+    const KEY: &str = "cluster.service_cidr";
+    let parts: Vec<&str> = c.cluster.service_cidr.split(',').map(str::trim).collect();
+    let nets: Vec<IpNet> = parts.iter().filter_map(|p| e.cidr(KEY, p)).collect();
+    let v4 = nets.iter().filter(|n| matches!(n, IpNet::V4(_))).count();
+    if parts.len() > 2 || v4 > 1 || nets.len() - v4 > 1 {
+        e.push(
+            KEY,
+            &c.cluster.service_cidr,
+            "one CIDR, or one IPv4 and one IPv6 CIDR separated by a comma \
+             (e.g. \"10.96.0.0/12,fd00:10:96::/112\")",
+        );
+    }
+    nets
+}
+
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
@@ -76,7 +93,7 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
             "1-63 lowercase letters, digits or '-', not starting or ending with '-'",
         );
     }
-    let service = e.cidr("cluster.service_cidr", &c.cluster.service_cidr);
+    let service = validate_service_cidrs(c, &mut e);
     let vpc = c
         .cluster
         .vpc_cidr
@@ -186,7 +203,7 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
     e.0
 }
 
-fn validate_flannel(c: &Config, e: &mut Errors, service: Option<IpNet>, vpc: Option<IpNet>) {
+fn validate_flannel(c: &Config, e: &mut Errors, service: Vec<IpNet>, vpc: Option<IpNet>) {
     let f = &c.flannel;
     if c.cluster.ip_stack != IpStack::Ipv4 {
         e.push(
@@ -227,8 +244,8 @@ fn validate_flannel(c: &Config, e: &mut Errors, service: Option<IpNet>, vpc: Opt
                 "an IPv4 CIDR in this version",
             ),
         }
-        if let Some(svc) = service {
-            if overlaps(&net, &svc) {
+        for svc in &service {
+            if overlaps(&net, svc) {
                 e.push(
                     "flannel.network",
                     &f.network,
@@ -419,6 +436,24 @@ mod tests {
     fn host_bits_are_refused() {
         let e = errs("[cluster]\nservice_cidr = \"10.96.0.1/12\"\n");
         assert_eq!(e[0].0, "cluster.service_cidr");
+    }
+
+    #[test]
+    fn dual_stack_service_cidrs_are_one_per_family() {
+        let ok = "[cluster]\nservice_cidr = \"10.96.0.0/12, fd00:10:96::/112\"\n";
+        assert!(errs(ok).is_empty(), "{:?}", errs(ok));
+        let c = load_str(ok, Format::Toml).unwrap();
+        assert_eq!(c.cluster.service_cidrs().len(), 2);
+        for bad in [
+            "10.96.0.0/12,10.100.0.0/16",
+            "fd00::/112,fd01::/112",
+            "10.96.0.0/12,fd00::/112,10.1.0.0/16",
+        ] {
+            let e = errs(&format!("[cluster]\nservice_cidr = \"{bad}\"\n"));
+            assert_eq!(e, [("cluster.service_cidr".into(), bad.into())], "{bad}");
+        }
+        let e = errs("[cluster]\nservice_cidr = \"10.96.0.0/12,fd00::1/112\"\n");
+        assert_eq!(e, [("cluster.service_cidr".into(), "fd00::1/112".into())]);
     }
 
     #[test]

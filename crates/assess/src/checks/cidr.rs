@@ -17,14 +17,14 @@ pub fn run(cx: &Context) -> CheckResult {
     let inv = cx.inv;
     let cfg = &cx.target.config;
     let mut findings = Vec::new();
-    let service: Option<IpNet> = cfg.cluster.service_cidr.parse().ok();
+    let service = cfg.cluster.service_cidrs();
     // Everything already routed in the VPC, with a name for messages.
     let mut in_use: Vec<(String, IpNet)> = Vec::new();
     if let Some(v) = inv.cluster.vpc_cidr {
         in_use.push((format!("the VPC {v}"), v));
     }
-    if let Some(s) = service {
-        in_use.push((format!("the service CIDR {s}"), s));
+    for s in &service {
+        in_use.push((format!("the service CIDR {s}"), *s));
     }
     for (i, o) in inv.cluster.other_cluster_cidrs.iter().enumerate() {
         in_use.push((format!("other cluster range #{} {o}", i + 1), *o));
@@ -117,8 +117,8 @@ pub fn run(cx: &Context) -> CheckResult {
                     }
                 }
             }
-            if let (Some(s), Some(v)) = (service, vpc) {
-                if overlaps(&s, &v) {
+            for (s, v) in service.iter().filter_map(|s| vpc.map(|v| (s, v))) {
+                if overlaps(s, &v) {
                     findings.push(Finding::blocker(
                         "target",
                         format!("cluster.service_cidr {s} overlaps the VPC {v}: pods would not reach VPC addresses in it"),
