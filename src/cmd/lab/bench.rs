@@ -15,10 +15,12 @@ use super::topology::{
     Backend, Datapath, IpStack, Lab, LabState, Mode, PodState, StoreChoice, Tuning,
 };
 use anyhow::{bail, Context, Result};
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -265,14 +267,49 @@ fn rr_slice(c: &mut TcpStream, rounds: usize) -> Result<Vec<f64>> {
 /// `n` requests, each on a new connection (connect, 1 byte each way, close), as a
 /// short-lived HTTP client makes them; connections per second.
 fn cr_slice(e: &Echo, n: usize) -> Result<f64> {
+    // The sockets are made in the source namespace before the clock starts (a socket keeps
+    // the namespace it was made in): entering the namespace per connection would add a
+    // thread per connection to what is timed.
+    let family = match e.addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let sockets = e.src.run(|| {
+        (0..n)
+            .map(|_| socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None))
+            .collect::<nix::Result<Vec<_>>>()
+    })??;
+    let to = SockaddrStorage::from(e.addr);
     let t = Instant::now();
-    for _ in 0..n {
-        let mut c = e.connect()?;
+    for fd in sockets {
+        connect(fd.as_raw_fd(), &to).with_context(|| format!("connect to {}", e.addr))?;
+        let mut c = TcpStream::from(fd);
+        c.set_nodelay(true)?;
         let mut b = [1u8; 1];
         c.write_all(&b)?;
         c.read_exact(&mut b)?;
     }
     Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// `net.ipv4.tcp_tw_reuse = 1` in namespace `ns` (it also covers IPv6 sockets).
+fn client_reuses_time_wait(ns: &str) -> Result<()> {
+    let ok = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.tcp_tw_reuse=1",
+        ])
+        .status()
+        .context("run sysctl")?
+        .success();
+    if !ok {
+        bail!("set net.ipv4.tcp_tw_reuse=1 in {ns}");
+    }
+    Ok(())
 }
 
 /// Waits until `src` reaches `ip` (a fresh pod's first packets may wait for neighbours).
@@ -851,6 +888,10 @@ fn run_policy_ab(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCo
         }
         let rr = Echo::start(&path, RR_PORT, pin)?;
         let cr = Echo::start(&path, CR_PORT, pin)?;
+        // Tens of thousands of short connections from one address to one port within a
+        // minute: without reusing TIME_WAIT ports the client runs out of local ports, as a
+        // busy HTTP client on a node would without this setting.
+        client_reuses_time_wait(&path.src)?;
         let mut conn = rr.connect()?;
         rr_slice(&mut conn, 200)?;
         cr_slice(&cr, 20)?;
