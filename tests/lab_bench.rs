@@ -72,6 +72,7 @@ fn bench_measures_host_network_and_every_design() {
             "flannel host-gw (pod to pod across nodes)",
             "terway shared-eni (pod to pod across nodes)",
             "terway shared-eni + eBPF (pod to pod across nodes)",
+            "host network, eBPF lab's nodes (no netfilter)",
             "terway exclusive-eni (pod to pod across nodes)",
         ],
         "{v:#}"
@@ -97,13 +98,13 @@ fn bench_measures_host_network_and_every_design() {
             assert!(p25 > 0.0 && p25 <= med && med <= p75, "{k}: {r}");
         }
     }
-    // The eBPF row also compares itself with the routing datapath, slice by slice.
+    // The eBPF row also compares itself with the routing datapath and with its own lab's
+    // bare nodes, slice by slice.
     let ebpf = &rows[4];
-    for k in ["throughput_ratio", "rr_per_s_ratio"] {
-        assert!(
-            ebpf["vs_routing"][k]["median"].as_f64().unwrap() > 0.0,
-            "{ebpf}"
-        );
+    for v in ["vs_routing", "vs_bare_nodes"] {
+        for k in ["throughput_ratio", "rr_per_s_ratio"] {
+            assert!(ebpf[v][k]["median"].as_f64().unwrap() > 0.0, "{v}: {ebpf}");
+        }
     }
     assert!(rows[3].get("vs_routing").is_none(), "{}", rows[3]);
 }

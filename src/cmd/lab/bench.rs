@@ -90,6 +90,10 @@ const DESIGNS: [(Backend, Mode, Datapath, &str); 5] = [
 ];
 
 const LIMIT: &str = "host network (node to node, the limit)";
+/// The same limit between the eBPF lab's own nodes, which (unlike the vxlan lab's, whose
+/// masquerade table turns conntrack on) carry no netfilter at all: the strictest reference
+/// for the fast path.
+const LIMIT_BARE: &str = "host network, eBPF lab's nodes (no netfilter)";
 
 /// Waits until `server` listens on TCP `port` in namespace `dst`; kills it if it does not.
 /// Connecting to see would use up a one-connection server (`iperf3 -1`, the echo server):
@@ -406,6 +410,8 @@ struct Measure {
     rr_per_s_ratio: Spread,
     /// The eBPF fast path's row: per slice against terway's routing datapath.
     vs_routing: Option<(Spread, Spread)>,
+    /// The eBPF fast path's row: per slice against its own lab's bare node-to-node path.
+    vs_bare_nodes: Option<(Spread, Spread)>,
 }
 
 /// Slices in turn, the order rotated by one path each turn (so no path always follows the
@@ -490,6 +496,14 @@ fn summarize(paths: &[Path3], g: Vec<Gathered>) -> Vec<Measure> {
         )),
         _ => None,
     };
+    let bare = paths.iter().position(|p| p.label == LIMIT_BARE);
+    let vs_bare_nodes = match (bare, ebpf) {
+        (Some(b), Some(e)) => Some((
+            ratios(&g[e].gbit, &g[b].gbit),
+            ratios(&g[e].rr_rate, &g[b].rr_rate),
+        )),
+        _ => None,
+    };
     let (lim_gbit, lim_rate) = (g[0].gbit.clone(), g[0].rr_rate.clone());
     paths
         .iter()
@@ -510,6 +524,7 @@ fn summarize(paths: &[Path3], g: Vec<Gathered>) -> Vec<Measure> {
                 rr_per_s: rr.len() as f64 / g.rr_time.as_secs_f64(),
                 rr_per_s_slices: g.rr_rate,
                 vs_routing: if Some(i) == ebpf { vs_routing } else { None },
+                vs_bare_nodes: if Some(i) == ebpf { vs_bare_nodes } else { None },
             }
         })
         .collect()
@@ -605,6 +620,16 @@ pub fn run(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCode> {
                 dst: b.netns.clone(),
                 ip: b.ip.clone(),
             });
+            if datapath == Datapath::Ebpf && o.host_services == 0 {
+                let (a, b) = (&st.nodes[0], &st.nodes[1]);
+                paths.push(Path3 {
+                    label: LIMIT_BARE.into(),
+                    lab: lab.prefix.clone(),
+                    src: a.netns.clone(),
+                    dst: b.netns.clone(),
+                    ip: b.ip.clone(),
+                });
+            }
         }
         let g = measure_interleaved(&paths, o.seconds, o.repeats, o.slices, o.rounds, pin)?;
         Ok(summarize(&paths, g))
@@ -694,6 +719,11 @@ fn print_throughput(rows: &[Measure], o: &BenchOpts, output: &str) {
                         "throughput_ratio": spread_json(t), "rr_per_s_ratio": spread_json(q),
                     });
                 }
+                if let Some((t, q)) = &r.vs_bare_nodes {
+                    j["vs_bare_nodes"] = serde_json::json!({
+                        "throughput_ratio": spread_json(t), "rr_per_s_ratio": spread_json(q),
+                    });
+                }
                 j
             })
             .collect();
@@ -725,17 +755,23 @@ fn print_throughput(rows: &[Measure], o: &BenchOpts, output: &str) {
             r.rr_per_s,
             cell(&r.rr_per_s_ratio),
         );
-        if let Some((t, q)) = &r.vs_routing {
-            println!(
-                "{:<50} {:>7} {:>17} {:>9} {:>9} {:>8} {:>17}",
-                "  the same, x terway shared-eni routing",
-                "",
-                cell(t),
-                "",
-                "",
-                "",
-                cell(q)
-            );
+        let extra = [
+            ("  the same, x terway shared-eni routing", &r.vs_routing),
+            ("  the same, x its own lab's bare nodes", &r.vs_bare_nodes),
+        ];
+        for (what, v) in extra {
+            if let Some((t, q)) = v {
+                println!(
+                    "{:<50} {:>7} {:>17} {:>9} {:>9} {:>8} {:>17}",
+                    what,
+                    "",
+                    cell(t),
+                    "",
+                    "",
+                    "",
+                    cell(q)
+                );
+            }
         }
     }
     println!(
