@@ -16,9 +16,9 @@ cargo build --release --bin unicni
 BIN=${CARGO_TARGET_DIR:-target}/release/unicni
 PIN=${PIN_CPUS:+--pin-cpus}
 "$BIN" lab bench --seconds "${SECONDS_PER_RUN:-3}" --repeats "${REPEATS:-9}" \
-  --slices "${SLICES:-40}" --rounds "${ROUNDS:-2000}" $PIN
-"$BIN" lab bench --policies "${POLICIES:-1000}" --slices "${POLICY_SLICES:-30}" \
-  --rounds "${ROUNDS:-2000}" $PIN
+  --slices "${SLICES:-60}" --rounds "${ROUNDS:-2000}" $PIN
+"$BIN" lab bench --policies "${POLICIES:-1000}" --slices "${POLICY_SLICES:-40}" \
+  --rounds "${POLICY_ROUNDS:-10000}" $PIN
 "$BIN" lab bench-add --pods "${PODS:-20}"
 for mode in vxlan host-gw; do
   "$BIN" lab --id bench scale --peers 15000 --mode "$mode"
