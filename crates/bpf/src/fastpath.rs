@@ -2,10 +2,10 @@
 //! `endpoints` map and its counters. Attaching lives in `attach.rs`, clean-up in
 //! `cleanup.rs`.
 
-use crate::bpffs;
+use crate::attach::FAMILY;
 use crate::error::{chain, find_io, BpfError, Result};
-use crate::layout::{Layout, HOOKS, PROGRAM};
 use crate::maps::{self, EndpointValue};
+use crate::progset::{open_map, ProgSet};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfLoader};
@@ -77,20 +77,17 @@ impl Stats {
 /// endpoints and counters stay (that is what keeps pod traffic flowing across restarts).
 /// All interface indexes are in the network namespace of the calling thread.
 pub struct FastPath {
-    pub(crate) layout: Layout,
-    /// In the order of [`HOOKS`]: ingress, egress.
-    pub(crate) progs: [SchedClassifier; 2],
+    /// The programs (ingress, egress) and `fastpath_links`.
+    pub(crate) set: ProgSet,
     pub(crate) endpoints: BpfHashMap<MapData, u32, EndpointValue>,
     pub(crate) stats: PerCpuArray<MapData, u64>,
-    pub(crate) links: BpfHashMap<MapData, u32, u32>,
-    pub(crate) mode: AttachMode,
 }
 
 impl std::fmt::Debug for FastPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FastPath")
-            .field("pin_dir", &self.layout.root())
-            .field("mode", &self.mode)
+            .field("pin_dir", &self.set.layout.root())
+            .field("mode", &self.set.mode)
             .finish()
     }
 }
@@ -173,54 +170,7 @@ impl FastPath {
         mode: AttachMode,
         object: &[u8],
     ) -> Result<FastPath> {
-        let layout = Layout::new(pin_dir);
-        bpffs::ensure_dir(pin_dir)?;
-        for d in [layout.maps(), layout.progs(), layout.links()] {
-            std::fs::create_dir_all(&d).map_err(|e| BpfError::Kernel {
-                op: format!("create pin directory {}", d.display()),
-                detail: e.to_string(),
-            })?;
-        }
-        let names = HOOKS.map(|(n, _)| n);
-        let mut ebpf = load_object(object, &names, &layout.maps())?;
-        let mut upgrade = false;
-        for name in names {
-            let fresh: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .expect("checked by load_object")
-                .try_into()
-                .expect("checked by load_object");
-            let fresh_tag = fresh
-                .info()
-                .map_err(|e| BpfError::from_err("read the loaded program's info", &e))?
-                .tag();
-            let path = layout.program(name);
-            let pinned_tag = match SchedClassifier::from_pin(&path) {
-                Ok(p) => p.info().ok().map(|i| i.tag()),
-                Err(_) => None,
-            };
-            if pinned_tag == Some(fresh_tag) {
-                continue;
-            }
-            upgrade |= pinned_tag.is_some();
-            // Pin next to the old one and rename over it, so a concurrent `open` never sees
-            // the path missing. (bpffs refuses dots in names.)
-            let tmp = layout.progs().join(format!("{name}_new"));
-            let _ = std::fs::remove_file(&tmp);
-            fresh
-                .pin(&tmp)
-                .map_err(|e| BpfError::from_err(format!("pin program at {}", tmp.display()), &e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| BpfError::Kernel {
-                op: format!("move the program pin to {}", path.display()),
-                detail: e.to_string(),
-            })?;
-        }
-        drop(ebpf);
-        let mut fp = Self::open_with(pin_dir, mode)?;
-        if upgrade {
-            tracing::info!(pin_dir = %pin_dir.display(), "eBPF fast path program changed; switching attachments");
-            fp.switch_attachments()?;
-        }
+        let mut fp = Self::with_set(ProgSet::load_or_adopt(pin_dir, mode, &FAMILY, object)?)?;
         let report = fp.reconcile()?;
         tracing::info!(
             pin_dir = %pin_dir.display(),
@@ -239,58 +189,28 @@ impl FastPath {
     }
 
     pub fn open_with(pin_dir: &Path, mode: AttachMode) -> Result<FastPath> {
-        let layout = Layout::new(pin_dir);
-        if !pin_dir.exists() || !layout.program(PROGRAM).exists() {
-            if pin_dir.exists() && !bpffs::is_bpffs(pin_dir) {
-                return Err(BpfError::NoBpffs {
-                    path: pin_dir.to_path_buf(),
-                    detail: "not on a bpf filesystem".into(),
-                });
-            }
-            return Err(BpfError::NotLoaded {
-                path: layout.program(PROGRAM),
-            });
-        }
-        let open_prog = |name: &str| -> Result<SchedClassifier> {
-            let p = layout.program(name);
-            if !p.exists() {
-                return Err(BpfError::NotLoaded { path: p });
-            }
-            SchedClassifier::from_pin(&p)
-                .map_err(|e| BpfError::from_err(format!("open pinned program {}", p.display()), &e))
-        };
-        let progs = [open_prog(HOOKS[0].0)?, open_prog(HOOKS[1].0)?];
-        let open_map = |name: &str| -> Result<MapData> {
-            let p = layout.map(name);
-            MapData::from_pin(&p)
-                .map_err(|e| BpfError::from_err(format!("open pinned map {}", p.display()), &e))
-        };
-        let endpoints = BpfHashMap::try_from(Map::HashMap(open_map(maps::ENDPOINTS)?))
+        Self::with_set(ProgSet::open(pin_dir, mode, &FAMILY)?)
+    }
+
+    fn with_set(set: ProgSet) -> Result<FastPath> {
+        let endpoints = BpfHashMap::try_from(Map::HashMap(open_map(&set.layout, maps::ENDPOINTS)?))
             .map_err(|e| BpfError::from_err("use the endpoints map", &e))?;
-        let stats = PerCpuArray::try_from(Map::PerCpuArray(open_map(maps::STATS)?))
+        let stats = PerCpuArray::try_from(Map::PerCpuArray(open_map(&set.layout, maps::STATS)?))
             .map_err(|e| BpfError::from_err("use the fastpath_stats map", &e))?;
-        let links = BpfHashMap::try_from(Map::HashMap(open_map(maps::LINKS)?))
-            .map_err(|e| BpfError::from_err("use the fastpath_links map", &e))?;
         Ok(FastPath {
-            layout,
-            progs,
+            set,
             endpoints,
             stats,
-            links,
-            mode,
         })
     }
 
     pub fn pin_dir(&self) -> &Path {
-        self.layout.root()
+        self.set.layout.root()
     }
 
     /// The kernel's tag (hash of the instructions) of the pinned ingress program.
     pub fn program_tag(&self) -> Result<u64> {
-        Ok(self.progs[0]
-            .info()
-            .map_err(|e| BpfError::from_err("read the pinned program's info", &e))?
-            .tag())
+        self.set.tag(0)
     }
 
     /// Adds or replaces the entry of a local pod: one map update, safe to call from

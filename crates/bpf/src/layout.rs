@@ -25,7 +25,8 @@ pub const HOOKS: [(&str, TcAttachType); 2] = [
     (PROGRAM_EGRESS, TcAttachType::Egress),
 ];
 
-fn dir_name(t: TcAttachType) -> &'static str {
+/// The hook's word in tcx link pin names.
+pub(crate) fn hook_dir(t: TcAttachType) -> &'static str {
     match t {
         TcAttachType::Egress => "egress",
         _ => "ingress",
@@ -60,16 +61,5 @@ impl Layout {
     }
     pub fn links(&self) -> PathBuf {
         self.root.join("links")
-    }
-    pub fn tcx_link(&self, ifindex: u32, hook: TcAttachType) -> PathBuf {
-        self.links()
-            .join(format!("tcx_{}_{ifindex}", dir_name(hook)))
-    }
-    /// The ifindex of a tcx link pin file name, if it is one.
-    pub fn tcx_link_ifindex(file_name: &str) -> Option<u32> {
-        let rest = file_name
-            .strip_prefix("tcx_ingress_")
-            .or_else(|| file_name.strip_prefix("tcx_egress_"))?;
-        rest.parse().ok()
     }
 }

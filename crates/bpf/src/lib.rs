@@ -22,6 +22,7 @@ mod maps;
 mod objects;
 pub mod policy;
 mod progset;
+mod tc;
 mod terway;
 
 pub use bpffs::{is_bpffs, BPFFS_ROOT};

@@ -34,7 +34,3 @@ pub(crate) const STAT_PASS_NOT_IPV4: u32 = 1;
 pub(crate) const STAT_PASS_NO_ENDPOINT: u32 = 2;
 pub(crate) const STAT_PASS_OTHER_MAC: u32 = 3;
 pub(crate) const STAT_PASS_HOST_FLOW: u32 = 4;
-
-/// Values of `fastpath_links`.
-pub(crate) const ATTACH_TCX: u32 = 1;
-pub(crate) const ATTACH_NETLINK: u32 = 2;

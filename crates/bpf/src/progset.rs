@@ -1,20 +1,18 @@
 //! A set of tc programs from one embedded object, pinned under the pin directory and
-//! attached to interfaces in roles (which of the set's programs go on an interface).
-//! The same lifecycle as the flannel fast path (`fastpath.rs`, `attach.rs`): load once and
-//! adopt what is pinned, switch attachments atomically when the code changed, tcx links
-//! pinned under `<pin>/links/<prefix>_<hook>_<ifindex>`, clsact filters at a fixed
-//! priority and this set's own handle otherwise, and a pinned map recording
-//! `ifindex -> mode | role` so restarts and `remove_all` find everything.
+//! attached to interfaces in roles (which of the set's programs go on an interface): the
+//! flannel fast path, the policy's host veths and the terway fast path are each one.
+//! Load once and adopt what is pinned, switch attachments atomically when the code
+//! changed, tcx links pinned under `<pin>/links/<prefix>_<hook>_<ifindex>`, clsact filters
+//! at this set's fixed priority and handle otherwise (primitives in `tc.rs`), and a pinned
+//! map recording `ifindex -> mode | role` so restarts and `remove_all` find everything.
 
-use crate::attach::{unpin_tcx_link, NL_PRIORITY};
 use crate::bpffs;
-use crate::error::{find_io, BpfError, Result};
+use crate::error::{BpfError, Result};
 use crate::fastpath::{load_object, AttachMode, Attachment};
 use crate::iface;
-use crate::layout::Layout;
+use crate::layout::{hook_dir, Layout};
+use crate::tc;
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
-use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
 use std::path::{Path, PathBuf};
 
@@ -34,8 +32,12 @@ pub(crate) struct Family {
     pub links_map: &'static str,
     /// Prefix of this set's tcx link pins.
     pub link_prefix: &'static str,
-    /// Handle of this set's clsact filters (priority [`NL_PRIORITY`]).
+    /// Priority and handle of this set's clsact filters: fixed, so any process can find
+    /// and replace them. The priority orders sets sharing a hook (lower runs first).
+    pub nl_priority: u16,
     pub nl_handle: u32,
+    /// tcx: place the links first in the chain (ahead of the other sets) rather than last.
+    pub tcx_first: bool,
 }
 
 impl Family {
@@ -48,10 +50,7 @@ impl Family {
     }
 
     fn tcx_pin(&self, layout: &Layout, ifindex: u32, hook: TcAttachType) -> PathBuf {
-        let dir = match hook {
-            TcAttachType::Egress => "egress",
-            _ => "ingress",
-        };
+        let dir = hook_dir(hook);
         layout
             .links()
             .join(format!("{}_{dir}_{ifindex}", self.link_prefix))
@@ -67,10 +66,6 @@ impl Family {
             .or_else(|| rest.strip_prefix("egress_"))?;
         rest.parse().ok()
     }
-}
-
-fn errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    find_io(e).and_then(|io| io.raw_os_error())
 }
 
 /// Loaded (or opened) programs of a family and its attachment record.
@@ -101,6 +96,18 @@ impl ProgSet {
         family: &'static Family,
         object: &[u8],
     ) -> Result<ProgSet> {
+        let upgrade = Self::pin_programs(pin_dir, family, object)?;
+        let mut set = Self::open(pin_dir, mode, family)?;
+        if upgrade {
+            tracing::info!(pin_dir = %pin_dir.display(), set = family.links_map, "eBPF programs changed; switching attachments");
+            set.switch_attachments()?;
+        }
+        Ok(set)
+    }
+
+    /// The loading half of [`ProgSet::load_or_adopt`]; true when a pinned program was
+    /// replaced (its attachments still run the old code).
+    pub fn pin_programs(pin_dir: &Path, family: &Family, object: &[u8]) -> Result<bool> {
         let layout = Layout::new(pin_dir);
         bpffs::ensure_dir(pin_dir)?;
         for d in [layout.maps(), layout.progs(), layout.links()] {
@@ -131,6 +138,8 @@ impl ProgSet {
                 continue;
             }
             upgrade |= pinned_tag.is_some();
+            // Pin next to the old one and rename over it, so a concurrent `open` never sees
+            // the path missing. (bpffs refuses dots in names.)
             let tmp = layout.progs().join(format!("{name}_new"));
             let _ = std::fs::remove_file(&tmp);
             fresh
@@ -141,13 +150,7 @@ impl ProgSet {
                 detail: e.to_string(),
             })?;
         }
-        drop(ebpf);
-        let mut set = Self::open(pin_dir, mode, family)?;
-        if upgrade {
-            tracing::info!(pin_dir = %pin_dir.display(), programs = ?names, "eBPF programs changed; switching attachments");
-            set.switch_attachments()?;
-        }
-        Ok(set)
+        Ok(upgrade)
     }
 
     /// Opens the pinned programs and the links map without loading anything.
@@ -198,6 +201,7 @@ impl ProgSet {
         let name = iface::name_of(ifindex).ok_or(BpfError::NoSuchInterface { ifindex })?;
         let recorded = self.links.get(&ifindex, 0).ok();
         let mode = match (self.mode, recorded.map(|v| v & MODE_MASK)) {
+            // Keep an interface on the mechanism it already uses, or it would get both.
             (AttachMode::Auto, Some(MODE_NETLINK)) => AttachMode::Netlink,
             (AttachMode::Auto, Some(MODE_TCX)) => AttachMode::Tcx,
             (m, _) => m,
@@ -210,7 +214,7 @@ impl ProgSet {
                 Ok(a) => a,
                 Err(e @ BpfError::PermissionDenied { .. }) => return Err(e),
                 Err(e) => {
-                    tracing::info!(interface = %name, error = %e, "tcx unavailable, using clsact");
+                    tracing::info!(interface = %name, error = %e, set = self.family.links_map, "tcx unavailable, using clsact");
                     self.attach_all_netlink(progs, &name)?
                 }
             },
@@ -231,7 +235,7 @@ impl ProgSet {
         let name = iface::name_of(ifindex).ok_or(BpfError::NoSuchInterface { ifindex })?;
         for &i in self.family.role_programs(role) {
             let (prog, hook) = self.family.programs[i];
-            if !tcx_has_program(&name, prog, hook)? {
+            if !tc::tcx_has_program(&name, prog, hook)? {
                 return Ok(false);
             }
         }
@@ -239,7 +243,7 @@ impl ProgSet {
     }
 
     /// Programs are attached last-first (egress companions before the ingress program
-    /// that starts short-cutting), i.e. in reverse order of the role's list.
+    /// that starts short-cutting or judging), i.e. in reverse order of the role's list.
     fn attach_all_tcx(&mut self, progs: &[usize], ifindex: u32, name: &str) -> Result<Attachment> {
         for &i in progs.iter().rev() {
             self.attach_tcx(i, ifindex, name)?;
@@ -250,101 +254,45 @@ impl ProgSet {
     fn attach_tcx(&mut self, i: usize, ifindex: u32, name: &str) -> Result<()> {
         let (prog_name, hook) = self.family.programs[i];
         let pin = self.family.tcx_pin(&self.layout, ifindex, hook);
-        if pin.exists() {
-            if tcx_has_program(name, prog_name, hook).unwrap_or(false) {
-                return Ok(());
-            }
-            // The pin belonged to an interface that was deleted; the index was reused.
-            let _ = unpin_tcx_link(&pin);
-        }
-        let prog = &mut self.progs[i];
-        let id = prog
-            .attach_with_options(name, hook, TcAttachOptions::TcxOrder(LinkOrder::default()))
-            .map_err(|e| {
-                BpfError::from_err(format!("attach {prog_name} to {name} with tcx"), &e)
-            })?;
-        let link = prog
-            .take_link(id)
-            .map_err(|e| BpfError::from_err("take the tcx link", &e))?;
-        let fd = FdLink::try_from(link)
-            .map_err(|e| BpfError::from_err("use the tcx link as a bpf link", &e))?;
-        match fd.pin(&pin) {
-            Ok(_pinned) => Ok(()),
-            // A concurrent attach won the race: ours is dropped (detached) here, theirs stays.
-            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-            Err(e) => Err(BpfError::from_err(
-                format!("pin the tcx link of {name} at {}", pin.display()),
-                &e,
-            )),
-        }
+        let first = self.family.tcx_first;
+        tc::attach_tcx(&mut self.progs[i], prog_name, name, hook, first, &pin)
     }
 
     fn attach_all_netlink(&mut self, progs: &[usize], name: &str) -> Result<Attachment> {
-        match tc::qdisc_add_clsact(name) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(BpfError::from_err(
-                    format!("add the clsact qdisc to {name}"),
-                    &e,
-                ))
-            }
-        }
+        tc::add_clsact(name)?;
+        let f = self.family;
         for &i in progs.iter().rev() {
-            self.attach_netlink(i, name)?;
+            let (prog_name, hook) = f.programs[i];
+            tc::attach_netlink(
+                &mut self.progs[i],
+                prog_name,
+                name,
+                hook,
+                f.nl_priority,
+                f.nl_handle,
+            )?;
         }
         Ok(Attachment::Netlink)
     }
 
-    fn attach_netlink(&mut self, i: usize, name: &str) -> Result<()> {
-        let (prog_name, hook) = self.family.programs[i];
-        let handle = self.family.nl_handle;
-        let prog = &mut self.progs[i];
-        let opts = NlOptions {
-            priority: NL_PRIORITY,
-            handle,
-        };
-        let id = match prog.attach_with_options(name, hook, TcAttachOptions::Netlink(opts)) {
-            Ok(id) => id,
-            Err(e) if errno(&e) == Some(libc::EEXIST) => {
-                // Ours from an earlier run: replace in place, no moment without a program.
-                let existing = SchedClassifierLink::attached(name, hook, NL_PRIORITY, handle)
-                    .map_err(|e| BpfError::from_err(format!("find the filter on {name}"), &e))?;
-                prog.attach_to_link(existing)
-                    .map_err(|e| BpfError::from_err(format!("replace the filter on {name}"), &e))?
-            }
-            Err(e) => {
-                return Err(BpfError::from_err(
-                    format!("attach {prog_name} to {name} with a clsact filter"),
-                    &e,
-                ))
-            }
-        };
-        let link = prog
-            .take_link(id)
-            .map_err(|e| BpfError::from_err("take the netlink link", &e))?;
-        // Dropping a netlink link deletes the filter; it must outlive this process.
-        std::mem::forget(link);
-        Ok(())
-    }
-
     /// Removes every program of the set from `ifindex`. Not an error when nothing is
-    /// attached or the interface is gone.
+    /// attached or the interface is gone (the kernel drops attachments with it).
     pub fn detach(&mut self, ifindex: u32) -> Result<()> {
         let recorded = self.links.get(&ifindex, 0).ok();
         let name = iface::name_of(ifindex);
+        // In the family's order: ingress before the egress side stops recording.
         for (prog_name, hook) in self.family.programs {
             let pin = self.family.tcx_pin(&self.layout, ifindex, *hook);
             if pin.exists() {
-                unpin_tcx_link(&pin)?;
+                tc::unpin_tcx_link(&pin)?;
             }
             let Some(name) = &name else { continue };
-            if recorded.map(|v| v & MODE_MASK) != Some(MODE_NETLINK) {
-                continue;
-            }
-            match tc::qdisc_detach_program(name, *hook, prog_name) {
+            // Also where the record says tcx or nothing: a filter may have been attached
+            // by a process that died before recording it.
+            match tc::detach_netlink(name, *hook, prog_name) {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // Without a clsact qdisc the filter dump fails; nothing of ours is there.
+                Err(_) if recorded.map(|v| v & MODE_MASK) != Some(MODE_NETLINK) => {}
                 Err(e) => {
                     return Err(BpfError::from_err(
                         format!("remove the {prog_name} filter from {name}"),
@@ -355,7 +303,7 @@ impl ProgSet {
         }
         match self.links.remove(&ifindex) {
             Ok(()) => Ok(()),
-            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(()),
+            Err(e) if tc::errno(&e) == Some(libc::ENOENT) => Ok(()),
             Err(e) => Err(BpfError::from_err(
                 format!("forget the attachment on ifindex {ifindex}"),
                 &e,
@@ -382,50 +330,40 @@ impl ProgSet {
     }
 
     /// After an upgrade: every attachment to the newly pinned programs, without a gap.
-    fn switch_attachments(&mut self) -> Result<()> {
+    pub fn switch_attachments(&mut self) -> Result<()> {
+        let f = self.family;
         for r in self.attachments()? {
             let Some(name) = iface::name_of(r.ifindex) else {
                 continue;
             };
-            for &i in self.family.role_programs(r.role).iter().rev() {
-                let (prog_name, hook) = self.family.programs[i];
+            for &i in f.role_programs(r.role).iter().rev() {
+                let (prog_name, hook) = f.programs[i];
                 let link = match r.how {
                     Attachment::Tcx => {
-                        let pin = self.family.tcx_pin(&self.layout, r.ifindex, hook);
-                        let Ok(pinned) = PinnedLink::from_pin(&pin) else {
-                            self.attach_tcx(i, r.ifindex, &name)?;
-                            continue;
-                        };
-                        SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| {
-                            BpfError::from_err(format!("use the pinned link of {name}"), &e)
-                        })?
+                        let pin = f.tcx_pin(&self.layout, r.ifindex, hook);
+                        match tc::pinned_tcx_link(&pin)? {
+                            Some(link) => link,
+                            None => {
+                                // Attached by an older version without this hook: add it.
+                                self.attach_tcx(i, r.ifindex, &name)?;
+                                continue;
+                            }
+                        }
                     }
-                    Attachment::Netlink => SchedClassifierLink::attached(
-                        &name,
-                        hook,
-                        NL_PRIORITY,
-                        self.family.nl_handle,
-                    )
-                    .map_err(|e| BpfError::from_err(format!("find the filter on {name}"), &e))?,
+                    Attachment::Netlink => {
+                        tc::netlink_link(&name, hook, f.nl_priority, f.nl_handle)?
+                    }
                 };
-                let prog = &mut self.progs[i];
-                let id = prog.attach_to_link(link).map_err(|e| {
-                    BpfError::from_err(format!("switch {name} to the new {prog_name}"), &e)
-                })?;
-                let link = prog
-                    .take_link(id)
-                    .map_err(|e| BpfError::from_err("take the switched link", &e))?;
-                match r.how {
-                    Attachment::Tcx => drop(link),
-                    Attachment::Netlink => std::mem::forget(link),
-                }
+                let what = format!("{name}'s {prog_name}");
+                tc::switch_link(&mut self.progs[i], link, &what, r.how)?;
             }
         }
         Ok(())
     }
 
-    /// Forgets attachments of interfaces that are gone (and their tcx pins); returns
-    /// (kept, removed).
+    /// Forgets attachments of interfaces that are gone (and their tcx pins); a family with
+    /// one role also records the tcx pins that lost their record (there is only one thing
+    /// they can be). Returns (kept, removed).
     pub fn reconcile_links(&mut self) -> Result<(usize, usize)> {
         let (mut kept, mut removed) = (0, 0);
         for r in self.attachments()? {
@@ -436,6 +374,10 @@ impl ProgSet {
                 removed += 1;
             }
         }
+        let adopt_role = match self.family.roles {
+            [(role, _)] => Some(*role),
+            _ => None,
+        };
         let dir = self.layout.links();
         let entries = std::fs::read_dir(&dir).map_err(|e| BpfError::Kernel {
             op: format!("list {}", dir.display()),
@@ -447,8 +389,13 @@ impl ProgSet {
                 continue;
             };
             if !iface::exists(ifindex) {
-                unpin_tcx_link(&entry.path())?;
+                tc::unpin_tcx_link(&entry.path())?;
                 removed += 1;
+            } else if let (Some(role), Err(_)) = (adopt_role, self.links.get(&ifindex, 0)) {
+                self.links
+                    .insert(ifindex, role | MODE_TCX, 0)
+                    .map_err(|e| BpfError::from_err("record an adopted tcx link", &e))?;
+                kept += 1;
             }
         }
         Ok((kept, removed))
@@ -459,12 +406,6 @@ pub(crate) fn open_map(layout: &Layout, name: &str) -> Result<MapData> {
     let p = layout.map(name);
     MapData::from_pin(&p)
         .map_err(|e| BpfError::from_err(format!("open pinned map {}", p.display()), &e))
-}
-
-fn tcx_has_program(name: &str, prog: &str, hook: TcAttachType) -> Result<bool> {
-    let (_, progs) = SchedClassifier::query_tcx(name, hook)
-        .map_err(|e| BpfError::from_err(format!("query the tcx programs of {name}"), &e))?;
-    Ok(progs.iter().any(|p| p.name_as_str() == Some(prog)))
 }
 
 /// For `remove_all`: removes the clsact filters a family's links map records (tcx links go
@@ -484,10 +425,8 @@ pub(crate) fn remove_netlink_filters(layout: &Layout, family: &Family, failures:
             continue;
         };
         for (prog, hook) in family.programs {
-            match tc::qdisc_detach_program(&name, *hook, prog) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => failures.push(format!("{name} {prog}: {e}")),
+            if let Err(e) = tc::detach_netlink(&name, *hook, prog) {
+                failures.push(format!("{name} {prog}: {e}"));
             }
         }
     }

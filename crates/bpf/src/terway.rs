@@ -46,7 +46,9 @@ pub(crate) static FAMILY: Family = Family {
     roles: &[(ROLE_POD, &[0, 1]), (ROLE_ENI, &[2])],
     links_map: LINKS,
     link_prefix: "tw",
+    nl_priority: 0x2000,
     nl_handle: 0x7563_0002,
+    tcx_first: false,
 };
 
 /// `struct tw_pod` in terway.h.

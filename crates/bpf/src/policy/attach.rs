@@ -1,289 +1,77 @@
 //! Attaching the policy programs to a pod's host veth (both hooks), in front of anything
 //! else there: tcx links placed first in the chain (pinned under `<pin>/policy/links/`),
-//! or cls_bpf filters on the clsact qdisc at a priority below the fast path's.
+//! or cls_bpf filters on the clsact qdisc at a priority below the fast path's. The host
+//! veth side is a program set of one role (`progset.rs`); interfaces inside pods use the
+//! same primitives (`tc.rs`) with their own pins and no record.
 
 use super::{PolicyDatapath, HOOKS};
-use crate::error::{find_io, BpfError, Result};
+use crate::error::{BpfError, Result};
 use crate::fastpath::{AttachMode, Attachment};
-use crate::iface;
 use crate::layout::Layout;
-use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
-use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
-use aya::programs::{SchedClassifier, TcAttachType};
+use crate::progset::Family;
+use crate::tc;
+use aya::programs::TcAttachType;
 use std::path::Path;
 
-/// Priority and handle of the policy's cls_bpf filters: below the fast path's 0x2000, so
-/// they run first.
-pub(crate) const NL_PRIORITY: u16 = 0x1000;
-pub(crate) const NL_HANDLE: u32 = 0x7563_0002;
+/// The one role of the host veths: both programs.
+const ROLE: u32 = 0;
 
-const ATTACH_TCX: u32 = 1;
-const ATTACH_NETLINK: u32 = 2;
-
-fn errno(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
-    find_io(e).and_then(|io| io.raw_os_error())
-}
-
-fn tcx_has_program(name: &str, prog: &str, hook: TcAttachType) -> Result<bool> {
-    let (_, progs) = SchedClassifier::query_tcx(name, hook)
-        .map_err(|e| BpfError::from_err(format!("query the tcx programs of {name}"), &e))?;
-    Ok(progs.iter().any(|p| p.name_as_str() == Some(prog)))
-}
+/// Pins `<pin>/policy/links/tcx_{ingress,egress}_<ifindex>` and `policy_links` values 1
+/// (tcx) and 2 (clsact) predate the program sets; the prefix and role 0 keep them what
+/// they are. First in the tcx chain, and a clsact priority below the fast path's 0x2000:
+/// a packet the policy drops never reaches a redirect.
+pub(crate) static FAMILY: Family = Family {
+    programs: &HOOKS,
+    roles: &[(ROLE, &[0, 1])],
+    links_map: super::maps::LINKS,
+    link_prefix: "tcx",
+    nl_priority: 0x1000,
+    nl_handle: 0x7563_0002,
+    tcx_first: true,
+};
 
 impl PolicyDatapath {
     /// Attaches both programs to `ifindex` (a pod's host veth, in this thread's network
     /// namespace). Idempotent.
     pub fn attach(&mut self, ifindex: u32) -> Result<Attachment> {
-        let name = iface::name_of(ifindex).ok_or(BpfError::NoSuchInterface { ifindex })?;
-        let recorded = self.links.get(&ifindex, 0).ok();
-        let mode = match (self.mode, recorded) {
-            (AttachMode::Auto, Some(ATTACH_NETLINK)) => AttachMode::Netlink,
-            (AttachMode::Auto, Some(ATTACH_TCX)) => AttachMode::Tcx,
-            (m, _) => m,
-        };
-        let got = match mode {
-            AttachMode::Tcx => self.attach_all_tcx(ifindex, &name)?,
-            AttachMode::Netlink => self.attach_all_netlink(&name)?,
-            AttachMode::Auto => match self.attach_all_tcx(ifindex, &name) {
-                Ok(a) => a,
-                Err(e @ BpfError::PermissionDenied { .. }) => return Err(e),
-                Err(e) => {
-                    tracing::info!(interface = %name, error = %e, "tcx unavailable, using clsact for the policy");
-                    self.attach_all_netlink(&name)?
-                }
-            },
-        };
-        let v = match got {
-            Attachment::Tcx => ATTACH_TCX,
-            Attachment::Netlink => ATTACH_NETLINK,
-        };
-        self.links.insert(ifindex, v, 0).map_err(|e| {
-            BpfError::from_err(format!("record the policy attachment on {name}"), &e)
-        })?;
-        Ok(got)
+        // Into the pod first, then out of it (the set attaches in reverse): a reply is
+        // never judged before its request.
+        self.set.attach(ifindex, ROLE)
     }
 
     /// Whether both programs are in the tcx chains of `ifindex`, and first there.
     pub fn tcx_attached_first(&self, ifindex: u32) -> Result<bool> {
-        let name = iface::name_of(ifindex).ok_or(BpfError::NoSuchInterface { ifindex })?;
+        let name = crate::iface::name_of(ifindex).ok_or(BpfError::NoSuchInterface { ifindex })?;
         for (prog, hook) in HOOKS {
-            let (_, progs) = SchedClassifier::query_tcx(&name, hook)
-                .map_err(|e| BpfError::from_err(format!("query the tcx programs of {name}"), &e))?;
-            if progs.first().and_then(|p| p.name_as_str()) != Some(prog) {
+            if !tc::tcx_first_is(&name, prog, hook)? {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
-    fn attach_all_tcx(&mut self, ifindex: u32, name: &str) -> Result<Attachment> {
-        // Into the pod first, then out of it: a reply is never judged before its request.
-        for i in [1, 0] {
-            self.attach_tcx(i, ifindex, name)?;
-        }
-        Ok(Attachment::Tcx)
-    }
-
-    fn attach_tcx(&mut self, i: usize, ifindex: u32, name: &str) -> Result<()> {
-        let (prog_name, hook) = HOOKS[i];
-        let pin = self.layout.tcx_link(ifindex, hook);
-        if pin.exists() {
-            if tcx_has_program(name, prog_name, hook).unwrap_or(false) {
-                return Ok(());
-            }
-            // The pin belonged to a deleted interface whose index was reused.
-            let _ = crate::attach::unpin_tcx_link(&pin);
-        }
-        let prog = &mut self.progs[i];
-        let id = prog
-            .attach_with_options(name, hook, TcAttachOptions::TcxOrder(LinkOrder::first()))
-            .map_err(|e| {
-                BpfError::from_err(format!("attach {prog_name} to {name} with tcx"), &e)
-            })?;
-        let link = prog
-            .take_link(id)
-            .map_err(|e| BpfError::from_err("take the tcx link", &e))?;
-        let fd = FdLink::try_from(link)
-            .map_err(|e| BpfError::from_err("use the tcx link as a bpf link", &e))?;
-        match fd.pin(&pin) {
-            Ok(_pinned) => Ok(()),
-            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-            Err(e) => Err(BpfError::from_err(
-                format!("pin the tcx link of {name} at {}", pin.display()),
-                &e,
-            )),
-        }
-    }
-
-    fn attach_all_netlink(&mut self, name: &str) -> Result<Attachment> {
-        match tc::qdisc_add_clsact(name) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(BpfError::from_err(
-                    format!("add the clsact qdisc to {name}"),
-                    &e,
-                ))
-            }
-        }
-        for i in [1, 0] {
-            let (prog_name, hook) = HOOKS[i];
-            let prog = &mut self.progs[i];
-            let opts = NlOptions {
-                priority: NL_PRIORITY,
-                handle: NL_HANDLE,
-            };
-            let id = match prog.attach_with_options(name, hook, TcAttachOptions::Netlink(opts)) {
-                Ok(id) => id,
-                Err(e) if errno(&e) == Some(libc::EEXIST) => {
-                    let existing =
-                        SchedClassifierLink::attached(name, hook, NL_PRIORITY, NL_HANDLE).map_err(
-                            |e| BpfError::from_err(format!("find the policy filter on {name}"), &e),
-                        )?;
-                    prog.attach_to_link(existing).map_err(|e| {
-                        BpfError::from_err(format!("replace the policy filter on {name}"), &e)
-                    })?
-                }
-                Err(e) => {
-                    return Err(BpfError::from_err(
-                        format!("attach {prog_name} to {name} with a clsact filter"),
-                        &e,
-                    ))
-                }
-            };
-            let link = prog
-                .take_link(id)
-                .map_err(|e| BpfError::from_err("take the netlink link", &e))?;
-            // Dropping would delete the filter; it must outlive this process.
-            std::mem::forget(link);
-        }
-        Ok(Attachment::Netlink)
-    }
-
     /// Removes both programs from `ifindex`; not an error when they are not there.
     pub fn detach(&mut self, ifindex: u32) -> Result<()> {
-        let recorded = self.links.get(&ifindex, 0).ok();
-        for (prog_name, hook) in HOOKS {
-            let pin = self.layout.tcx_link(ifindex, hook);
-            if pin.exists() {
-                crate::attach::unpin_tcx_link(&pin)?;
-            }
-            if let Some(name) = iface::name_of(ifindex) {
-                match tc::qdisc_detach_program(&name, hook, prog_name) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(_) if recorded != Some(ATTACH_NETLINK) => {}
-                    Err(e) => {
-                        return Err(BpfError::from_err(
-                            format!("remove the {prog_name} filter from {name}"),
-                            &e,
-                        ))
-                    }
-                }
-            }
-        }
-        match self.links.remove(&ifindex) {
-            Err(e) if errno(&e) != Some(libc::ENOENT) => Err(BpfError::from_err(
-                format!("forget the policy attachment on ifindex {ifindex}"),
-                &e,
-            )),
-            _ => Ok(()),
-        }
+        self.set.detach(ifindex)
     }
 
     /// Interfaces carrying the programs, as recorded in `policy_links`.
     pub fn attachments(&self) -> Result<Vec<(u32, Attachment)>> {
-        let mut out = Vec::new();
-        for item in self.links.iter() {
-            let (ifindex, v) =
-                item.map_err(|e| BpfError::from_err("list policy attachments", &e))?;
-            let a = if v == ATTACH_NETLINK {
-                Attachment::Netlink
-            } else {
-                Attachment::Tcx
-            };
-            out.push((ifindex, a));
-        }
-        out.sort_by_key(|(i, _)| *i);
-        Ok(out)
+        Ok(self
+            .set
+            .attachments()?
+            .into_iter()
+            .map(|r| (r.ifindex, r.how))
+            .collect())
     }
 
     /// Forgets attachments of interfaces that no longer exist, records tcx pins that
     /// lost their record, and removes the pins of pod interfaces whose pod's host veth is
     /// gone. Returns (kept, removed).
     pub fn reconcile(&mut self) -> Result<(usize, usize)> {
-        let (mut kept, mut removed) = (0, self.prune_pod_interfaces()?);
-        for (ifindex, _) in self.attachments()? {
-            if iface::exists(ifindex) {
-                kept += 1;
-            } else {
-                self.detach(ifindex)?;
-                removed += 1;
-            }
-        }
-        let dir = self.layout.links();
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(ifindex) = Layout::tcx_link_ifindex(&name) else {
-                    continue;
-                };
-                if !iface::exists(ifindex) {
-                    crate::attach::unpin_tcx_link(&entry.path())?;
-                    removed += 1;
-                } else if self.links.get(&ifindex, 0).is_err() {
-                    self.links
-                        .insert(ifindex, ATTACH_TCX, 0)
-                        .map_err(|e| BpfError::from_err("record an adopted tcx link", &e))?;
-                    kept += 1;
-                }
-            }
-        }
-        Ok((kept, removed))
-    }
-
-    /// After an upgrade: every existing attachment switched to the newly pinned programs
-    /// in place (tcx link update, filter replace).
-    pub(crate) fn switch_attachments(&mut self) -> Result<()> {
-        self.switch_pod_interfaces()?;
-        for (ifindex, kind) in self.attachments()? {
-            let Some(name) = iface::name_of(ifindex) else {
-                continue;
-            };
-            for i in [1, 0] {
-                let (prog_name, hook) = HOOKS[i];
-                let link = match kind {
-                    Attachment::Tcx => {
-                        let pin = self.layout.tcx_link(ifindex, hook);
-                        let Ok(pinned) = PinnedLink::from_pin(&pin) else {
-                            self.attach_tcx(i, ifindex, &name)?;
-                            continue;
-                        };
-                        SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| {
-                            BpfError::from_err(format!("use the pinned link of {name}"), &e)
-                        })?
-                    }
-                    Attachment::Netlink => {
-                        SchedClassifierLink::attached(&name, hook, NL_PRIORITY, NL_HANDLE).map_err(
-                            |e| BpfError::from_err(format!("find the policy filter on {name}"), &e),
-                        )?
-                    }
-                };
-                let prog = &mut self.progs[i];
-                let id = prog.attach_to_link(link).map_err(|e| {
-                    BpfError::from_err(format!("switch {name} to the new {prog_name}"), &e)
-                })?;
-                let link = prog
-                    .take_link(id)
-                    .map_err(|e| BpfError::from_err("take the switched link", &e))?;
-                match kind {
-                    Attachment::Tcx => drop(link),
-                    Attachment::Netlink => std::mem::forget(link),
-                }
-            }
-        }
-        Ok(())
+        let pods = self.prune_pod_interfaces()?;
+        let (kept, removed) = self.set.reconcile_links()?;
+        Ok((kept, removed + pods))
     }
 }
 
@@ -298,10 +86,7 @@ const POD_HOOKS: [(usize, TcAttachType); 2] =
     [(1, TcAttachType::Ingress), (0, TcAttachType::Egress)];
 
 fn pod_pin(layout: &Layout, key: &str, hook: TcAttachType) -> std::path::PathBuf {
-    let dir = match hook {
-        TcAttachType::Egress => "egress",
-        _ => "ingress",
-    };
+    let dir = crate::layout::hook_dir(hook);
     layout.links().join(format!("{POD_PIN_PREFIX}{key}_{dir}"))
 }
 
@@ -357,23 +142,23 @@ impl PolicyDatapath {
             op: format!("attach the policy programs to {ifname}"),
             detail: "no such interface in this network namespace".into(),
         })?;
-        let tcx = match self.mode {
+        let tcx = match self.set.mode {
             AttachMode::Netlink => None,
             _ => Some(self.attach_pod_tcx(key, ifname)),
         };
         match tcx {
             Some(Ok(())) => return Ok(Attachment::Tcx),
             Some(Err(e @ BpfError::PermissionDenied { .. })) => return Err(e),
-            Some(Err(e)) if self.mode == AttachMode::Tcx => return Err(e),
+            Some(Err(e)) if self.set.mode == AttachMode::Tcx => return Err(e),
             Some(Err(e)) => {
                 tracing::info!(interface = %ifname, error = %e, "tcx unavailable, using clsact for the policy");
             }
             None => {}
         }
         for (_, hook) in POD_HOOKS {
-            let pin = pod_pin(&self.layout, key, hook);
+            let pin = pod_pin(&self.set.layout, key, hook);
             if pin.exists() {
-                let _ = crate::attach::unpin_tcx_link(&pin);
+                let _ = tc::unpin_tcx_link(&pin);
             }
         }
         self.attach_pod_netlink(ifname)?;
@@ -382,108 +167,38 @@ impl PolicyDatapath {
 
     fn attach_pod_tcx(&mut self, key: &str, ifname: &str) -> Result<()> {
         for (i, hook) in POD_HOOKS {
-            let prog_name = HOOKS[i].0;
-            let pin = pod_pin(&self.layout, key, hook);
-            if pin.exists() {
-                if let Ok(pinned) = PinnedLink::from_pin(&pin) {
-                    // Ours when the link is on this very interface (a repeated ADD).
-                    let (_, progs) = SchedClassifier::query_tcx(ifname, hook).map_err(|e| {
-                        BpfError::from_err(format!("query the tcx programs of {ifname}"), &e)
-                    })?;
-                    drop(pinned);
-                    if progs.iter().any(|p| p.name_as_str() == Some(prog_name)) {
-                        continue;
-                    }
-                }
-                let _ = crate::attach::unpin_tcx_link(&pin);
-            }
-            let prog = &mut self.progs[i];
-            let id = prog
-                .attach_with_options(ifname, hook, TcAttachOptions::TcxOrder(LinkOrder::first()))
-                .map_err(|e| {
-                    BpfError::from_err(format!("attach {prog_name} to {ifname} with tcx"), &e)
-                })?;
-            let link = prog
-                .take_link(id)
-                .map_err(|e| BpfError::from_err("take the tcx link", &e))?;
-            let fd = FdLink::try_from(link)
-                .map_err(|e| BpfError::from_err("use the tcx link as a bpf link", &e))?;
-            match fd.pin(&pin) {
-                Ok(_pinned) => {}
-                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
-                Err(e) => {
-                    return Err(BpfError::from_err(
-                        format!("pin the tcx link of {ifname} at {}", pin.display()),
-                        &e,
-                    ))
-                }
-            }
+            let pin = pod_pin(&self.set.layout, key, hook);
+            tc::attach_tcx(&mut self.set.progs[i], HOOKS[i].0, ifname, hook, true, &pin)?;
         }
         Ok(())
     }
 
     fn attach_pod_netlink(&mut self, ifname: &str) -> Result<()> {
-        match tc::qdisc_add_clsact(ifname) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(BpfError::from_err(
-                    format!("add the clsact qdisc to {ifname}"),
-                    &e,
-                ))
-            }
-        }
+        tc::add_clsact(ifname)?;
         for (i, hook) in POD_HOOKS {
-            let prog_name = HOOKS[i].0;
-            let prog = &mut self.progs[i];
-            let opts = NlOptions {
-                priority: NL_PRIORITY,
-                handle: NL_HANDLE,
-            };
-            let id = match prog.attach_with_options(ifname, hook, TcAttachOptions::Netlink(opts)) {
-                Ok(id) => id,
-                Err(e) if errno(&e) == Some(libc::EEXIST) => {
-                    let existing =
-                        SchedClassifierLink::attached(ifname, hook, NL_PRIORITY, NL_HANDLE)
-                            .map_err(|e| {
-                                BpfError::from_err(
-                                    format!("find the policy filter on {ifname}"),
-                                    &e,
-                                )
-                            })?;
-                    prog.attach_to_link(existing).map_err(|e| {
-                        BpfError::from_err(format!("replace the policy filter on {ifname}"), &e)
-                    })?
-                }
-                Err(e) => {
-                    return Err(BpfError::from_err(
-                        format!("attach {prog_name} to {ifname} with a clsact filter"),
-                        &e,
-                    ))
-                }
-            };
-            let link = prog
-                .take_link(id)
-                .map_err(|e| BpfError::from_err("take the netlink link", &e))?;
-            // The filter must outlive this process (it goes with the interface's qdisc).
-            std::mem::forget(link);
+            let (prio, handle) = (FAMILY.nl_priority, FAMILY.nl_handle);
+            tc::attach_netlink(
+                &mut self.set.progs[i],
+                HOOKS[i].0,
+                ifname,
+                hook,
+                prio,
+                handle,
+            )?;
         }
         Ok(())
     }
 
     /// Keys of the pod interfaces carrying the programs by tcx (their pins).
     pub fn pod_interfaces(&self) -> Vec<String> {
-        pod_interface_keys(self.layout.root())
+        pod_interface_keys(self.set.layout.root())
     }
 
     /// Whether both programs are first in the tcx chains of `ifname` (calling thread's
     /// namespace), each on its pod-side hook.
     pub fn pod_interface_tcx_first(ifname: &str) -> Result<bool> {
         for (i, hook) in POD_HOOKS {
-            let (_, progs) = SchedClassifier::query_tcx(ifname, hook).map_err(|e| {
-                BpfError::from_err(format!("query the tcx programs of {ifname}"), &e)
-            })?;
-            if progs.first().and_then(|p| p.name_as_str()) != Some(HOOKS[i].0) {
+            if !tc::tcx_first_is(ifname, HOOKS[i].0, hook)? {
                 return Ok(false);
             }
         }
@@ -494,7 +209,7 @@ impl PolicyDatapath {
     /// calling thread's namespace (the node's): their pod is gone. Returns how many.
     fn prune_pod_interfaces(&self) -> Result<usize> {
         let mut removed = 0;
-        let Ok(entries) = std::fs::read_dir(self.layout.links()) else {
+        let Ok(entries) = std::fs::read_dir(self.set.layout.links()) else {
             return Ok(0);
         };
         for entry in entries.flatten() {
@@ -503,7 +218,7 @@ impl PolicyDatapath {
                 continue;
             };
             if index_of(key).is_none() {
-                crate::attach::unpin_tcx_link(&entry.path())?;
+                tc::unpin_tcx_link(&entry.path())?;
                 removed += 1;
             }
         }
@@ -513,8 +228,8 @@ impl PolicyDatapath {
     /// After an upgrade: the pod interfaces' tcx links to the new programs, in place.
     /// (clsact filters inside pods cannot be reached from here; they keep the old build
     /// until their pod is re-created.)
-    fn switch_pod_interfaces(&mut self) -> Result<()> {
-        let Ok(entries) = std::fs::read_dir(self.layout.links()) else {
+    pub(super) fn switch_pod_interfaces(&mut self) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(self.set.layout.links()) else {
             return Ok(());
         };
         for entry in entries.flatten() {
@@ -523,19 +238,10 @@ impl PolicyDatapath {
                 continue;
             };
             let i = if hook == TcAttachType::Ingress { 1 } else { 0 };
-            let Ok(pinned) = PinnedLink::from_pin(entry.path()) else {
+            let Some(link) = tc::pinned_tcx_link(&entry.path())? else {
                 continue;
             };
-            let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-                .map_err(|e| BpfError::from_err(format!("use the pinned link {name}"), &e))?;
-            let prog = &mut self.progs[i];
-            let id = prog
-                .attach_to_link(link)
-                .map_err(|e| BpfError::from_err(format!("switch {name} to the new program"), &e))?;
-            drop(
-                prog.take_link(id)
-                    .map_err(|e| BpfError::from_err("take the switched link", &e))?,
-            );
+            tc::switch_link(&mut self.set.progs[i], link, &name, Attachment::Tcx)?;
         }
         Ok(())
     }
@@ -566,14 +272,14 @@ pub fn detach_pod_interface(pin_dir: &Path, key: &str, ifname: Option<&str>) -> 
     for (i, hook) in POD_HOOKS {
         let pin = pod_pin(&layout, key, hook);
         if pin.exists() {
-            crate::attach::unpin_tcx_link(&pin)?;
+            tc::unpin_tcx_link(&pin)?;
         }
         let Some(ifname) = ifname else { continue };
         if index_of(ifname).is_none() {
             continue;
         }
         // An error here means no filter of ours, or no clsact qdisc at all.
-        let _ = tc::qdisc_detach_program(ifname, hook, HOOKS[i].0);
+        let _ = tc::detach_netlink(ifname, hook, HOOKS[i].0);
     }
     Ok(())
 }
@@ -587,32 +293,8 @@ pub fn remove_all(pin_dir: &Path) -> Result<()> {
     }
     let layout = Layout::new(&root);
     let mut failures = Vec::new();
-    if let Ok(md) = MapData::from_pin(layout.map(super::maps::LINKS)) {
-        if let Ok(links) = BpfHashMap::<MapData, u32, u32>::try_from(Map::HashMap(md)) {
-            for (ifindex, how) in links.iter().flatten() {
-                if how != ATTACH_NETLINK {
-                    continue;
-                }
-                let Some(name) = iface::name_of(ifindex) else {
-                    continue;
-                };
-                for (prog, hook) in HOOKS {
-                    match tc::qdisc_detach_program(&name, hook, prog) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => failures.push(format!("{name} {prog}: {e}")),
-                    }
-                }
-            }
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(layout.links()) {
-        for entry in entries.flatten() {
-            if let Err(e) = crate::attach::unpin_tcx_link(&entry.path()) {
-                failures.push(e.to_string());
-            }
-        }
-    }
+    crate::progset::remove_netlink_filters(&layout, &FAMILY, &mut failures);
+    tc::unpin_all(&layout.links(), &mut failures);
     std::fs::remove_dir_all(&root).map_err(|e| BpfError::Kernel {
         op: format!("remove {}", root.display()),
         detail: e.to_string(),
@@ -623,7 +305,7 @@ pub fn remove_all(pin_dir: &Path) -> Result<()> {
             detail: format!(
                 "{}; remove them with `tc filter del dev <if> ingress pref {}` (and egress)",
                 failures.join(", "),
-                NL_PRIORITY
+                FAMILY.nl_priority
             ),
         });
     }

@@ -20,13 +20,12 @@
 mod attach;
 pub(crate) mod maps;
 
-use crate::bpffs;
 use crate::error::{find_io, BpfError, Result};
-use crate::fastpath::{load_object, AttachMode};
-use crate::layout::Layout;
+use crate::fastpath::AttachMode;
+use crate::progset::{open_map, ProgSet};
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
-use aya::programs::{SchedClassifier, TcAttachType};
+use aya::programs::TcAttachType;
 use maps::{CtKey, CtValue, Lpm4, Lpm6, Port, Rule};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -122,8 +121,8 @@ impl PolicyStats {
 /// Handle on the pinned policy programs and maps. Dropping it changes nothing in the
 /// kernel: attachments, programs and maps stay pinned.
 pub struct PolicyDatapath {
-    pub(crate) layout: Layout,
-    pub(crate) progs: [SchedClassifier; 2],
+    /// The programs (in the order of `HOOKS`) and `policy_links`.
+    pub(crate) set: ProgSet,
     pods: BpfHashMap<MapData, [u8; 16], u32>,
     node: BpfHashMap<MapData, [u8; 16], u32>,
     v4: [LpmTrie<MapData, Lpm4, Rule>; 2],
@@ -132,8 +131,6 @@ pub struct PolicyDatapath {
     services: LpmTrie<MapData, [u8; 16], u32>,
     ct: BpfHashMap<MapData, CtKey, CtValue>,
     stats: PerCpuArray<MapData, u64>,
-    pub(crate) links: BpfHashMap<MapData, u32, u32>,
-    pub(crate) mode: AttachMode,
 }
 
 fn index(d: RuleDirection) -> usize {
@@ -169,52 +166,12 @@ impl PolicyDatapath {
         object: &[u8],
     ) -> Result<PolicyDatapath> {
         let root = policy_dir(pin_dir);
-        let layout = Layout::new(&root);
-        bpffs::ensure_dir(&root)?;
-        for d in [layout.maps(), layout.progs(), layout.links()] {
-            std::fs::create_dir_all(&d).map_err(|e| BpfError::Kernel {
-                op: format!("create pin directory {}", d.display()),
-                detail: e.to_string(),
-            })?;
-        }
-        let names = HOOKS.map(|(n, _)| n);
-        let mut ebpf = load_object(object, &names, &layout.maps())?;
-        let mut upgrade = false;
-        for name in names {
-            let fresh: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .expect("checked by load_object")
-                .try_into()
-                .expect("checked by load_object");
-            let fresh_tag = fresh
-                .info()
-                .map_err(|e| BpfError::from_err("read the loaded program's info", &e))?
-                .tag();
-            let path = layout.program(name);
-            let pinned_tag = match SchedClassifier::from_pin(&path) {
-                Ok(p) => p.info().ok().map(|i| i.tag()),
-                Err(_) => None,
-            };
-            if pinned_tag == Some(fresh_tag) {
-                continue;
-            }
-            upgrade |= pinned_tag.is_some();
-            // Pin beside the old one and rename over it: `open` never sees the path missing.
-            let tmp = layout.progs().join(format!("{name}_new"));
-            let _ = std::fs::remove_file(&tmp);
-            fresh
-                .pin(&tmp)
-                .map_err(|e| BpfError::from_err(format!("pin program at {}", tmp.display()), &e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| BpfError::Kernel {
-                op: format!("move the program pin to {}", path.display()),
-                detail: e.to_string(),
-            })?;
-        }
-        drop(ebpf);
+        let upgrade = ProgSet::pin_programs(&root, &attach::FAMILY, object)?;
         let mut dp = Self::open_with(pin_dir, mode)?;
         if upgrade {
             tracing::info!(pin_dir = %root.display(), "policy program changed; switching attachments");
-            dp.switch_attachments()?;
+            dp.switch_pod_interfaces()?;
+            dp.set.switch_attachments()?;
         }
         let (kept, removed) = dp.reconcile()?;
         tracing::info!(pin_dir = %root.display(), adopted = kept, stale = removed, "eBPF policy ready");
@@ -227,28 +184,8 @@ impl PolicyDatapath {
     }
 
     pub fn open_with(pin_dir: &Path, mode: AttachMode) -> Result<PolicyDatapath> {
-        let root = policy_dir(pin_dir);
-        let layout = Layout::new(&root);
-        let open_prog = |name: &str| -> Result<SchedClassifier> {
-            let p = layout.program(name);
-            if !p.exists() {
-                if root.exists() && !bpffs::is_bpffs(&root) {
-                    return Err(BpfError::NoBpffs {
-                        path: root.clone(),
-                        detail: "not on a bpf filesystem".into(),
-                    });
-                }
-                return Err(BpfError::NotLoaded { path: p });
-            }
-            SchedClassifier::from_pin(&p)
-                .map_err(|e| BpfError::from_err(format!("open pinned program {}", p.display()), &e))
-        };
-        let progs = [open_prog(HOOKS[0].0)?, open_prog(HOOKS[1].0)?];
-        let open = |name: &str| -> Result<MapData> {
-            let p = layout.map(name);
-            MapData::from_pin(&p)
-                .map_err(|e| BpfError::from_err(format!("open pinned map {}", p.display()), &e))
-        };
+        let set = ProgSet::open(&policy_dir(pin_dir), mode, &attach::FAMILY)?;
+        let open = |name: &str| open_map(&set.layout, name);
         let wrap = |what: &str, e: aya::maps::MapError| {
             BpfError::from_err(format!("use the {what} map"), &e)
         };
@@ -262,7 +199,6 @@ impl PolicyDatapath {
             LpmTrie::try_from(Map::LpmTrie(open(name)?)).map_err(|e| wrap(name, e))
         };
         Ok(PolicyDatapath {
-            progs,
             pods: hash(maps::PODS)?,
             node: hash(maps::NODE)?,
             v4: [lpm4(maps::V4_INGRESS)?, lpm4(maps::V4_EGRESS)?],
@@ -275,26 +211,18 @@ impl PolicyDatapath {
                 .map_err(|e| wrap(maps::CT, e))?,
             stats: PerCpuArray::try_from(Map::PerCpuArray(open(maps::STATS)?))
                 .map_err(|e| wrap(maps::STATS, e))?,
-            links: BpfHashMap::try_from(Map::HashMap(open(maps::LINKS)?))
-                .map_err(|e| wrap(maps::LINKS, e))?,
-            layout,
-            mode,
+            set,
         })
     }
 
     /// The policy's pin directory (`<pin>/policy`).
     pub fn dir(&self) -> &Path {
-        self.layout.root()
+        self.set.layout.root()
     }
 
     /// The kernel's tags of the pinned programs.
     pub fn program_tags(&self) -> Result<[u64; 2]> {
-        let tag = |p: &SchedClassifier| -> Result<u64> {
-            Ok(p.info()
-                .map_err(|e| BpfError::from_err("read the pinned program's info", &e))?
-                .tag())
-        };
-        Ok([tag(&self.progs[0])?, tag(&self.progs[1])?])
+        Ok([self.set.tag(0)?, self.set.tag(1)?])
     }
 
     // ---- policy_pods ----
