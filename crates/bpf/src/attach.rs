@@ -48,11 +48,6 @@ impl FastPath {
 
     /// Interfaces the programs are attached to, as recorded in the pinned `fastpath_links` map.
     pub fn attachments(&self) -> Result<Vec<(u32, Attachment)>> {
-        Ok(self
-            .set
-            .attachments()?
-            .into_iter()
-            .map(|r| (r.ifindex, r.how))
-            .collect())
+        self.set.interfaces()
     }
 }

@@ -23,12 +23,7 @@ impl FastPath {
     /// a vanished interface would black-hole traffic to that IP), and records tcx pins that
     /// lost their record. Live attachments are left untouched, so traffic never stops.
     pub fn reconcile(&mut self) -> Result<ReconcileReport> {
-        let (kept, removed) = self.set.reconcile_links()?;
-        let mut r = ReconcileReport {
-            kept_attachments: kept,
-            removed_attachments: removed,
-            removed_endpoints: 0,
-        };
+        let mut r = self.set.reconcile_links()?;
         for ep in self.endpoints()? {
             if !iface::exists(ep.ifindex) {
                 self.remove_endpoint(ep.ip)?;

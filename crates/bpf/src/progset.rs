@@ -7,6 +7,7 @@
 //! map recording `ifindex -> mode | role` so restarts and `remove_all` find everything.
 
 use crate::bpffs;
+use crate::cleanup::ReconcileReport;
 use crate::error::{BpfError, Result};
 use crate::fastpath::{load_object, AttachMode, Attachment};
 use crate::iface;
@@ -329,6 +330,15 @@ impl ProgSet {
         Ok(out)
     }
 
+    /// [`ProgSet::attachments`] without the roles, for sets of one role.
+    pub fn interfaces(&self) -> Result<Vec<(u32, Attachment)>> {
+        Ok(self
+            .attachments()?
+            .into_iter()
+            .map(|r| (r.ifindex, r.how))
+            .collect())
+    }
+
     /// After an upgrade: every attachment to the newly pinned programs, without a gap.
     pub fn switch_attachments(&mut self) -> Result<()> {
         let f = self.family;
@@ -363,8 +373,8 @@ impl ProgSet {
 
     /// Forgets attachments of interfaces that are gone (and their tcx pins); a family with
     /// one role also records the tcx pins that lost their record (there is only one thing
-    /// they can be). Returns (kept, removed).
-    pub fn reconcile_links(&mut self) -> Result<(usize, usize)> {
+    /// they can be). Endpoints are the caller's business.
+    pub fn reconcile_links(&mut self) -> Result<ReconcileReport> {
         let (mut kept, mut removed) = (0, 0);
         for r in self.attachments()? {
             if iface::exists(r.ifindex) {
@@ -398,7 +408,11 @@ impl ProgSet {
                 kept += 1;
             }
         }
-        Ok((kept, removed))
+        Ok(ReconcileReport {
+            kept_attachments: kept,
+            removed_attachments: removed,
+            removed_endpoints: 0,
+        })
     }
 }
 

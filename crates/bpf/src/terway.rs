@@ -547,12 +547,7 @@ impl TerwayFastPath {
     /// interface (its MAC is not the one recorded: the index was reused). Live state is
     /// untouched, so traffic never stops.
     pub fn reconcile(&mut self) -> Result<ReconcileReport> {
-        let (kept, removed) = self.set.reconcile_links()?;
-        let mut r = ReconcileReport {
-            kept_attachments: kept,
-            removed_attachments: removed,
-            removed_endpoints: 0,
-        };
+        let mut r = self.set.reconcile_links()?;
         for p in self.pods()? {
             if iface::mac_of(p.veth_ifindex) != Some(p.veth_mac) {
                 self.remove_pod(p.ip)?;

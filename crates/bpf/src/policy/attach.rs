@@ -57,12 +57,7 @@ impl PolicyDatapath {
 
     /// Interfaces carrying the programs, as recorded in `policy_links`.
     pub fn attachments(&self) -> Result<Vec<(u32, Attachment)>> {
-        Ok(self
-            .set
-            .attachments()?
-            .into_iter()
-            .map(|r| (r.ifindex, r.how))
-            .collect())
+        self.set.interfaces()
     }
 
     /// Forgets attachments of interfaces that no longer exist, records tcx pins that
@@ -70,8 +65,8 @@ impl PolicyDatapath {
     /// gone. Returns (kept, removed).
     pub fn reconcile(&mut self) -> Result<(usize, usize)> {
         let pods = self.prune_pod_interfaces()?;
-        let (kept, removed) = self.set.reconcile_links()?;
-        Ok((kept, removed + pods))
+        let r = self.set.reconcile_links()?;
+        Ok((r.kept_attachments, r.removed_attachments + pods))
     }
 }
 
