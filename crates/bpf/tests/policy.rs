@@ -192,7 +192,16 @@ fn changed_programs_take_over_every_attachment_without_a_gap() {
             RuleValue::Any,
         )
         .unwrap();
-        dp.program_tags().unwrap()
+        let tags = dp.program_tags().unwrap();
+        // The fast path joins ha's tcx chain behind the policy (it attaches last), so the
+        // new build has to keep the policy's place ahead of it, not just be alone there.
+        let mut fp = FastPath::load_or_adopt(&pin).expect("load fast path");
+        assert_eq!(fp.attach(ha).unwrap(), Attachment::Tcx);
+        assert!(
+            dp.tcx_attached_first(ha).unwrap(),
+            "policy ahead of the fast path"
+        );
+        tags
     });
     // A ping flood runs while the agent's build replaces them.
     let pod_a = t.pod_a.clone();
@@ -207,6 +216,11 @@ fn changed_programs_take_over_every_attachment_without_a_gap() {
     let (new_tags, atts, first) = t.in_node(move || {
         let dp = PolicyDatapath::load_or_adopt(&pin).unwrap();
         let first = dp.tcx_attached_first(ha).unwrap();
+        let fp = FastPath::open(&pin).unwrap();
+        assert!(
+            fp.tcx_attached(ha).unwrap(),
+            "the fast path is still behind it"
+        );
         (dp.program_tags().unwrap(), dp.attachments().unwrap(), first)
     });
     let out = flood.join().unwrap();
@@ -216,7 +230,7 @@ fn changed_programs_take_over_every_attachment_without_a_gap() {
         "no packet lost while switching: {text}"
     );
     assert_ne!(old_tags, new_tags, "the new build took over");
-    assert!(first, "still first in the tcx chain");
+    assert!(first, "still ahead of the fast path in the tcx chain");
     assert_eq!(
         atts,
         vec![(ha, Attachment::Tcx), (hb, Attachment::Netlink)],
