@@ -305,6 +305,9 @@ impl Emulator {
                         ),
                     ));
                 }
+                if let Some(refused) = immutable_refusal(r, name, have, &o) {
+                    return Err(refused);
+                }
                 o["metadata"]["name"] = name.clone().into();
                 if !ns.is_empty() {
                     o["metadata"]["namespace"] = ns.clone().into();
@@ -320,7 +323,11 @@ impl Emulator {
                         else {
                             return Err(missing(r, name));
                         };
+                        let have = o.clone();
                         merge(&mut o, &patch);
+                        if let Some(refused) = immutable_refusal(r, name, &have, &o) {
+                            return Err(refused);
+                        }
                         Ok((200, st.write(&r.collection, o)))
                     })
                 }
@@ -644,6 +651,37 @@ fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
         json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
                "message": message, "reason": reason, "details": {}, "code": code}),
     )
+}
+
+/// The API server's validation of an update to a ConfigMap or Secret stored with
+/// `immutable: true`: its data, binaryData and the flag itself cannot change, dropping the
+/// flag included (422 Invalid); metadata can.
+fn immutable_refusal(r: &Route, name: &str, have: &Value, new: &Value) -> Option<(u16, Value)> {
+    let kind = match (r.api_version.as_str(), r.resource.as_str()) {
+        ("v1", "configmaps") => "ConfigMap",
+        ("v1", "secrets") => "Secret",
+        _ => return None,
+    };
+    if have["immutable"] != true {
+        return None;
+    }
+    let changed: Vec<&str> = ["data", "binaryData", "immutable"]
+        .into_iter()
+        .filter(|f| have[*f] != new[*f])
+        .collect();
+    if changed.is_empty() {
+        return None;
+    }
+    let causes: Vec<String> = changed
+        .iter()
+        .map(|f| format!("{f}: Forbidden: field is immutable when `immutable` is set"))
+        .collect();
+    let message = if causes.len() == 1 {
+        format!("{kind} \"{name}\" is invalid: {}", causes[0])
+    } else {
+        format!("{kind} \"{name}\" is invalid: [{}]", causes.join(", "))
+    };
+    Some(status(422, "Invalid", &message))
 }
 
 fn missing(r: &Route, name: &str) -> (u16, Value) {

@@ -180,3 +180,85 @@ fn create_replace_patch_delete() {
     let (code, _) = call(&url, "GET", "/version", None);
     assert_eq!(code, 404, "no raw answer set");
 }
+
+#[test]
+fn immutable_config_maps_and_secrets_refuse_changes_to_their_data() {
+    let api = Emulator::new();
+    let url = api.start();
+    for (coll, field) in [("configmaps", "data"), ("secrets", "binaryData")] {
+        let path = format!("/api/v1/namespaces/kube-system/{coll}");
+        let obj = json!({"apiVersion": "v1", "metadata": {"name": "frozen"},
+                         "immutable": true, field: {"k": "MQ=="}});
+        let (code, made) = call(&url, "POST", &path, Some(("application/json", obj)));
+        assert_eq!(code, 201);
+        let one = format!("{path}/frozen");
+
+        let mut edited = made.clone();
+        edited[field]["k"] = "Mg==".into();
+        let (code, refused) = call(&url, "PUT", &one, Some(("application/json", edited)));
+        assert_eq!((code, refused["reason"].as_str()), (422, Some("Invalid")));
+        let message = refused["message"].as_str().unwrap();
+        assert!(
+            message.ends_with(&format!(
+                "\"frozen\" is invalid: {field}: Forbidden: field is immutable when `immutable` is set"
+            )),
+            "{message}"
+        );
+        let patch = json!({field: {"k": null}});
+        let (code, _) = call(
+            &url,
+            "PATCH",
+            &one,
+            Some(("application/merge-patch+json", patch)),
+        );
+        assert_eq!(code, 422, "{coll}: merge patch of the data");
+        let thaw = json!({"immutable": false});
+        let (code, refused) = call(
+            &url,
+            "PATCH",
+            &one,
+            Some(("application/merge-patch+json", thaw)),
+        );
+        assert_eq!(code, 422, "{coll}: immutable back to false");
+        assert!(refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("immutable: Forbidden"));
+        let (_, now) = call(&url, "GET", &one, None);
+        assert_eq!(now[field], made[field], "{coll}: unchanged");
+        assert_eq!(now["immutable"], true);
+
+        // Metadata can change; deleting and creating again is how the data is replaced.
+        let labels = json!({"metadata": {"labels": {"a": "b"}}});
+        let (code, _) = call(
+            &url,
+            "PATCH",
+            &one,
+            Some(("application/merge-patch+json", labels)),
+        );
+        assert_eq!(code, 200, "{coll}: labels");
+        assert_eq!(call(&url, "DELETE", &one, None).0, 200);
+        let obj = json!({"apiVersion": "v1", "metadata": {"name": "frozen"},
+                         "immutable": true, field: {"k": "Mg=="}});
+        assert_eq!(
+            call(&url, "POST", &path, Some(("application/json", obj))).0,
+            201
+        );
+    }
+    // A mutable one still takes edits.
+    let path = "/api/v1/namespaces/kube-system/configmaps";
+    let obj = json!({"apiVersion": "v1", "metadata": {"name": "thawed"}, "immutable": false,
+                     "data": {"k": "1"}});
+    assert_eq!(
+        call(&url, "POST", path, Some(("application/json", obj))).0,
+        201
+    );
+    let patch = json!({"data": {"k": "2"}, "immutable": true});
+    let (code, _) = call(
+        &url,
+        "PATCH",
+        &format!("{path}/thawed"),
+        Some(("application/merge-patch+json", patch)),
+    );
+    assert_eq!(code, 200);
+}
