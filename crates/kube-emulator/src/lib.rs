@@ -171,16 +171,6 @@ impl Emulator {
             .cloned()
     }
 
-    /// Every object of `collection`, by namespace and name.
-    pub fn list(&self, collection: &str) -> Vec<Value> {
-        self.lock()
-            .objects
-            .iter()
-            .filter(|((c, _, _), _)| c == collection)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
     /// Forgets the event history: a watch from an older version gets 410 Expired and the
     /// client has to list again.
     pub fn compact(&self) {
@@ -376,70 +366,87 @@ impl Emulator {
                 && matches_labels(o, labels)
                 && matches_fields(o, fields)
         };
-        let mut st = self.lock();
-        let mut since = match from {
-            Some(v) if v < st.compacted => {
-                let e = status(
-                    410,
-                    "Expired",
-                    &format!("too old resource version: {v} ({})", st.compacted),
-                )
-                .1;
-                let _ = chunk(&mut stream, &json!({"type": "ERROR", "object": e}));
-                let _ = write!(stream, "0\r\n\r\n");
-                return;
-            }
-            Some(v) => v,
-            None => {
-                // No version: the current state first, as synthetic ADDED events.
-                let now: Vec<Value> = st
-                    .objects
-                    .iter()
-                    .filter(|((c, n, _), o)| wanted(c, n, o))
-                    .map(|(_, o)| o.clone())
-                    .collect();
-                for o in now {
-                    if chunk(&mut stream, &json!({"type": "ADDED", "object": o})).is_err() {
-                        return;
-                    }
-                }
-                st.rv
-            }
-        };
-        let mut last_sent = Instant::now();
-        while Instant::now() < until {
-            let events: Vec<Event> = st.log.iter().filter(|e| e.rv > since).cloned().collect();
-            for e in events {
-                since = e.rv;
-                if !wanted(&e.collection, &e.namespace, &e.object) {
-                    continue;
-                }
-                if chunk(&mut stream, &json!({"type": e.kind, "object": e.object})).is_err() {
+        // The chunks of each round are collected under the lock and written after it is
+        // released: a slow reader must not hold up writers (or other watches).
+        let (mut since, initial) = {
+            let st = self.lock();
+            match from {
+                Some(v) if v < st.compacted => {
+                    let e = status(
+                        410,
+                        "Expired",
+                        &format!("too old resource version: {v} ({})", st.compacted),
+                    )
+                    .1;
+                    drop(st);
+                    let _ = chunk(&mut stream, &json!({"type": "ERROR", "object": e}));
+                    let _ = write!(stream, "0\r\n\r\n");
                     return;
                 }
-                last_sent = Instant::now();
+                Some(v) => (v, Vec::new()),
+                // No version: the current state first, as synthetic ADDED events.
+                None => (
+                    st.rv,
+                    st.objects
+                        .iter()
+                        .filter(|((c, n, _), o)| wanted(c, n, o))
+                        .map(|(_, o)| json!({"type": "ADDED", "object": o}))
+                        .collect(),
+                ),
             }
-            since = since.max(st.rv);
-            if let (true, Some(every)) = (bookmarks, st.bookmark_every) {
-                if last_sent.elapsed() >= every {
-                    let (api_version, kind) = st.kind_of(r);
-                    let b = json!({"type": "BOOKMARK", "object": {
-                        "apiVersion": api_version, "kind": kind,
-                        "metadata": {"resourceVersion": since.to_string()}}});
-                    if chunk(&mut stream, &b).is_err() {
-                        return;
+        };
+        for c in &initial {
+            if chunk(&mut stream, c).is_err() {
+                return;
+            }
+        }
+        let mut last_sent = Instant::now();
+        while Instant::now() < until {
+            let mut out: Vec<Value> = Vec::new();
+            {
+                let st = self.lock();
+                let seen = since;
+                for e in st.log.iter().filter(|e| e.rv > seen) {
+                    since = e.rv;
+                    if wanted(&e.collection, &e.namespace, &e.object) {
+                        out.push(json!({"type": e.kind, "object": e.object}));
                     }
-                    last_sent = Instant::now();
+                }
+                since = since.max(st.rv);
+                if let (true, Some(every)) = (bookmarks, st.bookmark_every) {
+                    // Events about to be sent count as sent now.
+                    let idle = match out.is_empty() {
+                        true => last_sent.elapsed(),
+                        false => Duration::ZERO,
+                    };
+                    if idle >= every {
+                        let (api_version, kind) = st.kind_of(r);
+                        out.push(json!({"type": "BOOKMARK", "object": {
+                            "apiVersion": api_version, "kind": kind,
+                            "metadata": {"resourceVersion": since.to_string()}}}));
+                    }
                 }
             }
-            st = self
-                .inner
-                .changed
-                .wait_timeout(st, Duration::from_millis(100))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            for c in &out {
+                if chunk(&mut stream, c).is_err() {
+                    return;
+                }
+            }
+            if !out.is_empty() {
+                last_sent = Instant::now();
+            }
+            let st = self.lock();
+            if st.rv > since {
+                continue;
+            }
+            drop(
+                self.inner
+                    .changed
+                    .wait_timeout(st, Duration::from_millis(100))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0,
+            );
         }
-        drop(st);
         let _ = write!(stream, "0\r\n\r\n");
     }
 }
@@ -729,7 +736,7 @@ fn chunk(stream: &mut TcpStream, event: &Value) -> std::io::Result<()> {
 }
 
 /// JSON merge patch (RFC 7386): objects merge, `null` removes, anything else replaces.
-pub fn merge(into: &mut Value, patch: &Value) {
+fn merge(into: &mut Value, patch: &Value) {
     match (into, patch) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
