@@ -190,26 +190,39 @@ fn reconcile_fast_path(pin: &std::path::Path) {
 }
 
 /// NetworkPolicy on the ENI of every running exclusive-ENI pod (see
-/// `datapath::ensure_exclusive_policy`), off the runtime's threads.
-async fn ensure_exclusive_policy(pool: &Pool, pin: &std::path::Path) {
+/// `datapath::ensure_exclusive_policy`), off the runtime's threads. True when the pass
+/// had no errors.
+async fn ensure_exclusive_policy(pool: &Pool, pin: &std::path::Path) -> bool {
     let pods = pool.pods_with_netns().await;
     let pin = pin.to_path_buf();
     let done = tokio::task::spawn_blocking(move || {
-        for (id, netns) in pods {
-            match crate::datapath::ensure_exclusive_policy(&pin, &id, std::path::Path::new(&netns))
-            {
+        let results = match crate::datapath::ensure_exclusive_policy(&pin, &pods) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("NetworkPolicy on exclusive-ENI pods: {e}");
+                return false;
+            }
+        };
+        let mut clean = true;
+        for (id, r) in results {
+            match r {
                 Ok(true) => {
                     tracing::info!(attachment = %id, "NetworkPolicy attached to the pod's ENI")
                 }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(attachment = %id, "NetworkPolicy on the pod's ENI: {e}"),
+                Err(e) => {
+                    clean = false;
+                    tracing::warn!(attachment = %id, "NetworkPolicy on the pod's ENI: {e}")
+                }
             }
         }
+        clean
     })
     .await;
-    if let Err(e) = done {
+    done.unwrap_or_else(|e| {
         tracing::warn!("NetworkPolicy pass over exclusive-ENI pods: {e}");
-    }
+        false
+    })
 }
 
 impl TerwayAgent {
@@ -282,7 +295,9 @@ impl TerwayAgent {
         };
         let reconcile_pin = fast.pin_dir().map(|p| p.to_path_buf());
         // Exclusive ENI with NetworkPolicy: the plugin attaches the programs to each new
-        // pod's ENI; this pass covers pods that started before policy was turned on.
+        // pod's ENI; one pass once the pool is ready (repeated until it has no errors)
+        // covers pods that started before policy was turned on, which only an agent
+        // restart does.
         let policy_pin = params
             .policy
             .clone()
@@ -320,6 +335,7 @@ impl TerwayAgent {
                 "ENI pool ready; serving the plugin"
             );
             let mut pass: u64 = 0;
+            let mut policy_pin = policy_pin;
             loop {
                 pass += 1;
                 // Pods deleted without a DEL (agent down, node crash) leave entries and
@@ -328,7 +344,9 @@ impl TerwayAgent {
                     reconcile_fast_path(pin);
                 }
                 if let (Some(pin), 1) = (&policy_pin, pass % 5) {
-                    ensure_exclusive_policy(&pool, pin).await;
+                    if ensure_exclusive_policy(&pool, pin).await {
+                        policy_pin = None;
+                    }
                 }
                 if let Err(e) = pool.maintain().await {
                     tracing::warn!("pool maintenance: {e}");

@@ -604,9 +604,15 @@ fn exclusive_eni_pods_are_enforced_on_their_eni() {
     lab.policy(|dp| dp.reconcile().unwrap());
     assert!(pod.reaches(DENIED, None), "not enforced yet");
     let passes = lab.on_node(|| async {
-        let first = datapath::ensure_exclusive_policy(&pin, &att.id, &netns).unwrap();
-        let again = datapath::ensure_exclusive_policy(&pin, &att.id, &netns).unwrap();
-        (first, again)
+        let pods = [(att.id.clone(), netns.display().to_string())];
+        let pass = || {
+            datapath::ensure_exclusive_policy(&pin, &pods)
+                .unwrap()
+                .remove(0)
+                .1
+                .unwrap()
+        };
+        (pass(), pass())
     });
     assert_eq!(passes, (true, false), "attached, then kept");
     assert!(pod.dropped(DENIED, None), "enforced after the agent's pass");

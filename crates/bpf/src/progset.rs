@@ -79,6 +79,35 @@ pub(crate) struct ProgSet {
     pub mode: AttachMode,
 }
 
+/// Opens the pinned programs of `family` under `layout` (in the order of
+/// `family.programs`), nothing else.
+pub(crate) fn open_programs(layout: &Layout, family: &Family) -> Result<Vec<SchedClassifier>> {
+    let pin_dir = layout.root();
+    let first = layout.program(family.programs[0].0);
+    if !pin_dir.exists() || !first.exists() {
+        if pin_dir.exists() && !bpffs::is_bpffs(pin_dir) {
+            return Err(BpfError::NoBpffs {
+                path: pin_dir.to_path_buf(),
+                detail: "not on a bpf filesystem".into(),
+            });
+        }
+        return Err(BpfError::NotLoaded { path: first });
+    }
+    let mut progs = Vec::new();
+    for (name, _) in family.programs {
+        let p = layout.program(name);
+        if !p.exists() {
+            return Err(BpfError::NotLoaded { path: p });
+        }
+        progs.push(
+            SchedClassifier::from_pin(&p).map_err(|e| {
+                BpfError::from_err(format!("open pinned program {}", p.display()), &e)
+            })?,
+        );
+    }
+    Ok(progs)
+}
+
 /// One recorded attachment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Recorded {
@@ -157,26 +186,7 @@ impl ProgSet {
     /// Opens the pinned programs and the links map without loading anything.
     pub fn open(pin_dir: &Path, mode: AttachMode, family: &'static Family) -> Result<ProgSet> {
         let layout = Layout::new(pin_dir);
-        let first = layout.program(family.programs[0].0);
-        if !pin_dir.exists() || !first.exists() {
-            if pin_dir.exists() && !bpffs::is_bpffs(pin_dir) {
-                return Err(BpfError::NoBpffs {
-                    path: pin_dir.to_path_buf(),
-                    detail: "not on a bpf filesystem".into(),
-                });
-            }
-            return Err(BpfError::NotLoaded { path: first });
-        }
-        let mut progs = Vec::new();
-        for (name, _) in family.programs {
-            let p = layout.program(name);
-            if !p.exists() {
-                return Err(BpfError::NotLoaded { path: p });
-            }
-            progs.push(SchedClassifier::from_pin(&p).map_err(|e| {
-                BpfError::from_err(format!("open pinned program {}", p.display()), &e)
-            })?);
-        }
+        let progs = open_programs(&layout, family)?;
         let links = BpfHashMap::try_from(Map::HashMap(open_map(&layout, family.links_map)?))
             .map_err(|e| BpfError::from_err(format!("use the {} map", family.links_map), &e))?;
         Ok(ProgSet {

@@ -22,6 +22,7 @@ use crate::proto::PodNetwork;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::Path;
+use unicni_bpf::policy::PodPrograms;
 use unicni_bpf::{BpfError, PolicyDatapath};
 use unicni_core::{
     Attachment, AttachmentId, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
@@ -182,8 +183,8 @@ fn policy_error(pin: &Path, e: BpfError) -> Error {
 fn attach_policy(pin: &Path, ns: &NetNs, key: &str, ifname: &str) -> Result<()> {
     let attached = ns
         .run(|| {
-            let mut dp = PolicyDatapath::open(pin)?;
-            dp.attach_pod_interface(key, ifname)
+            let mut progs = PodPrograms::open(pin)?;
+            progs.attach(key, ifname)
         })
         .map_err(kernel)?;
     match attached {
@@ -195,15 +196,34 @@ fn attach_policy(pin: &Path, ns: &NetNs, key: &str, ifname: &str) -> Result<()> 
     }
 }
 
-/// The agent's pass over running exclusive-ENI pods: the policy programs on the pod's
-/// ENI (`id.ifname` in `netns`) when they are not there, for pods
-/// that started before `policy.enabled` was turned on, or whose pins were removed.
-/// Skips pods being added or deleted (no host veth on the node, or no ENI in the pod
-/// yet). True when it attached tcx links (without tcx the clsact filters are replaced in
-/// place on every pass, which is not worth reporting).
-pub(super) fn ensure_policy(pin: &Path, id: &AttachmentId, netns: &Path) -> Result<bool> {
+/// The agent's pass over running exclusive-ENI pods (`(id, netns)` each): the policy
+/// programs on the pod's ENI (`id.ifname` in `netns`) when they are not there, for pods
+/// that started before `policy.enabled` was turned on. The programs are opened once.
+/// Skips pods being added or deleted (no host veth on the node, or no ENI in the pod yet),
+/// and pods whose tcx pins exist (without tcx, clsact filters are replaced in place; the
+/// agent runs the pass once after a restart, again only while it has errors). Err when the programs cannot be opened; otherwise per pod whether it attached them.
+pub(super) fn ensure_policy(
+    pin: &Path,
+    pods: &[(AttachmentId, String)],
+) -> Result<Vec<(AttachmentId, Result<bool>)>> {
+    let mut progs = PodPrograms::open(pin).map_err(|e| policy_error(pin, e))?;
+    Ok(pods
+        .iter()
+        .map(|(id, netns)| {
+            let done = ensure_pod_policy(&mut progs, pin, id, Path::new(netns));
+            (id.clone(), done)
+        })
+        .collect())
+}
+
+fn ensure_pod_policy(
+    progs: &mut PodPrograms,
+    pin: &Path,
+    id: &AttachmentId,
+    netns: &Path,
+) -> Result<bool> {
     let key = names::host_veth(id);
-    if !link_exists(&key) {
+    if !link_exists(&key) || unicni_bpf::policy::pod_interface_pinned(pin, &key) {
         return Ok(false);
     }
     let ns = NetNs::open(netns).map_err(kernel)?;
@@ -214,14 +234,7 @@ pub(super) fn ensure_policy(pin: &Path, id: &AttachmentId, netns: &Path) -> Resu
             if !link_exists(ifname) {
                 return Ok(false);
             }
-            let mut dp = PolicyDatapath::open(pin)?;
-            if PolicyDatapath::pod_interface_tcx_first(ifname).unwrap_or(false)
-                && dp.pod_interfaces().contains(&key)
-            {
-                return Ok(false);
-            }
-            dp.attach_pod_interface(&key, ifname)
-                .map(|how| how == unicni_bpf::Attachment::Tcx)
+            progs.attach(&key, ifname).map(|_| true)
         })
         .map_err(kernel)?;
     done.map_err(|e| policy_error(pin, e))

@@ -196,15 +196,15 @@ pub async fn prepare_eni(eni: &EniInfo, shared: bool) -> Result<EniLink> {
     eni_link::prepare(eni, shared).await
 }
 
-/// NetworkPolicy on the ENI of a running exclusive-ENI pod (the agent's pass over its
-/// pods, `pin` the agent's pin directory): attaches the programs where they are missing.
-/// True when it attached something.
+/// NetworkPolicy on the ENIs of running exclusive-ENI pods (the agent's pass over its
+/// pods, `(id, netns)` each; `pin` the agent's pin directory): attaches the programs
+/// where they are missing, opening them once. Err when they cannot be opened; otherwise
+/// per pod whether it attached them.
 pub fn ensure_exclusive_policy(
     pin: &std::path::Path,
-    id: &AttachmentId,
-    netns: &std::path::Path,
-) -> Result<bool> {
-    exclusive::ensure_policy(pin, id, netns)
+    pods: &[(AttachmentId, String)],
+) -> Result<Vec<(AttachmentId, Result<bool>)>> {
+    exclusive::ensure_policy(pin, pods)
 }
 
 /// The eBPF fast path's program on an ENI link (shared mode, `terway.datapath = "ebpf"`).

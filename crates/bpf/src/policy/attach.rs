@@ -10,7 +10,7 @@ use crate::fastpath::{AttachMode, Attachment};
 use crate::layout::Layout;
 use crate::progset::Family;
 use crate::tc;
-use aya::programs::TcAttachType;
+use aya::programs::{SchedClassifier, TcAttachType};
 use std::path::Path;
 
 /// The one role of the host veths: both programs.
@@ -120,7 +120,31 @@ fn index_of(name: &str) -> Option<u32> {
     (i != 0).then_some(i)
 }
 
-impl PolicyDatapath {
+/// The two policy programs, opened from their pins and nothing else: what attaching them
+/// to interfaces inside pods needs (the exclusive-ENI datapath's ADD, the agent's pass over
+/// running pods).
+pub struct PodPrograms {
+    layout: Layout,
+    progs: Vec<SchedClassifier>,
+    mode: AttachMode,
+}
+
+impl PodPrograms {
+    /// Opens the programs the agent pinned under `pin_dir` (its pin directory).
+    pub fn open(pin_dir: &Path) -> Result<PodPrograms> {
+        Self::open_with(pin_dir, AttachMode::Auto)
+    }
+
+    pub fn open_with(pin_dir: &Path, mode: AttachMode) -> Result<PodPrograms> {
+        let layout = Layout::new(&super::policy_dir(pin_dir));
+        let progs = crate::progset::open_programs(&layout, &FAMILY)?;
+        Ok(PodPrograms {
+            layout,
+            progs,
+            mode,
+        })
+    }
+
     /// Attaches both programs to `ifname` in the calling thread's network namespace: an
     /// interface inside a pod's namespace that carries the pod's traffic past every host
     /// link (an exclusive-ENI pod's ENI). tc ingress gets `uc_pol_to_pod`, tc egress
@@ -131,59 +155,66 @@ impl PolicyDatapath {
     /// host veth name, so [`PolicyDatapath::reconcile`] removes the pins of pods whose
     /// veth is gone). Idempotent. Call it on a thread inside the pod's namespace: tcx and
     /// netlink resolve the interface in the caller's namespace.
-    pub fn attach_pod_interface(&mut self, key: &str, ifname: &str) -> Result<Attachment> {
+    pub fn attach(&mut self, key: &str, ifname: &str) -> Result<Attachment> {
         valid_key(key)?;
         index_of(ifname).ok_or_else(|| BpfError::Kernel {
             op: format!("attach the policy programs to {ifname}"),
             detail: "no such interface in this network namespace".into(),
         })?;
-        let tcx = match self.set.mode {
+        let tcx = match self.mode {
             AttachMode::Netlink => None,
-            _ => Some(self.attach_pod_tcx(key, ifname)),
+            _ => Some(self.attach_tcx(key, ifname)),
         };
         match tcx {
             Some(Ok(())) => return Ok(Attachment::Tcx),
             Some(Err(e @ BpfError::PermissionDenied { .. })) => return Err(e),
-            Some(Err(e)) if self.set.mode == AttachMode::Tcx => return Err(e),
+            Some(Err(e)) if self.mode == AttachMode::Tcx => return Err(e),
             Some(Err(e)) => {
                 tracing::info!(interface = %ifname, error = %e, "tcx unavailable, using clsact for the policy");
             }
             None => {}
         }
         for (_, hook) in POD_HOOKS {
-            let pin = pod_pin(&self.set.layout, key, hook);
+            let pin = pod_pin(&self.layout, key, hook);
             if pin.exists() {
                 let _ = tc::unpin_tcx_link(&pin);
             }
         }
-        self.attach_pod_netlink(ifname)?;
+        self.attach_netlink(ifname)?;
         Ok(Attachment::Netlink)
     }
 
-    fn attach_pod_tcx(&mut self, key: &str, ifname: &str) -> Result<()> {
+    fn attach_tcx(&mut self, key: &str, ifname: &str) -> Result<()> {
         for (i, hook) in POD_HOOKS {
-            let pin = pod_pin(&self.set.layout, key, hook);
-            tc::attach_tcx(&mut self.set.progs[i], HOOKS[i].0, ifname, hook, true, &pin)?;
+            let pin = pod_pin(&self.layout, key, hook);
+            tc::attach_tcx(&mut self.progs[i], HOOKS[i].0, ifname, hook, true, &pin)?;
         }
         Ok(())
     }
 
-    fn attach_pod_netlink(&mut self, ifname: &str) -> Result<()> {
+    fn attach_netlink(&mut self, ifname: &str) -> Result<()> {
         tc::add_clsact(ifname)?;
         for (i, hook) in POD_HOOKS {
             let (prio, handle) = (FAMILY.nl_priority, FAMILY.nl_handle);
-            tc::attach_netlink(
-                &mut self.set.progs[i],
-                HOOKS[i].0,
-                ifname,
-                hook,
-                prio,
-                handle,
-            )?;
+            tc::attach_netlink(&mut self.progs[i], HOOKS[i].0, ifname, hook, prio, handle)?;
         }
         Ok(())
     }
+}
 
+/// Whether the pod interface `key` carries the programs by tcx (both its link pins exist
+/// under `pin_dir`, the agent's pin directory). A look at two files, nothing more.
+pub fn pod_interface_pinned(pin_dir: &Path, key: &str) -> bool {
+    if valid_key(key).is_err() {
+        return false;
+    }
+    let layout = Layout::new(&super::policy_dir(pin_dir));
+    POD_HOOKS
+        .iter()
+        .all(|&(_, hook)| pod_pin(&layout, key, hook).exists())
+}
+
+impl PolicyDatapath {
     /// Keys of the pod interfaces carrying the programs by tcx (their pins).
     pub fn pod_interfaces(&self) -> Vec<String> {
         pod_interface_keys(self.set.layout.root())

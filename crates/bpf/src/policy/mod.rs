@@ -30,7 +30,7 @@ use maps::{CtKey, CtValue, Lpm4, Lpm6, Port, Rule};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-pub use attach::{detach_pod_interface, remove_all};
+pub use attach::{detach_pod_interface, pod_interface_pinned, remove_all, PodPrograms};
 
 /// The program at tc ingress of a pod's host veth (what the pod sends).
 pub const PROGRAM_FROM_POD: &str = "uc_pol_from_pod";
