@@ -263,23 +263,20 @@ pub(super) fn detach_policy(pin: &Path, att: &Attachment, ns: Option<&NetNs>) ->
     done.map_err(|e| Error::Kernel(format!("remove NetworkPolicy from the pod's ENI: {e}")))
 }
 
-/// What CHECK expects of the policy: the programs first on the ENI's tcx hooks (clsact
-/// filters are not looked at).
+/// What CHECK expects of the policy: the ENI's tcx link pins (clsact filters, on kernels
+/// without tcx, are not looked at).
 fn check_policy(pin: &Path, att: &Attachment, ns: &NetNs, gaps: &mut Vec<String>) {
     let key = names::host_veth(&att.id);
+    if unicni_bpf::policy::pod_interface_pinned(pin, &key) {
+        return;
+    }
     let ifname = att.id.ifname.as_str();
-    let pinned = match PolicyDatapath::open(pin) {
-        Ok(dp) => dp.pod_interfaces().contains(&key),
-        Err(e) => {
-            gaps.push(format!("NetworkPolicy programs at {} ({e})", pin.display()));
-            return;
-        }
-    };
-    let first = ns.run(|| PolicyDatapath::pod_interface_tcx_first(ifname));
-    match first {
-        Ok(Ok(true)) if pinned => {}
+    match ns.run(|| PolicyDatapath::pod_interface_tcx_first(ifname)) {
         Ok(Err(_)) => {} // no tcx on this kernel: clsact filters
-        _ => gaps.push(format!("NetworkPolicy programs first on {ifname}")),
+        _ => gaps.push(format!(
+            "NetworkPolicy programs on {ifname} (pinned under {})",
+            pin.display()
+        )),
     }
 }
 
