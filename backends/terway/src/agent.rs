@@ -298,11 +298,7 @@ impl TerwayAgent {
         // pod's ENI; one pass once the pool is ready (repeated until it has no errors)
         // covers pods that started before policy was turned on, which only an agent
         // restart does.
-        let policy_pin = params
-            .policy
-            .clone()
-            .filter(|_| params.exclusive)
-            .map(PathBuf::from);
+        let policy_pin = params.policy.clone().map(PathBuf::from);
         let state = StateFile::new(std::path::Path::new(&config.node.state_dir));
         let readiness = agent.readiness.clone();
         let report = agent.report.clone();
@@ -394,12 +390,13 @@ impl TerwayAgent {
             .map(|ip| vec![IpNet::from(ip)])
             .unwrap_or_default();
         let service_cidrs = c.cluster.service_cidrs();
+        let exclusive = c.terway.mode == TerwayMode::ExclusiveEni;
         Ok(PoolParams {
             instance_id,
             zone,
             cluster: c.cluster.name.clone(),
             limits,
-            exclusive: c.terway.mode == TerwayMode::ExclusiveEni,
+            exclusive,
             dual: c.cluster.ip_stack == IpStack::Dual,
             vswitches: c.terway.vswitches.clone(),
             security_groups: c.terway.security_groups.clone(),
@@ -410,7 +407,7 @@ impl TerwayAgent {
             node_ips,
             service_cidrs,
             fast_path: None,
-            policy: c.policy.enabled.then(|| c.bpf.pin_dir.clone()),
+            policy: (c.policy.enabled && exclusive).then(|| c.bpf.pin_dir.clone()),
             attach: PollPolicy {
                 interval: Duration::from_millis(100),
                 timeout: Duration::from_secs(60),

@@ -47,8 +47,8 @@ pub struct PoolParams {
     pub service_cidrs: Vec<IpNet>,
     /// The eBPF fast path's pin directory when the agent loaded it (shared mode).
     pub fast_path: Option<String>,
-    /// The agent's pin directory when it enforces NetworkPolicy (exclusive mode: the
-    /// plugin attaches the policy programs to the ENI inside the pod).
+    /// The agent's pin directory when it enforces NetworkPolicy in exclusive mode (the
+    /// plugin attaches the policy programs to the ENI inside the pod); None otherwise.
     pub policy: Option<String>,
     /// How long to wait for an ENI to attach, and for its link and addresses to show.
     pub attach: PollPolicy,
@@ -296,11 +296,7 @@ impl Pool {
             } else {
                 self.p.fast_path.clone()
             },
-            policy: if self.p.exclusive {
-                self.p.policy.clone()
-            } else {
-                None
-            },
+            policy: self.p.policy.clone(),
         }
     }
 
