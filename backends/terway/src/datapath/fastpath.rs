@@ -47,8 +47,9 @@ pub(super) fn attach_pod(pin: &str, v: &Veth, net: &PodNetwork) -> Result<()> {
     Ok(())
 }
 
-/// Removes the pod's entries (by address, and whatever points at its veth) and the
-/// programs on its veth. Nothing pinned (agent never loaded it, or uninstalled) is fine.
+/// Removes the pod's entries (by address; by what points at its veth only when the
+/// addresses are not known) and the programs on its veth. Nothing pinned (agent never
+/// loaded it, or uninstalled) is fine.
 pub(super) fn forget_pod(pin: &str, veth_index: Option<u32>, ips: &[IpAddr]) -> Result<()> {
     let mut fp = match TerwayFastPath::open(Path::new(pin)) {
         Ok(fp) => fp,
@@ -59,7 +60,10 @@ pub(super) fn forget_pod(pin: &str, veth_index: Option<u32>, ips: &[IpAddr]) -> 
         fp.remove_pod(*ip).map_err(bpf)?;
     }
     if let Some(index) = veth_index {
-        fp.remove_pods_on(index).map_err(bpf)?;
+        if ips.is_empty() {
+            // Lists every entry of both families: only when the addresses are unknown.
+            fp.remove_pods_on(index).map_err(bpf)?;
+        }
         fp.detach(index).map_err(bpf)?;
     }
     Ok(())
