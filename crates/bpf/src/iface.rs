@@ -17,6 +17,11 @@ pub fn name_of(ifindex: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
+/// The index of interface `name`, or None when no such interface exists here.
+pub fn index_of(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
+}
+
 pub fn exists(ifindex: u32) -> bool {
     name_of(ifindex).is_some()
 }

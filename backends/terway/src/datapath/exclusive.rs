@@ -242,11 +242,7 @@ fn ensure_pod_policy(
 
 /// Whether `name` is a link of the calling thread's namespace.
 fn link_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    // SAFETY: c is a valid NUL-terminated string that outlives the call.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+    nix::net::if_::if_nametoindex(name).is_ok()
 }
 
 /// Removes the policy programs from the pod's ENI (DEL, before it goes back to the node).

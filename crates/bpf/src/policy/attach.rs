@@ -7,6 +7,7 @@
 use super::{PolicyDatapath, HOOKS};
 use crate::error::{BpfError, Result};
 use crate::fastpath::{AttachMode, Attachment};
+use crate::iface::index_of;
 use crate::layout::Layout;
 use crate::progset::Family;
 use crate::tc;
@@ -110,14 +111,6 @@ fn valid_key(key: &str) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// The index of interface `name` in the calling thread's network namespace.
-fn index_of(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: c is a valid NUL-terminated string that outlives the call.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
 }
 
 /// The two policy programs, opened from their pins and nothing else: what attaching them
