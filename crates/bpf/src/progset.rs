@@ -218,18 +218,15 @@ impl ProgSet {
             (m, _) => m,
         };
         let progs = self.family.role_programs(role);
-        let got = match mode {
-            AttachMode::Tcx => self.attach_all_tcx(progs, ifindex, &name)?,
-            AttachMode::Netlink => self.attach_all_netlink(progs, &name)?,
-            AttachMode::Auto => match self.attach_all_tcx(progs, ifindex, &name) {
-                Ok(a) => a,
-                Err(e @ BpfError::PermissionDenied { .. }) => return Err(e),
-                Err(e) => {
-                    tracing::info!(interface = %name, error = %e, set = self.family.links_map, "tcx unavailable, using clsact");
-                    self.attach_all_netlink(progs, &name)?
-                }
-            },
-        };
+        let set = self.family.links_map;
+        let got = tc::attach_with_fallback(
+            self,
+            mode,
+            &name,
+            set,
+            |s| s.attach_all_tcx(progs, ifindex, &name),
+            |s| s.attach_all_netlink(progs, &name),
+        )?;
         let v = role
             | match got {
                 Attachment::Tcx => MODE_TCX,
@@ -255,11 +252,11 @@ impl ProgSet {
 
     /// Programs are attached last-first (egress companions before the ingress program
     /// that starts short-cutting or judging), i.e. in reverse order of the role's list.
-    fn attach_all_tcx(&mut self, progs: &[usize], ifindex: u32, name: &str) -> Result<Attachment> {
+    fn attach_all_tcx(&mut self, progs: &[usize], ifindex: u32, name: &str) -> Result<()> {
         for &i in progs.iter().rev() {
             self.attach_tcx(i, ifindex, name)?;
         }
-        Ok(Attachment::Tcx)
+        Ok(())
     }
 
     fn attach_tcx(&mut self, i: usize, ifindex: u32, name: &str) -> Result<()> {
@@ -269,7 +266,7 @@ impl ProgSet {
         tc::attach_tcx(&mut self.progs[i], prog_name, name, hook, first, &pin)
     }
 
-    fn attach_all_netlink(&mut self, progs: &[usize], name: &str) -> Result<Attachment> {
+    fn attach_all_netlink(&mut self, progs: &[usize], name: &str) -> Result<()> {
         tc::add_clsact(name)?;
         let f = self.family;
         for &i in progs.iter().rev() {
@@ -283,7 +280,7 @@ impl ProgSet {
                 f.nl_handle,
             )?;
         }
-        Ok(Attachment::Netlink)
+        Ok(())
     }
 
     /// Removes every program of the set from `ifindex`. Not an error when nothing is

@@ -3,6 +3,7 @@
 //! process can find and replace it). Either way the attachment outlives this process.
 
 use crate::error::{find_io, BpfError, Result};
+use crate::fastpath::{AttachMode, Attachment};
 use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
@@ -33,6 +34,44 @@ pub(crate) fn tcx_first_is(ifname: &str, prog: &str, hook: TcAttachType) -> Resu
         .first()
         .and_then(|p| p.as_deref())
         == Some(prog))
+}
+
+/// Attaches with `tcx`, or with `netlink` (clsact filters) when `mode` says so or, in
+/// `Auto` mode, when tcx fails for another reason than privilege (an older kernel). In
+/// `Tcx` mode a tcx error is returned. `set` names the program set in the log.
+pub(crate) fn attach_with_fallback<S>(
+    state: &mut S,
+    mode: AttachMode,
+    ifname: &str,
+    set: &str,
+    tcx: impl FnOnce(&mut S) -> Result<()>,
+    netlink: impl FnOnce(&mut S) -> Result<()>,
+) -> Result<Attachment> {
+    if mode != AttachMode::Netlink {
+        match tcx(state) {
+            Ok(()) => return Ok(Attachment::Tcx),
+            Err(e @ BpfError::PermissionDenied { .. }) => return Err(e),
+            Err(e) if mode == AttachMode::Tcx => return Err(e),
+            Err(e) => {
+                tracing::info!(interface = %ifname, error = %e, set, "tcx unavailable, using clsact");
+            }
+        }
+    }
+    netlink(state)?;
+    Ok(Attachment::Netlink)
+}
+
+/// Whether each program is first in the tcx chain of its hook on `ifname`.
+pub(crate) fn tcx_first<'a>(
+    ifname: &str,
+    progs: impl IntoIterator<Item = (&'a str, TcAttachType)>,
+) -> Result<bool> {
+    for (prog, hook) in progs {
+        if !tcx_first_is(ifname, prog, hook)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Attaches `prog` to `ifname` with tcx (first in the chain or last) and pins the link at

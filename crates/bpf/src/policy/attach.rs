@@ -43,12 +43,7 @@ impl PolicyDatapath {
     /// Whether both programs are in the tcx chains of `ifindex`, and first there.
     pub fn tcx_attached_first(&self, ifindex: u32) -> Result<bool> {
         let name = crate::iface::name_of(ifindex).ok_or(BpfError::NoSuchInterface { ifindex })?;
-        for (prog, hook) in HOOKS {
-            if !tc::tcx_first_is(&name, prog, hook)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        tc::tcx_first(&name, HOOKS)
     }
 
     /// Removes both programs from `ifindex`; not an error when they are not there.
@@ -154,27 +149,22 @@ impl PodPrograms {
             op: format!("attach the policy programs to {ifname}"),
             detail: "no such interface in this network namespace".into(),
         })?;
-        let tcx = match self.mode {
-            AttachMode::Netlink => None,
-            _ => Some(self.attach_tcx(key, ifname)),
-        };
-        match tcx {
-            Some(Ok(())) => return Ok(Attachment::Tcx),
-            Some(Err(e @ BpfError::PermissionDenied { .. })) => return Err(e),
-            Some(Err(e)) if self.mode == AttachMode::Tcx => return Err(e),
-            Some(Err(e)) => {
-                tracing::info!(interface = %ifname, error = %e, "tcx unavailable, using clsact for the policy");
-            }
-            None => {}
-        }
-        for (_, hook) in POD_HOOKS {
-            let pin = pod_pin(&self.layout, key, hook);
-            if pin.exists() {
-                let _ = tc::unpin_tcx_link(&pin);
-            }
-        }
-        self.attach_netlink(ifname)?;
-        Ok(Attachment::Netlink)
+        tc::attach_with_fallback(
+            self,
+            self.mode,
+            ifname,
+            FAMILY.links_map,
+            |s| s.attach_tcx(key, ifname),
+            |s| {
+                for (_, hook) in POD_HOOKS {
+                    let pin = pod_pin(&s.layout, key, hook);
+                    if pin.exists() {
+                        let _ = tc::unpin_tcx_link(&pin);
+                    }
+                }
+                s.attach_netlink(ifname)
+            },
+        )
     }
 
     fn attach_tcx(&mut self, key: &str, ifname: &str) -> Result<()> {
@@ -216,12 +206,7 @@ impl PolicyDatapath {
     /// Whether both programs are first in the tcx chains of `ifname` (calling thread's
     /// namespace), each on its pod-side hook.
     pub fn pod_interface_tcx_first(ifname: &str) -> Result<bool> {
-        for (i, hook) in POD_HOOKS {
-            if !tc::tcx_first_is(ifname, HOOKS[i].0, hook)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        tc::tcx_first(ifname, POD_HOOKS.map(|(i, hook)| (HOOKS[i].0, hook)))
     }
 
     /// Removes the pins (tcx links) of pod interfaces whose key is not an interface of the
