@@ -51,6 +51,7 @@ fn opts(backend: Backend, mode: Mode, nodes: u16, tuning: Tuning) -> super::UpOp
         no_second_cluster: true,
         tuning,
         datapath: Datapath::Routing,
+        policy: false,
     }
 }
 
@@ -891,6 +892,7 @@ fn run_policy_ab(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCo
         ));
         let mut uo = opts(Backend::Terway, Mode::SharedEni, 2, Tuning::default());
         uo.datapath = Datapath::Ebpf;
+        uo.policy = true;
         let mut st = super::up_or_clean(&lab, &uo)?;
         for node in 1..=2 {
             let pod = lab.add_pod(
@@ -904,7 +906,8 @@ fn run_policy_ab(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCo
             st.pods.push(pod);
             lab.save_state(&st)?;
         }
-        super::policy::enable(&lab, &mut st)?;
+        // The pods to the agents' manifests.
+        super::policy::enable(&lab, &st)?;
         let (web, client) = (&st.pods[0], &st.pods[1]);
         let path = Path3 {
             label: "client to web".into(),

@@ -75,6 +75,10 @@ pub(crate) struct UpOpts {
     /// (`terway.datapath`); flannel: `ebpf` turns on the same-node fast path.
     #[arg(long, value_enum, default_value_t = Datapath::Routing)]
     datapath: Datapath,
+    /// Enforce NetworkPolicy on every node of the cluster (`policy.enabled`, manifests
+    /// in `<root>/policies`); the checks then also run the policy matrix.
+    #[arg(long)]
+    policy: bool,
 }
 
 impl UpOpts {
@@ -122,10 +126,6 @@ enum Command {
     Up {
         #[command(flatten)]
         up: UpOpts,
-        /// Enforce NetworkPolicy on every node of the cluster (`policy.enabled`, manifests
-        /// in `<root>/policies`); `lab check` then also runs the policy matrix.
-        #[arg(long)]
-        policy: bool,
     },
     /// Build a flannel (vxlan) lab and a terway (shared-eni) lab side by side (lab IDs
     /// `<id>f` and `<id>t`, id `cmp` by default), run the checks on both and print one
@@ -254,6 +254,7 @@ fn default_up() -> UpOpts {
         no_second_cluster: false,
         tuning: Tuning::default(),
         datapath: Datapath::Routing,
+        policy: false,
     }
 }
 
@@ -273,7 +274,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let started = Instant::now();
             let mut st = up_or_clean(&lab, &opts)?;
             step("checking connectivity");
-            let results = checks::run(&lab, &mut st);
+            let mut results = checks::run(&lab, &mut st);
+            results.extend(policy::run(&lab, &mut st));
             lab.save_state(&st)?;
             let failed = checks::print(&results, &output);
             if keep {
@@ -285,11 +287,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
             Ok(exit(failed))
         }
-        Command::Up { up: opts, policy } => {
-            let mut st = up_or_clean(&lab, &opts)?;
-            if policy {
-                policy::enable(&lab, &mut st)?;
-            }
+        Command::Up { up: opts } => {
+            up_or_clean(&lab, &opts)?;
             eprintln!("lab is up: `unicni lab check`, `unicni lab down`");
             Ok(ExitCode::SUCCESS)
         }
@@ -465,9 +464,14 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         other_pods: Vec::new(),
         tuning: o.tuning,
         datapath: o.datapath,
+        policy: o.policy,
     };
-    if o.datapath == Datapath::Ebpf {
+    if o.datapath == Datapath::Ebpf || o.policy {
         mount_bpffs(lab)?;
+    }
+    if o.policy {
+        let dir = policy::dir(lab);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     }
     // The second cluster's node, then the cluster's: all are instances of the VPC.
     let all: Vec<usize> = (!o.no_second_cluster)
@@ -577,6 +581,9 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
             )
             .collect();
         lab.wait_ipv6_settled(&all, Duration::from_secs(10))?;
+    }
+    if st.policy {
+        policy::enable(lab, &st)?;
     }
     eprintln!("lab up in {:.1}s", started.elapsed().as_secs_f64());
     Ok(st)
@@ -741,7 +748,8 @@ fn compare(id: Option<&str>, keep: bool, output: &str) -> Result<ExitCode> {
 }
 
 /// A bpffs of the lab's own at `<root>/bpf`, visible to agents and plugins run under
-/// `ip netns exec` (which hides /sys/fs/bpf); `destroy` unmounts it.
+/// `ip netns exec` (which hides /sys/fs/bpf); a mount in the lab's (host) mount namespace
+/// outlives agent restarts, as /sys/fs/bpf does on a real node. `destroy` unmounts it.
 fn mount_bpffs(lab: &Lab) -> Result<()> {
     let dir = lab.bpf_root();
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -794,11 +802,10 @@ pub fn destroy(lab: &Lab) -> Result<()> {
             }
         }
     }
-    // The lab's bpffs (--datapath ebpf): its pins go with it.
-    if lab.bpf_root().exists() {
+    // The lab's bpffs (--datapath ebpf, --policy): its pins go with it.
+    if unicni_bpf::is_bpffs(&lab.bpf_root()) {
         let _ = nix::mount::umount2(&lab.bpf_root(), nix::mount::MntFlags::MNT_DETACH);
     }
-    policy::remove_pins(lab);
     if lab.root.exists() {
         std::fs::remove_dir_all(&lab.root)
             .with_context(|| format!("remove {}", lab.root.display()))?;

@@ -63,15 +63,25 @@ impl Lab {
                 backend.replacen("[terway]\n", "[terway]\ndatapath = \"ebpf\"\n", 1)
             }
         };
-        // fallback = false: a lab that asked for eBPF fails loudly instead of quietly
-        // running without it.
-        let bpf = if ebpf {
+        // NetworkPolicy (`--policy`) on the cluster's nodes; the second cluster's keeps it off.
+        let policy = st.policy && !other;
+        let policy_section = if policy {
             format!(
-                "\n[bpf]\npin_dir = \"{}\"\nfallback = false\n",
-                self.pin_dir(i).display()
+                "\n[policy]\nenabled = true\nmanifests_dir = \"{}\"\n",
+                super::policy::dir(self).display()
             )
         } else {
             String::new()
+        };
+        // fallback = false: a lab that asked for eBPF fails loudly instead of quietly
+        // running without it.
+        let bpf = match (ebpf, policy) {
+            (false, false) => String::new(),
+            (e, _) => format!(
+                "\n[bpf]\npin_dir = \"{}\"\n{}",
+                self.pin_dir(i).display(),
+                if e { "fallback = false\n" } else { "" }
+            ),
         };
         let cloud = if st.mode.needs_cloud() && !(other && st.backend == Backend::Flannel) {
             self.cloud_section(i)
@@ -82,7 +92,7 @@ impl Lab {
             "[cluster]\nname = \"{cluster}\"\nip_stack = \"{stack}\"\n\n{backend}\n[cni]\nnetwork_name = \"{network}\"\n\n\
              [store]\n{store}lease_ttl_seconds = {ttl}\n\n\
              [node]\nname = \"{name}\"\nstate_dir = \"{dir}/state\"\nrun_dir = \"{dir}/run\"\n\n\
-             [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n{bpf}{cloud}",
+             [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n{bpf}{policy_section}{cloud}",
             stack = st.ip_stack.as_str(),
             ttl = st.lease_ttl_seconds,
             name = self.node_name(i),
@@ -370,6 +380,7 @@ mod tests {
             other_pods: Vec::new(),
             tuning: Default::default(),
             datapath: Datapath::Routing,
+            policy: false,
         }
     }
 
@@ -395,6 +406,31 @@ mod tests {
             pins.sort();
             pins.dedup();
             assert_eq!(pins.len(), 3, "one pin directory per node");
+        }
+    }
+
+    /// `--policy`: the cluster's nodes (also ones `lab add-node` adds, which get their
+    /// config from here) enforce NetworkPolicy with a pin directory of their own; the
+    /// second cluster's node does not.
+    #[test]
+    fn policy_node_configs_enable_policy_on_the_cluster_only() {
+        let lab = Lab::new(Some("unit")).unwrap();
+        for mode in [Mode::Vxlan, Mode::SharedEni] {
+            let mut st = state(mode, IpStack::Ipv4);
+            st.policy = true;
+            for i in [1, 3, OTHER] {
+                let text = lab.node_config_text(i, &st);
+                let c = unicni_config::load_str(&text, unicni_config::Format::Toml)
+                    .unwrap_or_else(|e| panic!("{mode:?} node {i}: {e}\n{text}"));
+                assert_eq!(c.policy.enabled, i != OTHER, "{mode:?} node {i}");
+                if i != OTHER {
+                    assert_eq!(
+                        c.policy.manifests_dir.as_deref(),
+                        Some("/run/unicni-lab-unit/policies")
+                    );
+                    assert_eq!(c.bpf.pin_dir, lab.pin_dir(i).display().to_string());
+                }
+            }
         }
     }
 

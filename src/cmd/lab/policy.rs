@@ -1,8 +1,10 @@
 //! NetworkPolicy in the lab (`lab up --policy`, then `lab check`).
 //!
-//! `--policy` turns on `policy.enabled` on every node of the cluster (the second cluster's
-//! node keeps it off): the agents watch `<lab root>/policies` and pin their policy
-//! datapath under `/sys/fs/bpf/<prefix>-<node>` (one per node: the nodes share a kernel).
+//! `--policy` turns on `policy.enabled` in the config of every node of the cluster (the
+//! second cluster's node keeps it off), from the start and for nodes `lab add-node` adds:
+//! the agents watch `<lab root>/policies` and pin their policy datapath under their
+//! `bpf.pin_dir`, `<lab root>/bpf/<node>` on the lab's own bpffs ([`Lab::pin_dir`]: one per
+//! node, as the nodes share a kernel).
 //! The lab writes the Namespace and Pod objects of its pods there (`00-cluster.yaml`, the
 //! pods' current addresses and nodes, as the API server would serve them), and `lab check`
 //! writes each upstream recipe as `policy.yaml` in turn, waits until every node's agent
@@ -36,86 +38,24 @@ pub fn dir(lab: &Lab) -> PathBuf {
 }
 
 /// Whether the running lab was brought up with `--policy`.
-pub fn enabled(lab: &Lab) -> bool {
-    dir(lab).is_dir()
+pub fn enabled(st: &LabState) -> bool {
+    st.policy
 }
 
-/// The lab's own bpffs mount, `<root>/bpf`. Agents run under `ip netns exec`, which gives
-/// them a fresh /sys: a bpffs they mounted at /sys/fs/bpf would vanish with the process,
-/// taking the pinned programs and maps with it. A mount in the lab's (host) mount
-/// namespace outlives agent restarts, as /sys/fs/bpf does on a real node.
-pub fn bpffs(lab: &Lab) -> PathBuf {
-    lab.root.join("bpf")
-}
-
-/// Node `i`'s own pin directory (the nodes share a kernel).
-pub fn pin_dir(lab: &Lab, i: usize) -> PathBuf {
-    bpffs(lab).join(lab.node_tag(i))
-}
-
-fn mount_bpffs(lab: &Lab) -> Result<()> {
-    let at = bpffs(lab);
-    std::fs::create_dir_all(&at).with_context(|| format!("create {}", at.display()))?;
-    if !unicni_bpf::is_bpffs(&at) {
-        nix::mount::mount(
-            Some("bpf"),
-            &at,
-            Some("bpf"),
-            nix::mount::MsFlags::empty(),
-            Some("mode=0700"),
-        )
-        .with_context(|| format!("mount a bpf filesystem at {}", at.display()))?;
-    }
-    Ok(())
-}
-
-fn status_file(lab: &Lab, i: usize) -> PathBuf {
+pub(super) fn status_file(lab: &Lab, i: usize) -> PathBuf {
     lab.node_dir(i).join("run/policy.json")
 }
 
-/// Turns NetworkPolicy on for every node of the running lab: writes the cluster's
-/// manifests, adds `[policy]` (and a per-node `[bpf]` pin directory) to each node's config
-/// and restarts its agent.
-pub fn enable(lab: &Lab, st: &mut LabState) -> Result<()> {
-    let d = dir(lab);
-    std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
-    mount_bpffs(lab)?;
+/// Publishes the cluster to the agents of a lab brought up with `--policy` (their configs
+/// already carry `[policy]`): writes the cluster's manifests and waits until every agent
+/// reports them applied (exclusive ENI: also until the pods' ENIs carry the programs).
+pub fn enable(lab: &Lab, st: &LabState) -> Result<()> {
     write_cluster(lab, st)?;
     eprintln!(
-        "==> NetworkPolicy: agents watch {} (policy.enabled = true), restarting them",
-        d.display()
+        "==> NetworkPolicy: agents watch {} (policy.enabled = true)",
+        dir(lab).display()
     );
-    for n in st.nodes.iter_mut() {
-        let i = n.index;
-        let path = lab.node_config(i);
-        let mut text =
-            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-        if !text.contains("[policy]") {
-            text.push_str(&format!(
-                "\n[policy]\nenabled = true\nmanifests_dir = \"{}\"\n",
-                d.display()
-            ));
-        }
-        if !text.contains("[bpf]") {
-            text.push_str(&format!(
-                "\n[bpf]\npin_dir = \"{}\"\n",
-                pin_dir(lab, i).display()
-            ));
-        }
-        crate::cmd::common::write_atomic(&path, text.as_bytes(), 0o644)?;
-        if let Some(pid) = n.agent_pid.take() {
-            Lab::stop_agent(pid);
-        }
-        let _ = std::fs::remove_file(lab.subnet_file(i));
-        let pid = lab.start_agent(i)?;
-        n.agent_pid = Some(pid);
-        let ready = lab.wait_ready(i, pid, st.backend, Duration::from_secs(30))?;
-        if st.backend == Backend::Flannel {
-            n.subnet = ready;
-        }
-    }
-    lab.save_state(st)?;
-    wait_applied(lab, st, &[])
+    wait_applied(lab, st, &[], APPLY_LIMIT)
         .map(|_| ())
         .context("the agents did not apply the lab's manifests")?;
     if st.mode == Mode::ExclusiveEni {
@@ -124,15 +64,14 @@ pub fn enable(lab: &Lab, st: &mut LabState) -> Result<()> {
     Ok(())
 }
 
-/// Exclusive ENI: the lab's pods started before policy was turned on, so their ENIs (in
-/// the pods' namespaces, out of the policy engine's sight) get the programs from the
-/// terway agent's pass over its pods; waits until every node pinned one attachment per
+/// Exclusive ENI: the pods' ENIs sit in the pods' namespaces, out of the policy engine's
+/// sight, and get the programs from the terway agent's pass over its pods; waits until every node pinned one attachment per
 /// pod (`<pin>/policy/links/pod_<veth>_{ingress,egress}`).
 fn wait_pod_enis(lab: &Lab, st: &LabState) -> Result<()> {
     let limit = Instant::now() + Duration::from_secs(20);
     for n in &st.nodes {
         let want = 2 * st.pods.iter().filter(|p| p.node == n.index).count();
-        let links = pin_dir(lab, n.index).join("policy/links");
+        let links = lab.pin_dir(n.index).join("policy/links");
         loop {
             let have = std::fs::read_dir(&links)
                 .map(|d| {
@@ -155,15 +94,6 @@ fn wait_pod_enis(lab: &Lab, st: &LabState) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Unmounts the lab's bpffs (after the nodes' namespaces are gone), which frees every
-/// program and map pinned there.
-pub fn remove_pins(lab: &Lab) {
-    let at = bpffs(lab);
-    if unicni_bpf::is_bpffs(&at) {
-        let _ = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH);
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,13 +162,18 @@ fn write_cluster(lab: &Lab, st: &LabState) -> Result<()> {
     write(lab, "00-cluster.yaml", &y)
 }
 
-fn write(lab: &Lab, name: &str, text: &str) -> Result<()> {
+pub(super) fn write(lab: &Lab, name: &str, text: &str) -> Result<()> {
     crate::cmd::common::write_atomic(&dir(lab).join(name), text.as_bytes(), 0o644)
 }
 
-/// Waits until every node's agent reports exactly `policies` (`namespace/name`) applied;
-/// returns how long that took.
-fn wait_applied(lab: &Lab, st: &LabState, policies: &[&str]) -> Result<Duration> {
+/// Waits up to `limit` until every node's agent reports exactly `policies`
+/// (`namespace/name`) applied; returns how long that took.
+pub(super) fn wait_applied(
+    lab: &Lab,
+    st: &LabState,
+    policies: &[&str],
+    limit: Duration,
+) -> Result<Duration> {
     let want: BTreeSet<String> = policies.iter().map(|s| s.to_string()).collect();
     let start = Instant::now();
     loop {
@@ -251,9 +186,9 @@ fn wait_applied(lab: &Lab, st: &LabState, policies: &[&str]) -> Result<Duration>
         if behind.is_empty() {
             return Ok(start.elapsed());
         }
-        if start.elapsed() > APPLY_LIMIT {
+        if start.elapsed() > limit {
             bail!(
-                "nodes {behind:?} did not report {want:?} applied within {APPLY_LIMIT:?} \
+                "nodes {behind:?} did not report {want:?} applied within {limit:?} \
                  (see {} and the agents' logs)",
                 status_file(lab, behind[0]).display()
             );
@@ -262,7 +197,7 @@ fn wait_applied(lab: &Lab, st: &LabState, policies: &[&str]) -> Result<Duration>
     }
 }
 
-fn applied(path: &Path) -> Option<BTreeSet<String>> {
+pub(super) fn applied(path: &Path) -> Option<BTreeSet<String>> {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     Some(
         v["policies"]
@@ -756,7 +691,7 @@ fn probes_of(r: &Recipe, e: &Ends) -> Vec<Probe> {
 
 /// The policy part of `lab check` (nothing unless the lab was brought up with `--policy`).
 pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
-    if !enabled(lab) {
+    if !enabled(st) {
         return Vec::new();
     }
     let Some(ends) = Ends::new(lab, st) else {
@@ -769,7 +704,7 @@ pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
     // The pods' addresses may have changed (the checks re-create a pod).
     if let Err(e) = write_cluster(lab, st)
         .and_then(|_| write(lab, "policy.yaml", "# no policy\n"))
-        .and_then(|_| wait_applied(lab, st, &[]))
+        .and_then(|_| wait_applied(lab, st, &[], APPLY_LIMIT))
     {
         return vec![failed("manifests", &format!("{e:#}"))];
     }
@@ -799,8 +734,8 @@ pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
     }
 
     for r in recipes(&ends) {
-        if let Err(e) =
-            write(lab, "policy.yaml", &r.yaml).and_then(|_| wait_applied(lab, st, &r.policies))
+        if let Err(e) = write(lab, "policy.yaml", &r.yaml)
+            .and_then(|_| wait_applied(lab, st, &r.policies, APPLY_LIMIT))
         {
             out.push(failed(r.name, &format!("{e:#}")));
             continue;
@@ -812,7 +747,7 @@ pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
 
     // Policies gone: the pairs connect again.
     let _ = write(lab, "policy.yaml", "# no policy\n");
-    if let Err(e) = wait_applied(lab, st, &[]) {
+    if let Err(e) = wait_applied(lab, st, &[], APPLY_LIMIT) {
         out.push(failed("removed", &format!("{e:#}")));
     }
     let back = Recipe {
@@ -880,7 +815,7 @@ fn restart_under_traffic(lab: &Lab, st: &mut LabState, e: &Ends) -> CheckResult 
                 "  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {purpose: test}}}]\n",
             ),
         )?;
-        wait_applied(lab, st, &["shop/web-from-test-namespaces"])?;
+        wait_applied(lab, st, &["shop/web-from-test-namespaces"], APPLY_LIMIT)?;
         let wanted = BTreeSet::from([(to.ns.clone(), Proto::Tcp, 8080)]);
         let _servers = Servers::start(&wanted)?;
         let stream = Stream::open(&from.ns, SocketAddr::new(to.ip.parse()?, 8080))?;
@@ -926,7 +861,7 @@ fn restart_under_traffic(lab: &Lab, st: &mut LabState, e: &Ends) -> CheckResult 
                 "  podSelector: {}\n  policyTypes: [Ingress]\n",
             ),
         )?;
-        wait_applied(lab, st, &["shop/default-deny-ingress"])?;
+        wait_applied(lab, st, &["shop/default-deny-ingress"], APPLY_LIMIT)?;
         let fresh = Probe {
             recipe: name,
             from: from.clone(),

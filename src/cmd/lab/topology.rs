@@ -249,6 +249,9 @@ pub struct LabState {
     pub tuning: Tuning,
     #[serde(default)]
     pub datapath: Datapath,
+    /// NetworkPolicy on every node of the cluster (`lab up --policy`).
+    #[serde(default)]
+    pub policy: bool,
 }
 
 impl Lab {
@@ -338,7 +341,7 @@ impl Lab {
     pub fn plugin(&self) -> PathBuf {
         self.bin_dir().join("unicni")
     }
-    /// A bpffs of the lab's own (`--datapath ebpf`): agents and plugins run under
+    /// A bpffs of the lab's own (`--datapath ebpf`, `--policy`): agents and plugins run under
     /// `ip netns exec`, which mounts a fresh sysfs over /sys and so hides /sys/fs/bpf.
     pub fn bpf_root(&self) -> PathBuf {
         self.root.join("bpf")
