@@ -6,118 +6,52 @@
 //! ENI and a permanent neighbour with the ENI's MAC. The datapath functions run on a
 //! thread inside the node namespace, like the plugin and the agent do on a node.
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use std::future::Future;
-use std::net::{Ipv4Addr, Ipv6Addr};
+mod common;
+
+use common::*;
+use ipnet::IpNet;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
-use unicni_core::{Attachment, AttachmentId, Error, PodRef};
-use unicni_net::NetNs;
-use unicni_terway::datapath::{self, EniLink};
-use unicni_terway::proto::{eni_table, EniInfo, PodMode, PodNetwork};
+use unicni_core::{Attachment, Error};
+use unicni_terway::datapath;
+use unicni_terway::proto::{EniInfo, PodMode, PodNetwork};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-const ENI_MAC: &str = "02:e1:00:00:00:01";
-const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 252, 253);
-const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x252, 0, 0, 0, 0, 0xfffd);
 /// A host beyond the vSwitch gateway.
 const REMOTE: &str = "203.0.113.1";
 const REMOTE_V6: &str = "2001:db8:99::1";
-const NODE_IP: &str = "172.31.0.10";
 
-fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
+fn pod_network(mode: PodMode, ipv4: &str, ipv6: Option<&str>, eni: EniInfo) -> PodNetwork {
+    PodNetwork {
+        mode,
+        ipv4: Some(ipv4.parse().unwrap()),
+        ipv6: ipv6.map(|s| s.parse().unwrap()),
+        eni,
+        node_ips: vec![format!("{NODE_IP}/32").parse::<IpNet>().unwrap()],
+        service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+        mtu: 1500,
+        fast_path: None,
+        policy: None,
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root-only test run without root in CI"
-    );
-    eprintln!("skipping: needs root");
-    false
 }
 
-fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("{prefix}{:04x}{n:02x}", std::process::id() & 0xffff)
+/// What only these tests ask of a namespace.
+trait NsExt {
+    /// Pings until one answer comes back or 8 s pass (IPv6 link-locals on freshly made
+    /// links need a moment of duplicate address detection).
+    fn ping(&self, target: &str) -> bool;
+    fn sysctl(&self, key: &str) -> String;
+    fn link_names(&self) -> Vec<String>;
+    fn tx_packets(&self, dev: &str) -> u64;
+    fn rules(&self, v6: bool) -> String;
 }
 
-fn run(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd).args(args).output().unwrap()
-}
-
-fn must(cmd: &str, args: &[&str]) -> String {
-    let out = run(cmd, args);
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A named network namespace, deleted on drop.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new(prefix: &str) -> Ns {
-        let name = unique(prefix);
-        must("ip", &["netns", "add", &name]);
-        let ns = Ns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/var/run/netns/{}", self.name))
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap()
-    }
-
-    /// `ip -n <ns> args...`, with the `proto static` that programmed routes carry left
-    /// out so the expectations read like the routes they describe.
-    fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", &self.name];
-        full.extend_from_slice(args);
-        must("ip", &full).replace(" proto static", "")
+impl NsExt for Ns {
+    fn ping(&self, target: &str) -> bool {
+        self.ping_within(target, None, 8)
     }
 
     fn sysctl(&self, key: &str) -> String {
         let out = self.exec(&["sysctl", "-n", key]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn ping_once(&self, target: &str) -> bool {
-        self.exec(&["ping", "-c", "1", "-W", "1", target])
-            .status
-            .success()
-    }
-
-    /// Pings until one answer comes back or 8 s pass (IPv6 link-locals on freshly made
-    /// links need a moment of duplicate address detection).
-    fn ping(&self, target: &str) -> bool {
-        let until = Instant::now() + Duration::from_secs(8);
-        loop {
-            if self.ping_once(target) {
-                return true;
-            }
-            if Instant::now() > until {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     fn link_names(&self) -> Vec<String> {
@@ -143,143 +77,8 @@ impl Ns {
     }
 }
 
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// A node, its VPC, and the ENI between them.
-struct Lab {
-    node: Ns,
-    vpc: Ns,
-    eni: String,
-    vpc_end: String,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let node = Ns::new("twn");
-        let vpc = Ns::new("twv");
-        let eni = unique("eni");
-        let vpc_end = unique("vsw");
-        must(
-            "ip",
-            &[
-                "link", "add", &eni, "netns", &node.name, "address", ENI_MAC, "type", "veth",
-                "peer", "name", &vpc_end, "netns", &vpc.name,
-            ],
-        );
-        // The node's own address.
-        node.ip(&["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"]);
-        vpc.ip(&["addr", "add", &format!("{GATEWAY}/24"), "dev", &vpc_end]);
-        vpc.ip(&[
-            "addr",
-            "add",
-            &format!("{GATEWAY_V6}/64"),
-            "dev",
-            &vpc_end,
-            "nodad",
-        ]);
-        vpc.ip(&["addr", "add", &format!("{REMOTE}/32"), "dev", "lo"]);
-        vpc.ip(&["addr", "add", &format!("{REMOTE_V6}/128"), "dev", "lo"]);
-        vpc.ip(&["link", "set", &vpc_end, "up"]);
-        Lab {
-            node,
-            vpc,
-            eni,
-            vpc_end,
-        }
-    }
-
-    /// What the VPC knows about a secondary address of the ENI.
-    fn vpc_knows(&self, ip: &str) {
-        let host = if ip.contains(':') { "/128" } else { "/32" };
-        self.vpc.ip(&[
-            "route",
-            "replace",
-            &format!("{ip}{host}"),
-            "dev",
-            &self.vpc_end,
-        ]);
-        self.vpc.ip(&[
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            ENI_MAC,
-            "dev",
-            &self.vpc_end,
-            "nud",
-            "permanent",
-        ]);
-    }
-
-    /// Runs `f` on a thread inside the node namespace, on its own runtime.
-    fn on_node<T: Send, Fut: Future<Output = T>>(&self, f: impl FnOnce() -> Fut + Send) -> T {
-        NetNs::open(&self.node.path())
-            .unwrap()
-            .run(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(f())
-            })
-            .unwrap()
-    }
-}
-
-fn eni_info(table: u32, dual: bool) -> EniInfo {
-    EniInfo {
-        id: "eni-test0001".into(),
-        mac: ENI_MAC.into(),
-        vswitch_id: "vsw-test".into(),
-        cidr: "192.168.252.0/24".parse::<Ipv4Net>().unwrap(),
-        gateway: GATEWAY,
-        cidr_v6: dual.then(|| "2001:db8:252::/64".parse::<Ipv6Net>().unwrap()),
-        gateway_v6: dual.then_some(GATEWAY_V6),
-        primary_ip: "192.168.252.20".parse().unwrap(),
-        table,
-    }
-}
-
-fn pod_network(mode: PodMode, ipv4: &str, ipv6: Option<&str>, eni: EniInfo) -> PodNetwork {
-    PodNetwork {
-        mode,
-        ipv4: Some(ipv4.parse().unwrap()),
-        ipv6: ipv6.map(|s| s.parse().unwrap()),
-        eni,
-        node_ips: vec![format!("{NODE_IP}/32").parse::<IpNet>().unwrap()],
-        service_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
-        mtu: 1500,
-        fast_path: None,
-        policy: None,
-    }
-}
-
-fn attachment(pod: &Ns, container: &str) -> Attachment {
-    Attachment {
-        id: AttachmentId::new(container, "eth0"),
-        netns: Some(pod.path()),
-        pod: PodRef::default(),
-    }
-}
-
-/// Node preparation as the agent does it: forwarding, then the ENI found by MAC, its table
-/// number from its ifindex, and its link prepared.
-async fn agent_prepares(dual: bool, shared: bool) -> (EniInfo, EniLink) {
-    datapath::prepare_node(dual).await.unwrap();
-    let found = datapath::find_eni_link(&ENI_MAC.to_ascii_uppercase())
-        .await
-        .unwrap()
-        .expect("ENI link found by MAC");
-    let eni = eni_info(eni_table(found.ifindex), dual);
-    let link = datapath::prepare_eni(&eni, shared).await.unwrap();
-    assert_eq!(link, found);
-    (eni, link)
+fn lab() -> Lab {
+    Lab::new("tw", &[REMOTE, REMOTE_V6])
 }
 
 fn terway_veths(ns: &Ns) -> Vec<String> {
@@ -294,11 +93,11 @@ fn shared_pod_leaves_through_its_eni_and_reaches_the_node() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = lab();
     let pod = Ns::new("twp");
     let pod_ip = "192.168.252.10";
     lab.vpc_knows(pod_ip);
-    let att = attachment(&pod, &unique("c"));
+    let att = attachment(&pod);
     lab.on_node(|| async {
         let (eni, link) = agent_prepares(false, true).await;
         assert_eq!(lab.node.sysctl("net.ipv4.ip_forward"), "1");
@@ -411,10 +210,10 @@ fn teardown_without_the_agent_and_gc_remove_veths_rules_and_routes() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = lab();
     let pods = [Ns::new("twp"), Ns::new("twp"), Ns::new("twp")];
     let ips = ["192.168.252.11", "192.168.252.12", "192.168.252.13"];
-    let atts: Vec<Attachment> = pods.iter().map(|p| attachment(p, &unique("c"))).collect();
+    let atts: Vec<Attachment> = pods.iter().map(attachment).collect();
     for ip in ips {
         lab.vpc_knows(ip);
     }
@@ -474,7 +273,7 @@ fn a_setup_that_fails_half_way_is_cleaned_by_teardown() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = lab();
     let pod = Ns::new("twp");
     let taken = Ns::new("twp");
     // IPv6 is off in this pod: the veth exists before adding the IPv6 address fails.
@@ -488,8 +287,8 @@ fn a_setup_that_fails_half_way_is_cleaned_by_teardown() {
     taken.ip(&[
         "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
     ]);
-    let att = attachment(&pod, &unique("c"));
-    let att_taken = attachment(&taken, &unique("c"));
+    let att = attachment(&pod);
+    let att_taken = attachment(&taken);
     lab.on_node(|| async {
         let (eni, _) = agent_prepares(true, true).await;
         let net = pod_network(
@@ -524,12 +323,12 @@ fn dual_stack_shared_pod_reaches_the_vpc_over_ipv6() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = lab();
     let pod = Ns::new("twp");
     let (v4, v6) = ("192.168.252.16", "2001:db8:252::16");
     lab.vpc_knows(v4);
     lab.vpc_knows(v6);
-    let att = attachment(&pod, &unique("c"));
+    let att = attachment(&pod);
     lab.on_node(|| async {
         let (eni, _) = agent_prepares(true, true).await;
         assert_eq!(lab.node.sysctl("net.ipv6.conf.all.forwarding"), "1");
@@ -580,9 +379,9 @@ fn exclusive_eni_moves_into_the_pod_and_back_to_the_node() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = lab();
     let pod = Ns::new("twp");
-    let att = attachment(&pod, &unique("c"));
+    let att = attachment(&pod);
     lab.on_node(|| async {
         let (eni, _) = agent_prepares(false, false).await;
         let primary = eni.primary_ip.to_string();
@@ -656,10 +455,10 @@ fn teardown_with_the_pod_namespace_gone_removes_the_host_side() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = lab();
     let pod = Ns::new("twp");
     let pod_ip = "192.168.252.17";
-    let att = attachment(&pod, &unique("c"));
+    let att = attachment(&pod);
     // The runtime already removed the namespace file when DEL comes.
     let gone = Attachment {
         netns: Some(PathBuf::from(format!("/var/run/netns/{}", unique("gone")))),

@@ -8,166 +8,23 @@
 //! fast-path traffic never meets it; the node's own traffic to its pods (output/input
 //! hooks, not forward) is not affected either.
 
-use ipnet::{IpNet, Ipv4Net};
-use std::future::Future;
-use std::net::Ipv4Addr;
+mod common;
+
+use common::*;
+use ipnet::IpNet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use unicni_bpf::{TerwayFastPath, TerwayStats};
-use unicni_core::{Attachment, AttachmentId, PodRef};
-use unicni_net::NetNs;
-use unicni_terway::datapath::{self, EniLink};
-use unicni_terway::proto::{eni_table, EniInfo, PodMode, PodNetwork};
+use unicni_terway::datapath;
+use unicni_terway::proto::{EniInfo, PodMode, PodNetwork};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-const ENI_MAC: &str = "02:e1:00:00:00:01";
-const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 252, 253);
+/// The nftables table of the node's forward drop.
+const NFT: &str = "uctw";
 /// A host beyond the vSwitch gateway.
 const REMOTE: &str = "203.0.113.1";
-const NODE_IP: &str = "172.31.0.10";
 const SERVICE_CIDR: &str = "10.96.0.0/12";
 const SERVICE_IP: &str = "10.96.0.10";
-
-fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root-only test run without root in CI"
-    );
-    eprintln!("skipping: needs root");
-    false
-}
-
-fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("{prefix}{:04x}{n:02x}", std::process::id() & 0xffff)
-}
-
-fn must(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A named network namespace, deleted on drop.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new(prefix: &str) -> Ns {
-        let name = unique(prefix);
-        must("ip", &["netns", "add", &name]);
-        let ns = Ns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/var/run/netns/{}", self.name))
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap()
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", &self.name];
-        full.extend_from_slice(args);
-        must("ip", &full)
-    }
-
-    fn nft(&self, script: &str) {
-        let out = self.exec(&["nft", script]);
-        assert!(
-            out.status.success(),
-            "nft {script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn ping_once(&self, target: &str) -> bool {
-        self.exec(&["ping", "-c", "1", "-W", "1", target])
-            .status
-            .success()
-    }
-
-    /// Pings until one answer comes back or 5 s pass.
-    fn ping(&self, target: &str) -> bool {
-        let until = Instant::now() + Duration::from_secs(5);
-        loop {
-            if self.ping_once(target) {
-                return true;
-            }
-            if Instant::now() > until {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// A TCP request to `host:port` through the echo server; its answer names the
-    /// address the server saw the connection from.
-    fn tcp(&self, host: &str, port: u16) -> Option<String> {
-        let until = Instant::now() + Duration::from_secs(5);
-        loop {
-            let out = self.exec(&["python3", "-c", CLIENT, host, &port.to_string()]);
-            if out.status.success() {
-                return Some(String::from_utf8_lossy(&out.stdout).trim().to_string());
-            }
-            if Instant::now() > until {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Packets counted by the node's `forward` counter.
-    fn forward_counted(&self) -> u64 {
-        let out = self.exec(&["nft", "-j", "list", "table", "inet", "uctw"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["nftables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|o| o.get("rule"))
-            .flat_map(|r| r["expr"].as_array().cloned().unwrap_or_default())
-            .filter_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
-            .sum()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 const SERVER: &str = "import socket,sys
 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
@@ -189,115 +46,43 @@ impl Drop for Bg {
     }
 }
 
-/// A node, its VPC, the ENI between them, and a pin directory of the test's own.
-struct Lab {
-    node: Ns,
-    vpc: Ns,
-    vpc_end: String,
-    pin: PathBuf,
+/// What only these tests ask of a namespace.
+trait NsExt {
+    /// Pings until one answer comes back or 5 s pass.
+    fn ping(&self, target: &str) -> bool;
+    /// A TCP request to `host:port` through the echo server; its answer names the
+    /// address the server saw the connection from.
+    fn tcp(&self, host: &str, port: u16) -> Option<String>;
 }
 
-impl Lab {
-    fn new() -> Lab {
-        let node = Ns::new("tfn");
-        let vpc = Ns::new("tfv");
-        let eni = unique("eni");
-        let vpc_end = unique("vsw");
-        must(
-            "ip",
-            &[
-                "link", "add", &eni, "netns", &node.name, "address", ENI_MAC, "type", "veth",
-                "peer", "name", &vpc_end, "netns", &vpc.name,
-            ],
-        );
-        node.ip(&["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"]);
-        vpc.ip(&["addr", "add", &format!("{GATEWAY}/24"), "dev", &vpc_end]);
-        vpc.ip(&["addr", "add", &format!("{REMOTE}/32"), "dev", "lo"]);
-        vpc.ip(&["link", "set", &vpc_end, "up"]);
-        let pin = PathBuf::from(format!("/sys/fs/bpf/{}", unique("unicni-test-tfp-")));
-        Lab {
-            node,
-            vpc,
-            vpc_end,
-            pin,
+impl NsExt for Ns {
+    fn ping(&self, target: &str) -> bool {
+        self.ping_within(target, None, 5)
+    }
+
+    fn tcp(&self, host: &str, port: u16) -> Option<String> {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out = self.exec(&["python3", "-c", CLIENT, host, &port.to_string()]);
+            if out.status.success() {
+                return Some(String::from_utf8_lossy(&out.stdout).trim().to_string());
+            }
+            if Instant::now() > until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
 
-    /// What the VPC knows about a secondary address of the ENI (or the node's address).
-    fn vpc_knows(&self, ip: &str) {
-        self.vpc.ip(&[
-            "route",
-            "replace",
-            &format!("{ip}/32"),
-            "dev",
-            &self.vpc_end,
-        ]);
-        self.vpc.ip(&[
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            ENI_MAC,
-            "dev",
-            &self.vpc_end,
-            "nud",
-            "permanent",
-        ]);
-    }
+trait LabExt {
+    fn stats(&self) -> TerwayStats;
+}
 
-    /// Runs `f` on a thread inside the node namespace, on its own runtime.
-    fn on_node<T: Send, Fut: Future<Output = T>>(&self, f: impl FnOnce() -> Fut + Send) -> T {
-        NetNs::open(&self.node.path())
-            .unwrap()
-            .run(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(f())
-            })
-            .unwrap()
-    }
-
-    /// The node's forward hook: count and drop everything from or to the pod network.
-    fn forward_drop(&self) {
-        self.node.nft(
-            "add table inet uctw; \
-             add chain inet uctw fw { type filter hook forward priority 0; policy accept; }; \
-             add rule inet uctw fw ip saddr 192.168.252.0/24 counter drop; \
-             add rule inet uctw fw ip daddr 192.168.252.0/24 counter drop",
-        );
-    }
-
+impl LabExt for Lab {
     fn stats(&self) -> TerwayStats {
         let pin = self.pin.clone();
         self.on_node(|| async move { TerwayFastPath::open(&pin).unwrap().stats().unwrap() })
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if self.pin.exists() {
-            let pin = self.pin.clone();
-            let _ = NetNs::open(&self.node.path())
-                .unwrap()
-                .run(move || unicni_bpf::remove_all(&pin));
-            let _ = std::fs::remove_dir_all(&self.pin);
-        }
-    }
-}
-
-fn eni_info(table: u32) -> EniInfo {
-    EniInfo {
-        id: "eni-test0001".into(),
-        mac: ENI_MAC.into(),
-        vswitch_id: "vsw-test".into(),
-        cidr: "192.168.252.0/24".parse::<Ipv4Net>().unwrap(),
-        gateway: GATEWAY,
-        cidr_v6: None,
-        gateway_v6: None,
-        primary_ip: "192.168.252.20".parse().unwrap(),
-        table,
     }
 }
 
@@ -315,38 +100,12 @@ fn pod_network(ipv4: &str, eni: EniInfo, fast_path: Option<&PathBuf>) -> PodNetw
     }
 }
 
-fn attachment(pod: &Ns) -> Attachment {
-    Attachment {
-        id: AttachmentId::new(unique("c"), "eth0"),
-        netns: Some(pod.path()),
-        pod: PodRef::default(),
-    }
-}
-
-/// What the agent does on a node with `terway.datapath = "ebpf"`: node and ENI as in the
-/// routing datapath, then the fast path loaded and pinned, its host-path CIDRs (Service
-/// CIDR, node address) set, and its program on the ENI.
-async fn agent_prepares(pin: &std::path::Path) -> (EniInfo, EniLink) {
-    datapath::prepare_node(false).await.unwrap();
-    let found = datapath::find_eni_link(ENI_MAC).await.unwrap().unwrap();
-    let eni = eni_info(eni_table(found.ifindex));
-    let link = datapath::prepare_eni(&eni, true).await.unwrap();
-    let mut fp = TerwayFastPath::load_or_adopt(pin).expect("load the terway fast path");
-    fp.set_host_cidrs(&[
-        ("10.96.0.0".parse().unwrap(), 12),
-        (NODE_IP.parse().unwrap(), 32),
-    ])
-    .unwrap();
-    datapath::attach_eni_fast_path(pin, link.ifindex).unwrap();
-    (eni, link)
-}
-
 #[test]
 fn fast_path_skips_the_host_stack_both_ways_and_leaves_node_traffic_to_it() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("tf", &[REMOTE]);
     let fast_pod = Ns::new("tfp");
     let routed_pod = Ns::new("tfr");
     let (fast_ip, routed_ip) = ("192.168.252.10", "192.168.252.11");
@@ -356,7 +115,7 @@ fn fast_path_skips_the_host_stack_both_ways_and_leaves_node_traffic_to_it() {
     let routed_att = attachment(&routed_pod);
     let pin = lab.pin.clone();
     let (eni, fast_net) = lab.on_node(|| async {
-        let (eni, _) = agent_prepares(&pin).await;
+        let (eni, _) = agent_prepares_fast_path(&pin).await;
         let net = pod_network(fast_ip, eni.clone(), Some(&pin));
         datapath::setup(&fast_att, &net).await.unwrap();
         datapath::check(&fast_att, &net).await.unwrap();
@@ -384,7 +143,7 @@ fn fast_path_skips_the_host_stack_both_ways_and_leaves_node_traffic_to_it() {
     assert!(routed_pod.ping(REMOTE), "routed pod -> VPC");
     assert!(fast_pod.ping(REMOTE), "fast pod -> VPC");
 
-    lab.forward_drop();
+    lab.forward_drop(NFT);
     let s0 = lab.stats();
     assert!(
         fast_pod.ping(REMOTE),
@@ -392,7 +151,7 @@ fn fast_path_skips_the_host_stack_both_ways_and_leaves_node_traffic_to_it() {
     );
     assert!(lab.vpc.ping(fast_ip), "VPC -> fast pod past a forward drop");
     assert_eq!(
-        lab.node.forward_counted(),
+        lab.node.forward_counted(NFT),
         0,
         "the host's forward hook saw fast-path packets"
     );
@@ -412,7 +171,7 @@ fn fast_path_skips_the_host_stack_both_ways_and_leaves_node_traffic_to_it() {
         "routed pod passed a forward drop"
     );
     assert!(!lab.vpc.ping_once(routed_ip), "VPC reached the routed pod");
-    assert!(lab.node.forward_counted() >= 2);
+    assert!(lab.node.forward_counted(NFT) >= 2);
 
     // The node and its pods talk through the host (input/output hooks, not forward),
     // the fast path leaves that alone.
@@ -462,24 +221,24 @@ fn pods_of_one_node_reach_each_other_with_redirect_peer() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("tf", &[REMOTE]);
     let pods = [Ns::new("tfa"), Ns::new("tfb")];
     let ips = ["192.168.252.21", "192.168.252.22"];
     let atts = [attachment(&pods[0]), attachment(&pods[1])];
     let pin = lab.pin.clone();
     lab.on_node(|| async {
-        let (eni, _) = agent_prepares(&pin).await;
+        let (eni, _) = agent_prepares_fast_path(&pin).await;
         for (att, ip) in atts.iter().zip(ips) {
             datapath::setup(att, &pod_network(ip, eni.clone(), Some(&pin)))
                 .await
                 .unwrap();
         }
     });
-    lab.forward_drop();
+    lab.forward_drop(NFT);
     let s0 = lab.stats();
     assert!(pods[0].ping(ips[1]), "pod -> pod on one node");
     assert!(pods[1].ping(ips[0]), "and back");
-    assert_eq!(lab.node.forward_counted(), 0);
+    assert_eq!(lab.node.forward_counted(NFT), 0);
     let s1 = lab.stats();
     assert!(s1.out_local >= s0.out_local + 4, "{s0:?} -> {s1:?}");
     // TTL - 1, as a routed hop would: 64 from a Linux sender arrives as 63.
@@ -493,7 +252,7 @@ fn service_and_nodeport_flows_keep_the_host_path_so_nat_is_undone() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("tf", &[REMOTE]);
     let pod = Ns::new("tfs");
     let pod_ip = "192.168.252.30";
     lab.vpc_knows(pod_ip);
@@ -501,7 +260,7 @@ fn service_and_nodeport_flows_keep_the_host_path_so_nat_is_undone() {
     let att = attachment(&pod);
     let pin = lab.pin.clone();
     lab.on_node(|| async {
-        let (eni, _) = agent_prepares(&pin).await;
+        let (eni, _) = agent_prepares_fast_path(&pin).await;
         datapath::setup(&att, &pod_network(pod_ip, eni, Some(&pin)))
             .await
             .unwrap();
@@ -570,14 +329,14 @@ fn pods_added_while_the_fast_path_is_not_loaded_still_work() {
     }
     // The agent said "ebpf" but the pins are gone (uninstalled under a running node): the
     // ADD succeeds on the routing datapath; CHECK says what is missing.
-    let lab = Lab::new();
+    let lab = Lab::new("tf", &[REMOTE]);
     let pod = Ns::new("tfm");
     let pod_ip = "192.168.252.40";
     lab.vpc_knows(pod_ip);
     let att = attachment(&pod);
     let pin = lab.pin.clone();
     let check = lab.on_node(|| async {
-        let (eni, _) = agent_prepares(&pin).await;
+        let (eni, _) = agent_prepares_fast_path(&pin).await;
         unicni_bpf::remove_all(&pin).unwrap();
         let net = pod_network(pod_ip, eni, Some(&pin));
         datapath::setup(&att, &net).await.unwrap();

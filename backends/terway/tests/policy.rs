@@ -10,226 +10,55 @@
 //! - exclusive ENI: the plugin attaches the programs to the ENI inside the pod, where the
 //!   pod's VPC traffic is; DEL, and the agent's reconcile after a pod vanished, remove them.
 
-use ipnet::{IpNet, Ipv4Net};
-use std::future::Future;
+mod common;
+
+use common::*;
+use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
 use unicni_bpf::policy::{RuleDirection, RuleKey, RuleValue, ISOLATED_EGRESS, ISOLATED_INGRESS};
 use unicni_bpf::{PolicyDatapath, PolicyStats, TerwayFastPath, TerwayStats};
-use unicni_core::{Attachment, AttachmentId, PodRef};
+use unicni_core::Attachment;
 use unicni_net::NetNs;
-use unicni_terway::datapath::{self, EniLink};
+use unicni_terway::datapath;
 use unicni_terway::proto::{eni_table, EniInfo, PodMode, PodNetwork};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-const ENI_MAC: &str = "02:e1:00:00:00:01";
-const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 252, 253);
+/// The nftables table of the node's forward drop.
+const NFT: &str = "ucpol";
 /// Two hosts beyond the vSwitch gateway: the policies allow one and not the other.
 const ALLOWED: &str = "203.0.113.1";
 const DENIED: &str = "203.0.113.2";
-const NODE_IP: &str = "172.31.0.10";
-
-fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root-only test run without root in CI"
-    );
-    eprintln!("skipping: needs root");
-    false
-}
-
-fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("{prefix}{:04x}{n:02x}", std::process::id() & 0xffff)
-}
-
-fn must(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A named network namespace, deleted on drop.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new(prefix: &str) -> Ns {
-        let name = unique(prefix);
-        must("ip", &["netns", "add", &name]);
-        let ns = Ns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/var/run/netns/{}", self.name))
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap()
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", &self.name];
-        full.extend_from_slice(args);
-        must("ip", &full)
-    }
-
-    fn nft(&self, script: &str) {
-        let out = self.exec(&["nft", script]);
-        assert!(
-            out.status.success(),
-            "nft {script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// One echo request from `from` (an address of this namespace, or its choice).
-    fn ping_once(&self, target: &str, from: Option<&str>) -> bool {
-        let mut args = vec!["ping", "-c", "1", "-W", "1"];
-        if let Some(f) = from {
-            args.extend_from_slice(&["-I", f]);
-        }
-        args.push(target);
-        self.exec(&args).status.success()
-    }
-
+/// What only these tests ask of a namespace.
+trait NsExt {
     /// Pings until one answer comes back or 4 s pass: an allowed flow must pass.
-    fn reaches(&self, target: &str, from: Option<&str>) -> bool {
-        let until = Instant::now() + Duration::from_secs(4);
-        loop {
-            if self.ping_once(target, from) {
-                return true;
-            }
-            if Instant::now() > until {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
+    fn reaches(&self, target: &str, from: Option<&str>) -> bool;
     /// Two echo requests, 1 s each, none answered: a denied flow is dropped.
+    fn dropped(&self, target: &str, from: Option<&str>) -> bool;
+}
+
+impl NsExt for Ns {
+    fn reaches(&self, target: &str, from: Option<&str>) -> bool {
+        self.ping_within(target, from, 4)
+    }
+
     fn dropped(&self, target: &str, from: Option<&str>) -> bool {
-        !self.ping_once(target, from) && !self.ping_once(target, from)
-    }
-
-    /// Packets counted by the node's `forward` counters.
-    fn forward_counted(&self) -> u64 {
-        let out = self.exec(&["nft", "-j", "list", "table", "inet", "ucpol"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["nftables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|o| o.get("rule"))
-            .flat_map(|r| r["expr"].as_array().cloned().unwrap_or_default())
-            .filter_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
-            .sum()
+        !self.ping_from(target, from) && !self.ping_from(target, from)
     }
 }
 
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// A node, its VPC (with the hosts `ALLOWED` and `DENIED`), the ENI between them, and a
-/// pin directory of the test's own.
-struct Lab {
-    node: Ns,
-    vpc: Ns,
-    eni: String,
-    vpc_end: String,
-    pin: PathBuf,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let node = Ns::new("tpn");
-        let vpc = Ns::new("tpv");
-        let eni = unique("eni");
-        let vpc_end = unique("vsw");
-        must(
-            "ip",
-            &[
-                "link", "add", &eni, "netns", &node.name, "address", ENI_MAC, "type", "veth",
-                "peer", "name", &vpc_end, "netns", &vpc.name,
-            ],
-        );
-        node.ip(&["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"]);
-        vpc.ip(&["addr", "add", &format!("{GATEWAY}/24"), "dev", &vpc_end]);
-        for host in [ALLOWED, DENIED] {
-            vpc.ip(&["addr", "add", &format!("{host}/32"), "dev", "lo"]);
-        }
-        vpc.ip(&["link", "set", &vpc_end, "up"]);
-        let pin = PathBuf::from(format!("/sys/fs/bpf/{}", unique("unicni-test-tpol-")));
-        Lab {
-            node,
-            vpc,
-            eni,
-            vpc_end,
-            pin,
-        }
-    }
-
-    /// What the VPC knows about an address of the ENI.
-    fn vpc_knows(&self, ip: &str) {
-        let end = self.vpc_end.as_str();
-        self.vpc
-            .ip(&["route", "replace", &format!("{ip}/32"), "dev", end]);
-        self.vpc.ip(&[
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            ENI_MAC,
-            "dev",
-            end,
-            "nud",
-            "permanent",
-        ]);
-    }
-
-    /// Runs `f` on a thread inside the node namespace, on its own runtime.
-    fn on_node<T: Send, Fut: Future<Output = T>>(&self, f: impl FnOnce() -> Fut + Send) -> T {
-        NetNs::open(&self.node.path())
-            .unwrap()
-            .run(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(f())
-            })
-            .unwrap()
-    }
-
+trait LabExt {
     /// Runs `f` with the policy datapath opened in the node namespace.
+    fn policy<T: Send>(&self, f: impl FnOnce(&mut PolicyDatapath) -> T + Send) -> T;
+    fn policy_stats(&self) -> PolicyStats;
+    fn fast_stats(&self) -> TerwayStats;
+}
+
+impl LabExt for Lab {
     fn policy<T: Send>(&self, f: impl FnOnce(&mut PolicyDatapath) -> T + Send) -> T {
         let pin = self.pin.clone();
         NetNs::open(&self.node.path())
@@ -245,42 +74,6 @@ impl Lab {
     fn fast_stats(&self) -> TerwayStats {
         let pin = self.pin.clone();
         self.on_node(|| async move { TerwayFastPath::open(&pin).unwrap().stats().unwrap() })
-    }
-
-    /// The node's forward hook: count and drop everything from or to the pod network.
-    fn forward_drop(&self) {
-        self.node.nft(
-            "add table inet ucpol; \
-             add chain inet ucpol fw { type filter hook forward priority 0; policy accept; }; \
-             add rule inet ucpol fw ip saddr 192.168.252.0/24 counter drop; \
-             add rule inet ucpol fw ip daddr 192.168.252.0/24 counter drop",
-        );
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if self.pin.exists() {
-            let pin = self.pin.clone();
-            let _ = NetNs::open(&self.node.path())
-                .unwrap()
-                .run(move || unicni_bpf::remove_all(&pin));
-            let _ = std::fs::remove_dir_all(&self.pin);
-        }
-    }
-}
-
-fn eni_info(table: u32) -> EniInfo {
-    EniInfo {
-        id: "eni-test0001".into(),
-        mac: ENI_MAC.into(),
-        vswitch_id: "vsw-test".into(),
-        cidr: "192.168.252.0/24".parse::<Ipv4Net>().unwrap(),
-        gateway: GATEWAY,
-        cidr_v6: None,
-        gateway_v6: None,
-        primary_ip: "192.168.252.20".parse().unwrap(),
-        table,
     }
 }
 
@@ -299,14 +92,6 @@ fn pod_network(mode: PodMode, ipv4: Ipv4Addr, eni: EniInfo, pin: &Path) -> PodNe
     }
 }
 
-fn attachment(pod: &Ns) -> Attachment {
-    Attachment {
-        id: AttachmentId::new(unique("c"), "eth0"),
-        netns: Some(pod.path()),
-        pod: PodRef::default(),
-    }
-}
-
 fn rule(direction: RuleDirection, local: &str, remote: &str) -> RuleKey {
     RuleKey {
         direction,
@@ -314,23 +99,6 @@ fn rule(direction: RuleDirection, local: &str, remote: &str) -> RuleKey {
         remote: ip(remote),
         prefix_len: 32,
     }
-}
-
-/// The agent of a `terway.datapath = "ebpf"` node: node and ENI prepared, the fast path
-/// loaded with its host-path CIDRs and on the ENI.
-async fn agent_prepares_fast_path(pin: &Path) -> (EniInfo, EniLink) {
-    datapath::prepare_node(false).await.unwrap();
-    let found = datapath::find_eni_link(ENI_MAC).await.unwrap().unwrap();
-    let eni = eni_info(eni_table(found.ifindex));
-    let link = datapath::prepare_eni(&eni, true).await.unwrap();
-    let mut fp = TerwayFastPath::load_or_adopt(pin).expect("load the terway fast path");
-    fp.set_host_cidrs(&[
-        ("10.96.0.0".parse().unwrap(), 12),
-        (NODE_IP.parse().unwrap(), 32),
-    ])
-    .unwrap();
-    datapath::attach_eni_fast_path(pin, link.ifindex).unwrap();
-    (eni, link)
 }
 
 fn host_veth_index(node: &Ns, att: &Attachment) -> u32 {
@@ -358,7 +126,7 @@ fn policy_runs_ahead_of_the_terway_fast_path_on_the_pod_veth_and_the_eni() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("tp", &[ALLOWED, DENIED]);
     let (pod_a, pod_b) = (Ns::new("tpa"), Ns::new("tpb"));
     let (ip_a, ip_b) = ("192.168.252.31", "192.168.252.32");
     lab.vpc_knows(ip_a);
@@ -403,7 +171,7 @@ fn policy_runs_ahead_of_the_terway_fast_path_on_the_pod_veth_and_the_eni() {
 
     // Nothing isolated: everything passes, by the fast path (the host forward hook drops
     // whatever would be routed).
-    lab.forward_drop();
+    lab.forward_drop(NFT);
     assert!(pod_a.reaches(ALLOWED, None) && pod_a.reaches(DENIED, None));
     assert!(lab.vpc.reaches(ip_b, Some(DENIED)));
     assert!(pod_a.reaches(ip_b, None), "pod to pod on the node");
@@ -457,7 +225,7 @@ fn policy_runs_ahead_of_the_terway_fast_path_on_the_pod_veth_and_the_eni() {
     // The node reaches its pods whatever the policy (host path, not the fast path).
     assert!(lab.node.reaches(ip_b, None), "node -> B");
     assert_eq!(
-        lab.node.forward_counted(),
+        lab.node.forward_counted(NFT),
         0,
         "nothing took the routed path through the host"
     );
@@ -469,7 +237,7 @@ fn exclusive_eni_pods_are_enforced_on_their_eni() {
     if !require_root() {
         return;
     }
-    let lab = Lab::new();
+    let lab = Lab::new("tp", &[ALLOWED, DENIED]);
     let pod = Ns::new("tpx");
     let att = attachment(&pod);
     let key = datapath::names::host_veth(&att.id);
@@ -480,7 +248,7 @@ fn exclusive_eni_pods_are_enforced_on_their_eni() {
     let eni = lab.on_node(|| async {
         datapath::prepare_node(false).await.unwrap();
         let found = datapath::find_eni_link(ENI_MAC).await.unwrap().unwrap();
-        let eni = eni_info(eni_table(found.ifindex));
+        let eni = eni_info(eni_table(found.ifindex), false);
         datapath::prepare_eni(&eni, false).await.unwrap();
         let net = pod_network(PodMode::Exclusive, eni.primary_ip, eni.clone(), &pin);
         match datapath::setup(&att, &net).await {
@@ -650,7 +418,7 @@ fn clsact_policy_filters_run_ahead_of_the_fast_path_filters() {
         return;
     }
     // Kernels without tcx: both as cls_bpf filters on clsact, the fast path's first.
-    let lab = Lab::new();
+    let lab = Lab::new("tp", &[ALLOWED, DENIED]);
     let pod = Ns::new("tpc");
     let pod_ip = "192.168.252.41";
     lab.vpc_knows(pod_ip);
@@ -715,7 +483,7 @@ fn clsact_policy_filters_run_ahead_of_the_fast_path_filters() {
             "policy listed (and run) first on {dev} {dir}: {f}"
         );
     }
-    lab.forward_drop();
+    lab.forward_drop(NFT);
     let (p0, f0) = (lab.policy_stats(), lab.fast_stats());
     assert!(pod.dropped(DENIED, None), "pod -> denied host, at the veth");
     assert!(
@@ -738,6 +506,6 @@ fn clsact_policy_filters_run_ahead_of_the_fast_path_filters() {
             && f1.out_redirect + f1.out_redirect_neigh > f0.out_redirect + f0.out_redirect_neigh,
         "allowed traffic short-cut: {f0:?} -> {f1:?}"
     );
-    assert_eq!(lab.node.forward_counted(), 0);
+    assert_eq!(lab.node.forward_counted(NFT), 0);
     lab.on_node(|| async { datapath::teardown(&att, Some(&net)).await.unwrap() });
 }
