@@ -831,32 +831,16 @@ fn bench_policies(n: usize) -> String {
     y
 }
 
-/// How many policies node `i`'s agent reports applied (`<node>/run/policy.json`).
-fn policies_applied(lab: &Lab, i: usize) -> Option<usize> {
-    let path = lab.node_dir(i).join("run/policy.json");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    Some(v["policies"].as_array()?.len())
-}
-
 /// Writes `n` benchmark policies (0: none) and waits until every node's agent reports
-/// exactly that many applied; returns how long that took.
+/// exactly those applied; returns how long that took.
 fn set_policies(lab: &Lab, st: &LabState, n: usize, yaml: &str) -> Result<Duration> {
     let start = Instant::now();
-    let path = super::policy::dir(lab).join("bench.yaml");
-    crate::cmd::common::write_atomic(&path, yaml.as_bytes(), 0o644)?;
-    loop {
-        if st
-            .nodes
-            .iter()
-            .all(|node| policies_applied(lab, node.index) == Some(n))
-        {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("the agents did not report {n} policies applied within 60s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    super::policy::write(lab, "bench.yaml", yaml)?;
+    let names: Vec<String> = (0..n).map(|i| format!("shop/bench-{i:05}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    // Compiling and writing 1,000 policies takes the agents seconds.
+    super::policy::wait_applied(lab, st, &names, Duration::from_secs(60))?;
+    Ok(start.elapsed())
 }
 
 /// The pause after a policy change before the next slice.

@@ -42,7 +42,7 @@ pub fn enabled(st: &LabState) -> bool {
     st.policy
 }
 
-pub(super) fn status_file(lab: &Lab, i: usize) -> PathBuf {
+fn status_file(lab: &Lab, i: usize) -> PathBuf {
     lab.node_dir(i).join("run/policy.json")
 }
 
@@ -197,7 +197,7 @@ pub(super) fn wait_applied(
     }
 }
 
-pub(super) fn applied(path: &Path) -> Option<BTreeSet<String>> {
+fn applied(path: &Path) -> Option<BTreeSet<String>> {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     Some(
         v["policies"]
