@@ -299,22 +299,7 @@ fn cr_slice(e: &Echo, n: usize) -> Result<f64> {
 
 /// `net.ipv4.tcp_tw_reuse = 1` in namespace `ns` (it also covers IPv6 sockets).
 fn client_reuses_time_wait(ns: &str) -> Result<()> {
-    let ok = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "sysctl",
-            "-qw",
-            "net.ipv4.tcp_tw_reuse=1",
-        ])
-        .status()
-        .context("run sysctl")?
-        .success();
-    if !ok {
-        bail!("set net.ipv4.tcp_tw_reuse=1 in {ns}");
-    }
-    Ok(())
+    super::topology::in_ns(ns, &["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])
 }
 
 /// Waits until `src` reaches `ip` (a fresh pod's first packets may wait for neighbours).
@@ -1279,24 +1264,13 @@ fn wait_pool(lab: &Lab, what: &str, want: impl Fn(&PoolView) -> bool) -> Result<
 
 /// The emulator's whole region (`GET /_sim/state`), asked from the VPC namespace.
 fn cloud_state(lab: &Lab) -> Result<serde_json::Value> {
-    let ns = NetNs::open(Path::new(&format!("/var/run/netns/{}", lab.vpc_ns())))?;
-    let addr: SocketAddr =
-        format!("{}:{}", lab.outside_ip(), super::topology::CLOUD_PORT).parse()?;
-    let mut s = ns
-        .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))?
-        .with_context(|| format!("reach the cloud emulator on {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET /_sim/state HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"
+    let reply = lab.http(
+        &lab.vpc_ns(),
+        &format!("{}:{}", lab.outside_ip(), super::topology::CLOUD_PORT),
+        "GET /_sim/state HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n",
     )?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply)?;
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    serde_json::from_str(body).context("decode the emulator's /_sim/state")
+    let body = super::nodes::http_body(&reply);
+    serde_json::from_str(&body).context("decode the emulator's /_sim/state")
 }
 
 /// Waits until the emulator shows the empty pool at rest: no pod ENI on the node, or

@@ -9,7 +9,6 @@
 
 use super::topology::{in_ns, Lab, CLOUD_PORT, POD_VSWITCHES, SECURITY_GROUP, VPC_PREFIX};
 use anyhow::{bail, Context, Result};
-use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -192,21 +191,15 @@ impl Lab {
     pub fn register_instance(&self, i: usize) -> Result<()> {
         let spec = self.instance_spec(i);
         let body = serde_json::to_string(&spec)?;
-        let vpc = self.vpc_ns();
-        let ns = unicni_net::NetNs::open(std::path::Path::new(&format!("/var/run/netns/{vpc}")))?;
-        let addr: std::net::SocketAddr = format!("{}:{CLOUD_PORT}", self.outside_ip()).parse()?;
-        let mut stream = ns
-            .run(|| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)))?
-            .with_context(|| format!("reach the cloud emulator on {addr}"))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(
-            stream,
-            "POST /_sim/instances HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
+        let reply = self.http(
+            &self.vpc_ns(),
+            &format!("{}:{CLOUD_PORT}", self.outside_ip()),
+            &format!(
+                "POST /_sim/instances HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
         )?;
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply)?;
         if !reply.starts_with("HTTP/1.1 200") {
             bail!(
                 "the cloud emulator refused instance {}: {}",

@@ -203,27 +203,29 @@ impl Lab {
         }
     }
 
+    /// Sends `request` (a whole HTTP/1.1 request with `Connection: close`) to `addr` from
+    /// inside namespace `ns`; returns the whole reply (status line, headers, body:
+    /// [`http_body`] splits off the body).
+    pub fn http(&self, ns: &str, addr: &str, request: &str) -> Result<String> {
+        let netns = unicni_net::NetNs::open(std::path::Path::new(&format!("/var/run/netns/{ns}")))?;
+        let to: std::net::SocketAddr = addr.parse().with_context(|| format!("address {addr}"))?;
+        let mut stream = netns
+            .run(|| std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)))?
+            .with_context(|| format!("reach {addr} in {ns}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(request.as_bytes())?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply)?;
+        Ok(reply)
+    }
+
     /// GET `path` from node `i`'s agent endpoint (inside the node's namespace).
     pub fn agent_get(&self, i: usize, path: &str) -> Result<String> {
-        let ns = unicni_net::NetNs::open(std::path::Path::new(&format!(
-            "/var/run/netns/{}",
-            self.node_ns(i)
-        )))?;
-        let stream = ns.run(|| {
-            std::net::TcpStream::connect_timeout(
-                &AGENT_LISTEN.parse().expect("addr"),
-                Duration::from_secs(1),
-            )
-        })??;
-        let mut stream = stream;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body)?;
-        Ok(body)
+        self.http(
+            &self.node_ns(i),
+            AGENT_LISTEN,
+            &format!("GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"),
+        )
     }
 
     /// A gauge value from node `i`'s /metrics.
