@@ -11,9 +11,7 @@
 //! empty pool (every ADD goes to the cloud emulator), each ADD interleaved with one of the
 //! reference `bridge` + `host-local` plugins executed the same way in the same namespace.
 
-use super::topology::{
-    Backend, Datapath, IpStack, Lab, LabState, Mode, PodState, StoreChoice, Tuning,
-};
+use super::topology::{Backend, Datapath, Lab, LabState, Mode, PodState, Tuning};
 use anyhow::{bail, Context, Result};
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
 use serde::Serialize;
@@ -27,31 +25,33 @@ use std::time::{Duration, Instant};
 use unicni_net::NetNs;
 
 /// A lab of its own for one design: `<id><suffix>` (the lab ID rules allow 6 characters).
-fn sub_lab(id: Option<&str>, default: &str, suffix: &str) -> Result<Lab> {
+pub(super) fn sub_lab(id: Option<&str>, default: &str, suffix: &str) -> Result<Lab> {
     let base = id.unwrap_or(default);
     if base.len() + suffix.len() > 6 {
         bail!(
-            "--id {base:?}: use up to {} characters (the bench's labs are <id>{suffix} and the like)",
+            "--id {base:?}: use up to {} characters (the labs are <id>{suffix} and the like)",
             6 - suffix.len()
         );
     }
     Lab::new(Some(&format!("{base}{suffix}")))
 }
 
-fn opts(backend: Backend, mode: Mode, nodes: u16, tuning: Tuning) -> super::UpOpts {
+fn opts(
+    backend: Backend,
+    mode: Mode,
+    datapath: Datapath,
+    nodes: u16,
+    tuning: Tuning,
+) -> super::UpOpts {
     super::UpOpts {
         backend,
         mode: Some(mode),
-        ip_stack: IpStack::Ipv4,
         nodes,
         pods_per_node: 0,
-        store: StoreChoice::File,
-        lease_ttl: 10,
-        route_quota: 200,
         no_second_cluster: true,
         tuning,
-        datapath: Datapath::Routing,
-        policy: false,
+        datapath,
+        ..super::default_up()
     }
 }
 
@@ -572,8 +572,7 @@ pub fn run(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCode> {
                 design_label(mode, datapath).replace(" (pod to pod across nodes)", ""),
                 lab.prefix
             ));
-            let mut uo = opts(backend, mode, 2, Tuning::default());
-            uo.datapath = datapath;
+            let uo = opts(backend, mode, datapath, 2, Tuning::default());
             let mut st = super::up_or_clean(lab, &uo)?;
             if o.host_services > 0 {
                 for node in &st.nodes {
@@ -786,13 +785,15 @@ fn print_throughput(rows: &[Measure], o: &BenchOpts, output: &str) {
 // ---------------------------------------------------------------------------------------
 
 /// `n` NetworkPolicies selecting the web pod (namespace `shop`, `app: web`; the lab's
-/// policy roles, see policy.rs): `n - 1` that allow TCP 5202-5203 from a /24 of
+/// policy roles, see policy.rs): `n - 1` that allow TCP [`RR_PORT`] and [`CR_PORT`] from a /24 of
 /// 172.16.0.0/12 each (no lab address), and one that allows it from the client's
 /// namespace (`purpose: test`), so every new connection of the benchmark goes through the
 /// whole lookup and is allowed.
 fn bench_policies(n: usize) -> String {
     let mut y = String::new();
-    let ports = "    ports: [{protocol: TCP, port: 5202}, {protocol: TCP, port: 5203}]\n";
+    let ports = format!(
+        "    ports: [{{protocol: TCP, port: {RR_PORT}}}, {{protocol: TCP, port: {CR_PORT}}}]\n"
+    );
     for i in 0..n {
         let from = if i + 1 == n {
             "    - namespaceSelector: {matchLabels: {purpose: test}}\n".to_string()
@@ -859,8 +860,13 @@ fn run_policy_ab(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCo
             "terway shared-eni + eBPF lab {} with NetworkPolicy (2 nodes, 1 pod each)",
             lab.prefix
         ));
-        let mut uo = opts(Backend::Terway, Mode::SharedEni, 2, Tuning::default());
-        uo.datapath = Datapath::Ebpf;
+        let mut uo = opts(
+            Backend::Terway,
+            Mode::SharedEni,
+            Datapath::Ebpf,
+            2,
+            Tuning::default(),
+        );
         uo.policy = true;
         let mut st = super::up_or_clean(&lab, &uo)?;
         for node in 1..=2 {
@@ -1425,7 +1431,7 @@ pub fn run_add(
             pool: Some(pool),
             attach_delay_ms: Some(delay),
         };
-        let o = opts(Backend::Terway, mode, 1, tuning);
+        let o = opts(Backend::Terway, mode, Datapath::Routing, 1, tuning);
         let got = with_lab(&lab, &o, |st| {
             let capacity = lab.agent_metric(1, "unicni_agent_pod_capacity");
             let want = match mode {

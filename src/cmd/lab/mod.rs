@@ -178,7 +178,7 @@ enum Command {
         pin_cpus: bool,
         /// Measure N NetworkPolicies selecting the server pod vs none (terway shared-eni +
         /// eBPF, policy on; slices alternate): request/response and connection rate.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, conflicts_with_all = ["seconds", "repeats", "host_services"])]
         policies: usize,
         /// Before measuring, load a kube-proxy-like nftables table into every node
         /// namespace of every lab: connection tracking on, one DNAT rule per Service for
@@ -241,7 +241,7 @@ enum AgentCmd {
     },
 }
 
-fn default_up() -> UpOpts {
+pub(super) fn default_up() -> UpOpts {
     UpOpts {
         backend: Backend::Flannel,
         mode: None,
@@ -706,12 +706,9 @@ fn teardown(lab: &Lab) -> Result<()> {
 
 /// `lab compare`: a flannel (vxlan) and a terway (shared-eni) lab side by side, one table.
 fn compare(id: Option<&str>, keep: bool, output: &str) -> Result<ExitCode> {
+    let flannel = bench::sub_lab(id, "cmp", "f")?;
+    let terway = bench::sub_lab(id, "cmp", "t")?;
     let id = id.unwrap_or("cmp");
-    if id.len() > 5 {
-        bail!("lab compare --id {id:?}: use up to 5 characters (the labs are <id>f and <id>t)");
-    }
-    let flannel = Lab::new(Some(&format!("{id}f")))?;
-    let terway = Lab::new(Some(&format!("{id}t")))?;
     let started = Instant::now();
     let mut opts = default_up();
     let result = (|| -> Result<Vec<(Backend, Vec<checks::CheckResult>)>> {
