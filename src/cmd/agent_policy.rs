@@ -21,16 +21,6 @@ const MANIFEST_POLL: Duration = Duration::from_millis(200);
 /// before it lands are enforced from the moment it does).
 const FIRST_SYNC: Duration = Duration::from_secs(30);
 
-/// flannel's host veths: `uc` + 11 lowercase hex digits (backends/flannel/src/names.rs).
-fn flannel_pod_veth(name: &str) -> bool {
-    let prefix = unicni_flannel::names::VETH_PREFIX;
-    name.len() == prefix.len() + 11
-        && name.starts_with(prefix)
-        && name[prefix.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 /// Starts the engine when `policy.enabled`; `None` otherwise. Fails (and with it the agent)
 /// when eBPF cannot be used: there is no other way to enforce the policies.
 pub async fn start(config: &Config) -> Result<Option<Engine>> {
@@ -55,7 +45,7 @@ pub async fn start(config: &Config) -> Result<Option<Engine>> {
     };
     let mut cfg = EngineConfig::new(common::node_name(config), &config.bpf.pin_dir);
     cfg.is_pod_veth = match config.backend.kind {
-        BackendKind::Flannel => flannel_pod_veth,
+        BackendKind::Flannel => unicni_flannel::names::is_host_veth,
         BackendKind::Terway => unicni_terway::datapath::names::is_host_veth,
     };
     cfg.rescan = Duration::from_secs(config.agent.reconcile_seconds.max(1));
@@ -292,23 +282,6 @@ fn render(s: &Status, stats: Option<&PolicyStats>, conntrack: Option<usize>) -> 
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn flannel_veth_names_are_recognised() {
-        let id = unicni_core::AttachmentId::new("c1", "eth0");
-        assert!(super::flannel_pod_veth(&unicni_flannel::names::host_veth(
-            "net", &id
-        )));
-        for other in [
-            "uc",
-            "ucXYZ0000000000",
-            "cni0",
-            "flannel.1",
-            "tw0123456789a",
-        ] {
-            assert!(!super::flannel_pod_veth(other), "{other}");
-        }
-    }
-
     #[test]
     fn metrics_text() {
         let s = super::Status::default();

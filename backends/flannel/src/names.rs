@@ -20,10 +20,26 @@ fn fnv1a64(parts: &[&str]) -> u64 {
     h
 }
 
+/// Hex digits of the hash in [`host_veth`] names.
+const HASH_DIGITS: usize = 11;
+
 /// `uc` + 11 hex digits: 13 characters, under the 15-byte interface name limit.
 pub fn host_veth(network: &str, id: &AttachmentId) -> String {
     let h = fnv1a64(&[network, &id.container_id, &id.ifname]);
-    format!("{VETH_PREFIX}{:011x}", h & 0xfff_ffff_ffff)
+    format!(
+        "{VETH_PREFIX}{:0width$x}",
+        h & 0xfff_ffff_ffff,
+        width = HASH_DIGITS
+    )
+}
+
+/// Whether `name` has the shape of [`host_veth`] names (`uc` + 11 lowercase hex digits).
+pub fn is_host_veth(name: &str) -> bool {
+    name.len() == VETH_PREFIX.len() + HASH_DIGITS
+        && name.starts_with(VETH_PREFIX)
+        && name[VETH_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// A locally administered MAC derived from an IPv4 address (`0a:58:` + the address), so
@@ -56,9 +72,20 @@ mod tests {
     fn veth_names_are_short_stable_and_distinct() {
         let a = host_veth("net", &AttachmentId::new("c1", "eth0"));
         assert_eq!(a.len(), 13);
+        assert!(is_host_veth(&a), "{a}");
         assert_eq!(a, host_veth("net", &AttachmentId::new("c1", "eth0")));
         assert_ne!(a, host_veth("net", &AttachmentId::new("c1", "eth1")));
         assert_ne!(a, host_veth("other", &AttachmentId::new("c1", "eth0")));
+        for other in [
+            "uc",
+            "ucXYZ0000000000",
+            "ucABCDEF01234",
+            "cni0",
+            "flannel.1",
+            "tw0123456789a",
+        ] {
+            assert!(!is_host_veth(other), "{other}");
+        }
     }
 
     #[test]

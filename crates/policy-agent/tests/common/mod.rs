@@ -615,10 +615,14 @@ pub struct EngineRunner {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The backends' host-veth rules (policy-agent cannot depend on them): flannel's `uc` and
+/// terway's `tw`, each + 11 lowercase hex digits; [`PodNs::veth`] names are made the same way.
 pub fn is_pod_veth(name: &str) -> bool {
     (name.starts_with("uc") || name.starts_with("tw"))
         && name.len() == 13
-        && name[2..].bytes().all(|b| b.is_ascii_hexdigit())
+        && name[2..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl EngineRunner {
