@@ -980,7 +980,7 @@ impl Drop for Stream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -1019,13 +1019,24 @@ mod tests {
                 "{}: IPv6 probes",
                 r.name
             );
-            // The policy parses as a manifest.
-            unicni_policy_check(&r.yaml);
+            // The agent's manifest loader reads exactly the policies the lab waits for.
+            let mut want = r.policies.clone();
+            want.sort();
+            assert_eq!(policy_names(&r.yaml), want, "{}", r.name);
         }
     }
 
-    fn unicni_policy_check(yaml: &str) {
-        let v: serde_yaml::Value = serde_yaml::from_str(yaml).expect("yaml");
-        assert_eq!(v["kind"], "NetworkPolicy");
+    /// The `namespace/name` of every policy in `yaml`, as the agents' loader reads them
+    /// (sorted).
+    pub(in crate::cmd::lab) fn policy_names(yaml: &str) -> Vec<String> {
+        let snapshot =
+            unicni_policy::load_str("policy.yaml", yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        snapshot
+            .policies
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
     }
 }
