@@ -83,8 +83,6 @@ fn bench_measures_host_network_and_every_design() {
         }
         assert!(r["rr_p99_us"].as_f64() >= r["rr_median_us"].as_f64(), "{r}");
     }
-    assert_eq!(rows[0]["throughput_ratio"], 1.0);
-    assert_eq!(rows[0]["rr_per_s_ratio"], 1.0);
     for r in rows {
         assert_eq!(r["gbit_per_s_runs"].as_array().unwrap().len(), 2, "{r}");
         assert_eq!(r["rr_per_s_slices"].as_array().unwrap().len(), 3, "{r}");
@@ -158,13 +156,11 @@ fn bench_add_times_warm_and_empty_pools_beside_the_reference() {
     let id = format!("{:04x}", std::process::id() & 0xffff);
     let v = bench(
         &id,
-        &["bench-add", "--pods", "1"],
+        &["bench-add", "--pods", "1", "--attach-delay-ms", "150"],
         &["sw", "xw", "se", "xe"],
     );
-    assert_eq!(
-        v["eni_attach_delay_ms"],
-        v["emulator_default_attach_delay_ms"]
-    );
+    // The emulator got the delay asked for (its default is 100 ms).
+    assert_eq!(v["eni_attach_delay_ms"], 150, "{v:#}");
     let series = v["series"].as_array().unwrap();
     let names: Vec<&str> = series
         .iter()
