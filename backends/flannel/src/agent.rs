@@ -210,20 +210,16 @@ pub fn load_fast_path(
             Ok(Some(pin.to_path_buf()))
         }
         Err(e) => {
-            let kind = if e.is_unavailable() {
-                "eBPF cannot be used on this node"
-            } else {
-                "loading the eBPF fast path failed"
-            };
+            let why = e.load_failure();
             if fallback {
                 tracing::warn!(
-                    "flannel.fast_path = true: {kind}: {e}; pods use the bridge alone \
+                    "flannel.fast_path = true: {why}; pods use the bridge alone \
                      (bpf.fallback = true)"
                 );
                 Ok(None)
             } else {
                 Err(Error::Unavailable(format!(
-                    "flannel.fast_path = true and bpf.fallback = false: {kind}: {e}"
+                    "flannel.fast_path = true and bpf.fallback = false: {why}"
                 )))
             }
         }
@@ -362,12 +358,7 @@ impl Agent {
         if let Some(pin) = &self.fast_path {
             // Pods deleted without a DEL leave endpoints of veths that are gone.
             match FastPath::open(pin).and_then(|mut fp| fp.reconcile()) {
-                Ok(r) if r.removed_endpoints + r.removed_attachments > 0 => tracing::info!(
-                    stale_endpoints = r.removed_endpoints,
-                    stale_attachments = r.removed_attachments,
-                    "eBPF fast path: removed what departed pods left"
-                ),
-                Ok(_) => {}
+                Ok(r) => r.log(),
                 Err(e) => tracing::warn!("eBPF fast path reconcile: {e}"),
             }
         }

@@ -155,12 +155,7 @@ pub fn choose_datapath(
             Ok(DatapathChoice::Ebpf(pin))
         }
         Err(e) => {
-            let kind = if e.is_unavailable() {
-                "eBPF cannot be used on this node"
-            } else {
-                "loading the eBPF fast path failed"
-            };
-            let why = format!("{kind}: {e}");
+            let why = e.load_failure();
             if c.bpf.fallback {
                 tracing::warn!(
                     "terway.datapath = \"ebpf\": {why}; pods get the routing datapath \
@@ -179,12 +174,7 @@ pub fn choose_datapath(
 /// Forgets fast-path state of pods whose veth is gone.
 fn reconcile_fast_path(pin: &std::path::Path) {
     match TerwayFastPath::open(pin).and_then(|mut fp| fp.reconcile()) {
-        Ok(r) if r.removed_endpoints + r.removed_attachments > 0 => tracing::info!(
-            stale_pods = r.removed_endpoints,
-            stale_attachments = r.removed_attachments,
-            "eBPF fast path: removed what departed pods left"
-        ),
-        Ok(_) => {}
+        Ok(r) => r.log(),
         Err(e) => tracing::warn!("eBPF fast path reconcile: {e}"),
     }
 }

@@ -17,6 +17,20 @@ pub struct ReconcileReport {
     pub removed_endpoints: usize,
 }
 
+impl ReconcileReport {
+    /// The agent's log line for a reconcile pass that removed something (nothing when it
+    /// did not).
+    pub fn log(&self) {
+        if self.removed_endpoints + self.removed_attachments > 0 {
+            tracing::info!(
+                stale_endpoints = self.removed_endpoints,
+                stale_attachments = self.removed_attachments,
+                "eBPF fast path: removed what departed pods left"
+            );
+        }
+    }
+}
+
 impl FastPath {
     /// Makes the pinned state match the interfaces of this network namespace: forgets
     /// attachments and endpoints of interfaces that no longer exist (an endpoint pointing at

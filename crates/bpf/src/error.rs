@@ -67,6 +67,17 @@ impl BpfError {
         )
     }
 
+    /// What an agent says when its fast path could not be loaded: whether eBPF cannot be
+    /// used on this node at all ([`BpfError::is_unavailable`]) or loading failed, and why.
+    pub fn load_failure(&self) -> String {
+        let kind = if self.is_unavailable() {
+            "eBPF cannot be used on this node"
+        } else {
+            "loading the eBPF fast path failed"
+        };
+        format!("{kind}: {self}")
+    }
+
     /// Maps an aya (or io) error to a typed error: privilege problems anywhere in the source
     /// chain become [`BpfError::PermissionDenied`], the rest [`BpfError::Kernel`] with the
     /// whole chain in the message.
