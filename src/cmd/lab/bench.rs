@@ -379,7 +379,7 @@ struct Gathered {
     rr_time: Duration,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 struct Measure {
     path: String,
     lab: String,
@@ -676,10 +676,6 @@ fn load_host_rules(netns: &str, services: usize) -> Result<()> {
     Ok(())
 }
 
-fn spread_json(s: &Spread) -> serde_json::Value {
-    serde_json::json!({"median": s.median, "p25": s.p25, "p75": s.p75})
-}
-
 fn print_throughput(rows: &[Measure], o: &BenchOpts, output: &str) {
     let (seconds, rounds, repeats, slices) = (o.seconds, o.rounds, o.repeats, o.slices);
     let host_services = o.host_services;
@@ -694,19 +690,19 @@ fn print_throughput(rows: &[Measure], o: &BenchOpts, output: &str) {
                     "rr_p99_us": r.rr_p99_us, "rr_per_s": r.rr_per_s,
                     "rr_per_s_slices": r.rr_per_s_slices,
                     "throughput_ratio": r.throughput_ratio.median,
-                    "throughput_ratio_spread": spread_json(&r.throughput_ratio),
+                    "throughput_ratio_spread": r.throughput_ratio,
                     "latency_ratio": r.rr_median_us / lr,
                     "rr_per_s_ratio": r.rr_per_s_ratio.median,
-                    "rr_per_s_ratio_spread": spread_json(&r.rr_per_s_ratio),
+                    "rr_per_s_ratio_spread": r.rr_per_s_ratio,
                 });
                 if let Some((t, q)) = &r.vs_routing {
                     j["vs_routing"] = serde_json::json!({
-                        "throughput_ratio": spread_json(t), "rr_per_s_ratio": spread_json(q),
+                        "throughput_ratio": t, "rr_per_s_ratio": q,
                     });
                 }
                 if let Some((t, q)) = &r.vs_bare_nodes {
                     j["vs_bare_nodes"] = serde_json::json!({
-                        "throughput_ratio": spread_json(t), "rr_per_s_ratio": spread_json(q),
+                        "throughput_ratio": t, "rr_per_s_ratio": q,
                     });
                 }
                 j
@@ -716,8 +712,8 @@ fn print_throughput(rows: &[Measure], o: &BenchOpts, output: &str) {
             "{}",
             serde_json::json!({
                 "method": "interleaved",
-                "iperf_seconds": seconds, "throughput_turns": repeats, "rr_rounds": rounds,
-                "rr_slices": slices, "repeats": repeats, "pin_cpus": o.pin_cpus,
+                "iperf_seconds": seconds, "repeats": repeats, "rr_rounds": rounds,
+                "rr_slices": slices, "pin_cpus": o.pin_cpus,
                 "host_services": host_services,
                 "results": v,
             })
@@ -991,8 +987,8 @@ fn print_policy_ab(sides: &[PolicySide; 2], o: &BenchOpts, conns: usize, output:
                 "policies": o.policies, "slices": o.slices, "rr_rounds": o.rounds,
                 "connections_per_slice": conns, "pin_cpus": o.pin_cpus,
                 "results": v,
-                "rr_per_s_ratio": spread_json(&rr),
-                "conn_per_s_ratio": spread_json(&cr),
+                "rr_per_s_ratio": rr,
+                "conn_per_s_ratio": cr,
             })
         );
         return;
