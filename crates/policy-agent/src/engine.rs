@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use unicni_bpf::{AttachMode, PolicyDatapath};
+use unicni_bpf::PolicyDatapath;
 use unicni_policy::{compile_where, Snapshot};
 
 use crate::kernel::{Changes, Kernel};
@@ -33,10 +33,6 @@ pub struct EngineConfig {
     /// host translated it to a backend (at the backend's veth, or at the uplink it
     /// leaves through).
     pub service_cidrs: Vec<ipnet::IpNet>,
-    /// Also attach the programs to the node's other links (not loopback, bridges or pod
-    /// veths): needed to judge translated Service traffic to backends on other nodes.
-    pub attach_uplinks: bool,
-    pub attach_mode: AttachMode,
     /// Period of the full pass (every pod veth re-checked, node addresses re-read, stale
     /// attachments forgotten) on top of the kernel's change notifications.
     pub rescan: Duration,
@@ -53,15 +49,13 @@ impl EngineConfig {
             pin_dir: pin_dir.into(),
             is_pod_veth: |_| false,
             service_cidrs: Vec::new(),
-            attach_uplinks: true,
-            attach_mode: AttachMode::Auto,
             rescan: Duration::from_secs(2),
             status_file: None,
         }
     }
 }
 
-/// What the engine has done, for /metrics, /readyz and tests.
+/// What the engine has done, for /metrics, the status file and tests.
 #[derive(Debug, Default)]
 pub struct Status {
     /// A snapshot has been applied since start.
@@ -104,7 +98,7 @@ impl Status {
     }
 }
 
-/// A running engine. Dropping it (or [`Engine::stop`]) stops the task and leaves the
+/// A running engine. Dropping it stops the task and leaves the
 /// datapath as it is: programs, rules and conntrack stay pinned and keep enforcing.
 pub struct Engine {
     status: Arc<Status>,
@@ -119,7 +113,7 @@ impl Engine {
     /// `BpfError::is_unavailable`): enforcement cannot fall back to anything. Must be
     /// called inside a tokio runtime whose threads are in the node's network namespace.
     pub async fn start(config: EngineConfig, source: Source) -> Result<Engine, Error> {
-        let mut dp = PolicyDatapath::load_or_adopt_with(&config.pin_dir, config.attach_mode)?;
+        let mut dp = PolicyDatapath::load_or_adopt(&config.pin_dir)?;
         let services: Vec<(IpAddr, u8)> = config
             .service_cidrs
             .iter()
@@ -187,9 +181,6 @@ impl Engine {
         }
         true
     }
-
-    /// Stops following the source; the datapath stays as it is.
-    pub fn stop(self) {}
 }
 
 impl Drop for Engine {
@@ -366,11 +357,6 @@ impl Core {
         };
         self.attached.retain(|i| veths.contains_key(i));
         self.uplinks.retain(|i| uplinks.contains_key(i));
-        let uplinks = if self.config.attach_uplinks {
-            uplinks
-        } else {
-            Default::default()
-        };
         for (set, links, what) in [
             (&mut self.attached, &veths, "pod veth"),
             (&mut self.uplinks, &uplinks, "uplink"),

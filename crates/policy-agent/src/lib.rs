@@ -4,7 +4,7 @@
 //!   manifests (the lab, a single node) or the Kubernetes API (kube-rs watchers);
 //! - [`state`]: the compiled policies of this node's pods (`unicni-policy`) as the contents
 //!   of the eBPF maps, and the incremental, ordered update between two contents;
-//! - [`kernel`]: the node's pod veths and addresses, and netlink change notifications;
+//! - `kernel`: the node's pod veths and addresses, and netlink change notifications;
 //! - [`engine`]: the task tying them together: it loads or adopts the pinned policy
 //!   datapath (`unicni_bpf::PolicyDatapath`), attaches the programs to every pod veth the
 //!   kernel reports, and applies each new snapshot within milliseconds. It never flushes
@@ -13,7 +13,7 @@
 //! See docs/policy.md ("Enforcement").
 
 pub mod engine;
-pub mod kernel;
+mod kernel;
 pub mod source;
 pub mod state;
 
