@@ -29,58 +29,13 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "common.h"
 #include "fastpath.h"
 
-/* "Not mine, carry on": TC_ACT_UNSPEC is TCX_NEXT under tcx and "next filter" under a
- * direct-action cls_bpf filter, so a program attached after this one (NetworkPolicy,
- * another chained plugin) still sees the frame, and with none the frame continues to the
- * bridge exactly as with TC_ACT_OK. TC_ACT_OK would end the tcx chain here. */
-#define PASS TC_ACT_UNSPEC
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct endpoint);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} endpoints SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fastpath_stats SEC(".maps");
-
-/* Written by user space only: which interfaces carry the program and how (tcx or netlink),
- * so a restarted agent or `unicni uninstall` finds netlink filters, which cannot be pinned. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} fastpath_links SEC(".maps");
-
-/* <linux/icmp.h> drags in libc headers; the echo header is all that is needed. */
-struct icmp_echo {
-	__u8 type;
-	__u8 code;
-	__u16 checksum;
-	__u16 id;
-	__u16 seq;
-};
-#define ICMP_ECHOREPLY 0
-#define ICMP_ECHO 8
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct flow_key);
-	__type(value, __u8);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} host_flows SEC(".maps");
+PINNED_MAP(BPF_MAP_TYPE_HASH, 16384, __u32, struct endpoint) endpoints SEC(".maps");
+STATS_MAP(STAT_MAX) fastpath_stats SEC(".maps");
+LINKS_MAP(16384) fastpath_links SEC(".maps");
+PINNED_MAP(BPF_MAP_TYPE_LRU_HASH, 65536, struct flow_key, __u8) host_flows SEC(".maps");
 
 /* Fills k with the flow of the IPv4 packet at ip; ports stay 0 when they are not in the
  * linear data or the packet is a non-first fragment. */
@@ -114,11 +69,7 @@ static __always_inline void flow_of(struct iphdr *ip, void *data_end, struct flo
 
 static __always_inline int count(__u32 slot, int verdict)
 {
-	__u64 *c = bpf_map_lookup_elem(&fastpath_stats, &slot);
-
-	if (c)
-		*c += 1; /* per-CPU slot: no atomic needed */
-	return verdict;
+	return count_in(&fastpath_stats, slot, verdict);
 }
 
 SEC("classifier")
@@ -133,17 +84,9 @@ int uc_fastpath(struct __sk_buff *skb)
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return count(STAT_PASS_NOT_IPV4, PASS);
 
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	if (data + need > data_end) {
-		/* Headers in a fragment of a non-linear skb: make them readable once. */
-		if (bpf_skb_pull_data(skb, need))
-			return count(STAT_PASS_NOT_IPV4, PASS);
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-		if (data + need > data_end)
-			return count(STAT_PASS_NOT_IPV4, PASS);
-	}
+	data = pull_headers(skb, need, &data_end);
+	if (!data)
+		return count(STAT_PASS_NOT_IPV4, PASS);
 	eth = data;
 	ip = data + sizeof(*eth);
 
@@ -182,7 +125,6 @@ int uc_fastpath_eg(struct __sk_buff *skb)
 	struct flow_key k = {}, r = {};
 	void *data, *data_end;
 	struct iphdr *ip;
-	__u8 one = 1;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return PASS;
@@ -197,9 +139,7 @@ int uc_fastpath_eg(struct __sk_buff *skb)
 	r.sport = k.dport;
 	r.dport = k.sport;
 	r.proto = k.proto;
-	/* Look before writing: most frames of a slow flow find their entry. */
-	if (!bpf_map_lookup_elem(&host_flows, &r))
-		bpf_map_update_elem(&host_flows, &r, &one, BPF_ANY);
+	remember_in(&host_flows, &r);
 	return PASS;
 }
 

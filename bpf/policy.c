@@ -42,109 +42,37 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "common.h"
 #include "policy.h"
 
-#define PASS TC_ACT_UNSPEC
 #define DROP TC_ACT_SHOT
 
 #define PROTO_ICMPV6 58
 #define PROTO_SCTP 132
 #define POL_LOCAL 0x80000000u
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct pol_addr);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_pods SEC(".maps");
+/* An LPM trie (the member order is the BTF layout the pins were made with). */
+#define POL_TRIE(entries, key_type, value_type)                      \
+	struct {                                                     \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                 \
+		__uint(max_entries, entries);                        \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                \
+		__type(key, key_type);                               \
+		__type(value, value_type);                           \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                 \
+	}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct pol_addr);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_node SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1048576);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pol_lpm4);
-	__type(value, struct pol_rule);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_v4_ingress SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1048576);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pol_lpm4);
-	__type(value, struct pol_rule);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_v4_egress SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1048576);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pol_lpm6);
-	__type(value, struct pol_rule);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_v6_ingress SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1048576);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pol_lpm6);
-	__type(value, struct pol_rule);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_v6_egress SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pol_port_key);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_ports SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 262144);
-	__type(key, struct pol_ct_key);
-	__type(value, struct pol_ct_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_ct SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, POL_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 64);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct pol_svc_key);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_services SEC(".maps");
-
-/* Written by user space only: which interfaces carry the programs and how. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} policy_links SEC(".maps");
+PINNED_MAP(BPF_MAP_TYPE_HASH, 65536, struct pol_addr, __u32) policy_pods SEC(".maps");
+PINNED_MAP(BPF_MAP_TYPE_HASH, 1024, struct pol_addr, __u32) policy_node SEC(".maps");
+POL_TRIE(1048576, struct pol_lpm4, struct pol_rule) policy_v4_ingress SEC(".maps");
+POL_TRIE(1048576, struct pol_lpm4, struct pol_rule) policy_v4_egress SEC(".maps");
+POL_TRIE(1048576, struct pol_lpm6, struct pol_rule) policy_v6_ingress SEC(".maps");
+POL_TRIE(1048576, struct pol_lpm6, struct pol_rule) policy_v6_egress SEC(".maps");
+POL_TRIE(262144, struct pol_port_key, __u32) policy_ports SEC(".maps");
+PINNED_MAP(BPF_MAP_TYPE_LRU_HASH, 262144, struct pol_ct_key, struct pol_ct_value) policy_ct SEC(".maps");
+STATS_MAP(POL_STAT_MAX) policy_stats SEC(".maps");
+POL_TRIE(64, struct pol_svc_key, __u32) policy_services SEC(".maps");
+LINKS_MAP(65536) policy_links SEC(".maps");
 
 /* Headers, spelled out: the uapi ones drag in libc headers under -target bpf. */
 struct ip4_hdr {
@@ -180,14 +108,6 @@ struct tcp_head {
 #define TCP_SYN 0x02
 #define TCP_ACK 0x10
 
-struct icmp_head {
-	__u8 type;
-	__u8 code;
-	__u16 checksum;
-	__u16 id;
-	__u16 seq;
-};
-
 struct pkt {
 	struct pol_ct_key k;   /* the packet's flow */
 	struct pol_ct_key rel; /* ICMP errors: the flow the error quotes */
@@ -205,11 +125,7 @@ enum parse_result {
 
 static __always_inline int count(__u32 slot, int verdict)
 {
-	__u64 *c = bpf_map_lookup_elem(&policy_stats, &slot);
-
-	if (c)
-		*c += 1; /* per-CPU slot: no atomic needed */
-	return verdict;
+	return count_in(&policy_stats, slot, verdict);
 }
 
 static __always_inline void map4(__u8 *a, __u32 addr)
@@ -232,7 +148,7 @@ static __always_inline void l4_ports(struct __sk_buff *skb, __u32 off, __u8 prot
 			*dport = ports[1];
 		}
 	} else if ((!v6 && proto == IPPROTO_ICMP) || (v6 && proto == PROTO_ICMPV6)) {
-		struct icmp_head h;
+		struct icmp_echo h;
 
 		if (bpf_skb_load_bytes(skb, off, &h, sizeof(h)) == 0 &&
 		    ((!v6 && (h.type == 8 || h.type == 0)) || (v6 && (h.type == 128 || h.type == 129)))) {
@@ -344,7 +260,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		return PARSE_OK;
 	}
 	if ((!p->v6 && proto == IPPROTO_ICMP) || (p->v6 && proto == PROTO_ICMPV6)) {
-		struct icmp_head h;
+		struct icmp_echo h;
 
 		if (bpf_skb_load_bytes(skb, off, &h, sizeof(h)))
 			return PARSE_OK;
@@ -412,45 +328,37 @@ static __always_inline int ports_allow(struct pol_rule *r, struct pkt *p)
 	return bpf_map_lookup_elem(&policy_ports, &pk) != 0;
 }
 
-/* Whether the rules of `local` (isolated in that direction) allow the flow with `remote`. */
-static __always_inline int egress_allows(struct pkt *p)
+/* Whether the rules of `local` (isolated in that direction) allow the flow with `remote`:
+ * the trie of the direction and family, keyed {local, remote}. */
+static __always_inline int rules_allow(struct pkt *p, const __u8 *local, const __u8 *remote,
+				       void *trie4, void *trie6)
 {
 	struct pol_rule *r;
 
 	if (p->v6) {
 		struct pol_lpm6 k = { .prefixlen = 256 };
 
-		__builtin_memcpy(k.local, p->k.saddr, 16);
-		__builtin_memcpy(k.remote, p->k.daddr, 16);
-		r = bpf_map_lookup_elem(&policy_v6_egress, &k);
+		__builtin_memcpy(k.local, local, 16);
+		__builtin_memcpy(k.remote, remote, 16);
+		r = bpf_map_lookup_elem(trie6, &k);
 	} else {
 		struct pol_lpm4 k = { .prefixlen = 64 };
 
-		__builtin_memcpy(&k.local, p->k.saddr + 12, 4);
-		__builtin_memcpy(&k.remote, p->k.daddr + 12, 4);
-		r = bpf_map_lookup_elem(&policy_v4_egress, &k);
+		__builtin_memcpy(&k.local, local + 12, 4);
+		__builtin_memcpy(&k.remote, remote + 12, 4);
+		r = bpf_map_lookup_elem(trie4, &k);
 	}
 	return ports_allow(r, p);
 }
 
+static __always_inline int egress_allows(struct pkt *p)
+{
+	return rules_allow(p, p->k.saddr, p->k.daddr, &policy_v4_egress, &policy_v6_egress);
+}
+
 static __always_inline int ingress_allows(struct pkt *p)
 {
-	struct pol_rule *r;
-
-	if (p->v6) {
-		struct pol_lpm6 k = { .prefixlen = 256 };
-
-		__builtin_memcpy(k.local, p->k.daddr, 16);
-		__builtin_memcpy(k.remote, p->k.saddr, 16);
-		r = bpf_map_lookup_elem(&policy_v6_ingress, &k);
-	} else {
-		struct pol_lpm4 k = { .prefixlen = 64 };
-
-		__builtin_memcpy(&k.local, p->k.daddr + 12, 4);
-		__builtin_memcpy(&k.remote, p->k.saddr + 12, 4);
-		r = bpf_map_lookup_elem(&policy_v4_ingress, &k);
-	}
-	return ports_allow(r, p);
+	return rules_allow(p, p->k.daddr, p->k.saddr, &policy_v4_ingress, &policy_v6_ingress);
 }
 
 static __always_inline int same_addr(const __u8 *a, const __u8 *b)

@@ -50,11 +50,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "common.h"
 #include "terway.h"
-
-/* Not ours: TCX_NEXT under tcx, next filter under cls_bpf; with nothing after this
- * program the frame continues up the host stack, as with TC_ACT_OK. */
-#define PASS TC_ACT_UNSPEC
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -64,178 +61,211 @@
 #define IPV6_FLOWINFO_MASK_ bpf_htonl(0x0FFFFFFF)
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
-#define ICMP_ECHOREPLY 0
-#define ICMP_ECHO 8
 #ifndef IPPROTO_SCTP
 #define IPPROTO_SCTP 132
 #endif
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct tw_pod);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tw_pods SEC(".maps");
+/* An LPM trie of destinations that keep the host path. */
+#define TW_CIDRS_MAP(key_type)                                       \
+	struct {                                                     \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                 \
+		__uint(max_entries, 256);                            \
+		__type(key, key_type);                               \
+		__type(value, __u8);                                 \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                 \
+	}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 256);
-	__type(key, struct tw_cidr);
-	__type(value, __u8);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tw_host_cidrs SEC(".maps");
+PINNED_MAP(BPF_MAP_TYPE_HASH, 4096, __u32, struct tw_pod) tw_pods SEC(".maps");
+TW_CIDRS_MAP(struct tw_cidr) tw_host_cidrs SEC(".maps");
+PINNED_MAP(BPF_MAP_TYPE_LRU_HASH, 65536, struct tw_flow, __u8) tw_host_flows SEC(".maps");
+STATS_MAP(TW_STAT_MAX) tw_stats SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct tw_flow);
-	__type(value, __u8);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tw_host_flows SEC(".maps");
+/* IPv6: the same maps, keyed by IPv6 addresses. */
+PINNED_MAP(BPF_MAP_TYPE_HASH, 4096, struct tw_addr6, struct tw_pod) tw_pods6 SEC(".maps");
+TW_CIDRS_MAP(struct tw_cidr6) tw_host_cidrs6 SEC(".maps");
+PINNED_MAP(BPF_MAP_TYPE_LRU_HASH, 65536, struct tw_flow6, __u8) tw_host_flows6 SEC(".maps");
+STATS_MAP(TW_STAT_MAX) tw_stats6 SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TW_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tw_stats SEC(".maps");
+LINKS_MAP(4096) tw_links SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct tw_addr6);
-	__type(value, struct tw_pod);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tw_pods6 SEC(".maps");
+/* ----------------------------------------------------------------------------------- */
+/* Each program takes the same decisions for both families. `v6` is a constant at every  */
+/* call (the programs branch on skb->protocol first), so the compiler keeps one straight  */
+/* path per family and the verifier sees one map at each map helper call.               */
+/* ----------------------------------------------------------------------------------- */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 256);
-	__type(key, struct tw_cidr6);
-	__type(value, __u8);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tw_host_cidrs6 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct tw_flow6);
-	__type(value, __u8);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tw_host_flows6 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TW_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tw_stats6 SEC(".maps");
-
-/* Written by user space only: which interfaces carry which programs, and how. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tw_links SEC(".maps");
-
-/* <linux/icmp.h> drags in libc headers; the echo header is all that is needed. */
-struct icmp_echo {
-	__u8 type;
-	__u8 code;
-	__u16 checksum;
-	__u16 id;
-	__u16 seq;
+/* A frame of either family, its headers readable. */
+struct frame {
+	struct ethhdr *eth;
+	struct iphdr *ip;      /* IPv4 */
+	struct ipv6hdr *ip6;   /* IPv6 */
+	__u16 sport;           /* network order; ICMP echo: its identifier as both */
+	__u16 dport;
+	__u8 proto;
 };
 
-static __always_inline int count(__u32 slot, int verdict)
-{
-	__u64 *c = bpf_map_lookup_elem(&tw_stats, &slot);
+/* Key of tw_host_flows or tw_host_flows6. */
+union flow {
+	struct tw_flow v4;
+	struct tw_flow6 v6;
+};
 
-	if (c)
-		*c += 1; /* per-CPU slot: no atomic needed */
-	return verdict;
+static __always_inline void *pods_map(int v6)
+{
+	return v6 ? (void *)&tw_pods6 : (void *)&tw_pods;
 }
 
-static __always_inline int count6(__u32 slot, int verdict)
+static __always_inline void *flows_map(int v6)
 {
-	__u64 *c = bpf_map_lookup_elem(&tw_stats6, &slot);
-
-	if (c)
-		*c += 1;
-	return verdict;
+	return v6 ? (void *)&tw_host_flows6 : (void *)&tw_host_flows;
 }
 
-/* Makes the Ethernet and IPv4 headers and the first 8 bytes after them readable; returns
- * the IPv4 header, or NULL when the frame is not one the fast path handles (IP options,
- * fragments, too short; with `ttl`, a TTL the fast path must not decrement to 0). */
-static __always_inline struct iphdr *ipv4_of(struct __sk_buff *skb, void **data_end, int ttl)
+static __always_inline int count(int v6, __u32 slot, int verdict)
 {
-	const __u32 need = sizeof(struct ethhdr) + sizeof(struct iphdr) + 8;
-	void *data = (void *)(long)skb->data;
-	struct iphdr *ip;
-
-	*data_end = (void *)(long)skb->data_end;
-	if (data + need > *data_end) {
-		/* Headers in a fragment of a non-linear skb: make them readable once. */
-		if (bpf_skb_pull_data(skb, need))
-			return NULL;
-		data = (void *)(long)skb->data;
-		*data_end = (void *)(long)skb->data_end;
-		if (data + need > *data_end)
-			return NULL;
-	}
-	ip = data + sizeof(struct ethhdr);
-	if (ip->ihl != 5 || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) || (ttl && ip->ttl <= 1))
-		return NULL;
-	return ip;
+	return count_in(v6 ? (void *)&tw_stats6 : (void *)&tw_stats, slot, verdict);
 }
 
-/* The packet's ports (ICMP echo: its identifier as both). Returns -1 for ICMP that is not
- * an echo (errors quote a header the host may have to un-NAT: they keep the host path). */
-static __always_inline int ports_of(struct iphdr *ip, __u16 *src, __u16 *dst)
+/* Makes the Ethernet and IP headers and the first 8 bytes after them readable. Returns -1
+ * when the frame is not one the fast path handles: too short, IPv4 options or fragments;
+ * with `hop`, a TTL or hop limit the fast path must not decrement to 0. */
+static __always_inline int frame_of(struct __sk_buff *skb, int v6, int hop, struct frame *fr)
 {
-	/* ipv4_of guaranteed 8 readable bytes after a 20-byte header. */
-	__u16 *p = (void *)(ip + 1);
+	__u32 need = sizeof(struct ethhdr) + 8;
+	void *data_end;
 
-	switch (ip->protocol) {
-	case IPPROTO_TCP:
-	case IPPROTO_UDP:
-	case IPPROTO_SCTP:
-		*src = p[0];
-		*dst = p[1];
-		return 0;
-	case IPPROTO_ICMP: {
-		struct icmp_echo *icmp = (void *)(ip + 1);
+	need += v6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr);
+	fr->eth = pull_headers(skb, need, &data_end);
+	if (!fr->eth)
+		return -1;
+	if (v6) {
+		fr->ip6 = (void *)(fr->eth + 1);
+		fr->proto = fr->ip6->nexthdr;
+		return fr->ip6->version != 6 || (hop && fr->ip6->hop_limit <= 1) ? -1 : 0;
+	}
+	fr->ip = (void *)(fr->eth + 1);
+	fr->proto = fr->ip->protocol;
+	if (fr->ip->ihl != 5 || (fr->ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+		return -1;
+	return hop && fr->ip->ttl <= 1 ? -1 : 0;
+}
 
-		if (icmp->type != ICMP_ECHO && icmp->type != ICMP_ECHOREPLY)
-			return -1;
-		*src = icmp->id;
-		*dst = icmp->id;
+/* The frame's source or destination address: the key of tw_pods or tw_pods6. */
+static __always_inline void *addr_of(const struct frame *fr, int v6, int dst)
+{
+	if (v6)
+		return dst ? (void *)&fr->ip6->daddr : (void *)&fr->ip6->saddr;
+	return dst ? (void *)&fr->ip->daddr : (void *)&fr->ip->saddr;
+}
+
+/* Link-local (fe80::/10) or multicast (ff00::/8): never forwarded by the host, never ours. */
+static __always_inline int ll_or_mc(const void *a)
+{
+	const __u8 *b = a;
+
+	return b[0] == 0xff || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80);
+}
+
+/* Reads the frame's ports (ICMP echo: its identifier as both; other IPv4 protocols: 0).
+ * Returns -1 for what the fast path leaves to the host: ICMP other than echo (errors quote
+ * a header NAT may have to rewrite; NDP, MLD), and in IPv6 extension headers (fragments,
+ * hop-by-hop: MLD) and other protocols. */
+static __always_inline int ports_of(struct frame *fr, int v6)
+{
+	/* frame_of made 8 bytes after the fixed header readable. */
+	void *l4 = v6 ? (void *)(fr->ip6 + 1) : (void *)(fr->ip + 1);
+	struct icmp_echo *icmp = l4;
+	__u16 *p = l4;
+
+	if (fr->proto == IPPROTO_TCP || fr->proto == IPPROTO_UDP || fr->proto == IPPROTO_SCTP) {
+		fr->sport = p[0];
+		fr->dport = p[1];
 		return 0;
 	}
-	default:
-		*src = 0;
-		*dst = 0;
-		return 0;
+	if (fr->proto != (v6 ? IPPROTO_ICMPV6_ : IPPROTO_ICMP))
+		return v6 ? -1 : 0;
+	if (icmp->type != (v6 ? ICMPV6_ECHO_REQUEST_ : ICMP_ECHO) &&
+	    icmp->type != (v6 ? ICMPV6_ECHO_REPLY_ : ICMP_ECHOREPLY))
+		return -1;
+	fr->sport = icmp->id;
+	fr->dport = icmp->id;
+	return 0;
+}
+
+/* The frame's flow as the maps key it, from the pod's side (`to_pod`: the frame goes into
+ * the pod, whose address is the destination). */
+static __always_inline void flow_of(const struct frame *fr, int v6, int to_pod, union flow *f)
+{
+	__u16 pod_port = to_pod ? fr->dport : fr->sport;
+	__u16 peer_port = to_pod ? fr->sport : fr->dport;
+
+	if (v6) {
+		__builtin_memcpy(&f->v6.pod, addr_of(fr, 1, to_pod), sizeof(f->v6.pod));
+		__builtin_memcpy(&f->v6.peer, addr_of(fr, 1, !to_pod), sizeof(f->v6.peer));
+		f->v6.pod_port = pod_port;
+		f->v6.peer_port = peer_port;
+		f->v6.proto = fr->proto;
+		return;
 	}
+	f->v4.pod = to_pod ? fr->ip->daddr : fr->ip->saddr;
+	f->v4.peer = to_pod ? fr->ip->saddr : fr->ip->daddr;
+	f->v4.pod_port = pod_port;
+	f->v4.peer_port = peer_port;
+	f->v4.proto = fr->proto;
+}
+
+/* The wildcard form of a flow: every flow of that pod socket. */
+static __always_inline void wildcard(union flow *f, int v6)
+{
+	if (v6) {
+		__builtin_memset(&f->v6.peer, 0, sizeof(f->v6.peer));
+		f->v6.peer_port = 0;
+	} else {
+		f->v4.peer = 0;
+		f->v4.peer_port = 0;
+	}
+}
+
+/* Whether the flow (exact, or the pod socket's wildcard) went through the host once. */
+static __always_inline int host_flow(const union flow *f, int v6)
+{
+	union flow any = *f;
+
+	if (bpf_map_lookup_elem(flows_map(v6), f))
+		return 1;
+	wildcard(&any, v6);
+	return bpf_map_lookup_elem(flows_map(v6), &any) != NULL;
+}
+
+/* Whether the destination keeps the host path (tw_host_cidrs: Services, the node). */
+static __always_inline int host_dst(const struct frame *fr, int v6)
+{
+	struct tw_cidr6 k6 = { .prefixlen = 128 };
+	struct tw_cidr k = { .prefixlen = 32 };
+
+	if (v6) {
+		__builtin_memcpy(&k6.addr, &fr->ip6->daddr, sizeof(k6.addr));
+		return bpf_map_lookup_elem(&tw_host_cidrs6, &k6) != NULL;
+	}
+	k.addr = fr->ip->daddr;
+	return bpf_map_lookup_elem(&tw_host_cidrs, &k) != NULL;
 }
 
 /* ip_decrease_ttl() of the kernel: TTL - 1 with an incremental checksum update (the
- * header's one's complement sum is unchanged, so CHECKSUM_COMPLETE stays valid). */
-static __always_inline void ttl_dec(struct iphdr *ip)
+ * header's one's complement sum is unchanged, so CHECKSUM_COMPLETE stays valid). IPv6 has
+ * no header checksum. */
+static __always_inline void hop_dec(const struct frame *fr, int v6)
 {
-	__u32 check = ip->check;
+	__u32 check;
 
+	if (v6) {
+		fr->ip6->hop_limit--;
+		return;
+	}
+	check = fr->ip->check;
 	check += bpf_htons(0x0100);
-	ip->check = (__u16)(check + (check >= 0xFFFF));
-	ip->ttl--;
+	fr->ip->check = (__u16)(check + (check >= 0xFFFF));
+	fr->ip->ttl--;
 }
 
 static __always_inline void set_macs(struct ethhdr *eth, const __u8 *dst, const __u8 *src)
@@ -244,428 +274,162 @@ static __always_inline void set_macs(struct ethhdr *eth, const __u8 *dst, const 
 	__builtin_memcpy(eth->h_source, src, ETH_ALEN);
 }
 
-/* Whether the flow (exact, or the pod socket's wildcard) went through the host once. */
-static __always_inline int host_flow(struct tw_flow *f)
+/* Straight into the pod's namespace, as the host would deliver it: TTL - 1, the pod's MAC
+ * as destination, its host veth's as source. */
+static __always_inline int into_pod(const struct frame *fr, int v6, const struct tw_pod *pod,
+				    __u32 slot)
 {
-	__u32 peer = f->peer;
-	__u16 peer_port = f->peer_port;
-
-	if (bpf_map_lookup_elem(&tw_host_flows, f))
-		return 1;
-	f->peer = 0;
-	f->peer_port = 0;
-	if (bpf_map_lookup_elem(&tw_host_flows, f))
-		return 1;
-	f->peer = peer;
-	f->peer_port = peer_port;
-	return 0;
-}
-
-static __always_inline void remember(struct tw_flow *f)
-{
-	__u8 one = 1;
-
-	/* Look before writing: most frames of a slow flow find their entry. */
-	if (!bpf_map_lookup_elem(&tw_host_flows, f))
-		bpf_map_update_elem(&tw_host_flows, f, &one, BPF_ANY);
-}
-
-/* ----------------------------------------------------------------------------------- */
-/* IPv6: the same decisions as for IPv4, in maps of their own.                          */
-/* ----------------------------------------------------------------------------------- */
-
-/* Makes the Ethernet and IPv6 headers and the first 8 bytes after them readable; returns
- * the IPv6 header, or NULL (too short; with `hop`, a hop limit the fast path must not
- * decrement to 0). */
-static __always_inline struct ipv6hdr *ipv6_of(struct __sk_buff *skb, void **data_end, int hop)
-{
-	const __u32 need = sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + 8;
-	void *data = (void *)(long)skb->data;
-	struct ipv6hdr *ip6;
-
-	*data_end = (void *)(long)skb->data_end;
-	if (data + need > *data_end) {
-		if (bpf_skb_pull_data(skb, need))
-			return NULL;
-		data = (void *)(long)skb->data;
-		*data_end = (void *)(long)skb->data_end;
-		if (data + need > *data_end)
-			return NULL;
-	}
-	ip6 = data + sizeof(struct ethhdr);
-	if (ip6->version != 6 || (hop && ip6->hop_limit <= 1))
-		return NULL;
-	return ip6;
-}
-
-/* Link-local (fe80::/10) or multicast (ff00::/8): never forwarded by the host, never ours. */
-static __always_inline int ll_or_mc(const struct tw_addr6 *a)
-{
-	const __u8 *b = (const __u8 *)a;
-
-	return b[0] == 0xff || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80);
-}
-
-/* The packet's ports (ICMPv6 echo: its identifier as both). Returns -1 for whatever the
- * fast path leaves to the host: extension headers (fragments, hop-by-hop: MLD), ICMPv6
- * other than echo (NDP, MLD, errors quoting a header NAT may rewrite), other protocols. */
-static __always_inline int ports6_of(struct ipv6hdr *ip6, __u16 *src, __u16 *dst)
-{
-	/* ipv6_of guaranteed 8 readable bytes after the fixed header. */
-	__u16 *p = (void *)(ip6 + 1);
-
-	switch (ip6->nexthdr) {
-	case IPPROTO_TCP:
-	case IPPROTO_UDP:
-	case IPPROTO_SCTP:
-		*src = p[0];
-		*dst = p[1];
-		return 0;
-	case IPPROTO_ICMPV6_: {
-		struct icmp_echo *icmp = (void *)(ip6 + 1);
-
-		if (icmp->type != ICMPV6_ECHO_REQUEST_ && icmp->type != ICMPV6_ECHO_REPLY_)
-			return -1;
-		*src = icmp->id;
-		*dst = icmp->id;
-		return 0;
-	}
-	default:
-		return -1;
-	}
-}
-
-static __always_inline int host_flow6(struct tw_flow6 *f)
-{
-	struct tw_addr6 peer = f->peer;
-	__u16 peer_port = f->peer_port;
-
-	if (bpf_map_lookup_elem(&tw_host_flows6, f))
-		return 1;
-	__builtin_memset(&f->peer, 0, sizeof(f->peer));
-	f->peer_port = 0;
-	if (bpf_map_lookup_elem(&tw_host_flows6, f))
-		return 1;
-	f->peer = peer;
-	f->peer_port = peer_port;
-	return 0;
-}
-
-static __always_inline void remember6(struct tw_flow6 *f)
-{
-	__u8 one = 1;
-
-	if (!bpf_map_lookup_elem(&tw_host_flows6, f))
-		bpf_map_update_elem(&tw_host_flows6, f, &one, BPF_ANY);
-}
-
-static __always_inline int pod6(struct __sk_buff *skb)
-{
-	struct bpf_fib_lookup fib = {};
-	struct tw_cidr6 dst = {};
-	struct tw_flow6 f = {};
-	struct tw_pod *pod, *peer;
-	struct ethhdr *eth;
-	struct ipv6hdr *ip6;
-	void *data_end;
-	__u16 sport, dport;
-	long rc;
-
-	if (skb->pkt_type != PACKET_HOST)
-		return count6(TW_OUT_PASS_OTHER, PASS);
-	ip6 = ipv6_of(skb, &data_end, 1);
-	if (!ip6)
-		return count6(TW_OUT_PASS_OTHER, PASS);
-	eth = (void *)(long)skb->data;
-	if ((void *)(eth + 1) > data_end)
-		return count6(TW_OUT_PASS_OTHER, PASS);
-	__builtin_memcpy(&f.pod, &ip6->saddr, sizeof(f.pod));
-	__builtin_memcpy(&f.peer, &ip6->daddr, sizeof(f.peer));
-	if (ll_or_mc(&f.peer) || ll_or_mc(&f.pod))
-		return count6(TW_OUT_PASS_OTHER, PASS);
-
-	pod = bpf_map_lookup_elem(&tw_pods6, &f.pod);
-	if (!pod || pod->veth_ifindex != skb->ifindex)
-		return count6(TW_OUT_PASS_OTHER, PASS);
-	if (ports6_of(ip6, &sport, &dport))
-		return count6(TW_OUT_PASS_OTHER, PASS);
-
-	f.pod_port = sport;
-	f.peer_port = dport;
-	f.proto = ip6->nexthdr;
-	if (host_flow6(&f))
-		return count6(TW_OUT_PASS_HOST_FLOW, PASS);
-
-	dst.prefixlen = 128;
-	dst.addr = f.peer;
-	if (bpf_map_lookup_elem(&tw_host_cidrs6, &dst)) {
-		__builtin_memset(&f.peer, 0, sizeof(f.peer));
-		f.peer_port = 0;
-		remember6(&f);
-		return count6(TW_OUT_PASS_HOST_DST, PASS);
-	}
-
-	peer = bpf_map_lookup_elem(&tw_pods6, &f.peer);
-	if (peer) {
-		if (peer->veth_ifindex == skb->ifindex)
-			return count6(TW_OUT_PASS_ROUTE, PASS);
-		ip6->hop_limit--;
-		set_macs(eth, peer->pod_mac, peer->veth_mac);
-		count6(TW_OUT_LOCAL, 0);
-		return bpf_redirect_peer(peer->veth_ifindex, 0);
-	}
-
-	fib.family = AF_INET6;
-	fib.flowinfo = *(__be32 *)ip6 & IPV6_FLOWINFO_MASK_;
-	fib.l4_protocol = ip6->nexthdr;
-	fib.sport = sport;
-	fib.dport = dport;
-	fib.ifindex = skb->ifindex;
-	__builtin_memcpy(fib.ipv6_src, &f.pod, sizeof(fib.ipv6_src));
-	__builtin_memcpy(fib.ipv6_dst, &f.peer, sizeof(fib.ipv6_dst));
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-		return count6(TW_OUT_PASS_ROUTE, PASS);
-	if (fib.ifindex != pod->eni_ifindex)
-		return count6(TW_OUT_PASS_ROUTE, PASS);
-
-	/* Header pointers are still valid: nothing changed the packet since ipv6_of. */
-	ip6->hop_limit--;
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		set_macs(eth, fib.dmac, fib.smac);
-		count6(TW_OUT_REDIRECT, 0);
-		return bpf_redirect(fib.ifindex, 0);
-	}
-	{
-		struct bpf_redir_neigh nh = {};
-
-		nh.nh_family = AF_INET6;
-		__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, sizeof(nh.ipv6_nh));
-		count6(TW_OUT_REDIRECT_NEIGH, 0);
-		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-	}
-}
-
-static __always_inline int eni6(struct __sk_buff *skb)
-{
-	struct tw_flow6 f = {};
-	struct tw_pod *pod;
-	struct ethhdr *eth;
-	struct ipv6hdr *ip6;
-	void *data_end;
-	__u16 sport, dport;
-
-	if (skb->pkt_type != PACKET_HOST)
-		return count6(TW_IN_PASS_OTHER, PASS);
-	ip6 = ipv6_of(skb, &data_end, 1);
-	if (!ip6)
-		return count6(TW_IN_PASS_OTHER, PASS);
-	eth = (void *)(long)skb->data;
-	if ((void *)(eth + 1) > data_end)
-		return count6(TW_IN_PASS_OTHER, PASS);
-	__builtin_memcpy(&f.pod, &ip6->daddr, sizeof(f.pod));
-	__builtin_memcpy(&f.peer, &ip6->saddr, sizeof(f.peer));
-
-	pod = bpf_map_lookup_elem(&tw_pods6, &f.pod);
-	if (!pod)
-		return count6(TW_IN_PASS_NO_POD, PASS);
-	/* The host never forwards a link-local source; NDP for the pod's address (ICMPv6
-	 * that is not echo) is the host's to answer. */
-	if (ll_or_mc(&f.peer) || ports6_of(ip6, &sport, &dport))
-		return count6(TW_IN_PASS_OTHER, PASS);
-
-	f.pod_port = dport;
-	f.peer_port = sport;
-	f.proto = ip6->nexthdr;
-	if (host_flow6(&f))
-		return count6(TW_IN_PASS_HOST_FLOW, PASS);
-
-	ip6->hop_limit--;
-	set_macs(eth, pod->pod_mac, pod->veth_mac);
-	count6(TW_IN_REDIRECT, 0);
+	hop_dec(fr, v6);
+	set_macs(fr->eth, pod->pod_mac, pod->veth_mac);
+	count(v6, slot, 0);
 	return bpf_redirect_peer(pod->veth_ifindex, 0);
 }
 
-static __always_inline int pod_eg6(struct __sk_buff *skb)
+/* The kernel's routing decision, with its rules: as if the host forwarded the frame
+ * arriving on the veth. tot_len = 0: the helper checks the skb against the MTU, GSO
+ * included. */
+static __always_inline long route(struct __sk_buff *skb, const struct frame *fr, int v6,
+				  struct bpf_fib_lookup *fib)
 {
-	struct tw_flow6 f = {};
-	struct ipv6hdr *ip6;
-	void *data_end;
-	__u16 sport, dport;
-
-	ip6 = ipv6_of(skb, &data_end, 0);
-	if (!ip6 || ports6_of(ip6, &sport, &dport))
-		return PASS;
-	__builtin_memcpy(&f.pod, &ip6->daddr, sizeof(f.pod));
-	__builtin_memcpy(&f.peer, &ip6->saddr, sizeof(f.peer));
-	f.pod_port = dport;
-	f.peer_port = sport;
-	f.proto = ip6->nexthdr;
-	remember6(&f);
-	return PASS;
+	fib->l4_protocol = fr->proto;
+	fib->sport = fr->sport;
+	fib->dport = fr->dport;
+	fib->ifindex = skb->ifindex;
+	if (v6) {
+		fib->family = AF_INET6;
+		fib->flowinfo = *(__be32 *)fr->ip6 & IPV6_FLOWINFO_MASK_;
+		__builtin_memcpy(fib->ipv6_src, &fr->ip6->saddr, sizeof(fib->ipv6_src));
+		__builtin_memcpy(fib->ipv6_dst, &fr->ip6->daddr, sizeof(fib->ipv6_dst));
+	} else {
+		fib->family = AF_INET;
+		fib->tos = fr->ip->tos;
+		fib->ipv4_src = fr->ip->saddr;
+		fib->ipv4_dst = fr->ip->daddr;
+	}
+	return bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
 }
 
-SEC("classifier")
-int uc_tw_pod(struct __sk_buff *skb)
+/* Out of the ENI the route chose: to the neighbour it knows, or to the next hop (the
+ * vSwitch gateway) the lookup left in ipv{4,6}_dst, for the kernel to resolve. */
+static __always_inline int out_of_eni(const struct frame *fr, int v6,
+				      const struct bpf_fib_lookup *fib, long rc)
+{
+	struct bpf_redir_neigh nh = {};
+
+	/* Header pointers are still valid: nothing changed the packet since frame_of. */
+	hop_dec(fr, v6);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		set_macs(fr->eth, fib->dmac, fib->smac);
+		count(v6, TW_OUT_REDIRECT, 0);
+		return bpf_redirect(fib->ifindex, 0);
+	}
+	if (v6) {
+		nh.nh_family = AF_INET6;
+		__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, sizeof(nh.ipv6_nh));
+	} else {
+		nh.nh_family = AF_INET;
+		nh.ipv4_nh = fib->ipv4_dst;
+	}
+	count(v6, TW_OUT_REDIRECT_NEIGH, 0);
+	return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+}
+
+/* uc_tw_pod: a frame from the pod. */
+static __always_inline int from_pod(struct __sk_buff *skb, int v6)
 {
 	struct bpf_fib_lookup fib = {};
-	struct tw_cidr dst = {};
-	struct tw_flow f = {};
+	struct frame fr = {};
+	union flow f = {};
 	struct tw_pod *pod, *peer;
-	struct ethhdr *eth;
-	struct iphdr *ip;
-	void *data_end;
-	__u16 sport, dport;
 	long rc;
 
-	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		return pod6(skb);
-	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->pkt_type != PACKET_HOST)
-		return count(TW_OUT_PASS_OTHER, PASS);
-	ip = ipv4_of(skb, &data_end, 1);
-	if (!ip)
-		return count(TW_OUT_PASS_OTHER, PASS);
-	eth = (void *)(long)skb->data;
-	if ((void *)(eth + 1) > data_end)
-		return count(TW_OUT_PASS_OTHER, PASS);
-
+	if (skb->pkt_type != PACKET_HOST || frame_of(skb, v6, 1, &fr))
+		return count(v6, TW_OUT_PASS_OTHER, PASS);
+	if (v6 && (ll_or_mc(addr_of(&fr, 1, 1)) || ll_or_mc(addr_of(&fr, 1, 0))))
+		return count(v6, TW_OUT_PASS_OTHER, PASS);
 	/* Only a known pod, from its own veth (no spoofed source gets the short cut). */
-	pod = bpf_map_lookup_elem(&tw_pods, &ip->saddr);
-	if (!pod || pod->veth_ifindex != skb->ifindex)
-		return count(TW_OUT_PASS_OTHER, PASS);
-	if (ports_of(ip, &sport, &dport))
-		return count(TW_OUT_PASS_OTHER, PASS);
+	pod = bpf_map_lookup_elem(pods_map(v6), addr_of(&fr, v6, 0));
+	if (!pod || pod->veth_ifindex != skb->ifindex || ports_of(&fr, v6))
+		return count(v6, TW_OUT_PASS_OTHER, PASS);
 
-	f.pod = ip->saddr;
-	f.peer = ip->daddr;
-	f.pod_port = sport;
-	f.peer_port = dport;
-	f.proto = ip->protocol;
-	if (host_flow(&f))
-		return count(TW_OUT_PASS_HOST_FLOW, PASS);
-
-	dst.prefixlen = 32;
-	dst.addr = ip->daddr;
-	if (bpf_map_lookup_elem(&tw_host_cidrs, &dst)) {
+	flow_of(&fr, v6, 0, &f);
+	if (host_flow(&f, v6))
+		return count(v6, TW_OUT_PASS_HOST_FLOW, PASS);
+	if (host_dst(&fr, v6)) {
 		/* A Service: the host DNATs it, and the replies, from the backend, must come
 		 * back through the host to be un-NATed. */
-		f.peer = 0;
-		f.peer_port = 0;
-		remember(&f);
-		return count(TW_OUT_PASS_HOST_DST, PASS);
+		wildcard(&f, v6);
+		remember_in(flows_map(v6), &f);
+		return count(v6, TW_OUT_PASS_HOST_DST, PASS);
 	}
 
-	peer = bpf_map_lookup_elem(&tw_pods, &ip->daddr);
+	peer = bpf_map_lookup_elem(pods_map(v6), addr_of(&fr, v6, 1));
 	if (peer) {
 		if (peer->veth_ifindex == skb->ifindex)
-			return count(TW_OUT_PASS_ROUTE, PASS);
-		ttl_dec(ip);
-		set_macs(eth, peer->pod_mac, peer->veth_mac);
-		count(TW_OUT_LOCAL, 0);
-		return bpf_redirect_peer(peer->veth_ifindex, 0);
+			return count(v6, TW_OUT_PASS_ROUTE, PASS);
+		return into_pod(&fr, v6, peer, TW_OUT_LOCAL);
 	}
 
-	/* The kernel's routing decision, with its rules: as if the host forwarded the packet
-	 * arriving on the veth. tot_len = 0: the helper checks the skb against the MTU,
-	 * GSO included. */
-	fib.family = AF_INET;
-	fib.tos = ip->tos;
-	fib.l4_protocol = ip->protocol;
-	fib.sport = sport;
-	fib.dport = dport;
-	fib.ifindex = skb->ifindex;
-	fib.ipv4_src = ip->saddr;
-	fib.ipv4_dst = ip->daddr;
-	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	rc = route(skb, &fr, v6, &fib);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
-		return count(TW_OUT_PASS_ROUTE, PASS);
+		return count(v6, TW_OUT_PASS_ROUTE, PASS);
 	if (fib.ifindex != pod->eni_ifindex)
-		return count(TW_OUT_PASS_ROUTE, PASS);
-
-	ttl_dec(ip);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		set_macs(eth, fib.dmac, fib.smac);
-		count(TW_OUT_REDIRECT, 0);
-		return bpf_redirect(fib.ifindex, 0);
-	}
-	{
-		/* The lookup left the next hop (the vSwitch gateway) in ipv4_dst. */
-		struct bpf_redir_neigh nh = {};
-
-		nh.nh_family = AF_INET;
-		nh.ipv4_nh = fib.ipv4_dst;
-		count(TW_OUT_REDIRECT_NEIGH, 0);
-		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-	}
+		return count(v6, TW_OUT_PASS_ROUTE, PASS);
+	return out_of_eni(&fr, v6, &fib, rc);
 }
 
-SEC("classifier")
-int uc_tw_eni(struct __sk_buff *skb)
+/* uc_tw_eni: a frame from the VPC. */
+static __always_inline int from_eni(struct __sk_buff *skb, int v6)
 {
-	struct tw_flow f = {};
+	struct frame fr = {};
+	union flow f = {};
 	struct tw_pod *pod;
-	struct ethhdr *eth;
-	struct iphdr *ip;
-	void *data_end;
-	__u16 sport, dport;
 
-	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		return eni6(skb);
-	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return count(TW_IN_PASS_NO_POD, PASS);
-	if (skb->pkt_type != PACKET_HOST)
-		return count(TW_IN_PASS_OTHER, PASS);
-	ip = ipv4_of(skb, &data_end, 1);
-	if (!ip)
-		return count(TW_IN_PASS_OTHER, PASS);
-	eth = (void *)(long)skb->data;
-	if ((void *)(eth + 1) > data_end)
-		return count(TW_IN_PASS_OTHER, PASS);
-
-	pod = bpf_map_lookup_elem(&tw_pods, &ip->daddr);
+	if (skb->pkt_type != PACKET_HOST || frame_of(skb, v6, 1, &fr))
+		return count(v6, TW_IN_PASS_OTHER, PASS);
+	pod = bpf_map_lookup_elem(pods_map(v6), addr_of(&fr, v6, 1));
 	if (!pod)
-		return count(TW_IN_PASS_NO_POD, PASS);
-	if (ports_of(ip, &sport, &dport))
-		return count(TW_IN_PASS_OTHER, PASS);
+		return count(v6, TW_IN_PASS_NO_POD, PASS);
+	/* The host never forwards a link-local source; NDP for the pod's address (ICMPv6
+	 * that is not echo) is the host's to answer. */
+	if ((v6 && ll_or_mc(addr_of(&fr, 1, 0))) || ports_of(&fr, v6))
+		return count(v6, TW_IN_PASS_OTHER, PASS);
 
-	f.pod = ip->daddr;
-	f.peer = ip->saddr;
-	f.pod_port = dport;
-	f.peer_port = sport;
-	f.proto = ip->protocol;
-	if (host_flow(&f))
-		return count(TW_IN_PASS_HOST_FLOW, PASS);
-
-	ttl_dec(ip);
-	set_macs(eth, pod->pod_mac, pod->veth_mac);
-	count(TW_IN_REDIRECT, 0);
-	return bpf_redirect_peer(pod->veth_ifindex, 0);
+	flow_of(&fr, v6, 1, &f);
+	if (host_flow(&f, v6))
+		return count(v6, TW_IN_PASS_HOST_FLOW, PASS);
+	return into_pod(&fr, v6, pod, TW_IN_REDIRECT);
 }
 
-SEC("classifier")
-int uc_tw_pod_eg(struct __sk_buff *skb)
+/* uc_tw_pod_eg: a frame the host delivers into the pod. A frame frame_of refuses
+ * (fragment, IP options) is not one the other programs would short-cut either. */
+static __always_inline int to_pod(struct __sk_buff *skb, int v6)
 {
-	struct tw_flow f = {};
-	struct iphdr *ip;
-	void *data_end;
-	__u16 sport, dport;
+	struct frame fr = {};
+	union flow f = {};
 
-	if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		return pod_eg6(skb);
-	if (skb->protocol != bpf_htons(ETH_P_IP))
+	if (frame_of(skb, v6, 0, &fr) || ports_of(&fr, v6))
 		return PASS;
-	ip = ipv4_of(skb, &data_end, 0);
-	/* A frame ipv4_of refuses (fragment, IP options) is not one the other programs would
-	 * short-cut either. */
-	if (!ip || ports_of(ip, &sport, &dport))
-		return PASS;
-	f.pod = ip->daddr;
-	f.peer = ip->saddr;
-	f.pod_port = dport;
-	f.peer_port = sport;
-	f.proto = ip->protocol;
-	remember(&f);
+	flow_of(&fr, v6, 1, &f);
+	remember_in(flows_map(v6), &f);
 	return PASS;
 }
+
+/* A tc program that runs `body(skb, v6)` on IPv4 and IPv6 frames and returns `other` for
+ * frames of neither family. */
+#define TW_PROGRAM(name, body, other)                           \
+	SEC("classifier")                                       \
+	int name(struct __sk_buff *skb)                         \
+	{                                                       \
+		if (skb->protocol == bpf_htons(ETH_P_IPV6))     \
+			return body(skb, 1);                    \
+		if (skb->protocol != bpf_htons(ETH_P_IP))       \
+			return other;                           \
+		return body(skb, 0);                            \
+	}
+
+TW_PROGRAM(uc_tw_pod, from_pod, count(0, TW_OUT_PASS_OTHER, PASS))
+TW_PROGRAM(uc_tw_eni, from_eni, count(0, TW_IN_PASS_NO_POD, PASS))
+TW_PROGRAM(uc_tw_pod_eg, to_pod, PASS)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

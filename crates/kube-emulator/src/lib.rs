@@ -334,14 +334,7 @@ impl Emulator {
     }
 
     fn watch(&self, mut stream: TcpStream, r: &Route, params: &BTreeMap<String, String>) {
-        let labels = params
-            .get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or("");
-        let fields = params
-            .get("fieldSelector")
-            .map(String::as_str)
-            .unwrap_or("");
+        let selectors = Selectors::of(params);
         let bookmarks = params.get("allowWatchBookmarks").map(String::as_str) == Some("true");
         let timeout = params
             .get("timeoutSeconds")
@@ -361,10 +354,7 @@ impl Emulator {
             return;
         }
         let wanted = |collection: &str, namespace: &str, o: &Value| {
-            collection == r.collection
-                && r.namespace.as_deref().is_none_or(|n| n == namespace)
-                && matches_labels(o, labels)
-                && matches_fields(o, fields)
+            selectors.want(r, collection, namespace, o)
         };
         // The chunks of each round are collected under the lock and written after it is
         // released: a slow reader must not hold up writers (or other watches).
@@ -520,23 +510,11 @@ impl State {
     }
 
     fn list_page(&self, r: &Route, params: &BTreeMap<String, String>) -> (u16, Value) {
-        let labels = params
-            .get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or("");
-        let fields = params
-            .get("fieldSelector")
-            .map(String::as_str)
-            .unwrap_or("");
+        let selectors = Selectors::of(params);
         let all: Vec<&Value> = self
             .objects
             .iter()
-            .filter(|((c, n, _), o)| {
-                *c == r.collection
-                    && r.namespace.as_deref().is_none_or(|want| want == n)
-                    && matches_labels(o, labels)
-                    && matches_fields(o, fields)
-            })
+            .filter(|((c, n, _), o)| selectors.want(r, c, n, o))
             .map(|(_, o)| o)
             .collect();
         let start: usize = match params.get("continue") {
@@ -755,26 +733,69 @@ fn merge(into: &mut Value, patch: &Value) {
     }
 }
 
-fn matches_labels(o: &Value, selector: &str) -> bool {
-    let labels = &o["metadata"]["labels"];
-    let label = |k: &str| labels[k].as_str();
+/// The `labelSelector` and `fieldSelector` of a list or a watch: the same objects answer both.
+struct Selectors<'a> {
+    labels: &'a str,
+    fields: &'a str,
+}
+
+impl<'a> Selectors<'a> {
+    fn of(params: &'a BTreeMap<String, String>) -> Self {
+        let param = |key: &str| params.get(key).map(String::as_str).unwrap_or("");
+        Selectors {
+            labels: param("labelSelector"),
+            fields: param("fieldSelector"),
+        }
+    }
+
+    /// Whether the object `o`, stored in `collection` under `namespace`, is one the request
+    /// for `r` asks for.
+    fn want(&self, r: &Route, collection: &str, namespace: &str, o: &Value) -> bool {
+        collection == r.collection
+            && r.namespace.as_deref().is_none_or(|n| n == namespace)
+            && matches_labels(o, self.labels)
+            && matches_fields(o, self.fields)
+    }
+}
+
+/// One term of a label or field selector, in the order the API server tries the operators.
+enum Term<'s> {
+    Ne(&'s str, &'s str),
+    Eq(&'s str, &'s str),
+    Absent(&'s str),
+    Present(&'s str),
+}
+
+fn terms(selector: &str) -> impl Iterator<Item = Term<'_>> {
     selector
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .all(|term| {
+        .map(|term| {
             if let Some((k, v)) = term.split_once("!=") {
-                label(k.trim()) != Some(v.trim())
+                Term::Ne(k.trim(), v.trim())
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                label(k.trim()) == Some(v.trim())
+                Term::Eq(k.trim(), v.trim())
             } else if let Some(k) = term.strip_prefix('!') {
-                label(k.trim()).is_none()
+                Term::Absent(k.trim())
             } else {
-                label(term).is_some()
+                Term::Present(term)
             }
         })
 }
 
+fn matches_labels(o: &Value, selector: &str) -> bool {
+    let labels = &o["metadata"]["labels"];
+    let label = |k: &str| labels[k].as_str();
+    terms(selector).all(|term| match term {
+        Term::Ne(k, v) => label(k) != Some(v),
+        Term::Eq(k, v) => label(k) == Some(v),
+        Term::Absent(k) => label(k).is_none(),
+        Term::Present(k) => label(k).is_some(),
+    })
+}
+
+/// Field selectors only compare: a bare name (or `!name`) selects everything.
 fn matches_fields(o: &Value, selector: &str) -> bool {
     let field = |path: &str| {
         let v = path.split('.').fold(o, |v, p| &v[p]);
@@ -784,19 +805,11 @@ fn matches_fields(o: &Value, selector: &str) -> bool {
             other => other.to_string(),
         }
     };
-    selector
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .all(|term| {
-            if let Some((k, v)) = term.split_once("!=") {
-                field(k.trim()) != v.trim()
-            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                field(k.trim()) == v.trim()
-            } else {
-                true
-            }
-        })
+    terms(selector).all(|term| match term {
+        Term::Ne(k, v) => field(k) != v,
+        Term::Eq(k, v) => field(k) == v,
+        Term::Absent(_) | Term::Present(_) => true,
+    })
 }
 
 /// Percent-decoding of a query value (`%3D` → `=`, `+` → space).

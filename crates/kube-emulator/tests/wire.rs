@@ -33,6 +33,26 @@ fn call(url: &str, method: &str, path: &str, body: Option<(&str, Value)>) -> (u1
     (code, serde_json::from_str(body).unwrap())
 }
 
+/// POST a JSON object.
+fn post(url: &str, path: &str, body: Value) -> (u16, Value) {
+    call(url, "POST", path, Some(("application/json", body)))
+}
+
+/// PUT (replace) with a JSON object.
+fn put(url: &str, path: &str, body: Value) -> (u16, Value) {
+    call(url, "PUT", path, Some(("application/json", body)))
+}
+
+/// PATCH with a JSON merge patch.
+fn patch(url: &str, path: &str, body: Value) -> (u16, Value) {
+    call(
+        url,
+        "PATCH",
+        path,
+        Some(("application/merge-patch+json", body)),
+    )
+}
+
 /// A watch: the events as they come (one JSON line per chunk).
 fn watch(url: &str, path: &str) -> impl Iterator<Item = Value> {
     let mut s = TcpStream::connect(url.trim_start_matches("http://")).unwrap();
@@ -132,10 +152,10 @@ fn create_replace_patch_delete() {
     let url = api.start();
     let cms = "/api/v1/namespaces/kube-system/configmaps";
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"k": "1"}});
-    let (code, made) = call(&url, "POST", cms, Some(("application/json", cm.clone())));
+    let (code, made) = post(&url, cms, cm.clone());
     assert_eq!(code, 201);
     assert_eq!(made["metadata"]["namespace"], "kube-system");
-    let (code, again) = call(&url, "POST", cms, Some(("application/json", cm)));
+    let (code, again) = post(&url, cms, cm);
     assert_eq!(
         (code, again["reason"].as_str()),
         (409, Some("AlreadyExists"))
@@ -144,30 +164,15 @@ fn create_replace_patch_delete() {
     // A replace from a stale version conflicts; from the current one it goes through.
     let mut stale = made.clone();
     stale["metadata"]["resourceVersion"] = "0".into();
-    let (code, _) = call(
-        &url,
-        "PUT",
-        &format!("{cms}/x"),
-        Some(("application/json", stale)),
-    );
+    let (code, _) = put(&url, &format!("{cms}/x"), stale);
     assert_eq!(code, 409);
     let mut fresh = made.clone();
     fresh["data"]["k"] = "2".into();
-    let (code, put) = call(
-        &url,
-        "PUT",
-        &format!("{cms}/x"),
-        Some(("application/json", fresh)),
-    );
-    assert_eq!((code, put["data"]["k"].as_str()), (200, Some("2")));
+    let (code, replaced) = put(&url, &format!("{cms}/x"), fresh);
+    assert_eq!((code, replaced["data"]["k"].as_str()), (200, Some("2")));
 
-    let patch = json!({"metadata": {"annotations": {"a": "b"}}, "data": {"k": null}});
-    let (code, patched) = call(
-        &url,
-        "PATCH",
-        &format!("{cms}/x"),
-        Some(("application/merge-patch+json", patch)),
-    );
+    let merge = json!({"metadata": {"annotations": {"a": "b"}}, "data": {"k": null}});
+    let (code, patched) = patch(&url, &format!("{cms}/x"), merge);
     assert_eq!(code, 200);
     assert_eq!(patched["metadata"]["annotations"]["a"], "b");
     assert!(patched["data"]["k"].is_null());
@@ -189,13 +194,13 @@ fn immutable_config_maps_and_secrets_refuse_changes_to_their_data() {
         let path = format!("/api/v1/namespaces/kube-system/{coll}");
         let obj = json!({"apiVersion": "v1", "metadata": {"name": "frozen"},
                          "immutable": true, field: {"k": "MQ=="}});
-        let (code, made) = call(&url, "POST", &path, Some(("application/json", obj)));
+        let (code, made) = post(&url, &path, obj);
         assert_eq!(code, 201);
         let one = format!("{path}/frozen");
 
         let mut edited = made.clone();
         edited[field]["k"] = "Mg==".into();
-        let (code, refused) = call(&url, "PUT", &one, Some(("application/json", edited)));
+        let (code, refused) = put(&url, &one, edited);
         assert_eq!((code, refused["reason"].as_str()), (422, Some("Invalid")));
         let message = refused["message"].as_str().unwrap();
         assert!(
@@ -204,21 +209,11 @@ fn immutable_config_maps_and_secrets_refuse_changes_to_their_data() {
             )),
             "{message}"
         );
-        let patch = json!({field: {"k": null}});
-        let (code, _) = call(
-            &url,
-            "PATCH",
-            &one,
-            Some(("application/merge-patch+json", patch)),
-        );
+        let merge = json!({field: {"k": null}});
+        let (code, _) = patch(&url, &one, merge);
         assert_eq!(code, 422, "{coll}: merge patch of the data");
         let thaw = json!({"immutable": false});
-        let (code, refused) = call(
-            &url,
-            "PATCH",
-            &one,
-            Some(("application/merge-patch+json", thaw)),
-        );
+        let (code, refused) = patch(&url, &one, thaw);
         assert_eq!(code, 422, "{coll}: immutable back to false");
         assert!(refused["message"]
             .as_str()
@@ -230,35 +225,19 @@ fn immutable_config_maps_and_secrets_refuse_changes_to_their_data() {
 
         // Metadata can change; deleting and creating again is how the data is replaced.
         let labels = json!({"metadata": {"labels": {"a": "b"}}});
-        let (code, _) = call(
-            &url,
-            "PATCH",
-            &one,
-            Some(("application/merge-patch+json", labels)),
-        );
+        let (code, _) = patch(&url, &one, labels);
         assert_eq!(code, 200, "{coll}: labels");
         assert_eq!(call(&url, "DELETE", &one, None).0, 200);
         let obj = json!({"apiVersion": "v1", "metadata": {"name": "frozen"},
                          "immutable": true, field: {"k": "Mg=="}});
-        assert_eq!(
-            call(&url, "POST", &path, Some(("application/json", obj))).0,
-            201
-        );
+        assert_eq!(post(&url, &path, obj).0, 201);
     }
     // A mutable one still takes edits.
     let path = "/api/v1/namespaces/kube-system/configmaps";
     let obj = json!({"apiVersion": "v1", "metadata": {"name": "thawed"}, "immutable": false,
                      "data": {"k": "1"}});
-    assert_eq!(
-        call(&url, "POST", path, Some(("application/json", obj))).0,
-        201
-    );
-    let patch = json!({"data": {"k": "2"}, "immutable": true});
-    let (code, _) = call(
-        &url,
-        "PATCH",
-        &format!("{path}/thawed"),
-        Some(("application/merge-patch+json", patch)),
-    );
+    assert_eq!(post(&url, path, obj).0, 201);
+    let merge = json!({"data": {"k": "2"}, "immutable": true});
+    let (code, _) = patch(&url, &format!("{path}/thawed"), merge);
     assert_eq!(code, 200);
 }

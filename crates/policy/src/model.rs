@@ -11,6 +11,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1 as net;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::error::{Error, Result};
@@ -440,26 +441,12 @@ impl Policy {
             None => Selector::everything(),
         };
 
-        let ingress = spec
-            .ingress
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, r)| {
-                let at = format!("spec.ingress[{i}]");
-                Rule::from_k8s(r.from.as_deref(), "from", r.ports.as_deref(), &object, &at)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let egress = spec
-            .egress
-            .iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, r)| {
-                let at = format!("spec.egress[{i}]");
-                Rule::from_k8s(r.to.as_deref(), "to", r.ports.as_deref(), &object, &at)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let ingress = spec.ingress.iter().flatten();
+        let ingress = ingress.map(|r| (r.from.as_deref(), r.ports.as_deref()));
+        let ingress = Rule::list(ingress, "spec.ingress", "from", &object)?;
+        let egress = spec.egress.iter().flatten();
+        let egress = egress.map(|r| (r.to.as_deref(), r.ports.as_deref()));
+        let egress = Rule::list(egress, "spec.egress", "to", &object)?;
 
         let (mut is_ingress, mut is_egress) = (false, false);
         match spec.policy_types.as_deref() {
@@ -495,6 +482,27 @@ impl Policy {
 }
 
 impl Rule {
+    /// The rules of one direction, each given as its peers and ports; `field` is where the
+    /// list is in the object (`spec.ingress`), `peers_key` the name of its peers (`from`).
+    fn list<'a>(
+        rules: impl Iterator<
+            Item = (
+                Option<&'a [net::NetworkPolicyPeer]>,
+                Option<&'a [net::NetworkPolicyPort]>,
+            ),
+        >,
+        field: &str,
+        peers_key: &str,
+        object: &str,
+    ) -> Result<Vec<Self>> {
+        rules
+            .enumerate()
+            .map(|(i, (peers, ports))| {
+                Rule::from_k8s(peers, peers_key, ports, object, &format!("{field}[{i}]"))
+            })
+            .collect()
+    }
+
     fn from_k8s(
         peers: Option<&[net::NetworkPolicyPeer]>,
         peers_key: &str,
@@ -502,34 +510,38 @@ impl Rule {
         object: &str,
         at: &str,
     ) -> Result<Self> {
-        let peers = peers
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .map(|(j, p)| Peer::from_k8s(p, object, &format!("{at}.{peers_key}[{j}]")))
-            .collect::<Result<Vec<_>>>()?;
-        let ports = ports
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .map(|(j, p)| PortSpec::from_k8s(p, object, &format!("{at}.ports[{j}]")))
-            .collect::<Result<Vec<_>>>()?;
+        let peers = each(peers, at, peers_key, |p, at| Peer::from_k8s(p, object, at))?;
+        let ports = each(ports, at, "ports", |p, at| {
+            PortSpec::from_k8s(p, object, at)
+        })?;
         Ok(Self { peers, ports })
     }
 }
 
+/// Converts each item of the optional list at `{at}.{key}`; `f` gets the item's own path
+/// (`{at}.{key}[i]`) for its errors.
+fn each<T, U>(
+    items: Option<&[T]>,
+    at: &str,
+    key: &str,
+    f: impl Fn(&T, &str) -> Result<U>,
+) -> Result<Vec<U>> {
+    items
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, item)| f(item, &format!("{at}.{key}[{i}]")))
+        .collect()
+}
+
 impl Peer {
     fn from_k8s(peer: &net::NetworkPolicyPeer, object: &str, at: &str) -> Result<Self> {
-        let namespaces = peer
-            .namespace_selector
-            .as_ref()
-            .map(|s| Selector::from_k8s(s, object, &format!("{at}.namespaceSelector")))
-            .transpose()?;
-        let pods = peer
-            .pod_selector
-            .as_ref()
-            .map(|s| Selector::from_k8s(s, object, &format!("{at}.podSelector")))
-            .transpose()?;
+        let selector = |s: Option<&LabelSelector>, key: &str| {
+            s.map(|s| Selector::from_k8s(s, object, &format!("{at}.{key}")))
+                .transpose()
+        };
+        let namespaces = selector(peer.namespace_selector.as_ref(), "namespaceSelector")?;
+        let pods = selector(peer.pod_selector.as_ref(), "podSelector")?;
         match (&peer.ip_block, namespaces, pods) {
             (Some(block), None, None) => {
                 let at = format!("{at}.ipBlock");

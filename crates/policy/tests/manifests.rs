@@ -5,16 +5,9 @@ use std::net::IpAddr;
 
 use unicni_policy::{load_str, ManifestDir};
 
-const POLICY: &str = r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  ingress:
-  - from:
-    - podSelector: {}
-"#;
+/// One valid policy that the error tests break a field of (the leading blank line is part of
+/// the line numbers they expect).
+const POLICY: &str = concat!("\n", include_str!("data/shop-web.yaml"));
 
 #[test]
 fn loads_every_manifest_of_the_directory() {
