@@ -1,0 +1,96 @@
+//! A named network namespace that lives as long as its guard.
+
+use crate::names::unique_ifname;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// A network namespace under `/var/run/netns` with a unique name, created by `ip netns
+/// add` and deleted on drop. Only namespaces this guard created are ever deleted.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+    /// `/var/run/netns/<name>`, what a runtime passes as `CNI_NETNS`.
+    pub path: String,
+}
+
+impl Netns {
+    /// A namespace named `unt` + a unique suffix.
+    pub fn new() -> Netns {
+        Netns::with_prefix("unt")
+    }
+
+    /// A namespace named `prefix` + a unique suffix (at most 15 characters in all).
+    pub fn with_prefix(prefix: &str) -> Netns {
+        let name = unique_ifname(prefix);
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot execute `ip netns add {name}`: {e}"));
+        assert!(
+            out.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Netns {
+            path: format!("/var/run/netns/{name}"),
+            name,
+        }
+    }
+
+    /// [`Netns::with_prefix`] with the loopback interface up, as a pod's runtime leaves it.
+    pub fn with_lo_up(prefix: &str) -> Netns {
+        let ns = Netns::with_prefix(prefix);
+        let out = ns.exec(&["ip", "link", "set", "lo", "up"]);
+        assert!(
+            out.status.success(),
+            "ip -n {} link set lo up: {}",
+            ns.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ns
+    }
+
+    pub fn path_buf(&self) -> PathBuf {
+        PathBuf::from(&self.path)
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`), whatever its exit status.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot execute `ip netns exec {}`: {e}", self.name))
+    }
+
+    /// One echo request to `target`, answered within two seconds.
+    pub fn ping(&self, target: &str) -> bool {
+        self.exec(&["ping", "-c", "1", "-W", "2", target])
+            .status
+            .success()
+    }
+
+    /// The names of the links in the namespace.
+    pub fn links(&self) -> Vec<String> {
+        let out = self.exec(&["ip", "-o", "link", "show"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+            .collect()
+    }
+}
+
+impl Default for Netns {
+    fn default() -> Self {
+        Netns::new()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
