@@ -1,6 +1,6 @@
 //! A named network namespace that lives as long as its guard.
 
-use crate::names::unique_ifname;
+use crate::names::unique;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -19,9 +19,9 @@ impl Netns {
         Netns::with_prefix("unt")
     }
 
-    /// A namespace named `prefix` + a unique suffix (at most 15 characters in all).
+    /// A namespace named `prefix` + a unique suffix.
     pub fn with_prefix(prefix: &str) -> Netns {
-        let name = unique_ifname(prefix);
+        let name = unique(prefix);
         let out = Command::new("ip")
             .args(["netns", "add", &name])
             .output()

@@ -13,17 +13,9 @@ pub const IP_B: &str = "10.77.0.3";
 pub const MAC_A: [u8; 6] = [0x02, 0x75, 0x63, 0, 0, 0x0a];
 pub const MAC_B: [u8; 6] = [0x02, 0x75, 0x63, 0, 0, 0x0b];
 
-pub fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root-only test without root in CI"
-    );
-    eprintln!("skipped: needs root");
-    false
-}
+// The benches that include this module refuse to run without root their own way.
+#[allow(unused_imports)]
+pub use unicni_testkit::{require_root, Netns};
 
 pub fn run(args: &[&str]) -> Output {
     let out = Command::new(args[0])
@@ -55,24 +47,23 @@ pub struct Topo {
     pub pod_a: String,
     pub pod_b: String,
     pub pin_dir: PathBuf,
+    /// Deleted after `Drop for Topo` has unpinned inside the node namespace.
+    _namespaces: [Netns; 3],
 }
 
 impl Topo {
     pub fn new(tag: &str) -> Topo {
-        let base = format!("ucbpf-{tag}-{}", std::process::id());
+        let namespaces = ["n", "a", "b"].map(|r| Netns::with_prefix(&format!("ucbpf-{tag}-{r}")));
         let t = Topo {
-            node: format!("{base}-n"),
-            pod_a: format!("{base}-a"),
-            pod_b: format!("{base}-b"),
+            node: namespaces[0].name.clone(),
+            pod_a: namespaces[1].name.clone(),
+            pod_b: namespaces[2].name.clone(),
             pin_dir: PathBuf::from(format!(
                 "/sys/fs/bpf/unicni-test-{tag}-{}",
                 std::process::id()
             )),
+            _namespaces: namespaces,
         };
-        for ns in [&t.node, &t.pod_a, &t.pod_b] {
-            let _ = run(&["ip", "netns", "del", ns]);
-            must(&["ip", "netns", "add", ns]);
-        }
         let n = t.node.as_str();
         must(&["ip", "-n", n, "link", "set", "lo", "up"]);
         must(&["ip", "-n", n, "link", "add", "br0", "type", "bridge"]);
@@ -193,9 +184,6 @@ impl Drop for Topo {
         if pin.exists() {
             let _ = in_netns(&self.node, move || unicni_bpf::remove_all(&pin));
             let _ = std::fs::remove_dir_all(&self.pin_dir);
-        }
-        for ns in [&self.node, &self.pod_a, &self.pod_b] {
-            let _ = run(&["ip", "netns", "del", ns]);
         }
     }
 }
