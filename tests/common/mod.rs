@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+// Each test binary uses part of this module.
+#[allow(unused_imports)]
 pub use unicni_testkit::{require_root, unique, CniOutput, CniRun, Netns};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_unicni");
