@@ -4,17 +4,19 @@
 //! - [`require_root`]: root-only tests skip for a developer without root, fail in CI.
 //! - [`unique`] / [`unique_ifname`]: names that do not collide between the tests of one
 //!   process nor between test processes running at the same time.
-//! - [`Netns`]: a uniquely named network namespace, deleted on drop.
+//! - [`Netns`]: a uniquely named network namespace, deleted on drop; [`in_netns`] runs
+//!   code inside a named one on a thread of its own.
 //! - [`CniRun`]: executes a CNI plugin the way a runtime does (environment, config on
 //!   stdin) and returns its exit status and parsed result or error.
 
+pub mod cmd;
 mod cni;
 mod names;
 mod netns;
 
 pub use cni::{CniError, CniOutput, CniRun};
 pub use names::{unique, unique_ifname, IFNAME_MAX};
-pub use netns::Netns;
+pub use netns::{enter_netns, in_netns, Netns};
 
 /// Whether a root-only test may run. Without root it returns false after a note on stderr
 /// (a developer's unprivileged run skips), except under CI, where it panics: a CI run that

@@ -1,7 +1,7 @@
 //! A named network namespace that lives as long as its guard.
 
 use crate::names::unique;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A network namespace under `/var/run/netns` with a unique name, created by `ip netns
@@ -54,6 +54,11 @@ impl Netns {
         PathBuf::from(&self.path)
     }
 
+    /// Runs `f` on a new thread inside this namespace (see [`in_netns`]).
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        in_netns(&self.name, f)
+    }
+
     /// Runs a command inside the namespace (`ip netns exec`), whatever its exit status.
     pub fn exec(&self, args: &[&str]) -> Output {
         Command::new("ip")
@@ -93,4 +98,26 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// Moves the calling thread into the network namespace `/var/run/netns/<name>`. Only for a
+/// thread of its own that does nothing else afterwards (never a test's main thread, never
+/// a tokio worker).
+pub fn enter_netns(name: &str) {
+    let path = Path::new("/var/run/netns").join(name);
+    let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+        .unwrap_or_else(|e| panic!("setns into {}: {e}", path.display()));
+}
+
+/// Runs `f` on a new thread inside the named network namespace and returns its result; a
+/// panic in `f` is resumed on the caller's thread, so the test fails with its message.
+pub fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        enter_netns(&name);
+        f()
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

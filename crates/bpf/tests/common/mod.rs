@@ -4,8 +4,7 @@
 //! nothing touches the host's links.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
 pub const SUBNET_GW: &str = "10.77.0.1/24";
 pub const IP_A: &str = "10.77.0.2";
@@ -13,27 +12,12 @@ pub const IP_B: &str = "10.77.0.3";
 pub const MAC_A: [u8; 6] = [0x02, 0x75, 0x63, 0, 0, 0x0a];
 pub const MAC_B: [u8; 6] = [0x02, 0x75, 0x63, 0, 0, 0x0b];
 
-// The benches that include this module refuse to run without root their own way.
+// Each test binary, and the bench that includes this module, uses part of it.
 #[allow(unused_imports)]
-pub use unicni_testkit::{require_root, Netns};
-
-pub fn run(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
-    out
-}
-
-pub fn must(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use unicni_testkit::{
+    cmd::{must, run},
+    in_netns, require_root, Netns,
+};
 
 pub fn mac_str(m: &[u8; 6]) -> String {
     m.iter()
@@ -186,16 +170,4 @@ impl Drop for Topo {
             let _ = std::fs::remove_dir_all(&self.pin_dir);
         }
     }
-}
-
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::spawn(move || {
-        let fd =
-            std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

@@ -16,9 +16,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,44 +27,12 @@ use unicni_policy_agent::{Engine, EngineConfig, ManifestSource, Source, Status};
 pub const TCP_PORTS: &[u16] = &[53, 80, 5432, 8080, 8081, 8999, 9000, 9005, 9006];
 pub const UDP_PORTS: &[u16] = &[53, 9000];
 
-// The benches that include this module refuse to run without root their own way.
+// Each test binary, and the bench that includes this module, uses part of it.
 #[allow(unused_imports)]
-pub use unicni_testkit::{require_root, Netns};
-
-pub fn run(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("run {args:?}: {e}"))
-}
-
-pub fn must(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Enters network namespace `ns` (a name under /var/run/netns) on the calling thread, which
-/// must be a plain thread of its own.
-pub fn enter(ns: &str) {
-    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("open netns");
-    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-}
-
-/// Runs `f` on a new thread inside `ns` and returns its result.
-pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        enter(&ns);
-        f()
-    })
-    .join()
-    .expect("namespace thread panicked")
-}
+pub use unicni_testkit::{
+    cmd::{must, run},
+    enter_netns as enter, in_netns as in_ns, require_root, Netns,
+};
 
 #[derive(Debug, Clone)]
 pub struct PodNs {
