@@ -213,3 +213,84 @@ impl CniOutput {
         self.result().expect_err("a failure").code
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in plugin: echoes what a plugin sees (environment, stdin, working directory)
+    /// as a result, or fails with an error object when the config asks it to.
+    fn fake_plugin(dir: &Path) -> PathBuf {
+        let path = dir.join("fake");
+        std::fs::write(
+            &path,
+            r#"#!/bin/sh
+conf=$(cat)
+case "$conf" in
+  *fail*) printf '{"cniVersion":"1.1.0","code":7,"msg":"invalid %s","details":"d"}\n' "$CNI_COMMAND"; exit 1 ;;
+esac
+printf '{"command":"%s","id":"%s","netns":"%s","ifname":"%s","path":"%s","args":"%s","home":"%s","cwd":"%s","stdin":%s}\n' \
+  "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$CNI_PATH" "$CNI_ARGS" "${HOME:-}" "$(pwd)" "$conf"
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn passes_the_runtime_environment_and_config_and_parses_the_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = CniRun::new(fake_plugin(dir.path()), "ADD")
+            .container_id("c1")
+            .netns("/var/run/netns/x")
+            .args("K8S_POD_NAME=p")
+            .config(&serde_json::json!({"name": "n"}))
+            .current_dir(dir.path())
+            .run();
+        let r = out.result().unwrap();
+        assert_eq!(r["command"], "ADD");
+        assert_eq!(r["id"], "c1");
+        assert_eq!(r["netns"], "/var/run/netns/x");
+        assert_eq!(r["ifname"], DEFAULT_IFNAME);
+        assert_eq!(r["path"], DEFAULT_CNI_PATH);
+        assert_eq!(r["args"], "K8S_POD_NAME=p");
+        assert_eq!(r["stdin"]["name"], "n");
+        assert_eq!(
+            Path::new(r["cwd"].as_str().unwrap())
+                .canonicalize()
+                .unwrap(),
+            dir.path().canonicalize().unwrap()
+        );
+        assert!(out.status.success());
+    }
+
+    #[test]
+    fn clean_env_drops_the_callers_environment_and_unset_removes_a_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = CniRun::new(fake_plugin(dir.path()), "DEL")
+            .container_id("c1")
+            .set("CNI_IFNAME", None)
+            .config(&serde_json::json!({}));
+        assert_eq!(run.clone().clean_env().run().json()["home"], "");
+        if std::env::var_os("HOME").is_some_and(|h| !h.is_empty()) {
+            assert_ne!(run.clone().run().json()["home"], "", "inherited otherwise");
+        }
+        assert_eq!(run.run().json()["ifname"], "");
+    }
+
+    #[test]
+    fn a_failure_is_the_error_object_with_its_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = CniRun::new(fake_plugin(dir.path()), "CHECK")
+            .config(&serde_json::json!({"x": "fail"}))
+            .run();
+        assert!(!out.ok);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.code(), 7);
+        let e = out.result().unwrap_err();
+        assert_eq!((e.msg.as_str(), e.details.as_str()), ("invalid CHECK", "d"));
+        assert_eq!(e.raw["cniVersion"], "1.1.0");
+    }
+}

@@ -121,3 +121,37 @@ pub fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 's
     .join()
     .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_namespace_exists_until_its_guard_is_dropped() {
+        if !crate::require_root() {
+            return;
+        }
+        let ns = Netns::with_lo_up("utk");
+        let path = ns.path_buf();
+        assert!(path.exists());
+        assert_eq!(ns.links(), vec!["lo".to_string()]);
+        let inside = ns.run(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap());
+        assert_ne!(inside, std::fs::read_link("/proc/self/ns/net").unwrap());
+        assert!(ns.ping("127.0.0.1"), "loopback is up");
+        drop(ns);
+        assert!(!path.exists(), "{} left behind", path.display());
+    }
+
+    #[test]
+    fn a_panic_inside_is_the_callers_panic() {
+        if !crate::require_root() {
+            return;
+        }
+        let ns = Netns::new();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ns.run(|| panic!("inside the namespace"))
+        }));
+        let msg = caught.unwrap_err();
+        assert_eq!(msg.downcast_ref::<&str>(), Some(&"inside the namespace"));
+    }
+}
