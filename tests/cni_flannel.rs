@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 
 #[test]
 fn add_gives_eth0_with_an_address_and_a_default_route() {
@@ -91,7 +92,7 @@ fn del_is_idempotent_with_empty_or_vanished_netns_and_without_state() {
     assert!(cni("DEL", "c1", &path, &conf).ok);
     assert!(cni("DEL", "c1", &path, &conf).ok, "second DEL");
     // CRI's second DEL comes with an empty CNI_NETNS.
-    let empty = Invocation::new("DEL", "c1", "", &conf).run();
+    let empty = invocation("DEL", "c1", "", &conf).run();
     assert!(empty.ok, "{}", empty.stdout);
     // The namespace is gone entirely.
     drop(ns);
@@ -167,16 +168,7 @@ fn fifty_parallel_adds_get_fifty_distinct_working_addresses() {
     let children: Vec<_> = namespaces
         .iter()
         .enumerate()
-        .map(|(i, ns)| {
-            let inv = Invocation::new("ADD", &format!("par{i}"), &ns.path, &conf);
-            let mut c = inv.command().spawn().unwrap();
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(inv.stdin.as_bytes())
-                .unwrap();
-            c
-        })
+        .map(|(i, ns)| invocation("ADD", &format!("par{i}"), &ns.path, &conf).spawn())
         .collect();
     let mut ips = Vec::new();
     for c in children {
@@ -220,16 +212,9 @@ fn fifty_parallel_adds_get_fifty_distinct_working_addresses() {
 
 /// Starts an ADD that parks at `failpoint`, SIGKILLs it there, and returns.
 fn kill_add_at(failpoint: &str, container: &str, ns: &Netns, conf: &Value) {
-    let inv = Invocation::new("ADD", container, &ns.path, conf);
-    let mut cmd = inv.command();
-    cmd.env("UNICNI_FAILPOINT", failpoint);
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(inv.stdin.as_bytes())
-        .unwrap();
+    let mut child = invocation("ADD", container, &ns.path, conf)
+        .set("UNICNI_FAILPOINT", Some(failpoint))
+        .spawn();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let reached = lines.any(|l| l.map(|l| l.contains("failpoint")).unwrap_or(false));
     assert!(reached, "ADD never reached failpoint {failpoint}");
@@ -255,7 +240,7 @@ fn add_killed_midway_then_gc_leaves_no_leak() {
 
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keeper", "ifname": "eth0"}]);
-    let out = Invocation::new("GC", "", "", &gc).run();
+    let out = invocation("GC", "", "", &gc).run();
     assert!(out.ok, "{} {}", out.stdout, out.stderr);
     assert_eq!(net.reservations().len(), 1, "{:?}", net.reservations());
     assert_eq!(net.bridge_ports().len(), 1, "{:?}", net.bridge_ports());
@@ -281,7 +266,7 @@ fn gc_accepts_the_older_attachments_key() {
     assert!(cni("ADD", "b", &b.path, &conf).ok);
     let mut gc = conf.clone();
     gc["cni.dev/attachments"] = json!([{"containerID": "a", "ifname": "eth0"}]);
-    assert!(Invocation::new("GC", "", "", &gc).run().ok);
+    assert!(invocation("GC", "", "", &gc).run().ok);
     assert_eq!(net.reservations().len(), 1);
     assert!(a.ping(&net.gateway()));
     assert!(!b.ping(&net.gateway()));
@@ -303,6 +288,8 @@ fn every_malformed_input_gets_its_code_and_changes_nothing() {
     .unwrap();
     let net = TestNet::new();
     let ns = Netns::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let before = tree(net.dir.path());
     for case in fixtures["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let mut conf = net.conf("1.1.0");
@@ -317,9 +304,10 @@ fn every_malformed_input_gets_its_code_and_changes_nothing() {
                 }
             }
         }
-        let mut inv = Invocation::new("ADD", "bad", &ns.path, &conf);
+        // Run where a relative path would land, so such a path shows up in the snapshot.
+        let mut inv = invocation("ADD", "bad", &ns.path, &conf).current_dir(cwd.path());
         if let Some(raw) = case.get("stdin_raw") {
-            inv.stdin = raw.as_str().unwrap().to_string();
+            inv = inv.stdin(raw.as_str().unwrap());
         }
         if let Some(patch) = case.get("env_patch") {
             for (k, v) in patch.as_object().unwrap() {
@@ -331,9 +319,23 @@ fn every_malformed_input_gets_its_code_and_changes_nothing() {
         let err = out.json();
         assert_eq!(err["code"].as_u64(), case["code"].as_u64(), "{name}: {err}");
         assert!(err["cniVersion"].is_string(), "{name}: {err}");
-        assert!(
-            !err["msg"].as_str().unwrap_or("").is_empty(),
-            "{name}: {err}"
+        let msg = err["msg"].as_str().unwrap_or("");
+        assert!(!msg.is_empty(), "{name}: {err}");
+        if let Some(field) = case.get("names").and_then(Value::as_str) {
+            assert!(
+                msg.contains(field),
+                "{name}: the message does not name {field}: {err}"
+            );
+        }
+        assert_eq!(
+            tree(net.dir.path()),
+            before,
+            "{name}: changed the state directories"
+        );
+        assert_eq!(
+            tree(cwd.path()),
+            Vec::<String>::new(),
+            "{name}: wrote into its working directory"
         );
         assert!(!net.bridge_exists(), "{name}: created the bridge");
         assert!(net.reservations().is_empty(), "{name}: reserved an address");
@@ -345,9 +347,29 @@ fn every_malformed_input_gets_its_code_and_changes_nothing() {
     }
 }
 
+/// Every path below `root`, relative to it, sorted: what a refused request must not change.
+fn tree(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if p.is_dir() && !p.is_symlink() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
 #[test]
 fn version_and_status() {
-    let v = Invocation::new("VERSION", "", "", &json!({"cniVersion": "1.0.0"})).run();
+    let v = invocation("VERSION", "", "", &json!({"cniVersion": "1.0.0"})).run();
     assert!(v.ok);
     let j = v.json();
     assert_eq!(j["cniVersion"], "1.0.0");
@@ -363,9 +385,9 @@ fn version_and_status() {
     // STATUS without a lease (no subnet in the config, no lease file): not available.
     let net = TestNet::new();
     let mut conf = net.conf("1.1.0");
-    assert!(Invocation::new("STATUS", "", "", &conf).run().ok);
+    assert!(invocation("STATUS", "", "", &conf).run().ok);
     conf.as_object_mut().unwrap().remove("subnet");
-    let st = Invocation::new("STATUS", "", "", &conf).run();
+    let st = invocation("STATUS", "", "", &conf).run();
     assert_eq!(st.code(), 50);
     assert!(st.json()["details"].as_str().unwrap().contains("agent"));
 }

@@ -48,6 +48,7 @@ fn handle(stdin: &[u8]) -> Result<Option<String>, CniError> {
     if req.command == Command::Version {
         return Ok(Some(version_reply(stdin)));
     }
+    require_netns(&req)?;
     let conf = NetConf::parse(stdin, PLUGIN_TYPE)?;
     require_version(&conf, &req)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -126,8 +127,12 @@ fn attachment(req: &Request) -> Attachment {
     }
 }
 
-/// ADD and CHECK need a namespace that exists; name the variable when it does not.
+/// ADD and CHECK need a network namespace that exists; name the variable when it does not.
+/// Checked with the rest of the environment, before the backend reserves anything.
 fn require_netns(req: &Request) -> Result<(), CniError> {
+    if !matches!(req.command, Command::Add | Command::Check) {
+        return Ok(());
+    }
     let path = req.netns.as_deref().unwrap_or(Path::new(""));
     unicni_net::NetNs::open(path).map(|_| ()).map_err(|e| {
         CniError::new(
@@ -142,7 +147,6 @@ async fn dispatch(req: Request, conf: NetConf) -> Result<Option<String>, CniErro
     let backend = backend_for(&conf)?;
     match req.command {
         Command::Add => {
-            require_netns(&req)?;
             let res = backend.add(&attachment(&req)).await?;
             Ok(Some(result::render(&res, &conf.cni_version).to_string()))
         }
@@ -151,7 +155,6 @@ async fn dispatch(req: Request, conf: NetConf) -> Result<Option<String>, CniErro
             Ok(None)
         }
         Command::Check => {
-            require_netns(&req)?;
             let expected = conf
                 .prev_result
                 .as_ref()

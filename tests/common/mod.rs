@@ -6,85 +6,17 @@ pub mod lab;
 pub mod sim;
 
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+// Each test binary uses part of this module.
+#[allow(unused_imports)]
+pub use unicni_testkit::{require_root, unique, CniOutput, CniRun, Netns};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_unicni");
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 static NETWORKS: AtomicU32 = AtomicU32::new(0);
-
-/// Root tests skip with a note when run unprivileged by a developer; in CI they must run.
-pub fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root-only test run without root in CI"
-    );
-    eprintln!("skipping: needs root");
-    false
-}
-
-/// A short name unique across parallel tests and concurrent test processes.
-pub fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("{prefix}{:04x}{n:02x}", std::process::id() & 0xffff)
-}
-
-pub struct Netns {
-    pub name: String,
-    pub path: String,
-}
-
-impl Netns {
-    pub fn new() -> Netns {
-        let name = unique("unt");
-        let st = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip netns add {name}");
-        Netns {
-            path: format!("/var/run/netns/{name}"),
-            name,
-        }
-    }
-
-    pub fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    pub fn ping(&self, target: &str) -> bool {
-        self.exec(&["ping", "-c", "1", "-W", "2", target])
-            .status
-            .success()
-    }
-
-    pub fn links(&self) -> Vec<String> {
-        let out = self.exec(&["ip", "-o", "link", "show"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split(':').nth(1))
-            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
-            .collect()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 /// A test's own network: unique bridge, name, address range and state directory.
 pub struct TestNet {
@@ -207,89 +139,16 @@ pub fn link_exists(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The result of one plugin execution.
-pub struct CniOut {
-    pub ok: bool,
-    pub stdout: String,
-    pub stderr: String,
+/// The plugin invocation a runtime makes for a pod of namespace `test`: this binary, the
+/// `CNI_*` environment, `conf` on stdin.
+pub fn invocation(command: &str, container: &str, netns: &str, conf: &Value) -> CniRun {
+    CniRun::new(BIN, command)
+        .container_id(container)
+        .netns(netns)
+        .args("IgnoreUnknown=1;K8S_POD_NAMESPACE=test;K8S_POD_NAME=p")
+        .config(conf)
 }
 
-impl CniOut {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {:?} / {}",
-                self.stdout, self.stderr
-            )
-        })
-    }
-    pub fn code(&self) -> u64 {
-        assert!(!self.ok, "expected an error, got success: {}", self.stdout);
-        self.json()["code"].as_u64().expect("error JSON has a code")
-    }
-}
-
-/// A plugin invocation with the environment a runtime sets.
-pub struct Invocation {
-    pub env: Vec<(String, Option<String>)>,
-    pub stdin: String,
-}
-
-impl Invocation {
-    pub fn new(command: &str, container: &str, netns: &str, conf: &Value) -> Invocation {
-        Invocation {
-            env: vec![
-                ("CNI_COMMAND".into(), Some(command.into())),
-                ("CNI_CONTAINERID".into(), Some(container.into())),
-                ("CNI_NETNS".into(), Some(netns.into())),
-                ("CNI_IFNAME".into(), Some("eth0".into())),
-                ("CNI_PATH".into(), Some("/opt/cni/bin".into())),
-                (
-                    "CNI_ARGS".into(),
-                    Some("IgnoreUnknown=1;K8S_POD_NAMESPACE=test;K8S_POD_NAME=p".into()),
-                ),
-            ],
-            stdin: conf.to_string(),
-        }
-    }
-
-    pub fn set(mut self, key: &str, value: Option<&str>) -> Invocation {
-        self.env.retain(|(k, _)| k != key);
-        self.env.push((key.into(), value.map(str::to_string)));
-        self
-    }
-
-    pub fn command(&self) -> Command {
-        let mut c = Command::new(BIN);
-        for (k, v) in &self.env {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    pub fn run(&self) -> CniOut {
-        let mut child = self.command().spawn().expect("spawn unicni");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(self.stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        CniOut {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
-
-pub fn cni(command: &str, container: &str, netns: &str, conf: &Value) -> CniOut {
-    Invocation::new(command, container, netns, conf).run()
+pub fn cni(command: &str, container: &str, netns: &str, conf: &Value) -> CniOutput {
+    invocation(command, container, netns, conf).run()
 }

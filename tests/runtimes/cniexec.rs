@@ -4,9 +4,8 @@
 //! DEL) and to test chaining without a runtime in between.
 
 use serde_json::{json, Map, Value};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use unicni_testkit::CniRun;
 
 pub struct Invocation<'a> {
     pub container_id: &'a str,
@@ -45,37 +44,24 @@ pub fn exec_plugin(
     inv: &Invocation<'_>,
     conf: &Value,
 ) -> Result<String, PluginError> {
-    let mut child = Command::new(bin_dir.join(kind))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", inv.container_id)
-        .env("CNI_NETNS", inv.netns)
-        .env("CNI_IFNAME", inv.ifname)
-        .env("CNI_ARGS", inv.cni_args)
-        .env("CNI_PATH", bin_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("execute CNI plugin {}: {e}", bin_dir.join(kind).display()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(conf).unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        Ok(stdout)
+    let out = CniRun::new(bin_dir.join(kind), command)
+        .clean_env()
+        .container_id(inv.container_id)
+        .netns(inv.netns)
+        .ifname(inv.ifname)
+        .args(inv.cni_args)
+        .cni_path(bin_dir)
+        .config(conf)
+        .run();
+    if out.ok {
+        Ok(out.stdout)
     } else {
         Err(PluginError {
             plugin: kind.to_string(),
             command: command.to_string(),
             status: out.status.code(),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: out.stdout,
+            stderr: out.stderr,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! Running commands with errors that say what ran and what it printed, and unique names.
+//! Running commands with errors that say what ran and what it printed, unique names and
+//! free subnets.
 
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -58,18 +59,9 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u8>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
 
-/// A short name unique across this process's tests and, through the PID, across test
-/// processes running at the same time. Short enough for a Linux link name (15 bytes)
-/// once a 3-byte prefix is added.
-pub fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let name = format!("{prefix}{:x}{n:x}", std::process::id() % 0x10000);
-    assert!(
-        name.len() <= 15,
-        "generated name {name} is too long for a link"
-    );
-    name
-}
+/// A short name unique across this process's tests and concurrent test processes, short
+/// enough for a Linux link name (checked).
+pub use unicni_testkit::unique_ifname as unique;
 
 /// A /24 inside 10.213.0.0/16 that no route on this host uses yet.
 ///

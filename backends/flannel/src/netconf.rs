@@ -140,6 +140,16 @@ impl FlannelNetConf {
                 "an interface name of 1-15 characters",
             ));
         }
+        // Relative, they would resolve against whatever directory the runtime runs in.
+        for (field, dir) in [("stateDir", &self.state_dir), ("runDir", &self.run_dir)] {
+            if !dir.is_absolute() {
+                return Err(invalid(
+                    field,
+                    &dir.display().to_string(),
+                    "an absolute directory path",
+                ));
+            }
+        }
         if !(576..=65535).contains(&self.mtu) {
             return Err(invalid("mtu", &self.mtu.to_string(), "576 to 65535"));
         }

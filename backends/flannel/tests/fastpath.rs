@@ -9,18 +9,7 @@ use std::process::Command;
 use unicni_core::{Attachment, AttachmentId, Backend, PodRef};
 use unicni_flannel::{FlannelBackend, FlannelNetConf};
 use unicni_net::NetNs;
-
-fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root-only test run without root in CI"
-    );
-    eprintln!("skipping: needs root");
-    false
-}
+use unicni_testkit::{require_root, Netns};
 
 fn ip(ns: &str, args: &[&str]) -> String {
     let out = Command::new("ip")
@@ -52,27 +41,20 @@ struct Lab {
     pods: [String; 2],
     pin: PathBuf,
     dirs: tempfile::TempDir,
+    /// Deleted after `Drop for Lab` has unpinned inside the node namespace.
+    _namespaces: [Netns; 3],
 }
 
 impl Lab {
     fn new() -> Lab {
-        let base = format!("ucff-{}", std::process::id());
-        let lab = Lab {
-            node: format!("{base}-n"),
-            pods: [format!("{base}-a"), format!("{base}-b")],
+        let namespaces = ["ucffn", "ucffa", "ucffb"].map(Netns::with_lo_up);
+        Lab {
+            node: namespaces[0].name.clone(),
+            pods: [namespaces[1].name.clone(), namespaces[2].name.clone()],
             pin: PathBuf::from(format!("/sys/fs/bpf/unicni-test-ff-{}", std::process::id())),
             dirs: tempfile::tempdir().unwrap(),
-        };
-        for ns in [&lab.node, &lab.pods[0], &lab.pods[1]] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            let out = Command::new("ip")
-                .args(["netns", "add", ns])
-                .output()
-                .unwrap();
-            assert!(out.status.success());
-            ip(ns, &["link", "set", "lo", "up"]);
+            _namespaces: namespaces,
         }
-        lab
     }
 
     fn on_node<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
@@ -103,9 +85,6 @@ impl Drop for Lab {
             let pin = self.pin.clone();
             let _ = self.on_node(move || unicni_bpf::remove_all(&pin));
             let _ = std::fs::remove_dir_all(&self.pin);
-        }
-        for ns in [&self.node, &self.pods[0], &self.pods[1]] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }
 }

@@ -5,10 +5,10 @@
 //! Usage: cni-bench [--cycles N] [--concurrent C] [--rounds R] [--unicni PATH] [--reference-dir DIR]
 
 use serde_json::{json, Value};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use unicni_testkit::{CniRun, Netns};
 
 struct Plugin {
     label: &'static str,
@@ -18,49 +18,23 @@ struct Plugin {
     bridge: &'static str,
 }
 
-fn netns_add(name: &str) {
-    let st = Command::new("ip")
-        .args(["netns", "add", name])
-        .status()
-        .expect("ip");
-    assert!(st.success(), "ip netns add {name}");
+fn invocation(p: &Plugin, cmd: &str, id: &str, ns: &Netns) -> CniRun {
+    CniRun::new(&p.exe, cmd)
+        .container_id(id)
+        .netns(&ns.path)
+        .cni_path(&p.cni_path)
+        .config(&p.conf)
 }
 
-fn netns_del(name: &str) {
-    let _ = Command::new("ip").args(["netns", "del", name]).status();
-}
-
-fn spawn(p: &Plugin, cmd: &str, id: &str, ns: &str) -> std::process::Child {
-    let mut child = Command::new(&p.exe)
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", format!("/var/run/netns/{ns}"))
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", &p.cni_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", p.exe.display()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(p.conf.to_string().as_bytes())
-        .unwrap();
-    child
-}
-
-fn run(p: &Plugin, cmd: &str, id: &str, ns: &str) -> Duration {
+fn run(p: &Plugin, cmd: &str, id: &str, ns: &Netns) -> Duration {
+    let inv = invocation(p, cmd, id, ns);
     let t = Instant::now();
-    let out = spawn(p, cmd, id, ns).wait_with_output().unwrap();
+    let out = inv.run();
     let d = t.elapsed();
     assert!(
-        out.status.success(),
+        out.ok,
         "{} {cmd} failed: {} {}",
-        p.label,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        p.label, out.stdout, out.stderr
     );
     d
 }
@@ -140,21 +114,18 @@ fn main() {
 
     // Warm-up: the first ADD builds the bridge and rules for both; not measured.
     for p in &plugins {
-        netns_add("ubench-warm");
-        run(p, "ADD", "warm", "ubench-warm");
-        run(p, "DEL", "warm", "ubench-warm");
-        netns_del("ubench-warm");
+        let ns = Netns::with_prefix("ubw");
+        run(p, "ADD", "warm", &ns);
+        run(p, "DEL", "warm", &ns);
     }
 
     let mut add = [Vec::new(), Vec::new()];
     let mut del = [Vec::new(), Vec::new()];
     for i in 0..cycles {
         for (k, p) in plugins.iter().enumerate() {
-            let ns = format!("ubench-s{k}");
-            netns_add(&ns);
+            let ns = Netns::with_prefix("ubs");
             add[k].push(run(p, "ADD", &format!("seq{i}"), &ns));
             del[k].push(run(p, "DEL", &format!("seq{i}"), &ns));
-            netns_del(&ns);
         }
         if (i + 1) % 10 == 0 {
             eprintln!("sequential: {}/{cycles} cycles", i + 1);
@@ -164,18 +135,15 @@ fn main() {
     let mut wall = [Vec::new(), Vec::new()];
     for r in 0..rounds {
         for (k, p) in plugins.iter().enumerate() {
-            let names: Vec<String> = (0..concurrent)
-                .map(|c| format!("ubench-c{k}-{c}"))
-                .collect();
-            for n in &names {
-                netns_add(n);
-            }
-            let t = Instant::now();
-            let children: Vec<_> = names
+            let namespaces: Vec<Netns> =
+                (0..concurrent).map(|_| Netns::with_prefix("ubc")).collect();
+            let runs: Vec<CniRun> = namespaces
                 .iter()
                 .enumerate()
-                .map(|(c, n)| spawn(p, "ADD", &format!("con{r}-{c}"), n))
+                .map(|(c, ns)| invocation(p, "ADD", &format!("con{r}-{c}"), ns))
                 .collect();
+            let t = Instant::now();
+            let children: Vec<_> = runs.iter().map(CniRun::spawn).collect();
             for c in children {
                 let out = c.wait_with_output().unwrap();
                 assert!(
@@ -186,9 +154,8 @@ fn main() {
                 );
             }
             wall[k].push(t.elapsed());
-            for (c, n) in names.iter().enumerate() {
-                run(p, "DEL", &format!("con{r}-{c}"), n);
-                netns_del(n);
+            for (c, ns) in namespaces.iter().enumerate() {
+                run(p, "DEL", &format!("con{r}-{c}"), ns);
             }
         }
         eprintln!("concurrent: {}/{rounds} rounds", r + 1);

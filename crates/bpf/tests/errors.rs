@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{in_netns, require_root, run};
+use common::{in_netns, require_root, Netns};
 use std::path::PathBuf;
 use unicni_bpf::{BpfError, FastPath};
 
@@ -72,8 +72,8 @@ fn attach_to_a_missing_interface_names_it() {
     if !require_root() {
         return;
     }
-    let ns = format!("ucbpf-miss-{}", std::process::id());
-    let _ = run(&["ip", "netns", "add", &ns]);
+    let netns = Netns::with_prefix("ucbpf-miss-");
+    let ns = netns.name.clone();
     let pin = PathBuf::from(format!(
         "/sys/fs/bpf/unicni-test-miss-{}",
         std::process::id()
@@ -87,7 +87,7 @@ fn attach_to_a_missing_interface_names_it() {
         let removed = unicni_bpf::remove_all(&p);
         (err, detach, removed)
     });
-    let _ = run(&["ip", "netns", "del", &ns]);
+    drop(netns);
     assert!(
         matches!(res.0, BpfError::NoSuchInterface { ifindex: 999_999 }),
         "{:?}",

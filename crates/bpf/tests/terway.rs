@@ -7,7 +7,7 @@
 mod common;
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use common::{in_netns, mac_str, must, require_root, run};
+use common::{in_netns, mac_str, must, require_root, run, Netns};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -18,19 +18,21 @@ use unicni_bpf::{AttachMode, Attachment, TerwayFastPath, TerwayPod};
 struct Node {
     ns: String,
     pin: PathBuf,
+    /// Deleted after `Drop for Node` has unpinned inside it.
+    _netns: Netns,
 }
 
 impl Node {
     fn new(tag: &str) -> Node {
+        let netns = Netns::with_prefix(&format!("uctw-{tag}-"));
         let n = Node {
-            ns: format!("uctw-{tag}-{}", std::process::id()),
+            ns: netns.name.clone(),
             pin: PathBuf::from(format!(
                 "/sys/fs/bpf/unicni-test-tw-{tag}-{}",
                 std::process::id()
             )),
+            _netns: netns,
         };
-        let _ = run(&["ip", "netns", "del", &n.ns]);
-        must(&["ip", "netns", "add", &n.ns]);
         // veth pairs (the kernel may have no dummy driver); the peers stay in the node.
         for (dev, mac) in [
             ("twa", "02:74:77:00:00:0a"),
@@ -84,7 +86,6 @@ impl Drop for Node {
             let _ = self.run(|pin| unicni_bpf::remove_all(&pin));
             let _ = std::fs::remove_dir_all(&self.pin);
         }
-        let _ = run(&["ip", "netns", "del", &self.ns]);
     }
 }
 
@@ -370,6 +371,8 @@ struct TwoNodes {
     nodes: [String; 2],
     pods: [String; 2],
     pins: [PathBuf; 2],
+    /// Deleted after `Drop for TwoNodes` has unpinned inside the nodes.
+    _namespaces: [Netns; 5],
 }
 
 fn sysctls(ns: &str) {
@@ -384,11 +387,13 @@ fn sysctls(ns: &str) {
 
 impl TwoNodes {
     fn new(tag: &str) -> TwoNodes {
-        let base = format!("uctw6-{tag}-{}", std::process::id());
+        let ns = |role: &str| Netns::with_prefix(&format!("uctw6-{tag}-{role}-"));
+        let namespaces = [ns("v"), ns("n1"), ns("n2"), ns("p1"), ns("p2")];
         let t = TwoNodes {
-            vpc: format!("{base}-v"),
-            nodes: [format!("{base}-n1"), format!("{base}-n2")],
-            pods: [format!("{base}-p1"), format!("{base}-p2")],
+            vpc: namespaces[0].name.clone(),
+            nodes: [namespaces[1].name.clone(), namespaces[2].name.clone()],
+            pods: [namespaces[3].name.clone(), namespaces[4].name.clone()],
+            _namespaces: namespaces,
             pins: [1, 2].map(|i| {
                 PathBuf::from(format!(
                     "/sys/fs/bpf/unicni-test-tw6-{tag}-{i}-{}",
@@ -397,8 +402,6 @@ impl TwoNodes {
             }),
         };
         for ns in [&t.vpc].into_iter().chain(&t.nodes).chain(&t.pods) {
-            let _ = run(&["ip", "netns", "del", ns]);
-            must(&["ip", "netns", "add", ns]);
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             sysctls(ns);
         }
@@ -562,9 +565,6 @@ impl Drop for TwoNodes {
                 let _ = self.on_node(i, |pin| unicni_bpf::remove_all(&pin));
                 let _ = std::fs::remove_dir_all(&self.pins[i]);
             }
-        }
-        for ns in [&self.vpc].into_iter().chain(&self.nodes).chain(&self.pods) {
-            let _ = run(&["ip", "netns", "del", ns]);
         }
     }
 }

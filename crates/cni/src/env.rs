@@ -55,13 +55,13 @@ impl Request {
         let needs_attachment = matches!(command, Command::Add | Command::Del | Command::Check);
         let container_id = match nonempty("CNI_CONTAINERID") {
             Some(id) => {
-                if !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-                {
+                if !crate::is_spec_identifier(&id) {
                     return Err(invalid(
                         "CNI_CONTAINERID",
-                        "it may contain only letters, digits, '_', '.' and '-'",
+                        &format!(
+                            "{id:?} must start with a letter or digit, followed by letters, \
+                             digits, '_', '.' or '-'"
+                        ),
                     ));
                 }
                 id
@@ -179,6 +179,42 @@ mod tests {
         let e = req(&[("CNI_COMMAND", "ATTACH")]).unwrap_err();
         assert_eq!(e.code, 4);
         assert!(e.msg.contains("CNI_COMMAND"));
+    }
+
+    #[test]
+    fn container_id_follows_the_spec() {
+        for bad in [".", "..", "-c1", "_c1", ".c1", "c/1", "c:1", "c 1"] {
+            let e = req(&[
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", bad),
+                ("CNI_IFNAME", "eth0"),
+            ])
+            .unwrap_err();
+            assert_eq!(e.code, 4, "{bad:?}");
+            assert!(e.msg.contains("CNI_CONTAINERID"), "{bad:?}: {e}");
+        }
+        for good in ["c1", "0ab", "a.b_c-d", "f00dcafe"] {
+            req(&[
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", good),
+                ("CNI_IFNAME", "eth0"),
+            ])
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn ifname_follows_the_spec() {
+        for bad in [".", "..", "a/b", "a:b", "a b", "a\tb", "sixteen-chars-xx"] {
+            let e = req(&[
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_IFNAME", bad),
+            ])
+            .unwrap_err();
+            assert_eq!(e.code, 4, "{bad:?}");
+            assert!(e.msg.contains("CNI_IFNAME"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

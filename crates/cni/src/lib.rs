@@ -16,3 +16,12 @@ pub use env::{Command, Request};
 pub use error::{code, CniError};
 pub use netconf::NetConf;
 pub use version::{LATEST, SUPPORTED_VERSIONS};
+
+/// The spec's rule for network names and container IDs: an ASCII letter or digit first,
+/// then letters, digits, `_`, `.` or `-`. Both become file names, so this also keeps out
+/// "", ".", ".." and '/'.
+pub fn is_spec_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}

@@ -66,11 +66,20 @@ impl NetConf {
         let cni_version = str_field("cniVersion")
             .ok_or_else(|| invalid("cniVersion", "it is required, e.g. \"1.1.0\""))?;
         version::check_supported(&cni_version)?;
-        let name = str_field("name").ok_or_else(|| invalid("name", "it is required"))?;
-        if name.is_empty() || name.contains('/') {
+        let name = match raw.get("name") {
+            None | Some(Value::Null) => return Err(invalid("name", "it is required")),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => return Err(invalid("name", format!("{other} is not a string"))),
+        };
+        // The name becomes a directory (`<stateDir>/ipam/<name>`): "." or ".." would move
+        // the state out of its place, so the spec's rule is checked before any path exists.
+        if !crate::is_spec_identifier(&name) {
             return Err(invalid(
                 "name",
-                format!("{name:?} must be non-empty and contain no '/'"),
+                format!(
+                    "{name:?} is not a valid network name: it must start with a letter or \
+                     digit, followed by letters, digits, '_', '.' or '-'"
+                ),
             ));
         }
         let plugin = str_field("type").ok_or_else(|| invalid("type", "it is required"))?;
@@ -155,6 +164,29 @@ mod tests {
         assert!(e.msg.contains("cniVersion"));
         let e = NetConf::parse(br#"{"cniVersion":"1.1.0","type":"unicni"}"#, "unicni").unwrap_err();
         assert!(e.msg.contains("name"));
+    }
+
+    #[test]
+    fn names_follow_the_spec_before_any_path_is_built() {
+        for bad in [
+            ".", "..", "../x", "a/b", "-net", "_net", ".hidden", "", "sp ace", "n\u{e9}t",
+        ] {
+            let body = serde_json::json!({"cniVersion": "1.1.0", "name": bad, "type": "unicni"});
+            let e = NetConf::parse(body.to_string().as_bytes(), "unicni").unwrap_err();
+            assert_eq!(e.code, 7, "{bad:?}: {e}");
+            assert!(e.msg.contains("\"name\""), "{bad:?}: {e}");
+        }
+        for good in [
+            "n",
+            "cbr0",
+            "unicni-test-1a2b03",
+            "k8s-pod-network",
+            "a.b_c-d",
+            "9",
+        ] {
+            let body = serde_json::json!({"cniVersion": "1.1.0", "name": good, "type": "unicni"});
+            NetConf::parse(body.to_string().as_bytes(), "unicni").unwrap();
+        }
     }
 
     #[test]

@@ -19,22 +19,12 @@ impl NetNs {
             path: path.display().to_string(),
             source,
         })?;
-        // A regular file would make setns fail later with a confusing EINVAL; catch it here.
-        let is_netns = nix::sys::statfs::fstatfs(&file)
-            .map(|s| {
-                let t = s.filesystem_type();
-                t == nix::sys::statfs::NSFS_MAGIC || t == nix::sys::statfs::PROC_SUPER_MAGIC
-            })
-            .unwrap_or(false);
-        if !is_netns {
-            return Err(NetError::Netns {
-                path: path.display().to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "not a network namespace file",
-                ),
-            });
-        }
+        // setns with CLONE_NEWNET fails late with a bare EINVAL on anything else, after the
+        // caller may already have reserved an address: refuse other files here.
+        check_is_netns(&file).map_err(|why| NetError::Netns {
+            path: path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+        })?;
         Ok(NetNs {
             file,
             path: path.to_path_buf(),
@@ -68,6 +58,48 @@ impl NetNs {
     }
 }
 
+/// Whether `file` is a network namespace: a namespace file (nsfs) whose type, asked with
+/// `NS_GET_NSTYPE`, is `CLONE_NEWNET`. A namespace of another type (`/proc/self/ns/uts`)
+/// lives on nsfs too, and any procfs or regular file fails the ioctl.
+fn check_is_netns(file: &File) -> std::result::Result<(), String> {
+    let fs = nix::sys::statfs::fstatfs(file).map_err(|e| format!("cannot stat it: {e}"))?;
+    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
+        return Err(
+            "not a network namespace file (expected /var/run/netns/NAME or /proc/PID/ns/net)"
+                .into(),
+        );
+    }
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor, which `file`
+    // keeps open for the duration of the call.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), libc::NS_GET_NSTYPE) };
+    if kind < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!(
+            "cannot ask the namespace its type (NS_GET_NSTYPE): {e}"
+        ));
+    }
+    if kind != libc::CLONE_NEWNET {
+        return Err(format!(
+            "a namespace of another type ({}), not a network namespace",
+            ns_type_name(kind)
+        ));
+    }
+    Ok(())
+}
+
+fn ns_type_name(kind: i32) -> &'static str {
+    match kind {
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWNS => "mnt",
+        libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        libc::CLONE_NEWTIME => "time",
+        _ => "unknown",
+    }
+}
+
 /// Opens an `NETLINK_ROUTE` socket that lives in `ns`.
 pub fn route_socket_in(ns: &NetNs) -> Result<OwnedFd> {
     ns.run(open_route_socket)?.map_err(|source| NetError::Io {
@@ -85,4 +117,33 @@ pub(crate) fn open_route_socket() -> std::io::Result<OwnedFd> {
     socket.connect(&SocketAddr::new(0, 0))?;
     // SAFETY: into_raw_fd hands over a valid descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(path: &str) -> String {
+        NetNs::open(Path::new(path)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn own_network_namespace_opens() {
+        NetNs::open(Path::new("/proc/self/ns/net")).unwrap();
+    }
+
+    #[test]
+    fn namespace_of_another_type_is_refused_with_its_type() {
+        let e = refusal("/proc/self/ns/uts");
+        assert!(e.contains("/proc/self/ns/uts") && e.contains("uts"), "{e}");
+        assert!(refusal("/proc/self/ns/ipc").contains("ipc"));
+    }
+
+    #[test]
+    fn procfs_and_regular_files_are_refused() {
+        for path in ["/proc/self/status", "/proc/self/ns", "/etc/hostname"] {
+            let e = refusal(path);
+            assert!(e.contains("not a network namespace"), "{path}: {e}");
+        }
+    }
 }

@@ -396,16 +396,8 @@ fn a_policy_change_applies_within_a_second_and_new_pods_are_covered() {
     // A pod created while the engine runs: its veth gets the programs at once (netlink
     // notification), and its manifest isolates it.
     c.write("policy.yaml", &deny);
-    let ns = format!("upach{}-late", std::process::id());
-    let _ = run(&["ip", "netns", "del", &ns]);
-    must(&["ip", "netns", "add", &ns]);
-    struct Del(String);
-    impl Drop for Del {
-        fn drop(&mut self) {
-            let _ = run(&["ip", "netns", "del", &self.0]);
-        }
-    }
-    let _late = Del(ns.clone());
+    let late = Netns::with_prefix("upach-late-");
+    let ns = late.name.clone();
     must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
     let attached_before = engine.status.attached_veths.load(Ordering::Relaxed);
     must(&[

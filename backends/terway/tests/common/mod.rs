@@ -15,37 +15,18 @@ use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use unicni_bpf::TerwayFastPath;
 use unicni_core::{Attachment, AttachmentId, PodRef};
 use unicni_net::NetNs;
 use unicni_terway::datapath::{self, EniLink};
 use unicni_terway::proto::{eni_table, EniInfo};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+pub use unicni_testkit::{require_root, unique, Netns};
 
 pub const ENI_MAC: &str = "02:e1:00:00:00:01";
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 168, 252, 253);
 pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x252, 0, 0, 0, 0, 0xfffd);
 pub const NODE_IP: &str = "172.31.0.10";
-
-pub fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root-only test run without root in CI"
-    );
-    eprintln!("skipping: needs root");
-    false
-}
-
-pub fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("{prefix}{:04x}{n:02x}", std::process::id() & 0xffff)
-}
 
 pub fn run(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd).args(args).output().unwrap()
@@ -61,31 +42,24 @@ pub fn must(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A named network namespace, deleted on drop.
-pub struct Ns {
-    pub name: String,
+/// A named network namespace with its loopback up, deleted on drop (the testkit's guard,
+/// with the lab's helpers on top).
+pub struct Ns(Netns);
+
+impl std::ops::Deref for Ns {
+    type Target = Netns;
+    fn deref(&self) -> &Netns {
+        &self.0
+    }
 }
 
 impl Ns {
     pub fn new(prefix: &str) -> Ns {
-        let name = unique(prefix);
-        must("ip", &["netns", "add", &name]);
-        let ns = Ns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
+        Ns(Netns::with_lo_up(prefix))
     }
 
     pub fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/var/run/netns/{}", self.name))
-    }
-
-    pub fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap()
+        self.0.path_buf()
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
@@ -156,14 +130,6 @@ impl Ns {
             .flat_map(|r| r["expr"].as_array().cloned().unwrap_or_default())
             .filter_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
             .sum()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
 

@@ -4,8 +4,7 @@
 //! nothing touches the host's links.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
 pub const SUBNET_GW: &str = "10.77.0.1/24";
 pub const IP_A: &str = "10.77.0.2";
@@ -13,35 +12,12 @@ pub const IP_B: &str = "10.77.0.3";
 pub const MAC_A: [u8; 6] = [0x02, 0x75, 0x63, 0, 0, 0x0a];
 pub const MAC_B: [u8; 6] = [0x02, 0x75, 0x63, 0, 0, 0x0b];
 
-pub fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root-only test without root in CI"
-    );
-    eprintln!("skipped: needs root");
-    false
-}
-
-pub fn run(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
-    out
-}
-
-pub fn must(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+// Each test binary, and the bench that includes this module, uses part of it.
+#[allow(unused_imports)]
+pub use unicni_testkit::{
+    cmd::{must, run},
+    in_netns, require_root, Netns,
+};
 
 pub fn mac_str(m: &[u8; 6]) -> String {
     m.iter()
@@ -55,24 +31,23 @@ pub struct Topo {
     pub pod_a: String,
     pub pod_b: String,
     pub pin_dir: PathBuf,
+    /// Deleted after `Drop for Topo` has unpinned inside the node namespace.
+    _namespaces: [Netns; 3],
 }
 
 impl Topo {
     pub fn new(tag: &str) -> Topo {
-        let base = format!("ucbpf-{tag}-{}", std::process::id());
+        let namespaces = ["n", "a", "b"].map(|r| Netns::with_prefix(&format!("ucbpf-{tag}-{r}")));
         let t = Topo {
-            node: format!("{base}-n"),
-            pod_a: format!("{base}-a"),
-            pod_b: format!("{base}-b"),
+            node: namespaces[0].name.clone(),
+            pod_a: namespaces[1].name.clone(),
+            pod_b: namespaces[2].name.clone(),
             pin_dir: PathBuf::from(format!(
                 "/sys/fs/bpf/unicni-test-{tag}-{}",
                 std::process::id()
             )),
+            _namespaces: namespaces,
         };
-        for ns in [&t.node, &t.pod_a, &t.pod_b] {
-            let _ = run(&["ip", "netns", "del", ns]);
-            must(&["ip", "netns", "add", ns]);
-        }
         let n = t.node.as_str();
         must(&["ip", "-n", n, "link", "set", "lo", "up"]);
         must(&["ip", "-n", n, "link", "add", "br0", "type", "bridge"]);
@@ -194,20 +169,5 @@ impl Drop for Topo {
             let _ = in_netns(&self.node, move || unicni_bpf::remove_all(&pin));
             let _ = std::fs::remove_dir_all(&self.pin_dir);
         }
-        for ns in [&self.node, &self.pod_a, &self.pod_b] {
-            let _ = run(&["ip", "netns", "del", ns]);
-        }
     }
-}
-
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::spawn(move || {
-        let fd =
-            std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }

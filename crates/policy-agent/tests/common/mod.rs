@@ -16,9 +16,7 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,52 +27,12 @@ use unicni_policy_agent::{Engine, EngineConfig, ManifestSource, Source, Status};
 pub const TCP_PORTS: &[u16] = &[53, 80, 5432, 8080, 8081, 8999, 9000, 9005, 9006];
 pub const UDP_PORTS: &[u16] = &[53, 9000];
 
-pub fn require_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "root-only test without root in CI"
-    );
-    eprintln!("skipped: needs root");
-    false
-}
-
-pub fn run(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("run {args:?}: {e}"))
-}
-
-pub fn must(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Enters network namespace `ns` (a name under /var/run/netns) on the calling thread, which
-/// must be a plain thread of its own.
-pub fn enter(ns: &str) {
-    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("open netns");
-    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-}
-
-/// Runs `f` on a new thread inside `ns` and returns its result.
-pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        enter(&ns);
-        f()
-    })
-    .join()
-    .expect("namespace thread panicked")
-}
+// Each test binary, and the bench that includes this module, uses part of it.
+#[allow(unused_imports)]
+pub use unicni_testkit::{
+    cmd::{must, run},
+    enter_netns as enter, in_netns as in_ns, require_root, Netns,
+};
 
 #[derive(Debug, Clone)]
 pub struct PodNs {
@@ -95,6 +53,8 @@ pub struct Cluster {
     pub pin_dir: PathBuf,
     pub dir: tempfile::TempDir,
     stop: Arc<AtomicBool>,
+    /// Deleted after `Drop for Cluster` has unpinned inside the node namespace.
+    _namespaces: Vec<Netns>,
 }
 
 pub const EXT_V4: &str = "10.90.0.2";
@@ -123,6 +83,8 @@ impl Cluster {
 
     fn build(tag: &str, servers: bool) -> Cluster {
         let base = format!("upa{tag}{}", std::process::id());
+        let guard = |role: &str| Netns::with_prefix(&format!("{base}-{role}-"));
+        let mut namespaces = vec![guard("node"), guard("ext")];
         let specs: [(&'static str, &'static str, &'static str, bool); 4] = [
             ("web", "shop", "web", false),
             ("db", "shop", "db", true),
@@ -143,13 +105,16 @@ impl Cluster {
                     veth: format!("{}{:011x}", if *routed { "tw" } else { "uc" }, i + 1),
                     v4: format!("10.{net}.0.{n}").parse().unwrap(),
                     v6: format!("fd{net}::{n}").parse().unwrap(),
-                    netns: format!("{base}-{name}"),
+                    netns: {
+                        namespaces.push(guard(name));
+                        namespaces.last().unwrap().name.clone()
+                    },
                 }
             })
             .collect();
         let c = Cluster {
-            node: format!("{base}-node"),
-            ext: format!("{base}-ext"),
+            node: namespaces[0].name.clone(),
+            ext: namespaces[1].name.clone(),
             pods,
             pin_dir: PathBuf::from(format!(
                 "/sys/fs/bpf/unicni-test-pa-{tag}-{}",
@@ -157,12 +122,11 @@ impl Cluster {
             )),
             dir: tempfile::tempdir().unwrap(),
             stop: Arc::new(AtomicBool::new(false)),
+            _namespaces: namespaces,
         };
         let mut all = vec![c.node.clone(), c.ext.clone()];
         all.extend(c.pods.iter().map(|p| p.netns.clone()));
         for ns in &all {
-            let _ = run(&["ip", "netns", "del", ns]);
-            must(&["ip", "netns", "add", ns]);
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             sysctls(ns);
         }
@@ -441,11 +405,6 @@ impl Drop for Cluster {
         if pin.exists() {
             let _ = in_ns(&self.node, move || unicni_bpf::remove_all(&pin));
             let _ = std::fs::remove_dir_all(&self.pin_dir);
-        }
-        let _ = run(&["ip", "netns", "del", &self.node]);
-        let _ = run(&["ip", "netns", "del", &self.ext]);
-        for p in &self.pods {
-            let _ = run(&["ip", "netns", "del", &p.netns]);
         }
     }
 }
