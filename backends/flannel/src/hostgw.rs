@@ -3,7 +3,7 @@
 //! underlay interface); a peer that is not is refused by name, never half-programmed.
 
 use crate::peers::Peer;
-use crate::reconcile::{kernel, Pass, PARALLEL, ROUTE_PROTO};
+use crate::reconcile::{Pass, PARALLEL, ROUTE_PROTO};
 use futures::stream::{self, StreamExt};
 use ipnet::Ipv4Net;
 use std::collections::HashSet;
@@ -20,11 +20,10 @@ pub struct HostGw {
 impl HostGw {
     pub async fn reconcile(&self, nl: &Netlink, peers: &[Peer]) -> Result<Pass> {
         let mut pass = Pass::default();
-        let segments = nl.ipv4_addresses(self.underlay).await.map_err(kernel)?;
+        let segments = nl.ipv4_addresses(self.underlay).await?;
         let routes: Vec<_> = nl
             .routes4()
-            .await
-            .map_err(kernel)?
+            .await?
             .into_iter()
             .filter(|r| r.protocol == ROUTE_PROTO)
             .collect();

@@ -4,7 +4,7 @@
 //! whose next hop cannot be resolved yet.
 
 use crate::peers::Peer;
-use crate::reconcile::{kernel, Pass, PARALLEL, ROUTE_PROTO};
+use crate::reconcile::{Pass, PARALLEL, ROUTE_PROTO};
 use futures::stream::{self, StreamExt};
 use ipnet::{IpNet, Ipv4Net};
 use std::collections::{HashMap, HashSet};
@@ -34,12 +34,12 @@ impl Vxlan {
     /// its index and whether anything had to be fixed.
     pub async fn ensure(&self, nl: &Netlink) -> Result<(u32, bool)> {
         let mut fixed = false;
-        let mut link = nl.link(&self.name).await.map_err(kernel)?;
+        let mut link = nl.link(&self.name).await?;
         if let Some(l) = &link {
             let wrong = l.kind.as_deref() != Some("vxlan") || parse_mac(&l.mac) != Some(self.mac);
             if wrong {
                 tracing::warn!(device = %self.name, kind = ?l.kind, mac = %l.mac, "replacing a device that is not our vxlan device");
-                nl.delete_link(&self.name).await.map_err(kernel)?;
+                nl.delete_link(&self.name).await?;
                 link = None;
             }
         }
@@ -56,10 +56,9 @@ impl Vxlan {
                     mac: self.mac,
                     mtu: self.mtu,
                 })
-                .await
-                .map_err(kernel)?;
-                nl.link(&self.name).await.map_err(kernel)?.ok_or_else(|| {
-                    unicni_core::Error::Kernel(format!(
+                .await?;
+                nl.link(&self.name).await?.ok_or_else(|| {
+                    unicni_core::Error::kernel(format!(
                         "vxlan device {} vanished after creation",
                         self.name
                     ))
@@ -68,19 +67,17 @@ impl Vxlan {
         };
         if link.mtu != self.mtu {
             fixed = true;
-            nl.set_mtu(link.index, self.mtu).await.map_err(kernel)?;
+            nl.set_mtu(link.index, self.mtu).await?;
         }
         let addr = Ipv4Net::new(self.subnet.network(), 32).expect("/32");
-        let addrs = nl.ipv4_addresses(link.index).await.map_err(kernel)?;
+        let addrs = nl.ipv4_addresses(link.index).await?;
         if !addrs.contains(&addr) {
             fixed = true;
-            nl.add_address(link.index, IpNet::V4(addr))
-                .await
-                .map_err(kernel)?;
+            nl.add_address(link.index, IpNet::V4(addr)).await?;
         }
         if !link.up {
             fixed = true;
-            nl.set_up(link.index).await.map_err(kernel)?;
+            nl.set_up(link.index).await?;
         }
         Ok((link.index, fixed))
     }
@@ -95,18 +92,16 @@ impl Vxlan {
         }
         let neigh: HashMap<Ipv4Addr, (String, bool)> = nl
             .neighbours(idx)
-            .await
-            .map_err(kernel)?
+            .await?
             .into_iter()
             .map(|n| (n.ip, (n.mac, n.permanent)))
             .collect();
-        let fdb = nl.fdb(idx).await.map_err(kernel)?;
+        let fdb = nl.fdb(idx).await?;
         let fdb_set: HashSet<(String, Option<IpAddr>)> =
             fdb.iter().map(|f| (f.mac.clone(), f.dst)).collect();
         let routes: Vec<_> = nl
             .routes4()
-            .await
-            .map_err(kernel)?
+            .await?
             .into_iter()
             .filter(|r| r.oif == Some(idx) || r.protocol == ROUTE_PROTO)
             .collect();

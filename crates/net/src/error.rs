@@ -69,3 +69,11 @@ impl NetError {
         }
     }
 }
+
+/// A backend reports a failed kernel mechanism as the core's kernel error, with this
+/// error kept as its source (errno and chain intact), so call sites just use `?`.
+impl From<NetError> for unicni_core::Error {
+    fn from(e: NetError) -> Self {
+        unicni_core::Error::Kernel(Box::new(e))
+    }
+}
