@@ -9,6 +9,7 @@
 pub mod error;
 pub mod events;
 pub mod links;
+pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
