@@ -74,6 +74,7 @@ impl Netlink {
         Ok(Self::from_fd(fd, ns.path().display().to_string()))
     }
 
+    #[allow(unsafe_code)]
     fn from_fd(fd: OwnedFd, label: String) -> Netlink {
         // SAFETY: the descriptor is a valid netlink socket whose ownership moves here.
         let socket = unsafe { TokioSocket::from_raw_fd(fd.into_raw_fd()) };
