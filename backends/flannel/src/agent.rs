@@ -120,7 +120,10 @@ pub async fn find_underlay(nl: &Netlink, wanted: Option<&str>) -> Result<Underla
         })?,
         None => {
             let oif = nl
-                .routes4()
+                .routes(
+                    unicni_net::netlink::AddressFamily::Inet,
+                    Some(unicni_net::TABLE_MAIN),
+                )
                 .await
                 ?
                 .into_iter()
@@ -463,16 +466,17 @@ impl Agent {
         let renew_every = (self.params.lease_ttl / 3).max(Duration::from_secs(1));
         let mut last_renew = Instant::now();
         // Deleted kernel state wakes a pass at once; the periodic pass stays the fallback.
-        let mut deletions = match unicni_net::events::Deletions::current() {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::warn!(
-                    "no kernel change events ({e}); repairing every {:?}",
-                    self.params.reconcile_every
-                );
-                None
-            }
-        };
+        let mut deletions =
+            match unicni_net::events::Changes::subscribe(unicni_net::events::DELETIONS) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(
+                        "no kernel change events ({e}); repairing every {:?}",
+                        self.params.reconcile_every
+                    );
+                    None
+                }
+            };
         loop {
             let deleted = async {
                 match deletions.as_mut() {

@@ -14,7 +14,7 @@ use unicni_core::{
     NetworkResult, Result, RouteConfig,
 };
 use unicni_net::netlink::AddressFamily;
-use unicni_net::{NetNs, Netlink, VethSpec};
+use unicni_net::{NetNs, Netlink, Route, VethSpec, TABLE_MAIN};
 
 pub struct BridgeDatapath {
     net: NodeNetwork,
@@ -245,10 +245,10 @@ impl Datapath for BridgeDatapath {
             pod.add_address(link.index, a.address).await?;
         }
         pod.set_up(link.index).await?;
-        pod.add_route(
-            default_route(self.net.gateway),
-            Some(self.net.gateway),
-            Some(link.index),
+        pod.replace_route(
+            &Route::new(default_route(self.net.gateway))
+                .via(self.net.gateway)
+                .dev(link.index),
         )
         .await?;
         if let Some(pin) = &self.net.fast_path {
@@ -362,7 +362,7 @@ impl Datapath for BridgeDatapath {
         } else {
             AddressFamily::Inet6
         };
-        let routes = pod.routes(family).await?;
+        let routes = pod.routes(family, Some(TABLE_MAIN)).await?;
         let want = default_route(self.net.gateway);
         if !routes
             .iter()

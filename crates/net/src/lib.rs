@@ -21,5 +21,5 @@ pub mod sysctl;
 pub use error::{NetError, Result};
 pub use netlink::{LinkInfo, Netlink, VethSpec};
 pub use netns::NetNs;
-pub use routes::{RouteSpec, TableRoute};
+pub use routes::{Neighbour, Route, Scope, TABLE_MAIN};
 pub use rules::Rule;

@@ -122,7 +122,7 @@ impl Engine {
         dp.set_services(&services)?;
         let applied = Applied::read(&dp)?;
         let kernel = Kernel::connect()?;
-        let changes = match Changes::subscribe() {
+        let changes = match Changes::subscribe(unicni_net::events::LINKS_AND_ADDRESSES) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!("{e}; new pod veths are found by the periodic pass only");

@@ -4,7 +4,7 @@ use super::{default_route, EniLink};
 use crate::proto::EniInfo;
 use std::net::IpAddr;
 use unicni_core::{Error, Result};
-use unicni_net::{LinkInfo, Netlink, RouteSpec};
+use unicni_net::{LinkInfo, Netlink, Route};
 
 /// Loose reverse-path filtering: a pod's reply may come in through an ENI other than the
 /// one the node would route the source to. The kernel uses max(all, dev), so setting the
@@ -58,13 +58,13 @@ pub(super) async fn prepare(eni: &EniInfo, shared: bool) -> Result<EniLink> {
         let mut gateways = vec![IpAddr::V4(eni.gateway)];
         gateways.extend(eni.gateway_v6.map(IpAddr::V6));
         for gw in gateways {
-            host.replace_route(&RouteSpec {
-                dst: default_route(gw),
-                gateway: Some(gw),
-                oif: link.index,
-                table: eni.table,
-                onlink: true,
-            })
+            host.replace_route(
+                &Route::new(default_route(gw))
+                    .via(gw)
+                    .dev(link.index)
+                    .table(eni.table)
+                    .onlink(),
+            )
             .await
             .map_err(|e| {
                 Error::kernel_in(
@@ -92,6 +92,7 @@ mod tests {
             mtu: 1500,
             master: None,
             up: true,
+            loopback: false,
             kind: kind.map(String::from),
         }
     }

@@ -27,8 +27,7 @@ use unicni_bpf::{BpfError, PolicyDatapath};
 use unicni_core::{
     Attachment, AttachmentId, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
 };
-use unicni_net::rules::TABLE_MAIN;
-use unicni_net::{LinkInfo, NetNs, Netlink, RouteSpec};
+use unicni_net::{LinkInfo, NetNs, Netlink, Route};
 
 /// The ENI's addresses in the pod: the primary IP with the vSwitch prefix, and the IPv6
 /// address with the IPv6 vSwitch prefix (/128 when none is known).
@@ -127,13 +126,12 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
     }
     for (addr, gw) in &addrs {
         if let Some(gw) = gw {
-            pod.replace_route(&RouteSpec {
-                dst: default_route(addr.addr()),
-                gateway: Some(*gw),
-                oif: eni_index,
-                table: TABLE_MAIN,
-                onlink: true,
-            })
+            pod.replace_route(
+                &Route::new(default_route(addr.addr()))
+                    .via(*gw)
+                    .dev(eni_index)
+                    .onlink(),
+            )
             .await?;
         }
     }

@@ -11,8 +11,7 @@ use unicni_core::{
     Attachment, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
 };
 use unicni_net::netlink::AddressFamily;
-use unicni_net::rules::TABLE_MAIN;
-use unicni_net::{NetNs, Netlink, RouteSpec};
+use unicni_net::{NetNs, Netlink, Route};
 
 pub(super) fn pod_ips(net: &PodNetwork) -> Vec<IpAddr> {
     net.ipv4
@@ -50,12 +49,12 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
     }
     veth::pod_next_hops(&pod, &v, net.ipv4.is_some(), net.ipv6.is_some()).await?;
     for ip in &ips {
-        pod.replace_route(&RouteSpec {
-            dst: default_route(*ip),
-            gateway: Some(next_hop(*ip)),
-            oif: v.pod_index,
-            table: TABLE_MAIN,
+        let route = Route::new(default_route(*ip))
+            .via(next_hop(*ip))
+            .dev(v.pod_index);
+        pod.replace_route(&Route {
             onlink: ip.is_ipv4(),
+            ..route
         })
         .await?;
     }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use unicni_core::{Error, Result};
 use unicni_net::netlink::{format_mac, AddressFamily};
 use unicni_net::rules::TABLE_MAIN;
-use unicni_net::{NetNs, Netlink, RouteSpec, Rule, VethSpec};
+use unicni_net::{NetNs, Netlink, Route, Rule, VethSpec};
 
 /// Both ends of a pod veth once it exists.
 pub(super) struct Veth {
@@ -87,19 +87,13 @@ pub(super) async fn create(
 /// The link must be up (bringing a link up or down flushes its neighbours).
 pub(super) async fn pod_next_hops(pod: &Netlink, veth: &Veth, v4: bool, v6: bool) -> Result<()> {
     if v4 {
-        pod.replace_permanent_neighbour(veth.pod_index, GATEWAY_V4.into(), veth.host_mac)
+        pod.replace_neighbour(veth.pod_index, GATEWAY_V4.into(), veth.host_mac)
             .await?;
-        pod.replace_route(&RouteSpec {
-            dst: host_prefix(GATEWAY_V4.into()),
-            gateway: None,
-            oif: veth.pod_index,
-            table: TABLE_MAIN,
-            onlink: false,
-        })
-        .await?;
+        pod.replace_route(&Route::new(host_prefix(GATEWAY_V4.into())).dev(veth.pod_index))
+            .await?;
     }
     if v6 {
-        pod.replace_permanent_neighbour(veth.pod_index, GATEWAY_V6.into(), veth.host_mac)
+        pod.replace_neighbour(veth.pod_index, GATEWAY_V6.into(), veth.host_mac)
             .await?;
     }
     Ok(())
@@ -111,31 +105,20 @@ pub(super) async fn pod_route_via_host(pod: &Netlink, veth: &Veth, dst: IpNet) -
         IpNet::V4(_) => (IpAddr::from(GATEWAY_V4), true),
         IpNet::V6(_) => (IpAddr::from(GATEWAY_V6), false),
     };
-    pod.replace_route(&RouteSpec {
-        dst,
-        gateway: Some(gateway),
-        oif: veth.pod_index,
-        table: TABLE_MAIN,
-        onlink,
-    })
-    .await
-    .map_err(Error::from)
+    let route = Route::new(dst).via(gateway).dev(veth.pod_index);
+    pod.replace_route(&Route { onlink, ..route })
+        .await
+        .map_err(Error::from)
 }
 
 /// On the host: `ip/32` (or /128) dev host veth in the main table, with a permanent
 /// neighbour for the pod end so the host never has to resolve the pod.
 pub(super) async fn host_routes(host: &Netlink, veth: &Veth, ips: &[IpAddr]) -> Result<()> {
     for ip in ips {
-        host.replace_permanent_neighbour(veth.host_index, *ip, veth.pod_mac)
+        host.replace_neighbour(veth.host_index, *ip, veth.pod_mac)
             .await?;
-        host.replace_route(&RouteSpec {
-            dst: host_prefix(*ip),
-            gateway: None,
-            oif: veth.host_index,
-            table: TABLE_MAIN,
-            onlink: false,
-        })
-        .await?;
+        host.replace_route(&Route::new(host_prefix(*ip)).dev(veth.host_index))
+            .await?;
     }
     Ok(())
 }
@@ -206,7 +189,7 @@ pub(super) async fn delete_stale_rules(
 pub(super) async fn routed_ips(host: &Netlink, index: u32) -> Result<Vec<IpAddr>> {
     let mut ips = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        for r in host.table_routes(family, Some(TABLE_MAIN)).await? {
+        for r in host.routes(family, Some(TABLE_MAIN)).await? {
             if r.oif == Some(index)
                 && r.gateway.is_none()
                 && r.dst.prefix_len() == r.dst.max_prefix_len()
