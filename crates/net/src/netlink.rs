@@ -8,7 +8,7 @@ use crate::netns::{open_route_socket, route_socket_in};
 use crate::{NetError, NetNs, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
@@ -198,13 +198,27 @@ impl Netlink {
 
     /// Adds `addr` to link `index`; an existing identical address is success.
     pub async fn add_address(&self, index: u32, addr: IpNet) -> Result<()> {
-        match self
+        self.add_address_with(index, addr, false).await
+    }
+
+    /// Adds `addr` to link `index` without duplicate address detection (IPv6: usable at
+    /// once, which policy-routed pods need); an existing identical address is success.
+    pub async fn add_address_nodad(&self, index: u32, addr: IpNet) -> Result<()> {
+        self.add_address_with(index, addr, true).await
+    }
+
+    async fn add_address_with(&self, index: u32, addr: IpNet, nodad: bool) -> Result<()> {
+        let mut req = self
             .handle
             .address()
-            .add(index, addr.addr(), addr.prefix_len())
-            .execute()
-            .await
-        {
+            .add(index, addr.addr(), addr.prefix_len());
+        if nodad {
+            let m = req.message_mut();
+            m.header.flags |= AddressHeaderFlags::Nodad;
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err =

@@ -1,11 +1,9 @@
 //! Routes and neighbours, of either family and in any table: the one API every datapath
 //! (pod namespaces, policy-routed ENIs, the flannel peers) programs and reads them with.
-//! Also addresses without duplicate address detection, which policy-routed pods need.
 
 use crate::{NetError, Netlink, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
@@ -323,31 +321,6 @@ impl Netlink {
                 })
             })
             .collect())
-    }
-
-    /// Adds `addr` to link `index` without duplicate address detection (IPv6: usable at
-    /// once); an existing identical address is success.
-    pub async fn add_address_nodad(&self, index: u32, addr: IpNet) -> Result<()> {
-        let mut req = self
-            .handle
-            .address()
-            .add(index, addr.addr(), addr.prefix_len());
-        let m = req.message_mut();
-        m.header.flags |= AddressHeaderFlags::Nodad;
-        m.attributes
-            .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        match req.execute().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let err =
-                    NetError::netlink("add address", self.obj(format!("{addr} on {index}")), e);
-                if err.is_exists() {
-                    Ok(())
-                } else {
-                    Err(err)
-                }
-            }
-        }
     }
 }
 
