@@ -276,6 +276,7 @@ const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 
 /// The pinned program at `path`, as a file descriptor.
+#[allow(unsafe_code)]
 fn pinned_prog(path: &std::path::Path) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
@@ -304,6 +305,7 @@ fn pinned_prog(path: &std::path::Path) -> std::os::fd::OwnedFd {
 }
 
 /// Runs the program `repeat` times on `packet` in the kernel: (verdict, ns per run).
+#[allow(unsafe_code)]
 fn test_run(fd: &std::os::fd::OwnedFd, packet: &[u8], repeat: u32) -> (i32, u32) {
     use std::os::fd::AsRawFd;
     let mut out = vec![0u8; packet.len() + 256];

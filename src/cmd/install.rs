@@ -232,7 +232,12 @@ async fn pod_mtu(c: &Config) -> Result<u32> {
             .await?
             .with_context(|| format!("flannel.interface = {name:?} does not exist on this node"))?,
         None => {
-            let routes = nl.routes(unicni_net::netlink::AddressFamily::Inet).await?;
+            let routes = nl
+                .routes(
+                    unicni_net::netlink::AddressFamily::Inet,
+                    Some(unicni_net::TABLE_MAIN),
+                )
+                .await?;
             let oif = routes
                 .iter()
                 .find(|r| r.dst.prefix_len() == 0)

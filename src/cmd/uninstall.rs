@@ -41,9 +41,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         if nl.delete_link(&vxlan).await? {
             eprintln!("removed vxlan device {vxlan}");
         }
-        for r in nl.routes4().await? {
+        let main = Some(unicni_net::TABLE_MAIN);
+        for r in nl
+            .routes(unicni_net::netlink::AddressFamily::Inet, main)
+            .await?
+        {
             if r.protocol == unicni_flannel::reconcile::ROUTE_PROTO {
-                nl.delete_route4(r.dst, r.oif).await?;
+                nl.delete_route(&r).await?;
                 eprintln!("removed peer route {}", r.dst);
             }
         }

@@ -7,7 +7,7 @@ use crate::lease_store::{acquire, LeaseStore};
 use crate::masq;
 use crate::netconf::SubnetFile;
 use crate::peers::{self, stable_vtep_mac};
-use crate::reconcile::{kernel, Pass};
+use crate::reconcile::Pass;
 use crate::vpcroute::VpcRoutes;
 use crate::vxlan::{Vxlan, OVERHEAD_V4};
 use ipnet::{IpNet, Ipv4Net};
@@ -113,16 +113,19 @@ pub struct Underlay {
 
 pub async fn find_underlay(nl: &Netlink, wanted: Option<&str>) -> Result<Underlay> {
     let link = match wanted {
-        Some(name) => nl.link(name).await.map_err(kernel)?.ok_or_else(|| {
+        Some(name) => nl.link(name).await?.ok_or_else(|| {
             Error::InvalidConfig(format!(
                 "flannel.interface = {name:?} does not exist on this node"
             ))
         })?,
         None => {
             let oif = nl
-                .routes4()
+                .routes(
+                    unicni_net::netlink::AddressFamily::Inet,
+                    Some(unicni_net::TABLE_MAIN),
+                )
                 .await
-                .map_err(kernel)?
+                ?
                 .into_iter()
                 .find(|r| r.dst.prefix_len() == 0)
                 .and_then(|r| r.oif)
@@ -132,17 +135,16 @@ pub async fn find_underlay(nl: &Netlink, wanted: Option<&str>) -> Result<Underla
                     )
                 })?;
             nl.links()
-                .await
-                .map_err(kernel)?
+                .await?
                 .into_iter()
                 .find(|l| l.index == oif)
-                .ok_or_else(|| Error::Kernel(format!("default route's interface {oif} vanished")))?
+                .ok_or_else(|| Error::kernel(format!("default route's interface {oif} vanished")))?
         }
     };
     let ip = nl
         .ipv4_addresses(link.index)
         .await
-        .map_err(kernel)?
+        ?
         .first()
         .map(|n| n.addr())
         .ok_or_else(|| {
@@ -160,12 +162,7 @@ pub async fn find_underlay(nl: &Netlink, wanted: Option<&str>) -> Result<Underla
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("file has a directory");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| Error::io(format!("write {}", path.display()), e))
+    Ok(unicni_fsutil::write_atomic(path, bytes, 0o644)?)
 }
 
 /// Tells the plugin the node is not ready (ADDs answer "try again later").
@@ -236,7 +233,7 @@ impl Agent {
         status: Arc<Status>,
         vpc: Option<VpcRoutes>,
     ) -> Result<Agent> {
-        let nl = Netlink::current().map_err(kernel)?;
+        let nl = Netlink::current()?;
         // Before taking a lease: a node that must not run without eBPF takes none.
         let fast_path = load_fast_path(
             params.fast_path.as_deref(),
@@ -306,7 +303,7 @@ impl Agent {
                 Datapath::VpcRoute(v)
             }
         };
-        unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1").map_err(kernel)?;
+        unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1")?;
         let agent = Agent {
             params,
             store,
@@ -351,7 +348,7 @@ impl Agent {
         let started = Instant::now();
         if let Some(table) = &self.params.masq_table {
             if !unicni_net::nft::table_exists("ip", table) {
-                masq::install(table, self.params.network).map_err(kernel)?;
+                masq::install(table, self.params.network)?;
                 tracing::info!(table, "masquerade rules installed");
             }
         }
@@ -469,16 +466,17 @@ impl Agent {
         let renew_every = (self.params.lease_ttl / 3).max(Duration::from_secs(1));
         let mut last_renew = Instant::now();
         // Deleted kernel state wakes a pass at once; the periodic pass stays the fallback.
-        let mut deletions = match unicni_net::events::Deletions::current() {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::warn!(
-                    "no kernel change events ({e}); repairing every {:?}",
-                    self.params.reconcile_every
-                );
-                None
-            }
-        };
+        let mut deletions =
+            match unicni_net::events::Changes::subscribe(unicni_net::events::DELETIONS) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(
+                        "no kernel change events ({e}); repairing every {:?}",
+                        self.params.reconcile_every
+                    );
+                    None
+                }
+            };
         loop {
             let deleted = async {
                 match deletions.as_mut() {

@@ -2,7 +2,7 @@
 //! gateway address.
 
 use crate::masq;
-use crate::names::{self, VETH_PREFIX};
+use crate::names;
 use crate::netconf::NodeNetwork;
 use async_trait::async_trait;
 use ipnet::IpNet;
@@ -14,17 +14,13 @@ use unicni_core::{
     NetworkResult, Result, RouteConfig,
 };
 use unicni_net::netlink::AddressFamily;
-use unicni_net::{NetError, NetNs, Netlink, VethSpec};
+use unicni_net::{NetNs, Netlink, Route, VethSpec, TABLE_MAIN};
 
 pub struct BridgeDatapath {
     net: NodeNetwork,
     host: Netlink,
     /// The bridge's ifindex once this process has seen it, so an ADD asks the kernel once.
     bridge: std::sync::OnceLock<u32>,
-}
-
-fn kernel(e: NetError) -> Error {
-    Error::Kernel(e.to_string())
 }
 
 fn default_route(gw: std::net::IpAddr) -> IpNet {
@@ -38,7 +34,7 @@ fn default_route(gw: std::net::IpAddr) -> IpNet {
 impl BridgeDatapath {
     /// Must be called inside a tokio runtime (it opens the host netlink socket).
     pub fn new(net: NodeNetwork) -> Result<BridgeDatapath> {
-        let host = Netlink::current().map_err(kernel)?;
+        let host = Netlink::current()?;
         Ok(BridgeDatapath {
             net,
             host,
@@ -51,13 +47,13 @@ impl BridgeDatapath {
     }
 
     async fn bridge_ready(&self) -> Result<Option<u32>> {
-        let Some(br) = self.host.link(&self.net.bridge).await.map_err(kernel)? else {
+        let Some(br) = self.host.link(&self.net.bridge).await? else {
             return Ok(None);
         };
         if !br.up {
             return Ok(None);
         }
-        let addrs = self.host.addresses(br.index).await.map_err(kernel)?;
+        let addrs = self.host.addresses(br.index).await?;
         Ok(addrs.contains(&self.gateway_net()).then_some(br.index))
     }
 
@@ -67,11 +63,10 @@ impl BridgeDatapath {
         }
         self.host
             .link(&self.net.bridge)
-            .await
-            .map_err(kernel)?
+            .await?
             .map(|l| *self.bridge.get_or_init(|| l.index))
             .ok_or_else(|| {
-                Error::Kernel(format!(
+                Error::kernel(format!(
                     "bridge {} vanished while attaching a pod; retry the ADD",
                     self.net.bridge
                 ))
@@ -95,11 +90,8 @@ impl BridgeDatapath {
 
     /// Removes the bridge and the masquerade table (`unicni uninstall`).
     pub async fn remove_node(&self) -> Result<()> {
-        self.host
-            .delete_link(&self.net.bridge)
-            .await
-            .map_err(kernel)?;
-        masq::remove(&masq::table_name(&self.net.network_name)).map_err(kernel)
+        self.host.delete_link(&self.net.bridge).await?;
+        masq::remove(&masq::table_name(&self.net.network_name)).map_err(Error::from)
     }
 
     /// The fast path's programs on the pod's host veth, then its endpoint (in this order:
@@ -117,9 +109,8 @@ impl BridgeDatapath {
         let index = self
             .host
             .link(host_name)
-            .await
-            .map_err(kernel)?
-            .ok_or_else(|| Error::Kernel(format!("{host_name} vanished")))?
+            .await?
+            .ok_or_else(|| Error::kernel(format!("{host_name} vanished")))?
             .index;
         let mut fp = FastPath::open(pin).map_err(bpf)?;
         fp.attach(index).map_err(bpf)?;
@@ -135,7 +126,7 @@ impl BridgeDatapath {
 }
 
 fn bpf(e: unicni_bpf::BpfError) -> Error {
-    Error::Kernel(format!("eBPF fast path: {e}"))
+    Error::kernel_in("eBPF fast path", e)
 }
 
 /// Removes the endpoints on a pod's host veth and the programs on it; nothing pinned
@@ -155,7 +146,7 @@ fn open_netns(att: &Attachment) -> Result<NetNs> {
         .netns
         .as_deref()
         .ok_or_else(|| Error::InvalidConfig("no network namespace given".into()))?;
-    NetNs::open(path).map_err(kernel)
+    NetNs::open(path).map_err(Error::from)
 }
 
 #[async_trait]
@@ -168,7 +159,7 @@ impl Datapath for BridgeDatapath {
         // First pod on this node (or after a reboot): build under a lock so parallel
         // ADDs do not race to create the same bridge.
         let _lock = self.node_lock()?;
-        let br = match self.host.link(&self.net.bridge).await.map_err(kernel)? {
+        let br = match self.host.link(&self.net.bridge).await? {
             Some(l) => l,
             None => {
                 let mac = names::mac_for_ip(self.net.gateway);
@@ -179,18 +170,14 @@ impl Datapath for BridgeDatapath {
                 {
                     Ok(()) => {}
                     Err(e) if e.is_exists() => {}
-                    Err(e) => return Err(kernel(e)),
+                    Err(e) => return Err(e.into()),
                 }
-                self.host
-                    .link(&self.net.bridge)
-                    .await
-                    .map_err(kernel)?
-                    .ok_or_else(|| {
-                        Error::Kernel(format!(
-                            "bridge {} not found after creating it",
-                            self.net.bridge
-                        ))
-                    })?
+                self.host.link(&self.net.bridge).await?.ok_or_else(|| {
+                    Error::kernel(format!(
+                        "bridge {} not found after creating it",
+                        self.net.bridge
+                    ))
+                })?
             }
         };
         if br.kind.as_deref().is_some_and(|k| k != "bridge") {
@@ -200,16 +187,12 @@ impl Datapath for BridgeDatapath {
                 br.kind.as_deref().unwrap_or("?")
             )));
         }
-        self.host
-            .add_address(br.index, self.gateway_net())
-            .await
-            .map_err(kernel)?;
-        self.host.set_up(br.index).await.map_err(kernel)?;
+        self.host.add_address(br.index, self.gateway_net()).await?;
+        self.host.set_up(br.index).await?;
         let _ = self.bridge.set(br.index);
-        unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1").map_err(kernel)?;
+        unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1")?;
         if self.net.ip_masq {
-            masq::install(&masq::table_name(&self.net.network_name), self.net.cluster)
-                .map_err(kernel)?;
+            masq::install(&masq::table_name(&self.net.network_name), self.net.cluster)?;
         }
         Ok(())
     }
@@ -218,11 +201,11 @@ impl Datapath for BridgeDatapath {
         let ns = open_netns(att)?;
         let host_name = names::host_veth(&self.net.network_name, &att.id);
         // A veth of this attachment can only be a leftover of an ADD that was killed.
-        self.host.delete_link(&host_name).await.map_err(kernel)?;
+        self.host.delete_link(&host_name).await?;
         let bridge = self.bridge_index().await?;
         let ip = ips
             .first()
-            .ok_or_else(|| Error::Kernel("IPAM returned no address".into()))?;
+            .ok_or_else(|| Error::kernel("IPAM returned no address"))?;
         let pod_mac = names::mac_for_ip(ip.address.addr());
         let host_mac = names::mac_for_name(&host_name);
         let spec = VethSpec {
@@ -242,7 +225,7 @@ impl Datapath for BridgeDatapath {
                     ns.path().display()
                 )));
             }
-            return Err(kernel(e));
+            return Err(e.into());
         }
         unicni_core::failpoint::hit("veth-created");
         if self.net.hairpin {
@@ -250,31 +233,24 @@ impl Datapath for BridgeDatapath {
             std::fs::write(&p, "1")
                 .map_err(|e| Error::io(format!("enable hairpin on {host_name}"), e))?;
         }
-        let pod = Netlink::in_netns(&ns).map_err(kernel)?;
-        let link = pod
-            .link(&att.id.ifname)
-            .await
-            .map_err(kernel)?
-            .ok_or_else(|| {
-                Error::Kernel(format!(
-                    "{} vanished from {}",
-                    att.id.ifname,
-                    ns.path().display()
-                ))
-            })?;
+        let pod = Netlink::in_netns(&ns)?;
+        let link = pod.link(&att.id.ifname).await?.ok_or_else(|| {
+            Error::kernel(format!(
+                "{} vanished from {}",
+                att.id.ifname,
+                ns.path().display()
+            ))
+        })?;
         for a in ips {
-            pod.add_address(link.index, a.address)
-                .await
-                .map_err(kernel)?;
+            pod.add_address(link.index, a.address).await?;
         }
-        pod.set_up(link.index).await.map_err(kernel)?;
-        pod.add_route(
-            default_route(self.net.gateway),
-            Some(self.net.gateway),
-            Some(link.index),
+        pod.set_up(link.index).await?;
+        pod.replace_route(
+            &Route::new(default_route(self.net.gateway))
+                .via(self.net.gateway)
+                .dev(link.index),
         )
-        .await
-        .map_err(kernel)?;
+        .await?;
         if let Some(pin) = &self.net.fast_path {
             // The bridge already carries the pod; the fast path only short-cuts it.
             if let Err(e) = self
@@ -331,11 +307,11 @@ impl Datapath for BridgeDatapath {
         let host_name = names::host_veth(&self.net.network_name, &att.id);
         if let Some(pin) = &self.net.fast_path {
             // The endpoint goes first: nothing is redirected to a pod being removed.
-            if let Some(l) = self.host.link(&host_name).await.map_err(kernel)? {
+            if let Some(l) = self.host.link(&host_name).await? {
                 fast_path_remove(pin, l.index)?;
             }
         }
-        self.host.delete_link(&host_name).await.map_err(kernel)?;
+        self.host.delete_link(&host_name).await?;
         Ok(())
     }
 
@@ -343,7 +319,7 @@ impl Datapath for BridgeDatapath {
         let ns = open_netns(att)?;
         let host_name = names::host_veth(&self.net.network_name, &att.id);
         let bridge = self.bridge_index().await?;
-        match self.host.link(&host_name).await.map_err(kernel)? {
+        match self.host.link(&host_name).await? {
             None => {
                 return Err(Error::CheckFailed(format!(
                     "host interface {host_name} of {} is missing",
@@ -358,25 +334,21 @@ impl Datapath for BridgeDatapath {
             }
             Some(_) => {}
         }
-        let pod = Netlink::in_netns(&ns).map_err(kernel)?;
-        let link = pod
-            .link(&att.id.ifname)
-            .await
-            .map_err(kernel)?
-            .ok_or_else(|| {
-                Error::CheckFailed(format!(
-                    "interface {} is missing in {}",
-                    att.id.ifname,
-                    ns.path().display()
-                ))
-            })?;
+        let pod = Netlink::in_netns(&ns)?;
+        let link = pod.link(&att.id.ifname).await?.ok_or_else(|| {
+            Error::CheckFailed(format!(
+                "interface {} is missing in {}",
+                att.id.ifname,
+                ns.path().display()
+            ))
+        })?;
         if !link.up {
             return Err(Error::CheckFailed(format!(
                 "interface {} is down",
                 att.id.ifname
             )));
         }
-        let addrs = pod.addresses(link.index).await.map_err(kernel)?;
+        let addrs = pod.addresses(link.index).await?;
         for a in ips {
             if !addrs.contains(&a.address) {
                 return Err(Error::CheckFailed(format!(
@@ -390,7 +362,7 @@ impl Datapath for BridgeDatapath {
         } else {
             AddressFamily::Inet6
         };
-        let routes = pod.routes(family).await.map_err(kernel)?;
+        let routes = pod.routes(family, Some(TABLE_MAIN)).await?;
         let want = default_route(self.net.gateway);
         if !routes
             .iter()
@@ -406,7 +378,7 @@ impl Datapath for BridgeDatapath {
     }
 
     async fn collect_garbage(&self, valid: &[AttachmentId]) -> Result<usize> {
-        let Some(br) = self.host.link(&self.net.bridge).await.map_err(kernel)? else {
+        let Some(br) = self.host.link(&self.net.bridge).await? else {
             return Ok(0);
         };
         let keep: HashSet<String> = valid
@@ -414,12 +386,10 @@ impl Datapath for BridgeDatapath {
             .map(|id| names::host_veth(&self.net.network_name, id))
             .collect();
         let mut removed = 0;
-        for l in self.host.links().await.map_err(kernel)? {
-            if l.master == Some(br.index)
-                && l.name.starts_with(VETH_PREFIX)
-                && !keep.contains(&l.name)
+        for l in self.host.links().await? {
+            if l.master == Some(br.index) && names::is_host_veth(&l.name) && !keep.contains(&l.name)
             {
-                self.host.delete_link(&l.name).await.map_err(kernel)?;
+                self.host.delete_link(&l.name).await?;
                 removed += 1;
             }
         }

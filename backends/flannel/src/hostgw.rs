@@ -3,13 +3,14 @@
 //! underlay interface); a peer that is not is refused by name, never half-programmed.
 
 use crate::peers::Peer;
-use crate::reconcile::{kernel, Pass, PARALLEL, ROUTE_PROTO};
+use crate::reconcile::{Pass, PARALLEL, ROUTE_PROTO};
 use futures::stream::{self, StreamExt};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use unicni_core::Result;
-use unicni_net::Netlink;
+use unicni_net::netlink::AddressFamily;
+use unicni_net::{Netlink, Route, TABLE_MAIN};
 
 #[derive(Debug, Clone)]
 pub struct HostGw {
@@ -20,15 +21,14 @@ pub struct HostGw {
 impl HostGw {
     pub async fn reconcile(&self, nl: &Netlink, peers: &[Peer]) -> Result<Pass> {
         let mut pass = Pass::default();
-        let segments = nl.ipv4_addresses(self.underlay).await.map_err(kernel)?;
+        let segments = nl.ipv4_addresses(self.underlay).await?;
         let routes: Vec<_> = nl
-            .routes4()
-            .await
-            .map_err(kernel)?
+            .routes(AddressFamily::Inet, Some(TABLE_MAIN))
+            .await?
             .into_iter()
             .filter(|r| r.protocol == ROUTE_PROTO)
             .collect();
-        let have: HashSet<(Ipv4Net, Option<Ipv4Addr>, Option<u32>)> =
+        let have: HashSet<(IpNet, Option<IpAddr>, Option<u32>)> =
             routes.iter().map(|r| (r.dst, r.gateway, r.oif)).collect();
         let mut want = HashSet::new();
         let mut work = Vec::new();
@@ -45,8 +45,12 @@ impl HostGw {
                 ));
                 continue;
             }
-            want.insert(p.subnet);
-            if have.contains(&(p.subnet, Some(p.public_ip), Some(self.underlay))) {
+            want.insert(IpNet::V4(p.subnet));
+            if have.contains(&(
+                p.subnet.into(),
+                Some(p.public_ip.into()),
+                Some(self.underlay),
+            )) {
                 pass.peers += 1;
             } else {
                 work.push(p.clone());
@@ -55,9 +59,11 @@ impl HostGw {
         let underlay = self.underlay;
         let results: Vec<(String, Option<String>)> = stream::iter(work)
             .map(|p| async move {
-                let r = nl
-                    .replace_route4(p.subnet, Some(p.public_ip), underlay, false, ROUTE_PROTO)
-                    .await;
+                let route = Route::new(p.subnet.into())
+                    .via(p.public_ip.into())
+                    .dev(underlay)
+                    .protocol(ROUTE_PROTO);
+                let r = nl.replace_route(&route).await;
                 (p.node, r.err().map(|e| e.to_string()))
             })
             .buffer_unordered(PARALLEL)
@@ -73,7 +79,7 @@ impl HostGw {
             }
         }
         for r in routes.iter().filter(|r| !want.contains(&r.dst)) {
-            match nl.delete_route4(r.dst, r.oif).await {
+            match nl.delete_route(r).await {
                 Ok(()) => pass.removed += 1,
                 Err(e) => pass.errors.push(e.to_string()),
             }

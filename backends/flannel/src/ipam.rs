@@ -7,7 +7,8 @@
 //!   reused at once;
 //! - `.lock` is flock'ed for every change: parallel ADDs serialize here only.
 //!
-//! Crash safety: files appear whole (written to a temp name, then renamed or linked).
+//! Crash safety: files appear whole (unicni-fsutil: written to a temp name, then renamed
+//! or linked).
 //! The index is written before the reservation and removed after it, so a reservation
 //! always has its index and DEL never needs to scan; a dangling index (crash in
 //! between) reserves nothing and is swept by GC.
@@ -16,7 +17,6 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use unicni_core::{Allocation, AttachmentId, Error, IpAssignment, Ipam, Result};
@@ -26,6 +26,9 @@ pub struct FileIpam {
     subnet: IpNet,
     gateway: IpAddr,
 }
+
+/// IPAM records are readable by any local tool.
+const MODE: u32 = 0o644;
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(what, e)
@@ -71,14 +74,6 @@ impl FileIpam {
         self.dir.join("ip").join(ip.to_string())
     }
 
-    fn temp(&self, content: &str) -> Result<PathBuf> {
-        let p = self.dir.join(format!(".tmp-{}", std::process::id()));
-        let mut f = File::create(&p).map_err(io(format!("write {}", p.display())))?;
-        f.write_all(content.as_bytes())
-            .map_err(io(format!("write {}", p.display())))?;
-        Ok(p)
-    }
-
     fn held_by(&self, ip: IpAddr) -> Option<AttachmentId> {
         let text = std::fs::read_to_string(self.ip_path(ip)).ok()?;
         let mut lines = text.lines();
@@ -119,9 +114,14 @@ impl FileIpam {
     pub fn sweep(&self) -> Result<usize> {
         let _lock = self.lock()?;
         let mut removed = 0;
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+        for dir in [self.dir.clone(), self.dir.join("ip"), self.dir.join("id")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".tmp") {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // `.tmp-<pid>`: what versions before unicni-fsutil left behind.
+                if unicni_fsutil::is_temporary(&name) || name.starts_with(".tmp") {
                     let _ = std::fs::remove_file(e.path());
                     removed += 1;
                 }
@@ -160,19 +160,12 @@ impl Ipam for FileIpam {
             if ip_path.exists() {
                 continue;
             }
-            let idx = self.temp(&format!("{ip}\n"))?;
-            std::fs::rename(&idx, self.id_path(id))
-                .map_err(io(format!("write IPAM index for {id}")))?;
-            let tmp = self.temp(&record)?;
-            let linked = std::fs::hard_link(&tmp, &ip_path);
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io(format!("reserve {ip}"), e)),
+            let line = format!("{ip}\n");
+            unicni_fsutil::write_atomic(&self.id_path(id), line.as_bytes(), MODE)?;
+            if !unicni_fsutil::create_atomic(&ip_path, record.as_bytes(), MODE)? {
+                continue;
             }
-            let last = self.temp(&format!("{ip}\n"))?;
-            let _ = std::fs::rename(&last, self.dir.join(".last"));
+            let _ = unicni_fsutil::write_atomic(&self.dir.join(".last"), line.as_bytes(), MODE);
             return Ok(vec![self.assignment(ip)]);
         }
         Err(Error::Exhausted(format!(

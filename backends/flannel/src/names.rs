@@ -5,41 +5,22 @@
 
 use std::net::IpAddr;
 use unicni_core::AttachmentId;
+use unicni_net::names::LinkNames;
 
 /// Prefix of every host-side veth unicni creates.
-pub const VETH_PREFIX: &str = "uc";
+pub const VETH_PREFIX: &str = HOST_VETHS.prefix();
 
-fn fnv1a64(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0u8)) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
+/// Host-side veths: `uc` + 11 hex digits (13 characters).
+const HOST_VETHS: LinkNames = LinkNames::new("uc");
 
-/// Hex digits of the hash in [`host_veth`] names.
-const HASH_DIGITS: usize = 11;
-
-/// `uc` + 11 hex digits: 13 characters, under the 15-byte interface name limit.
+/// The host-side veth of `id` on `network`.
 pub fn host_veth(network: &str, id: &AttachmentId) -> String {
-    let h = fnv1a64(&[network, &id.container_id, &id.ifname]);
-    format!(
-        "{VETH_PREFIX}{:0width$x}",
-        h & 0xfff_ffff_ffff,
-        width = HASH_DIGITS
-    )
+    HOST_VETHS.name(&[network, &id.container_id, &id.ifname])
 }
 
-/// Whether `name` has the shape of [`host_veth`] names (`uc` + 11 lowercase hex digits).
+/// Whether `name` has the shape of [`host_veth`] names.
 pub fn is_host_veth(name: &str) -> bool {
-    name.len() == VETH_PREFIX.len() + HASH_DIGITS
-        && name.starts_with(VETH_PREFIX)
-        && name[VETH_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    HOST_VETHS.matches(name)
 }
 
 /// A locally administered MAC derived from an IPv4 address (`0a:58:` + the address), so
@@ -58,11 +39,7 @@ pub fn mac_for_ip(ip: IpAddr) -> [u8; 6] {
     }
 }
 
-/// A locally administered unicast MAC derived from a name.
-pub fn mac_for_name(name: &str) -> [u8; 6] {
-    let h = fnv1a64(&[name]).to_be_bytes();
-    [(h[0] & 0xfe) | 0x02, h[1], h[2], h[3], h[4], h[5]]
-}
+pub use unicni_net::names::mac_for_name;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,5 @@
 //! What one reconcile pass reports, and the conventions both peer datapaths share.
 
-use unicni_core::Error;
-
 /// Route protocol number marking routes the agent owns (`ip route` shows `proto 77`):
 /// a reconcile removes stale routes of its own and never touches anyone else's.
 pub const ROUTE_PROTO: u8 = 77;
@@ -24,8 +22,4 @@ pub struct Pass {
     pub refused: Vec<String>,
     /// Kernel operations that failed this pass.
     pub errors: Vec<String>,
-}
-
-pub fn kernel(e: unicni_net::NetError) -> Error {
-    Error::Kernel(e.to_string())
 }

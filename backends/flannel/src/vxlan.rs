@@ -4,14 +4,15 @@
 //! whose next hop cannot be resolved yet.
 
 use crate::peers::Peer;
-use crate::reconcile::{kernel, Pass, PARALLEL, ROUTE_PROTO};
+use crate::reconcile::{Pass, PARALLEL, ROUTE_PROTO};
 use futures::stream::{self, StreamExt};
 use ipnet::{IpNet, Ipv4Net};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use unicni_core::Result;
+use unicni_net::netlink::AddressFamily;
 use unicni_net::overlay::{parse_mac, VxlanSpec};
-use unicni_net::Netlink;
+use unicni_net::{Netlink, Route, TABLE_MAIN};
 
 /// vxlan adds outer Ethernet (14), IPv4 (20), UDP (8) and vxlan (8) headers.
 pub const OVERHEAD_V4: u32 = 50;
@@ -34,12 +35,12 @@ impl Vxlan {
     /// its index and whether anything had to be fixed.
     pub async fn ensure(&self, nl: &Netlink) -> Result<(u32, bool)> {
         let mut fixed = false;
-        let mut link = nl.link(&self.name).await.map_err(kernel)?;
+        let mut link = nl.link(&self.name).await?;
         if let Some(l) = &link {
             let wrong = l.kind.as_deref() != Some("vxlan") || parse_mac(&l.mac) != Some(self.mac);
             if wrong {
                 tracing::warn!(device = %self.name, kind = ?l.kind, mac = %l.mac, "replacing a device that is not our vxlan device");
-                nl.delete_link(&self.name).await.map_err(kernel)?;
+                nl.delete_link(&self.name).await?;
                 link = None;
             }
         }
@@ -56,10 +57,9 @@ impl Vxlan {
                     mac: self.mac,
                     mtu: self.mtu,
                 })
-                .await
-                .map_err(kernel)?;
-                nl.link(&self.name).await.map_err(kernel)?.ok_or_else(|| {
-                    unicni_core::Error::Kernel(format!(
+                .await?;
+                nl.link(&self.name).await?.ok_or_else(|| {
+                    unicni_core::Error::kernel(format!(
                         "vxlan device {} vanished after creation",
                         self.name
                     ))
@@ -68,19 +68,17 @@ impl Vxlan {
         };
         if link.mtu != self.mtu {
             fixed = true;
-            nl.set_mtu(link.index, self.mtu).await.map_err(kernel)?;
+            nl.set_mtu(link.index, self.mtu).await?;
         }
         let addr = Ipv4Net::new(self.subnet.network(), 32).expect("/32");
-        let addrs = nl.ipv4_addresses(link.index).await.map_err(kernel)?;
+        let addrs = nl.ipv4_addresses(link.index).await?;
         if !addrs.contains(&addr) {
             fixed = true;
-            nl.add_address(link.index, IpNet::V4(addr))
-                .await
-                .map_err(kernel)?;
+            nl.add_address(link.index, IpNet::V4(addr)).await?;
         }
         if !link.up {
             fixed = true;
-            nl.set_up(link.index).await.map_err(kernel)?;
+            nl.set_up(link.index).await?;
         }
         Ok((link.index, fixed))
     }
@@ -93,24 +91,22 @@ impl Vxlan {
         if fixed {
             pass.repaired += 1;
         }
-        let neigh: HashMap<Ipv4Addr, (String, bool)> = nl
-            .neighbours(idx)
-            .await
-            .map_err(kernel)?
+        let neigh: HashMap<IpAddr, (String, bool)> = nl
+            .neighbours(idx, AddressFamily::Inet)
+            .await?
             .into_iter()
             .map(|n| (n.ip, (n.mac, n.permanent)))
             .collect();
-        let fdb = nl.fdb(idx).await.map_err(kernel)?;
+        let fdb = nl.fdb(idx).await?;
         let fdb_set: HashSet<(String, Option<IpAddr>)> =
             fdb.iter().map(|f| (f.mac.clone(), f.dst)).collect();
         let routes: Vec<_> = nl
-            .routes4()
-            .await
-            .map_err(kernel)?
+            .routes(AddressFamily::Inet, Some(TABLE_MAIN))
+            .await?
             .into_iter()
             .filter(|r| r.oif == Some(idx) || r.protocol == ROUTE_PROTO)
             .collect();
-        let route_set: HashSet<(Ipv4Net, Option<Ipv4Addr>, Option<u32>)> =
+        let route_set: HashSet<(IpNet, Option<IpAddr>, Option<u32>)> =
             routes.iter().map(|r| (r.dst, r.gateway, r.oif)).collect();
 
         let mut work = Vec::new();
@@ -126,13 +122,13 @@ impl Vxlan {
                 continue;
             };
             let mac_s = unicni_net::netlink::format_mac(&mac);
-            let gw = p.vtep_ip();
+            let gw = IpAddr::V4(p.vtep_ip());
             want_neigh.insert(gw);
             want_mac.insert(mac_s.clone(), p.public_ip);
-            want_dst.insert(p.subnet);
+            want_dst.insert(IpNet::V4(p.subnet));
             let need_n = neigh.get(&gw) != Some(&(mac_s.clone(), true));
             let need_f = !fdb_set.contains(&(mac_s.clone(), Some(IpAddr::V4(p.public_ip))));
-            let need_r = !route_set.contains(&(p.subnet, Some(gw), Some(idx)));
+            let need_r = !route_set.contains(&(p.subnet.into(), Some(gw), Some(idx)));
             if need_n || need_f || need_r {
                 work.push((p.clone(), mac, need_n, need_f, need_r));
             } else {
@@ -143,7 +139,7 @@ impl Vxlan {
             .map(|(p, mac, need_n, need_f, need_r)| async move {
                 let mut errs = Vec::new();
                 let mut n = 0;
-                let gw = p.vtep_ip();
+                let gw = IpAddr::V4(p.vtep_ip());
                 if need_n {
                     match nl.replace_neighbour(idx, gw, mac).await {
                         Ok(()) => n += 1,
@@ -157,10 +153,12 @@ impl Vxlan {
                     }
                 }
                 if need_r && errs.is_empty() {
-                    match nl
-                        .replace_route4(p.subnet, Some(gw), idx, true, ROUTE_PROTO)
-                        .await
-                    {
+                    let route = Route::new(p.subnet.into())
+                        .via(gw)
+                        .dev(idx)
+                        .protocol(ROUTE_PROTO)
+                        .onlink();
+                    match nl.replace_route(&route).await {
                         Ok(()) => n += 1,
                         Err(e) => errs.push(e.to_string()),
                     }
@@ -185,7 +183,7 @@ impl Vxlan {
             .iter()
             .filter(|r| !want_dst.contains(&r.dst) && r.dst.prefix_len() < 32)
         {
-            match nl.delete_route4(r.dst, r.oif).await {
+            match nl.delete_route(r).await {
                 Ok(()) => pass.removed += 1,
                 Err(e) => pass.errors.push(e.to_string()),
             }

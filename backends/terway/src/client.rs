@@ -62,7 +62,7 @@ impl Client {
         })?;
         let (r, mut w) = stream.into_split();
         let mut line = serde_json::to_vec(&Request::new(op))
-            .map_err(|e| Error::Kernel(format!("encode request: {e}")))?;
+            .map_err(|e| Error::kernel_in("encode request", e))?;
         line.push(b'\n');
         let io = |e: std::io::Error| {
             Error::TryAgain(format!(

@@ -96,17 +96,8 @@ impl StateFile {
     }
 
     pub fn save(&self, st: &NodeState) -> Result<()> {
-        let dir = self.path.parent().unwrap_or(Path::new("/"));
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
         let bytes = serde_json::to_vec_pretty(st).map_err(|e| Error::Store(e.to_string()))?;
-        std::fs::write(&tmp, bytes)
-            .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, &self.path)
-            .map_err(|e| Error::io(format!("rename to {}", self.path.display()), e))
+        Ok(unicni_fsutil::write_atomic(&self.path, &bytes, 0o644)?)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::ffi::CStr;
 
 /// The name of interface `ifindex`, or None when no such interface exists here.
+#[allow(unsafe_code)]
 pub fn name_of(ifindex: u32) -> Option<String> {
     let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
     // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires; the result is either
@@ -27,6 +28,7 @@ pub fn exists(ifindex: u32) -> bool {
 }
 
 /// The hardware address of interface `ifindex` in the calling thread's network namespace.
+#[allow(unsafe_code)]
 pub fn mac_of(ifindex: u32) -> Option<[u8; 6]> {
     let name = name_of(ifindex)?;
     // SAFETY: plain socket(2); the descriptor is owned by `sock` below and closed on drop.

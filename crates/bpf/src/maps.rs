@@ -16,6 +16,7 @@ pub(crate) struct EndpointValue {
 }
 
 // SAFETY: repr(C), only integer fields, no padding (4 + 6 + 2 bytes).
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for EndpointValue {}
 
 /// The key of `endpoints`: the address in network byte order, as the program reads it from

@@ -62,6 +62,7 @@ struct PodValue {
 }
 
 // SAFETY: repr(C), only integer fields, no padding (4 + 4 + 6 + 6 bytes, align 4).
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for PodValue {}
 
 /// `struct tw_flow` in terway.h.
@@ -77,6 +78,7 @@ struct FlowKey {
 }
 
 // SAFETY: repr(C), only integer fields, explicit padding (16 bytes, align 4).
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for FlowKey {}
 
 /// `struct tw_flow6` in terway.h (40 bytes; the C struct's alignment of 4 does not change
@@ -93,6 +95,7 @@ struct FlowKey6 {
 }
 
 // SAFETY: repr(C), only integer fields, explicit padding (16 + 16 + 2 + 2 + 1 + 3 bytes).
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for FlowKey6 {}
 
 /// An address as the programs read it from the IP header (network byte order).

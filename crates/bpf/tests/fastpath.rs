@@ -188,6 +188,7 @@ fn reconcile_forgets_interfaces_that_are_gone() {
 /// Phase 1 here, phase 2 in a child process: the pins keep traffic on the fast path while
 /// no process holds anything, and a new process adopts them without a gap.
 #[test]
+#[allow(unsafe_code)] // if_indextoname in the check below
 fn pinned_fast_path_survives_the_process_and_is_adopted() {
     if !require_root() {
         return;

@@ -1,4 +1,4 @@
-//! Saving and loading the emulated region as JSON, atomically (temp file + rename), so a
+//! Saving and loading the emulated region as JSON, atomically (unicni-fsutil), so a
 //! crash mid-write never leaves a torn state file.
 
 use crate::error::SimError;
@@ -6,14 +6,11 @@ use crate::state::State;
 use std::path::Path;
 
 pub fn save(state: &State, path: &Path) -> Result<(), SimError> {
-    let werr = |source| SimError::Write {
-        path: path.into(),
-        source,
-    };
     let text = serde_json::to_string_pretty(state).expect("state serializes");
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(werr)?;
-    std::fs::rename(&tmp, path).map_err(werr)
+    unicni_fsutil::write_atomic(path, text.as_bytes(), 0o644).map_err(|e| SimError::Write {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// `None` when the file does not exist yet (first start).

@@ -37,9 +37,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A kernel operation (netlink, nftables, sysctl) failed.
-    #[error("{0}")]
-    Kernel(String),
+    /// A kernel operation (netlink, nftables, sysctl, eBPF) failed. The mechanism's own
+    /// error is kept whole (its message names the operation and the object; its source
+    /// chain and errno stay reachable): mechanism crates implement `From<TheirError>`.
+    #[error(transparent)]
+    Kernel(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The cluster store refused or failed an operation.
     #[error("store: {0}")]
     Store(String),
@@ -51,5 +53,63 @@ impl Error {
             what: what.into(),
             source,
         }
+    }
+
+    /// A kernel failure described by `message` alone (nothing underneath to keep).
+    pub fn kernel(message: impl Into<String>) -> Self {
+        Error::Kernel(message.into().into())
+    }
+
+    /// A kernel failure: `what` was being done when `source` failed. Shows as
+    /// `{what}: {source}`, and `source` stays the error's source.
+    pub fn kernel_in(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Kernel(Box::new(KernelContext {
+            what: what.into(),
+            source: Box::new(source),
+        }))
+    }
+}
+
+/// A failed atomic write is a local-state I/O error naming the step and the file.
+impl From<unicni_fsutil::WriteError> for Error {
+    fn from(e: unicni_fsutil::WriteError) -> Self {
+        Error::io(format!("{} {}", e.step, e.path.display()), e.source)
+    }
+}
+
+#[derive(Debug, Error)]
+#[error("{what}: {source}")]
+struct KernelContext {
+    what: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    const ENOENT: i32 = 2;
+
+    #[test]
+    fn kernel_in_keeps_message_and_source() {
+        let io = std::io::Error::from_raw_os_error(ENOENT);
+        let e = Error::kernel_in("attach eth0", io);
+        assert!(e.to_string().starts_with("attach eth0: "), "{e}");
+        // Transparent: the kernel error's source is the context's source, the io error.
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.and_then(|e| e.raw_os_error()), Some(ENOENT));
+    }
+
+    #[test]
+    fn kernel_message_shows_as_is() {
+        assert_eq!(
+            Error::kernel("veth0 vanished").to_string(),
+            "veth0 vanished"
+        );
     }
 }

@@ -21,14 +21,49 @@ pub struct WriteError {
 /// given `mode`, synced, then renamed over `path`. Creates the directory when missing. On
 /// error the temporary file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
-    let fail = |step: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| WriteError {
-            step,
-            path: p,
-            source,
-        }
-    };
+    let tmp = write_temporary(path, contents, mode)?;
+    let result = std::fs::rename(&tmp, path).map_err(fail("rename into place", path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates `path` with `contents` only if it does not exist yet, atomically: the name
+/// appears with its whole contents or not at all (`link(2)` of a written temporary file),
+/// so racing creators and crashes never leave a torn file. Returns false, writing
+/// nothing, when `path` already exists.
+pub fn create_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<bool, WriteError> {
+    let tmp = write_temporary(path, contents, mode)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(fail("create", path)(e)),
+    }
+}
+
+/// Whether a directory entry named `name` is a temporary file of [`write_atomic`] or
+/// [`create_atomic`] (in flight, or left by a crash): listings skip them, sweeps remove
+/// them.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
+const TEMP_MARK: &str = ".tmp-";
+
+fn fail(step: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
+    let p = p.to_path_buf();
+    move |source| WriteError {
+        step,
+        path: p,
+        source,
+    }
+}
+
+/// A synced temporary file with `contents` and `mode` next to `path`; removed on error.
+fn write_temporary(path: &Path, contents: &[u8], mode: u32) -> Result<PathBuf, WriteError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -38,19 +73,25 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Write
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("unicni");
-    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), unique()));
+    let tmp = dir.join(format!(
+        ".{name}{TEMP_MARK}{}-{}",
+        std::process::id(),
+        unique()
+    ));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(fail("create", &tmp))?;
         f.write_all(contents).map_err(fail("write", &tmp))?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(fail("set the mode of", &tmp))?;
-        f.sync_all().map_err(fail("sync", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(fail("rename into place", path))
+        f.sync_all().map_err(fail("sync", &tmp))
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 /// Distinguishes concurrent writers within one process (threads of an agent).
@@ -99,5 +140,31 @@ mod tests {
             "no temporary left"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn create_writes_once_and_never_replaces() {
+        let dir = std::env::temp_dir().join(format!("unicni-fsutil-new-{}", std::process::id()));
+        let path = dir.join("lock");
+        assert!(create_atomic(&path, b"first", 0o600).unwrap());
+        assert!(!create_atomic(&path, b"second", 0o600).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["lock"], "no temporary left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temporaries_are_recognised_and_plain_names_are_not() {
+        let tmp = write_temporary(Path::new("/tmp/unicni-fsutil-probe"), b"", 0o600).unwrap();
+        let name = tmp.file_name().unwrap().to_str().unwrap().to_owned();
+        std::fs::remove_file(&tmp).unwrap();
+        assert!(is_temporary(&name), "{name}");
+        for plain in ["lock", "10.0.0.5", "c1:eth0", ".last", "x.tmp-1"] {
+            assert!(!is_temporary(plain), "{plain}");
+        }
     }
 }

@@ -69,3 +69,36 @@ impl NetError {
         }
     }
 }
+
+/// A backend reports a failed kernel mechanism as the core's kernel error, with this
+/// error kept as its source (errno and chain intact), so call sites just use `?`.
+impl From<NetError> for unicni_core::Error {
+    fn from(e: NetError) -> Self {
+        unicni_core::Error::Kernel(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_error_shows_the_same_message_and_keeps_the_net_error() {
+        let e = NetError::Netlink {
+            op: "add route",
+            object: "10.1.0.0/24 (netns host)".into(),
+            errno: Some(libc::EEXIST),
+            message: std::io::Error::from_raw_os_error(libc::EEXIST).to_string(),
+        };
+        let shown = e.to_string();
+        let core: unicni_core::Error = e.into();
+        assert_eq!(core.to_string(), shown);
+        let unicni_core::Error::Kernel(inner) = &core else {
+            panic!("not a kernel error: {core:?}");
+        };
+        let net = inner
+            .downcast_ref::<NetError>()
+            .expect("the NetError itself");
+        assert!(net.is_exists());
+    }
+}

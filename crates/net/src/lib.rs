@@ -9,6 +9,7 @@
 pub mod error;
 pub mod events;
 pub mod links;
+pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
@@ -20,5 +21,5 @@ pub mod sysctl;
 pub use error::{NetError, Result};
 pub use netlink::{LinkInfo, Netlink, VethSpec};
 pub use netns::NetNs;
-pub use routes::{RouteSpec, TableRoute};
+pub use routes::{Neighbour, Route, Scope, TABLE_MAIN};
 pub use rules::Rule;

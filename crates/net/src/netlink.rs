@@ -8,14 +8,14 @@ use crate::netns::{open_route_socket, route_socket_in};
 use crate::{NetError, NetNs, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 pub use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::sys::TokioSocket;
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
@@ -28,6 +28,7 @@ pub struct LinkInfo {
     pub mtu: u32,
     pub master: Option<u32>,
     pub up: bool,
+    pub loopback: bool,
     pub kind: Option<String>,
 }
 
@@ -43,14 +44,6 @@ pub struct VethSpec<'a> {
     pub mtu: u32,
     pub host_mac: Option<[u8; 6]>,
     pub peer_mac: Option<[u8; 6]>,
-}
-
-/// A route as read back from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteInfo {
-    pub dst: IpNet,
-    pub gateway: Option<IpAddr>,
-    pub oif: Option<u32>,
 }
 
 pub struct Netlink {
@@ -74,6 +67,7 @@ impl Netlink {
         Ok(Self::from_fd(fd, ns.path().display().to_string()))
     }
 
+    #[allow(unsafe_code)]
     fn from_fd(fd: OwnedFd, label: String) -> Netlink {
         // SAFETY: the descriptor is a valid netlink socket whose ownership moves here.
         let socket = unsafe { TokioSocket::from_raw_fd(fd.into_raw_fd()) };
@@ -204,13 +198,27 @@ impl Netlink {
 
     /// Adds `addr` to link `index`; an existing identical address is success.
     pub async fn add_address(&self, index: u32, addr: IpNet) -> Result<()> {
-        match self
+        self.add_address_with(index, addr, false).await
+    }
+
+    /// Adds `addr` to link `index` without duplicate address detection (IPv6: usable at
+    /// once, which policy-routed pods need); an existing identical address is success.
+    pub async fn add_address_nodad(&self, index: u32, addr: IpNet) -> Result<()> {
+        self.add_address_with(index, addr, true).await
+    }
+
+    async fn add_address_with(&self, index: u32, addr: IpNet, nodad: bool) -> Result<()> {
+        let mut req = self
             .handle
             .address()
-            .add(index, addr.addr(), addr.prefix_len())
-            .execute()
-            .await
-        {
+            .add(index, addr.addr(), addr.prefix_len());
+        if nodad {
+            let m = req.message_mut();
+            m.header.flags |= AddressHeaderFlags::Nodad;
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err =
@@ -245,53 +253,25 @@ impl Netlink {
             .collect())
     }
 
-    /// Adds a route to `dst` via `gateway` (or on-link) out of `oif`.
-    pub async fn add_route(
-        &self,
-        dst: IpNet,
-        gateway: Option<IpAddr>,
-        oif: Option<u32>,
-    ) -> Result<()> {
-        let mut b = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(dst.addr(), dst.prefix_len())
-            .map_err(|e| NetError::Netlink {
-                op: "build route",
-                object: dst.to_string(),
-                errno: None,
-                message: e.to_string(),
-            })?;
-        if let Some(gw) = gateway {
-            b = b.gateway(gw).map_err(|e| NetError::Netlink {
-                op: "build route",
-                object: format!("{dst} via {gw}"),
-                errno: None,
-                message: e.to_string(),
-            })?;
-        }
-        if let Some(i) = oif {
-            b = b.output_interface(i);
-        }
-        self.handle
-            .route()
-            .add(b.build())
-            .execute()
-            .await
-            .map_err(|e| NetError::netlink("add route", self.obj(dst), e))
-    }
-
-    /// Routes of the main table for one address family.
-    pub async fn routes(&self, family: AddressFamily) -> Result<Vec<RouteInfo>> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = family;
-        let msgs: Vec<RouteMessage> = self
+    /// Every address configured in the namespace, on any link (loopback and link-local
+    /// included; a point-to-point link's local address too).
+    pub async fn all_addresses(&self) -> Result<BTreeSet<IpAddr>> {
+        let msgs: Vec<_> = self
             .handle
-            .route()
-            .get(req)
+            .address()
+            .get()
             .execute()
             .try_collect()
             .await
-            .map_err(|e| NetError::netlink("list routes", self.obj("main"), e))?;
-        Ok(msgs.iter().filter_map(parse_route).collect())
+            .map_err(|e| NetError::netlink("list addresses", self.obj("all links"), e))?;
+        Ok(msgs
+            .iter()
+            .flat_map(|m| &m.attributes)
+            .filter_map(|a| match a {
+                AddressAttribute::Address(ip) | AddressAttribute::Local(ip) => Some(*ip),
+                _ => None,
+            })
+            .collect())
     }
 }
 
@@ -303,6 +283,7 @@ fn parse_link(msg: &LinkMessage) -> LinkInfo {
         mtu: 0,
         master: None,
         up: msg.header.flags.contains(LinkFlags::Up),
+        loopback: msg.header.flags.contains(LinkFlags::Loopback),
         kind: None,
     };
     for attr in &msg.attributes {
@@ -322,35 +303,6 @@ fn parse_link(msg: &LinkMessage) -> LinkInfo {
         }
     }
     info
-}
-
-fn parse_route(msg: &RouteMessage) -> Option<RouteInfo> {
-    let mut dst = None;
-    let mut gateway = None;
-    let mut oif = None;
-    for attr in &msg.attributes {
-        match attr {
-            RouteAttribute::Destination(a) => dst = route_addr(a),
-            RouteAttribute::Gateway(a) => gateway = route_addr(a),
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            _ => {}
-        }
-    }
-    let len = msg.header.destination_prefix_length;
-    let dst = match dst {
-        Some(ip) => IpNet::new(ip, len).ok()?,
-        None if msg.header.address_family == AddressFamily::Inet6 => "::/0".parse().ok()?,
-        None => "0.0.0.0/0".parse().ok()?,
-    };
-    Some(RouteInfo { dst, gateway, oif })
-}
-
-fn route_addr(a: &RouteAddress) -> Option<IpAddr> {
-    match a {
-        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
-        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
-        _ => None,
-    }
 }
 
 pub fn format_mac(bytes: &[u8]) -> String {

@@ -108,6 +108,7 @@ pub fn route_socket_in(ns: &NetNs) -> Result<OwnedFd> {
     })
 }
 
+#[allow(unsafe_code)]
 pub(crate) fn open_route_socket() -> std::io::Result<OwnedFd> {
     use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
     use std::os::fd::IntoRawFd;

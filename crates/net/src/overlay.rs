@@ -1,18 +1,15 @@
-//! What a node agent programs for its peers: a vxlan device, permanent neighbour and FDB
-//! entries, and routes it owns (marked with a route protocol number so that a reconcile
-//! can tell its own routes from everyone else's).
+//! What a vxlan overlay needs beyond routes and neighbours ([`crate::routes`]): the
+//! device, and the FDB entries telling it which underlay address a peer's MAC is behind.
 
+use crate::routes::ignore_missing;
 use crate::{NetError, Netlink, Result};
 use futures::TryStreamExt;
 use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use rtnetlink::packet_route::route::{
-    RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{LinkUnspec, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{LinkUnspec, LinkVxlan};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// A vxlan device in "one device, unicast FDB" form (no multicast group, no learning).
@@ -28,29 +25,11 @@ pub struct VxlanSpec<'a> {
     pub mtu: u32,
 }
 
-/// An IPv4 neighbour entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Neighbour {
-    pub ip: Ipv4Addr,
-    pub mac: String,
-    pub permanent: bool,
-}
-
 /// A unicast FDB entry of a vxlan device: frames for `mac` go to `dst`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FdbEntry {
     pub mac: String,
     pub dst: Option<IpAddr>,
-}
-
-/// An IPv4 route of the main table with what ownership checks need.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route4 {
-    pub dst: Ipv4Net,
-    pub gateway: Option<Ipv4Addr>,
-    pub oif: Option<u32>,
-    pub protocol: u8,
-    pub onlink: bool,
 }
 
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
@@ -89,70 +68,6 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| NetError::netlink("set mtu", self.obj(index), e))
-    }
-
-    /// IPv4 neighbours on link `index`.
-    pub async fn neighbours(&self, index: u32) -> Result<Vec<Neighbour>> {
-        let msgs: Vec<NeighbourMessage> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| NetError::netlink("list neighbours", self.obj(index), e))?;
-        Ok(msgs
-            .iter()
-            .filter(|m| m.header.ifindex == index)
-            .filter_map(|m| {
-                let mut ip = None;
-                let mut mac = String::new();
-                for a in &m.attributes {
-                    match a {
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                            ip = Some(*v4)
-                        }
-                        NeighbourAttribute::LinkLayerAddress(l) => {
-                            mac = crate::netlink::format_mac(l)
-                        }
-                        _ => {}
-                    }
-                }
-                Some(Neighbour {
-                    ip: ip?,
-                    mac,
-                    permanent: m.header.state == NeighbourState::Permanent,
-                })
-            })
-            .collect())
-    }
-
-    /// Adds or replaces a permanent neighbour `ip` → `mac` on link `index`.
-    pub async fn replace_neighbour(&self, index: u32, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
-        self.handle
-            .neighbours()
-            .add(index, IpAddr::V4(ip))
-            .link_layer_address(&mac)
-            .state(NeighbourState::Permanent)
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| {
-                NetError::netlink("replace neighbour", self.obj(format!("{ip} on {index}")), e)
-            })
-    }
-
-    /// Deletes neighbour `ip` on link `index`; a missing entry is success.
-    pub async fn delete_neighbour(&self, index: u32, ip: Ipv4Addr) -> Result<()> {
-        let mut m = NeighbourMessage::default();
-        m.header.family = AddressFamily::Inet;
-        m.header.ifindex = index;
-        m.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
-        ignore_missing(self.handle.neighbours().del(m).execute().await, |e| {
-            NetError::netlink("delete neighbour", self.obj(format!("{ip} on {index}")), e)
-        })
     }
 
     /// Unicast FDB entries of link `index` (the all-zero MAC default entries excluded).
@@ -249,93 +164,6 @@ impl Netlink {
         })
     }
 
-    /// IPv4 routes of the main table, with protocol and on-link flag.
-    pub async fn routes4(&self) -> Result<Vec<Route4>> {
-        let mut req = RouteMessage::default();
-        req.header.address_family = AddressFamily::Inet;
-        let msgs: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(req)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| NetError::netlink("list routes", self.obj("main"), e))?;
-        Ok(msgs
-            .iter()
-            .filter(|m| m.header.table == 254 && m.header.kind == RouteType::Unicast)
-            .filter_map(|m| {
-                let mut dst = Ipv4Addr::UNSPECIFIED;
-                let mut gateway = None;
-                let mut oif = None;
-                for a in &m.attributes {
-                    match a {
-                        RouteAttribute::Destination(
-                            rtnetlink::packet_route::route::RouteAddress::Inet(v4),
-                        ) => dst = *v4,
-                        RouteAttribute::Gateway(
-                            rtnetlink::packet_route::route::RouteAddress::Inet(v4),
-                        ) => gateway = Some(*v4),
-                        RouteAttribute::Oif(i) => oif = Some(*i),
-                        _ => {}
-                    }
-                }
-                Some(Route4 {
-                    dst: Ipv4Net::new(dst, m.header.destination_prefix_length).ok()?,
-                    gateway,
-                    oif,
-                    protocol: u8::from(m.header.protocol),
-                    onlink: m.header.flags.contains(RouteFlags::Onlink),
-                })
-            })
-            .collect())
-    }
-
-    /// Adds or replaces the route `dst` via `gateway` out of `oif`, marked with `protocol`.
-    pub async fn replace_route4(
-        &self,
-        dst: Ipv4Net,
-        gateway: Option<Ipv4Addr>,
-        oif: u32,
-        onlink: bool,
-        protocol: u8,
-    ) -> Result<()> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dst.addr(), dst.prefix_len())
-            .output_interface(oif)
-            .protocol(RouteProtocol::from(protocol));
-        match gateway {
-            Some(gw) => b = b.gateway(gw),
-            None => b = b.scope(RouteScope::Link),
-        }
-        if onlink {
-            b = b.onlink();
-        }
-        self.handle
-            .route()
-            .add(b.build())
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| NetError::netlink("replace route", self.obj(dst), e))
-    }
-
-    /// Deletes the route to `dst` in the main table; a missing route is success.
-    pub async fn delete_route4(&self, dst: Ipv4Net, oif: Option<u32>) -> Result<()> {
-        let mut b =
-            RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst.addr(), dst.prefix_len());
-        if let Some(i) = oif {
-            b = b.output_interface(i);
-        }
-        let mut msg = b.build();
-        // A delete must not restrict by scope/protocol, or it misses routes added differently.
-        msg.header.scope = RouteScope::NoWhere;
-        msg.header.protocol = RouteProtocol::Unspec;
-        ignore_missing(self.handle.route().del(msg).execute().await, |e| {
-            NetError::netlink("delete route", self.obj(dst), e)
-        })
-    }
-
     /// IPv4 addresses and prefix of link `index`, for finding the underlay address.
     pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>> {
         Ok(self
@@ -347,23 +175,6 @@ impl Netlink {
                 IpNet::V6(_) => None,
             })
             .collect())
-    }
-}
-
-fn ignore_missing(
-    r: std::result::Result<(), rtnetlink::Error>,
-    wrap: impl FnOnce(rtnetlink::Error) -> NetError,
-) -> Result<()> {
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let err = wrap(e);
-            if err.is_not_found() {
-                Ok(())
-            } else {
-                Err(err)
-            }
-        }
     }
 }
 

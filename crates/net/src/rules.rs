@@ -9,8 +9,7 @@ use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::IpVersion;
 
-/// The main routing table.
-pub const TABLE_MAIN: u32 = RouteHeader::RT_TABLE_MAIN as u32;
+pub use crate::routes::TABLE_MAIN;
 
 /// A "lookup table" rule. `src`/`dst` absent means "any"; both absent makes an IPv4 rule.
 #[derive(Debug, Clone, PartialEq, Eq)]

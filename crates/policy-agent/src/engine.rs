@@ -122,7 +122,7 @@ impl Engine {
         dp.set_services(&services)?;
         let applied = Applied::read(&dp)?;
         let kernel = Kernel::connect()?;
-        let changes = match Changes::subscribe() {
+        let changes = match Changes::subscribe(unicni_net::events::LINKS_AND_ADDRESSES) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!("{e}; new pod veths are found by the periodic pass only");
@@ -334,14 +334,9 @@ impl Core {
             "attached_uplinks": self.uplinks.len(),
             "last_sync_micros": micros,
         });
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let tmp = path.with_extension("json.tmp");
-        let written =
-            std::fs::write(&tmp, format!("{body:#}\n")).and_then(|_| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            tracing::warn!("write {}: {e}", path.display());
+        let text = format!("{body:#}\n");
+        if let Err(e) = unicni_fsutil::write_atomic(path, text.as_bytes(), 0o644) {
+            tracing::warn!("policy status: {e}");
         }
     }
 

@@ -4,7 +4,8 @@
 //!   manifests (the lab, a single node) or the Kubernetes API (kube-rs watchers);
 //! - [`state`]: the compiled policies of this node's pods (`unicni-policy`) as the contents
 //!   of the eBPF maps, and the incremental, ordered update between two contents;
-//! - `kernel`: the node's pod veths and addresses, and netlink change notifications;
+//! - `kernel`: which of the node's links are pod veths and uplinks, and its addresses
+//!   (read through unicni-net, with its change notifications);
 //! - [`engine`]: the task tying them together: it loads or adopts the pinned policy
 //!   datapath (`unicni_bpf::PolicyDatapath`), attaches the programs to every pod veth the
 //!   kernel reports, and applies each new snapshot within milliseconds. It never flushes
@@ -27,7 +28,7 @@ pub enum Error {
     #[error(transparent)]
     Policy(#[from] unicni_policy::Error),
     #[error("netlink: {0}")]
-    Netlink(String),
+    Netlink(#[from] unicni_net::NetError),
     #[error("policy source: {0}")]
     Source(String),
 }

@@ -190,7 +190,7 @@ where
         .default_backoff()
         .reflect(writer);
     tokio::spawn(async move {
-        futures::pin_mut!(stream);
+        let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
             match item {
                 Ok(_) => changed.notify_one(),

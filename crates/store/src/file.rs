@@ -5,9 +5,11 @@
 //! two installers racing for the lock, or a crash half-way, never leave a torn record.
 
 use async_trait::async_trait;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use unicni_core::{CreateOutcome, Error, Result, Store};
+
+/// Records are readable by other local tools (`unicni lock show` as any user).
+const MODE: u32 = 0o644;
 
 pub struct FileStore {
     dir: PathBuf,
@@ -18,36 +20,14 @@ impl FileStore {
         FileStore { dir: dir.into() }
     }
 
-    /// Keys are `/`-separated; each segment must be a plain name.
+    /// Keys are `/`-separated; each segment must be a plain name (not hidden: dot names
+    /// are the atomic writes' temporaries).
     fn path(&self, key: &str) -> Result<PathBuf> {
-        let ok = !key.is_empty()
-            && key
-                .split('/')
-                .all(|s| !s.is_empty() && s != "." && s != ".." && !s.starts_with(".tmp"));
+        let ok = !key.is_empty() && key.split('/').all(|s| !s.is_empty() && !s.starts_with('.'));
         if !ok {
             return Err(Error::Store(format!("invalid key {key:?}")));
         }
         Ok(self.dir.join(key))
-    }
-
-    fn write_temp(&self, target: &Path, value: &[u8]) -> Result<PathBuf> {
-        let parent = target.parent().expect("key paths have a parent");
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("create store directory {}", parent.display()), e))?;
-        let tmp = parent.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        let mut f = std::fs::File::create(&tmp)
-            .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-        f.write_all(value)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-        Ok(tmp)
     }
 }
 
@@ -68,24 +48,17 @@ impl Store for FileStore {
 
     async fn create(&self, key: &str, value: &[u8]) -> Result<CreateOutcome> {
         let p = self.path(key)?;
-        let tmp = self.write_temp(&p, value)?;
-        let linked = std::fs::hard_link(&tmp, &p);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => Ok(CreateOutcome::Created),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let existing =
-                    std::fs::read(&p).map_err(|e| Error::io(format!("read {}", p.display()), e))?;
-                Ok(CreateOutcome::Exists(existing))
-            }
-            Err(e) => Err(Error::io(format!("create {}", p.display()), e)),
+        if unicni_fsutil::create_atomic(&p, value, MODE)? {
+            return Ok(CreateOutcome::Created);
         }
+        let existing =
+            std::fs::read(&p).map_err(|e| Error::io(format!("read {}", p.display()), e))?;
+        Ok(CreateOutcome::Exists(existing))
     }
 
     async fn put(&self, key: &str, value: &[u8]) -> Result<()> {
         let p = self.path(key)?;
-        let tmp = self.write_temp(&p, value)?;
-        std::fs::rename(&tmp, &p).map_err(|e| Error::io(format!("replace {}", p.display()), e))
+        Ok(unicni_fsutil::write_atomic(&p, value, MODE)?)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -115,7 +88,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()>
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with(".tmp") {
+        if unicni_fsutil::is_temporary(&name.to_string_lossy()) {
             continue;
         }
         if path.is_dir() {

@@ -1,10 +1,10 @@
 //! The agent's side of the datapath: node-wide settings and the ENI links on the node.
 
-use super::{default_route, kernel, EniLink};
+use super::{default_route, EniLink};
 use crate::proto::EniInfo;
 use std::net::IpAddr;
 use unicni_core::{Error, Result};
-use unicni_net::{LinkInfo, Netlink, RouteSpec};
+use unicni_net::{LinkInfo, Netlink, Route};
 
 /// Loose reverse-path filtering: a pod's reply may come in through an ENI other than the
 /// one the node would route the source to. The kernel uses max(all, dev), so setting the
@@ -12,9 +12,9 @@ use unicni_net::{LinkInfo, Netlink, RouteSpec};
 const RP_FILTER_LOOSE: &str = "2";
 
 pub(super) fn prepare_node(dual: bool) -> Result<()> {
-    unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1").map_err(kernel)?;
+    unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1")?;
     if dual {
-        unicni_net::sysctl::ensure("net.ipv6.conf.all.forwarding", "1").map_err(kernel)?;
+        unicni_net::sysctl::ensure("net.ipv6.conf.all.forwarding", "1")?;
     }
     Ok(())
 }
@@ -31,7 +31,7 @@ fn pick(links: Vec<LinkInfo>, mac: &str) -> Option<LinkInfo> {
 }
 
 pub(super) async fn find(host: &Netlink, mac: &str) -> Result<Option<LinkInfo>> {
-    Ok(pick(host.links().await.map_err(kernel)?, mac))
+    Ok(pick(host.links().await?, mac))
 }
 
 /// Writes a per-device sysctl by path: device names may contain dots, which the dotted
@@ -45,32 +45,32 @@ fn set_dev_sysctl(dev: &str, key: &str, value: &str) -> Result<()> {
 }
 
 pub(super) async fn prepare(eni: &EniInfo, shared: bool) -> Result<EniLink> {
-    let host = Netlink::current().map_err(kernel)?;
+    let host = Netlink::current()?;
     let link = find(&host, &eni.mac).await?.ok_or_else(|| {
-        Error::Kernel(format!(
+        Error::kernel(format!(
             "ENI {} (MAC {}) has no link on this node",
             eni.id, eni.mac
         ))
     })?;
-    host.set_up(link.index).await.map_err(kernel)?;
+    host.set_up(link.index).await?;
     set_dev_sysctl(&link.name, "rp_filter", RP_FILTER_LOOSE)?;
     if shared {
         let mut gateways = vec![IpAddr::V4(eni.gateway)];
         gateways.extend(eni.gateway_v6.map(IpAddr::V6));
         for gw in gateways {
-            host.replace_route(&RouteSpec {
-                dst: default_route(gw),
-                gateway: Some(gw),
-                oif: link.index,
-                table: eni.table,
-                onlink: true,
-            })
+            host.replace_route(
+                &Route::new(default_route(gw))
+                    .via(gw)
+                    .dev(link.index)
+                    .table(eni.table)
+                    .onlink(),
+            )
             .await
             .map_err(|e| {
-                Error::Kernel(format!(
-                    "ENI {} ({}): table {}: {e}",
-                    eni.id, link.name, eni.table
-                ))
+                Error::kernel_in(
+                    format!("ENI {} ({}): table {}", eni.id, link.name, eni.table),
+                    e,
+                )
             })?;
         }
     }
@@ -92,6 +92,7 @@ mod tests {
             mtu: 1500,
             master: None,
             up: true,
+            loopback: false,
             kind: kind.map(String::from),
         }
     }

@@ -17,7 +17,7 @@
 
 use super::names::{self, GATEWAY_V4, GATEWAY_V6};
 use super::veth::{self, Veth};
-use super::{default_route, host_prefix, kernel, missing};
+use super::{default_route, host_prefix, missing};
 use crate::proto::PodNetwork;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -27,8 +27,7 @@ use unicni_bpf::{BpfError, PolicyDatapath};
 use unicni_core::{
     Attachment, AttachmentId, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
 };
-use unicni_net::rules::TABLE_MAIN;
-use unicni_net::{LinkInfo, NetNs, Netlink, RouteSpec};
+use unicni_net::{LinkInfo, NetNs, Netlink, Route};
 
 /// The ENI's addresses in the pod: the primary IP with the vSwitch prefix, and the IPv6
 /// address with the IPv6 vSwitch prefix (/128 when none is known).
@@ -60,7 +59,7 @@ async fn move_in(
     ifname: &str,
 ) -> Result<u32> {
     let mac = &net.eni.mac;
-    if let Some(l) = pod.link(ifname).await.map_err(kernel)? {
+    if let Some(l) = pod.link(ifname).await? {
         if l.mac.eq_ignore_ascii_case(mac) {
             // A repeated ADD: the ENI is already the pod's interface.
             return Ok(l.index);
@@ -70,47 +69,42 @@ async fn move_in(
             ns.path().display()
         )));
     }
-    let host_links = host.links().await.map_err(kernel)?;
+    let host_links = host.links().await?;
     let Some(link) = by_mac(&host_links, mac) else {
         // Moved by an earlier ADD that failed before the rename?
-        let pod_links = pod.links().await.map_err(kernel)?;
+        let pod_links = pod.links().await?;
         if let Some(l) = by_mac(&pod_links, mac) {
-            pod.set_down(l.index).await.map_err(kernel)?;
-            pod.rename_link(l.index, ifname).await.map_err(kernel)?;
+            pod.set_down(l.index).await?;
+            pod.rename_link(l.index, ifname).await?;
             return Ok(l.index);
         }
-        return Err(Error::Kernel(format!(
+        return Err(Error::kernel(format!(
             "ENI {} (MAC {mac}) has no link on this node",
             net.eni.id
         )));
     };
     host.set_alias(link.index, &names::eni_alias(&link.name))
-        .await
-        .map_err(kernel)?;
+        .await?;
     if let Err(e) = host.move_link(link.index, ns, Some(ifname), None).await {
         if let Ok(links) = host.links().await {
             if let Some(still) = by_mac(&links, mac) {
                 let _ = host.set_alias(still.index, "").await;
             }
         }
-        return Err(kernel(e));
+        return Err(e.into());
     }
-    pod.link(ifname)
-        .await
-        .map_err(kernel)?
-        .map(|l| l.index)
-        .ok_or_else(|| {
-            Error::Kernel(format!(
-                "ENI {} moved into {} but {ifname} is not there",
-                net.eni.id,
-                ns.path().display()
-            ))
-        })
+    pod.link(ifname).await?.map(|l| l.index).ok_or_else(|| {
+        Error::kernel(format!(
+            "ENI {} moved into {} but {ifname} is not there",
+            net.eni.id,
+            ns.path().display()
+        ))
+    })
 }
 
 pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Result<NetworkResult> {
-    let host = Netlink::current().map_err(kernel)?;
-    let pod = Netlink::in_netns(ns).map_err(kernel)?;
+    let host = Netlink::current()?;
+    let pod = Netlink::in_netns(ns)?;
     let ifname = &att.id.ifname;
     let eni_index = move_in(&host, &pod, ns, net, ifname).await?;
     // The veth first: the policy's pins are named after it, and the agent removes pins
@@ -122,26 +116,23 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
     if let Some(pin) = &net.policy {
         attach_policy(Path::new(pin), ns, &host_name, ifname)?;
     }
-    pod.set_up(eni_index).await.map_err(kernel)?;
+    pod.set_up(eni_index).await?;
     let addrs = eni_addresses(net);
     for (addr, _) in &addrs {
         match addr {
             IpNet::V4(_) => pod.add_address(eni_index, *addr).await,
             IpNet::V6(_) => pod.add_address_nodad(eni_index, *addr).await,
-        }
-        .map_err(kernel)?;
+        }?;
     }
     for (addr, gw) in &addrs {
         if let Some(gw) = gw {
-            pod.replace_route(&RouteSpec {
-                dst: default_route(addr.addr()),
-                gateway: Some(*gw),
-                oif: eni_index,
-                table: TABLE_MAIN,
-                onlink: true,
-            })
-            .await
-            .map_err(kernel)?;
+            pod.replace_route(
+                &Route::new(default_route(addr.addr()))
+                    .via(*gw)
+                    .dev(eni_index)
+                    .onlink(),
+            )
+            .await?;
         }
     }
 
@@ -174,19 +165,17 @@ fn policy_error(pin: &Path, e: BpfError) -> Error {
              unenforced: {e}",
             pin.display()
         )),
-        e => Error::Kernel(format!("NetworkPolicy on the pod's ENI: {e}")),
+        e => Error::kernel_in("NetworkPolicy on the pod's ENI", e),
     }
 }
 
 /// The policy programs on the ENI (`ifname` in the pod), attached from a thread inside
 /// the pod's namespace (tcx and netlink resolve the interface there).
 fn attach_policy(pin: &Path, ns: &NetNs, key: &str, ifname: &str) -> Result<()> {
-    let attached = ns
-        .run(|| {
-            let mut progs = PodPrograms::open(pin)?;
-            progs.attach(key, ifname)
-        })
-        .map_err(kernel)?;
+    let attached = ns.run(|| {
+        let mut progs = PodPrograms::open(pin)?;
+        progs.attach(key, ifname)
+    })?;
     match attached {
         Ok(how) => {
             tracing::debug!(interface = ifname, ?how, "NetworkPolicy on the pod's ENI");
@@ -226,17 +215,15 @@ fn ensure_pod_policy(
     if !link_exists(&key) || unicni_bpf::policy::pod_interface_pinned(pin, &key) {
         return Ok(false);
     }
-    let ns = NetNs::open(netns).map_err(kernel)?;
+    let ns = NetNs::open(netns)?;
     let ifname = id.ifname.as_str();
-    let done = ns
-        .run(|| -> std::result::Result<bool, BpfError> {
-            // The ENI becomes `ifname` only when ADD moves it in.
-            if !link_exists(ifname) {
-                return Ok(false);
-            }
-            progs.attach(&key, ifname).map(|_| true)
-        })
-        .map_err(kernel)?;
+    let done = ns.run(|| -> std::result::Result<bool, BpfError> {
+        // The ENI becomes `ifname` only when ADD moves it in.
+        if !link_exists(ifname) {
+            return Ok(false);
+        }
+        progs.attach(&key, ifname).map(|_| true)
+    })?;
     done.map_err(|e| policy_error(pin, e))
 }
 
@@ -251,12 +238,10 @@ pub(super) fn detach_policy(pin: &Path, att: &Attachment, ns: Option<&NetNs>) ->
     let key = names::host_veth(&att.id);
     let ifname = att.id.ifname.as_str();
     let done = match ns {
-        Some(ns) => ns
-            .run(|| unicni_bpf::policy::detach_pod_interface(pin, &key, Some(ifname)))
-            .map_err(kernel)?,
+        Some(ns) => ns.run(|| unicni_bpf::policy::detach_pod_interface(pin, &key, Some(ifname)))?,
         None => unicni_bpf::policy::detach_pod_interface(pin, &key, None),
     };
-    done.map_err(|e| Error::Kernel(format!("remove NetworkPolicy from the pod's ENI: {e}")))
+    done.map_err(|e| Error::kernel_in("remove NetworkPolicy from the pod's ENI", e))
 }
 
 /// What CHECK expects of the policy: the ENI's tcx link pins (clsact filters, on kernels
@@ -345,18 +330,18 @@ fn result(
 }
 
 pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Result<()> {
-    let host = Netlink::current().map_err(kernel)?;
-    let pod = Netlink::in_netns(ns).map_err(kernel)?;
+    let host = Netlink::current()?;
+    let pod = Netlink::in_netns(ns)?;
     let ifname = &att.id.ifname;
     let host_name = names::host_veth(&att.id);
     let addrs = eni_addresses(net);
     let mut gaps = Vec::new();
-    match pod.link(ifname).await.map_err(kernel)? {
+    match pod.link(ifname).await? {
         Some(l) if l.mac.eq_ignore_ascii_case(&net.eni.mac) => {
             if !l.up {
                 gaps.push(format!("ENI {} ({ifname}) up", net.eni.id));
             }
-            let have = pod.addresses(l.index).await.map_err(kernel)?;
+            let have = pod.addresses(l.index).await?;
             for (a, _) in &addrs {
                 if !have.contains(a) {
                     gaps.push(format!("address {a} on {ifname}"));
@@ -376,7 +361,7 @@ pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
             ns.path().display()
         )),
     }
-    match host.link(&host_name).await.map_err(kernel)? {
+    match host.link(&host_name).await? {
         None => gaps.push(format!("host veth {host_name}")),
         Some(l) => {
             let routed = veth::routed_ips(&host, l.index).await?;
@@ -399,15 +384,15 @@ pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
 /// our alias, and the one with `eni_mac` when the agent said which. They come back down,
 /// under the name they had on the node (or a free `ethN`), unmarked.
 pub(super) async fn give_back(ns: &NetNs, eni_mac: Option<&str>) -> Result<()> {
-    let pod = Netlink::in_netns(ns).map_err(kernel)?;
-    let aliases = pod.link_aliases().await.map_err(kernel)?;
+    let pod = Netlink::in_netns(ns)?;
+    let aliases = pod.link_aliases().await?;
     let marked = |index: u32| {
         aliases
             .iter()
             .find(|(i, _)| *i == index)
             .and_then(|(_, a)| names::eni_original_name(a))
     };
-    let links = pod.links().await.map_err(kernel)?;
+    let links = pod.links().await?;
     let targets: Vec<(&LinkInfo, Option<&str>)> = links
         .iter()
         .filter_map(|l| match marked(l.index) {
@@ -420,39 +405,33 @@ pub(super) async fn give_back(ns: &NetNs, eni_mac: Option<&str>) -> Result<()> {
         return Ok(());
     }
     // The node is the namespace of the calling thread (the plugin runs there).
-    let node = NetNs::open(std::path::Path::new("/proc/thread-self/ns/net")).map_err(kernel)?;
+    let node = NetNs::open(std::path::Path::new("/proc/thread-self/ns/net"))?;
     for (link, original) in targets {
-        pod.set_down(link.index).await.map_err(kernel)?;
+        pod.set_down(link.index).await?;
         let name = original
             .filter(|n| !n.is_empty() && n.len() <= 15)
             .unwrap_or("eth%d");
         let Err(e) = pod.move_link(link.index, &node, Some(name), Some("")).await else {
             continue;
         };
-        let still_here = pod
-            .links()
-            .await
-            .map_err(kernel)?
-            .iter()
-            .any(|l| l.index == link.index);
+        let still_here = pod.links().await?.iter().any(|l| l.index == link.index);
         if !still_here {
             // Moved, but its old name is taken on the node: it keeps the name it had in
             // the pod (the agent finds it by MAC). The rename failed before the alias
             // was cleared: clear it now.
-            let host = Netlink::current().map_err(kernel)?;
-            let host_links = host.links().await.map_err(kernel)?;
+            let host = Netlink::current()?;
+            let host_links = host.links().await?;
             if let Some(l) = by_mac(&host_links, &link.mac) {
-                host.set_alias(l.index, "").await.map_err(kernel)?;
+                host.set_alias(l.index, "").await?;
             }
             tracing::warn!(error = %e, mac = %link.mac, "ENI returned to the node under another name");
             continue;
         }
         if !e.is_exists() {
-            return Err(kernel(e));
+            return Err(e.into());
         }
         pod.move_link(link.index, &node, Some("eth%d"), Some(""))
-            .await
-            .map_err(kernel)?;
+            .await?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use unicni_bpf::{TerwayFastPath, TerwayPod};
 use unicni_core::{Error, Result};
 
 fn bpf(e: unicni_bpf::BpfError) -> Error {
-    Error::Kernel(format!("eBPF fast path: {e}"))
+    Error::kernel_in("eBPF fast path", e)
 }
 
 /// Attaches the pod programs to the pod's host veth and adds the pod's entries (one per
@@ -27,7 +27,7 @@ pub(super) fn attach_pod(pin: &str, v: &Veth, net: &PodNetwork) -> Result<()> {
         return Ok(());
     }
     let eni = eni_ifindex(net.eni.table).ok_or_else(|| {
-        Error::Kernel(format!(
+        Error::kernel(format!(
             "eBPF fast path: ENI {} has table {}, not one of an ENI link",
             net.eni.id, net.eni.table
         ))

@@ -28,17 +28,13 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use unicni_core::{Attachment, AttachmentId, Error, NetworkResult, Result};
 use unicni_net::netlink::AddressFamily;
-use unicni_net::{NetError, NetNs, Netlink};
+use unicni_net::{NetNs, Netlink};
 
 /// An ENI's link on the node, found by its MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EniLink {
     pub name: String,
     pub ifindex: u32,
-}
-
-pub(crate) fn kernel(e: NetError) -> Error {
-    Error::Kernel(e.to_string())
 }
 
 /// `ip/32` or `ip/128`.
@@ -70,7 +66,7 @@ fn pod_netns(att: &Attachment) -> Result<NetNs> {
         .netns
         .as_deref()
         .ok_or_else(|| Error::InvalidConfig("no network namespace given".into()))?;
-    NetNs::open(path).map_err(kernel)
+    NetNs::open(path).map_err(Error::from)
 }
 
 /// Wires the pod: a veth with policy routing (shared) or the whole ENI (exclusive).
@@ -112,7 +108,7 @@ pub async fn teardown(att: &Attachment, net: Option<&PodNetwork>) -> Result<()> 
         _ => Ok(()),
     };
     // The host side goes even when the ENI could not be given back (that error wins).
-    let host = Netlink::current().map_err(kernel)?;
+    let host = Netlink::current()?;
     let known = net
         .filter(|n| n.mode == PodMode::Shared)
         .map(shared::pod_ips)
@@ -123,8 +119,7 @@ pub async fn teardown(att: &Attachment, net: Option<&PodNetwork>) -> Result<()> 
         Some(pin) => {
             let index = host
                 .link(&names::host_veth(&att.id))
-                .await
-                .map_err(kernel)?
+                .await?
                 .map(|l| l.index);
             fastpath::forget_pod(pin, index, &known)
         }
@@ -147,13 +142,13 @@ pub async fn check(att: &Attachment, net: &PodNetwork) -> Result<()> {
 
 /// Removes host veths of attachments not in `valid`.
 pub async fn collect_garbage(valid: &[AttachmentId]) -> Result<usize> {
-    let host = Netlink::current().map_err(kernel)?;
+    let host = Netlink::current()?;
     let keep: HashSet<String> = valid.iter().map(names::host_veth).collect();
     // Rules are read before routes: setup adds a pod's route before its rules, so a rule
     // seen here whose address has no route afterwards is a leftover, not an ADD underway.
-    let mut rules = host.rules(AddressFamily::Inet).await.map_err(kernel)?;
-    rules.extend(host.rules(AddressFamily::Inet6).await.map_err(kernel)?);
-    let links = host.links().await.map_err(kernel)?;
+    let mut rules = host.rules(AddressFamily::Inet).await?;
+    rules.extend(host.rules(AddressFamily::Inet6).await?);
+    let links = host.links().await?;
     let mut removed = 0;
     let mut live_ips = Vec::new();
     for l in &links {
@@ -170,7 +165,7 @@ pub async fn collect_garbage(valid: &[AttachmentId]) -> Result<usize> {
     for r in &rules {
         if let Some(ip) = veth::is_pod_rule(r) {
             if !live_ips.contains(&ip) {
-                host.delete_rule(r).await.map_err(kernel)?;
+                host.delete_rule(r).await?;
             }
         }
     }
@@ -184,7 +179,7 @@ pub async fn prepare_node(dual: bool) -> Result<()> {
 
 /// The ENI's link, when present on the node (the current namespace).
 pub async fn find_eni_link(mac: &str) -> Result<Option<EniLink>> {
-    let host = Netlink::current().map_err(kernel)?;
+    let host = Netlink::current()?;
     Ok(eni_link::find(&host, mac).await?.map(|l| EniLink {
         name: l.name,
         ifindex: l.index,

@@ -3,10 +3,13 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use unicni_core::AttachmentId;
+use unicni_net::names::LinkNames;
 
 /// Prefix of every host-side veth of a terway pod.
-pub const VETH_PREFIX: &str = "tw";
-const HASH_DIGITS: usize = 11;
+pub const VETH_PREFIX: &str = HOST_VETHS.prefix();
+
+/// Host-side veths: `tw` + 11 hex digits (13 bytes).
+const HOST_VETHS: LinkNames = LinkNames::new("tw");
 
 /// The pod's next hop: answered by the host veth through a permanent neighbour entry.
 pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
@@ -23,40 +26,14 @@ pub const ENI_TABLE_BASE: u32 = 1000;
 /// on the node, so that a DEL without the agent can give it back.
 pub const ENI_ALIAS_PREFIX: &str = "unicni-terway-eni:";
 
-fn fnv1a64(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0u8)) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
-fn short_hash(parts: &[&str]) -> String {
-    format!(
-        "{:0width$x}",
-        fnv1a64(parts) & 0xfff_ffff_ffff,
-        width = HASH_DIGITS
-    )
-}
-
-/// `tw` + 11 hex digits (13 bytes, under the 15-byte limit).
+/// The host-side veth of `id`.
 pub fn host_veth(id: &AttachmentId) -> String {
-    format!(
-        "{VETH_PREFIX}{}",
-        short_hash(&[&id.container_id, &id.ifname])
-    )
+    HOST_VETHS.name(&[&id.container_id, &id.ifname])
 }
 
 /// Whether `name` has the shape of [`host_veth`] names.
 pub fn is_host_veth(name: &str) -> bool {
-    name.len() == VETH_PREFIX.len() + HASH_DIGITS
-        && name.starts_with(VETH_PREFIX)
-        && name[VETH_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    HOST_VETHS.matches(name)
 }
 
 /// The pod side of the node/service veth of an exclusive-ENI pod whose ENI is `ifname`:
@@ -66,15 +43,11 @@ pub fn pod_veth(ifname: &str) -> String {
     if name.len() <= 15 {
         name
     } else {
-        format!("{VETH_PREFIX}{}", short_hash(&["pod-veth", ifname]))
+        HOST_VETHS.name(&["pod-veth", ifname])
     }
 }
 
-/// A locally administered unicast MAC derived from a name.
-pub fn mac_for_name(name: &str) -> [u8; 6] {
-    let h = fnv1a64(&[name]).to_be_bytes();
-    [(h[0] & 0xfe) | 0x02, h[1], h[2], h[3], h[4], h[5]]
-}
+pub use unicni_net::names::mac_for_name;
 
 /// The MAC of the pod side of host veth `host_name`.
 pub fn pod_mac(host_name: &str) -> [u8; 6] {

@@ -4,15 +4,14 @@
 
 use super::names::{self, GATEWAY_V4, GATEWAY_V6};
 use super::veth::{self, Veth};
-use super::{default_route, host_prefix, kernel, missing};
+use super::{default_route, host_prefix, missing};
 use crate::proto::PodNetwork;
 use std::net::IpAddr;
 use unicni_core::{
     Attachment, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
 };
 use unicni_net::netlink::AddressFamily;
-use unicni_net::rules::TABLE_MAIN;
-use unicni_net::{NetNs, Netlink, RouteSpec};
+use unicni_net::{NetNs, Netlink, Route};
 
 pub(super) fn pod_ips(net: &PodNetwork) -> Vec<IpAddr> {
     net.ipv4
@@ -37,8 +36,8 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
             att.id
         )));
     }
-    let host = Netlink::current().map_err(kernel)?;
-    let pod = Netlink::in_netns(ns).map_err(kernel)?;
+    let host = Netlink::current()?;
+    let pod = Netlink::in_netns(ns)?;
     let host_name = names::host_veth(&att.id);
     let v = veth::create(&host, &pod, ns, &host_name, &att.id.ifname, net.mtu).await?;
     unicni_core::failpoint::hit("veth-created");
@@ -46,20 +45,18 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
         match ip {
             IpAddr::V4(_) => pod.add_address(v.pod_index, host_prefix(*ip)).await,
             IpAddr::V6(_) => pod.add_address_nodad(v.pod_index, host_prefix(*ip)).await,
-        }
-        .map_err(kernel)?;
+        }?;
     }
     veth::pod_next_hops(&pod, &v, net.ipv4.is_some(), net.ipv6.is_some()).await?;
     for ip in &ips {
-        pod.replace_route(&RouteSpec {
-            dst: default_route(*ip),
-            gateway: Some(next_hop(*ip)),
-            oif: v.pod_index,
-            table: TABLE_MAIN,
+        let route = Route::new(default_route(*ip))
+            .via(next_hop(*ip))
+            .dev(v.pod_index);
+        pod.replace_route(&Route {
             onlink: ip.is_ipv4(),
+            ..route
         })
-        .await
-        .map_err(kernel)?;
+        .await?;
     }
     // Host route before the rules: teardown finds the pod's addresses from the routes.
     veth::host_routes(&host, &v, &ips).await?;
@@ -76,7 +73,7 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
     // its rules; one pointing at another ENI's table would win over ours.
     veth::delete_stale_rules(&host, &ips, &wanted).await?;
     for rule in &wanted {
-        host.add_rule(rule).await.map_err(kernel)?;
+        host.add_rule(rule).await?;
     }
     // The routing datapath is complete; the fast path only short-cuts it, so a failure
     // here leaves a working (slower) pod, and CHECK reports what is missing.
@@ -128,12 +125,12 @@ fn result(v: &Veth, ns: &NetNs, net: &PodNetwork, ips: &[IpAddr]) -> NetworkResu
 }
 
 pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Result<()> {
-    let host = Netlink::current().map_err(kernel)?;
-    let pod = Netlink::in_netns(ns).map_err(kernel)?;
+    let host = Netlink::current()?;
+    let pod = Netlink::in_netns(ns)?;
     let host_name = names::host_veth(&att.id);
     let ips = pod_ips(net);
     let mut gaps = Vec::new();
-    match host.link(&host_name).await.map_err(kernel)? {
+    match host.link(&host_name).await? {
         None => gaps.push(format!("host veth {host_name}")),
         Some(l) => {
             let routed = veth::routed_ips(&host, l.index).await?;
@@ -147,7 +144,7 @@ pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
             }
         }
     }
-    match pod.link(&att.id.ifname).await.map_err(kernel)? {
+    match pod.link(&att.id.ifname).await? {
         None => gaps.push(format!(
             "interface {} in {}",
             att.id.ifname,
@@ -157,7 +154,7 @@ pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
             if !l.up {
                 gaps.push(format!("interface {} up", att.id.ifname));
             }
-            let have = pod.addresses(l.index).await.map_err(kernel)?;
+            let have = pod.addresses(l.index).await?;
             for ip in &ips {
                 if !have.contains(&host_prefix(*ip)) {
                     gaps.push(format!("address {} on {}", host_prefix(*ip), att.id.ifname));
@@ -171,7 +168,7 @@ pub(super) async fn check(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
         } else {
             AddressFamily::Inet6
         };
-        let rules = host.rules(family).await.map_err(kernel)?;
+        let rules = host.rules(family).await?;
         for want in [
             veth::rule_to_pod(*ip),
             veth::rule_from_pod(*ip, net.eni.table),

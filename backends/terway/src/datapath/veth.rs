@@ -1,14 +1,14 @@
 //! The veth every terway pod has, the pod's next hop behind it, and the host-side state
 //! (routes, neighbours, policy rules) that hangs off the host end.
 
+use super::host_prefix;
 use super::names::{self, GATEWAY_V4, GATEWAY_V6, RULE_FROM_POD, RULE_TO_POD};
-use super::{host_prefix, kernel};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use unicni_core::{Error, Result};
 use unicni_net::netlink::{format_mac, AddressFamily};
 use unicni_net::rules::TABLE_MAIN;
-use unicni_net::{NetNs, Netlink, RouteSpec, Rule, VethSpec};
+use unicni_net::{NetNs, Netlink, Route, Rule, VethSpec};
 
 /// Both ends of a pod veth once it exists.
 pub(super) struct Veth {
@@ -40,7 +40,7 @@ pub(super) async fn create(
     pod_name: &str,
     mtu: u32,
 ) -> Result<Veth> {
-    host.delete_link(host_name).await.map_err(kernel)?;
+    host.delete_link(host_name).await?;
     let host_mac = names::mac_for_name(host_name);
     let pod_mac = names::pod_mac(host_name);
     let spec = VethSpec {
@@ -59,19 +59,19 @@ pub(super) async fn create(
                 ns.path().display()
             )));
         }
-        return Err(kernel(e));
+        return Err(e.into());
     }
-    let host_link =
-        host.link(host_name).await.map_err(kernel)?.ok_or_else(|| {
-            Error::Kernel(format!("host veth {host_name} vanished after creation"))
-        })?;
-    let pod_link = pod.link(pod_name).await.map_err(kernel)?.ok_or_else(|| {
-        Error::Kernel(format!(
+    let host_link = host
+        .link(host_name)
+        .await?
+        .ok_or_else(|| Error::kernel(format!("host veth {host_name} vanished after creation")))?;
+    let pod_link = pod.link(pod_name).await?.ok_or_else(|| {
+        Error::kernel(format!(
             "{pod_name} vanished from {} after creation",
             ns.path().display()
         ))
     })?;
-    pod.set_up(pod_link.index).await.map_err(kernel)?;
+    pod.set_up(pod_link.index).await?;
     Ok(Veth {
         host_name: host_name.to_string(),
         host_index: host_link.index,
@@ -87,23 +87,14 @@ pub(super) async fn create(
 /// The link must be up (bringing a link up or down flushes its neighbours).
 pub(super) async fn pod_next_hops(pod: &Netlink, veth: &Veth, v4: bool, v6: bool) -> Result<()> {
     if v4 {
-        pod.replace_permanent_neighbour(veth.pod_index, GATEWAY_V4.into(), veth.host_mac)
-            .await
-            .map_err(kernel)?;
-        pod.replace_route(&RouteSpec {
-            dst: host_prefix(GATEWAY_V4.into()),
-            gateway: None,
-            oif: veth.pod_index,
-            table: TABLE_MAIN,
-            onlink: false,
-        })
-        .await
-        .map_err(kernel)?;
+        pod.replace_neighbour(veth.pod_index, GATEWAY_V4.into(), veth.host_mac)
+            .await?;
+        pod.replace_route(&Route::new(host_prefix(GATEWAY_V4.into())).dev(veth.pod_index))
+            .await?;
     }
     if v6 {
-        pod.replace_permanent_neighbour(veth.pod_index, GATEWAY_V6.into(), veth.host_mac)
-            .await
-            .map_err(kernel)?;
+        pod.replace_neighbour(veth.pod_index, GATEWAY_V6.into(), veth.host_mac)
+            .await?;
     }
     Ok(())
 }
@@ -114,33 +105,20 @@ pub(super) async fn pod_route_via_host(pod: &Netlink, veth: &Veth, dst: IpNet) -
         IpNet::V4(_) => (IpAddr::from(GATEWAY_V4), true),
         IpNet::V6(_) => (IpAddr::from(GATEWAY_V6), false),
     };
-    pod.replace_route(&RouteSpec {
-        dst,
-        gateway: Some(gateway),
-        oif: veth.pod_index,
-        table: TABLE_MAIN,
-        onlink,
-    })
-    .await
-    .map_err(kernel)
+    let route = Route::new(dst).via(gateway).dev(veth.pod_index);
+    pod.replace_route(&Route { onlink, ..route })
+        .await
+        .map_err(Error::from)
 }
 
 /// On the host: `ip/32` (or /128) dev host veth in the main table, with a permanent
 /// neighbour for the pod end so the host never has to resolve the pod.
 pub(super) async fn host_routes(host: &Netlink, veth: &Veth, ips: &[IpAddr]) -> Result<()> {
     for ip in ips {
-        host.replace_permanent_neighbour(veth.host_index, *ip, veth.pod_mac)
-            .await
-            .map_err(kernel)?;
-        host.replace_route(&RouteSpec {
-            dst: host_prefix(*ip),
-            gateway: None,
-            oif: veth.host_index,
-            table: TABLE_MAIN,
-            onlink: false,
-        })
-        .await
-        .map_err(kernel)?;
+        host.replace_neighbour(veth.host_index, *ip, veth.pod_mac)
+            .await?;
+        host.replace_route(&Route::new(host_prefix(*ip)).dev(veth.host_index))
+            .await?;
     }
     Ok(())
 }
@@ -198,9 +176,9 @@ pub(super) async fn delete_stale_rules(
     keep: &[Rule],
 ) -> Result<()> {
     for family in families(ips) {
-        for r in host.rules(family).await.map_err(kernel)? {
+        for r in host.rules(family).await? {
             if is_pod_rule(&r).is_some_and(|ip| ips.contains(&ip)) && !keep.contains(&r) {
-                host.delete_rule(&r).await.map_err(kernel)?;
+                host.delete_rule(&r).await?;
             }
         }
     }
@@ -211,11 +189,7 @@ pub(super) async fn delete_stale_rules(
 pub(super) async fn routed_ips(host: &Netlink, index: u32) -> Result<Vec<IpAddr>> {
     let mut ips = Vec::new();
     for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        for r in host
-            .table_routes(family, Some(TABLE_MAIN))
-            .await
-            .map_err(kernel)?
-        {
+        for r in host.routes(family, Some(TABLE_MAIN)).await? {
             if r.oif == Some(index)
                 && r.gateway.is_none()
                 && r.dst.prefix_len() == r.dst.max_prefix_len()
@@ -232,7 +206,7 @@ pub(super) async fn routed_ips(host: &Netlink, index: u32) -> Result<Vec<IpAddr>
 /// which addresses were the pod's, so an interrupted removal can be repeated. Returns
 /// whether the veth existed.
 pub(super) async fn remove_host(host: &Netlink, host_name: &str, known: &[IpAddr]) -> Result<bool> {
-    let link = host.link(host_name).await.map_err(kernel)?;
+    let link = host.link(host_name).await?;
     let mut ips = known.to_vec();
     if let Some(l) = &link {
         for ip in routed_ips(host, l.index).await? {
@@ -243,7 +217,7 @@ pub(super) async fn remove_host(host: &Netlink, host_name: &str, known: &[IpAddr
     }
     delete_rules(host, &ips).await?;
     if link.is_some() {
-        host.delete_link(host_name).await.map_err(kernel)?;
+        host.delete_link(host_name).await?;
     }
     Ok(link.is_some())
 }

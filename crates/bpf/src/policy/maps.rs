@@ -22,6 +22,7 @@ pub(crate) struct Lpm4 {
     pub remote: u32,
 }
 // SAFETY: repr(C), two u32 fields, no padding.
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for Lpm4 {}
 
 /// `struct pol_lpm6` without its prefix length.
@@ -32,6 +33,7 @@ pub(crate) struct Lpm6 {
     pub remote: [u8; 16],
 }
 // SAFETY: repr(C), byte arrays only.
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for Lpm6 {}
 
 /// `struct pol_rule`.
@@ -42,6 +44,7 @@ pub(crate) struct Rule {
     pub flags: u32,
 }
 // SAFETY: repr(C), two u32 fields, no padding.
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for Rule {}
 
 pub(crate) const RULE_ANY: u32 = 1;
@@ -57,6 +60,7 @@ pub(crate) struct Port {
     pub port: u16,
 }
 // SAFETY: repr(C), 4 + 1 + 1 + 2 bytes, no padding.
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for Port {}
 
 /// `struct pol_ct_key`.
@@ -71,6 +75,7 @@ pub(crate) struct CtKey {
     pub pad: [u8; 3],
 }
 // SAFETY: repr(C), 16 + 16 + 2 + 2 + 1 + 3 bytes, no padding.
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for CtKey {}
 
 /// `struct pol_ct_value`.
@@ -80,6 +85,7 @@ pub(crate) struct CtValue {
     pub seen_ns: u64,
 }
 // SAFETY: repr(C), one u64.
+#[allow(unsafe_code)]
 unsafe impl aya::Pod for CtValue {}
 
 /// Slots of `policy_stats` (enum pol_stat).
