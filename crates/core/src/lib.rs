@@ -22,3 +22,6 @@ pub use ipam::{Allocation, IpAssignment, Ipam};
 pub use policy::Policy;
 pub use result::{DnsConfig, InterfaceConfig, IpConfig, NetworkResult, RouteConfig};
 pub use store::{CreateOutcome, Store};
+pub mod node;
+pub use node::{NodeAgent, NodeCapacity, NodeContext, Readiness, Readout};
+pub use policy::PolicyStatus;
