@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use unicni_bpf::FastPath;
 use unicni_config::Config;
-use unicni_core::{Error, NodeAgent, NodeCapacity, NodeContext, Readiness, Readout, Result, Store};
+use unicni_core::{Error, NodeAgent, NodeCapacity, NodeContext, Readiness, Readout, Result};
 use unicni_net::Netlink;
 
 /// The flannel mode (`flannel.mode`).
@@ -600,10 +600,9 @@ pub struct FlannelNode {
 
 impl FlannelNode {
     /// Connects what the agent needs, the cloud first (vpc-route: a node that cannot
-    /// reach it must not touch the cluster's store), then the lease view of the store
-    /// (`plain` is the store as opened for the lock). Withdraws readiness: until a lease
-    /// is held the plugin answers "try again later".
-    pub async fn new(c: &Config, node: String, plain: Arc<dyn Store>) -> Result<FlannelNode> {
+    /// reach it must not touch the cluster's store), then the lease view of the store.
+    /// Withdraws readiness: until a lease is held the plugin answers "try again later".
+    pub async fn new(c: &Config, node: String) -> Result<FlannelNode> {
         let params = AgentParams::from_config(c, node)?;
         let vpc = match params.mode {
             Mode::VpcRoute => Some(
@@ -618,7 +617,7 @@ impl FlannelNode {
             ),
             _ => None,
         };
-        let leases = crate::lease_store::open(&c.store, plain).await?;
+        let leases = crate::lease_store::open(&c.store).await?;
         withdraw(&params);
         Ok(FlannelNode {
             params,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use unicni_config::{StoreConfig, StoreKind};
 use unicni_core::{CreateOutcome, Error, Result, Store};
-use unicni_store::{EtcdStore, KubeNodes, LeasedCreate};
+use unicni_store::{EtcdStore, FileStore, KubeNodes, LeasedCreate};
 
 /// The outcome of trying to take a subnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,10 +236,10 @@ pub async fn acquire(
 }
 
 /// The lease view of the cluster's store (`store.kind`): [`ExpiringStore`] over the file
-/// store `plain`, etcd keys bound to etcd leases, or Kubernetes node objects.
-pub async fn open(c: &StoreConfig, plain: Arc<dyn Store>) -> Result<Arc<dyn LeaseStore>> {
+/// store, etcd keys bound to etcd leases, or Kubernetes node objects.
+pub async fn open(c: &StoreConfig) -> Result<Arc<dyn LeaseStore>> {
     Ok(match c.kind {
-        StoreKind::File => Arc::new(ExpiringStore::new(plain)),
+        StoreKind::File => Arc::new(ExpiringStore::new(Arc::new(FileStore::new(&c.path)))),
         StoreKind::Etcd => Arc::new(EtcdLeases::new(
             EtcdStore::connect(&c.endpoints, &c.prefix).await?,
         )),

@@ -89,8 +89,15 @@ mod tests {
         let err = write_atomic(&dir.join("target-is-a-dir"), b"new", 0o644).unwrap_err();
         assert_eq!(err.step, "rename into place");
         assert!(err.to_string().contains("target-is-a-dir"), "{err}");
-        assert_eq!(std::fs::read(dir.join("target-is-a-dir/x")).unwrap(), b"keep");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary left");
+        assert_eq!(
+            std::fs::read(dir.join("target-is-a-dir/x")).unwrap(),
+            b"keep"
+        );
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary left"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
