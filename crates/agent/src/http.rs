@@ -69,3 +69,65 @@ pub async fn serve(listener: tokio::net::TcpListener, endpoint: Endpoint) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use unicni_core::{NodeCapacity, NodeContext};
+
+    struct Fake(Mutex<Readiness>);
+
+    #[async_trait::async_trait]
+    impl NodeAgent for Fake {
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        fn is_pod_link(&self) -> fn(&str) -> bool {
+            |_| false
+        }
+        fn register_metrics(&self, _: &mut Registry) {}
+        async fn run(&self, _: NodeContext) -> unicni_core::Result<()> {
+            Ok(())
+        }
+        fn readiness(&self) -> Readiness {
+            self.0.lock().unwrap().clone()
+        }
+        fn capacity(&self) -> Option<NodeCapacity> {
+            None
+        }
+    }
+
+    #[test]
+    fn readyz_gives_the_reason_and_metrics_are_openmetrics() {
+        let fake = Arc::new(Fake(Mutex::new(Readiness::NotReady(
+            "no subnet lease published yet".into(),
+        ))));
+        let mut registry = Registry::default();
+        crate::register_node(&mut registry, fake.clone());
+        let e = Endpoint {
+            node: fake.clone(),
+            registry: Arc::new(RwLock::new(registry)),
+        };
+        assert_eq!(
+            answer(&e, "/readyz"),
+            (
+                503,
+                PLAIN,
+                "not ready: no subnet lease published yet\n".into()
+            )
+        );
+        let (code, kind, body) = answer(&e, "/metrics");
+        assert_eq!((code, kind), (200, OPENMETRICS));
+        assert!(body.contains("unicni_agent_ready 0\n"), "{body}");
+        assert!(body.contains("unicni_agent_pod_capacity 0\n"), "{body}");
+        assert_eq!(body.matches("# EOF").count(), 1, "{body}");
+        *fake.0.lock().unwrap() = Readiness::Ready("subnet 10.0.1.0/24".into());
+        assert_eq!(
+            answer(&e, "/readyz"),
+            (200, PLAIN, "ready: subnet 10.0.1.0/24\n".into())
+        );
+        assert!(answer(&e, "/metrics").2.contains("unicni_agent_ready 1\n"));
+        assert_eq!(answer(&e, "/nope").0, 404);
+    }
+}

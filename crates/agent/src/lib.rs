@@ -82,6 +82,14 @@ impl Collector for NodeReadout {
     }
 }
 
+/// Registers the node agent's metrics and the runtime's own about it (`ready`,
+/// `pod_capacity`) under the `unicni_agent` prefix.
+pub fn register_node(registry: &mut Registry, agent: Arc<dyn NodeAgent>) {
+    let sub = registry.sub_registry_with_prefix("unicni_agent");
+    sub.register_collector(Box::new(NodeReadout(agent.clone())));
+    agent.register_metrics(sub);
+}
+
 /// Turns true once, at SIGTERM or ctrl-c.
 pub fn shutdown_signal() -> Result<watch::Receiver<bool>, AgentError> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -103,11 +111,7 @@ pub fn shutdown_signal() -> Result<watch::Receiver<bool>, AgentError> {
 /// policy engine and the agent start.
 pub async fn run(config: &Config, node: &str, agent: Arc<dyn NodeAgent>) -> Result<(), AgentError> {
     let mut registry = Registry::default();
-    {
-        let sub = registry.sub_registry_with_prefix("unicni_agent");
-        sub.register_collector(Box::new(NodeReadout(agent.clone())));
-        agent.register_metrics(sub);
-    }
+    register_node(&mut registry, agent.clone());
     let registry = Arc::new(RwLock::new(registry));
     let listener = tokio::net::TcpListener::bind(&config.agent.listen)
         .await
