@@ -15,7 +15,7 @@ pub mod result;
 pub mod store;
 
 pub use attachment::{Attachment, AttachmentId, PodRef};
-pub use backend::{Backend, Capabilities, Capacity, NodeStatus};
+pub use backend::{Backend, Capabilities, NodeStatus};
 pub use datapath::Datapath;
 pub use error::{Error, Result};
 pub use ipam::{Allocation, IpAssignment, Ipam};
