@@ -601,7 +601,8 @@ pub struct FlannelNode {
 impl FlannelNode {
     /// Connects what the agent needs, the cloud first (vpc-route: a node that cannot
     /// reach it must not touch the cluster's store), then the lease view of the store.
-    /// Withdraws readiness: until a lease is held the plugin answers "try again later".
+    /// Changes nothing on the node: the caller checks the cluster lock after this, and a
+    /// refused config must leave a running agent's node as it is.
     pub async fn new(c: &Config, node: String) -> Result<FlannelNode> {
         let params = AgentParams::from_config(c, node)?;
         let vpc = match params.mode {
@@ -618,7 +619,6 @@ impl FlannelNode {
             _ => None,
         };
         let leases = crate::lease_store::open(&c.store).await?;
-        withdraw(&params);
         Ok(FlannelNode {
             params,
             leases,
@@ -718,6 +718,9 @@ impl NodeAgent for FlannelNode {
     }
 
     async fn run(&self, ctx: NodeContext) -> Result<()> {
+        // Until a lease is held the plugin must answer "try again later" (a subnet file
+        // left by an agent that crashed is not a lease).
+        withdraw(&self.params);
         let vpc = self.vpc.lock().unwrap_or_else(|p| p.into_inner()).take();
         let agent = Agent::start(
             self.params.clone(),
