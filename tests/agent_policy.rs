@@ -331,7 +331,21 @@ fn policy_enforced_by_the_agent_shows_on_metrics() {
     );
     // The backend's own families are still there, and the text still ends the exposition.
     assert!(after.contains("unicni_agent_lease_held 1"), "{after}");
+    assert!(after.contains("unicni_agent_ready 1"), "{after}");
+    assert!(after.contains("unicni_agent_pod_capacity 253"), "{after}");
     assert!(after.trim_end().ends_with("# EOF"), "{after}");
+    assert_eq!(
+        after.matches("# EOF").count(),
+        1,
+        "one exposition:\n{after}"
+    );
+    // One registry, served with the OpenMetrics content type it is encoded in.
+    let head = node.exec(&["curl", "-sfI", "http://127.0.0.1:9099/metrics"]);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{head}"
+    );
 
     // The policy removed: the client gets through, the count follows.
     std::fs::remove_file(manifests.join("deny.yaml")).unwrap();

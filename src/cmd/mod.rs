@@ -1,9 +1,6 @@
 //! One module per subcommand.
 
 pub mod agent;
-mod agent_http;
-mod agent_policy;
-mod agent_terway;
 pub mod assess;
 pub mod cloud_sim;
 mod cloud_sim_materialize;

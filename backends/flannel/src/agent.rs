@@ -11,6 +11,7 @@ use crate::reconcile::Pass;
 use crate::vpcroute::VpcRoutes;
 use crate::vxlan::{Vxlan, OVERHEAD_V4};
 use ipnet::{IpNet, Ipv4Net};
+use prometheus_client::registry::Registry;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,26 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use unicni_bpf::FastPath;
-use unicni_core::{Error, Result};
+use unicni_config::Config;
+use unicni_core::{Error, NodeAgent, NodeCapacity, NodeContext, Readiness, Readout, Result};
 use unicni_net::Netlink;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Vxlan,
-    HostGw,
-    /// The VPC router routes between nodes: one route-table entry per node's subnet.
-    VpcRoute,
-}
-
-impl Mode {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Mode::Vxlan => "vxlan",
-            Mode::HostGw => "host-gw",
-            Mode::VpcRoute => "vpc-route",
-        }
-    }
-}
+/// The flannel mode (`flannel.mode`).
+pub use unicni_config::FlannelMode as Mode;
 
 #[derive(Debug, Clone)]
 pub struct AgentParams {
@@ -64,6 +51,36 @@ pub struct AgentParams {
 }
 
 impl AgentParams {
+    /// The agent's parameters for node `node` from the cluster's config.
+    pub fn from_config(c: &Config, node: String) -> Result<AgentParams> {
+        let network = c.flannel.network.parse().map_err(|_| {
+            Error::InvalidConfig(format!(
+                "flannel.network = {:?} is not a CIDR",
+                c.flannel.network
+            ))
+        })?;
+        Ok(AgentParams {
+            node,
+            network,
+            subnet_len: c.flannel.subnet_len,
+            mode: c.flannel.mode,
+            vni: c.flannel.vni,
+            port: c.flannel.port,
+            interface: c.flannel.interface.clone(),
+            mtu: c.flannel.mtu,
+            lease_ttl: Duration::from_secs(c.store.lease_ttl_seconds.max(1)),
+            reconcile_every: Duration::from_secs(c.agent.reconcile_seconds),
+            run_dir: c.node.run_dir.clone().into(),
+            state_dir: c.node.state_dir.clone().into(),
+            masq_table: c
+                .flannel
+                .masquerade
+                .then(|| masq::table_name(&c.cni.network_name)),
+            fast_path: c.flannel.fast_path.then(|| PathBuf::from(&c.bpf.pin_dir)),
+            bpf_fallback: c.bpf.fallback,
+        })
+    }
+
     pub fn device_name(&self) -> String {
         format!("flannel.{}", self.vni)
     }
@@ -567,6 +584,189 @@ fn log_pass(p: &Pass) {
     }
     for e in &p.errors {
         tracing::warn!("reconcile error: {e}");
+    }
+}
+
+/// The flannel node agent as the agent runtime runs it ([`unicni_core::NodeAgent`]).
+pub struct FlannelNode {
+    params: AgentParams,
+    leases: Arc<dyn LeaseStore>,
+    /// vpc-route: the route table, connected before the store is touched; taken by `run`.
+    vpc: Mutex<Option<VpcRoutes>>,
+    status: Arc<Status>,
+}
+
+impl FlannelNode {
+    /// Connects what the agent needs, the cloud first (vpc-route: a node that cannot
+    /// reach it must not touch the cluster's store), then the lease view of the store.
+    /// Changes nothing on the node: the caller checks the cluster lock after this, and a
+    /// refused config must leave a running agent's node as it is.
+    pub async fn new(c: &Config, node: String) -> Result<FlannelNode> {
+        let params = AgentParams::from_config(c, node)?;
+        let vpc = match params.mode {
+            Mode::VpcRoute => Some(
+                crate::vpcroute::connect(&c.cloud, params.network)
+                    .await
+                    .map_err(|e| {
+                        Error::Unavailable(format!(
+                            "flannel.mode = \"vpc-route\": {e}; check the [cloud] section \
+                             (endpoint, metadata_endpoint, region, credentials)"
+                        ))
+                    })?,
+            ),
+            _ => None,
+        };
+        let leases = crate::lease_store::open(&c.store).await?;
+        Ok(FlannelNode {
+            params,
+            leases,
+            vpc: Mutex::new(vpc),
+            status: Arc::new(Status::default()),
+        })
+    }
+
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+fn flag(a: &AtomicBool) -> i64 {
+    a.load(Ordering::Relaxed) as i64
+}
+
+#[async_trait::async_trait]
+impl NodeAgent for FlannelNode {
+    fn describe(&self) -> String {
+        format!("flannel {}", self.params.mode.as_str())
+    }
+
+    fn is_pod_link(&self) -> fn(&str) -> bool {
+        crate::names::is_host_veth
+    }
+
+    fn register_metrics(&self, r: &mut Registry) {
+        let m = Readout::new(self.status.clone())
+            .gauge("lease_held", "1 while the node holds its subnet lease", |s| {
+                flag(&s.lease_held)
+            })
+            .gauge("peers", "Peers whose datapath entries are all in place", |s| {
+                load(&s.peers) as i64
+            })
+            .gauge(
+                "refused_peers",
+                "Peers that cannot be programmed (bad lease, not L2-adjacent in host-gw)",
+                |s| load(&s.refused_peers) as i64,
+            )
+            .gauge("programmed_routes", "Peer routes programmed", |s| {
+                load(&s.routes) as i64
+            })
+            .gauge(
+                "programmed_neighbours",
+                "Permanent neighbour entries programmed (vxlan)",
+                |s| load(&s.neighbours) as i64,
+            )
+            .gauge("programmed_fdb", "FDB entries programmed (vxlan)", |s| {
+                load(&s.fdb) as i64
+            })
+            .gauge(
+                "last_reconcile_milliseconds",
+                "Duration of the last reconcile pass",
+                |s| load(&s.last_reconcile_ms) as i64,
+            )
+            .gauge(
+                "vpc_route_quota_exceeded",
+                "1 while this node's VPC route entry is refused for the route-table quota (vpc-route)",
+                |s| flag(&s.route_quota_exceeded),
+            )
+            .gauge(
+                "vpc_route_entries",
+                "Available VPC route entries of the cluster network seen by the last pass (vpc-route)",
+                |s| load(&s.vpc_route_entries) as i64,
+            )
+            .gauge(
+                "fast_path",
+                "1 while the eBPF same-node fast path is loaded (flannel.fast_path)",
+                |s| flag(&s.fast_path),
+            )
+            .counter("reconciles", "Reconcile passes", |s| load(&s.reconciles))
+            .counter(
+                "reconcile_errors",
+                "Failed kernel or store operations during reconcile",
+                |s| load(&s.reconcile_errors),
+            )
+            .counter(
+                "repairs",
+                "Entries or devices found missing or wrong and rewritten",
+                |s| load(&s.repairs),
+            )
+            .counter("removals", "Entries of departed peers removed", |s| {
+                load(&s.removals)
+            })
+            .counter("lease_renewals", "Subnet lease renewals", |s| {
+                load(&s.lease_renewals)
+            })
+            .counter("lease_losses", "Times the subnet lease was found lost", |s| {
+                load(&s.lease_losses)
+            });
+        r.register_collector(Box::new(m));
+    }
+
+    async fn run(&self, ctx: NodeContext) -> Result<()> {
+        // Until a lease is held the plugin must answer "try again later" (a subnet file
+        // left by an agent that crashed is not a lease).
+        withdraw(&self.params);
+        let vpc = self.vpc.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let agent = Agent::start(
+            self.params.clone(),
+            self.leases.clone(),
+            self.status.clone(),
+            vpc,
+        )
+        .await?;
+        tracing::info!(
+            node = %self.params.node,
+            subnet = %agent.lease().subnet,
+            underlay = %agent.underlay().name,
+            ip = %agent.underlay().ip,
+            mode = self.params.mode.as_str(),
+            "flannel agent started"
+        );
+        agent.run(ctx.shutdown).await
+    }
+
+    fn readiness(&self) -> Readiness {
+        let s = &self.status;
+        if s.ready.load(Ordering::Relaxed) {
+            return Readiness::Ready(format!(
+                "subnet {}",
+                s.subnet.lock().unwrap_or_else(|p| p.into_inner())
+            ));
+        }
+        let err = s
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Readiness::NotReady(if err.is_empty() {
+            "no subnet lease published yet".into()
+        } else {
+            err
+        })
+    }
+
+    fn capacity(&self) -> Option<NodeCapacity> {
+        let len = self.params.subnet_len;
+        Some(NodeCapacity {
+            pods: unicni_capacity::flannel::pods_per_node(len),
+            limited_by: format!(
+                "node subnet /{len} ({} addresses, less network, gateway and broadcast)",
+                unicni_capacity::flannel::addresses_per_node(len)
+            ),
+        })
     }
 }
 

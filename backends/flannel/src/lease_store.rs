@@ -1,18 +1,21 @@
 //! Leases that expire: what the node agent holds while it runs.
 //!
-//! A [`LeaseStore`] binds each lease key to a time-to-live. etcd does that natively (the
-//! binary adapts `unicni_store::EtcdStore`); [`ExpiringStore`] does it over any plain
-//! [`Store`] by writing the expiry time into the lease (the file store of a single
-//! machine). A node that stops renewing loses its lease after the TTL: peers drop its
+//! A [`LeaseStore`] binds each lease key to a time-to-live. etcd does that natively
+//! ([`EtcdLeases`]); [`ExpiringStore`] does it over any plain [`Store`] by writing the
+//! expiry time into the lease (the file store of a single machine); Kubernetes nodes
+//! carry the subnet themselves ([`KubeLeases`]). A node that stops renewing loses its lease after the TTL: peers drop its
 //! routes and the subnet can be leased again.
 
 use crate::lease::{key, Lease, PREFIX};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use unicni_config::{StoreConfig, StoreKind};
 use unicni_core::{CreateOutcome, Error, Result, Store};
+use unicni_store::{EtcdStore, FileStore, KubeNodes, LeasedCreate};
 
 /// The outcome of trying to take a subnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +233,189 @@ pub async fn acquire(
         taken.len(),
         store.describe()
     )))
+}
+
+/// The lease view of the cluster's store (`store.kind`): [`ExpiringStore`] over the file
+/// store, etcd keys bound to etcd leases, or Kubernetes node objects.
+pub async fn open(c: &StoreConfig) -> Result<Arc<dyn LeaseStore>> {
+    Ok(match c.kind {
+        StoreKind::File => Arc::new(ExpiringStore::new(Arc::new(FileStore::new(&c.path)))),
+        StoreKind::Etcd => Arc::new(EtcdLeases::new(
+            EtcdStore::connect(&c.endpoints, &c.prefix).await?,
+        )),
+        StoreKind::Kubernetes => {
+            let client = unicni_store::kube::client(c.kubeconfig.as_deref().map(Path::new)).await?;
+            Arc::new(KubeLeases {
+                nodes: KubeNodes::new(client),
+            })
+        }
+    })
+}
+
+/// Kubernetes: the node's subnet is its `spec.podCIDR`; the agent publishes its underlay
+/// address and VTEP MAC as node annotations. A node that is deleted is a peer that left.
+pub struct KubeLeases {
+    nodes: KubeNodes,
+}
+
+impl KubeLeases {
+    pub fn new(nodes: KubeNodes) -> KubeLeases {
+        KubeLeases { nodes }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for KubeLeases {
+    fn describe(&self) -> String {
+        "kubernetes nodes (spec.podCIDR + unicni.io annotations)".into()
+    }
+
+    async fn list(&self) -> Result<Vec<Lease>> {
+        Ok(self
+            .nodes
+            .list()
+            .await?
+            .into_iter()
+            .filter_map(|n| {
+                Some(Lease {
+                    subnet: n.pod_cidr?,
+                    node: n.node,
+                    public_ip: n.public_ip,
+                    vtep_mac: n.vtep_mac,
+                    mode: n.mode,
+                    expires_at: None,
+                })
+            })
+            .collect())
+    }
+
+    async fn assigned(&self, node: &str) -> Result<Option<IpNet>> {
+        let n = self.nodes.get(node).await?;
+        let cidr = n.pod_cidr.ok_or_else(|| {
+            Error::TryAgain(format!(
+                "node {node:?} has no spec.podCIDR yet: is the controller manager running with \
+                 --allocate-node-cidrs?"
+            ))
+        })?;
+        cidr.parse().map(Some).map_err(|_| {
+            Error::InvalidConfig(format!(
+                "node {node:?} has spec.podCIDR {cidr:?}, not a CIDR"
+            ))
+        })
+    }
+
+    async fn claim(&self, lease: &Lease, _ttl: Duration) -> Result<Claim> {
+        let ip = lease.public_ip.as_deref().unwrap_or_default();
+        let mode = lease.mode.as_deref().unwrap_or_default();
+        self.nodes
+            .annotate(&lease.node, ip, lease.vtep_mac.as_deref(), mode)
+            .await?;
+        Ok(Claim::Taken { token: 0 })
+    }
+
+    async fn renew(&self, lease: &Lease, _token: i64, _ttl: Duration) -> Result<bool> {
+        // The lease is the node object itself: held while the node exists with this podCIDR.
+        let n = self.nodes.get(&lease.node).await?;
+        if n.pod_cidr.as_deref() != Some(lease.subnet.as_str()) {
+            return Ok(false);
+        }
+        if n.public_ip != lease.public_ip || n.vtep_mac != lease.vtep_mac {
+            self.claim(lease, Duration::ZERO).await?;
+        }
+        Ok(true)
+    }
+
+    async fn release(&self, _lease: &Lease, _token: i64) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Leases as etcd keys bound to etcd leases: the server deletes a dead node's key.
+pub struct EtcdLeases {
+    store: EtcdStore,
+    watch: tokio::sync::Mutex<Option<etcd_client::WatchStream>>,
+}
+
+impl EtcdLeases {
+    pub fn new(store: EtcdStore) -> EtcdLeases {
+        EtcdLeases {
+            store,
+            watch: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for EtcdLeases {
+    fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    async fn list(&self) -> Result<Vec<Lease>> {
+        Ok(self
+            .store
+            .list(PREFIX)
+            .await?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect())
+    }
+
+    async fn claim(&self, lease: &Lease, ttl: Duration) -> Result<Claim> {
+        let body = serde_json::to_vec(lease).expect("lease serializes");
+        Ok(
+            match self
+                .store
+                .create_with_ttl(&subnet_key(lease)?, &body, ttl)
+                .await?
+            {
+                LeasedCreate::Created(id) => Claim::Taken { token: id },
+                LeasedCreate::Exists(v, id) => Claim::Held {
+                    lease: serde_json::from_slice(&v).unwrap_or_default(),
+                    token: id,
+                },
+            },
+        )
+    }
+
+    async fn renew(&self, lease: &Lease, token: i64, _ttl: Duration) -> Result<bool> {
+        if token == 0 || self.store.keep_alive(token).await? <= 0 {
+            return Ok(false);
+        }
+        let k = subnet_key(lease)?;
+        let body = serde_json::to_vec(lease).expect("lease serializes");
+        if self.store.get(&k).await?.as_deref() == Some(body.as_slice()) {
+            return Ok(true);
+        }
+        self.store.put_with_lease(&k, &body, token).await
+    }
+
+    async fn release(&self, _lease: &Lease, token: i64) -> Result<()> {
+        self.store.revoke(token).await
+    }
+
+    async fn wait_change(&self, max: Duration) {
+        let mut guard = self.watch.lock().await;
+        if guard.is_none() {
+            match self.store.watch_prefix(PREFIX).await {
+                Ok(s) => *guard = Some(s),
+                Err(e) => tracing::warn!("watch leases: {e}; polling instead"),
+            }
+        }
+        let Some(stream) = guard.as_mut() else {
+            return tokio::time::sleep(max).await;
+        };
+        tokio::select! {
+            m = stream.message() => {
+                if !matches!(m, Ok(Some(_))) {
+                    *guard = None;
+                }
+                // Let a burst of changes (a node joining writes once) settle into one pass.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ = tokio::time::sleep(max) => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::pool::{Pool, PoolParams, PoolStats};
 use crate::server::{self, PodLookup, Readiness, Server};
 use crate::state::StateFile;
 use ipnet::IpNet;
+use prometheus_client::registry::Registry;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,7 +15,10 @@ use unicni_bpf::{BpfError, TerwayFastPath};
 use unicni_capacity::{InstanceTypeLimits, InstanceTypeTable};
 use unicni_cloud::{Cloud, MetadataClient, PollPolicy};
 use unicni_config::{Config, IpStack, TerwayDatapath, TerwayMode};
-use unicni_core::{Error, Result};
+use unicni_core::node::Readiness as NodeReadiness;
+use unicni_core::{Error, NodeAgent, NodeCapacity, NodeContext, Readout, Result};
+
+const STARTING: &str = "the ENI pool is starting";
 
 /// What `/readyz` and `/metrics` show.
 #[derive(Debug, Default, Clone)]
@@ -23,6 +27,8 @@ pub struct AgentReport {
     pub reason: String,
     pub instance_type: String,
     pub capacity: u64,
+    /// What limits `capacity`: the instance type's ENIs and addresses per ENI.
+    pub limited_by: String,
     pub stats: PoolStats,
     pub maintain_errors: u64,
     /// The datapath pods get: "routing", "ebpf", or "routing (eBPF unavailable: why)".
@@ -218,20 +224,20 @@ async fn ensure_exclusive_policy(pool: &Pool, pin: &std::path::Path) -> bool {
 impl TerwayAgent {
     /// Binds the socket and starts the pool in the background; the agent is not ready
     /// (the plugin is told to retry) until the pool has been rebuilt.
+    /// `policy`: the NetworkPolicy engine's pin directory when it runs (exclusive-ENI
+    /// pods get its programs on their ENI); `report` is where the agent reports.
     pub async fn start(
         config: &Config,
         cloud: Arc<dyn Cloud>,
         metadata: Arc<MetadataClient>,
         pods: Arc<dyn PodLookup>,
+        policy: Option<PathBuf>,
+        report: Arc<Mutex<AgentReport>>,
     ) -> Result<TerwayAgent> {
         let run_dir = PathBuf::from(&config.node.run_dir);
         let socket = server::socket_path(&run_dir);
         let listener = server::bind(&socket)?;
-        let readiness = Readiness::new("the ENI pool is starting");
-        let report = Arc::new(Mutex::new(AgentReport {
-            reason: "the ENI pool is starting".into(),
-            ..Default::default()
-        }));
+        let readiness = Readiness::new(STARTING);
         let srv = Arc::new(Server {
             ready: readiness.clone(),
             pods,
@@ -242,7 +248,9 @@ impl TerwayAgent {
             report,
             socket,
         };
-        let params = agent.params(config, cloud.as_ref(), &metadata).await;
+        let params = agent
+            .params(config, cloud.as_ref(), &metadata, policy)
+            .await;
         let mut params = match params {
             Ok(p) => p,
             Err(e) => {
@@ -362,6 +370,7 @@ impl TerwayAgent {
         c: &Config,
         cloud: &dyn Cloud,
         metadata: &MetadataClient,
+        policy: Option<PathBuf>,
     ) -> Result<PoolParams> {
         let instance_id = metadata.instance_id().await.map_err(md)?;
         let zone = metadata.zone_id().await.map_err(md)?;
@@ -372,6 +381,13 @@ impl TerwayAgent {
             let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
             r.instance_type = instance_type.clone();
             r.capacity = limits.pods_in_mode(c.terway.mode == TerwayMode::ExclusiveEni);
+            r.limited_by = format!(
+                "instance type {}: {} ENIs, {} IPv4 per ENI ({})",
+                limits.name,
+                limits.enis,
+                limits.ipv4_per_eni,
+                c.terway.mode.as_str()
+            );
         }
         admit(&limits, c.terway.mode, c.cluster.ip_stack).map_err(Error::Unavailable)?;
         let node_ips: Vec<IpNet> = node_ip
@@ -397,7 +413,9 @@ impl TerwayAgent {
             node_ips,
             service_cidrs,
             fast_path: None,
-            policy: (c.policy.enabled && exclusive).then(|| c.bpf.pin_dir.clone()),
+            policy: policy
+                .filter(|_| exclusive)
+                .map(|p| p.display().to_string()),
             attach: PollPolicy {
                 interval: Duration::from_millis(100),
                 timeout: Duration::from_secs(60),
@@ -415,6 +433,141 @@ impl TerwayAgent {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+/// The terway node agent as the agent runtime runs it ([`unicni_core::NodeAgent`]).
+pub struct TerwayNode {
+    config: Config,
+    cloud: Arc<dyn Cloud>,
+    metadata: Arc<MetadataClient>,
+    pods: Arc<dyn PodLookup>,
+    report: Arc<Mutex<AgentReport>>,
+    mode: TerwayMode,
+}
+
+impl TerwayNode {
+    /// The clients the agent needs: instance metadata, the cloud API, pod annotations.
+    pub async fn new(c: &Config) -> Result<TerwayNode> {
+        let metadata = Arc::new(
+            MetadataClient::new(c.cloud.metadata_endpoint.as_deref()).map_err(|e| {
+                Error::InvalidConfig(format!("the [cloud] section's metadata_endpoint: {e}"))
+            })?,
+        );
+        let cloud: Arc<dyn Cloud> =
+            Arc::new(unicni_cloud::from_config(&c.cloud).await.map_err(|e| {
+                Error::Unavailable(format!(
+                    "backend.kind = \"terway\" needs the [cloud] section (endpoint, region, \
+                     credentials): {e}"
+                ))
+            })?);
+        let pods = crate::podinfo::from_config(c).await?;
+        Ok(TerwayNode {
+            config: c.clone(),
+            cloud,
+            metadata,
+            pods,
+            report: Arc::new(Mutex::new(AgentReport {
+                reason: STARTING.into(),
+                ..Default::default()
+            })),
+            mode: c.terway.mode,
+        })
+    }
+
+    pub fn report(&self) -> AgentReport {
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn report_of(r: &Mutex<AgentReport>) -> std::sync::MutexGuard<'_, AgentReport> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait::async_trait]
+impl NodeAgent for TerwayNode {
+    fn describe(&self) -> String {
+        format!("terway {}", self.mode.as_str())
+    }
+
+    fn is_pod_link(&self) -> fn(&str) -> bool {
+        crate::datapath::names::is_host_veth
+    }
+
+    fn register_metrics(&self, r: &mut Registry) {
+        let m = Readout::new(self.report.clone())
+            .gauge("enis", "Secondary ENIs attached for pods", |r| {
+                report_of(r).stats.enis as i64
+            })
+            .gauge(
+                "pool_idle",
+                "Idle addresses (shared) or ENIs (exclusive) ready for pods",
+                |r| report_of(r).stats.idle as i64,
+            )
+            .gauge("pool_in_use", "Attachments holding addresses", |r| {
+                report_of(r).stats.in_use as i64
+            })
+            .gauge(
+                "fixed_ip_holds",
+                "Fixed addresses held for deleted pods",
+                |r| report_of(r).stats.held as i64,
+            )
+            .gauge(
+                "pool_maintain_errors",
+                "Failed pool maintenance passes",
+                |r| report_of(r).maintain_errors as i64,
+            )
+            .gauge(
+                "fast_path",
+                "1 while pods get the eBPF fast path (terway.datapath = \"ebpf\" and eBPF usable)",
+                |r| (report_of(r).datapath == "ebpf") as i64,
+            );
+        r.register_collector(Box::new(m));
+    }
+
+    async fn run(&self, ctx: NodeContext) -> Result<()> {
+        let agent = TerwayAgent::start(
+            &self.config,
+            self.cloud.clone(),
+            self.metadata.clone(),
+            self.pods.clone(),
+            ctx.policy.as_ref().map(|p| p.pin_dir().to_path_buf()),
+            self.report.clone(),
+        )
+        .await?;
+        tracing::info!(
+            mode = self.mode.as_str(),
+            socket = %agent.socket().display(),
+            "terway agent serving the plugin"
+        );
+        let mut shutdown = ctx.shutdown;
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        // Pods keep their addresses: the pool and the state file stay for the next start.
+        let _ = std::fs::remove_file(agent.socket());
+        Ok(())
+    }
+
+    fn readiness(&self) -> NodeReadiness {
+        let r = report_of(&self.report);
+        if r.ready {
+            NodeReadiness::Ready(format!(
+                "{} pods on {} ({} idle, {} in use), datapath {}",
+                r.capacity, r.instance_type, r.stats.idle, r.stats.in_use, r.datapath
+            ))
+        } else {
+            NodeReadiness::NotReady(r.reason.clone())
+        }
+    }
+
+    fn capacity(&self) -> Option<NodeCapacity> {
+        let r = report_of(&self.report);
+        (!r.instance_type.is_empty()).then(|| NodeCapacity {
+            pods: r.capacity,
+            limited_by: r.limited_by.clone(),
+        })
     }
 }
 

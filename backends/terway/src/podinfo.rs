@@ -7,6 +7,10 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use unicni_config::Config;
+
+use crate::server::{NoPodInfo, PodLookup};
 
 pub const ANN_VSWITCHES: &str = "unicni.io/vswitches";
 pub const ANN_SECURITY_GROUPS: &str = "unicni.io/security-groups";
@@ -162,6 +166,74 @@ impl ManifestDir {
             None => resolve(&empty, ns_ann, &[]),
         })
     }
+}
+
+/// Pod and namespace annotations from the Kubernetes API (GET per ADD: the pod exists
+/// before its sandbox does, and a cache would miss a pod created a moment ago).
+pub struct KubePods {
+    client: kube::Client,
+}
+
+impl KubePods {
+    pub fn new(client: kube::Client) -> KubePods {
+        KubePods { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl PodLookup for KubePods {
+    async fn lookup(&self, pod: &unicni_core::PodRef) -> Result<PodInfo, String> {
+        use k8s_openapi::api::core::v1::{Namespace, Pod};
+        let (Some(ns), Some(name)) = (pod.namespace.as_deref(), pod.name.as_deref()) else {
+            return Ok(PodInfo::default());
+        };
+        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), ns);
+        let p = pods
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("GET pod {ns}/{name}: {e}"))?;
+        let nss: kube::Api<Namespace> = kube::Api::all(self.client.clone());
+        let n = nss
+            .get_opt(ns)
+            .await
+            .map_err(|e| format!("GET namespace {ns}: {e}"))?;
+        let empty = BTreeMap::new();
+        let ns_ann = n
+            .as_ref()
+            .and_then(|n| n.metadata.annotations.as_ref())
+            .unwrap_or(&empty);
+        let pod_ann = p
+            .as_ref()
+            .and_then(|p| p.metadata.annotations.as_ref())
+            .unwrap_or(&empty);
+        let owners: Vec<String> = p
+            .as_ref()
+            .and_then(|p| p.metadata.owner_references.as_ref())
+            .map(|o| o.iter().map(|r| r.kind.clone()).collect())
+            .unwrap_or_default();
+        Ok(resolve(pod_ann, ns_ann, &owners))
+    }
+}
+
+/// Where the agent reads pod annotations: `terway.pod_info_dir` when set, else the
+/// Kubernetes API (`store.kubeconfig` or in-cluster), else nowhere (said in the log).
+pub async fn from_config(c: &Config) -> unicni_core::Result<Arc<dyn PodLookup>> {
+    Ok(match &c.terway.pod_info_dir {
+        Some(dir) => Arc::new(ManifestDir::new(dir)),
+        None if c.store.kubeconfig.is_some()
+            || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() =>
+        {
+            let kc = c.store.kubeconfig.as_deref().map(Path::new);
+            Arc::new(KubePods::new(unicni_store::kube::client(kc).await?))
+        }
+        None => {
+            tracing::warn!(
+                "terway.pod_info_dir is unset and no Kubernetes API is configured: pod \
+                 annotations (vSwitch, security group, fixed IP) are not read"
+            );
+            Arc::new(NoPodInfo)
+        }
+    })
 }
 
 fn display(p: &Path) -> String {

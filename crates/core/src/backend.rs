@@ -27,15 +27,6 @@ pub struct Capabilities {
     pub lb_to_pod_direct: bool,
 }
 
-/// How many nodes and pods a configuration holds, and what limits it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Capacity {
-    pub max_nodes: u64,
-    pub max_nodes_reason: String,
-    pub pods_per_node: u64,
-    pub warnings: Vec<String>,
-}
-
 /// What STATUS reports for a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeStatus {

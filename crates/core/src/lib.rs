@@ -15,10 +15,13 @@ pub mod result;
 pub mod store;
 
 pub use attachment::{Attachment, AttachmentId, PodRef};
-pub use backend::{Backend, Capabilities, Capacity, NodeStatus};
+pub use backend::{Backend, Capabilities, NodeStatus};
 pub use datapath::Datapath;
 pub use error::{Error, Result};
 pub use ipam::{Allocation, IpAssignment, Ipam};
 pub use policy::Policy;
 pub use result::{DnsConfig, InterfaceConfig, IpConfig, NetworkResult, RouteConfig};
 pub use store::{CreateOutcome, Store};
+pub mod node;
+pub use node::{NodeAgent, NodeCapacity, NodeContext, Readiness, Readout};
+pub use policy::PolicyStatus;

@@ -71,6 +71,7 @@ fn check_is_netns(file: &File) -> std::result::Result<(), String> {
     }
     // SAFETY: NS_GET_NSTYPE takes no argument and only reads the descriptor, which `file`
     // keeps open for the duration of the call.
+    #[allow(unsafe_code)]
     let kind = unsafe { libc::ioctl(file.as_raw_fd(), libc::NS_GET_NSTYPE) };
     if kind < 0 {
         let e = std::io::Error::last_os_error();

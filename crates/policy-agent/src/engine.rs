@@ -102,6 +102,7 @@ impl Status {
 /// datapath as it is: programs, rules and conntrack stay pinned and keep enforcing.
 pub struct Engine {
     status: Arc<Status>,
+    pin_dir: PathBuf,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -114,6 +115,7 @@ impl Engine {
     /// called inside a tokio runtime whose threads are in the node's network namespace.
     pub async fn start(config: EngineConfig, source: Source) -> Result<Engine, Error> {
         let mut dp = PolicyDatapath::load_or_adopt(&config.pin_dir)?;
+        let pin_dir = config.pin_dir.clone();
         let services: Vec<(IpAddr, u8)> = config
             .service_cidrs
             .iter()
@@ -162,6 +164,7 @@ impl Engine {
         let main = tokio::spawn(core.run(dp, rx, changes));
         Ok(Engine {
             status,
+            pin_dir,
             tasks: vec![feeder, main],
         })
     }
@@ -180,6 +183,37 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         true
+    }
+}
+
+/// The engine is the one implementation of the core's `Policy`: the runtime starts it and
+/// hands it to the backend's node agent.
+#[async_trait::async_trait]
+impl unicni_core::Policy for Engine {
+    fn pin_dir(&self) -> &std::path::Path {
+        &self.pin_dir
+    }
+
+    fn status(&self) -> unicni_core::PolicyStatus {
+        let s = &self.status;
+        unicni_core::PolicyStatus {
+            synced: s.synced.load(Ordering::Relaxed),
+            policies: s.policies.load(Ordering::Relaxed),
+            endpoints: s.local_pods.load(Ordering::Relaxed),
+            attached_links: s.attached_veths.load(Ordering::Relaxed),
+            last_error: s.last_error(),
+        }
+    }
+
+    async fn wait_synced(&self, timeout: Duration) -> bool {
+        Engine::wait_synced(self, timeout).await
+    }
+
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register_collector(Box::new(crate::metrics::PolicyMetrics::new(
+            self.status.clone(),
+            self.pin_dir.clone(),
+        )));
     }
 }
 

@@ -11,10 +11,13 @@
 //!   kernel reports, and applies each new snapshot within milliseconds. It never flushes
 //!   conntrack, and stopping it leaves everything enforcing as it was.
 //!
+//! - [`metrics`]: `unicni_policy_*` for the agent's registry.
+//!
 //! See docs/policy.md ("Enforcement").
 
 pub mod engine;
 mod kernel;
+pub mod metrics;
 pub mod source;
 pub mod state;
 
