@@ -30,7 +30,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         // Before the lock: a node that cannot host the mode must not create the cluster.
         rt.block_on(admit_instance(&config))?;
     }
-    let store = rt.block_on(common::open_store_async(&config))?;
+    let store = rt.block_on(unicni_store::open(&config.store))?;
     let (lock, created) = rt.block_on(common::check_lock(store.as_ref(), &config))?;
     if created {
         eprintln!(

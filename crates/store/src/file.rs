@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use unicni_core::{CreateOutcome, Error, Result, Store};
 
+#[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
 }
