@@ -1,10 +1,12 @@
-//! A backend bundles IPAM, datapath and policy, and says what it can do as data.
+//! The plugin half of a backend: its [`Ipam`] and [`Datapath`], composed into the CNI
+//! operations. A backend provides the two parts and its readiness; add / del / check / gc
+//! are the same for every backend, so that "a failed ADD leaves nothing" and "DEL is
+//! idempotent" hold by construction, not by each backend's care.
 
-use crate::{
-    Attachment, AttachmentId, Datapath, Error, IpAssignment, Ipam, NetworkResult, Policy, Result,
-};
+use crate::{Attachment, AttachmentId, Datapath, Error, IpAssignment, Ipam, NetworkResult, Result};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// The comparison table of DESIGN.md, as data: `plan`, `assess` and the docs read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,12 +48,8 @@ pub enum NodeStatus {
 
 #[async_trait]
 pub trait Backend: Send + Sync {
-    fn capabilities(&self) -> Capabilities;
     fn ipam(&self) -> &dyn Ipam;
     fn datapath(&self) -> &dyn Datapath;
-    fn policy(&self) -> Option<&dyn Policy> {
-        None
-    }
 
     /// Whether the node can take attachments now.
     async fn status(&self) -> Result<NodeStatus>;
@@ -63,7 +61,7 @@ pub trait Backend: Send + Sync {
             return Err(Error::TryAgain(why));
         }
         self.datapath().prepare_node().await?;
-        let ips = self.ipam().allocate(&att.id).await?;
+        let ips = self.ipam().allocate(att).await?;
         crate::failpoint::hit("ipam-reserved");
         match self.datapath().setup(att, &ips).await {
             Ok(result) => Ok(result),
@@ -83,9 +81,10 @@ pub trait Backend: Send + Sync {
     }
 
     /// CHECK: the reservation exists, holds every address the runtime says it was given
-    /// (`expected`, from prevResult), and the datapath still matches it.
+    /// (`expected`, from prevResult; compared by address, the prefix length is the
+    /// datapath's to check), and the datapath still matches it.
     async fn check(&self, att: &Attachment, expected: &[ipnet::IpNet]) -> Result<()> {
-        let held: Vec<IpAssignment> = self.assignments_of(&att.id).await?;
+        let held: Vec<IpAssignment> = self.ipam().held(&att.id).await?;
         if held.is_empty() {
             return Err(Error::UnknownAttachment(format!(
                 "no address is reserved for {}",
@@ -94,29 +93,33 @@ pub trait Backend: Send + Sync {
         }
         if let Some(addr) = expected
             .iter()
-            .find(|a| !held.iter().any(|h| h.address == **a))
+            .find(|a| !held.iter().any(|h| h.address.addr() == a.addr()))
         {
             return Err(Error::CheckFailed(format!(
-                "prevResult lists {addr} but {} does not hold it",
-                att.id
+                "prevResult lists {addr} but {} holds {:?}",
+                att.id,
+                held.iter().map(|h| h.address).collect::<Vec<_>>()
             )));
         }
         self.datapath().check(att, &held).await
     }
 
-    /// The addresses `id` holds now, without reserving anything.
-    async fn assignments_of(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>>;
-
     /// GC: release every reservation and host leftover not in `valid`. Returns how many
     /// reservations were released.
     async fn gc(&self, valid: &[AttachmentId]) -> Result<usize> {
-        let mut released = 0;
-        for alloc in self.ipam().list().await? {
-            if !valid.contains(&alloc.id) {
-                self.ipam().release(&alloc.id).await?;
-                released += 1;
-            }
+        // One release per attachment, however many addresses it holds.
+        let stale: BTreeSet<AttachmentId> = self
+            .ipam()
+            .list()
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .filter(|id| !valid.contains(id))
+            .collect();
+        for id in &stale {
+            self.ipam().release(id).await?;
         }
+        let released = stale.len();
         self.ipam().collect_garbage().await?;
         self.datapath().collect_garbage(valid).await?;
         Ok(released)
