@@ -1,0 +1,178 @@
+//! The flannel install half: the conflist entry (the node's subnet lease and the pod MTU)
+//! and uninstall (the bridge, the vxlan device, the peers' routes, masquerade, pins, the
+//! lease file and, on purge, the IPAM state).
+
+use crate::masq;
+use crate::reconcile::{kernel, ROUTE_PROTO};
+use async_trait::async_trait;
+use serde_json::json;
+use std::path::PathBuf;
+use unicni_config::{Config, FlannelMode};
+use unicni_core::{ConflistEntry, Error, Install, Result, Store, UninstallOptions};
+use unicni_net::Netlink;
+
+/// vxlan adds outer Ethernet (14), IPv4 (20), UDP (8) and vxlan (8) headers.
+const VXLAN_OVERHEAD_V4: u32 = 50;
+
+pub struct FlannelInstall {
+    config: Config,
+}
+
+impl FlannelInstall {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            config: config.clone(),
+        }
+    }
+
+    fn node_name(&self) -> String {
+        self.config.node.name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+        })
+    }
+
+    /// Pod MTU: the underlay interface's MTU minus the encapsulation the mode adds.
+    async fn pod_mtu(&self) -> Result<u32> {
+        let c = &self.config;
+        let nl = Netlink::current().map_err(kernel)?;
+        let underlay = match &c.flannel.interface {
+            Some(name) => nl.link(name).await.map_err(kernel)?.ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "flannel.interface = {name:?} does not exist on this node"
+                ))
+            })?,
+            None => {
+                let routes = nl
+                    .routes(unicni_net::netlink::AddressFamily::Inet)
+                    .await
+                    .map_err(kernel)?;
+                let oif = routes
+                    .iter()
+                    .find(|r| r.dst.prefix_len() == 0)
+                    .and_then(|r| r.oif);
+                let links = nl.links().await.map_err(kernel)?;
+                match oif.and_then(|i| links.into_iter().find(|l| l.index == i)) {
+                    Some(l) => l,
+                    // No default route (an isolated lab host): assume an Ethernet MTU.
+                    None => return Ok(self.overhead_adjusted(1500)),
+                }
+            }
+        };
+        Ok(self.overhead_adjusted(underlay.mtu))
+    }
+
+    fn overhead_adjusted(&self, underlay: u32) -> u32 {
+        match self.config.flannel.mode {
+            FlannelMode::Vxlan => underlay.saturating_sub(VXLAN_OVERHEAD_V4),
+            FlannelMode::HostGw | FlannelMode::VpcRoute => underlay,
+        }
+    }
+}
+
+#[async_trait]
+impl Install for FlannelInstall {
+    /// Any node can host a flannel mode: the limits are cluster-wide (the CIDR, the route
+    /// table quota) and checked by the config's validation and `plan`.
+    async fn admit(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn entry(&self, store: &dyn Store, with_agent: bool) -> Result<ConflistEntry> {
+        let c = &self.config;
+        let node = self.node_name();
+        let subnet = match &c.flannel.node_subnet {
+            Some(s) => Some(s.clone()),
+            None if with_agent => None,
+            None => {
+                let network = c.flannel.network.parse().map_err(|e| {
+                    Error::InvalidConfig(format!("flannel.network = {:?}: {e}", c.flannel.network))
+                })?;
+                let s = crate::lease::acquire(store, network, c.flannel.subnet_len, &node).await?;
+                Some(s.to_string())
+            }
+        };
+        let mtu = match c.flannel.mtu {
+            Some(m) => m,
+            None => self.pod_mtu().await?,
+        };
+        let mut plugin = json!({
+            "backend": "flannel",
+            "clusterNetwork": c.flannel.network,
+            "bridge": c.flannel.bridge,
+            "mtu": mtu,
+            "stateDir": c.node.state_dir,
+            "runDir": c.node.run_dir,
+            "ipMasq": c.flannel.masquerade,
+            "hairpin": true,
+        });
+        if let Some(s) = &subnet {
+            plugin["subnet"] = json!(s);
+        }
+        let subnet = subnet.unwrap_or_else(|| "from the agent's lease".into());
+        Ok(ConflistEntry {
+            plugin,
+            summary: format!("node {node}, subnet {subnet}, mtu {mtu}"),
+        })
+    }
+
+    async fn uninstall(&self, opts: UninstallOptions) -> Result<Vec<String>> {
+        let c = &self.config;
+        let mut done = Vec::new();
+        let nl = Netlink::current().map_err(kernel)?;
+        if nl.delete_link(&c.flannel.bridge).await.map_err(kernel)? {
+            done.push(format!("removed bridge {}", c.flannel.bridge));
+        }
+        // The agent's datapath: its vxlan device and its peer routes (host-gw).
+        let vxlan = format!("flannel.{}", c.flannel.vni);
+        if nl.delete_link(&vxlan).await.map_err(kernel)? {
+            done.push(format!("removed vxlan device {vxlan}"));
+        }
+        for r in nl.routes4().await.map_err(kernel)? {
+            if r.protocol == ROUTE_PROTO {
+                nl.delete_route4(r.dst, r.oif).await.map_err(kernel)?;
+                done.push(format!("removed peer route {}", r.dst));
+            }
+        }
+        let pin = PathBuf::from(&c.bpf.pin_dir);
+        if pin.exists() {
+            unicni_bpf::remove_all(&pin).map_err(|e| {
+                Error::Kernel(format!(
+                    "remove the eBPF programs pinned at {}: {e}; remove the directory by hand",
+                    pin.display()
+                ))
+            })?;
+            done.push(format!(
+                "removed eBPF programs, maps and links pinned at {}",
+                pin.display()
+            ));
+        }
+        let table = masq::table_name(&c.cni.network_name);
+        if unicni_net::nft::table_exists("ip", &table) {
+            masq::remove(&table).map_err(kernel)?;
+            done.push(format!("removed nftables table ip {table}"));
+        }
+        // Without the agent's lease file the plugin refuses new pods ("try again later").
+        let run = PathBuf::from(&c.node.run_dir).join("flannel");
+        remove_dir(&run, &mut done)?;
+        if opts.purge {
+            let state = PathBuf::from(&c.node.state_dir);
+            remove_dir(&state.join("ipam").join(&c.cni.network_name), &mut done)?;
+            remove_dir(&state.join("flannel"), &mut done)?;
+        }
+        Ok(done)
+    }
+}
+
+fn remove_dir(dir: &std::path::Path, done: &mut Vec<String>) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {
+            done.push(format!("removed {}", dir.display()));
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("remove {}", dir.display()), e)),
+    }
+}
