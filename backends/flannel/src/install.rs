@@ -2,8 +2,8 @@
 //! and uninstall (the bridge, the vxlan device, the peers' routes, masquerade, pins, the
 //! lease file and, on purge, the IPAM state).
 
-use crate::masq;
 use crate::reconcile::{kernel, ROUTE_PROTO};
+use crate::{masq, names};
 use async_trait::async_trait;
 use serde_json::json;
 use std::path::PathBuf;
@@ -122,6 +122,18 @@ impl Install for FlannelInstall {
         let c = &self.config;
         let mut done = Vec::new();
         let nl = Netlink::current().map_err(kernel)?;
+        // Host ends of pods still on the bridge (a node decommissioned without draining):
+        // only this network's, found by their bridge, never by name alone.
+        if let Some(bridge) = nl.link(&c.flannel.bridge).await.map_err(kernel)? {
+            for l in nl.links().await.map_err(kernel)? {
+                if l.master == Some(bridge.index)
+                    && names::is_host_veth(&l.name)
+                    && nl.delete_link(&l.name).await.map_err(kernel)?
+                {
+                    done.push(format!("removed pod veth {}", l.name));
+                }
+            }
+        }
         if nl.delete_link(&c.flannel.bridge).await.map_err(kernel)? {
             done.push(format!("removed bridge {}", c.flannel.bridge));
         }
@@ -161,6 +173,11 @@ impl Install for FlannelInstall {
             let state = PathBuf::from(&c.node.state_dir);
             remove_dir(&state.join("ipam").join(&c.cni.network_name), &mut done)?;
             remove_dir(&state.join("flannel"), &mut done)?;
+            // The bridge datapath's node-preparation lock (bridge.rs).
+            let lock = state.join(format!(".node-{}.lock", c.cni.network_name));
+            if std::fs::remove_file(&lock).is_ok() {
+                done.push(format!("removed {}", lock.display()));
+            }
         }
         Ok(done)
     }
