@@ -267,3 +267,154 @@ impl Datapath for PodDatapath {
         datapath::collect_garbage(valid).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{EniInfo, PodMode, Request};
+    use std::sync::Mutex as StdMutex;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use unicni_core::PodRef;
+
+    fn net(ip: &str) -> PodNetwork {
+        PodNetwork {
+            mode: PodMode::Shared,
+            ipv4: Some(ip.parse().unwrap()),
+            ipv6: None,
+            eni: EniInfo {
+                id: "eni-1".into(),
+                mac: "02:00:00:00:00:01".into(),
+                vswitch_id: "vsw-1".into(),
+                cidr: "192.0.2.0/24".parse().unwrap(),
+                gateway: "192.0.2.253".parse().unwrap(),
+                cidr_v6: None,
+                gateway_v6: None,
+                primary_ip: "192.0.2.2".parse().unwrap(),
+                table: crate::proto::eni_table(7),
+            },
+            node_ips: vec![],
+            service_cidrs: vec![],
+            mtu: 1500,
+            fast_path: None,
+            policy: None,
+        }
+    }
+
+    /// An agent that answers from `answer` and records every op it was asked.
+    fn fake_agent(
+        dir: &std::path::Path,
+        answer: fn(&Op) -> Reply,
+    ) -> (TerwayBackend, Arc<StdMutex<Vec<Op>>>) {
+        let path = dir.join("terway.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let (r, mut w) = s.into_split();
+                let mut line = String::new();
+                BufReader::new(r).read_line(&mut line).await.unwrap();
+                let req: Request = serde_json::from_str(&line).unwrap();
+                let reply = answer(&req.op);
+                log.lock().unwrap().push(req.op);
+                let mut out = serde_json::to_vec(&reply).unwrap();
+                out.push(b'\n');
+                w.write_all(&out).await.unwrap();
+            }
+        });
+        let conf = TerwayNetConf {
+            socket: path,
+            timeout: Duration::from_secs(5),
+            exclusive: false,
+        };
+        (TerwayBackend::new(&conf), seen)
+    }
+
+    fn att(id: &str) -> Attachment {
+        Attachment {
+            id: AttachmentId::new(id, "eth0"),
+            netns: None,
+            pod: PodRef {
+                namespace: Some("ns".into()),
+                name: Some("web-0".into()),
+                uid: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn add_asks_with_the_pod_identity_and_a_failed_wiring_gives_the_address_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, seen) = fake_agent(dir.path(), |op| match op {
+            Op::Allocate { .. } => Reply::Allocated(Box::new(net("192.0.2.9"))),
+            Op::Status => Reply::Ready,
+            _ => Reply::Released,
+        });
+        // No namespace: the wiring fails after the agent reserved.
+        let err = b.add(&att("c1")).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+        let ops = seen.lock().unwrap().clone();
+        let allocate = ops
+            .iter()
+            .find_map(|o| match o {
+                Op::Allocate { pod, .. } => Some(pod.clone()),
+                _ => None,
+            })
+            .expect("the agent was asked to allocate");
+        assert_eq!(allocate.name.as_deref(), Some("web-0"));
+        assert!(
+            ops.contains(&Op::Release {
+                id: AttachmentId::new("c1", "eth0")
+            }),
+            "{ops:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_compares_prev_result_with_what_the_agent_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, _) = fake_agent(dir.path(), |op| match op {
+            Op::Lookup { .. } => Reply::Allocated(Box::new(net("192.0.2.9"))),
+            _ => Reply::NotFound,
+        });
+        let err = b
+            .check(&att("c1"), &["192.0.2.10/32".parse().unwrap()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::CheckFailed(m) if m.contains("192.0.2.10")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn list_is_what_the_agent_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, seen) = fake_agent(dir.path(), |op| match op {
+            Op::List => Reply::Listed {
+                allocations: vec![
+                    Allocation {
+                        address: "192.0.2.9".parse().unwrap(),
+                        id: AttachmentId::new("keep", "eth0"),
+                    },
+                    Allocation {
+                        address: "192.0.2.10".parse().unwrap(),
+                        id: AttachmentId::new("gone", "eth0"),
+                    },
+                    Allocation {
+                        address: "fd00::10".parse().unwrap(),
+                        id: AttachmentId::new("gone", "eth0"),
+                    },
+                ],
+            },
+            _ => Reply::Released,
+        });
+        let listed = b.ipam().list().await.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(
+            listed[2].address,
+            "fd00::10".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert!(seen.lock().unwrap().contains(&Op::List));
+    }
+}

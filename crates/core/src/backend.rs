@@ -125,3 +125,109 @@ pub trait Backend: Send + Sync {
         Ok(released)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Allocation;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Fake {
+        released: Mutex<Vec<AttachmentId>>,
+        swept: Mutex<Vec<Vec<AttachmentId>>>,
+    }
+
+    #[async_trait]
+    impl Ipam for Fake {
+        async fn allocate(&self, _att: &Attachment) -> Result<Vec<IpAssignment>> {
+            unreachable!()
+        }
+        async fn held(&self, _id: &AttachmentId) -> Result<Vec<IpAssignment>> {
+            Ok(vec![IpAssignment {
+                address: "10.0.0.5/24".parse().unwrap(),
+                gateway: None,
+            }])
+        }
+        async fn release(&self, id: &AttachmentId) -> Result<()> {
+            self.released.lock().unwrap().push(id.clone());
+            Ok(())
+        }
+        async fn list(&self) -> Result<Vec<Allocation>> {
+            let a = |ip: &str, c: &str| Allocation {
+                address: ip.parse().unwrap(),
+                id: AttachmentId::new(c, "eth0"),
+            };
+            Ok(vec![
+                a("10.0.0.5", "keep"),
+                a("10.0.0.6", "gone"),
+                a("fd00::6", "gone"),
+            ])
+        }
+    }
+
+    #[async_trait]
+    impl Datapath for Fake {
+        async fn prepare_node(&self) -> Result<()> {
+            Ok(())
+        }
+        async fn setup(&self, _att: &Attachment, _ips: &[IpAssignment]) -> Result<NetworkResult> {
+            unreachable!()
+        }
+        async fn teardown(&self, _att: &Attachment) -> Result<()> {
+            Ok(())
+        }
+        async fn check(&self, _att: &Attachment, _ips: &[IpAssignment]) -> Result<()> {
+            Ok(())
+        }
+        async fn collect_garbage(&self, valid: &[AttachmentId]) -> Result<usize> {
+            self.swept.lock().unwrap().push(valid.to_vec());
+            Ok(0)
+        }
+    }
+
+    struct FakeBackend(Fake);
+
+    #[async_trait]
+    impl Backend for FakeBackend {
+        fn ipam(&self) -> &dyn Ipam {
+            &self.0
+        }
+        fn datapath(&self) -> &dyn Datapath {
+            &self.0
+        }
+        async fn status(&self) -> Result<NodeStatus> {
+            Ok(NodeStatus::Ready)
+        }
+    }
+
+    #[tokio::test]
+    async fn gc_releases_each_stale_attachment_once_and_sweeps_the_host() {
+        let b = FakeBackend(Fake::default());
+        let keep = [AttachmentId::new("keep", "eth0")];
+        assert_eq!(b.gc(&keep).await.unwrap(), 1);
+        assert_eq!(
+            *b.0.released.lock().unwrap(),
+            vec![AttachmentId::new("gone", "eth0")]
+        );
+        assert_eq!(*b.0.swept.lock().unwrap(), vec![keep.to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn check_compares_addresses_not_prefix_lengths() {
+        let b = FakeBackend(Fake::default());
+        let att = Attachment {
+            id: AttachmentId::new("keep", "eth0"),
+            netns: None,
+            pod: Default::default(),
+        };
+        b.check(&att, &["10.0.0.5/32".parse().unwrap()])
+            .await
+            .unwrap();
+        let err = b
+            .check(&att, &["10.0.0.7/24".parse().unwrap()])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CheckFailed(_)), "{err}");
+    }
+}
