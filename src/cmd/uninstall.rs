@@ -13,8 +13,9 @@ pub struct Args {
     #[arg(long)]
     pub purge: bool,
     /// Also give the node's cloud resources back (terway: detach and delete the secondary
-    /// ENIs the agent created for this instance, with their addresses). Uses the config's
-    /// [cloud] section, as the agent does.
+    /// ENIs the agent created for this instance, with their addresses; flannel vpc-route:
+    /// delete the node's entry from the VPC route table). Uses the config's [cloud]
+    /// section, as the agent does.
     #[arg(long)]
     pub release_cloud: bool,
 }

@@ -72,6 +72,44 @@ impl FlannelInstall {
     }
 }
 
+impl FlannelInstall {
+    /// vpc-route: deletes this instance's entries (next hop = this node) of the cluster
+    /// network from the VPC's route table, so the decommissioned node keeps no route.
+    async fn release_route_entry(&self, done: &mut Vec<String>) -> Result<()> {
+        let c = &self.config;
+        let network = c.flannel.network.parse().map_err(|e| {
+            Error::InvalidConfig(format!("flannel.network = {:?}: {e}", c.flannel.network))
+        })?;
+        let vpc = crate::vpcroute::connect(&c.cloud, network).await?;
+        let cloud_err = |what: String| {
+            move |e: unicni_cloud::CloudError| {
+                Error::Unavailable(format!("{what}: {e}; run uninstall --release-cloud again"))
+            }
+        };
+        let entries = vpc
+            .cloud
+            .describe_route_entries(&vpc.route_table)
+            .await
+            .map_err(cloud_err(format!("list route table {}", vpc.route_table)))?;
+        for e in entries {
+            let in_network = e
+                .destination_cidr
+                .parse::<ipnet::IpNet>()
+                .is_ok_and(|d| network.contains(&d));
+            if e.entry_type == "Custom" && in_network && e.next_hop_id == vpc.instance {
+                match vpc.cloud.delete_route_entry(&vpc.route_table, &e.id).await {
+                    Ok(()) | Err(unicni_cloud::CloudError::NotFound(_)) => done.push(format!(
+                        "removed route entry {} ({} via {}) from {}",
+                        e.id, e.destination_cidr, vpc.instance, vpc.route_table
+                    )),
+                    Err(err) => return Err(cloud_err(format!("delete route entry {}", e.id))(err)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Install for FlannelInstall {
     /// Any node can host a flannel mode: the limits are cluster-wide (the CIDR, the route
@@ -165,6 +203,9 @@ impl Install for FlannelInstall {
         if unicni_net::nft::table_exists("ip", &table) {
             masq::remove(&table).map_err(kernel)?;
             done.push(format!("removed nftables table ip {table}"));
+        }
+        if opts.release_cloud && c.flannel.mode == FlannelMode::VpcRoute {
+            self.release_route_entry(&mut done).await?;
         }
         // Without the agent's lease file the plugin refuses new pods ("try again later").
         let run = PathBuf::from(&c.node.run_dir).join("flannel");
