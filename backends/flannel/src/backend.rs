@@ -36,14 +36,6 @@ impl FlannelBackend {
     pub fn network(&self) -> &NodeNetwork {
         &self.net
     }
-
-    pub fn file_ipam(&self) -> &FileIpam {
-        &self.ipam
-    }
-
-    pub fn bridge(&self) -> &BridgeDatapath {
-        &self.datapath
-    }
 }
 
 #[async_trait]
