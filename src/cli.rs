@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Validate the config, check the cluster lock, write the conflist and copy the binary.
     Install(cmd::install::Args),
-    /// Remove what install and the datapath put on this node (conflist, bridge, nftables).
+    /// Remove what install, the agent and the datapath put on this node (per backend).
     Uninstall(cmd::uninstall::Args),
     /// Run the node agent: subnet lease, peers' routes (vxlan / host-gw), drift repair, metrics.
     Agent(cmd::agent::Args),

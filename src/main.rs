@@ -5,6 +5,7 @@
 
 mod cli;
 mod cmd;
+mod factory;
 mod logging;
 
 use std::process::ExitCode;

@@ -270,3 +270,133 @@ fn uninstall_removes_conflist_binary_bridge_and_rules() {
     assert!(!d.path().join("net.d/10-unicni.conflist").exists());
     assert!(!d.path().join("bin/unicni").exists());
 }
+
+/// A config on a store other than the file store; the flannel subnet and MTU are given so
+/// that install touches nothing but the store (the lock).
+fn write_store_config(dir: &Path, store: &str) -> std::path::PathBuf {
+    let p = dir.join("unicni.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[flannel]\nnetwork = \"10.91.0.0/16\"\nnode_subnet = \"10.91.3.0/24\"\nmtu = 1450\n\
+             [store]\n{store}\n[node]\nname = \"node-a\"\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn lock_show(cfg: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["lock", "show", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap()
+}
+
+/// Before install: "not installed"; after: the record install wrote, from the same store.
+fn lock_show_round_trip(dir: &Path, cfg: &Path) {
+    let before = lock_show(cfg);
+    assert!(
+        !before.status.success()
+            && String::from_utf8_lossy(&before.stderr).contains("not been installed"),
+        "{}",
+        String::from_utf8_lossy(&before.stderr)
+    );
+    let out = install(dir, cfg, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let show = lock_show(cfg);
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    let lock: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(lock["backend"], "flannel");
+    assert_eq!(lock["cluster_cidr"], "10.91.0.0/16", "{lock}");
+}
+
+/// The etcd server and its data directory, both gone when the test ends.
+struct Etcd(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn lock_show_reads_an_etcd_store() {
+    if !Path::new("/usr/bin/etcd").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "etcd-server missing in CI"
+        );
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let _etcd = Etcd(
+        Command::new("/usr/bin/etcd")
+            .arg("--data-dir")
+            .arg(data.path().join("data"))
+            .args(["--name", "t", "--listen-client-urls", &url])
+            .args([
+                "--advertise-client-urls",
+                &url,
+                "--listen-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("t={peer_url}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        data,
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+        assert!(std::time::Instant::now() < until, "etcd did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_store_config(
+        d.path(),
+        &format!("kind = \"etcd\"\nendpoints = [\"{url}\"]\nprefix = \"/lockshow\""),
+    );
+    lock_show_round_trip(d.path(), &cfg);
+}
+
+#[test]
+fn lock_show_reads_a_kubernetes_store() {
+    let api = unicni_kube_emulator::Emulator::new();
+    let url = api.start();
+    let d = tempfile::tempdir().unwrap();
+    let kc = unicni_kube_emulator::kubeconfig(d.path(), &url);
+    let cfg = write_store_config(
+        d.path(),
+        &format!("kind = \"kubernetes\"\nkubeconfig = \"{}\"", kc.display()),
+    );
+    lock_show_round_trip(d.path(), &cfg);
+    // The record is the ConfigMap the API server holds, not a local file.
+    assert!(api
+        .get("/api/v1/configmaps", "kube-system", "unicni-lock")
+        .is_some());
+}

@@ -8,9 +8,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 use unicni_cni::{code, result, version, CniError, Command, NetConf, Request, LATEST};
-use unicni_core::{Attachment, AttachmentId, Backend, NodeStatus, PodRef};
-use unicni_flannel::{FlannelBackend, FlannelNetConf};
-use unicni_terway::{TerwayBackend, TerwayNetConf};
+use unicni_core::{Attachment, AttachmentId, NodeStatus, PodRef};
 
 pub const PLUGIN_TYPE: &str = "unicni";
 
@@ -92,29 +90,6 @@ fn require_version(conf: &NetConf, req: &Request) -> Result<(), CniError> {
     }
 }
 
-fn backend_for(conf: &NetConf) -> Result<Box<dyn Backend>, CniError> {
-    let kind = conf
-        .raw
-        .get("backend")
-        .and_then(Value::as_str)
-        .unwrap_or("flannel");
-    match kind {
-        "flannel" => {
-            let fc = FlannelNetConf::from_json(&conf.raw)?;
-            Ok(Box::new(FlannelBackend::new(&conf.name, &fc)?))
-        }
-        "terway" => {
-            let tc = TerwayNetConf::from_json(&conf.raw)?;
-            Ok(Box::new(TerwayBackend::new(&tc)))
-        }
-        other => Err(CniError::new(
-            code::INVALID_CONFIG,
-            format!("invalid network configuration: field \"backend\" = {other:?}"),
-            "allowed values: flannel, terway",
-        )),
-    }
-}
-
 fn attachment(req: &Request) -> Attachment {
     Attachment {
         id: AttachmentId::new(&req.container_id, &req.ifname),
@@ -144,7 +119,7 @@ fn require_netns(req: &Request) -> Result<(), CniError> {
 }
 
 async fn dispatch(req: Request, conf: NetConf) -> Result<Option<String>, CniError> {
-    let backend = backend_for(&conf)?;
+    let backend = crate::factory::plugin(&conf.raw, &conf.name)?;
     match req.command {
         Command::Add => {
             let res = backend.add(&attachment(&req)).await?;

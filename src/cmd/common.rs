@@ -2,9 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
-use unicni_config::{Config, LockRecord, StoreKind};
+use unicni_config::{Config, LockRecord};
 use unicni_core::{CreateOutcome, Store};
-use unicni_store::FileStore;
 
 pub const LOCK_KEY: &str = "lock";
 
@@ -25,35 +24,6 @@ pub struct NodePaths {
 
 pub fn load_config(path: &Path) -> Result<Config> {
     unicni_config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-pub fn open_store(c: &Config) -> Result<Box<dyn Store>> {
-    match c.store.kind {
-        StoreKind::File => Ok(Box::new(FileStore::new(&c.store.path))),
-        other => bail!(
-            "store.kind = {:?} is not available in this build yet; use store.kind = \"file\"",
-            other.as_str()
-        ),
-    }
-}
-
-/// Like [`open_store`], also for stores that need a connection (etcd). Call inside the
-/// runtime that will use the store.
-pub async fn open_store_async(c: &Config) -> Result<Box<dyn Store>> {
-    match c.store.kind {
-        StoreKind::Etcd => Ok(Box::new(
-            unicni_store::EtcdStore::connect(&c.store.endpoints, &c.store.prefix).await?,
-        )),
-        StoreKind::Kubernetes => {
-            let path = c.store.kubeconfig.as_deref().map(Path::new);
-            let client = unicni_store::kube::client(path).await?;
-            Ok(Box::new(unicni_store::KubeStore::new(
-                client,
-                crate::cmd::agent::KUBE_NAMESPACE,
-            )))
-        }
-        _ => open_store(c),
-    }
 }
 
 pub fn node_name(c: &Config) -> String {

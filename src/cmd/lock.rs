@@ -17,8 +17,8 @@ pub fn run(c: Command) -> Result<ExitCode> {
     match c {
         Command::Show { config } => {
             let config = super::common::load_config(&config)?;
-            let store = super::common::open_store(&config)?;
             let rt = super::common::runtime()?;
+            let store = rt.block_on(unicni_store::open(&config.store))?;
             match rt.block_on(store.get(super::common::LOCK_KEY))? {
                 Some(bytes) => {
                     let v: serde_json::Value = serde_json::from_slice(&bytes)?;

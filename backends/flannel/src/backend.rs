@@ -4,9 +4,7 @@ use crate::bridge::BridgeDatapath;
 use crate::ipam::FileIpam;
 use crate::netconf::{FlannelNetConf, NodeNetwork};
 use async_trait::async_trait;
-use unicni_core::{
-    AttachmentId, Backend, Capabilities, Datapath, IpAssignment, Ipam, NodeStatus, Result,
-};
+use unicni_core::{Backend, Datapath, Ipam, NodeStatus, Result};
 
 pub struct FlannelBackend {
     net: NodeNetwork,
@@ -38,22 +36,10 @@ impl FlannelBackend {
     pub fn network(&self) -> &NodeNetwork {
         &self.net
     }
-
-    pub fn file_ipam(&self) -> &FileIpam {
-        &self.ipam
-    }
-
-    pub fn bridge(&self) -> &BridgeDatapath {
-        &self.datapath
-    }
 }
 
 #[async_trait]
 impl Backend for FlannelBackend {
-    fn capabilities(&self) -> Capabilities {
-        unicni_capacity::capabilities::flannel()
-    }
-
     fn ipam(&self) -> &dyn Ipam {
         &self.ipam
     }
@@ -78,18 +64,5 @@ impl Backend for FlannelBackend {
             )));
         }
         Ok(NodeStatus::Ready)
-    }
-
-    async fn assignments_of(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
-        Ok(self
-            .ipam
-            .lookup(id)
-            .map(|ip| {
-                vec![IpAssignment {
-                    address: ipnet::IpNet::new(ip, self.net.subnet.prefix_len()).expect("prefix"),
-                    gateway: Some(self.net.gateway),
-                }]
-            })
-            .unwrap_or_default())
     }
 }

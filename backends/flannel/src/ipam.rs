@@ -19,7 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use unicni_core::{Allocation, AttachmentId, Error, IpAssignment, Ipam, Result};
+use unicni_core::{Allocation, Attachment, AttachmentId, Error, IpAssignment, Ipam, Result};
 
 pub struct FileIpam {
     dir: PathBuf,
@@ -147,9 +147,9 @@ impl FileIpam {
     }
 }
 
-#[async_trait]
-impl Ipam for FileIpam {
-    async fn allocate(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
+impl FileIpam {
+    /// Reserves an address for `id` (the attachment's key is all this IPAM needs).
+    pub fn reserve(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
         let _lock = self.lock()?;
         if let Some(ip) = self.lookup(id) {
             return Ok(vec![self.assignment(ip)]);
@@ -173,6 +173,20 @@ impl Ipam for FileIpam {
              delete pods, or run GC if pods were removed without DEL",
             self.subnet
         )))
+    }
+}
+
+#[async_trait]
+impl Ipam for FileIpam {
+    async fn allocate(&self, att: &Attachment) -> Result<Vec<IpAssignment>> {
+        self.reserve(&att.id)
+    }
+
+    async fn held(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
+        Ok(self
+            .lookup(id)
+            .map(|ip| vec![self.assignment(ip)])
+            .unwrap_or_default())
     }
 
     async fn release(&self, id: &AttachmentId) -> Result<()> {
@@ -241,10 +255,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let i = ipam(d.path(), "10.1.0.0/29");
         let id = AttachmentId::new("c1", "eth0");
-        let a = i.allocate(&id).await.unwrap();
+        let a = i.reserve(&id).unwrap();
         assert_eq!(a[0].address.to_string(), "10.1.0.2/29");
         assert_eq!(a[0].gateway.unwrap().to_string(), "10.1.0.1");
-        assert_eq!(i.allocate(&id).await.unwrap(), a);
+        assert_eq!(i.reserve(&id).unwrap(), a);
         assert_eq!(i.list().await.unwrap().len(), 1);
     }
 
@@ -253,27 +267,23 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let i = ipam(d.path(), "10.1.0.0/29"); // 6 hosts, 1 gateway -> 5
         for n in 0..5 {
-            i.allocate(&AttachmentId::new(format!("c{n}"), "eth0"))
-                .await
+            i.reserve(&AttachmentId::new(format!("c{n}"), "eth0"))
                 .unwrap();
         }
-        let err = i
-            .allocate(&AttachmentId::new("c9", "eth0"))
-            .await
-            .unwrap_err();
+        let err = i.reserve(&AttachmentId::new("c9", "eth0")).unwrap_err();
         assert!(matches!(err, Error::Exhausted(_)), "{err}");
         i.release(&AttachmentId::new("c2", "eth0")).await.unwrap();
         i.release(&AttachmentId::new("c2", "eth0")).await.unwrap();
-        assert!(i.allocate(&AttachmentId::new("c9", "eth0")).await.is_ok());
+        assert!(i.reserve(&AttachmentId::new("c9", "eth0")).is_ok());
     }
 
     #[tokio::test]
     async fn addresses_rotate_instead_of_immediate_reuse() {
         let d = tempfile::tempdir().unwrap();
         let i = ipam(d.path(), "10.1.0.0/28");
-        let a = i.allocate(&AttachmentId::new("a", "eth0")).await.unwrap();
+        let a = i.reserve(&AttachmentId::new("a", "eth0")).unwrap();
         i.release(&AttachmentId::new("a", "eth0")).await.unwrap();
-        let b = i.allocate(&AttachmentId::new("b", "eth0")).await.unwrap();
+        let b = i.reserve(&AttachmentId::new("b", "eth0")).unwrap();
         assert_ne!(a, b);
     }
 
@@ -292,8 +302,7 @@ mod tests {
                         .unwrap();
                     rt.block_on(async {
                         ipam(&dir, "10.1.0.0/24")
-                            .allocate(&AttachmentId::new(format!("c{n}"), "eth0"))
-                            .await
+                            .reserve(&AttachmentId::new(format!("c{n}"), "eth0"))
                             .unwrap()[0]
                             .address
                     })
@@ -309,7 +318,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let i = ipam(d.path(), "10.1.0.0/28");
         let id = AttachmentId::new("a", "eth0");
-        i.allocate(&id).await.unwrap();
+        i.reserve(&id).unwrap();
         // Simulate a crash after the index was written but before the reservation.
         std::fs::write(i.dir().join("id").join("ghost:eth0"), "10.1.0.9\n").unwrap();
         std::fs::write(i.dir().join(".tmp-999"), "x").unwrap();

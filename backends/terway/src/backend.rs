@@ -1,16 +1,19 @@
 //! The terway backend as the CNI plugin runs it: addresses come from the agent over its
-//! socket, the plugin wires the pod itself.
+//! socket (an `Ipam` whose allocate is a request), the plugin wires the pod itself (a
+//! `Datapath`); the core's `Backend` composes the two.
 
 use crate::client::Client;
 use crate::datapath;
 use crate::proto::{Op, PodNetwork, Reply};
 use async_trait::async_trait;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use unicni_core::{
-    Allocation, Attachment, AttachmentId, Backend, Capabilities, Datapath, Error, IpAssignment,
-    Ipam, NetworkResult, NodeStatus, PodRef, Result,
+    Allocation, Attachment, AttachmentId, Backend, Datapath, Error, IpAssignment, Ipam,
+    NetworkResult, NodeStatus, Result,
 };
 
 /// The plugin's view of its conflist entry (`"backend": "terway"`).
@@ -60,9 +63,9 @@ impl TerwayNetConf {
     }
 }
 
+/// The terway plugin: [`AgentIpam`] (the agent behind the socket) and [`PodDatapath`]
+/// (the pod wiring), composed by the core's [`Backend`] operations.
 pub struct TerwayBackend {
-    client: Client,
-    exclusive: bool,
     ipam: AgentIpam,
     datapath: PodDatapath,
 }
@@ -70,20 +73,39 @@ pub struct TerwayBackend {
 impl TerwayBackend {
     pub fn new(conf: &TerwayNetConf) -> Self {
         let client = Client::new(&conf.socket, conf.timeout);
+        let known = Known::default();
         Self {
             ipam: AgentIpam {
                 client: client.clone(),
+                known: known.clone(),
             },
-            datapath: PodDatapath {
-                client: client.clone(),
-            },
-            client,
-            exclusive: conf.exclusive,
+            datapath: PodDatapath { client, known },
         }
     }
+}
 
-    async fn lookup(&self, id: &AttachmentId) -> Result<Option<PodNetwork>> {
-        lookup(&self.client, id).await
+/// What the agent said about each attachment during this invocation. The datapath needs
+/// the whole [`PodNetwork`] (the ENI, its table, the fast path), not only the addresses
+/// the `Ipam` returns: keeping the agent's answer spares it a second round trip.
+#[derive(Clone, Default)]
+struct Known(Arc<Mutex<HashMap<AttachmentId, PodNetwork>>>);
+
+impl Known {
+    fn put(&self, id: &AttachmentId, net: &PodNetwork) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), net.clone());
+    }
+    fn get(&self, id: &AttachmentId) -> Option<PodNetwork> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+    fn forget(&self, id: &AttachmentId) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
 }
 
@@ -129,9 +151,6 @@ pub fn assignments(net: &PodNetwork) -> Vec<IpAssignment> {
 
 #[async_trait]
 impl Backend for TerwayBackend {
-    fn capabilities(&self) -> Capabilities {
-        unicni_capacity::capabilities::terway(self.exclusive)
-    }
     fn ipam(&self) -> &dyn Ipam {
         &self.ipam
     }
@@ -140,16 +159,24 @@ impl Backend for TerwayBackend {
     }
 
     async fn status(&self) -> Result<NodeStatus> {
-        match self.client.call(Op::Status).await {
+        match self.ipam.client.call(Op::Status).await {
             Ok(_) => Ok(NodeStatus::Ready),
             Err(Error::TryAgain(why)) => Ok(NodeStatus::NotReady(why)),
             Err(e) => Err(e),
         }
     }
+}
 
-    /// ADD: the agent reserves (with the pod's identity, for fixed IPs and annotations),
-    /// the plugin wires; a failed wiring gives everything back.
-    async fn add(&self, att: &Attachment) -> Result<NetworkResult> {
+/// The agent as an `Ipam`: allocate is a request carrying the pod's identity (fixed IPs,
+/// per-pod vSwitch and security group from its annotations) and its namespace.
+struct AgentIpam {
+    client: Client,
+    known: Known,
+}
+
+#[async_trait]
+impl Ipam for AgentIpam {
+    async fn allocate(&self, att: &Attachment) -> Result<Vec<IpAssignment>> {
         let reply = self
             .client
             .call(Op::Allocate {
@@ -163,131 +190,231 @@ impl Backend for TerwayBackend {
                 "the unicni agent answered an allocation with {reply:?}"
             )));
         };
-        unicni_core::failpoint::hit("ipam-reserved");
-        match datapath::setup(att, &net).await {
-            Ok(res) => Ok(res),
-            Err(err) => {
-                let _ = datapath::teardown(att, Some(&net)).await;
-                let _ = self.client.call(Op::Release { id: att.id.clone() }).await;
-                Err(err)
+        self.known.put(&att.id, &net);
+        Ok(assignments(&net))
+    }
+
+    async fn held(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
+        Ok(match lookup(&self.client, id).await? {
+            Some(net) => {
+                self.known.put(id, &net);
+                assignments(&net)
             }
-        }
+            None => Vec::new(),
+        })
     }
 
-    /// DEL: unwire (with what the agent knows, or from the host's own links when the
-    /// agent cannot say), then release.
-    async fn del(&self, att: &Attachment) -> Result<()> {
-        let net = self.lookup(&att.id).await.ok().flatten();
-        datapath::teardown(att, net.as_ref()).await?;
-        self.client
-            .call(Op::Release { id: att.id.clone() })
-            .await
-            .map(|_| ())
-    }
-
-    async fn check(&self, att: &Attachment, expected: &[IpNet]) -> Result<()> {
-        let net = self.lookup(&att.id).await?.ok_or_else(|| {
-            Error::UnknownAttachment(format!("the unicni agent holds nothing for {}", att.id))
-        })?;
-        let held = assignments(&net);
-        if let Some(addr) = expected
-            .iter()
-            .find(|a| !held.iter().any(|h| h.address.addr() == a.addr()))
-        {
-            return Err(Error::CheckFailed(format!(
-                "prevResult lists {addr} but {} holds {:?}",
-                att.id,
-                held.iter().map(|h| h.address).collect::<Vec<_>>()
-            )));
-        }
-        datapath::check(att, &net).await
-    }
-
-    async fn assignments_of(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
-        Ok(self
-            .lookup(id)
-            .await?
-            .map(|n| assignments(&n))
-            .unwrap_or_default())
-    }
-
-    async fn gc(&self, valid: &[AttachmentId]) -> Result<usize> {
-        let released = match self
-            .client
-            .call(Op::Gc {
-                valid: valid.to_vec(),
-            })
-            .await?
-        {
-            Reply::Collected { released } => released,
-            _ => 0,
-        };
-        datapath::collect_garbage(valid).await?;
-        Ok(released)
-    }
-}
-
-/// `Ipam` over the agent, for callers that go through the trait; pod identity is not
-/// known there, so `Backend::add` talks to the agent itself.
-struct AgentIpam {
-    client: Client,
-}
-
-#[async_trait]
-impl Ipam for AgentIpam {
-    async fn allocate(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
-        match self
-            .client
-            .call(Op::Allocate {
-                id: id.clone(),
-                pod: PodRef::default(),
-                netns: None,
-            })
-            .await?
-        {
-            Reply::Allocated(net) => Ok(assignments(&net)),
-            other => Err(Error::TryAgain(format!("unexpected agent reply {other:?}"))),
-        }
-    }
     async fn release(&self, id: &AttachmentId) -> Result<()> {
+        self.known.forget(id);
         self.client
             .call(Op::Release { id: id.clone() })
             .await
             .map(|_| ())
     }
+
     async fn list(&self) -> Result<Vec<Allocation>> {
-        // The agent owns the list; GC goes through `Backend::gc`.
-        Ok(Vec::new())
+        match self.client.call(Op::List).await? {
+            Reply::Listed { allocations } => Ok(allocations),
+            other => Err(Error::TryAgain(format!(
+                "the unicni agent answered a listing with {other:?}"
+            ))),
+        }
     }
 }
 
-/// `Datapath` over the pod wiring: it asks the agent what the attachment holds.
+/// The pod wiring as a `Datapath`. It wires what the agent decided for the attachment
+/// (the ENI, its table), which it has from the allocation or asks the agent for.
 struct PodDatapath {
     client: Client,
+    known: Known,
+}
+
+impl PodDatapath {
+    async fn network(&self, id: &AttachmentId) -> Result<PodNetwork> {
+        if let Some(net) = self.known.get(id) {
+            return Ok(net);
+        }
+        lookup(&self.client, id).await?.ok_or_else(|| {
+            Error::UnknownAttachment(format!("the unicni agent holds nothing for {id}"))
+        })
+    }
 }
 
 #[async_trait]
 impl Datapath for PodDatapath {
+    /// The node is the agent's to prepare (ENIs, tables, sysctls): nothing on the ADD path.
     async fn prepare_node(&self) -> Result<()> {
         Ok(())
     }
     async fn setup(&self, att: &Attachment, _ips: &[IpAssignment]) -> Result<NetworkResult> {
-        let net = lookup(&self.client, &att.id).await?.ok_or_else(|| {
-            Error::UnknownAttachment(format!("the unicni agent holds nothing for {}", att.id))
-        })?;
+        let net = self.network(&att.id).await?;
         datapath::setup(att, &net).await
     }
+    /// With what the agent knows, or from the host's own links when the agent cannot say
+    /// (it is down, or already forgot the attachment): DEL must still unwire.
     async fn teardown(&self, att: &Attachment) -> Result<()> {
-        let net = lookup(&self.client, &att.id).await.ok().flatten();
+        let net = match self.known.get(&att.id) {
+            Some(net) => Some(net),
+            None => lookup(&self.client, &att.id).await.ok().flatten(),
+        };
         datapath::teardown(att, net.as_ref()).await
     }
     async fn check(&self, att: &Attachment, _ips: &[IpAssignment]) -> Result<()> {
-        let net = lookup(&self.client, &att.id).await?.ok_or_else(|| {
-            Error::UnknownAttachment(format!("the unicni agent holds nothing for {}", att.id))
-        })?;
+        let net = self.network(&att.id).await?;
         datapath::check(att, &net).await
     }
     async fn collect_garbage(&self, valid: &[AttachmentId]) -> Result<usize> {
         datapath::collect_garbage(valid).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{EniInfo, PodMode, Request};
+    use std::sync::Mutex as StdMutex;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use unicni_core::PodRef;
+
+    fn net(ip: &str) -> PodNetwork {
+        PodNetwork {
+            mode: PodMode::Shared,
+            ipv4: Some(ip.parse().unwrap()),
+            ipv6: None,
+            eni: EniInfo {
+                id: "eni-1".into(),
+                mac: "02:00:00:00:00:01".into(),
+                vswitch_id: "vsw-1".into(),
+                cidr: "192.0.2.0/24".parse().unwrap(),
+                gateway: "192.0.2.253".parse().unwrap(),
+                cidr_v6: None,
+                gateway_v6: None,
+                primary_ip: "192.0.2.2".parse().unwrap(),
+                table: crate::proto::eni_table(7),
+            },
+            node_ips: vec![],
+            service_cidrs: vec![],
+            mtu: 1500,
+            fast_path: None,
+            policy: None,
+        }
+    }
+
+    /// An agent that answers from `answer` and records every op it was asked.
+    fn fake_agent(
+        dir: &std::path::Path,
+        answer: fn(&Op) -> Reply,
+    ) -> (TerwayBackend, Arc<StdMutex<Vec<Op>>>) {
+        let path = dir.join("terway.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let seen = Arc::new(StdMutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let (r, mut w) = s.into_split();
+                let mut line = String::new();
+                BufReader::new(r).read_line(&mut line).await.unwrap();
+                let req: Request = serde_json::from_str(&line).unwrap();
+                let reply = answer(&req.op);
+                log.lock().unwrap().push(req.op);
+                let mut out = serde_json::to_vec(&reply).unwrap();
+                out.push(b'\n');
+                w.write_all(&out).await.unwrap();
+            }
+        });
+        let conf = TerwayNetConf {
+            socket: path,
+            timeout: Duration::from_secs(5),
+            exclusive: false,
+        };
+        (TerwayBackend::new(&conf), seen)
+    }
+
+    fn att(id: &str) -> Attachment {
+        Attachment {
+            id: AttachmentId::new(id, "eth0"),
+            netns: None,
+            pod: PodRef {
+                namespace: Some("ns".into()),
+                name: Some("web-0".into()),
+                uid: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn add_asks_with_the_pod_identity_and_a_failed_wiring_gives_the_address_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, seen) = fake_agent(dir.path(), |op| match op {
+            Op::Allocate { .. } => Reply::Allocated(Box::new(net("192.0.2.9"))),
+            Op::Status => Reply::Ready,
+            _ => Reply::Released,
+        });
+        // No namespace: the wiring fails after the agent reserved.
+        let err = b.add(&att("c1")).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+        let ops = seen.lock().unwrap().clone();
+        let allocate = ops
+            .iter()
+            .find_map(|o| match o {
+                Op::Allocate { pod, .. } => Some(pod.clone()),
+                _ => None,
+            })
+            .expect("the agent was asked to allocate");
+        assert_eq!(allocate.name.as_deref(), Some("web-0"));
+        assert!(
+            ops.contains(&Op::Release {
+                id: AttachmentId::new("c1", "eth0")
+            }),
+            "{ops:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn check_compares_prev_result_with_what_the_agent_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, _) = fake_agent(dir.path(), |op| match op {
+            Op::Lookup { .. } => Reply::Allocated(Box::new(net("192.0.2.9"))),
+            _ => Reply::NotFound,
+        });
+        let err = b
+            .check(&att("c1"), &["192.0.2.10/32".parse().unwrap()])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::CheckFailed(m) if m.contains("192.0.2.10")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn list_is_what_the_agent_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, seen) = fake_agent(dir.path(), |op| match op {
+            Op::List => Reply::Listed {
+                allocations: vec![
+                    Allocation {
+                        address: "192.0.2.9".parse().unwrap(),
+                        id: AttachmentId::new("keep", "eth0"),
+                    },
+                    Allocation {
+                        address: "192.0.2.10".parse().unwrap(),
+                        id: AttachmentId::new("gone", "eth0"),
+                    },
+                    Allocation {
+                        address: "fd00::10".parse().unwrap(),
+                        id: AttachmentId::new("gone", "eth0"),
+                    },
+                ],
+            },
+            _ => Reply::Released,
+        });
+        let listed = b.ipam().list().await.unwrap();
+        assert_eq!(listed.len(), 3);
+        assert_eq!(
+            listed[2].address,
+            "fd00::10".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert!(seen.lock().unwrap().contains(&Op::List));
     }
 }

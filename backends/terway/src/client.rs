@@ -87,7 +87,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Allocate { .. } => "allocate",
         Op::Lookup { .. } => "look up",
         Op::Release { .. } => "release",
-        Op::Gc { .. } => "collect garbage",
+        Op::List => "list its allocations",
         Op::Status => "report status",
     }
 }

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod client;
 pub mod datapath;
+pub mod install;
 pub mod node;
 pub mod podinfo;
 pub mod pool;
@@ -14,3 +15,33 @@ pub mod state;
 
 pub use backend::{TerwayBackend, TerwayNetConf};
 pub mod agent;
+
+/// The terway backend for the binary's factory: the plugin from a conflist entry, the
+/// installer and the node agent from a config.
+pub struct TerwayModule;
+
+#[async_trait::async_trait]
+impl unicni_core::BackendModule for TerwayModule {
+    fn kind(&self) -> &'static str {
+        "terway"
+    }
+    fn plugin(
+        &self,
+        entry: &serde_json::Value,
+        _network_name: &str,
+    ) -> unicni_core::Result<Box<dyn unicni_core::Backend>> {
+        Ok(Box::new(TerwayBackend::new(&TerwayNetConf::from_json(
+            entry,
+        )?)))
+    }
+    fn installer(&self, config: &unicni_config::Config) -> Box<dyn unicni_core::Install> {
+        Box::new(install::TerwayInstall::new(config))
+    }
+    async fn node(
+        &self,
+        config: &unicni_config::Config,
+        _node: &str,
+    ) -> unicni_core::Result<std::sync::Arc<dyn unicni_core::NodeAgent>> {
+        Ok(std::sync::Arc::new(agent::TerwayNode::new(config).await?))
+    }
+}

@@ -495,24 +495,6 @@ impl Pool {
         Ok(true)
     }
 
-    /// CNI GC: releases every attachment not in `valid`.
-    pub async fn gc(&self, valid: &[AttachmentId]) -> PResult<usize> {
-        let stale: Vec<AttachmentId> = {
-            let inner = self.inner.lock().await;
-            inner
-                .state
-                .allocations
-                .values()
-                .filter(|h| !valid.contains(&h.id))
-                .map(|h| h.id.clone())
-                .collect()
-        };
-        for id in &stale {
-            self.release(id).await?;
-        }
-        Ok(stale.len())
-    }
-
     /// Adds at least `need` usable addresses (or ENIs) on vSwitches `vsw` with groups
     /// `sgs`: more IPs on an ENI with room, else a new ENI while the instance type allows.
     async fn grow(
@@ -757,6 +739,27 @@ impl Pool {
             held: inner.state.holds.len(),
             capacity: self.capacity(),
         }
+    }
+
+    /// Every address held by an attachment (one entry per address): the plugin's CNI GC
+    /// releases those of attachments the runtime no longer knows.
+    pub async fn allocations(&self) -> Vec<unicni_core::Allocation> {
+        let inner = self.inner.lock().await;
+        inner
+            .state
+            .allocations
+            .values()
+            .flat_map(|h| {
+                let v4 = h.ipv4.map(std::net::IpAddr::from);
+                let v6 = h.ipv6.map(std::net::IpAddr::from);
+                v4.into_iter()
+                    .chain(v6)
+                    .map(|address| unicni_core::Allocation {
+                        address,
+                        id: h.id.clone(),
+                    })
+            })
+            .collect()
     }
 
     /// Every address (v4) the pool knows and who holds it: for tests and `status`.

@@ -5,7 +5,7 @@
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, Ipv6Addr};
-use unicni_core::{AttachmentId, PodRef};
+use unicni_core::{Allocation, AttachmentId, PodRef};
 
 pub const VERSION: u32 = 1;
 
@@ -34,8 +34,8 @@ pub enum Op {
     Lookup { id: AttachmentId },
     /// Give back what `id` holds; fixed-IP pods keep their address on hold.
     Release { id: AttachmentId },
-    /// Release everything not in `valid` (CNI GC).
-    Gc { valid: Vec<AttachmentId> },
+    /// Every address held and by which attachment (CNI GC releases the stale ones).
+    List,
     /// Whether the agent can serve allocations now.
     Status,
 }
@@ -47,8 +47,8 @@ pub enum Reply {
     /// Lookup found nothing (not an error: DEL of an unknown attachment succeeds).
     NotFound,
     Released,
-    Collected {
-        released: usize,
+    Listed {
+        allocations: Vec<Allocation>,
     },
     Ready,
     Error {

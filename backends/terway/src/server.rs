@@ -175,9 +175,8 @@ impl Server {
                 Ok(_) => Reply::Released,
                 Err(e) => Reply::error(kind_of(&e), e.to_string()),
             },
-            Op::Gc { valid } => match pool.gc(&valid).await {
-                Ok(released) => Reply::Collected { released },
-                Err(e) => Reply::error(kind_of(&e), e.to_string()),
+            Op::List => Reply::Listed {
+                allocations: pool.allocations().await,
             },
         }
     }

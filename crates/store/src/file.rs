@@ -11,6 +11,7 @@ use unicni_core::{CreateOutcome, Error, Result, Store};
 /// Records are readable by other local tools (`unicni lock show` as any user).
 const MODE: u32 = 0o644;
 
+#[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
 }

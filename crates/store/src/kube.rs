@@ -45,6 +45,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client> {
 }
 
 /// Records as ConfigMaps `unicni-<key with / as ->` in `namespace`, value under `data.value`.
+#[derive(Clone)]
 pub struct KubeStore {
     api: Api<ConfigMap>,
     namespace: String,

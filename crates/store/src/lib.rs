@@ -9,3 +9,6 @@ pub use etcd::{EtcdStore, LeasedCreate};
 pub mod kube;
 
 pub use kube::{KubeNodes, KubeStore, NodeLease};
+pub mod open;
+
+pub use open::{connect, open, KubeHandle, Opened, KUBE_NAMESPACE};

@@ -1,0 +1,247 @@
+//! The flannel install half: the conflist entry (the node's subnet lease and the pod MTU)
+//! and uninstall (the bridge, the vxlan device, the peers' routes, masquerade, pins, the
+//! lease file and, on purge, the IPAM state).
+
+use crate::reconcile::ROUTE_PROTO;
+use crate::{masq, names};
+use async_trait::async_trait;
+use serde_json::json;
+use std::path::PathBuf;
+use unicni_config::{Config, FlannelMode};
+use unicni_core::{ConflistEntry, Error, Install, Result, Store, UninstallOptions};
+use unicni_net::Netlink;
+
+/// vxlan adds outer Ethernet (14), IPv4 (20), UDP (8) and vxlan (8) headers.
+const VXLAN_OVERHEAD_V4: u32 = 50;
+
+pub struct FlannelInstall {
+    config: Config,
+}
+
+impl FlannelInstall {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            config: config.clone(),
+        }
+    }
+
+    fn node_name(&self) -> String {
+        self.config.node.name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+        })
+    }
+
+    /// Pod MTU: the underlay interface's MTU minus the encapsulation the mode adds.
+    async fn pod_mtu(&self) -> Result<u32> {
+        let c = &self.config;
+        let nl = Netlink::current()?;
+        let underlay = match &c.flannel.interface {
+            Some(name) => nl.link(name).await?.ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "flannel.interface = {name:?} does not exist on this node"
+                ))
+            })?,
+            None => {
+                let routes = nl
+                    .routes(
+                        unicni_net::netlink::AddressFamily::Inet,
+                        Some(unicni_net::TABLE_MAIN),
+                    )
+                    .await?;
+                let oif = routes
+                    .iter()
+                    .find(|r| r.dst.prefix_len() == 0)
+                    .and_then(|r| r.oif);
+                let links = nl.links().await?;
+                match oif.and_then(|i| links.into_iter().find(|l| l.index == i)) {
+                    Some(l) => l,
+                    // No default route (an isolated lab host): assume an Ethernet MTU.
+                    None => return Ok(self.overhead_adjusted(1500)),
+                }
+            }
+        };
+        Ok(self.overhead_adjusted(underlay.mtu))
+    }
+
+    fn overhead_adjusted(&self, underlay: u32) -> u32 {
+        match self.config.flannel.mode {
+            FlannelMode::Vxlan => underlay.saturating_sub(VXLAN_OVERHEAD_V4),
+            FlannelMode::HostGw | FlannelMode::VpcRoute => underlay,
+        }
+    }
+}
+
+impl FlannelInstall {
+    /// vpc-route: deletes this instance's entries (next hop = this node) of the cluster
+    /// network from the VPC's route table, so the decommissioned node keeps no route.
+    async fn release_route_entry(&self, done: &mut Vec<String>) -> Result<()> {
+        let c = &self.config;
+        let network = c.flannel.network.parse().map_err(|e| {
+            Error::InvalidConfig(format!("flannel.network = {:?}: {e}", c.flannel.network))
+        })?;
+        let vpc = crate::vpcroute::connect(&c.cloud, network).await?;
+        let cloud_err = |what: String| {
+            move |e: unicni_cloud::CloudError| {
+                Error::Unavailable(format!("{what}: {e}; run uninstall --release-cloud again"))
+            }
+        };
+        let entries = vpc
+            .cloud
+            .describe_route_entries(&vpc.route_table)
+            .await
+            .map_err(cloud_err(format!("list route table {}", vpc.route_table)))?;
+        for e in entries {
+            let in_network = e
+                .destination_cidr
+                .parse::<ipnet::IpNet>()
+                .is_ok_and(|d| network.contains(&d));
+            if e.entry_type == "Custom" && in_network && e.next_hop_id == vpc.instance {
+                match vpc.cloud.delete_route_entry(&vpc.route_table, &e.id).await {
+                    Ok(()) | Err(unicni_cloud::CloudError::NotFound(_)) => done.push(format!(
+                        "removed route entry {} ({} via {}) from {}",
+                        e.id, e.destination_cidr, vpc.instance, vpc.route_table
+                    )),
+                    Err(err) => return Err(cloud_err(format!("delete route entry {}", e.id))(err)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Install for FlannelInstall {
+    /// Any node can host a flannel mode: the limits are cluster-wide (the CIDR, the route
+    /// table quota) and checked by the config's validation and `plan`.
+    async fn admit(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn entry(&self, store: &dyn Store, with_agent: bool) -> Result<ConflistEntry> {
+        let c = &self.config;
+        let node = self.node_name();
+        let subnet = match &c.flannel.node_subnet {
+            Some(s) => Some(s.clone()),
+            None if with_agent => None,
+            None => {
+                let network = c.flannel.network.parse().map_err(|e| {
+                    Error::InvalidConfig(format!("flannel.network = {:?}: {e}", c.flannel.network))
+                })?;
+                let s = crate::lease::acquire(store, network, c.flannel.subnet_len, &node).await?;
+                Some(s.to_string())
+            }
+        };
+        let mtu = match c.flannel.mtu {
+            Some(m) => m,
+            None => self.pod_mtu().await?,
+        };
+        let mut plugin = json!({
+            "backend": "flannel",
+            "clusterNetwork": c.flannel.network,
+            "bridge": c.flannel.bridge,
+            "mtu": mtu,
+            "stateDir": c.node.state_dir,
+            "runDir": c.node.run_dir,
+            "ipMasq": c.flannel.masquerade,
+            "hairpin": true,
+        });
+        if let Some(s) = &subnet {
+            plugin["subnet"] = json!(s);
+        }
+        let subnet = subnet.unwrap_or_else(|| "from the agent's lease".into());
+        Ok(ConflistEntry {
+            plugin,
+            summary: format!("node {node}, subnet {subnet}, mtu {mtu}"),
+        })
+    }
+
+    async fn uninstall(&self, opts: UninstallOptions) -> Result<Vec<String>> {
+        let c = &self.config;
+        let mut done = Vec::new();
+        let nl = Netlink::current()?;
+        // Host ends of pods still on the bridge (a node decommissioned without draining):
+        // only this network's, found by their bridge, never by name alone.
+        if let Some(bridge) = nl.link(&c.flannel.bridge).await? {
+            for l in nl.links().await? {
+                if l.master == Some(bridge.index)
+                    && names::is_host_veth(&l.name)
+                    && nl.delete_link(&l.name).await?
+                {
+                    done.push(format!("removed pod veth {}", l.name));
+                }
+            }
+        }
+        if nl.delete_link(&c.flannel.bridge).await? {
+            done.push(format!("removed bridge {}", c.flannel.bridge));
+        }
+        // The agent's datapath: its vxlan device and its peer routes (host-gw).
+        let vxlan = format!("flannel.{}", c.flannel.vni);
+        if nl.delete_link(&vxlan).await? {
+            done.push(format!("removed vxlan device {vxlan}"));
+        }
+        for r in nl
+            .routes(
+                unicni_net::netlink::AddressFamily::Inet,
+                Some(unicni_net::TABLE_MAIN),
+            )
+            .await?
+        {
+            if r.protocol == ROUTE_PROTO {
+                nl.delete_route(&r).await?;
+                done.push(format!("removed peer route {}", r.dst));
+            }
+        }
+        let pin = PathBuf::from(&c.bpf.pin_dir);
+        if pin.exists() {
+            unicni_bpf::remove_all(&pin).map_err(|e| {
+                Error::kernel_in(
+                    format!(
+                        "remove the eBPF programs pinned at {} (remove the directory by hand)",
+                        pin.display()
+                    ),
+                    e,
+                )
+            })?;
+            done.push(format!(
+                "removed eBPF programs, maps and links pinned at {}",
+                pin.display()
+            ));
+        }
+        let table = masq::table_name(&c.cni.network_name);
+        if unicni_net::nft::table_exists("ip", &table) {
+            masq::remove(&table)?;
+            done.push(format!("removed nftables table ip {table}"));
+        }
+        if opts.release_cloud && c.flannel.mode == FlannelMode::VpcRoute {
+            self.release_route_entry(&mut done).await?;
+        }
+        // Without the agent's lease file the plugin refuses new pods ("try again later").
+        let run = PathBuf::from(&c.node.run_dir).join("flannel");
+        remove_dir(&run, &mut done)?;
+        if opts.purge {
+            let state = PathBuf::from(&c.node.state_dir);
+            remove_dir(&state.join("ipam").join(&c.cni.network_name), &mut done)?;
+            remove_dir(&state.join("flannel"), &mut done)?;
+            // The bridge datapath's node-preparation lock (bridge.rs).
+            let lock = state.join(format!(".node-{}.lock", c.cni.network_name));
+            if std::fs::remove_file(&lock).is_ok() {
+                done.push(format!("removed {}", lock.display()));
+            }
+        }
+        Ok(done)
+    }
+}
+
+fn remove_dir(dir: &std::path::Path, done: &mut Vec<String>) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {
+            done.push(format!("removed {}", dir.display()));
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("remove {}", dir.display()), e)),
+    }
+}

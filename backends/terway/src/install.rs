@@ -1,0 +1,208 @@
+//! The terway install half: admission (can this instance type host the mode and stack),
+//! the conflist entry (the agent's socket and the mode) and uninstall (the pods' host
+//! veths, routes and rules, the per-ENI route tables, the agent's socket, pins and state;
+//! with `release_cloud` the node's secondary ENIs and their addresses).
+
+use crate::datapath::{self, names};
+use crate::pool::TAG_NODE;
+use crate::proto::eni_ifindex;
+use crate::server::socket_path;
+use crate::state::StateFile;
+use async_trait::async_trait;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use unicni_cloud::{poll, Cloud, EniFilter, EniStatus, EniType, MetadataClient, PollPolicy};
+use unicni_config::Config;
+use unicni_core::{ConflistEntry, Error, Install, Result, Store, UninstallOptions};
+use unicni_net::netlink::AddressFamily;
+use unicni_net::Netlink;
+
+pub struct TerwayInstall {
+    config: Config,
+}
+
+impl TerwayInstall {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            config: config.clone(),
+        }
+    }
+
+    fn metadata(&self) -> Result<MetadataClient> {
+        MetadataClient::new(self.config.cloud.metadata_endpoint.as_deref()).map_err(|e| {
+            Error::InvalidConfig(format!("the [cloud] section's metadata_endpoint: {e}"))
+        })
+    }
+
+    async fn cloud(&self) -> Result<unicni_cloud::AlibabaCloud> {
+        unicni_cloud::from_config(&self.config.cloud)
+            .await
+            .map_err(|e| {
+                Error::InvalidConfig(format!(
+                    "backend.kind = \"terway\" needs the [cloud] section (endpoint, region, credentials): {e}"
+                ))
+            })
+    }
+
+    /// Detaches and deletes every secondary ENI the agent created for this instance (it
+    /// tags them with the instance ID), which gives their addresses back with them.
+    async fn release_cloud(&self, done: &mut Vec<String>) -> Result<()> {
+        let md = self.metadata()?;
+        let instance = md.instance_id().await.map_err(|e| {
+            Error::Unavailable(format!(
+                "learn this node's instance ID from the metadata service at {}: {e}",
+                md.endpoint()
+            ))
+        })?;
+        let cloud = self.cloud().await?;
+        let cloud_err = |what: String| {
+            move |e: unicni_cloud::CloudError| {
+                Error::Unavailable(format!("{what}: {e}; run uninstall --release-cloud again"))
+            }
+        };
+        let mine = cloud
+            .describe_network_interfaces(&EniFilter {
+                tags: vec![(TAG_NODE.to_string(), instance.clone())],
+                ..Default::default()
+            })
+            .await
+            .map_err(cloud_err(format!("list the ENIs of instance {instance}")))?;
+        let wait = PollPolicy {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(60),
+        };
+        for nic in mine {
+            if nic.eni_type != EniType::Secondary {
+                continue;
+            }
+            if nic.status != EniStatus::Available {
+                cloud
+                    .detach_network_interface(&nic.id, &instance)
+                    .await
+                    .map_err(cloud_err(format!("detach ENI {}", nic.id)))?;
+                poll::wait_eni_status(&cloud, &nic.id, EniStatus::Available, wait)
+                    .await
+                    .map_err(cloud_err(format!("wait for ENI {} to detach", nic.id)))?;
+            }
+            cloud
+                .delete_network_interface(&nic.id)
+                .await
+                .map_err(cloud_err(format!("delete ENI {}", nic.id)))?;
+            done.push(format!(
+                "released ENI {} ({} addresses) to the cloud",
+                nic.id,
+                nic.private_ips.len() + nic.ipv6s.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Install for TerwayInstall {
+    /// Refuses a node whose instance type cannot host the configured mode or stack
+    /// (shared-ENI nodes need more than 11 pods; dual stack needs IPv6 = IPv4 per ENI).
+    async fn admit(&self) -> Result<()> {
+        let c = &self.config;
+        let md = self.metadata()?;
+        let instance_type = md.instance_type().await.map_err(|e| {
+            Error::Unavailable(format!(
+                "backend.kind = \"terway\": learn this node's instance type from the metadata service at {}: {e}",
+                md.endpoint()
+            ))
+        })?;
+        let cloud = self.cloud().await?;
+        let limits = crate::agent::limits_of(&cloud, &instance_type).await?;
+        crate::agent::admit(&limits, c.terway.mode, c.cluster.ip_stack)
+            .map_err(|why| Error::Unavailable(format!("this node cannot join: {why}")))
+    }
+
+    /// The plugin only needs the agent's socket and the mode.
+    async fn entry(&self, _store: &dyn Store, _with_agent: bool) -> Result<ConflistEntry> {
+        let c = &self.config;
+        let socket = socket_path(Path::new(&c.node.run_dir));
+        Ok(ConflistEntry {
+            plugin: json!({
+                "backend": "terway",
+                "mode": c.terway.mode.as_str(),
+                "socket": socket,
+                "timeoutSeconds": c.terway.agent_timeout_seconds,
+            }),
+            summary: format!(
+                "terway {}, addresses from the agent on {}",
+                c.terway.mode.as_str(),
+                socket.display()
+            ),
+        })
+    }
+
+    async fn uninstall(&self, opts: UninstallOptions) -> Result<Vec<String>> {
+        let c = &self.config;
+        let mut done = Vec::new();
+        // Every pod's host veth (its routes go with it) and its two rules: what GC does
+        // when no attachment is valid any more.
+        let removed = datapath::collect_garbage(&[]).await?;
+        if removed > 0 {
+            done.push(format!(
+                "removed {removed} pod veths with their routes and rules"
+            ));
+        }
+        // The per-ENI tables (shared mode): their default routes via the ENIs' gateways.
+        let host = Netlink::current()?;
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            for r in host.routes(family, None).await? {
+                // Only a table that is an ENI's (1000 + the ifindex it routes out of).
+                if r.table > names::ENI_TABLE_BASE && eni_ifindex(r.table) == r.oif {
+                    host.delete_route(&r).await?;
+                    done.push(format!(
+                        "removed route {} from ENI table {}",
+                        r.dst, r.table
+                    ));
+                }
+            }
+        }
+        let pin = PathBuf::from(&c.bpf.pin_dir);
+        if pin.exists() {
+            unicni_bpf::remove_all(&pin).map_err(|e| {
+                Error::kernel_in(
+                    format!(
+                        "remove the eBPF programs pinned at {} (remove the directory by hand)",
+                        pin.display()
+                    ),
+                    e,
+                )
+            })?;
+            done.push(format!(
+                "removed eBPF programs, maps and links pinned at {}",
+                pin.display()
+            ));
+        }
+        remove_file(&socket_path(Path::new(&c.node.run_dir)), &mut done)?;
+        if opts.release_cloud {
+            self.release_cloud(&mut done).await?;
+        }
+        // The agent's allocations: without its pods and its socket they describe nothing
+        // a new agent could use (it rebuilds from the cloud's view).
+        let state = StateFile::new(Path::new(&c.node.state_dir));
+        if let Some(dir) = state.path().parent() {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => done.push(format!("removed {}", dir.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("remove {}", dir.display()), e)),
+            }
+        }
+        Ok(done)
+    }
+}
+
+fn remove_file(path: &Path, done: &mut Vec<String>) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            done.push(format!("removed {}", path.display()));
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("remove {}", path.display()), e)),
+    }
+}
