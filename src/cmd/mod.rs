@@ -6,8 +6,6 @@ mod agent_policy;
 mod agent_terway;
 pub mod assess;
 pub mod cloud_sim;
-mod cloud_sim_materialize;
-mod cloud_sim_mirror;
 pub mod cni;
 pub mod common;
 pub mod config;

@@ -8,28 +8,38 @@
 //! by then (an exclusive-ENI pod's namespace, for instance): deleting the VPC-side port
 //! deletes both ends.
 //!
-//! The bridge needs a fixed MAC (`ip link add br0 address …`): a bridge that takes the
-//! lowest MAC of its ports changes its address as ENI ports come and go, and the kernel
-//! flushes a device's neighbour table, permanent entries included, when its address changes.
+//! The bridge needs a fixed MAC (created with an address): a bridge that takes the lowest
+//! MAC of its ports changes its address as ENI ports come and go, and the kernel flushes a
+//! device's neighbour table, permanent entries included, when its address changes.
 //!
-//! Everything runs as `ip`/`bridge` child processes from a dedicated thread: no namespace
-//! switch ever happens in this process, let alone on a tokio worker.
+//! Everything is netlink (unicni-net) from a dedicated thread with a runtime of its own:
+//! the emulator's namespace is the process's, and an instance's namespace is only entered
+//! by unicni-net's short-lived thread that opens a netlink socket there, never by a tokio
+//! worker.
 
+use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::process::{Command, Stdio};
+use std::path::Path;
 use tokio::sync::broadcast;
-use unicni_cloud_sim::{CloudSim, SimEvent};
+use unicni_net::routes::RouteSpec;
+use unicni_net::{NetError, NetNs, Netlink, VethSpec};
+
+use crate::{CloudSim, SimEvent};
+
+/// The main routing table.
+const MAIN_TABLE: u32 = 254;
 
 /// The ENI's link pair and the addresses routed into it.
 struct Link {
     netns: String,
     vpc_port: String,
     node_name: String,
-    mac: String,
+    mac: [u8; 6],
     ips: BTreeSet<IpAddr>,
 }
 
+/// Turns the emulator's ENI events into links, routes and neighbours (see the module doc).
 pub struct Materializer {
     /// Instance ID → network namespace of that instance.
     netns: BTreeMap<String, String>,
@@ -61,50 +71,36 @@ fn vpc_port_name(eni_id: &str) -> String {
     format!("e{tail}")
 }
 
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("run `{cmd} {}`: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{cmd} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn warn_on_err(what: &str, r: Result<String, String>) {
-    if let Err(e) = r {
-        tracing::warn!("materialize ENI: {what}: {e}");
-    }
-}
-
-/// The first `ethN` (N ≥ 1) neither present in `netns` nor given to a link that left it
-/// (an exclusive-ENI pod has it and will move it back).
-fn free_eth_name(netns: &str, taken: &BTreeSet<String>) -> Result<String, String> {
-    let out = run("ip", &["-n", netns, "-o", "link", "show"])?;
-    let mut names: BTreeSet<String> = out
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
-        .collect();
-    names.extend(taken.iter().cloned());
+/// The first `ethN` (N ≥ 1) neither among `present` nor given to a link that left its
+/// namespace (an exclusive-ENI pod has it and will move it back).
+fn free_eth_name<'a>(
+    present: impl Iterator<Item = &'a String>,
+    taken: &BTreeSet<String>,
+) -> Option<String> {
+    let mut names: BTreeSet<&str> = present.map(String::as_str).collect();
+    names.extend(taken.iter().map(String::as_str));
     (1..100)
         .map(|n| format!("eth{n}"))
-        .find(|n| !names.contains(n))
-        .ok_or_else(|| format!("no free ethN name in namespace {netns}"))
+        .find(|n| !names.contains(n.as_str()))
 }
 
-/// `ip` family flag, host-route destination and address text of one ENI address.
-fn host_route(ip: IpAddr) -> (&'static str, String, String) {
-    match ip {
-        IpAddr::V4(v) => ("-4", format!("{v}/32"), v.to_string()),
-        IpAddr::V6(v) => ("-6", format!("{v}/128"), v.to_string()),
+/// The host route (/32, /128) of one ENI address.
+fn host_route(ip: IpAddr) -> IpNet {
+    IpNet::from(ip)
+}
+
+/// A handle in instance namespace `netns` (a name under /var/run/netns).
+fn netns_handle(netns: &str) -> Result<(NetNs, Netlink), NetError> {
+    let ns = NetNs::open(&Path::new("/var/run/netns").join(netns))?;
+    let nl = Netlink::in_netns(&ns)?;
+    Ok((ns, nl))
+}
+
+async fn index_of(nl: &Netlink, name: &str) -> Result<u32, String> {
+    match nl.link(name).await {
+        Ok(Some(l)) => Ok(l.index),
+        Ok(None) => Err(format!("link {name} does not exist")),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -117,25 +113,52 @@ impl Materializer {
         }
     }
 
-    fn attach(&mut self, sim: &CloudSim, eni_id: &str, instance_id: &str, mac: &str) {
+    async fn attach(
+        &mut self,
+        nl: &Netlink,
+        sim: &CloudSim,
+        eni_id: &str,
+        instance_id: &str,
+        mac_text: &str,
+    ) {
         let Some(netns) = self.netns.get(instance_id).cloned() else {
             tracing::debug!(
                 "materialize ENI: instance {instance_id} has no namespace; {eni_id} stays virtual"
             );
             return;
         };
-        self.detach(eni_id);
+        let Some(mac) = unicni_net::overlay::parse_mac(mac_text) else {
+            return tracing::warn!("materialize ENI {eni_id}: MAC {mac_text:?} is unreadable");
+        };
+        self.detach(nl, eni_id).await;
         let vpc_port = vpc_port_name(eni_id);
         // A leftover port from an earlier run would make the add fail.
-        let _ = run("ip", &["link", "del", &vpc_port]);
+        let _ = nl.delete_link(&vpc_port).await;
         let taken: BTreeSet<String> = self
             .links
             .values()
             .filter(|l| l.netns == netns)
             .map(|l| l.node_name.clone())
             .collect();
-        let node_name = match free_eth_name(&netns, &taken) {
-            Ok(n) => n,
+        let (ns, node_nl) = match netns_handle(&netns) {
+            Ok(h) => h,
+            Err(e) => return tracing::warn!("materialize ENI {eni_id} on {instance_id}: {e}"),
+        };
+        let present = match node_nl.links().await {
+            Ok(l) => l,
+            Err(e) => return tracing::warn!("materialize ENI {eni_id} on {instance_id}: {e}"),
+        };
+        let Some(node_name) = free_eth_name(present.iter().map(|l| &l.name), &taken) else {
+            return tracing::warn!("materialize ENI {eni_id}: no free ethN name in {netns}");
+        };
+        let bridge = match nl.link(&self.bridge).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return tracing::warn!(
+                    "materialize ENI {eni_id}: the VPC bridge {} does not exist",
+                    self.bridge
+                )
+            }
             Err(e) => return tracing::warn!("materialize ENI {eni_id}: {e}"),
         };
         // The node's end is visible from the moment it exists: an agent may find it by its
@@ -143,36 +166,45 @@ impl Materializer {
         // So only the VPC side's steps undo the pair when they fail; bringing the node's
         // end up is a courtesy (the agent and the plugin bring it up themselves), and it
         // fails, harmlessly, when the link has already moved into a pod.
-        let steps: [(&str, Vec<&str>); 3] = [
-            (
-                "ip",
-                vec![
-                    "link", "add", &vpc_port, "type", "veth", "peer", "name", &node_name,
-                    "address", mac, "netns", &netns,
-                ],
-            ),
-            (
-                "ip",
-                vec!["link", "set", &vpc_port, "master", &self.bridge, "up"],
-            ),
-            (
-                "bridge",
-                vec!["fdb", "replace", mac, "dev", &vpc_port, "master", "static"],
-            ),
-        ];
-        for (cmd, args) in &steps {
-            if let Err(e) = run(cmd, args) {
-                tracing::warn!("materialize ENI {eni_id} on {instance_id}: {e}");
-                let _ = run("ip", &["link", "del", &vpc_port]);
-                return;
-            }
+        let created = async {
+            nl.create_veth(&VethSpec {
+                host_name: &vpc_port,
+                peer_name: &node_name,
+                peer_netns: &ns,
+                master: Some(bridge.index),
+                mtu: bridge.mtu,
+                host_mac: None,
+                peer_mac: Some(mac),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let port = index_of(nl, &vpc_port).await?;
+            nl.replace_bridge_fdb_static(port, mac)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let Err(e) = created.await {
+            tracing::warn!("materialize ENI {eni_id} on {instance_id}: {e}");
+            let _ = nl.delete_link(&vpc_port).await;
+            return;
         }
-        if let Err(e) = run("ip", &["-n", &netns, "link", "set", &node_name, "up"]) {
+        let up = async {
+            let i = index_of(&node_nl, &node_name).await?;
+            node_nl.set_up(i).await.map_err(|e| e.to_string())
+        };
+        if let Err(e) = up.await {
             tracing::debug!(
                 "materialize ENI {eni_id}: {node_name} not brought up (already taken?): {e}"
             );
         }
-        tracing::info!(eni = eni_id, instance = instance_id, %mac, netns, link = node_name, "ENI materialized");
+        tracing::info!(
+            eni = eni_id,
+            instance = instance_id,
+            mac = mac_text,
+            netns,
+            link = node_name,
+            "ENI materialized"
+        );
         let ips: Vec<IpAddr> = sim
             .snapshot()
             .enis
@@ -191,25 +223,24 @@ impl Materializer {
                 netns,
                 vpc_port,
                 node_name,
-                mac: mac.to_string(),
+                mac,
                 ips: BTreeSet::new(),
             },
         );
-        self.assign(eni_id, &ips);
+        self.assign(nl, eni_id, &ips).await;
     }
 
-    fn detach(&mut self, eni_id: &str) {
+    async fn detach(&mut self, nl: &Netlink, eni_id: &str) {
         let Some(link) = self.links.remove(eni_id) else {
             return;
         };
         for ip in &link.ips {
-            self.unroute(*ip);
+            self.unroute(nl, *ip).await;
         }
         // Deleting one end of a veth pair deletes the other end in the node namespace.
-        warn_on_err(
-            &format!("remove {} of {eni_id}", link.vpc_port),
-            run("ip", &["link", "del", &link.vpc_port]),
-        );
+        if let Err(e) = nl.delete_link(&link.vpc_port).await {
+            tracing::warn!("materialize ENI: remove {} of {eni_id}: {e}", link.vpc_port);
+        }
         tracing::info!(
             eni = eni_id,
             netns = link.netns,
@@ -218,51 +249,48 @@ impl Materializer {
         );
     }
 
-    fn assign(&mut self, eni_id: &str, ips: &[IpAddr]) {
+    async fn assign(&mut self, nl: &Netlink, eni_id: &str, ips: &[IpAddr]) {
         let Some(link) = self.links.get_mut(eni_id) else {
             return;
         };
+        let bridge = match index_of(nl, &self.bridge).await {
+            Ok(i) => i,
+            Err(e) => return tracing::warn!("materialize ENI {eni_id}: VPC bridge: {e}"),
+        };
         for ip in ips {
-            let (family, dst, ip_s) = host_route(*ip);
-            warn_on_err(
-                &format!("route {dst} of {eni_id}"),
-                run(
-                    "ip",
-                    &[family, "route", "replace", &dst, "dev", &self.bridge],
-                ),
-            );
-            warn_on_err(
-                &format!("neighbour {ip} of {eni_id}"),
-                run(
-                    "ip",
-                    &[
-                        family,
-                        "neigh",
-                        "replace",
-                        &ip_s,
-                        "lladdr",
-                        &link.mac,
-                        "dev",
-                        &self.bridge,
-                        "nud",
-                        "permanent",
-                    ],
-                ),
-            );
+            let dst = host_route(*ip);
+            let route = RouteSpec {
+                dst,
+                gateway: None,
+                oif: bridge,
+                table: MAIN_TABLE,
+                onlink: false,
+            };
+            if let Err(e) = nl.replace_route(&route).await {
+                tracing::warn!("materialize ENI: route {dst} of {eni_id}: {e}");
+            }
+            if let Err(e) = nl.replace_permanent_neighbour(bridge, *ip, link.mac).await {
+                tracing::warn!("materialize ENI: neighbour {ip} of {eni_id}: {e}");
+            }
             link.ips.insert(*ip);
         }
     }
 
-    fn unroute(&self, ip: IpAddr) {
-        let (family, dst, ip_s) = host_route(ip);
-        warn_on_err(
-            &format!("remove route {dst}"),
-            run("ip", &[family, "route", "del", &dst, "dev", &self.bridge]),
-        );
-        let _ = run("ip", &[family, "neigh", "del", &ip_s, "dev", &self.bridge]);
+    async fn unroute(&self, nl: &Netlink, ip: IpAddr) {
+        let dst = host_route(ip);
+        let bridge = match index_of(nl, &self.bridge).await {
+            Ok(i) => i,
+            Err(e) => {
+                return tracing::warn!("materialize ENI: remove route {dst}: VPC bridge: {e}")
+            }
+        };
+        if let Err(e) = nl.delete_route(dst, Some(bridge), MAIN_TABLE).await {
+            tracing::warn!("materialize ENI: remove route {dst}: {e}");
+        }
+        let _ = nl.delete_neighbour_ip(bridge, ip).await;
     }
 
-    fn unassign(&mut self, eni_id: &str, ips: &[IpAddr]) {
+    async fn unassign(&mut self, nl: &Netlink, eni_id: &str, ips: &[IpAddr]) {
         let Some(link) = self.links.get_mut(eni_id) else {
             return;
         };
@@ -272,49 +300,64 @@ impl Materializer {
             .copied()
             .collect();
         for ip in gone {
-            self.unroute(ip);
+            self.unroute(nl, ip).await;
         }
     }
 
-    fn apply(&mut self, sim: &CloudSim, ev: &SimEvent) {
+    async fn apply(&mut self, nl: &Netlink, sim: &CloudSim, ev: &SimEvent) {
         match ev {
             SimEvent::EniAttached {
                 eni_id,
                 instance_id,
                 mac,
-            } => self.attach(sim, eni_id, instance_id, mac),
+            } => self.attach(nl, sim, eni_id, instance_id, mac).await,
             SimEvent::EniDetached { eni_id, .. } | SimEvent::EniDeleted { eni_id } => {
-                self.detach(eni_id)
+                self.detach(nl, eni_id).await
             }
-            SimEvent::IpsAssigned { eni_id, ips } => self.assign(eni_id, ips),
-            SimEvent::IpsUnassigned { eni_id, ips } => self.unassign(eni_id, ips),
+            SimEvent::IpsAssigned { eni_id, ips } => self.assign(nl, eni_id, ips).await,
+            SimEvent::IpsUnassigned { eni_id, ips } => self.unassign(nl, eni_id, ips).await,
             _ => {}
         }
     }
 
-    /// Applies events until the emulator's channel closes. Blocking: run it on its own
-    /// thread. ENIs already `InUse` in a loaded state file never publish an event again,
-    /// so they are materialized first.
-    pub fn run(mut self, sim: CloudSim, mut events: broadcast::Receiver<SimEvent>) {
-        let existing: Vec<(String, String, String)> = sim
-            .snapshot()
-            .enis
-            .values()
-            .filter(|e| e.status == "InUse" && e.eni_type == "Secondary")
-            .filter_map(|e| Some((e.id.clone(), e.instance_id.clone()?, e.mac.clone())))
-            .collect();
-        for (eni, instance, mac) in existing {
-            self.attach(&sim, &eni, &instance, &mac);
-        }
-        loop {
-            match events.blocking_recv() {
-                Ok(ev) => self.apply(&sim, &ev),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("materialize ENI: {n} events missed; ENI links may be stale")
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
+    /// Applies events until the emulator's channel closes. Blocking: run it on a thread of
+    /// its own (it builds its own runtime there). ENIs already `InUse` in a loaded state
+    /// file never publish an event again, so they are materialized first. Fails only when
+    /// no netlink socket can be opened in the emulator's namespace.
+    pub fn run(
+        mut self,
+        sim: CloudSim,
+        mut events: broadcast::Receiver<SimEvent>,
+    ) -> Result<(), NetError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| NetError::Io {
+                what: "start the ENI materializer's runtime".into(),
+                source,
+            })?;
+        rt.block_on(async move {
+            let nl = Netlink::current()?;
+            let existing: Vec<(String, String, String)> = sim
+                .snapshot()
+                .enis
+                .values()
+                .filter(|e| e.status == "InUse" && e.eni_type == "Secondary")
+                .filter_map(|e| Some((e.id.clone(), e.instance_id.clone()?, e.mac.clone())))
+                .collect();
+            for (eni, instance, mac) in existing {
+                self.attach(&nl, &sim, &eni, &instance, &mac).await;
             }
-        }
+            loop {
+                match events.recv().await {
+                    Ok(ev) => self.apply(&nl, &sim, &ev).await,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("materialize ENI: {n} events missed; ENI links may be stale")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                }
+            }
+        })
     }
 }
 
@@ -333,12 +376,22 @@ mod tests {
     #[test]
     fn host_routes_per_family() {
         assert_eq!(
-            host_route("192.168.252.5".parse().unwrap()),
-            ("-4", "192.168.252.5/32".into(), "192.168.252.5".into())
+            host_route("192.168.252.5".parse().unwrap()).to_string(),
+            "192.168.252.5/32"
         );
         assert_eq!(
-            host_route("fd00:252::2".parse().unwrap()),
-            ("-6", "fd00:252::2/128".into(), "fd00:252::2".into())
+            host_route("fd00:252::2".parse().unwrap()).to_string(),
+            "fd00:252::2/128"
+        );
+    }
+
+    #[test]
+    fn eth_names_skip_present_and_promised_ones() {
+        let present = ["lo", "eth0", "eth1"].map(String::from);
+        let taken = BTreeSet::from(["eth2".to_string()]);
+        assert_eq!(
+            free_eth_name(present.iter(), &taken).as_deref(),
+            Some("eth3")
         );
     }
 

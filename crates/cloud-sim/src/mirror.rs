@@ -2,10 +2,15 @@
 //! reaches `Available` becomes a kernel route in the emulator's own namespace, so that
 //! namespace forwards pod traffic like the VPC router would; a deleted entry's route goes.
 
-use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr};
 use tokio::sync::broadcast::{self, error::RecvError};
-use unicni_cloud_sim::{CloudSim, SimEvent};
+use unicni_net::{NetError, Netlink};
+
+use crate::{CloudSim, SimEvent};
+
+/// The main routing table.
+const MAIN_TABLE: u32 = 254;
 
 /// The primary IP of the instance (or ENI) a route entry points at.
 fn next_hop_ip(sim: &CloudSim, hop: &str) -> Option<Ipv4Addr> {
@@ -17,70 +22,87 @@ fn next_hop_ip(sim: &CloudSim, hop: &str) -> Option<Ipv4Addr> {
     eni.map(|e| e.primary_ip)
 }
 
-fn ip_route(args: &[&str]) {
-    let out = Command::new("ip")
-        .arg("route")
-        .args(args)
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => tracing::info!("mirrored: ip route {}", args.join(" ")),
-        Ok(o) => tracing::warn!(
-            "mirror route: `ip route {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => tracing::warn!("mirror route: run `ip route {}`: {e}", args.join(" ")),
-    }
+/// Mirrors the emulator's custom route entries into the kernel of the calling thread's
+/// namespace (the emulator's own).
+pub struct RouteMirror {
+    nl: Netlink,
 }
 
-fn apply(sim: &CloudSim, ev: &SimEvent) {
-    match ev {
-        SimEvent::RouteEntryAvailable {
-            destination_cidr,
-            next_hop_id,
-            ..
-        } => match next_hop_ip(sim, next_hop_id) {
-            Some(ip) => ip_route(&["replace", destination_cidr, "via", &ip.to_string()]),
-            None => tracing::warn!(
-                "mirror route: next hop {next_hop_id} of {destination_cidr} has no primary IP"
-            ),
-        },
-        SimEvent::RouteEntryDeleted {
-            destination_cidr, ..
-        } => ip_route(&["del", destination_cidr]),
-        _ => {}
-    }
-}
-
-pub async fn mirror(sim: CloudSim, mut events: broadcast::Receiver<SimEvent>) {
-    // Entries already Available in a loaded state file never publish an event again.
-    let existing: Vec<SimEvent> = sim
-        .snapshot()
-        .route_tables
-        .values()
-        .flat_map(|t| {
-            t.entries
-                .iter()
-                .filter(|e| e.status == "Available" && e.entry_type == "Custom")
-                .map(|e| SimEvent::RouteEntryAvailable {
-                    route_table_id: t.id.clone(),
-                    route_entry_id: e.id.clone(),
-                    destination_cidr: e.destination_cidr.clone(),
-                    next_hop_id: e.next_hop_id.clone(),
-                })
+impl RouteMirror {
+    /// A netlink handle in this namespace. Must be called inside a tokio runtime.
+    pub fn new() -> Result<Self, NetError> {
+        Ok(Self {
+            nl: Netlink::current()?,
         })
-        .collect();
-    for ev in &existing {
-        apply(&sim, ev);
     }
-    loop {
-        match events.recv().await {
-            Ok(ev) => apply(&sim, &ev),
-            Err(RecvError::Lagged(n)) => {
-                tracing::warn!("mirror route: {n} events missed; routes may be stale")
+
+    async fn apply(&self, sim: &CloudSim, ev: &SimEvent) {
+        match ev {
+            SimEvent::RouteEntryAvailable {
+                destination_cidr,
+                next_hop_id,
+                ..
+            } => {
+                let Ok(dst) = destination_cidr.parse::<IpNet>() else {
+                    return tracing::warn!(
+                        "mirror route: destination {destination_cidr:?} is not a CIDR"
+                    );
+                };
+                let Some(via) = next_hop_ip(sim, next_hop_id) else {
+                    return tracing::warn!(
+                        "mirror route: next hop {next_hop_id} of {destination_cidr} has no primary IP"
+                    );
+                };
+                match self.nl.replace_gateway_route(dst, IpAddr::V4(via)).await {
+                    Ok(()) => tracing::info!("mirrored: route {dst} via {via}"),
+                    Err(e) => tracing::warn!("mirror route {dst} via {via}: {e}"),
+                }
             }
-            Err(RecvError::Closed) => return,
+            SimEvent::RouteEntryDeleted {
+                destination_cidr, ..
+            } => {
+                let Ok(dst) = destination_cidr.parse::<IpNet>() else {
+                    return;
+                };
+                match self.nl.delete_route(dst, None, MAIN_TABLE).await {
+                    Ok(()) => tracing::info!("mirrored: route {dst} removed"),
+                    Err(e) => tracing::warn!("mirror route: remove {dst}: {e}"),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies events until the emulator's channel closes.
+    pub async fn run(self, sim: CloudSim, mut events: broadcast::Receiver<SimEvent>) {
+        // Entries already Available in a loaded state file never publish an event again.
+        let existing: Vec<SimEvent> = sim
+            .snapshot()
+            .route_tables
+            .values()
+            .flat_map(|t| {
+                t.entries
+                    .iter()
+                    .filter(|e| e.status == "Available" && e.entry_type == "Custom")
+                    .map(|e| SimEvent::RouteEntryAvailable {
+                        route_table_id: t.id.clone(),
+                        route_entry_id: e.id.clone(),
+                        destination_cidr: e.destination_cidr.clone(),
+                        next_hop_id: e.next_hop_id.clone(),
+                    })
+            })
+            .collect();
+        for ev in &existing {
+            self.apply(&sim, ev).await;
+        }
+        loop {
+            match events.recv().await {
+                Ok(ev) => self.apply(&sim, &ev).await,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!("mirror route: {n} events missed; routes may be stale")
+                }
+                Err(RecvError::Closed) => return,
+            }
         }
     }
 }
