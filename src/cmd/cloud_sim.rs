@@ -71,24 +71,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let sim = CloudSim::new(config, args.state.clone()).context("start the cloud emulator")?;
     if args.materialize_enis {
-        let m = Materializer::new(
+        Materializer::new(
             args.instance_netns.iter().cloned().collect(),
             args.vpc_bridge.clone(),
-        );
-        let (sim, events) = (sim.clone(), sim.subscribe());
-        std::thread::Builder::new()
-            .name("materialize-enis".into())
-            .spawn(move || {
-                if let Err(e) = m.run(sim, events) {
-                    tracing::error!("materialize ENI: {e}; ENIs stay virtual");
-                }
-            })
-            .context("start the ENI materializer thread")?;
+        )
+        .spawn(&sim)
+        .context("start the ENI materializer thread")?;
     }
     super::common::runtime()?.block_on(async move {
         if args.mirror_routes {
-            let mirror = RouteMirror::new().context("mirror routes into this namespace")?;
-            tokio::spawn(mirror.run(sim.clone(), sim.subscribe()));
+            RouteMirror::spawn(&sim).context("mirror routes into this namespace")?;
         }
         let running = sim.start(args.listen).await.context("start the cloud emulator")?;
         println!("endpoint={}", running.endpoint());

@@ -320,6 +320,19 @@ impl Materializer {
         }
     }
 
+    /// Runs [`Materializer::run`] for `sim`'s events from now on, on a thread of its own
+    /// (`materialize-enis`); a failure there is logged.
+    pub fn spawn(self, sim: &CloudSim) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let (sim, events) = (sim.clone(), sim.subscribe());
+        std::thread::Builder::new()
+            .name("materialize-enis".into())
+            .spawn(move || {
+                if let Err(e) = self.run(sim, events) {
+                    tracing::error!("materialize ENI: {e}; ENIs stay virtual");
+                }
+            })
+    }
+
     /// Applies events until the emulator's channel closes. Blocking: run it on a thread of
     /// its own (it builds its own runtime there). ENIs already `InUse` in a loaded state
     /// file never publish an event again, so they are materialized first. Fails only when

@@ -36,6 +36,12 @@ impl RouteMirror {
         })
     }
 
+    /// Mirrors `sim`'s route entries from now on, on a task of the current runtime.
+    pub fn spawn(sim: &CloudSim) -> Result<tokio::task::JoinHandle<()>, NetError> {
+        let mirror = Self::new()?;
+        Ok(tokio::spawn(mirror.run(sim.clone(), sim.subscribe())))
+    }
+
     async fn apply(&self, sim: &CloudSim, ev: &SimEvent) {
         match ev {
             SimEvent::RouteEntryAvailable {
