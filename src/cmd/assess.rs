@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use unicni_assess::render::{self, Format};
 use unicni_assess::{assess, CheckId, FailOn, Inventory, Options};
+use unicni_capacity::InstanceTypeTable;
 use unicni_config::BackendKind;
 
 #[derive(clap::Args)]
@@ -154,7 +155,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let options = Options {
         to,
         target_config,
-        instance_types: super::plan::instance_types(args.instance_types.as_ref())?,
+        instance_types: InstanceTypeTable::builtin_with(args.instance_types.as_deref())?,
         ignore,
     };
     let report = assess(&inventory, &options)?;
@@ -175,25 +176,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 /// Reads the cluster through the Kubernetes API (read-only: list and get).
 fn live_inventory(kubeconfig: Option<&PathBuf>) -> Result<Inventory> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let inv = rt.block_on(async {
-        let client = unicni_assess::live::client(kubeconfig.map(|p| p.as_path())).await?;
-        let name = cluster_name(kubeconfig);
-        unicni_assess::live::export(client, &name).await
-    })?;
-    Ok(inv)
-}
-
-/// The kubeconfig's current context names the cluster in the report.
-fn cluster_name(kubeconfig: Option<&PathBuf>) -> String {
-    let kc = match kubeconfig {
-        Some(p) => kube::config::Kubeconfig::read_from(p).ok(),
-        None => kube::config::Kubeconfig::read().ok(),
-    };
-    kc.and_then(|k| k.current_context)
-        .unwrap_or_else(|| "cluster".into())
+    let inventory = unicni_assess::live::inventory(kubeconfig.map(PathBuf::as_path));
+    Ok(super::common::runtime()?.block_on(inventory)?)
 }
 
 fn export(args: ExportArgs) -> Result<ExitCode> {

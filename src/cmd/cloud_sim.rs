@@ -4,6 +4,8 @@ use anyhow::{Context as _, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use unicni_cloud_sim::materialize::{self, Materializer};
+use unicni_cloud_sim::mirror::RouteMirror;
 use unicni_cloud_sim::{CloudSim, SimConfig};
 
 #[derive(clap::Args)]
@@ -43,7 +45,7 @@ pub struct Args {
     pub materialize_enis: bool,
     /// Which network namespace (a name under /var/run/netns) is which instance, for
     /// `--materialize-enis`; repeat per instance.
-    #[arg(long, value_name = "INSTANCE=NETNS", value_parser = super::cloud_sim_materialize::parse_instance_netns)]
+    #[arg(long, value_name = "INSTANCE=NETNS", value_parser = materialize::parse_instance_netns)]
     pub instance_netns: Vec<(String, String)>,
     /// The bridge in this namespace that is the vSwitch, for `--materialize-enis`.
     #[arg(long, value_name = "BRIDGE", default_value = "br0")]
@@ -69,19 +71,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let sim = CloudSim::new(config, args.state.clone()).context("start the cloud emulator")?;
     if args.materialize_enis {
-        let m = super::cloud_sim_materialize::Materializer::new(
+        Materializer::new(
             args.instance_netns.iter().cloned().collect(),
             args.vpc_bridge.clone(),
-        );
-        let (sim, events) = (sim.clone(), sim.subscribe());
-        std::thread::Builder::new()
-            .name("materialize-enis".into())
-            .spawn(move || m.run(sim, events))
-            .context("start the ENI materializer thread")?;
+        )
+        .spawn(&sim)
+        .context("start the ENI materializer thread")?;
     }
     super::common::runtime()?.block_on(async move {
         if args.mirror_routes {
-            tokio::spawn(super::cloud_sim_mirror::mirror(sim.clone(), sim.subscribe()));
+            RouteMirror::spawn(&sim).context("mirror routes into this namespace")?;
         }
         let running = sim.start(args.listen).await.context("start the cloud emulator")?;
         println!("endpoint={}", running.endpoint());

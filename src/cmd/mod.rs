@@ -3,8 +3,6 @@
 pub mod agent;
 pub mod assess;
 pub mod cloud_sim;
-mod cloud_sim_materialize;
-mod cloud_sim_mirror;
 pub mod cni;
 pub mod common;
 pub mod config;

@@ -1,10 +1,9 @@
 //! `unicni plan`: the capacity of the cluster one config file describes.
 
 use anyhow::{Context as _, Result};
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use unicni_capacity::{plan, InstanceTypeTable, Plan, PlanInput, PodsPerNode};
+use unicni_capacity::{plan, render, InstanceTypeTable, PlanInput};
 
 #[derive(clap::Args)]
 #[command(
@@ -56,78 +55,21 @@ pub enum Output {
     Json,
 }
 
-/// The instance-type table: built-in, overlaid with an override file when given.
-///
-/// The live source is the cloud API's DescribeInstanceTypes (`unicni_cloud::Cloud::
-/// describe_instance_types`): a caller with a cloud client converts its answer with
-/// `InstanceTypeTable::from_limits` and overlays it here the same way.
-pub fn instance_types(file: Option<&PathBuf>) -> Result<InstanceTypeTable> {
-    let table = InstanceTypeTable::builtin();
-    Ok(match file {
-        Some(f) => table.overlay(InstanceTypeTable::load(f)?),
-        None => table,
-    })
-}
-
-/// What the cloud API says about the configured instance types and vSwitches.
-fn from_cloud(
-    config: &unicni_config::Config,
-) -> Result<(InstanceTypeTable, Vec<unicni_capacity::VSwitch>)> {
-    use unicni_cloud::Cloud as _;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let cloud = unicni_cloud::from_config(&config.cloud)
-            .await
-            .context("connect to the cloud API named in [cloud]")?;
-        let limits = cloud
-            .describe_instance_types(&config.terway.instance_types)
-            .await
-            .context("DescribeInstanceTypes")?;
-        let table = InstanceTypeTable::from_limits(
-            limits
-                .into_iter()
-                .map(|l| unicni_capacity::InstanceTypeLimits {
-                    name: l.instance_type,
-                    enis: l.eni_quantity.into(),
-                    ipv4_per_eni: l.ipv4_per_eni.into(),
-                    ipv6_per_eni: l.ipv6_per_eni.into(),
-                })
-                .collect(),
-            "cloud API (DescribeInstanceTypes)",
-        );
-        let mut vswitches = Vec::new();
-        if !config.terway.vswitches.is_empty() {
-            for v in cloud
-                .describe_vswitches(None, &config.terway.vswitches)
-                .await
-                .context("DescribeVSwitches")?
-            {
-                vswitches.push(unicni_capacity::VSwitch {
-                    cidr: v.cidr.parse().with_context(|| {
-                        format!("vSwitch {} has an unreadable CIDR {:?}", v.id, v.cidr)
-                    })?,
-                    id: v.id,
-                    zone: v.zone_id,
-                    free_ips: v.available_ip_count,
-                });
-            }
-        }
-        anyhow::Ok((table, vswitches))
-    })
-}
-
 pub fn run(args: Args) -> Result<ExitCode> {
     let config = unicni_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut table = instance_types(args.instance_types.as_ref())?;
+    let mut table = InstanceTypeTable::builtin_with(args.instance_types.as_deref())?;
     let inventory = match &args.inventory {
         Some(f) => Some(unicni_assess::Inventory::load(f)?),
         None => None,
     };
     let mut cloud_vswitches = None;
     if args.from_cloud {
-        let (live, vswitches) = from_cloud(&config)?;
+        let (live, vswitches) = super::common::runtime()?.block_on(async {
+            let cloud = unicni_cloud::from_config(&config.cloud)
+                .await
+                .context("connect to the cloud API named in [cloud]")?;
+            anyhow::Ok(unicni_capacity::cloud::describe(&cloud, &config).await?)
+        })?;
         table = table.overlay(live);
         cloud_vswitches = Some(vswitches);
     }
@@ -144,119 +86,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     .with_context(|| format!("planning the cluster of {}", args.config.display()))?;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-        Output::Table => print!("{}", table_text(&config.cluster.name, &plan)),
+        Output::Table => print!("{}", render::table(&config.cluster.name, &plan)),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn columns(rows: &[Vec<String>], indent: &str) -> String {
-    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..n)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = indent.to_string();
-        for (i, cell) in r.iter().enumerate() {
-            line.push_str(cell);
-            if i + 1 < r.len() {
-                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-fn table_text(cluster: &str, p: &Plan) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Capacity of cluster {cluster:?}: {} ({})",
-        p.backend, p.mode
-    );
-    let _ = writeln!(out, "\nMax nodes: {}", p.max_nodes);
-    let _ = writeln!(out, "  because {}", p.max_nodes_reason);
-    let mut rows = vec![vec!["LIMIT".to_string(), "NODES".into(), "DETAIL".into()]];
-    rows.extend(
-        p.node_limits
-            .iter()
-            .map(|l| vec![l.limit.clone(), l.nodes.to_string(), l.detail.clone()]),
-    );
-    let _ = writeln!(out, "\nLimits considered:");
-    out.push_str(&columns(&rows, "  "));
-    match &p.pods_per_node {
-        PodsPerNode::Uniform(n) => {
-            let _ = writeln!(
-                out,
-                "\nPods per node: {n} ({} addresses per node subnet)",
-                p.addresses_per_node.unwrap_or(0)
-            );
-        }
-        PodsPerNode::PerInstanceType(list) => {
-            let _ = writeln!(out, "\nPods per node (mode {}):", p.mode);
-            let mut rows = vec![[
-                "INSTANCE TYPE",
-                "ENIS",
-                "IPV4/ENI",
-                "IPV6/ENI",
-                "SHARED",
-                "EXCLUSIVE",
-                "NOTE",
-            ]
-            .map(String::from)
-            .to_vec()];
-            for t in list {
-                let mut note = Vec::new();
-                if !t.shared_admitted {
-                    note.push("shared: not admitted (<= 11 pods)");
-                }
-                if !t.shared_dual_stack {
-                    note.push("no shared dual stack");
-                }
-                rows.push(vec![
-                    t.instance_type.clone(),
-                    t.enis.to_string(),
-                    t.ipv4_per_eni.to_string(),
-                    t.ipv6_per_eni.to_string(),
-                    t.shared.to_string(),
-                    t.exclusive.to_string(),
-                    note.join("; "),
-                ]);
-            }
-            if list.is_empty() {
-                rows.push(vec!["(none configured)".into()]);
-            }
-            out.push_str(&columns(&rows, "  "));
-        }
-    }
-    let _ = match p.pod_addresses.total {
-        Some(n) => writeln!(out, "\nPod addresses: {n} ({})", p.pod_addresses.source),
-        None => writeln!(out, "\nPod addresses: {}", p.pod_addresses.source),
-    };
-    if !p.pod_addresses.by_zone.is_empty() {
-        let rows: Vec<Vec<String>> = p
-            .pod_addresses
-            .by_zone
-            .iter()
-            .map(|(z, n)| vec![z.clone(), n.to_string()])
-            .collect();
-        out.push_str(&columns(&rows, "  "));
-    }
-    if p.warnings.is_empty() {
-        let _ = writeln!(out, "\nWarnings: none");
-    } else {
-        let _ = writeln!(out, "\nWarnings:");
-        for w in &p.warnings {
-            let _ = writeln!(out, "  - {w}");
-        }
-    }
-    out
 }

@@ -72,6 +72,23 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, AssessError> {
     Client::try_from(config).map_err(|e| live_err("creating the Kubernetes client", e))
 }
 
+/// The cluster `kubeconfig` (or $KUBECONFIG / ~/.kube/config / in-cluster when None)
+/// points at, read into an inventory named after the kubeconfig's current context.
+pub async fn inventory(kubeconfig: Option<&Path>) -> Result<Inventory, AssessError> {
+    let client = client(kubeconfig).await?;
+    export(client, &cluster_name(kubeconfig)).await
+}
+
+/// The kubeconfig's current context names the cluster in the report.
+fn cluster_name(kubeconfig: Option<&Path>) -> String {
+    let kc = match kubeconfig {
+        Some(p) => Kubeconfig::read_from(p).ok(),
+        None => Kubeconfig::read().ok(),
+    };
+    kc.and_then(|k| k.current_context)
+        .unwrap_or_else(|| "cluster".into())
+}
+
 /// Every object of `api`, following continue tokens.
 async fn list_all<K>(api: &Api<K>, what: &str) -> Result<Vec<K>, AssessError>
 where

@@ -24,4 +24,14 @@ pub enum CapacityError {
         value: String,
         message: String,
     },
+    #[cfg(feature = "cloud")]
+    #[error("{action} (asked for the plan): {source}")]
+    Cloud {
+        action: &'static str,
+        #[source]
+        source: Box<unicni_cloud::CloudError>,
+    },
+    #[cfg(feature = "cloud")]
+    #[error("the cloud API's answer cannot be planned with: {message}")]
+    CloudAnswer { message: String },
 }

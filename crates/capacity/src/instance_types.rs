@@ -80,6 +80,16 @@ impl InstanceTypeTable {
         }
     }
 
+    /// The built-in table, overlaid with the override file `file` when given (what
+    /// `--instance-types` does in `plan` and `assess`).
+    pub fn builtin_with(file: Option<&Path>) -> Result<Self, CapacityError> {
+        let table = Self::builtin();
+        Ok(match file {
+            Some(f) => table.overlay(Self::load(f)?),
+            None => table,
+        })
+    }
+
     /// Reads an override file (YAML, or JSON when the name ends in `.json`).
     pub fn load(path: &Path) -> Result<Self, CapacityError> {
         let text = std::fs::read_to_string(path).map_err(|source| CapacityError::Read {

@@ -6,7 +6,7 @@
 //! attach/detach, route entry creation/deletion) on configurable delays, enforces
 //! instance-type ENI limits, vSwitch address space and the route-table quota, injects
 //! faults, persists its state, and publishes a [`SimEvent`] for every change so the lab
-//! can mirror ENIs and routes into network namespaces.
+//! can mirror ENIs and routes into network namespaces ([`materialize`], [`mirror`]).
 
 pub mod api;
 pub mod auth;
@@ -16,7 +16,9 @@ pub mod error;
 pub mod events;
 pub mod faults;
 pub mod instance_types;
+pub mod materialize;
 pub mod metadata;
+pub mod mirror;
 mod pager;
 pub mod params;
 pub mod persist;

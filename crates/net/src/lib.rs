@@ -17,6 +17,7 @@ pub mod overlay;
 pub mod routes;
 pub mod rules;
 pub mod sysctl;
+pub mod vswitch;
 
 pub use error::{NetError, Result};
 pub use netlink::{LinkInfo, Netlink, VethSpec};

@@ -1,36 +1,7 @@
 use super::shown;
 use crate::Report;
 use std::fmt::Write;
-
-/// Left-aligned columns; the last column is not padded.
-fn columns(rows: &[Vec<String>]) -> String {
-    let n = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..n)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(cell);
-            } else {
-                let pad = widths[i] - cell.chars().count();
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
+use unicni_capacity::render::columns;
 
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
@@ -61,7 +32,7 @@ pub fn render(r: &Report) -> String {
             "left out with --ignore".into(),
         ]);
     }
-    out.push_str(&columns(&rows));
+    out.push_str(&columns(&rows, ""));
 
     let mut rows = vec![vec![
         "SEVERITY".into(),
@@ -97,7 +68,7 @@ pub fn render(r: &Report) -> String {
     }
     if rows.len() > 1 {
         out.push('\n');
-        out.push_str(&columns(&rows));
+        out.push_str(&columns(&rows, ""));
         for n in notes {
             let _ = writeln!(out, "... {n}");
         }
@@ -126,6 +97,6 @@ pub fn render(r: &Report) -> String {
             ]
         })
         .collect();
-    out.push_str(&columns(&rows));
+    out.push_str(&columns(&rows, ""));
     out
 }

@@ -103,7 +103,7 @@ impl Lab {
     /// Writes node `i`'s config and runs `unicni install --with-agent` in its namespace.
     pub fn install_node(&self, i: usize, st: &LabState) -> Result<()> {
         std::fs::create_dir_all(self.node_dir(i))?;
-        crate::cmd::common::write_atomic(
+        unicni_fsutil::write_atomic(
             &self.node_config(i),
             self.node_config_text(i, st).as_bytes(),
             0o644,

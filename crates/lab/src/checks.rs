@@ -17,7 +17,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 use unicni_net::NetNs;
 
@@ -37,35 +36,66 @@ pub struct CheckResult {
     pub passed: bool,
 }
 
-static PORT: AtomicU16 = AtomicU16::new(0);
-
 fn netns(name: &str) -> Result<NetNs> {
     Ok(NetNs::open(Path::new(&format!("/var/run/netns/{name}")))?)
 }
 
+/// Why a probe saw no source address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeError {
+    /// The harness could not set the probe up (a namespace, the listener): this says
+    /// nothing about the network, so no check may pass or fail on it.
+    Harness(String),
+    /// The connection did not arrive: what the check is about.
+    Network(String),
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Harness(e) => write!(f, "harness error (not a network outcome): {e}"),
+            ProbeError::Network(e) => f.write_str(e),
+        }
+    }
+}
+
+/// A listener on a port the kernel picks among those free in the calling thread's
+/// namespace. A port the lab picked itself could be taken there: by a client socket of an
+/// earlier probe from the same pod (an ephemeral port, in TIME_WAIT for a minute after
+/// the probe, bound without SO_REUSEADDR so no later bind may share it), which is what
+/// made `listen ...: Address already in use` under load.
+pub fn listen_ephemeral(any: IpAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind((any, 0))
+}
+
 /// Connects from namespace `src` to `ip` where a listener in namespace `dst` waits;
 /// returns the source address the listener saw.
-pub fn probe(src: &str, dst: &str, ip: &str) -> Result<String, String> {
-    let port =
-        20000 + (std::process::id() as u16 % 20000) + PORT.fetch_add(1, Ordering::Relaxed) % 5000;
-    let target: IpAddr = ip.parse().map_err(|e| format!("{ip}: {e}"))?;
+pub fn probe(src: &str, dst: &str, ip: &str) -> Result<String, ProbeError> {
+    let harness = ProbeError::Harness;
+    let target: IpAddr = ip.parse().map_err(|e| harness(format!("{ip}: {e}")))?;
     let any: IpAddr = if target.is_ipv6() {
         "::".parse().expect("address")
     } else {
         "0.0.0.0".parse().expect("address")
     };
-    let dst_ns = netns(dst).map_err(|e| e.to_string())?;
+    let dst_ns = netns(dst).map_err(|e| harness(format!("{e:#}")))?;
     let listener = dst_ns
-        .run(|| TcpListener::bind((any, port)))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("listen in {dst}: {e}"))?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        .run(|| listen_ephemeral(any))
+        .map_err(|e| harness(e.to_string()))?
+        .map_err(|e| harness(format!("listen in {dst}: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| harness(format!("listener address in {dst}: {e}")))?
+        .port();
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| harness(e.to_string()))?;
     let addr = SocketAddr::new(target, port);
-    let src_ns = netns(src).map_err(|e| e.to_string())?;
+    let src_ns = netns(src).map_err(|e| harness(format!("{e:#}")))?;
     let conn = src_ns
         .run(|| TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+        .map_err(|e| harness(e.to_string()))?
+        .map_err(|e| ProbeError::Network(format!("connect {addr}: {e}")))?;
     let until = Instant::now() + Duration::from_secs(2);
     loop {
         match listener.accept() {
@@ -77,9 +107,11 @@ pub fn probe(src: &str, dst: &str, ip: &str) -> Result<String, String> {
                 std::thread::sleep(Duration::from_millis(2))
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                return Err("connected, but the listener saw no connection in 2s".into())
+                return Err(ProbeError::Network(
+                    "connected, but the listener saw no connection in 2s".into(),
+                ))
             }
-            Err(e) => return Err(format!("accept: {e}")),
+            Err(e) => return Err(harness(format!("accept: {e}"))),
         }
     }
 }
@@ -158,15 +190,20 @@ impl Ctx<'_> {
                 r.as_deref() == Ok(want.as_str()),
             ),
             Expect::Connect => ("connected".to_string(), r.is_ok()),
-            Expect::Unreachable => ("unreachable".to_string(), r.is_err()),
+            Expect::Unreachable => (
+                "unreachable".to_string(),
+                matches!(r, Err(ProbeError::Network(_))),
+            ),
         };
         let observed = match (&r, &expect) {
             (Ok(seen), Expect::Unreachable) => {
                 format!("reached, source {}", self.owners.describe(seen))
             }
             (Ok(seen), _) => self.owners.describe(seen),
-            (Err(e), Expect::Unreachable) => format!("unreachable: {}", short_error(e)),
-            (Err(e), _) => e.clone(),
+            (Err(ProbeError::Network(e)), Expect::Unreachable) => {
+                format!("unreachable: {}", short_error(e))
+            }
+            (Err(e), _) => e.to_string(),
         };
         CheckResult {
             name: name.into(),
@@ -812,6 +849,36 @@ mod tests {
             "connection timed out"
         );
         assert_eq!(short_error("listen in x: boom"), "listen in x: boom");
+    }
+
+    /// The old scheme picked a port itself; one taken by a client socket (no
+    /// SO_REUSEADDR, as every probe's client is) refuses the listener's bind. The
+    /// kernel-picked port of `listen_ephemeral` cannot be taken.
+    #[test]
+    fn listener_port_is_never_one_already_taken() {
+        let any: IpAddr = "127.0.0.1".parse().unwrap();
+        let server = listen_ephemeral(any).unwrap();
+        let client = TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        let taken = client.local_addr().unwrap().port();
+        let refused = TcpListener::bind(("0.0.0.0", taken)).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::AddrInUse, "{refused}");
+        let mut held = Vec::new();
+        for _ in 0..200 {
+            let l = listen_ephemeral("0.0.0.0".parse().unwrap()).unwrap();
+            let port = l.local_addr().unwrap().port();
+            assert_ne!(port, taken);
+            assert_ne!(port, 0);
+            let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            assert_eq!(l.accept().unwrap().1, c.local_addr().unwrap());
+            held.push((l, c));
+        }
+    }
+
+    #[test]
+    fn a_harness_error_is_no_network_outcome() {
+        let e = ProbeError::Harness("listen in ulab-n2-p1: Address already in use".into());
+        assert!(e.to_string().starts_with("harness error"), "{e}");
+        assert_eq!(ProbeError::Network("x".into()).to_string(), "x");
     }
 
     fn result(name: &str, passed: bool, observed: &str) -> CheckResult {

@@ -163,7 +163,11 @@ fn write_cluster(lab: &Lab, st: &LabState) -> Result<()> {
 }
 
 pub(super) fn write(lab: &Lab, name: &str, text: &str) -> Result<()> {
-    crate::cmd::common::write_atomic(&dir(lab).join(name), text.as_bytes(), 0o644)
+    Ok(unicni_fsutil::write_atomic(
+        &dir(lab).join(name),
+        text.as_bytes(),
+        0o644,
+    )?)
 }
 
 /// Waits up to `limit` until every node's agent reports exactly `policies`
@@ -1028,7 +1032,7 @@ pub(super) mod tests {
 
     /// The `namespace/name` of every policy in `yaml`, as the agents' loader reads them
     /// (sorted).
-    pub(in crate::cmd::lab) fn policy_names(yaml: &str) -> Vec<String> {
+    pub(crate) fn policy_names(yaml: &str) -> Vec<String> {
         let snapshot =
             unicni_policy::load_str("policy.yaml", yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         snapshot

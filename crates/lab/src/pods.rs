@@ -79,11 +79,11 @@ impl Lab {
             "spec": {"nodeName": self.node_name(pod.node)},
         });
         // JSON is YAML: the agent reads either.
-        crate::cmd::common::write_atomic(
+        Ok(unicni_fsutil::write_atomic(
             &dir.join(format!("{POD_NAMESPACE}_{}.yaml", pod.name)),
             serde_json::to_string_pretty(&manifest)?.as_bytes(),
             0o644,
-        )
+        )?)
     }
 
     /// Creates pod `j` of node `node` through CNI ADD; terway pods get their manifest

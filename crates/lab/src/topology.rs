@@ -366,7 +366,11 @@ impl Lab {
     }
 
     pub fn save_state(&self, s: &LabState) -> Result<()> {
-        crate::cmd::common::write_atomic(&self.state_file(), &serde_json::to_vec_pretty(s)?, 0o644)
+        Ok(unicni_fsutil::write_atomic(
+            &self.state_file(),
+            &serde_json::to_vec_pretty(s)?,
+            0o644,
+        )?)
     }
 }
 

@@ -6,6 +6,11 @@
 //! VPC, and checks with real packets whose expected outcome is what the backend's design
 //! says. Everything carries the `ulab` prefix so `unicni lab down` can remove it after a
 //! crash.
+//!
+//! A library so that the harness, the checks and the benchmarks stay out of the binary's
+//! `src/`; `unicni lab` parses [`Args`] and calls [`run`]. The lab runs the binary it is
+//! linked into (`std::env::current_exe`) as every node's `unicni install` / `unicni agent`
+//! and as the CNI plugin, so [`run`] is only meaningful inside the `unicni` binary.
 
 mod bench;
 mod checks;
@@ -241,7 +246,7 @@ enum AgentCmd {
     },
 }
 
-pub(super) fn default_up() -> UpOpts {
+pub(crate) fn default_up() -> UpOpts {
     UpOpts {
         backend: Backend::Flannel,
         mode: None,
@@ -765,7 +770,7 @@ fn mount_bpffs(lab: &Lab) -> Result<()> {
 
 /// Removes every process, namespace and file of this lab. Safe to repeat; works from
 /// nothing but the names when the state file is gone.
-pub fn destroy(lab: &Lab) -> Result<()> {
+pub(crate) fn destroy(lab: &Lab) -> Result<()> {
     let mut pids: Vec<u32> = Vec::new();
     if let Ok(st) = lab.load_state() {
         pids.extend(st.nodes.iter().filter_map(|n| n.agent_pid));

@@ -98,14 +98,14 @@ impl Lab {
             ..Default::default()
         };
         let config_file = dir.join("sim.toml");
-        crate::cmd::common::write_atomic(
+        unicni_fsutil::write_atomic(
             &config_file,
             toml::to_string_pretty(&config)
                 .context("render the emulator config")?
                 .as_bytes(),
             0o644,
         )?;
-        crate::cmd::common::write_atomic(
+        unicni_fsutil::write_atomic(
             &self.credentials_file(),
             format!("access_key_id = \"{KEY_ID}\"\naccess_key_secret = \"{KEY_SECRET}\"\n")
                 .as_bytes(),
