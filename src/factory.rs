@@ -11,6 +11,16 @@ use unicni_core::{Backend, BackendModule, Install, NodeAgent};
 /// Every kind a config or a conflist may name, in the order messages list them.
 const KINDS: [BackendKind; 2] = [BackendKind::Flannel, BackendKind::Terway];
 
+/// The kinds as configs, conflists and the command line spell them.
+pub fn kind_names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.as_str()).collect()
+}
+
+/// The kind spelled `name`, if there is one.
+pub fn kind_named(name: &str) -> Option<BackendKind> {
+    KINDS.iter().copied().find(|k| k.as_str() == name)
+}
+
 /// The module of one backend kind.
 pub fn module(kind: BackendKind) -> &'static dyn BackendModule {
     match kind {
@@ -37,27 +47,18 @@ pub fn plugin(entry: &Value, network_name: &str) -> Result<Box<dyn Backend>, Cni
 }
 
 fn entry_kind(entry: &Value) -> Result<BackendKind, CniError> {
-    let allowed = || {
-        let names: Vec<&str> = KINDS.iter().map(|k| k.as_str()).collect();
-        format!("allowed values: {}", names.join(", "))
-    };
+    let allowed = || format!("allowed values: {}", kind_names().join(", "));
     match entry.get("backend") {
         // Conflists written before the field existed are flannel's (the first backend,
         // and still the config's default kind): a node upgraded in place keeps working.
         None => Ok(BackendKind::Flannel),
-        Some(Value::String(s)) => {
-            KINDS
-                .iter()
-                .copied()
-                .find(|k| k.as_str() == s)
-                .ok_or_else(|| {
-                    CniError::new(
-                        code::INVALID_CONFIG,
-                        format!("invalid network configuration: field \"backend\" = {s:?}"),
-                        allowed(),
-                    )
-                })
-        }
+        Some(Value::String(s)) => kind_named(s).ok_or_else(|| {
+            CniError::new(
+                code::INVALID_CONFIG,
+                format!("invalid network configuration: field \"backend\" = {s:?}"),
+                allowed(),
+            )
+        }),
         Some(other) => Err(CniError::new(
             code::INVALID_CONFIG,
             format!("invalid network configuration: field \"backend\" = {other}: not a string"),

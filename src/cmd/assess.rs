@@ -40,8 +40,8 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// The backend to assess a move to.
-    #[arg(long, value_enum, required = true)]
-    pub to: Option<To>,
+    #[arg(long, required = true, value_parser = backend_kind())]
+    pub to: Option<BackendKind>,
     /// An inventory file (YAML or JSON; schema in docs/plan-assess.md).
     #[arg(
         long,
@@ -92,10 +92,12 @@ pub struct ExportArgs {
     pub output: ExportFormat,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum To {
-    Terway,
-    Flannel,
+/// `--to`: one of the factory's backend kinds.
+fn backend_kind() -> impl clap::builder::TypedValueParser<Value = BackendKind> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(crate::factory::kind_names()).map(|name: String| {
+        crate::factory::kind_named(&name).expect("the parser admits only the factory's kinds")
+    })
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -130,10 +132,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(Command::Export(e)) = args.command {
         return export(e);
     }
-    let to = match args.to {
-        Some(To::Terway) => BackendKind::Terway,
-        Some(To::Flannel) => BackendKind::Flannel,
-        None => bail!("--to terway|flannel is required"),
+    let Some(to) = args.to else {
+        bail!(
+            "--to {} is required",
+            crate::factory::kind_names().join("|")
+        );
     };
     let ignore = args
         .ignore
