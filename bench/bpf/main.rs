@@ -9,9 +9,9 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use unicni_bpf::FastPath;
+use unicni_testkit::perf::{iperf_gbit, median};
 
 const RR_ROUNDS: usize = 5000;
 
@@ -20,49 +20,6 @@ fn env_or(name: &str, default: u32) -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn listening_on(port: u16) -> bool {
-    let needle = format!(":{port:04X} ");
-    std::fs::read_to_string("/proc/thread-self/net/tcp")
-        .unwrap_or_default()
-        .lines()
-        .chain(
-            std::fs::read_to_string("/proc/thread-self/net/tcp6")
-                .unwrap_or_default()
-                .lines(),
-        )
-        .any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
-}
-
-fn iperf_gbit(t: &Topo, seconds: u32) -> f64 {
-    let mut server = Command::new("ip")
-        .args([
-            "netns", "exec", &t.pod_b, "iperf3", "-s", "-1", "-p", "5301",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iperf3 server (Debian package iperf3)");
-    let until = Instant::now() + Duration::from_secs(5);
-    while !in_netns(&t.pod_b, || listening_on(5301)) {
-        assert!(Instant::now() < until, "iperf3 server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", &t.pod_a, "iperf3", "-c", IP_B, "-p", "5301", "-J", "-t",
-        ])
-        .arg(seconds.to_string())
-        .output()
-        .expect("run iperf3 client");
-    let _ = server.kill();
-    let _ = server.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("iperf3 gave no result: {}", v["error"]))
-        / 1e9
 }
 
 /// 1-byte request / 1-byte response on one connection: (median µs, p99 µs).
@@ -100,11 +57,6 @@ fn request_response(t: &Topo) -> (f64, f64) {
         samples[samples.len() / 2],
         samples[samples.len() * 99 / 100],
     )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn set_fast_path(t: &Topo, on: bool) {
@@ -147,7 +99,7 @@ fn main() {
         for (slot, on) in [(0usize, false), (1usize, true)] {
             set_fast_path(&t, on);
             let before = redirected(&t);
-            let g = iperf_gbit(&t, seconds);
+            let g = iperf_gbit(&t.pod_a, &t.pod_b, IP_B, 5301, seconds);
             let (med, p99) = request_response(&t);
             let hits = redirected(&t) - before;
             // Each mode must really be what it claims.

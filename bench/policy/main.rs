@@ -15,13 +15,14 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use unicni_bpf::PolicyDatapath;
 use unicni_policy::{compile_where, load_str};
 use unicni_policy_agent::state::{Applied, Desired};
+use unicni_testkit::perf::{iperf_gbit, median};
+use unicni_testkit::probe::ifindex;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -117,57 +118,6 @@ impl Bench {
             (applied.rules.len(), applied.sets.len())
         })
     }
-}
-
-fn listening_on(port: u16) -> bool {
-    let needle = format!(":{port:04X} ");
-    ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"]
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .lines()
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
-}
-
-fn iperf_gbit(from: &str, to: &str, ip: IpAddr, seconds: usize) -> f64 {
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", to, "iperf3", "-s", "-1", "-p", "5201"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iperf3 server (Debian package iperf3)");
-    let until = Instant::now() + Duration::from_secs(5);
-    while !in_ns(to, || listening_on(5201)) {
-        assert!(Instant::now() < until, "iperf3 server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            from,
-            "iperf3",
-            "-c",
-            &ip.to_string(),
-            "-p",
-            "5201",
-            "-J",
-            "-t",
-        ])
-        .arg(seconds.to_string())
-        .output()
-        .expect("run iperf3 client");
-    let _ = server.kill();
-    let _ = server.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("iperf3 gave no result: {}", v["error"]))
-        / 1e9
 }
 
 /// 1-byte request/response on one connection: round trips per second.
@@ -353,25 +303,6 @@ fn tcp_packet(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, flags: u8) -> Ve
     p
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn ifindex(node: &str, dev: &str) -> u32 {
-    must(&[
-        "ip",
-        "netns",
-        "exec",
-        node,
-        "cat",
-        &format!("/sys/class/net/{dev}/ifindex"),
-    ])
-    .trim()
-    .parse()
-    .unwrap()
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -428,7 +359,13 @@ fn main() {
             let s0 = b.c.stats();
             for (pi, (_, from, to)) in pairs.iter().enumerate() {
                 let (src, dst) = (b.c.pod(from), b.c.pod(to));
-                let g = iperf_gbit(&src.netns, &dst.netns, dst.v4, seconds);
+                let g = iperf_gbit(
+                    &src.netns,
+                    &dst.netns,
+                    &dst.v4.to_string(),
+                    5201,
+                    seconds as u32,
+                );
                 let r = rr(&src.netns, &dst.netns, dst.v4, rr_rounds);
                 let cr = crr(&src.netns, &dst.netns, dst.v4, crr_n);
                 eprintln!(

@@ -154,6 +154,29 @@ fn policy(name: &str, namespace: &str, spec: &str) -> String {
     )
 }
 
+/// Writes `yaml` as the manifest `file` and waits until the engine has applied it and
+/// holds `policies` policies.
+fn apply(c: &Cluster, engine: &EngineRunner, file: &str, yaml: &str, policies: u64) {
+    let before = engine.syncs();
+    c.write(file, yaml);
+    engine.wait_applied(before, policies);
+}
+
+/// Every probe's outcome is the one it expects (each wrong one is listed).
+fn assert_all(probes: &[Probe]) {
+    let wrong = check(probes, TIMEOUT);
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Runs `f` in the node namespace on the pinned policy datapath.
+fn with_datapath<T: Send + 'static>(
+    c: &Cluster,
+    f: impl FnOnce(unicni_bpf::PolicyDatapath) -> T + Send + 'static,
+) -> T {
+    let pin = c.pin_dir.clone();
+    c.in_node(move || f(unicni_bpf::PolicyDatapath::open(&pin).unwrap()))
+}
+
 /// The upstream NetworkPolicy recipes, one at a time, each with the pairs it must let
 /// through and the pairs it must drop.
 #[test]
@@ -168,8 +191,7 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
     // Without policies everything connects.
     let mut p = Probes::new(&c, "none");
     p.allow("client>web:8080 web>db:5432 ext>probe:80 tcp6:probe>client:8080 udp:db>ext:53");
-    let wrong = check(&p.list, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_all(&p.list);
 
     struct Recipe {
         name: &'static str,
@@ -252,15 +274,12 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
 
     let cluster = c.cluster_manifests();
     for r in &recipes {
-        let before = engine.syncs();
         let s0 = c.stats();
-        c.write("policy.yaml", &r.yaml);
-        engine.wait_applied(before, 1);
+        apply(&c, &engine, "policy.yaml", &r.yaml, 1);
         let mut p = Probes::new(&c, r.name);
         p.allow(r.allow).deny(r.deny);
         p.agree_with_reference(&format!("{cluster}---\n{}", r.yaml));
-        let wrong = check(&p.list, TIMEOUT);
-        assert!(wrong.is_empty(), "{wrong:#?}");
+        assert_all(&p.list);
         let s1 = c.stats();
         let denied = p.list.iter().filter(|x| !x.expect).count() as u64;
         assert!(
@@ -276,16 +295,8 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
     engine.wait_applied(before, 0);
     let mut p = Probes::new(&c, "removed");
     p.allow("client>ext:80 client>web:8080 ext3>web:8080 tcp6:web>db:9006");
-    let wrong = check(&p.list, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
-    let pin = c.pin_dir.clone();
-    let rules = c.in_node(move || {
-        unicni_bpf::PolicyDatapath::open(&pin)
-            .unwrap()
-            .rules()
-            .unwrap()
-            .len()
-    });
+    assert_all(&p.list);
+    let rules = with_datapath(&c, |d| d.rules().unwrap().len());
     assert_eq!(rules, 0, "no rule left behind");
 }
 
@@ -339,45 +350,15 @@ fn a_policy_change_applies_within_a_second_and_new_pods_are_covered() {
     c.write("policy.yaml", &deny);
     let late = Netns::with_prefix("upach-late-");
     let ns = late.name.clone();
-    must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+    ip_n(&ns, "link set lo up");
     let attached_before = engine.status.attached_veths.load(Ordering::Relaxed);
-    must(&[
-        "ip",
-        "-n",
+    ip_n(
         &c.node,
-        "link",
-        "add",
-        "uc000000000ff",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &ns,
-    ]);
-    must(&[
-        "ip",
-        "-n",
-        &c.node,
-        "link",
-        "set",
-        "uc000000000ff",
-        "master",
-        "br0",
-        "up",
-    ]);
-    must(&[
-        "ip",
-        "-n",
-        &ns,
-        "addr",
-        "add",
-        "10.88.0.99/24",
-        "dev",
-        "eth0",
-    ]);
-    must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        &format!("link add uc000000000ff type veth peer name eth0 netns {ns}"),
+    );
+    ip_n(&c.node, "link set uc000000000ff master br0 up");
+    ip_n(&ns, "addr add 10.88.0.99/24 dev eth0");
+    ip_n(&ns, "link set eth0 up");
     let start = Instant::now();
     while engine.status.attached_veths.load(Ordering::Relaxed) <= attached_before {
         assert!(
@@ -388,9 +369,7 @@ fn a_policy_change_applies_within_a_second_and_new_pods_are_covered() {
     }
     eprintln!("new veth attached after {:?}", start.elapsed());
     let late_pod = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: late, namespace: shop, labels: {app: web}}\nspec: {nodeName: n1, containers: [{name: c}]}\nstatus: {podIP: 10.88.0.99}\n";
-    let before = engine.syncs();
-    c.write("late.yaml", late_pod);
-    engine.wait_applied(before, 1);
+    apply(&c, &engine, "late.yaml", late_pod, 1);
     // client -> late: dropped by late's ingress (shop denies all), counted as such.
     let into_late = Probe {
         from: c.pod("client").netns.clone(),
@@ -515,9 +494,7 @@ fn established_connections_survive_an_engine_restart_and_a_policy_update() {
             "  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {team: shop}}}]\n",
         )
     );
-    let before = engine.syncs();
-    c.write("policy.yaml", &allow);
-    engine.wait_applied(before, 2);
+    apply(&c, &engine, "policy.yaml", &allow, 2);
     let web = c.pod("web");
     let v4 = Stream::open(&c.pod("client").netns, SocketAddr::new(web.v4, 8080));
     let v6 = Stream::open(&c.pod("probe").netns, SocketAddr::new(web.v6, 8080));
@@ -534,15 +511,7 @@ fn established_connections_survive_an_engine_restart_and_a_policy_update() {
         check(&p.list, TIMEOUT).is_empty(),
         "rules stay without the engine"
     );
-    let ct_before = {
-        let pin = c.pin_dir.clone();
-        c.in_node(move || {
-            unicni_bpf::PolicyDatapath::open(&pin)
-                .unwrap()
-                .conntrack_entries()
-                .unwrap()
-        })
-    };
+    let ct_before = with_datapath(&c, |d| d.conntrack_entries().unwrap());
     let engine = c.start_engine();
     v4.flows(20);
     v6.flows(20);
@@ -554,24 +523,13 @@ fn established_connections_survive_an_engine_restart_and_a_policy_update() {
         "shop",
         "  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Ingress, Egress]\n",
     );
-    let before = engine.syncs();
-    c.write("policy.yaml", &deny);
-    engine.wait_applied(before, 1);
+    apply(&c, &engine, "policy.yaml", &deny, 1);
     let mut p = Probes::new(&c, "after update");
     p.deny("client>web:8080 tcp6:probe>web:8080");
-    let wrong = check(&p.list, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_all(&p.list);
     v4.flows(50);
     v6.flows(50);
-    let ct_after = {
-        let pin = c.pin_dir.clone();
-        c.in_node(move || {
-            unicni_bpf::PolicyDatapath::open(&pin)
-                .unwrap()
-                .conntrack_entries()
-                .unwrap()
-        })
-    };
+    let ct_after = with_datapath(&c, |d| d.conntrack_entries().unwrap());
     assert!(
         ct_after >= 4 && ct_before >= 4,
         "conntrack is never flushed: {ct_before} -> {ct_after}"
@@ -628,20 +586,15 @@ fn service_traffic_is_judged_after_translation_to_its_backend() {
         probe("client", vip(11), 80, true, "client -> svc(probe)"),
         probe("client", vip(12), 80, true, "client -> svc(outside)"),
     ];
-    let wrong = check(&all, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_all(&all);
 
     // client may only talk to db on 5432, so only the Service whose backend is db works.
-    let before = engine.syncs();
-    c.write(
-        "policy.yaml",
-        &policy(
-            "client-to-db",
-            "lab",
-            "  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {team: shop}}, podSelector: {matchLabels: {app: db}}}]\n    ports: [{port: 5432}]\n",
-        ),
+    let yaml = policy(
+        "client-to-db",
+        "lab",
+        "  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {team: shop}}, podSelector: {matchLabels: {app: db}}}]\n    ports: [{port: 5432}]\n",
     );
-    engine.wait_applied(before, 1);
+    apply(&c, &engine, "policy.yaml", &yaml, 1);
     let s0 = c.stats();
     let list = vec![
         probe(
@@ -674,8 +627,7 @@ fn service_traffic_is_judged_after_translation_to_its_backend() {
             "web (not isolated) -> svc(outside)",
         ),
     ];
-    let wrong = check(&list, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_all(&list);
     let s1 = c.stats();
     assert!(
         s1.service > s0.service,

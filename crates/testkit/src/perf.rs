@@ -1,0 +1,60 @@
+//! What the benchmarks measure with: a bulk-throughput run of iperf3 between two network
+//! namespaces, and the median of samples.
+
+use crate::netns::in_netns;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether a TCP socket of the calling thread's network namespace listens on `port`.
+pub fn listening_on(port: u16) -> bool {
+    let needle = format!(":{port:04X} ");
+    ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
+}
+
+/// Gbit/s received by an iperf3 server in `to` (one run on `port`) from a client in `from`
+/// sending to `target` for `seconds`. Panics when iperf3 is missing or gives no result.
+pub fn iperf_gbit(from: &str, to: &str, target: &str, port: u16, seconds: u32) -> f64 {
+    let port_s = port.to_string();
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", to, "iperf3", "-s", "-1", "-p", &port_s])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start iperf3 server (Debian package iperf3)");
+    let until = Instant::now() + Duration::from_secs(5);
+    while !in_netns(to, move || listening_on(port)) {
+        assert!(
+            Instant::now() < until,
+            "iperf3 server did not start in {to}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secs = seconds.to_string();
+    let out = Command::new("ip")
+        .args(["netns", "exec", from, "iperf3", "-c", target, "-p", &port_s])
+        .args(["-J", "-t", &secs])
+        .output()
+        .expect("run iperf3 client");
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 gave no result: {}", v["error"]))
+        / 1e9
+}
+
+/// The median of the samples (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
