@@ -11,16 +11,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 use unicni_bpf::FastPath;
-use unicni_testkit::perf::{iperf_gbit, median};
+use unicni_testkit::perf::{bench_may_run, env_or, iperf_gbit, median};
 
 const RR_ROUNDS: usize = 5000;
-
-fn env_or(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// 1-byte request / 1-byte response on one connection: (median µs, p99 µs).
 fn request_response(t: &Topo) -> (f64, f64) {
@@ -60,7 +53,7 @@ fn request_response(t: &Topo) -> (f64, f64) {
 }
 
 fn set_fast_path(t: &Topo, on: bool) {
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let (ha, hb) = t.hosts();
     let pin = t.pin_dir.clone();
     t.in_node(move || {
         let mut fp = FastPath::load_or_adopt(&pin).expect("load the fast path");
@@ -83,15 +76,11 @@ fn redirected(t: &Topo) -> u64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if !bench_may_run("bench/bpf") {
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("bench/bpf needs root (network namespaces, eBPF)");
-        std::process::exit(1);
-    }
-    let seconds = env_or("BENCH_SECONDS", 5);
-    let rounds = env_or("BENCH_ROUNDS", 3);
+    let seconds: u32 = env_or("BENCH_SECONDS", 5);
+    let rounds: u32 = env_or("BENCH_ROUNDS", 3);
     let t = Topo::new("bench");
     assert!(t.ping_from_a(IP_B, 1), "pods must reach each other");
     let mut res: [(Vec<f64>, Vec<f64>, Vec<f64>); 2] = Default::default();

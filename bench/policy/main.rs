@@ -21,15 +21,8 @@ use std::time::{Duration, Instant};
 use unicni_bpf::PolicyDatapath;
 use unicni_policy::{compile_where, load_str};
 use unicni_policy_agent::state::{Applied, Desired};
-use unicni_testkit::perf::{iperf_gbit, median};
+use unicni_testkit::perf::{bench_may_run, env_or, iperf_gbit, median};
 use unicni_testkit::probe::ifindex;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// 1,000 policies: for each pair, many that select the server (ingress) and the client
 /// (egress) with ipBlocks and ports that never match the benchmark's traffic, and the two
@@ -304,15 +297,11 @@ fn tcp_packet(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, flags: u8) -> Ve
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if !bench_may_run("bench/policy") {
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("bench/policy needs root (network namespaces, eBPF)");
-        std::process::exit(1);
-    }
-    let seconds = env_or("BENCH_SECONDS", 1);
-    let rounds = env_or("BENCH_ROUNDS", 12);
+    let seconds: u32 = env_or("BENCH_SECONDS", 1);
+    let rounds: usize = env_or("BENCH_ROUNDS", 12);
     let rr_rounds = env_or("BENCH_RR", 5000);
     let crr_n = env_or("BENCH_CRR", 500);
     let c = Cluster::quiet("bn");
@@ -359,13 +348,7 @@ fn main() {
             let s0 = b.c.stats();
             for (pi, (_, from, to)) in pairs.iter().enumerate() {
                 let (src, dst) = (b.c.pod(from), b.c.pod(to));
-                let g = iperf_gbit(
-                    &src.netns,
-                    &dst.netns,
-                    &dst.v4.to_string(),
-                    5201,
-                    seconds as u32,
-                );
+                let g = iperf_gbit(&src.netns, &dst.netns, &dst.v4.to_string(), 5201, seconds);
                 let r = rr(&src.netns, &dst.netns, dst.v4, rr_rounds);
                 let cr = crr(&src.netns, &dst.netns, dst.v4, crr_n);
                 eprintln!(

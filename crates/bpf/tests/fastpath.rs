@@ -14,7 +14,7 @@ fn ip(s: &str) -> Ipv4Addr {
 /// both pods; returns the veths' interface indexes. The `FastPath` is dropped before it
 /// returns: only the pins hold the programs.
 fn attach_both(t: &Topo) -> (u32, u32) {
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let (ha, hb) = t.hosts();
     t.run(move |pin| {
         let mut fp = FastPath::load_or_adopt(&pin).unwrap();
         fp.attach(ha).unwrap();
@@ -27,11 +27,10 @@ fn attach_both(t: &Topo) -> (u32, u32) {
 
 #[test]
 fn tcx_fast_path_redirects_between_pods_and_steps_aside_without_endpoints() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("tcx") else {
         return;
-    }
-    let t = Topo::new("tcx");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    };
+    let (ha, hb) = t.hosts();
     let (s0, kinds) = t.run(move |pin| {
         let mut fp = FastPath::load_or_adopt(&pin).expect("load");
         let kinds = (fp.attach(ha).unwrap(), fp.attach(hb).unwrap());
@@ -110,11 +109,10 @@ fn tcx_fast_path_redirects_between_pods_and_steps_aside_without_endpoints() {
 
 #[test]
 fn clsact_fallback_attaches_a_filter_that_redirects_and_is_removed() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("nl") else {
         return;
-    }
-    let t = Topo::new("nl");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    };
+    let (ha, hb) = t.hosts();
     let kinds = t.run(move |pin| {
         let mut fp = FastPath::load_or_adopt_with(&pin, AttachMode::Netlink).expect("load");
         let k = (fp.attach(ha).unwrap(), fp.attach(hb).unwrap());
@@ -157,10 +155,9 @@ fn clsact_fallback_attaches_a_filter_that_redirects_and_is_removed() {
 
 #[test]
 fn reconcile_forgets_interfaces_that_are_gone() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("rec") else {
         return;
-    }
-    let t = Topo::new("rec");
+    };
     let (ha, hb) = attach_both(&t);
     // Pod B dies without a CNI DEL.
     ip_n(&t.node, "link del hb");
@@ -184,10 +181,9 @@ fn reconcile_forgets_interfaces_that_are_gone() {
 #[test]
 #[allow(unsafe_code)] // if_indextoname in the check below
 fn pinned_fast_path_survives_the_process_and_is_adopted() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("adopt") else {
         return;
-    }
-    let t = Topo::new("adopt");
+    };
     // attach_both has dropped its FastPath: every fd of this process is closed.
     let (ha, hb) = attach_both(&t);
     assert!(t.ping_from_a(IP_B, 2));
@@ -303,11 +299,10 @@ fn adopt_child() {
 /// flows.
 #[test]
 fn changed_program_takes_over_every_attachment_without_a_gap() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("upg") else {
         return;
-    }
-    let t = Topo::new("upg");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    };
+    let (ha, hb) = t.hosts();
     let old_tag = t.run(move |pin| {
         let mut fp = FastPath::load_or_adopt_object(
             &pin,
@@ -379,10 +374,9 @@ fn tcp_exchange(t: &Topo, ip: &str, port: u16) -> bool {
 /// short-cut, or it skips conntrack's reverse NAT (br_netfilter) and the client drops it.
 #[test]
 fn service_dnat_to_a_same_node_backend_keeps_working() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("svc") else {
         return;
-    }
-    let t = Topo::new("svc");
+    };
     let node = t.node.clone();
     ns_must(&node, "sysctl -qw net.ipv4.ip_forward=1");
     let brnf = ns_run(&node, "cat /proc/sys/net/bridge/bridge-nf-call-iptables");

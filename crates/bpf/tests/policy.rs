@@ -16,11 +16,10 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 fn policy_drops_what_the_maps_deny_and_runs_before_the_fast_path() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("pol") else {
         return;
-    }
-    let t = Topo::new("pol");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    };
+    let (ha, hb) = t.hosts();
     let kinds = t.run(move |pin| {
         // The fast path first, then the policy: the policy must still end up in front.
         let mut fp = FastPath::load_or_adopt(&pin).expect("load fast path");
@@ -120,11 +119,10 @@ fn policy_drops_what_the_maps_deny_and_runs_before_the_fast_path() {
 
 #[test]
 fn clsact_fallback_attaches_ahead_of_the_fast_path_and_is_removed() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("polnl") else {
         return;
-    }
-    let t = Topo::new("polnl");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    };
+    let (ha, hb) = t.hosts();
     t.run(move |pin| {
         let mut pol = PolicyDatapath::load_or_adopt_with(&pin, AttachMode::Netlink).unwrap();
         assert_eq!(pol.attach(ha).unwrap(), Attachment::Netlink);
@@ -151,11 +149,10 @@ fn clsact_fallback_attaches_ahead_of_the_fast_path_and_is_removed() {
 
 #[test]
 fn changed_programs_take_over_every_attachment_without_a_gap() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("polup") else {
         return;
-    }
-    let t = Topo::new("polup");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    };
+    let (ha, hb) = t.hosts();
     let pin = t.pin_dir.clone();
     // An older build on both veths (ha by tcx, hb by clsact), B isolated and A allowed.
     let old_tags = t.in_node(move || {

@@ -269,25 +269,13 @@ impl Applied {
                 c.pods_written += 1;
             }
         }
-        let gone: Vec<IpAddr> = self
-            .pods
-            .keys()
-            .filter(|ip| !desired.pods.contains_key(ip))
-            .copied()
-            .collect();
-        for ip in gone {
+        for ip in keys_not_in(&self.pods, |ip| desired.pods.contains_key(ip)) {
             maps.remove_pod(ip)?;
             self.pods.remove(&ip);
             c.pods_removed += 1;
         }
         // 4. Rules no longer wanted.
-        let gone: Vec<RuleKey> = self
-            .rules
-            .keys()
-            .filter(|k| !desired.rules.contains_key(k))
-            .copied()
-            .collect();
-        for key in gone {
+        for key in keys_not_in(&self.rules, |k| desired.rules.contains_key(k)) {
             maps.remove_rule(&key)?;
             self.rules.remove(&key);
             c.rules_removed += 1;
@@ -301,13 +289,7 @@ impl Applied {
                 RuleValue::Any => None,
             })
             .collect();
-        let unused: Vec<u32> = self
-            .sets
-            .keys()
-            .filter(|id| !used.contains(id))
-            .copied()
-            .collect();
-        for id in unused {
+        for id in keys_not_in(&self.sets, |id| used.contains(id)) {
             let blocks: Vec<PortBlock> = self.sets[&id].iter().copied().collect();
             for (protocol, port, prefix_len) in blocks {
                 maps.remove_port(&PortEntry {
@@ -333,6 +315,12 @@ impl Applied {
             .find(|id| !self.sets.contains_key(id))
             .expect("fewer than 2^32 sets")
     }
+}
+
+/// The keys of `map` that `keep` rejects, collected so the map can change while they are
+/// removed.
+fn keys_not_in<K: Copy, V>(map: &BTreeMap<K, V>, keep: impl Fn(&K) -> bool) -> Vec<K> {
+    map.keys().filter(|k| !keep(k)).copied().collect()
 }
 
 #[cfg(test)]

@@ -58,3 +58,25 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
+
+/// The number in the environment variable `name`, or `default` when it is unset or not a
+/// number of that type.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Whether a root-only benchmark binary (`harness = false`) should run: false for cargo's
+/// `--list` (it has nothing to list); without root it exits with a note naming `bench`.
+pub fn bench_may_run(bench: &str) -> bool {
+    if std::env::args().any(|a| a == "--list") {
+        return false;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("{bench} needs root (network namespaces, eBPF)");
+        std::process::exit(1);
+    }
+    true
+}

@@ -69,6 +69,16 @@ impl Topo {
         t
     }
 
+    /// [`Topo::new`] when root-only tests may run (see [`require_root`]), else `None`.
+    pub fn for_root_test(tag: &str) -> Option<Topo> {
+        require_root().then(|| Topo::new(tag))
+    }
+
+    /// The interface indexes of the host sides of pod A's and pod B's veths.
+    pub fn hosts(&self) -> (u32, u32) {
+        (self.ifindex("ha"), self.ifindex("hb"))
+    }
+
     pub fn ifindex(&self, dev: &str) -> u32 {
         unicni_testkit::probe::ifindex(&self.node, dev)
     }
