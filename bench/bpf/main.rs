@@ -8,31 +8,18 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Instant;
 use unicni_bpf::FastPath;
-use unicni_testkit::perf::{bench_may_run, env_or, iperf_gbit, median};
+use unicni_testkit::perf::{bench_may_run, connect_nodelay, echo_once, env_or, iperf_gbit, median};
 
 const RR_ROUNDS: usize = 5000;
 
 /// 1-byte request / 1-byte response on one connection: (median µs, p99 µs).
 fn request_response(t: &Topo) -> (f64, f64) {
-    let listener = in_netns(&t.pod_b, || TcpListener::bind(("0.0.0.0", 5302)).unwrap());
-    let echo = std::thread::spawn(move || {
-        let (mut c, _) = listener.accept().unwrap();
-        c.set_nodelay(true).unwrap();
-        let mut b = [0u8; 1];
-        while matches!(c.read(&mut b), Ok(1)) {
-            if c.write_all(&b).is_err() {
-                break;
-            }
-        }
-    });
+    let echo = echo_once(&t.pod_b, SocketAddr::from(([0, 0, 0, 0], 5302)));
     let addr: SocketAddr = format!("{IP_B}:5302").parse().unwrap();
-    let mut c = in_netns(&t.pod_a, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap()
-    });
-    c.set_nodelay(true).unwrap();
+    let mut c = connect_nodelay(&t.pod_a, addr);
     let mut samples = Vec::with_capacity(RR_ROUNDS);
     let mut b = [1u8; 1];
     for i in 0..RR_ROUNDS + 200 {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use unicni_bpf::PolicyDatapath;
 use unicni_policy::{compile_where, load_str};
 use unicni_policy_agent::state::{Applied, Desired};
-use unicni_testkit::perf::{bench_may_run, env_or, iperf_gbit, median};
+use unicni_testkit::perf::{bench_may_run, connect_nodelay, echo_once, env_or, iperf_gbit, median};
 use unicni_testkit::probe::ifindex;
 
 /// 1,000 policies: for each pair, many that select the server (ingress) and the client
@@ -115,22 +115,11 @@ impl Bench {
 
 /// 1-byte request/response on one connection: round trips per second.
 fn rr(from: &str, to: &str, ip: IpAddr, rounds: usize) -> f64 {
-    let listener = in_ns(to, || TcpListener::bind(("::", 5302)).unwrap());
-    let echo = std::thread::spawn(move || {
-        let (mut c, _) = listener.accept().unwrap();
-        c.set_nodelay(true).unwrap();
-        let mut b = [0u8; 1];
-        while matches!(c.read(&mut b), Ok(1)) {
-            if c.write_all(&b).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = SocketAddr::new(ip, 5302);
-    let mut c = in_ns(from, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap()
-    });
-    c.set_nodelay(true).unwrap();
+    let echo = echo_once(
+        to,
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 5302)),
+    );
+    let mut c = connect_nodelay(from, SocketAddr::new(ip, 5302));
     let mut b = [1u8; 1];
     for _ in 0..200 {
         c.write_all(&b).unwrap();

@@ -234,17 +234,12 @@ impl Applied {
             let id = self.free_id();
             // Recorded before the writes: a half-written set is removed as unused later.
             self.sets.insert(id, BTreeSet::new());
-            for &(protocol, port, prefix_len) in set {
-                maps.add_port(&PortEntry {
-                    port_set: id,
-                    protocol,
-                    port,
-                    prefix_len,
-                })?;
+            for &block in set {
+                maps.add_port(&port_entry(id, block))?;
                 self.sets
                     .get_mut(&id)
                     .expect("inserted above")
-                    .insert((protocol, port, prefix_len));
+                    .insert(block);
                 c.ports_added += 1;
             }
             by_content.insert(set.clone(), id);
@@ -291,17 +286,9 @@ impl Applied {
             .collect();
         for id in keys_not_in(&self.sets, |id| used.contains(id)) {
             let blocks: Vec<PortBlock> = self.sets[&id].iter().copied().collect();
-            for (protocol, port, prefix_len) in blocks {
-                maps.remove_port(&PortEntry {
-                    port_set: id,
-                    protocol,
-                    port,
-                    prefix_len,
-                })?;
-                self.sets
-                    .get_mut(&id)
-                    .expect("listed above")
-                    .remove(&(protocol, port, prefix_len));
+            for block in blocks {
+                maps.remove_port(&port_entry(id, block))?;
+                self.sets.get_mut(&id).expect("listed above").remove(&block);
                 c.ports_removed += 1;
             }
             self.sets.remove(&id);
@@ -314,6 +301,16 @@ impl Applied {
         (1..)
             .find(|id| !self.sets.contains_key(id))
             .expect("fewer than 2^32 sets")
+    }
+}
+
+/// The map entry of one block of port set `id`.
+fn port_entry(id: u32, (protocol, port, prefix_len): PortBlock) -> PortEntry {
+    PortEntry {
+        port_set: id,
+        protocol,
+        port,
+        prefix_len,
     }
 }
 

@@ -80,3 +80,29 @@ pub fn bench_may_run(bench: &str) -> bool {
     }
     true
 }
+
+/// A TCP server in `ns` on `addr` that accepts one connection and echoes each byte back
+/// until the client closes it; join the handle after closing the client.
+pub fn echo_once(ns: &str, addr: std::net::SocketAddr) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    let listener = in_netns(ns, move || std::net::TcpListener::bind(addr).unwrap());
+    std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        c.set_nodelay(true).unwrap();
+        let mut b = [0u8; 1];
+        while matches!(c.read(&mut b), Ok(1)) {
+            if c.write_all(&b).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// A TCP connection from `ns` to `to` (two seconds to connect), with Nagle off.
+pub fn connect_nodelay(ns: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
+    let c = in_netns(ns, move || {
+        std::net::TcpStream::connect_timeout(&to, Duration::from_secs(2)).unwrap()
+    });
+    c.set_nodelay(true).unwrap();
+    c
+}
