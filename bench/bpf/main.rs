@@ -8,81 +8,18 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Instant;
 use unicni_bpf::FastPath;
+use unicni_testkit::perf::{bench_may_run, connect_nodelay, echo_once, env_or, iperf_gbit, median};
 
 const RR_ROUNDS: usize = 5000;
 
-fn env_or(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn listening_on(port: u16) -> bool {
-    let needle = format!(":{port:04X} ");
-    std::fs::read_to_string("/proc/thread-self/net/tcp")
-        .unwrap_or_default()
-        .lines()
-        .chain(
-            std::fs::read_to_string("/proc/thread-self/net/tcp6")
-                .unwrap_or_default()
-                .lines(),
-        )
-        .any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
-}
-
-fn iperf_gbit(t: &Topo, seconds: u32) -> f64 {
-    let mut server = Command::new("ip")
-        .args([
-            "netns", "exec", &t.pod_b, "iperf3", "-s", "-1", "-p", "5301",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iperf3 server (Debian package iperf3)");
-    let until = Instant::now() + Duration::from_secs(5);
-    while !in_netns(&t.pod_b, || listening_on(5301)) {
-        assert!(Instant::now() < until, "iperf3 server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", &t.pod_a, "iperf3", "-c", IP_B, "-p", "5301", "-J", "-t",
-        ])
-        .arg(seconds.to_string())
-        .output()
-        .expect("run iperf3 client");
-    let _ = server.kill();
-    let _ = server.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("iperf3 gave no result: {}", v["error"]))
-        / 1e9
-}
-
 /// 1-byte request / 1-byte response on one connection: (median µs, p99 µs).
 fn request_response(t: &Topo) -> (f64, f64) {
-    let listener = in_netns(&t.pod_b, || TcpListener::bind(("0.0.0.0", 5302)).unwrap());
-    let echo = std::thread::spawn(move || {
-        let (mut c, _) = listener.accept().unwrap();
-        c.set_nodelay(true).unwrap();
-        let mut b = [0u8; 1];
-        while matches!(c.read(&mut b), Ok(1)) {
-            if c.write_all(&b).is_err() {
-                break;
-            }
-        }
-    });
+    let echo = echo_once(&t.pod_b, SocketAddr::from(([0, 0, 0, 0], 5302)));
     let addr: SocketAddr = format!("{IP_B}:5302").parse().unwrap();
-    let mut c = in_netns(&t.pod_a, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap()
-    });
-    c.set_nodelay(true).unwrap();
+    let mut c = connect_nodelay(&t.pod_a, addr);
     let mut samples = Vec::with_capacity(RR_ROUNDS);
     let mut b = [1u8; 1];
     for i in 0..RR_ROUNDS + 200 {
@@ -102,13 +39,8 @@ fn request_response(t: &Topo) -> (f64, f64) {
     )
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn set_fast_path(t: &Topo, on: bool) {
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    let (ha, hb) = t.hosts();
     let pin = t.pin_dir.clone();
     t.in_node(move || {
         let mut fp = FastPath::load_or_adopt(&pin).expect("load the fast path");
@@ -131,15 +63,11 @@ fn redirected(t: &Topo) -> u64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if !bench_may_run("bench/bpf") {
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("bench/bpf needs root (network namespaces, eBPF)");
-        std::process::exit(1);
-    }
-    let seconds = env_or("BENCH_SECONDS", 5);
-    let rounds = env_or("BENCH_ROUNDS", 3);
+    let seconds: u32 = env_or("BENCH_SECONDS", 5);
+    let rounds: u32 = env_or("BENCH_ROUNDS", 3);
     let t = Topo::new("bench");
     assert!(t.ping_from_a(IP_B, 1), "pods must reach each other");
     let mut res: [(Vec<f64>, Vec<f64>, Vec<f64>); 2] = Default::default();
@@ -147,7 +75,7 @@ fn main() {
         for (slot, on) in [(0usize, false), (1usize, true)] {
             set_fast_path(&t, on);
             let before = redirected(&t);
-            let g = iperf_gbit(&t, seconds);
+            let g = iperf_gbit(&t.pod_a, &t.pod_b, IP_B, 5301, seconds);
             let (med, p99) = request_response(&t);
             let hits = redirected(&t) - before;
             // Each mode must really be what it claims.

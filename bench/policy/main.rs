@@ -15,20 +15,14 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use unicni_bpf::PolicyDatapath;
 use unicni_policy::{compile_where, load_str};
 use unicni_policy_agent::state::{Applied, Desired};
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use unicni_testkit::perf::{bench_may_run, connect_nodelay, echo_once, env_or, iperf_gbit, median};
+use unicni_testkit::probe::ifindex;
 
 /// 1,000 policies: for each pair, many that select the server (ingress) and the client
 /// (egress) with ipBlocks and ports that never match the benchmark's traffic, and the two
@@ -119,75 +113,13 @@ impl Bench {
     }
 }
 
-fn listening_on(port: u16) -> bool {
-    let needle = format!(":{port:04X} ");
-    ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"]
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .lines()
-                .map(String::from)
-                .collect::<Vec<_>>()
-        })
-        .any(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
-}
-
-fn iperf_gbit(from: &str, to: &str, ip: IpAddr, seconds: usize) -> f64 {
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", to, "iperf3", "-s", "-1", "-p", "5201"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iperf3 server (Debian package iperf3)");
-    let until = Instant::now() + Duration::from_secs(5);
-    while !in_ns(to, || listening_on(5201)) {
-        assert!(Instant::now() < until, "iperf3 server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            from,
-            "iperf3",
-            "-c",
-            &ip.to_string(),
-            "-p",
-            "5201",
-            "-J",
-            "-t",
-        ])
-        .arg(seconds.to_string())
-        .output()
-        .expect("run iperf3 client");
-    let _ = server.kill();
-    let _ = server.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
-    v["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or_else(|| panic!("iperf3 gave no result: {}", v["error"]))
-        / 1e9
-}
-
 /// 1-byte request/response on one connection: round trips per second.
 fn rr(from: &str, to: &str, ip: IpAddr, rounds: usize) -> f64 {
-    let listener = in_ns(to, || TcpListener::bind(("::", 5302)).unwrap());
-    let echo = std::thread::spawn(move || {
-        let (mut c, _) = listener.accept().unwrap();
-        c.set_nodelay(true).unwrap();
-        let mut b = [0u8; 1];
-        while matches!(c.read(&mut b), Ok(1)) {
-            if c.write_all(&b).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = SocketAddr::new(ip, 5302);
-    let mut c = in_ns(from, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap()
-    });
-    c.set_nodelay(true).unwrap();
+    let echo = echo_once(
+        to,
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 5302)),
+    );
+    let mut c = connect_nodelay(from, SocketAddr::new(ip, 5302));
     let mut b = [1u8; 1];
     for _ in 0..200 {
         c.write_all(&b).unwrap();
@@ -353,35 +285,12 @@ fn tcp_packet(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, flags: u8) -> Ve
     p
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn ifindex(node: &str, dev: &str) -> u32 {
-    must(&[
-        "ip",
-        "netns",
-        "exec",
-        node,
-        "cat",
-        &format!("/sys/class/net/{dev}/ifindex"),
-    ])
-    .trim()
-    .parse()
-    .unwrap()
-}
-
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    if !bench_may_run("bench/policy") {
         return;
     }
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("bench/policy needs root (network namespaces, eBPF)");
-        std::process::exit(1);
-    }
-    let seconds = env_or("BENCH_SECONDS", 1);
-    let rounds = env_or("BENCH_ROUNDS", 12);
+    let seconds: u32 = env_or("BENCH_SECONDS", 1);
+    let rounds: usize = env_or("BENCH_ROUNDS", 12);
     let rr_rounds = env_or("BENCH_RR", 5000);
     let crr_n = env_or("BENCH_CRR", 500);
     let c = Cluster::quiet("bn");
@@ -428,7 +337,7 @@ fn main() {
             let s0 = b.c.stats();
             for (pi, (_, from, to)) in pairs.iter().enumerate() {
                 let (src, dst) = (b.c.pod(from), b.c.pod(to));
-                let g = iperf_gbit(&src.netns, &dst.netns, dst.v4, seconds);
+                let g = iperf_gbit(&src.netns, &dst.netns, &dst.v4.to_string(), 5201, seconds);
                 let r = rr(&src.netns, &dst.netns, dst.v4, rr_rounds);
                 let cr = crr(&src.netns, &dst.netns, dst.v4, crr_n);
                 eprintln!(

@@ -10,15 +10,28 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
+/// Loads (or adopts) the fast path in the node, attaches both host veths and registers
+/// both pods; returns the veths' interface indexes. The `FastPath` is dropped before it
+/// returns: only the pins hold the programs.
+fn attach_both(t: &Topo) -> (u32, u32) {
+    let (ha, hb) = t.hosts();
+    t.run(move |pin| {
+        let mut fp = FastPath::load_or_adopt(&pin).unwrap();
+        fp.attach(ha).unwrap();
+        fp.attach(hb).unwrap();
+        fp.upsert_endpoint(ip(IP_A), ha, MAC_A).unwrap();
+        fp.upsert_endpoint(ip(IP_B), hb, MAC_B).unwrap();
+    });
+    (ha, hb)
+}
+
 #[test]
 fn tcx_fast_path_redirects_between_pods_and_steps_aside_without_endpoints() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("tcx") else {
         return;
-    }
-    let t = Topo::new("tcx");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
-    let pin = t.pin_dir.clone();
-    let (s0, kinds) = t.in_node(move || {
+    };
+    let (ha, hb) = t.hosts();
+    let (s0, kinds) = t.run(move |pin| {
         let mut fp = FastPath::load_or_adopt(&pin).expect("load");
         let kinds = (fp.attach(ha).unwrap(), fp.attach(hb).unwrap());
         // Attaching twice changes nothing.
@@ -39,8 +52,7 @@ fn tcx_fast_path_redirects_between_pods_and_steps_aside_without_endpoints() {
         t.ping_from_a(IP_B, 3),
         "pods on one bridge must reach each other"
     );
-    let pin = t.pin_dir.clone();
-    let s1 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    let s1 = t.run(move |pin| FastPath::open(&pin).unwrap().stats().unwrap());
     // 3 echo requests through ha and 3 replies through hb, at least.
     assert!(
         s1.redirected >= s0.redirected + 6,
@@ -50,15 +62,14 @@ fn tcx_fast_path_redirects_between_pods_and_steps_aside_without_endpoints() {
     // Proof that the bridge is skipped: take B's port off the bridge. Only the fast path
     // can still deliver (neighbours are static so no ARP is needed).
     t.static_neighbours();
-    must(&["ip", "-n", &t.node, "link", "set", "hb", "nomaster"]);
+    ip_n(&t.node, "link set hb nomaster");
     assert!(
         t.ping_from_a(IP_B, 3),
         "fast path must deliver without the bridge"
     );
 
     // Without endpoints everything goes through the bridge and no hit is counted.
-    let pin = t.pin_dir.clone();
-    let s2 = t.in_node(move || {
+    let s2 = t.run(move |pin| {
         let mut fp = FastPath::open(&pin).unwrap();
         fp.remove_endpoint(ip(IP_A)).unwrap();
         assert_eq!(fp.remove_endpoints_on(hb).unwrap(), 1);
@@ -71,16 +82,14 @@ fn tcx_fast_path_redirects_between_pods_and_steps_aside_without_endpoints() {
         !t.ping_from_a(IP_B, 1),
         "without endpoints only the bridge delivers"
     );
-    must(&["ip", "-n", &t.node, "link", "set", "hb", "master", "br0"]);
+    ip_n(&t.node, "link set hb master br0");
     assert!(t.ping_from_a(IP_B, 3), "bridge path must still work");
-    let pin = t.pin_dir.clone();
-    let s3 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    let s3 = t.run(move |pin| FastPath::open(&pin).unwrap().stats().unwrap());
     assert_eq!(s3.redirected, s2.redirected, "no hits without endpoints");
     assert!(s3.passed_no_endpoint >= s2.passed_no_endpoint + 6);
 
     // Detach leaves no tcx program and no pin; traffic is unaffected.
-    let pin = t.pin_dir.clone();
-    let attached_after = t.in_node(move || {
+    let attached_after = t.run(move |pin| {
         let mut fp = FastPath::open(&pin).unwrap();
         assert!(fp.tcx_attached(ha).unwrap());
         fp.detach(ha).unwrap();
@@ -94,20 +103,17 @@ fn tcx_fast_path_redirects_between_pods_and_steps_aside_without_endpoints() {
     assert!(t.tc_filters("ha").trim().is_empty());
     assert!(t.ping_from_a(IP_B, 2));
 
-    let pin = t.pin_dir.clone();
-    t.in_node(move || unicni_bpf::remove_all(&pin)).unwrap();
+    t.run(move |pin| unicni_bpf::remove_all(&pin)).unwrap();
     assert!(!t.pin_dir.exists(), "remove_all leaves nothing pinned");
 }
 
 #[test]
 fn clsact_fallback_attaches_a_filter_that_redirects_and_is_removed() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("nl") else {
         return;
-    }
-    let t = Topo::new("nl");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
-    let pin = t.pin_dir.clone();
-    let kinds = t.in_node(move || {
+    };
+    let (ha, hb) = t.hosts();
+    let kinds = t.run(move |pin| {
         let mut fp = FastPath::load_or_adopt_with(&pin, AttachMode::Netlink).expect("load");
         let k = (fp.attach(ha).unwrap(), fp.attach(hb).unwrap());
         assert_eq!(fp.attach(ha).unwrap(), Attachment::Netlink); // replace in place
@@ -124,29 +130,24 @@ fn clsact_fallback_attaches_a_filter_that_redirects_and_is_removed() {
     );
     assert!(filters.contains("direct-action"), "{filters}");
 
-    let pin = t.pin_dir.clone();
-    let s0 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    let s0 = t.run(move |pin| FastPath::open(&pin).unwrap().stats().unwrap());
     assert!(t.ping_from_a(IP_B, 3));
-    let pin = t.pin_dir.clone();
-    let s1 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    let s1 = t.run(move |pin| FastPath::open(&pin).unwrap().stats().unwrap());
     assert!(s1.redirected >= s0.redirected + 6, "{s0:?} -> {s1:?}");
 
     // A later Auto-mode handle keeps netlink interfaces on netlink (never both).
-    let pin = t.pin_dir.clone();
-    let again = t.in_node(move || FastPath::open(&pin).unwrap().attach(ha).unwrap());
+    let again = t.run(move |pin| FastPath::open(&pin).unwrap().attach(ha).unwrap());
     assert_eq!(again, Attachment::Netlink);
     let pin = t.pin_dir.clone();
     assert!(!t.in_node(move || FastPath::open(&pin).unwrap().tcx_attached(ha).unwrap()));
 
-    let pin = t.pin_dir.clone();
-    t.in_node(move || FastPath::open(&pin).unwrap().detach(ha))
+    t.run(move |pin| FastPath::open(&pin).unwrap().detach(ha))
         .unwrap();
     assert!(!t.tc_filters("ha").contains("uc_fastpath"));
     assert!(t.tc_filters("hb").contains("uc_fastpath"));
 
     // remove_all finds the remaining (unpinnable) filter through the record map.
-    let pin = t.pin_dir.clone();
-    t.in_node(move || unicni_bpf::remove_all(&pin)).unwrap();
+    t.run(move |pin| unicni_bpf::remove_all(&pin)).unwrap();
     assert!(!t.tc_filters("hb").contains("uc_fastpath"));
     assert!(!t.pin_dir.exists());
     assert!(t.ping_from_a(IP_B, 2));
@@ -154,23 +155,13 @@ fn clsact_fallback_attaches_a_filter_that_redirects_and_is_removed() {
 
 #[test]
 fn reconcile_forgets_interfaces_that_are_gone() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("rec") else {
         return;
-    }
-    let t = Topo::new("rec");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
-    let pin = t.pin_dir.clone();
-    t.in_node(move || {
-        let mut fp = FastPath::load_or_adopt(&pin).unwrap();
-        fp.attach(ha).unwrap();
-        fp.attach(hb).unwrap();
-        fp.upsert_endpoint(ip(IP_A), ha, MAC_A).unwrap();
-        fp.upsert_endpoint(ip(IP_B), hb, MAC_B).unwrap();
-    });
+    };
+    let (ha, hb) = attach_both(&t);
     // Pod B dies without a CNI DEL.
-    must(&["ip", "-n", &t.node, "link", "del", "hb"]);
-    let pin = t.pin_dir.clone();
-    let (report, eps, att) = t.in_node(move || {
+    ip_n(&t.node, "link del hb");
+    let (report, eps, att) = t.run(move |pin| {
         let mut fp = FastPath::load_or_adopt(&pin).unwrap();
         // load_or_adopt already reconciled; a second pass finds nothing more.
         let r = fp.reconcile().unwrap();
@@ -190,23 +181,13 @@ fn reconcile_forgets_interfaces_that_are_gone() {
 #[test]
 #[allow(unsafe_code)] // if_indextoname in the check below
 fn pinned_fast_path_survives_the_process_and_is_adopted() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("adopt") else {
         return;
-    }
-    let t = Topo::new("adopt");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
-    let pin = t.pin_dir.clone();
-    t.in_node(move || {
-        let mut fp = FastPath::load_or_adopt(&pin).unwrap();
-        fp.attach(ha).unwrap();
-        fp.attach(hb).unwrap();
-        fp.upsert_endpoint(ip(IP_A), ha, MAC_A).unwrap();
-        fp.upsert_endpoint(ip(IP_B), hb, MAC_B).unwrap();
-        // fp dropped here: every fd of this process is closed.
-    });
+    };
+    // attach_both has dropped its FastPath: every fd of this process is closed.
+    let (ha, hb) = attach_both(&t);
     assert!(t.ping_from_a(IP_B, 2));
-    let pin = t.pin_dir.clone();
-    let before = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    let before = t.run(move |pin| FastPath::open(&pin).unwrap().stats().unwrap());
     assert!(before.redirected >= 4);
 
     // Continuous traffic while the second process adopts: no packet may be lost.
@@ -249,18 +230,15 @@ fn pinned_fast_path_survives_the_process_and_is_adopted() {
         "traffic interrupted: {text}"
     );
 
-    let pin = t.pin_dir.clone();
-    let after = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    let after = t.run(move |pin| FastPath::open(&pin).unwrap().stats().unwrap());
     assert!(
         after.redirected >= before.redirected + 300,
         "{before:?} -> {after:?}"
     );
 
-    let pin = t.pin_dir.clone();
-    t.in_node(move || unicni_bpf::remove_all(&pin)).unwrap();
+    t.run(move |pin| unicni_bpf::remove_all(&pin)).unwrap();
     assert!(!t.pin_dir.exists());
-    let pin = t.pin_dir.clone();
-    let attached = t.in_node(move || {
+    let attached = t.run(move |pin| {
         let name = |i: u32| -> String {
             let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
             // SAFETY: buffer of IF_NAMESIZE as required; i is a valid index here.
@@ -321,13 +299,11 @@ fn adopt_child() {
 /// flows.
 #[test]
 fn changed_program_takes_over_every_attachment_without_a_gap() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("upg") else {
         return;
-    }
-    let t = Topo::new("upg");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
-    let pin = t.pin_dir.clone();
-    let old_tag = t.in_node(move || {
+    };
+    let (ha, hb) = t.hosts();
+    let old_tag = t.run(move |pin| {
         let mut fp = FastPath::load_or_adopt_object(
             &pin,
             AttachMode::Auto,
@@ -350,8 +326,7 @@ fn changed_program_takes_over_every_attachment_without_a_gap() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let pin = t.pin_dir.clone();
-    let (new_tag, on_ha, s0) = t.in_node(move || {
+    let (new_tag, on_ha, s0) = t.run(move |pin| {
         let fp = FastPath::load_or_adopt(&pin).unwrap();
         let name = String::from("ha");
         let progs =
@@ -379,8 +354,7 @@ fn changed_program_takes_over_every_attachment_without_a_gap() {
         "{filters}"
     );
     assert!(t.ping_from_a(IP_B, 2));
-    let pin = t.pin_dir.clone();
-    let s1 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    let s1 = t.run(move |pin| FastPath::open(&pin).unwrap().stats().unwrap());
     assert!(s1.redirected >= s0.redirected + 4, "{s0:?} -> {s1:?}");
 }
 
@@ -400,34 +374,18 @@ fn tcp_exchange(t: &Topo, ip: &str, port: u16) -> bool {
 /// short-cut, or it skips conntrack's reverse NAT (br_netfilter) and the client drops it.
 #[test]
 fn service_dnat_to_a_same_node_backend_keeps_working() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("svc") else {
         return;
-    }
-    let t = Topo::new("svc");
+    };
     let node = t.node.clone();
-    must(&[
-        "ip",
-        "netns",
-        "exec",
-        &node,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
-    let brnf = run(&[
-        "ip",
-        "netns",
-        "exec",
-        &node,
-        "cat",
-        "/proc/sys/net/bridge/bridge-nf-call-iptables",
-    ]);
+    ns_must(&node, "sysctl -qw net.ipv4.ip_forward=1");
+    let brnf = ns_run(&node, "cat /proc/sys/net/bridge/bridge-nf-call-iptables");
     if String::from_utf8_lossy(&brnf.stdout).trim() != "1" {
         eprintln!("skipped: br_netfilter is not active (the bridge path itself could not un-NAT)");
         return;
     }
     for p in [&t.pod_a, &t.pod_b] {
-        must(&["ip", "-n", p, "route", "add", "default", "via", "10.77.0.1"]);
+        ip_n(p, "route add default via 10.77.0.1");
     }
     must(&[
         "ip",
@@ -459,20 +417,11 @@ fn service_dnat_to_a_same_node_backend_keeps_working() {
         "the service works over the bridge"
     );
 
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
-    let pin = t.pin_dir.clone();
-    let s0 = t.in_node(move || {
-        let mut fp = FastPath::load_or_adopt(&pin).unwrap();
-        fp.attach(ha).unwrap();
-        fp.attach(hb).unwrap();
-        fp.upsert_endpoint(ip(IP_A), ha, MAC_A).unwrap();
-        fp.upsert_endpoint(ip(IP_B), hb, MAC_B).unwrap();
-        fp.stats().unwrap()
-    });
+    attach_both(&t);
+    let s0 = t.run(|pin| FastPath::open(&pin).unwrap().stats().unwrap());
     let via_service = tcp_exchange(&t, "10.96.0.10", 80);
     let direct = tcp_exchange(&t, IP_B, 8080);
-    let pin = t.pin_dir.clone();
-    let s1 = t.in_node(move || FastPath::open(&pin).unwrap().stats().unwrap());
+    let s1 = t.run(move |pin| FastPath::open(&pin).unwrap().stats().unwrap());
     let _ = server.kill();
     let _ = server.wait();
     assert!(

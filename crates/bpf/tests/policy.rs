@@ -16,13 +16,11 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 fn policy_drops_what_the_maps_deny_and_runs_before_the_fast_path() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("pol") else {
         return;
-    }
-    let t = Topo::new("pol");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
-    let pin = t.pin_dir.clone();
-    let kinds = t.in_node(move || {
+    };
+    let (ha, hb) = t.hosts();
+    let kinds = t.run(move |pin| {
         // The fast path first, then the policy: the policy must still end up in front.
         let mut fp = FastPath::load_or_adopt(&pin).expect("load fast path");
         fp.attach(ha).unwrap();
@@ -49,24 +47,21 @@ fn policy_drops_what_the_maps_deny_and_runs_before_the_fast_path() {
 
     // B isolated for ingress with nothing allowed: A's pings are dropped, even though the
     // fast path would redirect them past B's veth.
-    let pin = t.pin_dir.clone();
-    let s0 = t.in_node(move || {
+    let s0 = t.run(move |pin| {
         let mut pol = PolicyDatapath::open(&pin).unwrap();
         pol.set_pod(ip(IP_A), 0).unwrap();
         pol.set_pod(ip(IP_B), ISOLATED_INGRESS).unwrap();
         pol.stats().unwrap()
     });
     assert!(!t.ping_from_a(IP_B, 2), "B denies all ingress");
-    let pin = t.pin_dir.clone();
-    let s1 = t.in_node(move || PolicyDatapath::open(&pin).unwrap().stats().unwrap());
+    let s1 = t.run(move |pin| PolicyDatapath::open(&pin).unwrap().stats().unwrap());
     assert!(
         s1.dropped_ingress >= s0.dropped_ingress + 2,
         "{s0:?} -> {s1:?}"
     );
 
     // Allow A (any protocol): pings pass and leave conntrack entries.
-    let pin = t.pin_dir.clone();
-    t.in_node(move || {
+    t.run(move |pin| {
         let mut pol = PolicyDatapath::open(&pin).unwrap();
         let key = RuleKey {
             direction: RuleDirection::Ingress,
@@ -81,8 +76,7 @@ fn policy_drops_what_the_maps_deny_and_runs_before_the_fast_path() {
 
     // A port set that does not cover ICMP: dropped again (new echo ids), then A isolated
     // for egress too, and a port set round trip through the map API.
-    let pin = t.pin_dir.clone();
-    t.in_node(move || {
+    t.run(move |pin| {
         let mut pol = PolicyDatapath::open(&pin).unwrap();
         let port = PortEntry {
             port_set: 7,
@@ -111,31 +105,25 @@ fn policy_drops_what_the_maps_deny_and_runs_before_the_fast_path() {
     assert!(!t.ping_from_a(IP_B, 1), "ICMP is not in the port set");
 
     // The node's own address always reaches its pods.
-    let pin = t.pin_dir.clone();
-    t.in_node(move || {
+    t.run(move |pin| {
         let mut pol = PolicyDatapath::open(&pin).unwrap();
         pol.add_node_address(ip("10.77.0.1")).unwrap();
         assert_eq!(pol.node_addresses().unwrap(), vec![ip("10.77.0.1")]);
     });
-    let node_ping = run(&[
-        "ip", "netns", "exec", &t.node, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-q", IP_B,
-    ]);
+    let node_ping = ns_run(&t.node, &format!("ping -c 2 -i 0.2 -W 1 -q {IP_B}"));
     assert!(node_ping.status.success(), "node to pod under deny-all");
 
-    let pin = t.pin_dir.clone();
-    t.in_node(move || unicni_bpf::remove_all(&pin)).unwrap();
+    t.run(move |pin| unicni_bpf::remove_all(&pin)).unwrap();
     assert!(!t.pin_dir.exists(), "remove_all takes the policy too");
 }
 
 #[test]
 fn clsact_fallback_attaches_ahead_of_the_fast_path_and_is_removed() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("polnl") else {
         return;
-    }
-    let t = Topo::new("polnl");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
-    let pin = t.pin_dir.clone();
-    t.in_node(move || {
+    };
+    let (ha, hb) = t.hosts();
+    t.run(move |pin| {
         let mut pol = PolicyDatapath::load_or_adopt_with(&pin, AttachMode::Netlink).unwrap();
         assert_eq!(pol.attach(ha).unwrap(), Attachment::Netlink);
         assert_eq!(pol.attach(ha).unwrap(), Attachment::Netlink, "idempotent");
@@ -149,25 +137,22 @@ fn clsact_fallback_attaches_ahead_of_the_fast_path_and_is_removed() {
     );
     assert!(!t.ping_from_a(IP_B, 1), "dropped through the clsact filter");
     // A restarted agent adopts the attachments.
-    let pin = t.pin_dir.clone();
-    let atts = t.in_node(move || {
+    let atts = t.run(move |pin| {
         let pol = PolicyDatapath::load_or_adopt(&pin).unwrap();
         pol.attachments().unwrap()
     });
     assert_eq!(atts.len(), 2);
-    let pin = t.pin_dir.clone();
-    t.in_node(move || unicni_bpf::remove_all(&pin)).unwrap();
+    t.run(move |pin| unicni_bpf::remove_all(&pin)).unwrap();
     assert!(t.tc_filters("ha").trim().is_empty(), "filters removed");
     assert!(t.ping_from_a(IP_B, 1));
 }
 
 #[test]
 fn changed_programs_take_over_every_attachment_without_a_gap() {
-    if !require_root() {
+    let Some(t) = Topo::for_root_test("polup") else {
         return;
-    }
-    let t = Topo::new("polup");
-    let (ha, hb) = (t.ifindex("ha"), t.ifindex("hb"));
+    };
+    let (ha, hb) = t.hosts();
     let pin = t.pin_dir.clone();
     // An older build on both veths (ha by tcx, hb by clsact), B isolated and A allowed.
     let old_tags = t.in_node(move || {
@@ -205,15 +190,10 @@ fn changed_programs_take_over_every_attachment_without_a_gap() {
     });
     // A ping flood runs while the agent's build replaces them.
     let pod_a = t.pod_a.clone();
-    let flood = std::thread::spawn(move || {
-        run(&[
-            "ip", "netns", "exec", &pod_a, "ping", "-c", "300", "-i", "0.005", "-W", "1", "-q",
-            IP_B,
-        ])
-    });
+    let flood =
+        std::thread::spawn(move || ns_run(&pod_a, &format!("ping -c 300 -i 0.005 -W 1 -q {IP_B}")));
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let pin = t.pin_dir.clone();
-    let (new_tags, atts, first) = t.in_node(move || {
+    let (new_tags, atts, first) = t.run(move |pin| {
         let dp = PolicyDatapath::load_or_adopt(&pin).unwrap();
         let first = dp.tcx_attached_first(ha).unwrap();
         let fp = FastPath::open(&pin).unwrap();
@@ -238,9 +218,7 @@ fn changed_programs_take_over_every_attachment_without_a_gap() {
     );
     assert!(t.tc_filters("hb").contains("uc_pol_from_pod"));
     // The rules are the pinned maps': B still admits A only.
-    let node_ping = run(&[
-        "ip", "netns", "exec", &t.node, "ping", "-c", "1", "-W", "1", "-q", IP_B,
-    ]);
+    let node_ping = ns_run(&t.node, &format!("ping -c 1 -W 1 -q {IP_B}"));
     assert!(
         !node_ping.status.success(),
         "the node's address is not in policy_node here: B still isolated"

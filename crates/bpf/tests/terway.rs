@@ -7,7 +7,7 @@
 mod common;
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use common::{in_netns, mac_str, must, require_root, run, Netns};
+use common::{in_netns, ip_n, mac_str, ns_must, ns_run, require_root, run, Netns};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -40,28 +40,21 @@ impl Node {
             ("eni1", "02:e1:00:00:00:01"),
         ] {
             let peer = format!("{dev}p");
-            must(&[
-                "ip", "-n", &n.ns, "link", "add", dev, "address", mac, "type", "veth", "peer",
-                "name", &peer,
-            ]);
-            must(&["ip", "-n", &n.ns, "link", "set", dev, "up"]);
-            must(&["ip", "-n", &n.ns, "link", "set", &peer, "up"]);
+            ip_n(
+                &n.ns,
+                &format!("link add {dev} address {mac} type veth peer name {peer}"),
+            );
+            ip_n(&n.ns, &format!("link set {dev} up"));
+            ip_n(&n.ns, &format!("link set {peer} up"));
         }
         n
     }
 
     fn ifindex(&self, dev: &str) -> u32 {
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            "cat",
-            &format!("/sys/class/net/{dev}/ifindex"),
-        ])
-        .trim()
-        .parse()
-        .unwrap()
+        ns_must(&self.ns, &format!("cat /sys/class/net/{dev}/ifindex"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     fn run<T: Send + 'static>(&self, f: impl FnOnce(PathBuf) -> T + Send + 'static) -> T {
@@ -69,12 +62,17 @@ impl Node {
         in_netns(&self.ns, move || f(pin))
     }
 
+    /// The ENI's ingress filters, asserting that exactly one of them is the ENI program.
+    fn eni_filter(&self, dev: &str) -> String {
+        let filters = self.tc(dev, "ingress");
+        let ours = filters.lines().filter(|l| l.contains("uc_tw_eni")).count();
+        assert_eq!(ours, 1, "one uc_tw_eni filter on {dev}: {filters}");
+        filters
+    }
+
     fn tc(&self, dev: &str, dir: &str) -> String {
         String::from_utf8_lossy(
-            &run(&[
-                "ip", "netns", "exec", &self.ns, "tc", "filter", "show", "dev", dev, dir,
-            ])
-            .stdout,
+            &ns_run(&self.ns, &format!("tc filter show dev {dev} {dir}")).stdout,
         )
         .into_owned()
     }
@@ -216,7 +214,7 @@ fn terway_fast_path_loads_pins_attaches_and_is_removed_without_a_trace() {
     );
 
     // The veth goes away (pod deleted without DEL): the next start forgets it.
-    must(&["ip", "-n", &n.ns, "link", "del", "twa"]);
+    ip_n(&n.ns, "link del twa");
     let (pods, atts) = n.run(move |pin| {
         let fp = TerwayFastPath::load_or_adopt(&pin).unwrap();
         (fp.pods().unwrap(), fp.attachments().unwrap())
@@ -265,15 +263,7 @@ fn terway_clsact_fallback_attaches_filters_that_remove_all_takes_away() {
     );
     assert!(n.tc("twa", "ingress").contains("uc_tw_pod"));
     assert!(n.tc("twa", "egress").contains("uc_tw_pod_eg"));
-    let eni_filters = n.tc("eni1", "ingress");
-    assert_eq!(
-        eni_filters
-            .lines()
-            .filter(|l| l.contains("uc_tw_eni"))
-            .count(),
-        1,
-        "{eni_filters}"
-    );
+    n.eni_filter("eni1");
     // Auto mode keeps an interface on the mechanism it already uses.
     let again = n.run(move |pin| TerwayFastPath::open(&pin).unwrap().attach_pod(a).unwrap());
     assert_eq!(again, Attachment::Netlink);
@@ -329,15 +319,7 @@ fn terway_upgrade_switches_tcx_and_clsact_attachments_in_place() {
     assert_eq!(pod_eg.len(), 1);
     assert_eq!(pod_eg[0].0, "uc_tw_pod_eg");
     assert!(eni_tcx.is_empty(), "the ENI stays on clsact: {eni_tcx:?}");
-    let eni_filters = n.tc("eni1", "ingress");
-    assert_eq!(
-        eni_filters
-            .lines()
-            .filter(|l| l.contains("uc_tw_eni"))
-            .count(),
-        1,
-        "{eni_filters}"
-    );
+    let eni_filters = n.eni_filter("eni1");
     let eni_tag = n.run(|pin| {
         SchedClassifier::from_pin(pin.join("progs/uc_tw_eni"))
             .unwrap()
@@ -381,7 +363,7 @@ fn sysctls(ns: &str) {
         "net.ipv6.conf.default.accept_dad=0",
         "net.ipv6.conf.all.forwarding=1",
     ] {
-        must(&["ip", "netns", "exec", ns, "sysctl", "-qw", kv]);
+        ns_must(ns, &format!("sysctl -qw {kv}"));
     }
 }
 
@@ -402,123 +384,72 @@ impl TwoNodes {
             }),
         };
         for ns in [&t.vpc].into_iter().chain(&t.nodes).chain(&t.pods) {
-            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            ip_n(ns, "link set lo up");
             sysctls(ns);
         }
         let v = t.vpc.as_str();
         for i in 0..2 {
             let (n, p) = (t.nodes[i].as_str(), t.pods[i].as_str());
             let vdev = format!("e{i}");
-            must(&[
-                "ip", "-n", n, "link", "add", "eni", "address", ENI_MAC[i], "type", "veth", "peer",
-                "name", &vdev, "netns", v,
-            ]);
-            must(&["ip", "-n", n, "link", "set", "eni", "up"]);
-            must(&["ip", "-n", v, "link", "set", &vdev, "up"]);
-            must(&[
-                "ip",
-                "-n",
-                v,
-                "addr",
-                "add",
-                &format!("{GW6}/128"),
-                "dev",
-                &vdev,
-            ]);
-            must(&["ip", "-n", v, "-6", "route", "add", POD6[i], "dev", &vdev]);
-            must(&[
-                "ip",
-                "-n",
-                v,
-                "-6",
-                "neigh",
-                "replace",
-                POD6[i],
-                "lladdr",
-                ENI_MAC[i],
-                "dev",
-                &vdev,
-                "nud",
-                "permanent",
-            ]);
-            must(&[
-                "ip",
-                "-n",
+            ip_n(
                 n,
-                "link",
-                "add",
-                "tw0",
-                "address",
-                &mac_str(&VETH_MAC[i]),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "address",
-                &mac_str(&POD_MAC[i]),
-                "netns",
+                &format!(
+                    "link add eni address {} type veth peer name {vdev} netns {v}",
+                    ENI_MAC[i]
+                ),
+            );
+            ip_n(n, "link set eni up");
+            ip_n(v, &format!("link set {vdev} up"));
+            ip_n(v, &format!("addr add {GW6}/128 dev {vdev}"));
+            ip_n(v, &format!("-6 route add {} dev {vdev}", POD6[i]));
+            ip_n(
+                v,
+                &format!(
+                    "-6 neigh replace {} lladdr {} dev {vdev} nud permanent",
+                    POD6[i], ENI_MAC[i]
+                ),
+            );
+            ip_n(
+                n,
+                &format!(
+                    "link add tw0 address {} type veth peer name eth0 address {} netns {p}",
+                    mac_str(&VETH_MAC[i]),
+                    mac_str(&POD_MAC[i])
+                ),
+            );
+            ip_n(n, "link set tw0 up");
+            ip_n(p, "link set eth0 up");
+            ip_n(p, &format!("addr add {}/128 dev eth0 nodad", POD6[i]));
+            ip_n(
                 p,
-            ]);
-            must(&["ip", "-n", n, "link", "set", "tw0", "up"]);
-            must(&["ip", "-n", p, "link", "set", "eth0", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                p,
-                "addr",
-                "add",
-                &format!("{}/128", POD6[i]),
-                "dev",
-                "eth0",
-                "nodad",
-            ]);
-            must(&[
-                "ip",
-                "-n",
-                p,
-                "-6",
-                "neigh",
-                "replace",
-                "fe80::1",
-                "lladdr",
-                &mac_str(&VETH_MAC[i]),
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ]);
-            must(&[
-                "ip", "-n", p, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0",
-            ]);
-            must(&["ip", "-n", n, "-6", "route", "add", POD6[i], "dev", "tw0"]);
-            must(&[
-                "ip", "-n", n, "-6", "route", "add", "default", "via", GW6, "dev", "eni", "onlink",
-                "table", "1100",
-            ]);
-            must(&[
-                "ip", "-n", n, "-6", "rule", "add", "to", POD6[i], "lookup", "main", "pref", "512",
-            ]);
-            must(&[
-                "ip", "-n", n, "-6", "rule", "add", "from", POD6[i], "lookup", "1100", "pref",
-                "2048",
-            ]);
+                &format!(
+                    "-6 neigh replace fe80::1 lladdr {} dev eth0 nud permanent",
+                    mac_str(&VETH_MAC[i])
+                ),
+            );
+            ip_n(p, "-6 route add default via fe80::1 dev eth0");
+            ip_n(n, &format!("-6 route add {} dev tw0", POD6[i]));
+            ip_n(
+                n,
+                &format!("-6 route add default via {GW6} dev eni onlink table 1100"),
+            );
+            ip_n(
+                n,
+                &format!("-6 rule add to {} lookup main pref 512", POD6[i]),
+            );
+            ip_n(
+                n,
+                &format!("-6 rule add from {} lookup 1100 pref 2048", POD6[i]),
+            );
         }
         t
     }
 
     fn ifindex(&self, i: usize, dev: &str) -> u32 {
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.nodes[i],
-            "cat",
-            &format!("/sys/class/net/{dev}/ifindex"),
-        ])
-        .trim()
-        .parse()
-        .unwrap()
+        ns_must(&self.nodes[i], &format!("cat /sys/class/net/{dev}/ifindex"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     fn on_node<T: Send + 'static>(
@@ -656,7 +587,7 @@ fn terway_ipv6_pod_to_pod_across_nodes_takes_the_fast_path_and_ndp_still_works()
         );
     }
     // The gateway was resolved again: NDP on the ENI passed to the host (NA in, NS out).
-    let neigh = must(&["ip", "-n", &t.nodes[0], "-6", "neigh", "show", "dev", "eni"]);
+    let neigh = ip_n(&t.nodes[0], "-6 neigh show dev eni");
     assert!(neigh.contains(GW6), "{neigh}");
     assert!(
         s1[0].out_redirect_neigh > s0[0].out_redirect_neigh,
@@ -688,7 +619,7 @@ fn terway_ipv6_pod_to_pod_across_nodes_takes_the_fast_path_and_ndp_still_works()
     });
     assert_eq!(v4.redirected(), 0, "{v4:?}");
     // NDP between the host veth and the pod (link-local) works: the host knows the pod.
-    let pod_ll = must(&["ip", "-n", &t.nodes[0], "-6", "neigh", "show", "dev", "tw0"]);
+    let pod_ll = ip_n(&t.nodes[0], "-6 neigh show dev tw0");
     assert!(
         pod_ll.contains(POD6[0]),
         "the host resolved the pod: {pod_ll}"

@@ -234,17 +234,12 @@ impl Applied {
             let id = self.free_id();
             // Recorded before the writes: a half-written set is removed as unused later.
             self.sets.insert(id, BTreeSet::new());
-            for &(protocol, port, prefix_len) in set {
-                maps.add_port(&PortEntry {
-                    port_set: id,
-                    protocol,
-                    port,
-                    prefix_len,
-                })?;
+            for &block in set {
+                maps.add_port(&port_entry(id, block))?;
                 self.sets
                     .get_mut(&id)
                     .expect("inserted above")
-                    .insert((protocol, port, prefix_len));
+                    .insert(block);
                 c.ports_added += 1;
             }
             by_content.insert(set.clone(), id);
@@ -269,25 +264,13 @@ impl Applied {
                 c.pods_written += 1;
             }
         }
-        let gone: Vec<IpAddr> = self
-            .pods
-            .keys()
-            .filter(|ip| !desired.pods.contains_key(ip))
-            .copied()
-            .collect();
-        for ip in gone {
+        for ip in keys_not_in(&self.pods, |ip| desired.pods.contains_key(ip)) {
             maps.remove_pod(ip)?;
             self.pods.remove(&ip);
             c.pods_removed += 1;
         }
         // 4. Rules no longer wanted.
-        let gone: Vec<RuleKey> = self
-            .rules
-            .keys()
-            .filter(|k| !desired.rules.contains_key(k))
-            .copied()
-            .collect();
-        for key in gone {
+        for key in keys_not_in(&self.rules, |k| desired.rules.contains_key(k)) {
             maps.remove_rule(&key)?;
             self.rules.remove(&key);
             c.rules_removed += 1;
@@ -301,25 +284,11 @@ impl Applied {
                 RuleValue::Any => None,
             })
             .collect();
-        let unused: Vec<u32> = self
-            .sets
-            .keys()
-            .filter(|id| !used.contains(id))
-            .copied()
-            .collect();
-        for id in unused {
+        for id in keys_not_in(&self.sets, |id| used.contains(id)) {
             let blocks: Vec<PortBlock> = self.sets[&id].iter().copied().collect();
-            for (protocol, port, prefix_len) in blocks {
-                maps.remove_port(&PortEntry {
-                    port_set: id,
-                    protocol,
-                    port,
-                    prefix_len,
-                })?;
-                self.sets
-                    .get_mut(&id)
-                    .expect("listed above")
-                    .remove(&(protocol, port, prefix_len));
+            for block in blocks {
+                maps.remove_port(&port_entry(id, block))?;
+                self.sets.get_mut(&id).expect("listed above").remove(&block);
                 c.ports_removed += 1;
             }
             self.sets.remove(&id);
@@ -333,6 +302,22 @@ impl Applied {
             .find(|id| !self.sets.contains_key(id))
             .expect("fewer than 2^32 sets")
     }
+}
+
+/// The map entry of one block of port set `id`.
+fn port_entry(id: u32, (protocol, port, prefix_len): PortBlock) -> PortEntry {
+    PortEntry {
+        port_set: id,
+        protocol,
+        port,
+        prefix_len,
+    }
+}
+
+/// The keys of `map` that `keep` rejects, collected so the map can change while they are
+/// removed.
+fn keys_not_in<K: Copy, V>(map: &BTreeMap<K, V>, keep: impl Fn(&K) -> bool) -> Vec<K> {
+    map.keys().filter(|k| !keep(k)).copied().collect()
 }
 
 #[cfg(test)]

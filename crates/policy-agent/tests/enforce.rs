@@ -76,21 +76,37 @@ impl<'a> Probes<'a> {
         });
     }
 
-    fn tcp(&mut self, from: &str, to: &str, port: u16, expect: bool) -> &mut Self {
-        self.add(from, to, Proto::Tcp, port, false, expect);
+    /// A probe per flow in `flows` (separated by white space), each expected to connect
+    /// or not. A flow is `from>to:port`, TCP over IPv4 unless prefixed `udp:`, `tcp6:` or
+    /// `udp6:`.
+    fn flows(&mut self, flows: &str, expect: bool) -> &mut Self {
+        for flow in flows.split_whitespace() {
+            let (kind, rest) = match flow.split_once(':') {
+                Some((k, r)) if !k.contains('>') => (k, r),
+                _ => ("tcp", flow),
+            };
+            let (proto, v6) = match kind {
+                "tcp" => (Proto::Tcp, false),
+                "tcp6" => (Proto::Tcp, true),
+                "udp" => (Proto::Udp, false),
+                "udp6" => (Proto::Udp, true),
+                _ => panic!("flow {flow:?}: unknown kind {kind:?}"),
+            };
+            let want = || format!("flow {flow:?}: want from>to:port");
+            let (ends, port) = rest
+                .rsplit_once(':')
+                .unwrap_or_else(|| panic!("{}", want()));
+            let (from, to) = ends.split_once('>').unwrap_or_else(|| panic!("{}", want()));
+            let port = port.parse().unwrap_or_else(|_| panic!("{}", want()));
+            self.add(from, to, proto, port, v6, expect);
+        }
         self
     }
-    fn tcp6(&mut self, from: &str, to: &str, port: u16, expect: bool) -> &mut Self {
-        self.add(from, to, Proto::Tcp, port, true, expect);
-        self
+    fn allow(&mut self, flows: &str) -> &mut Self {
+        self.flows(flows, true)
     }
-    fn udp(&mut self, from: &str, to: &str, port: u16, expect: bool) -> &mut Self {
-        self.add(from, to, Proto::Udp, port, false, expect);
-        self
-    }
-    fn udp6(&mut self, from: &str, to: &str, port: u16, expect: bool) -> &mut Self {
-        self.add(from, to, Proto::Udp, port, true, expect);
-        self
+    fn deny(&mut self, flows: &str) -> &mut Self {
+        self.flows(flows, false)
     }
 
     /// The expectations must agree with the reference semantics (`evaluate`) for every
@@ -138,6 +154,29 @@ fn policy(name: &str, namespace: &str, spec: &str) -> String {
     )
 }
 
+/// Writes `yaml` as the manifest `file` and waits until the engine has applied it and
+/// holds `policies` policies.
+fn apply(c: &Cluster, engine: &EngineRunner, file: &str, yaml: &str, policies: u64) {
+    let before = engine.syncs();
+    c.write(file, yaml);
+    engine.wait_applied(before, policies);
+}
+
+/// Every probe's outcome is the one it expects (each wrong one is listed).
+fn assert_all(probes: &[Probe]) {
+    let wrong = check(probes, TIMEOUT);
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Runs `f` in the node namespace on the pinned policy datapath.
+fn with_datapath<T: Send + 'static>(
+    c: &Cluster,
+    f: impl FnOnce(unicni_bpf::PolicyDatapath) -> T + Send + 'static,
+) -> T {
+    let pin = c.pin_dir.clone();
+    c.in_node(move || f(unicni_bpf::PolicyDatapath::open(&pin).unwrap()))
+}
+
 /// The upstream NetworkPolicy recipes, one at a time, each with the pairs it must let
 /// through and the pairs it must drop.
 #[test]
@@ -151,45 +190,23 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
 
     // Without policies everything connects.
     let mut p = Probes::new(&c, "none");
-    p.tcp("client", "web", 8080, true)
-        .tcp("web", "db", 5432, true)
-        .tcp("ext", "probe", 80, true)
-        .tcp6("probe", "client", 8080, true)
-        .udp("db", "ext", 53, true);
-    let wrong = check(&p.list, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    p.allow("client>web:8080 web>db:5432 ext>probe:80 tcp6:probe>client:8080 udp:db>ext:53");
+    assert_all(&p.list);
 
     struct Recipe {
         name: &'static str,
         yaml: String,
-        probes: Box<dyn Fn(&mut Probes)>,
+        allow: &'static str,
+        deny: &'static str,
     }
     let recipes = vec![
         Recipe {
             name: "deny all ingress",
             yaml: policy("default-deny-ingress", "shop", "  podSelector: {}\n  policyTypes: [Ingress]\n"),
-            probes: Box::new(|p| {
-                p.tcp("client", "web", 8080, false)
-                    .tcp("client", "db", 5432, false)
-                    .tcp("probe", "web", 80, false)
-                    .tcp("ext", "web", 8080, false)
-                    .tcp("ext", "db", 5432, false)
-                    .tcp("web", "db", 5432, false)
-                    .udp("db", "web", 53, false)
-                    .tcp6("client", "web", 8080, false)
-                    .udp6("probe", "db", 9000, false)
-                    // Egress is free, and the replies come back in.
-                    .tcp("web", "client", 8080, true)
-                    .tcp("db", "ext", 80, true)
-                    .udp("web", "ext", 53, true)
-                    .tcp6("db", "probe", 8080, true)
-                    .tcp("client", "probe", 8080, true)
-                    // The node reaches its pods whatever the policies say.
-                    .tcp("node", "web", 8080, true)
-                    .tcp("node", "db", 5432, true)
-                    .tcp6("node", "web", 8080, true)
-                    .udp("node", "db", 53, true);
-            }),
+            // Egress is free and the replies come back in; the node (node>...) reaches its
+            // pods whatever the policies say.
+            allow: "web>client:8080 db>ext:80 udp:web>ext:53 tcp6:db>probe:8080 client>probe:8080 node>web:8080 node>db:5432 tcp6:node>web:8080 udp:node>db:53",
+            deny: "client>web:8080 client>db:5432 probe>web:80 ext>web:8080 ext>db:5432 web>db:5432 udp:db>web:53 tcp6:client>web:8080 udp6:probe>db:9000",
         },
         Recipe {
             name: "allow same namespace",
@@ -198,16 +215,8 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
                 "shop",
                 "  podSelector: {}\n  ingress:\n  - from: [{podSelector: {}}]\n",
             ),
-            probes: Box::new(|p| {
-                p.tcp("web", "db", 5432, true)
-                    .tcp("db", "web", 8080, true)
-                    .tcp6("db", "web", 8080, true)
-                    .udp("web", "db", 9000, true)
-                    .tcp("client", "web", 8080, false)
-                    .tcp("ext", "db", 5432, false)
-                    .udp("probe", "db", 9000, false)
-                    .tcp6("client", "db", 5432, false);
-            }),
+            allow: "web>db:5432 db>web:8080 tcp6:db>web:8080 udp:web>db:9000",
+            deny: "client>web:8080 ext>db:5432 udp:probe>db:9000 tcp6:client>db:5432",
         },
         Recipe {
             name: "allow from a labelled namespace",
@@ -216,17 +225,9 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
                 "shop",
                 "  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {purpose: test}}}]\n",
             ),
-            probes: Box::new(|p| {
-                p.tcp("client", "web", 8080, true)
-                    .tcp("probe", "web", 80, true)
-                    .tcp6("probe", "web", 8080, true)
-                    .udp("client", "web", 53, true)
-                    .tcp("db", "web", 8080, false)
-                    .tcp("ext", "web", 8080, false)
-                    .tcp6("db", "web", 8080, false)
-                    // db is not selected.
-                    .tcp("client", "db", 5432, true);
-            }),
+            // db is not selected.
+            allow: "client>web:8080 probe>web:80 tcp6:probe>web:8080 udp:client>web:53 client>db:5432",
+            deny: "db>web:8080 ext>web:8080 tcp6:db>web:8080",
         },
         Recipe {
             name: "ipBlock with except",
@@ -235,15 +236,8 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
                 "shop",
                 "  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 10.90.0.0/24, except: [10.90.0.3/32]}\n    - ipBlock: {cidr: \"fd90::/64\", except: [\"fd90::3/128\"]}\n",
             ),
-            probes: Box::new(|p| {
-                p.tcp("ext", "web", 8080, true)
-                    .udp("ext", "web", 53, true)
-                    .tcp6("ext", "web", 8080, true)
-                    .tcp("ext3", "web", 8080, false)
-                    .tcp6("ext3", "web", 8080, false)
-                    .tcp("client", "web", 8080, false)
-                    .tcp("db", "web", 8080, false);
-            }),
+            allow: "ext>web:8080 udp:ext>web:53 tcp6:ext>web:8080",
+            deny: "ext3>web:8080 tcp6:ext3>web:8080 client>web:8080 db>web:8080",
         },
         Recipe {
             name: "named port",
@@ -252,15 +246,8 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
                 "shop",
                 "  podSelector: {matchLabels: {app: web}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {team: lab}}}]\n    ports: [{port: http}, {port: dns, protocol: UDP}]\n",
             ),
-            probes: Box::new(|p| {
-                p.tcp("client", "web", 8080, true)
-                    .tcp6("probe", "web", 8080, true)
-                    .udp("client", "web", 53, true)
-                    .tcp("client", "web", 8081, false)
-                    .tcp("client", "web", 53, false)
-                    .udp("probe", "web", 9000, false)
-                    .tcp("db", "web", 8080, false);
-            }),
+            allow: "client>web:8080 tcp6:probe>web:8080 udp:client>web:53",
+            deny: "client>web:8081 client>web:53 udp:probe>web:9000 db>web:8080",
         },
         Recipe {
             name: "endPort range",
@@ -269,17 +256,8 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
                 "shop",
                 "  podSelector: {matchLabels: {app: db}}\n  ingress:\n  - ports: [{port: 9000, endPort: 9005, protocol: TCP}]\n",
             ),
-            probes: Box::new(|p| {
-                p.tcp("client", "db", 9000, true)
-                    .tcp("client", "db", 9005, true)
-                    .tcp("ext", "db", 9005, true)
-                    .tcp6("probe", "db", 9005, true)
-                    .tcp("client", "db", 9006, false)
-                    .tcp("client", "db", 8999, false)
-                    .tcp6("web", "db", 9006, false)
-                    .udp("client", "db", 9000, false)
-                    .tcp("web", "db", 5432, false);
-            }),
+            allow: "client>db:9000 client>db:9005 ext>db:9005 tcp6:probe>db:9005",
+            deny: "client>db:9006 client>db:8999 tcp6:web>db:9006 udp:client>db:9000 web>db:5432",
         },
         Recipe {
             name: "egress deny with DNS allowed",
@@ -288,35 +266,20 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
                 "lab",
                 "  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n",
             ),
-            probes: Box::new(|p| {
-                p.udp("client", "ext", 53, true)
-                    .tcp("client", "ext", 53, true)
-                    .udp6("probe", "ext", 53, true)
-                    .udp("probe", "web", 53, true)
-                    .tcp("client", "ext", 80, false)
-                    .tcp("client", "web", 8080, false)
-                    .tcp("probe", "client", 8080, false)
-                    .tcp6("client", "db", 5432, false)
-                    .udp("client", "db", 9000, false)
-                    // Ingress into lab is free; the pods' replies leave on conntrack.
-                    .tcp("web", "client", 8080, true)
-                    .tcp("ext", "probe", 8080, true)
-                    .tcp6("db", "client", 8080, true);
-            }),
+            // Ingress into lab is free (the last three); the pods' replies leave on conntrack.
+            allow: "udp:client>ext:53 client>ext:53 udp6:probe>ext:53 udp:probe>web:53 web>client:8080 ext>probe:8080 tcp6:db>client:8080",
+            deny: "client>ext:80 client>web:8080 probe>client:8080 tcp6:client>db:5432 udp:client>db:9000",
         },
     ];
 
     let cluster = c.cluster_manifests();
     for r in &recipes {
-        let before = engine.syncs();
         let s0 = c.stats();
-        c.write("policy.yaml", &r.yaml);
-        engine.wait_applied(before, 1);
+        apply(&c, &engine, "policy.yaml", &r.yaml, 1);
         let mut p = Probes::new(&c, r.name);
-        (r.probes)(&mut p);
+        p.allow(r.allow).deny(r.deny);
         p.agree_with_reference(&format!("{cluster}---\n{}", r.yaml));
-        let wrong = check(&p.list, TIMEOUT);
-        assert!(wrong.is_empty(), "{wrong:#?}");
+        assert_all(&p.list);
         let s1 = c.stats();
         let denied = p.list.iter().filter(|x| !x.expect).count() as u64;
         assert!(
@@ -331,20 +294,9 @@ fn upstream_recipes_pass_what_they_allow_and_drop_the_rest() {
     c.remove("policy.yaml");
     engine.wait_applied(before, 0);
     let mut p = Probes::new(&c, "removed");
-    p.tcp("client", "ext", 80, true)
-        .tcp("client", "web", 8080, true)
-        .tcp("ext3", "web", 8080, true)
-        .tcp6("web", "db", 9006, true);
-    let wrong = check(&p.list, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
-    let pin = c.pin_dir.clone();
-    let rules = c.in_node(move || {
-        unicni_bpf::PolicyDatapath::open(&pin)
-            .unwrap()
-            .rules()
-            .unwrap()
-            .len()
-    });
+    p.allow("client>ext:80 client>web:8080 ext3>web:8080 tcp6:web>db:9006");
+    assert_all(&p.list);
+    let rules = with_datapath(&c, |d| d.rules().unwrap().len());
     assert_eq!(rules, 0, "no rule left behind");
 }
 
@@ -374,7 +326,7 @@ fn a_policy_change_applies_within_a_second_and_new_pods_are_covered() {
     let c = Cluster::new("ch");
     let engine = c.start_engine();
     let mut p = Probes::new(&c, "change");
-    p.tcp("client", "web", 8080, true);
+    p.allow("client>web:8080");
     let probe = p.list[0].clone();
     assert!(check(&p.list, TIMEOUT).is_empty());
 
@@ -398,45 +350,15 @@ fn a_policy_change_applies_within_a_second_and_new_pods_are_covered() {
     c.write("policy.yaml", &deny);
     let late = Netns::with_prefix("upach-late-");
     let ns = late.name.clone();
-    must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+    ip_n(&ns, "link set lo up");
     let attached_before = engine.status.attached_veths.load(Ordering::Relaxed);
-    must(&[
-        "ip",
-        "-n",
+    ip_n(
         &c.node,
-        "link",
-        "add",
-        "uc000000000ff",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        &ns,
-    ]);
-    must(&[
-        "ip",
-        "-n",
-        &c.node,
-        "link",
-        "set",
-        "uc000000000ff",
-        "master",
-        "br0",
-        "up",
-    ]);
-    must(&[
-        "ip",
-        "-n",
-        &ns,
-        "addr",
-        "add",
-        "10.88.0.99/24",
-        "dev",
-        "eth0",
-    ]);
-    must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        &format!("link add uc000000000ff type veth peer name eth0 netns {ns}"),
+    );
+    ip_n(&c.node, "link set uc000000000ff master br0 up");
+    ip_n(&ns, "addr add 10.88.0.99/24 dev eth0");
+    ip_n(&ns, "link set eth0 up");
     let start = Instant::now();
     while engine.status.attached_veths.load(Ordering::Relaxed) <= attached_before {
         assert!(
@@ -447,9 +369,7 @@ fn a_policy_change_applies_within_a_second_and_new_pods_are_covered() {
     }
     eprintln!("new veth attached after {:?}", start.elapsed());
     let late_pod = "---\napiVersion: v1\nkind: Pod\nmetadata: {name: late, namespace: shop, labels: {app: web}}\nspec: {nodeName: n1, containers: [{name: c}]}\nstatus: {podIP: 10.88.0.99}\n";
-    let before = engine.syncs();
-    c.write("late.yaml", late_pod);
-    engine.wait_applied(before, 1);
+    apply(&c, &engine, "late.yaml", late_pod, 1);
     // client -> late: dropped by late's ingress (shop denies all), counted as such.
     let into_late = Probe {
         from: c.pod("client").netns.clone(),
@@ -574,9 +494,7 @@ fn established_connections_survive_an_engine_restart_and_a_policy_update() {
             "  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {team: shop}}}]\n",
         )
     );
-    let before = engine.syncs();
-    c.write("policy.yaml", &allow);
-    engine.wait_applied(before, 2);
+    apply(&c, &engine, "policy.yaml", &allow, 2);
     let web = c.pod("web");
     let v4 = Stream::open(&c.pod("client").netns, SocketAddr::new(web.v4, 8080));
     let v6 = Stream::open(&c.pod("probe").netns, SocketAddr::new(web.v6, 8080));
@@ -588,21 +506,12 @@ fn established_connections_survive_an_engine_restart_and_a_policy_update() {
     v4.flows(20);
     v6.flows(20);
     let mut p = Probes::new(&c, "no engine");
-    p.tcp("db", "web", 8080, false)
-        .tcp("client", "web", 8081, true);
+    p.allow("client>web:8081").deny("db>web:8080");
     assert!(
         check(&p.list, TIMEOUT).is_empty(),
         "rules stay without the engine"
     );
-    let ct_before = {
-        let pin = c.pin_dir.clone();
-        c.in_node(move || {
-            unicni_bpf::PolicyDatapath::open(&pin)
-                .unwrap()
-                .conntrack_entries()
-                .unwrap()
-        })
-    };
+    let ct_before = with_datapath(&c, |d| d.conntrack_entries().unwrap());
     let engine = c.start_engine();
     v4.flows(20);
     v6.flows(20);
@@ -614,25 +523,13 @@ fn established_connections_survive_an_engine_restart_and_a_policy_update() {
         "shop",
         "  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Ingress, Egress]\n",
     );
-    let before = engine.syncs();
-    c.write("policy.yaml", &deny);
-    engine.wait_applied(before, 1);
+    apply(&c, &engine, "policy.yaml", &deny, 1);
     let mut p = Probes::new(&c, "after update");
-    p.tcp("client", "web", 8080, false)
-        .tcp6("probe", "web", 8080, false);
-    let wrong = check(&p.list, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    p.deny("client>web:8080 tcp6:probe>web:8080");
+    assert_all(&p.list);
     v4.flows(50);
     v6.flows(50);
-    let ct_after = {
-        let pin = c.pin_dir.clone();
-        c.in_node(move || {
-            unicni_bpf::PolicyDatapath::open(&pin)
-                .unwrap()
-                .conntrack_entries()
-                .unwrap()
-        })
-    };
+    let ct_after = with_datapath(&c, |d| d.conntrack_entries().unwrap());
     assert!(
         ct_after >= 4 && ct_before >= 4,
         "conntrack is never flushed: {ct_before} -> {ct_after}"
@@ -689,20 +586,15 @@ fn service_traffic_is_judged_after_translation_to_its_backend() {
         probe("client", vip(11), 80, true, "client -> svc(probe)"),
         probe("client", vip(12), 80, true, "client -> svc(outside)"),
     ];
-    let wrong = check(&all, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_all(&all);
 
     // client may only talk to db on 5432, so only the Service whose backend is db works.
-    let before = engine.syncs();
-    c.write(
-        "policy.yaml",
-        &policy(
-            "client-to-db",
-            "lab",
-            "  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {team: shop}}, podSelector: {matchLabels: {app: db}}}]\n    ports: [{port: 5432}]\n",
-        ),
+    let yaml = policy(
+        "client-to-db",
+        "lab",
+        "  podSelector: {matchLabels: {app: client}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {team: shop}}, podSelector: {matchLabels: {app: db}}}]\n    ports: [{port: 5432}]\n",
     );
-    engine.wait_applied(before, 1);
+    apply(&c, &engine, "policy.yaml", &yaml, 1);
     let s0 = c.stats();
     let list = vec![
         probe(
@@ -735,8 +627,7 @@ fn service_traffic_is_judged_after_translation_to_its_backend() {
             "web (not isolated) -> svc(outside)",
         ),
     ];
-    let wrong = check(&list, TIMEOUT);
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert_all(&list);
     let s1 = c.stats();
     assert!(
         s1.service > s0.service,

@@ -13,6 +13,8 @@ pub mod cmd;
 mod cni;
 mod names;
 mod netns;
+pub mod perf;
+pub mod probe;
 
 pub use cni::{CniError, CniOutput, CniRun};
 pub use names::{unique, unique_ifname, IFNAME_MAX};

@@ -16,7 +16,9 @@ pub const MAC_B: [u8; 6] = [0x02, 0x75, 0x63, 0, 0, 0x0b];
 #[allow(unused_imports)]
 pub use unicni_testkit::{
     cmd::{must, run},
-    in_netns, require_root, Netns,
+    in_netns,
+    probe::{ip_n, ns_must, ns_run, static_neigh},
+    require_root, Netns,
 };
 
 pub fn mac_str(m: &[u8; 6]) -> String {
@@ -49,116 +51,67 @@ impl Topo {
             _namespaces: namespaces,
         };
         let n = t.node.as_str();
-        must(&["ip", "-n", n, "link", "set", "lo", "up"]);
-        must(&["ip", "-n", n, "link", "add", "br0", "type", "bridge"]);
-        must(&["ip", "-n", n, "addr", "add", SUBNET_GW, "dev", "br0"]);
-        must(&["ip", "-n", n, "link", "set", "br0", "up"]);
+        ip_n(n, "link set lo up");
+        ip_n(n, "link add br0 type bridge");
+        ip_n(n, &format!("addr add {SUBNET_GW} dev br0"));
+        ip_n(n, "link set br0 up");
         for (host, pod, ip, mac) in [("ha", &t.pod_a, IP_A, MAC_A), ("hb", &t.pod_b, IP_B, MAC_B)] {
             let mac = mac_str(&mac);
-            must(&[
-                "ip", "-n", n, "link", "add", host, "type", "veth", "peer", "name", "eth0",
-                "address", &mac, "netns", pod,
-            ]);
-            must(&["ip", "-n", n, "link", "set", host, "master", "br0", "up"]);
-            must(&["ip", "-n", pod, "link", "set", "lo", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                pod,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                "eth0",
-            ]);
-            must(&["ip", "-n", pod, "link", "set", "eth0", "up"]);
+            ip_n(
+                n,
+                &format!("link add {host} type veth peer name eth0 address {mac} netns {pod}"),
+            );
+            ip_n(n, &format!("link set {host} master br0 up"));
+            ip_n(pod, "link set lo up");
+            ip_n(pod, &format!("addr add {ip}/24 dev eth0"));
+            ip_n(pod, "link set eth0 up");
         }
         t
     }
 
+    /// [`Topo::new`] when root-only tests may run (see [`require_root`]), else `None`.
+    pub fn for_root_test(tag: &str) -> Option<Topo> {
+        require_root().then(|| Topo::new(tag))
+    }
+
+    /// The interface indexes of the host sides of pod A's and pod B's veths.
+    pub fn hosts(&self) -> (u32, u32) {
+        (self.ifindex("ha"), self.ifindex("hb"))
+    }
+
     pub fn ifindex(&self, dev: &str) -> u32 {
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.node,
-            "cat",
-            &format!("/sys/class/net/{dev}/ifindex"),
-        ])
-        .trim()
-        .parse()
-        .unwrap()
+        unicni_testkit::probe::ifindex(&self.node, dev)
     }
 
     /// `count` pings from pod A to `ip`, true when all were answered.
     pub fn ping_from_a(&self, ip: &str, count: u32) -> bool {
-        let c = count.to_string();
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.pod_a,
-            "ping",
-            "-c",
-            &c,
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            "-q",
-            ip,
-        ])
-        .status
-        .success()
+        unicni_testkit::probe::ping(&self.pod_a, ip, count)
     }
 
     /// Output of `tc filter show dev <dev> ingress` in the node namespace.
     pub fn tc_filters(&self, dev: &str) -> String {
         String::from_utf8_lossy(
-            &run(&[
-                "ip", "netns", "exec", &self.node, "tc", "filter", "show", "dev", dev, "ingress",
-            ])
-            .stdout,
+            &ns_run(&self.node, &format!("tc filter show dev {dev} ingress")).stdout,
         )
         .into_owned()
     }
 
     /// Static neighbour entries in both pods, so they need no ARP through the bridge.
     pub fn static_neighbours(&self) {
-        must(&[
-            "ip",
-            "-n",
-            &self.pod_a,
-            "neigh",
-            "replace",
-            IP_B,
-            "lladdr",
-            &mac_str(&MAC_B),
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
-        must(&[
-            "ip",
-            "-n",
-            &self.pod_b,
-            "neigh",
-            "replace",
-            IP_A,
-            "lladdr",
-            &mac_str(&MAC_A),
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
+        static_neigh(&self.pod_a, IP_B, &mac_str(&MAC_B), "eth0");
+        static_neigh(&self.pod_b, IP_A, &mac_str(&MAC_A), "eth0");
     }
 
     /// Runs `f` on a thread inside the node namespace (the fast path's interface indexes
     /// are per namespace).
     pub fn in_node<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         in_netns(&self.node, f)
+    }
+
+    /// [`Topo::in_node`] with the pin directory handed to `f`.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce(PathBuf) -> T + Send + 'static) -> T {
+        let pin = self.pin_dir.clone();
+        in_netns(&self.node, move || f(pin))
     }
 }
 

@@ -31,7 +31,9 @@ pub const UDP_PORTS: &[u16] = &[53, 9000];
 #[allow(unused_imports)]
 pub use unicni_testkit::{
     cmd::{must, run},
-    enter_netns as enter, in_netns as in_ns, require_root, Netns,
+    enter_netns as enter, in_netns as in_ns,
+    probe::{ip_n, ns_must, ns_run, static_neigh, sysfs_net},
+    require_root, Netns,
 };
 
 #[derive(Debug, Clone)]
@@ -67,7 +69,7 @@ fn sysctls(ns: &str) {
         "net.ipv6.conf.all.accept_dad=0",
         "net.ipv6.conf.default.accept_dad=0",
     ] {
-        must(&["ip", "netns", "exec", ns, "sysctl", "-qw", kv]);
+        ns_must(ns, &format!("sysctl -qw {kv}"));
     }
 }
 
@@ -127,210 +129,67 @@ impl Cluster {
         let mut all = vec![c.node.clone(), c.ext.clone()];
         all.extend(c.pods.iter().map(|p| p.netns.clone()));
         for ns in &all {
-            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            ip_n(ns, "link set lo up");
             sysctls(ns);
         }
         let n = c.node.as_str();
         for kv in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
-            must(&["ip", "netns", "exec", n, "sysctl", "-qw", kv]);
+            ns_must(n, &format!("sysctl -qw {kv}"));
         }
-        must(&["ip", "-n", n, "link", "add", "br0", "type", "bridge"]);
-        must(&["ip", "-n", n, "addr", "add", "10.88.0.1/24", "dev", "br0"]);
-        must(&[
-            "ip",
-            "-n",
-            n,
-            "addr",
-            "add",
-            "fd88::1/64",
-            "dev",
-            "br0",
-            "nodad",
-        ]);
-        must(&["ip", "-n", n, "link", "set", "br0", "up"]);
+        ip_n(n, "link add br0 type bridge");
+        ip_n(n, "addr add 10.88.0.1/24 dev br0");
+        ip_n(n, "addr add fd88::1/64 dev br0 nodad");
+        ip_n(n, "link set br0 up");
         // The outside host.
-        must(&[
-            "ip", "-n", n, "link", "add", "next0", "type", "veth", "peer", "name", "eth0", "netns",
-            &c.ext,
-        ]);
-        must(&["ip", "-n", n, "addr", "add", "10.90.0.1/24", "dev", "next0"]);
-        must(&[
-            "ip",
-            "-n",
+        ip_n(
             n,
-            "addr",
-            "add",
-            "fd90::1/64",
-            "dev",
-            "next0",
-            "nodad",
-        ]);
-        must(&["ip", "-n", n, "link", "set", "next0", "up"]);
+            &format!("link add next0 type veth peer name eth0 netns {}", c.ext),
+        );
+        ip_n(n, "addr add 10.90.0.1/24 dev next0");
+        ip_n(n, "addr add fd90::1/64 dev next0 nodad");
+        ip_n(n, "link set next0 up");
         let e = c.ext.as_str();
         for a in ["10.90.0.2/24", "10.90.0.3/24"] {
-            must(&["ip", "-n", e, "addr", "add", a, "dev", "eth0"]);
+            ip_n(e, &format!("addr add {a} dev eth0"));
         }
         for a in ["fd90::2/64", "fd90::3/64"] {
-            must(&["ip", "-n", e, "addr", "add", a, "dev", "eth0", "nodad"]);
+            ip_n(e, &format!("addr add {a} dev eth0 nodad"));
         }
-        must(&["ip", "-n", e, "link", "set", "eth0", "up"]);
-        must(&["ip", "-n", e, "route", "add", "default", "via", "10.90.0.1"]);
-        must(&[
-            "ip", "-n", e, "-6", "route", "add", "default", "via", "fd90::1",
-        ]);
+        ip_n(e, "link set eth0 up");
+        ip_n(e, "route add default via 10.90.0.1");
+        ip_n(e, "-6 route add default via fd90::1");
         for p in &c.pods {
             let ns = p.netns.as_str();
-            must(&[
-                "ip", "-n", n, "link", "add", &p.veth, "type", "veth", "peer", "name", "eth0",
-                "netns", ns,
-            ]);
-            must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+            ip_n(
+                n,
+                &format!("link add {} type veth peer name eth0 netns {ns}", p.veth),
+            );
+            ip_n(ns, "link set eth0 up");
             if p.routed {
-                must(&["ip", "-n", n, "link", "set", &p.veth, "up"]);
-                let mac = must(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    n,
-                    "cat",
-                    &format!("/sys/class/net/{}/address", p.veth),
-                ]);
+                ip_n(n, &format!("link set {} up", p.veth));
+                let mac = ns_must(n, &format!("cat /sys/class/net/{}/address", p.veth));
                 let mac = mac.trim();
-                must(&[
-                    "ip",
-                    "-n",
+                ip_n(ns, &format!("addr add {}/32 dev eth0", p.v4));
+                ip_n(ns, &format!("addr add {}/128 dev eth0 nodad", p.v6));
+                ip_n(ns, "route add 169.254.1.1 dev eth0 scope link");
+                ip_n(ns, "route add default via 169.254.1.1 dev eth0");
+                ip_n(
                     ns,
-                    "addr",
-                    "add",
-                    &format!("{}/32", p.v4),
-                    "dev",
-                    "eth0",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
+                    &format!("neigh replace 169.254.1.1 lladdr {mac} dev eth0 nud permanent"),
+                );
+                ip_n(
                     ns,
-                    "addr",
-                    "add",
-                    &format!("{}/128", p.v6),
-                    "dev",
-                    "eth0",
-                    "nodad",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "route",
-                    "add",
-                    "169.254.1.1",
-                    "dev",
-                    "eth0",
-                    "scope",
-                    "link",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    "169.254.1.1",
-                    "dev",
-                    "eth0",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "neigh",
-                    "replace",
-                    "169.254.1.1",
-                    "lladdr",
-                    mac,
-                    "dev",
-                    "eth0",
-                    "nud",
-                    "permanent",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "-6",
-                    "neigh",
-                    "replace",
-                    "fe80::1",
-                    "lladdr",
-                    mac,
-                    "dev",
-                    "eth0",
-                    "nud",
-                    "permanent",
-                ]);
-                must(&[
-                    "ip", "-n", ns, "-6", "route", "add", "default", "via", "fe80::1", "dev",
-                    "eth0",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    n,
-                    "route",
-                    "add",
-                    &format!("{}/32", p.v4),
-                    "dev",
-                    &p.veth,
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    n,
-                    "-6",
-                    "route",
-                    "add",
-                    &format!("{}/128", p.v6),
-                    "dev",
-                    &p.veth,
-                ]);
+                    &format!("-6 neigh replace fe80::1 lladdr {mac} dev eth0 nud permanent"),
+                );
+                ip_n(ns, "-6 route add default via fe80::1 dev eth0");
+                ip_n(n, &format!("route add {}/32 dev {}", p.v4, p.veth));
+                ip_n(n, &format!("-6 route add {}/128 dev {}", p.v6, p.veth));
             } else {
-                must(&["ip", "-n", n, "link", "set", &p.veth, "master", "br0", "up"]);
-                must(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("{}/24", p.v4),
-                    "dev",
-                    "eth0",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("{}/64", p.v6),
-                    "dev",
-                    "eth0",
-                    "nodad",
-                ]);
-                must(&[
-                    "ip",
-                    "-n",
-                    ns,
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    "10.88.0.1",
-                ]);
-                must(&[
-                    "ip", "-n", ns, "-6", "route", "add", "default", "via", "fd88::1",
-                ]);
+                ip_n(n, &format!("link set {} master br0 up", p.veth));
+                ip_n(ns, &format!("addr add {}/24 dev eth0", p.v4));
+                ip_n(ns, &format!("addr add {}/64 dev eth0 nodad", p.v6));
+                ip_n(ns, "route add default via 10.88.0.1");
+                ip_n(ns, "-6 route add default via fd88::1");
             }
         }
         for ns in all.iter().filter(|ns| servers && **ns != c.node) {
