@@ -638,6 +638,34 @@ fn flag(a: &AtomicBool) -> i64 {
     a.load(Ordering::Relaxed) as i64
 }
 
+/// A metric family read from the agent's [`Status`] at scrape time: name, help, reading.
+type Metric<V> = (&'static str, &'static str, fn(&Status) -> V);
+
+#[rustfmt::skip]
+const GAUGES: [Metric<i64>; 10] = [
+    ("lease_held", "1 while the node holds its subnet lease", |s| flag(&s.lease_held)),
+    ("peers", "Peers whose datapath entries are all in place", |s| load(&s.peers) as i64),
+    ("refused_peers", "Peers that cannot be programmed (bad lease, not L2-adjacent in host-gw)", |s| load(&s.refused_peers) as i64),
+    ("programmed_routes", "Peer routes programmed", |s| load(&s.routes) as i64),
+    ("programmed_neighbours", "Permanent neighbour entries programmed (vxlan)", |s| load(&s.neighbours) as i64),
+    ("programmed_fdb", "FDB entries programmed (vxlan)", |s| load(&s.fdb) as i64),
+    ("last_reconcile_milliseconds", "Duration of the last reconcile pass", |s| load(&s.last_reconcile_ms) as i64),
+    ("vpc_route_quota_exceeded", "1 while this node's VPC route entry is refused for the route-table quota (vpc-route)", |s| flag(&s.route_quota_exceeded)),
+    ("vpc_route_entries", "Available VPC route entries of the cluster network seen by the last pass (vpc-route)", |s| load(&s.vpc_route_entries) as i64),
+    ("fast_path", "1 while the eBPF same-node fast path is loaded (flannel.fast_path)", |s| flag(&s.fast_path)),
+];
+
+/// Counters get `_total` on the wire.
+#[rustfmt::skip]
+const COUNTERS: [Metric<u64>; 6] = [
+    ("reconciles", "Reconcile passes", |s| load(&s.reconciles)),
+    ("reconcile_errors", "Failed kernel or store operations during reconcile", |s| load(&s.reconcile_errors)),
+    ("repairs", "Entries or devices found missing or wrong and rewritten", |s| load(&s.repairs)),
+    ("removals", "Entries of departed peers removed", |s| load(&s.removals)),
+    ("lease_renewals", "Subnet lease renewals", |s| load(&s.lease_renewals)),
+    ("lease_losses", "Times the subnet lease was found lost", |s| load(&s.lease_losses)),
+];
+
 #[async_trait::async_trait]
 impl NodeAgent for FlannelNode {
     fn describe(&self) -> String {
@@ -649,69 +677,14 @@ impl NodeAgent for FlannelNode {
     }
 
     fn register_metrics(&self, r: &mut Registry) {
-        let m = Readout::new(self.status.clone())
-            .gauge("lease_held", "1 while the node holds its subnet lease", |s| {
-                flag(&s.lease_held)
-            })
-            .gauge("peers", "Peers whose datapath entries are all in place", |s| {
-                load(&s.peers) as i64
-            })
-            .gauge(
-                "refused_peers",
-                "Peers that cannot be programmed (bad lease, not L2-adjacent in host-gw)",
-                |s| load(&s.refused_peers) as i64,
-            )
-            .gauge("programmed_routes", "Peer routes programmed", |s| {
-                load(&s.routes) as i64
-            })
-            .gauge(
-                "programmed_neighbours",
-                "Permanent neighbour entries programmed (vxlan)",
-                |s| load(&s.neighbours) as i64,
-            )
-            .gauge("programmed_fdb", "FDB entries programmed (vxlan)", |s| {
-                load(&s.fdb) as i64
-            })
-            .gauge(
-                "last_reconcile_milliseconds",
-                "Duration of the last reconcile pass",
-                |s| load(&s.last_reconcile_ms) as i64,
-            )
-            .gauge(
-                "vpc_route_quota_exceeded",
-                "1 while this node's VPC route entry is refused for the route-table quota (vpc-route)",
-                |s| flag(&s.route_quota_exceeded),
-            )
-            .gauge(
-                "vpc_route_entries",
-                "Available VPC route entries of the cluster network seen by the last pass (vpc-route)",
-                |s| load(&s.vpc_route_entries) as i64,
-            )
-            .gauge(
-                "fast_path",
-                "1 while the eBPF same-node fast path is loaded (flannel.fast_path)",
-                |s| flag(&s.fast_path),
-            )
-            .counter("reconciles", "Reconcile passes", |s| load(&s.reconciles))
-            .counter(
-                "reconcile_errors",
-                "Failed kernel or store operations during reconcile",
-                |s| load(&s.reconcile_errors),
-            )
-            .counter(
-                "repairs",
-                "Entries or devices found missing or wrong and rewritten",
-                |s| load(&s.repairs),
-            )
-            .counter("removals", "Entries of departed peers removed", |s| {
-                load(&s.removals)
-            })
-            .counter("lease_renewals", "Subnet lease renewals", |s| {
-                load(&s.lease_renewals)
-            })
-            .counter("lease_losses", "Times the subnet lease was found lost", |s| {
-                load(&s.lease_losses)
+        let m = GAUGES
+            .into_iter()
+            .fold(Readout::new(self.status.clone()), |m, (name, help, f)| {
+                m.gauge(name, help, f)
             });
+        let m = COUNTERS
+            .into_iter()
+            .fold(m, |m, (name, help, f)| m.counter(name, help, f));
         r.register_collector(Box::new(m));
     }
 

@@ -6,7 +6,7 @@ use crate::reconcile::ROUTE_PROTO;
 use crate::{masq, names};
 use async_trait::async_trait;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use unicni_config::{Config, FlannelMode};
 use unicni_core::{ConflistEntry, Error, Install, Result, Store, UninstallOptions};
 use unicni_net::Netlink;
@@ -194,21 +194,10 @@ impl Install for FlannelInstall {
                 done.push(format!("removed peer route {}", r.dst));
             }
         }
-        let pin = PathBuf::from(&c.bpf.pin_dir);
-        if pin.exists() {
-            unicni_bpf::remove_all(&pin).map_err(|e| {
-                Error::kernel_in(
-                    format!(
-                        "remove the eBPF programs pinned at {} (remove the directory by hand)",
-                        pin.display()
-                    ),
-                    e,
-                )
-            })?;
-            done.push(format!(
-                "removed eBPF programs, maps and links pinned at {}",
-                pin.display()
-            ));
+        if let Some(line) = unicni_bpf::uninstall(Path::new(&c.bpf.pin_dir))
+            .map_err(|e| Error::Kernel(Box::new(e)))?
+        {
+            done.push(line);
         }
         let table = masq::table_name(&c.cni.network_name);
         if unicni_net::nft::table_exists("ip", &table) {
@@ -220,11 +209,11 @@ impl Install for FlannelInstall {
         }
         // Without the agent's lease file the plugin refuses new pods ("try again later").
         let run = PathBuf::from(&c.node.run_dir).join("flannel");
-        remove_dir(&run, &mut done)?;
+        remove(&run, &mut done)?;
         if opts.purge {
             let state = PathBuf::from(&c.node.state_dir);
-            remove_dir(&state.join("ipam").join(&c.cni.network_name), &mut done)?;
-            remove_dir(&state.join("flannel"), &mut done)?;
+            remove(&state.join("ipam").join(&c.cni.network_name), &mut done)?;
+            remove(&state.join("flannel"), &mut done)?;
             // The bridge datapath's node-preparation lock (bridge.rs).
             let lock = state.join(format!(".node-{}.lock", c.cni.network_name));
             if std::fs::remove_file(&lock).is_ok() {
@@ -235,13 +224,10 @@ impl Install for FlannelInstall {
     }
 }
 
-fn remove_dir(dir: &std::path::Path, done: &mut Vec<String>) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {
-            done.push(format!("removed {}", dir.display()));
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("remove {}", dir.display()), e)),
+/// Removes `path` (a file or a whole directory) and reports it when there was one.
+fn remove(path: &Path, done: &mut Vec<String>) -> Result<()> {
+    if unicni_fsutil::remove_if_present(path)? {
+        done.push(format!("removed {}", path.display()));
     }
+    Ok(())
 }

@@ -10,12 +10,11 @@ use crate::lease::{key, Lease, PREFIX};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use unicni_config::{StoreConfig, StoreKind};
+use unicni_config::StoreConfig;
 use unicni_core::{CreateOutcome, Error, Result, Store};
-use unicni_store::{EtcdStore, FileStore, KubeNodes, LeasedCreate};
+use unicni_store::{EtcdStore, KubeNodes, LeasedCreate, Opened};
 
 /// The outcome of trying to take a subnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +62,16 @@ fn subnet_key(lease: &Lease) -> Result<String> {
     Ok(key(&s))
 }
 
+/// Every record under the lease prefix that reads as a lease (live or not).
+async fn stored_leases(store: &dyn Store) -> Result<Vec<Lease>> {
+    Ok(store
+        .list(PREFIX)
+        .await?
+        .into_iter()
+        .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+        .collect())
+}
+
 /// TTL leases over a store without TTLs: the lease carries `expires_at`.
 pub struct ExpiringStore {
     store: Arc<dyn Store>,
@@ -85,14 +94,9 @@ impl LeaseStore for ExpiringStore {
     }
 
     async fn list(&self) -> Result<Vec<Lease>> {
-        Ok(self
-            .store
-            .list(PREFIX)
-            .await?
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_slice::<Lease>(&v).ok())
-            .filter(Self::live)
-            .collect())
+        let mut leases = stored_leases(self.store.as_ref()).await?;
+        leases.retain(Self::live);
+        Ok(leases)
     }
 
     async fn claim(&self, lease: &Lease, ttl: Duration) -> Result<Claim> {
@@ -236,19 +240,13 @@ pub async fn acquire(
 }
 
 /// The lease view of the cluster's store (`store.kind`): [`ExpiringStore`] over the file
-/// store, etcd keys bound to etcd leases, or Kubernetes node objects.
+/// store, etcd keys bound to etcd leases, or Kubernetes node objects. The store is opened
+/// by [`unicni_store::connect`], the one place that knows how to reach each kind.
 pub async fn open(c: &StoreConfig) -> Result<Arc<dyn LeaseStore>> {
-    Ok(match c.kind {
-        StoreKind::File => Arc::new(ExpiringStore::new(Arc::new(FileStore::new(&c.path)))),
-        StoreKind::Etcd => Arc::new(EtcdLeases::new(
-            EtcdStore::connect(&c.endpoints, &c.prefix).await?,
-        )),
-        StoreKind::Kubernetes => {
-            let client = unicni_store::kube::client(c.kubeconfig.as_deref().map(Path::new)).await?;
-            Arc::new(KubeLeases {
-                nodes: KubeNodes::new(client),
-            })
-        }
+    Ok(match unicni_store::connect(c).await? {
+        Opened::File(s) => Arc::new(ExpiringStore::new(Arc::new(s))),
+        Opened::Etcd(s) => Arc::new(EtcdLeases::new(*s)),
+        Opened::Kubernetes(k) => Arc::new(KubeLeases::new(KubeNodes::new(k.client))),
     })
 }
 
@@ -352,13 +350,7 @@ impl LeaseStore for EtcdLeases {
     }
 
     async fn list(&self) -> Result<Vec<Lease>> {
-        Ok(self
-            .store
-            .list(PREFIX)
-            .await?
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
-            .collect())
+        stored_leases(&self.store).await
     }
 
     async fn claim(&self, lease: &Lease, ttl: Duration) -> Result<Claim> {

@@ -89,6 +89,15 @@ impl Drop for Lab {
     }
 }
 
+/// A runtime of the calling thread, for the backend inside the node namespace (the
+/// namespace is entered on that thread, never on a tokio worker).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn att(pod: &str, id: &str) -> Attachment {
     Attachment {
         id: AttachmentId::new(id, "eth0"),
@@ -118,11 +127,7 @@ fn plugin_adds_pods_to_the_fast_path_and_del_removes_them() {
     let conf = lab.conf();
     let atts = [att(&lab.pods[0], "ffa"), att(&lab.pods[1], "ffb")];
     let results = lab.on_node(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        runtime().block_on(async {
             let b = FlannelBackend::new("ff", &conf).unwrap();
             assert_eq!(b.network().fast_path.as_ref(), Some(&lab.pin));
             let mut out = Vec::new();
@@ -187,11 +192,7 @@ fn plugin_adds_pods_to_the_fast_path_and_del_removes_them() {
     // DEL takes the endpoint and the programs away (twice: DEL repeats).
     let conf = lab.conf();
     lab.on_node(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        runtime().block_on(async {
             let b = FlannelBackend::new("ff", &conf).unwrap();
             for a in &atts {
                 b.del(a).await.unwrap();

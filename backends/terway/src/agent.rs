@@ -487,6 +487,19 @@ fn report_of(r: &Mutex<AgentReport>) -> std::sync::MutexGuard<'_, AgentReport> {
     r.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A gauge read from the agent's report at scrape time: name, help, reading.
+type Gauge = (&'static str, &'static str, fn(&AgentReport) -> i64);
+
+#[rustfmt::skip]
+const GAUGES: [Gauge; 6] = [
+    ("enis", "Secondary ENIs attached for pods", |r| r.stats.enis as i64),
+    ("pool_idle", "Idle addresses (shared) or ENIs (exclusive) ready for pods", |r| r.stats.idle as i64),
+    ("pool_in_use", "Attachments holding addresses", |r| r.stats.in_use as i64),
+    ("fixed_ip_holds", "Fixed addresses held for deleted pods", |r| r.stats.held as i64),
+    ("pool_maintain_errors", "Failed pool maintenance passes", |r| r.maintain_errors as i64),
+    ("fast_path", "1 while pods get the eBPF fast path (terway.datapath = \"ebpf\" and eBPF usable)", |r| (r.datapath == "ebpf") as i64),
+];
+
 #[async_trait::async_trait]
 impl NodeAgent for TerwayNode {
     fn describe(&self) -> String {
@@ -498,33 +511,11 @@ impl NodeAgent for TerwayNode {
     }
 
     fn register_metrics(&self, r: &mut Registry) {
-        let m = Readout::new(self.report.clone())
-            .gauge("enis", "Secondary ENIs attached for pods", |r| {
-                report_of(r).stats.enis as i64
-            })
-            .gauge(
-                "pool_idle",
-                "Idle addresses (shared) or ENIs (exclusive) ready for pods",
-                |r| report_of(r).stats.idle as i64,
-            )
-            .gauge("pool_in_use", "Attachments holding addresses", |r| {
-                report_of(r).stats.in_use as i64
-            })
-            .gauge(
-                "fixed_ip_holds",
-                "Fixed addresses held for deleted pods",
-                |r| report_of(r).stats.held as i64,
-            )
-            .gauge(
-                "pool_maintain_errors",
-                "Failed pool maintenance passes",
-                |r| report_of(r).maintain_errors as i64,
-            )
-            .gauge(
-                "fast_path",
-                "1 while pods get the eBPF fast path (terway.datapath = \"ebpf\" and eBPF usable)",
-                |r| (report_of(r).datapath == "ebpf") as i64,
-            );
+        let m = GAUGES
+            .into_iter()
+            .fold(Readout::new(self.report.clone()), |m, (name, help, f)| {
+                m.gauge(name, help, move |r| f(&report_of(r)))
+            });
         r.register_collector(Box::new(m));
     }
 

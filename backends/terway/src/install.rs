@@ -10,7 +10,7 @@ use crate::server::socket_path;
 use crate::state::StateFile;
 use async_trait::async_trait;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use unicni_cloud::{poll, Cloud, EniFilter, EniStatus, EniType, MetadataClient, PollPolicy};
 use unicni_config::Config;
@@ -162,23 +162,12 @@ impl Install for TerwayInstall {
                 }
             }
         }
-        let pin = PathBuf::from(&c.bpf.pin_dir);
-        if pin.exists() {
-            unicni_bpf::remove_all(&pin).map_err(|e| {
-                Error::kernel_in(
-                    format!(
-                        "remove the eBPF programs pinned at {} (remove the directory by hand)",
-                        pin.display()
-                    ),
-                    e,
-                )
-            })?;
-            done.push(format!(
-                "removed eBPF programs, maps and links pinned at {}",
-                pin.display()
-            ));
+        if let Some(line) = unicni_bpf::uninstall(Path::new(&c.bpf.pin_dir))
+            .map_err(|e| Error::Kernel(Box::new(e)))?
+        {
+            done.push(line);
         }
-        remove_file(&socket_path(Path::new(&c.node.run_dir)), &mut done)?;
+        remove(&socket_path(Path::new(&c.node.run_dir)), &mut done)?;
         if opts.release_cloud {
             self.release_cloud(&mut done).await?;
         }
@@ -186,23 +175,16 @@ impl Install for TerwayInstall {
         // a new agent could use (it rebuilds from the cloud's view).
         let state = StateFile::new(Path::new(&c.node.state_dir));
         if let Some(dir) = state.path().parent() {
-            match std::fs::remove_dir_all(dir) {
-                Ok(()) => done.push(format!("removed {}", dir.display())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("remove {}", dir.display()), e)),
-            }
+            remove(dir, &mut done)?;
         }
         Ok(done)
     }
 }
 
-fn remove_file(path: &Path, done: &mut Vec<String>) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {
-            done.push(format!("removed {}", path.display()));
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("remove {}", path.display()), e)),
+/// Removes `path` (a file or a whole directory) and reports it when there was one.
+fn remove(path: &Path, done: &mut Vec<String>) -> Result<()> {
+    if unicni_fsutil::remove_if_present(path)? {
+        done.push(format!("removed {}", path.display()));
     }
+    Ok(())
 }

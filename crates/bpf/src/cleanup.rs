@@ -48,6 +48,22 @@ impl FastPath {
     }
 }
 
+/// The uninstall step of every backend: [`remove_all`] under `pin_dir`, and the line the
+/// uninstall report shows for it (`None` when nothing is pinned there).
+pub fn uninstall(pin_dir: &Path) -> Result<Option<String>> {
+    if !pin_dir.exists() {
+        return Ok(None);
+    }
+    remove_all(pin_dir).map_err(|e| BpfError::Uninstall {
+        pin_dir: pin_dir.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    Ok(Some(format!(
+        "removed eBPF programs, maps and links pinned at {}",
+        pin_dir.display()
+    )))
+}
+
 /// Removes everything under `pin_dir` (for `unicni uninstall`): the clsact filters recorded
 /// in `fastpath_links`, then every pin. Removing the pins drops the last references, so
 /// tcx links detach and the program and maps are freed. Needs no loaded program, so it also

@@ -47,6 +47,17 @@ pub enum BpfError {
     #[error("network interface with index {ifindex} does not exist in this network namespace")]
     NoSuchInterface { ifindex: u32 },
 
+    /// `unicni uninstall` could not remove what is pinned under `pin_dir`.
+    #[error(
+        "remove the eBPF programs pinned at {} (remove the directory by hand): {source}",
+        pin_dir.display()
+    )]
+    Uninstall {
+        pin_dir: PathBuf,
+        #[source]
+        source: Box<BpfError>,
+    },
+
     /// Any other failure of a BPF or netlink operation.
     #[error("failed to {op}: {detail}")]
     Kernel { op: String, detail: String },

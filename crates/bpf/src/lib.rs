@@ -26,7 +26,7 @@ mod tc;
 mod terway;
 
 pub use bpffs::{is_bpffs, BPFFS_ROOT};
-pub use cleanup::{remove_all, ReconcileReport};
+pub use cleanup::{remove_all, uninstall, ReconcileReport};
 pub use error::{BpfError, Result};
 pub use fastpath::{AttachMode, Attachment, Endpoint, FastPath, Stats, DEFAULT_PIN_DIR};
 pub use layout::PROGRAM as FASTPATH_PROGRAM;

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// A failed atomic write: which step, on which path, and the kernel's reason.
+/// A failed file operation (an atomic write's step, or a removal): which step, on which
+/// path, and the kernel's reason.
 #[derive(Debug, thiserror::Error)]
 #[error("{step} {}: {source}", path.display())]
 pub struct WriteError {
@@ -41,6 +42,21 @@ pub fn create_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<bool, Wr
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(fail("create", path)(e)),
+    }
+}
+
+/// Removes `path` if it exists: a directory with everything under it, anything else as a
+/// file (a link itself, not its target). Returns whether there was something to remove.
+pub fn remove_if_present(path: &Path) -> Result<bool, WriteError> {
+    let removed = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(fail("remove", path)(e)),
     }
 }
 
@@ -154,6 +170,20 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["lock"], "no temporary left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn remove_if_present_removes_files_and_trees_once() {
+        let dir = std::env::temp_dir().join(format!("unicni-fsutil-rm-{}", std::process::id()));
+        let file = dir.join("sock");
+        write_atomic(&dir.join("tree/a/b"), b"x", 0o600).unwrap();
+        write_atomic(&file, b"x", 0o600).unwrap();
+        assert!(remove_if_present(&file).unwrap());
+        assert!(!file.exists());
+        assert!(!remove_if_present(&file).unwrap(), "already gone");
+        assert!(remove_if_present(&dir.join("tree")).unwrap());
+        assert!(!dir.join("tree").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

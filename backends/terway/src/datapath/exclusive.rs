@@ -272,49 +272,26 @@ fn result(
     let sandbox = ns.path().display().to_string();
     let mut routes: Vec<RouteConfig> = addrs
         .iter()
-        .filter_map(|(a, gw)| {
-            gw.map(|gw| RouteConfig {
-                dst: default_route(a.addr()),
-                gw: Some(gw),
-                mtu: None,
-                priority: None,
-                table: None,
-                scope: None,
-            })
-        })
+        .filter_map(|(a, gw)| gw.map(|gw| veth::result_route(default_route(a.addr()), gw)))
         .collect();
-    routes.extend(via_host.iter().map(|dst| RouteConfig {
-        dst: *dst,
-        gw: Some(if dst.addr().is_ipv4() {
+    routes.extend(via_host.iter().map(|dst| {
+        let gw = if dst.addr().is_ipv4() {
             GATEWAY_V4.into()
         } else {
             GATEWAY_V6.into()
-        }),
-        mtu: None,
-        priority: None,
-        table: None,
-        scope: None,
+        };
+        veth::result_route(*dst, gw)
     }));
     NetworkResult {
         interfaces: vec![
-            InterfaceConfig {
-                name: v.host_name.clone(),
-                mac: v.host_mac_str(),
-                mtu: Some(net.mtu),
-                sandbox: None,
-            },
+            v.host_interface(net.mtu),
             InterfaceConfig {
                 name: att.id.ifname.clone(),
                 mac: net.eni.mac.to_ascii_lowercase(),
                 mtu: None,
                 sandbox: Some(sandbox.clone()),
             },
-            InterfaceConfig {
-                name: v.pod_name.clone(),
-                mac: v.pod_mac_str(),
-                mtu: Some(net.mtu),
-                sandbox: Some(sandbox),
-            },
+            v.pod_interface(net.mtu, sandbox),
         ],
         ips: addrs
             .iter()

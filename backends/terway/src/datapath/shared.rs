@@ -7,9 +7,7 @@ use super::veth::{self, Veth};
 use super::{default_route, host_prefix, missing};
 use crate::proto::PodNetwork;
 use std::net::IpAddr;
-use unicni_core::{
-    Attachment, Error, InterfaceConfig, IpConfig, NetworkResult, Result, RouteConfig,
-};
+use unicni_core::{Attachment, Error, IpConfig, NetworkResult, Result};
 use unicni_net::netlink::AddressFamily;
 use unicni_net::{NetNs, Netlink, Route};
 
@@ -88,18 +86,8 @@ pub(super) async fn setup(att: &Attachment, net: &PodNetwork, ns: &NetNs) -> Res
 fn result(v: &Veth, ns: &NetNs, net: &PodNetwork, ips: &[IpAddr]) -> NetworkResult {
     NetworkResult {
         interfaces: vec![
-            InterfaceConfig {
-                name: v.host_name.clone(),
-                mac: v.host_mac_str(),
-                mtu: Some(net.mtu),
-                sandbox: None,
-            },
-            InterfaceConfig {
-                name: v.pod_name.clone(),
-                mac: v.pod_mac_str(),
-                mtu: Some(net.mtu),
-                sandbox: Some(ns.path().display().to_string()),
-            },
+            v.host_interface(net.mtu),
+            v.pod_interface(net.mtu, ns.path().display().to_string()),
         ],
         ips: ips
             .iter()
@@ -111,14 +99,7 @@ fn result(v: &Veth, ns: &NetNs, net: &PodNetwork, ips: &[IpAddr]) -> NetworkResu
             .collect(),
         routes: ips
             .iter()
-            .map(|ip| RouteConfig {
-                dst: default_route(*ip),
-                gw: Some(next_hop(*ip)),
-                mtu: None,
-                priority: None,
-                table: None,
-                scope: None,
-            })
+            .map(|ip| veth::result_route(default_route(*ip), next_hop(*ip)))
             .collect(),
         dns: Default::default(),
     }

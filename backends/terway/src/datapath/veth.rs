@@ -5,7 +5,7 @@ use super::host_prefix;
 use super::names::{self, GATEWAY_V4, GATEWAY_V6, RULE_FROM_POD, RULE_TO_POD};
 use ipnet::IpNet;
 use std::net::IpAddr;
-use unicni_core::{Error, Result};
+use unicni_core::{Error, InterfaceConfig, Result, RouteConfig};
 use unicni_net::netlink::{format_mac, AddressFamily};
 use unicni_net::rules::TABLE_MAIN;
 use unicni_net::{NetNs, Netlink, Route, Rule, VethSpec};
@@ -26,6 +26,38 @@ impl Veth {
     }
     pub fn pod_mac_str(&self) -> String {
         format_mac(&self.pod_mac)
+    }
+
+    /// The host end, as the CNI result lists it.
+    pub fn host_interface(&self, mtu: u32) -> InterfaceConfig {
+        InterfaceConfig {
+            name: self.host_name.clone(),
+            mac: self.host_mac_str(),
+            mtu: Some(mtu),
+            sandbox: None,
+        }
+    }
+
+    /// The pod end, inside the network namespace at `sandbox`.
+    pub fn pod_interface(&self, mtu: u32, sandbox: String) -> InterfaceConfig {
+        InterfaceConfig {
+            name: self.pod_name.clone(),
+            mac: self.pod_mac_str(),
+            mtu: Some(mtu),
+            sandbox: Some(sandbox),
+        }
+    }
+}
+
+/// A route of the pod's CNI result: `dst` via `gw`, nothing else set.
+pub(super) fn result_route(dst: IpNet, gw: IpAddr) -> RouteConfig {
+    RouteConfig {
+        dst,
+        gw: Some(gw),
+        mtu: None,
+        priority: None,
+        table: None,
+        scope: None,
     }
 }
 
