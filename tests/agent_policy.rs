@@ -17,6 +17,13 @@ use unicni_testkit::cmd::must;
 const WEB: &str = "10.81.0.11";
 const CLIENT: &str = "10.81.0.12";
 
+/// `ip -n <ns> <args>` (`args` split at spaces), which must succeed.
+fn ip(ns: &str, args: &str) {
+    let mut argv = vec!["ip", "-n", ns];
+    argv.extend(args.split_whitespace());
+    must(&argv);
+}
+
 /// The node namespace and the two pods' namespaces; all removed on drop.
 struct Node {
     ns: String,
@@ -34,56 +41,27 @@ impl Node {
         };
         for ns in [&n.ns, &n.web, &n.client] {
             must(&["ip", "netns", "add", ns]);
-            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            ip(ns, "link set lo up");
         }
         let ns = n.ns.as_str();
-        must(&[
-            "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ]);
-        must(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            "192.168.79.1/24",
-            "dev",
-            "eth0",
-        ]);
-        must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
-        must(&["ip", "-n", ns, "link", "set", "eth1", "up"]);
-        must(&["ip", "-n", ns, "link", "add", "pbr0", "type", "bridge"]);
-        must(&["ip", "-n", ns, "addr", "add", "10.81.0.1/24", "dev", "pbr0"]);
-        must(&["ip", "-n", ns, "link", "set", "pbr0", "up"]);
+        ip(ns, "link add eth0 type veth peer name eth1");
+        ip(ns, "addr add 192.168.79.1/24 dev eth0");
+        ip(ns, "link set eth0 up");
+        ip(ns, "link set eth1 up");
+        ip(ns, "link add pbr0 type bridge");
+        ip(ns, "addr add 10.81.0.1/24 dev pbr0");
+        ip(ns, "link set pbr0 up");
         // Host veths named as flannel names them: `uc` + 11 hex digits.
-        for (i, (pod, ip)) in [(&n.web, WEB), (&n.client, CLIENT)].into_iter().enumerate() {
+        for (i, (pod, addr)) in [(&n.web, WEB), (&n.client, CLIENT)].into_iter().enumerate() {
             let veth = format!("uc{:011x}", i + 1);
-            must(&[
-                "ip", "-n", ns, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
-                "netns", pod,
-            ]);
-            must(&["ip", "-n", ns, "link", "set", &veth, "master", "pbr0", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                pod,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                "eth0",
-            ]);
-            must(&["ip", "-n", pod, "link", "set", "eth0", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                pod,
-                "route",
-                "add",
-                "default",
-                "via",
-                "10.81.0.1",
-            ]);
+            ip(
+                ns,
+                &format!("link add {veth} type veth peer name eth0 netns {pod}"),
+            );
+            ip(ns, &format!("link set {veth} master pbr0 up"));
+            ip(pod, &format!("addr add {addr}/24 dev eth0"));
+            ip(pod, "link set eth0 up");
+            ip(pod, "route add default via 10.81.0.1");
         }
         n
     }

@@ -25,11 +25,11 @@ fn install(
     stack: &str,
 ) -> (bool, String, String) {
     let d = dir.join(format!("{instance}-{mode}-{stack}"));
-    let dirs = |name: &str| {
+    let [net_d, bin] = ["net.d", "bin"].map(|name| {
         let p = d.join(name);
         std::fs::create_dir_all(&p).unwrap();
         p.display().to_string()
-    };
+    });
     let config = common::agent::write_config(
         &d,
         format!(
@@ -47,9 +47,9 @@ fn install(
         &[
             "install",
             "--cni-conf-dir",
-            &dirs("net.d"),
+            &net_d,
             "--cni-bin-dir",
-            &dirs("bin"),
+            &bin,
             "--config",
         ],
         &config,
