@@ -6,48 +6,11 @@
 
 mod common;
 
+use common::agent::{self, metrics, NodeNs};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-struct Ns(String);
-
-impl Ns {
-    fn new() -> Ns {
-        let n = Ns(common::unique("uafp"));
-        run(&["ip", "netns", "add", &n.0]);
-        n.exec(&["ip", "link", "set", "lo", "up"]);
-        n.exec(&[
-            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ]);
-        n.exec(&["ip", "addr", "add", "192.168.78.1/24", "dev", "eth0"]);
-        n.exec(&["ip", "link", "set", "eth0", "up"]);
-        n.exec(&["ip", "link", "set", "eth1", "up"]);
-        n
-    }
-    fn exec(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn node() -> NodeNs {
+    NodeNs::new("uafp", "192.168.78.1/24")
 }
 
 /// Removes a pin directory whatever happens (the test's, never the node's default).
@@ -70,33 +33,21 @@ impl Bpffs {
     fn new() -> Bpffs {
         let dir = PathBuf::from(format!("/run/{}", common::unique("unicni-test-bpffs-")));
         std::fs::create_dir_all(&dir).unwrap();
-        run(&["mount", "-t", "bpf", "bpf", dir.to_str().unwrap()]);
+        unicni_testkit::cmd::must(&["mount", "-t", "bpf", "bpf", dir.to_str().unwrap()]);
         Bpffs(dir)
     }
 }
 
 impl Drop for Bpffs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = unicni_testkit::cmd::run(&["umount", &self.0.to_string_lossy()]);
         let _ = std::fs::remove_dir(&self.0);
     }
 }
 
-fn run(args: &[&str]) {
-    assert!(
-        Command::new(args[0])
-            .args(&args[1..])
-            .status()
-            .unwrap()
-            .success(),
-        "{args:?}"
-    );
-}
-
 fn config(dir: &Path, pin: &Path, fallback: bool) -> PathBuf {
-    let p = dir.join("unicni.toml");
-    std::fs::write(
-        &p,
+    agent::write_config(
+        dir,
         format!(
             "[cluster]\nname = \"t\"\n[flannel]\nnetwork = \"10.79.0.0/16\"\nmode = \"host-gw\"\n\
              interface = \"eth0\"\nmasquerade = false\nfast_path = true\n\
@@ -109,35 +60,10 @@ fn config(dir: &Path, pin: &Path, fallback: bool) -> PathBuf {
             d = dir.display()
         ),
     )
-    .unwrap();
-    p
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < until, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start(ns: &Ns, cfg: &Path, log: &Path) -> Agent {
-    let f = std::fs::File::create(log).unwrap();
-    Agent(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.0, common::BIN, "agent", "--config"])
-            .arg(cfg)
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn stop(agent: &mut Agent) {
-    let pid = nix::unistd::Pid::from_raw(agent.0.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(agent.0.wait().unwrap().success());
+fn wait_for(what: &str, log: &Path, f: impl FnMut() -> bool) {
+    agent::wait_for(what, 10, log, f);
 }
 
 #[test]
@@ -145,7 +71,7 @@ fn agent_loads_the_fast_path_tells_the_plugin_adopts_it_and_uninstall_removes_it
     if !common::require_root() {
         return;
     }
-    let ns = Ns::new();
+    let ns = node();
     let dir = tempfile::tempdir().unwrap();
     let fs = Bpffs::new();
     let pins = Pins(fs.0.join("unicni"));
@@ -153,8 +79,8 @@ fn agent_loads_the_fast_path_tells_the_plugin_adopts_it_and_uninstall_removes_it
     let log = dir.path().join("agent.log");
     let subnet_file = dir.path().join("run/flannel/subnet.json");
 
-    let mut agent = start(&ns, &cfg, &log);
-    wait_for("lease published", || subnet_file.exists());
+    let mut agent = agent::start(ns.name(), &cfg, &log);
+    wait_for("lease published", &log, || subnet_file.exists());
     let published: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&subnet_file).unwrap()).unwrap();
     assert_eq!(
@@ -169,31 +95,21 @@ fn agent_loads_the_fast_path_tells_the_plugin_adopts_it_and_uninstall_removes_it
     ] {
         assert!(pins.0.join(f).exists(), "{f} pinned");
     }
-    let metrics = ns.exec(&["curl", "-sf", "http://127.0.0.1:9099/metrics"]);
+    let metrics = metrics(&ns);
     assert!(metrics.contains("unicni_agent_fast_path 1"), "{metrics}");
 
     // Stopped: the pins stay (traffic of existing pods keeps its fast path); a restart
     // adopts them.
-    stop(&mut agent);
+    agent.terminate();
     assert!(pins.0.join("progs/uc_fastpath").exists());
-    let mut agent = start(&ns, &cfg, &log);
-    wait_for("lease published again", || subnet_file.exists());
-    wait_for("adopted", || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("eBPF fast path ready")
+    let mut agent = agent::start(ns.name(), &cfg, &log);
+    wait_for("lease published again", &log, || subnet_file.exists());
+    wait_for("adopted", &log, || {
+        agent::logged(&log, "eBPF fast path ready")
     });
-    stop(&mut agent);
+    agent.terminate();
 
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0, common::BIN, "uninstall", "--config"])
-        .arg(&cfg)
-        .arg("--cni-conf-dir")
-        .arg(dir.path().join("net.d"))
-        .arg("--cni-bin-dir")
-        .arg(dir.path().join("bin"))
-        .output()
-        .unwrap();
+    let out = agent::uninstall(Some(ns.name()), &[], &cfg, dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("removed eBPF programs"), "{stderr}");
@@ -205,7 +121,7 @@ fn without_usable_ebpf_the_agent_falls_back_or_refuses_as_configured() {
     if !common::require_root() {
         return;
     }
-    let ns = Ns::new();
+    let ns = node();
     let dir = tempfile::tempdir().unwrap();
     // Not on a bpf filesystem and not under /sys/fs/bpf: eBPF cannot be used there.
     let off = PathBuf::from(format!("/run/{}", common::unique("unicni-test-nobpf-")));
@@ -214,8 +130,8 @@ fn without_usable_ebpf_the_agent_falls_back_or_refuses_as_configured() {
 
     let cfg = config(dir.path(), &off, true);
     let log = dir.path().join("fallback.log");
-    let mut agent = start(&ns, &cfg, &log);
-    wait_for("lease published", || subnet_file.exists());
+    let mut agent = agent::start(ns.name(), &cfg, &log);
+    wait_for("lease published", &log, || subnet_file.exists());
     let published = std::fs::read_to_string(&subnet_file).unwrap();
     assert!(!published.contains("fast_path"), "{published}");
     let text = std::fs::read_to_string(&log).unwrap();
@@ -223,16 +139,12 @@ fn without_usable_ebpf_the_agent_falls_back_or_refuses_as_configured() {
         text.contains("eBPF cannot be used on this node") && text.contains("bpf.fallback = true"),
         "{text}"
     );
-    let metrics = ns.exec(&["curl", "-sf", "http://127.0.0.1:9099/metrics"]);
+    let metrics = metrics(&ns);
     assert!(metrics.contains("unicni_agent_fast_path 0"), "{metrics}");
-    stop(&mut agent);
+    agent.terminate();
 
     let cfg = config(dir.path(), &off, false);
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0, common::BIN, "agent", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = agent::run_agent(ns.name(), &cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("bpf.fallback = false"), "{stderr}");

@@ -5,26 +5,11 @@
 
 mod common;
 
+use common::agent::{self, listen_in, NodeNs};
 use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 use unicni_kube_emulator::Emulator;
 
 const NODES: &str = "/api/v1/nodes";
-
-/// A listener on 127.0.0.1 inside network namespace `ns`, where the agent runs (bound from
-/// a thread of its own).
-fn listen_in(ns: &str) -> TcpListener {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(path).unwrap();
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        TcpListener::bind("127.0.0.1:0").unwrap()
-    })
-    .join()
-    .unwrap()
-}
 
 fn node(name: &str, cidr: Option<&str>, ip: &str) -> Value {
     let mut n = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
@@ -35,44 +20,8 @@ fn node(name: &str, cidr: Option<&str>, ip: &str) -> Value {
     n
 }
 
-struct Ns(String);
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-impl Ns {
-    fn exec(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-struct Agent(std::process::Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(what: &str, log: &std::path::Path, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for: {what}; agent log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, log: &std::path::Path, f: impl FnMut() -> bool) {
+    agent::wait_for(what, 10, log, f);
 }
 
 #[test]
@@ -80,19 +29,7 @@ fn pod_cidr_annotations_and_peer_routes_from_the_kubernetes_api() {
     if !common::require_root() {
         return;
     }
-    let ns = Ns(common::unique("ukub"));
-    assert!(Command::new("ip")
-        .args(["netns", "add", &ns.0])
-        .status()
-        .unwrap()
-        .success());
-    ns.exec(&["ip", "link", "set", "lo", "up"]);
-    ns.exec(&[
-        "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-    ]);
-    ns.exec(&["ip", "addr", "add", "192.168.77.1/24", "dev", "eth0"]);
-    ns.exec(&["ip", "link", "set", "eth0", "up"]);
-    ns.exec(&["ip", "link", "set", "eth1", "up"]);
+    let ns = NodeNs::new("ukub", "192.168.77.1/24");
 
     let api = Emulator::new();
     api.put(NODES, node("me", Some("10.80.3.0/24"), "192.168.77.1"));
@@ -100,12 +37,11 @@ fn pod_cidr_annotations_and_peer_routes_from_the_kubernetes_api() {
     peer["metadata"]["annotations"] =
         json!({"unicni.io/public-ip": "192.168.77.2", "unicni.io/backend-mode": "host-gw"});
     api.put(NODES, peer);
-    let url = api.serve(listen_in(&ns.0));
+    let url = api.serve(listen_in(ns.name()));
     let dir = tempfile::tempdir().unwrap();
     let kc = unicni_kube_emulator::kubeconfig(dir.path(), &url);
-    let cfg = dir.path().join("unicni.toml");
-    std::fs::write(
-        &cfg,
+    let cfg = agent::write_config(
+        dir.path(),
         format!(
             "[cluster]\nname = \"k\"\n[flannel]\nnetwork = \"10.80.0.0/16\"\nmode = \"host-gw\"\ninterface = \"eth0\"\n\
              [cni]\nnetwork_name = \"{net}\"\n[store]\nkind = \"kubernetes\"\nkubeconfig = \"{kc}\"\n\
@@ -114,19 +50,9 @@ fn pod_cidr_annotations_and_peer_routes_from_the_kubernetes_api() {
             kc = kc.display(),
             d = dir.path().display()
         ),
-    )
-    .unwrap();
-    let log_path = dir.path().join("agent.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let _agent = Agent(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.0, common::BIN, "agent", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
     );
+    let log_path = dir.path().join("agent.log");
+    let _agent = agent::start(ns.name(), &cfg, &log_path);
     let subnet_file = dir.path().join("run/flannel/subnet.json");
     wait_for("lease file", &log_path, || subnet_file.exists());
     assert!(std::fs::read_to_string(&subnet_file)

@@ -5,66 +5,17 @@
 
 mod common;
 
+use common::agent::{self, metrics, NodeNs};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Ns(String);
-
-impl Ns {
-    fn new() -> Ns {
-        let n = Ns(common::unique("uagt"));
-        run(&["ip", "netns", "add", &n.0]);
-        n.exec(&["ip", "link", "set", "lo", "up"]);
-        n.exec(&[
-            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ]);
-        n.exec(&["ip", "addr", "add", "192.168.77.1/24", "dev", "eth0"]);
-        n.exec(&["ip", "link", "set", "eth0", "up"]);
-        n.exec(&["ip", "link", "set", "eth1", "up"]);
-        n
-    }
-    fn exec(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// The agent process, killed by PID whatever happens.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(args: &[&str]) {
-    assert!(
-        Command::new(args[0])
-            .args(&args[1..])
-            .status()
-            .unwrap()
-            .success(),
-        "{args:?}"
-    );
+fn node() -> NodeNs {
+    NodeNs::new("uagt", "192.168.77.1/24")
 }
 
 fn config(dir: &Path, network: &str, mode: &str) -> PathBuf {
-    let p = dir.join("unicni.toml");
-    std::fs::write(
-        &p,
+    agent::write_config(
+        dir,
         format!(
             "[cluster]\nname = \"t\"\n[flannel]\nnetwork = \"{network}\"\nsubnet_len = 24\nmode = \"{mode}\"\ninterface = \"eth0\"\n\
              [cni]\nnetwork_name = \"{net}\"\n[store]\nkind = \"file\"\npath = \"{d}/store\"\nlease_ttl_seconds = 10\n\
@@ -73,11 +24,19 @@ fn config(dir: &Path, network: &str, mode: &str) -> PathBuf {
             d = dir.display()
         ),
     )
-    .unwrap();
-    p
 }
 
 fn write_lease(dir: &Path, subnet: &str, node: &str, ip: &str) -> PathBuf {
+    write_lease_record(
+        dir,
+        subnet,
+        &format!(r#""node":"{node}","public_ip":"{ip}","mode":"host-gw""#),
+    )
+}
+
+/// A lease for `subnet` in the file store under `dir`, valid for an hour; `fields` are the
+/// record's other JSON members.
+fn write_lease_record(dir: &Path, subnet: &str, fields: &str) -> PathBuf {
     let k = dir
         .join("store/flannel/subnets")
         .join(subnet.replace('/', "-"));
@@ -89,31 +48,14 @@ fn write_lease(dir: &Path, subnet: &str, node: &str, ip: &str) -> PathBuf {
         + 3600;
     std::fs::write(
         &k,
-        format!(r#"{{"subnet":"{subnet}","node":"{node}","public_ip":"{ip}","mode":"host-gw","expires_at":{exp}}}"#),
+        format!(r#"{{"subnet":"{subnet}",{fields},"expires_at":{exp}}}"#),
     )
     .unwrap();
     k
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < until, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start(ns: &Ns, cfg: &Path, log: &Path) -> Agent {
-    let f = std::fs::File::create(log).unwrap();
-    Agent(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.0, common::BIN, "agent", "--config"])
-            .arg(cfg)
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap(),
-    )
+fn wait_for(what: &str, log: &Path, f: impl FnMut() -> bool) {
+    agent::wait_for(what, 10, log, f);
 }
 
 #[test]
@@ -121,30 +63,28 @@ fn host_gw_routes_follow_leases_and_uninstall_cleans_up() {
     if !common::require_root() {
         return;
     }
-    let ns = Ns::new();
+    let ns = node();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "10.77.0.0/16", "host-gw");
     let peer = write_lease(dir.path(), "10.77.5.0/24", "peer", "192.168.77.2");
     let log = dir.path().join("agent.log");
-    let mut agent = start(&ns, &cfg, &log);
+    let mut agent = agent::start(ns.name(), &cfg, &log);
     let subnet_file = dir.path().join("run/flannel/subnet.json");
-    wait_for("lease published", || subnet_file.exists());
+    wait_for("lease published", &log, || subnet_file.exists());
     let published = std::fs::read_to_string(&subnet_file).unwrap();
     assert!(
         !published.contains("10.77.5.0"),
         "took a held subnet: {published}"
     );
     let route = "10.77.5.0/24 via 192.168.77.2 dev eth0 proto 77";
-    wait_for("peer route", || ns.exec(&["ip", "route"]).contains(route));
+    wait_for("peer route", &log, || {
+        ns.exec(&["ip", "route"]).contains(route)
+    });
 
     // A peer off this node's L2 segment is refused by name, not routed.
     write_lease(dir.path(), "10.77.6.0/24", "far", "10.9.9.9");
-    wait_for("refusal logged", || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("\"far\"")
-    });
-    let metrics = ns.exec(&["curl", "-sf", "http://127.0.0.1:9099/metrics"]);
+    wait_for("refusal logged", &log, || agent::logged(&log, "\"far\""));
+    let metrics = metrics(&ns);
     assert!(
         metrics.contains("unicni_agent_refused_peers 1"),
         "{metrics}"
@@ -156,16 +96,16 @@ fn host_gw_routes_follow_leases_and_uninstall_cleans_up() {
 
     // A peer whose lease is gone loses its route; it comes back with the lease.
     std::fs::remove_file(&peer).unwrap();
-    wait_for("route removed", || {
+    wait_for("route removed", &log, || {
         !ns.exec(&["ip", "route"]).contains("10.77.5.0")
     });
     write_lease(dir.path(), "10.77.5.0/24", "peer", "192.168.77.2");
-    wait_for("route back", || ns.exec(&["ip", "route"]).contains(route));
+    wait_for("route back", &log, || {
+        ns.exec(&["ip", "route"]).contains(route)
+    });
 
     // Stop: readiness withdrawn, datapath kept for the next start.
-    let pid = nix::unistd::Pid::from_raw(agent.0.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(agent.0.wait().unwrap().success());
+    agent.terminate();
     assert!(!subnet_file.exists());
     assert!(ns.exec(&["ip", "route"]).contains(route));
     // No lease published: a pod ADD is told to try again later (CNI code 11), and why.
@@ -174,12 +114,7 @@ fn host_gw_routes_follow_leases_and_uninstall_cleans_up() {
         "clusterNetwork": "10.77.0.0/16", "runDir": dir.path().join("run"),
         "stateDir": dir.path().join("state"),
     });
-    let add = common::cni(
-        "ADD",
-        "c-not-ready",
-        &format!("/var/run/netns/{}", ns.0),
-        &conf,
-    );
+    let add = common::cni("ADD", "c-not-ready", &ns.0.path, &conf);
     assert!(!add.ok);
     let err: serde_json::Value = serde_json::from_str(&add.stdout).unwrap();
     assert_eq!(err["code"], 11, "{}", add.stdout);
@@ -195,15 +130,7 @@ fn host_gw_routes_follow_leases_and_uninstall_cleans_up() {
         "masquerade table expected: {table}"
     );
 
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0, common::BIN, "uninstall", "--config"])
-        .arg(&cfg)
-        .arg("--cni-conf-dir")
-        .arg(dir.path().join("net.d"))
-        .arg("--cni-bin-dir")
-        .arg(dir.path().join("bin"))
-        .output()
-        .unwrap();
+    let out = agent::uninstall(Some(ns.name()), &[], &cfg, dir.path());
     assert!(
         out.status.success(),
         "{}",
@@ -218,16 +145,12 @@ fn exhausted_network_is_refused_clearly() {
     if !common::require_root() {
         return;
     }
-    let ns = Ns::new();
+    let ns = node();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "10.78.0.0/23", "vxlan");
     write_lease(dir.path(), "10.78.0.0/24", "other", "192.168.77.2");
     write_lease(dir.path(), "10.78.1.0/24", "third", "192.168.77.3");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0, common::BIN, "agent", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = agent::run_agent(ns.name(), &cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -250,12 +173,7 @@ fn vpc_route_without_a_reachable_cloud_is_refused_before_touching_anything() {
          metadata_endpoint = \"http://127.0.0.1:9\"\n",
     );
     std::fs::write(&cfg, text).unwrap();
-    let out = Command::new(common::BIN)
-        .arg("agent")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = agent::unicni(&["agent", "--config"], &cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("vpc-route") && err.contains("127.0.0.1:9"),
@@ -269,7 +187,7 @@ fn vxlan_deletions_are_repaired_at_once_not_at_the_next_pass() {
     if !common::require_root() {
         return;
     }
-    let ns = Ns::new();
+    let ns = node();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "10.81.0.0/16", "vxlan");
     // A periodic pass only every 60 s: repairs within seconds must come from kernel events.
@@ -277,23 +195,15 @@ fn vxlan_deletions_are_repaired_at_once_not_at_the_next_pass() {
         .unwrap()
         .replace("reconcile_seconds = 1", "reconcile_seconds = 60");
     std::fs::write(&cfg, text).unwrap();
-    let k = dir.path().join("store/flannel/subnets/10.81.9.0-24");
-    std::fs::create_dir_all(k.parent().unwrap()).unwrap();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    std::fs::write(
-        &k,
-        format!(
-            r#"{{"subnet":"10.81.9.0/24","node":"peer","public_ip":"192.168.77.2","vtep_mac":"02:aa:bb:cc:dd:ee","mode":"vxlan","expires_at":{exp}}}"#
-        ),
-    )
-    .unwrap();
-    let _agent = start(&ns, &cfg, &dir.path().join("agent.log"));
+    write_lease_record(
+        dir.path(),
+        "10.81.9.0/24",
+        r#""node":"peer","public_ip":"192.168.77.2","vtep_mac":"02:aa:bb:cc:dd:ee","mode":"vxlan""#,
+    );
+    let log = dir.path().join("agent.log");
+    let _agent = agent::start(ns.name(), &cfg, &log);
     let route = "10.81.9.0/24 via 10.81.9.0 dev flannel.1 proto 77 onlink";
-    wait_for("peer programmed", || {
+    wait_for("peer programmed", &log, || {
         ns.exec(&["ip", "route"]).contains(route)
     });
     let mac = ns.exec(&["cat", "/sys/class/net/flannel.1/address"]);
@@ -343,12 +253,13 @@ fn a_lost_lease_is_taken_again_with_the_same_subnet() {
     if !common::require_root() {
         return;
     }
-    let ns = Ns::new();
+    let ns = node();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "10.82.0.0/16", "host-gw");
-    let _agent = start(&ns, &cfg, &dir.path().join("agent.log"));
+    let log = dir.path().join("agent.log");
+    let _agent = agent::start(ns.name(), &cfg, &log);
     let subnet_file = dir.path().join("run/flannel/subnet.json");
-    wait_for("lease published", || subnet_file.exists());
+    wait_for("lease published", &log, || subnet_file.exists());
     let before = std::fs::read_to_string(&subnet_file).unwrap();
     // Someone removes the lease from the store (an operator, a store restore).
     let leases = dir.path().join("store/flannel/subnets");
@@ -362,7 +273,7 @@ fn a_lost_lease_is_taken_again_with_the_same_subnet() {
     // The next renewal (a third of the 10 s TTL) notices and takes the same subnet again.
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let m = ns.exec(&["curl", "-sf", "http://127.0.0.1:9099/metrics"]);
+        let m = metrics(&ns);
         if m.contains("unicni_agent_lease_losses_total 1")
             && m.contains("unicni_agent_lease_held 1")
             && mine.exists()
@@ -372,6 +283,6 @@ fn a_lost_lease_is_taken_again_with_the_same_subnet() {
         assert!(Instant::now() < until, "lease not re-taken: {m}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    wait_for("lease file back", || subnet_file.exists());
+    wait_for("lease file back", &log, || subnet_file.exists());
     assert_eq!(std::fs::read_to_string(&subnet_file).unwrap(), before);
 }

@@ -7,22 +7,21 @@
 
 mod common;
 
+use common::agent::{self, listen_in};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use unicni_testkit::cmd::must;
 
 const WEB: &str = "10.81.0.11";
 const CLIENT: &str = "10.81.0.12";
 
-fn must(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `ip -n <ns> <args>` (`args` split at spaces), which must succeed.
+fn ip(ns: &str, args: &str) {
+    let mut argv = vec!["ip", "-n", ns];
+    argv.extend(args.split_whitespace());
+    must(&argv);
 }
 
 /// The node namespace and the two pods' namespaces; all removed on drop.
@@ -42,56 +41,27 @@ impl Node {
         };
         for ns in [&n.ns, &n.web, &n.client] {
             must(&["ip", "netns", "add", ns]);
-            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            ip(ns, "link set lo up");
         }
         let ns = n.ns.as_str();
-        must(&[
-            "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ]);
-        must(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            "192.168.79.1/24",
-            "dev",
-            "eth0",
-        ]);
-        must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
-        must(&["ip", "-n", ns, "link", "set", "eth1", "up"]);
-        must(&["ip", "-n", ns, "link", "add", "pbr0", "type", "bridge"]);
-        must(&["ip", "-n", ns, "addr", "add", "10.81.0.1/24", "dev", "pbr0"]);
-        must(&["ip", "-n", ns, "link", "set", "pbr0", "up"]);
+        ip(ns, "link add eth0 type veth peer name eth1");
+        ip(ns, "addr add 192.168.79.1/24 dev eth0");
+        ip(ns, "link set eth0 up");
+        ip(ns, "link set eth1 up");
+        ip(ns, "link add pbr0 type bridge");
+        ip(ns, "addr add 10.81.0.1/24 dev pbr0");
+        ip(ns, "link set pbr0 up");
         // Host veths named as flannel names them: `uc` + 11 hex digits.
-        for (i, (pod, ip)) in [(&n.web, WEB), (&n.client, CLIENT)].into_iter().enumerate() {
+        for (i, (pod, addr)) in [(&n.web, WEB), (&n.client, CLIENT)].into_iter().enumerate() {
             let veth = format!("uc{:011x}", i + 1);
-            must(&[
-                "ip", "-n", ns, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
-                "netns", pod,
-            ]);
-            must(&["ip", "-n", ns, "link", "set", &veth, "master", "pbr0", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                pod,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                "eth0",
-            ]);
-            must(&["ip", "-n", pod, "link", "set", "eth0", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                pod,
-                "route",
-                "add",
-                "default",
-                "via",
-                "10.81.0.1",
-            ]);
+            ip(
+                ns,
+                &format!("link add {veth} type veth peer name eth0 netns {pod}"),
+            );
+            ip(ns, &format!("link set {veth} master pbr0 up"));
+            ip(pod, &format!("addr add {addr}/24 dev eth0"));
+            ip(pod, "link set eth0 up");
+            ip(pod, "route add default via 10.81.0.1");
         }
         n
     }
@@ -156,21 +126,11 @@ impl Drop for Bpffs {
     }
 }
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The agent's config: flannel host-gw on `eth0`, policy on, `policy` the extra lines of
 /// the `[policy]` table, `store` those of `[store]`.
 fn config(dir: &Path, pin: &Path, policy: &str, store: &str) -> PathBuf {
-    let p = dir.join("unicni.toml");
-    std::fs::write(
-        &p,
+    agent::write_config(
+        dir,
         format!(
             "[cluster]\nname = \"p\"\n[flannel]\nnetwork = \"10.81.0.0/16\"\nmode = \"host-gw\"\n\
              interface = \"eth0\"\nmasquerade = false\n\
@@ -184,33 +144,10 @@ fn config(dir: &Path, pin: &Path, policy: &str, store: &str) -> PathBuf {
             d = dir.display()
         ),
     )
-    .unwrap();
-    p
 }
 
-fn start(node: &Node, cfg: &Path, log: &Path) -> Agent {
-    let f = std::fs::File::create(log).unwrap();
-    Agent(
-        Command::new("ip")
-            .args(["netns", "exec", &node.ns, common::BIN, "agent", "--config"])
-            .arg(cfg)
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn wait_for(what: &str, log: &Path, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(
-            Instant::now() < until,
-            "timed out waiting for: {what}; agent log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for(what: &str, log: &Path, f: impl FnMut() -> bool) {
+    agent::wait_for(what, 15, log, f);
 }
 
 /// The value of the sample `name` (with its labels, as printed) in a scrape.
@@ -262,7 +199,7 @@ fn policy_enforced_by_the_agent_shows_on_metrics() {
         "",
     );
     let log = dir.path().join("agent.log");
-    let _agent = start(&node, &cfg, &log);
+    let _agent = agent::start(&node.ns, &cfg, &log);
     wait_for("policy applied to both pod veths", &log, || {
         let m = node.metrics();
         sample(&m, "unicni_policy_synced") == Some(1.0)
@@ -356,17 +293,6 @@ fn policy_enforced_by_the_agent_shows_on_metrics() {
 }
 
 /// Binds a listener on 127.0.0.1 inside network namespace `ns` (from a thread of its own).
-fn listen_in(ns: &str) -> std::net::TcpListener {
-    let path = format!("/var/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(path).unwrap();
-        nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap()
-    })
-    .join()
-    .unwrap()
-}
-
 const PODS: &str = "/api/v1/pods";
 const NAMESPACES: &str = "/api/v1/namespaces";
 const POLICIES: &str = "/apis/networking.k8s.io/v1/networkpolicies";
@@ -418,7 +344,7 @@ fn the_agent_takes_policies_from_the_kubernetes_api() {
         &format!("kubeconfig = \"{}\"", kc.display()),
     );
     let log = dir.path().join("agent.log");
-    let _agent = start(&node, &cfg, &log);
+    let _agent = agent::start(&node.ns, &cfg, &log);
     wait_for("first snapshot applied to both pod veths", &log, || {
         let m = node.metrics();
         sample(&m, "unicni_policy_synced") == Some(1.0)

@@ -7,33 +7,8 @@ mod common;
 
 use common::BIN;
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const SIM: &str = r#"
-security_groups = ["sg-t"]
-[[vswitches]]
-id = "vsw-node"
-zone = "cn-hangzhou-a"
-cidr = "192.168.0.0/24"
-[[vswitches]]
-id = "vsw-pod"
-zone = "cn-hangzhou-a"
-cidr = "192.168.16.0/20"
-[[instances]]
-id = "i-small"
-instance_type = "ecs.g6.large"
-vswitch_id = "vsw-node"
-"#;
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Status line and headers, and body, of `GET path`; `None` while nothing listens.
 fn get(port: u16, path: &str) -> Option<(String, String)> {
@@ -49,24 +24,14 @@ fn get(port: u16, path: &str) -> Option<(String, String)> {
     Some((head.to_string(), body.to_string()))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn terway_not_ready_says_why_and_metrics_are_one_openmetrics_exposition() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("sim.toml"), SIM).unwrap();
-    let sim = common::sim::start(&d.join("sim.toml"));
-    let port = free_port();
-    let config = d.join("unicni.toml");
-    std::fs::write(
-        &config,
+    let sim = common::sim::start_zone(d, None, &[("i-small", "ecs.g6.large")]);
+    let port = common::free_port();
+    let config = common::agent::write_config(
+        d,
         format!(
             "[backend]\nkind = \"terway\"\n[terway]\nmode = \"shared-eni\"\n\
              vswitches = [\"vsw-pod\"]\npod_info_dir = \"{d}/pods\"\n\
@@ -79,10 +44,9 @@ fn terway_not_ready_says_why_and_metrics_are_one_openmetrics_exposition() {
             d = d.display(),
             e = sim.endpoint,
         ),
-    )
-    .unwrap();
+    );
     let log = d.join("agent.log");
-    let _agent = Agent(
+    let _agent = common::KillOnDrop(
         Command::new(BIN)
             .args(["agent", "--config"])
             .arg(&config)

@@ -8,12 +8,22 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
+/// A network of the test's own, or `None` (the test skips) without root.
+fn root_net() -> Option<TestNet> {
+    require_root().then(TestNet::new)
+}
+
+/// The first address of an ADD result, without its prefix length.
+fn pod_ip(result: &Value) -> String {
+    let addr = result["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no address in {result}"));
+    addr.split('/').next().unwrap_or(addr).to_string()
+}
+
 #[test]
 fn add_gives_eth0_with_an_address_and_a_default_route() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let ns = Netns::new();
     let out = cni("ADD", "c1", &ns.path, &net.conf("1.1.0"));
     assert!(out.ok, "{} {}", out.stdout, out.stderr);
@@ -41,29 +51,14 @@ fn add_gives_eth0_with_an_address_and_a_default_route() {
 
 #[test]
 fn two_pods_reach_each_other_and_the_gateway_and_del_leaves_nothing() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let (a, b) = (Netns::new(), Netns::new());
     let conf = net.conf("1.0.0");
     let ra = cni("ADD", "ca", &a.path, &conf);
     let rb = cni("ADD", "cb", &b.path, &conf);
     assert!(ra.ok && rb.ok, "{} {}", ra.stdout, rb.stdout);
-    let ip_b = rb.json()["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let ip_a = ra.json()["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let ip_b = pod_ip(&rb.json());
+    let ip_a = pod_ip(&ra.json());
     assert_ne!(ip_a, ip_b);
     assert!(a.ping(&ip_b), "pod a cannot reach pod b");
     assert!(b.ping(&ip_a), "pod b cannot reach pod a");
@@ -81,10 +76,7 @@ fn two_pods_reach_each_other_and_the_gateway_and_del_leaves_nothing() {
 
 #[test]
 fn del_is_idempotent_with_empty_or_vanished_netns_and_without_state() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let conf = net.conf("1.1.0");
     let ns = Netns::new();
     assert!(cni("ADD", "c1", &ns.path, &conf).ok);
@@ -112,10 +104,7 @@ fn del_is_idempotent_with_empty_or_vanished_netns_and_without_state() {
 
 #[test]
 fn add_into_a_netns_that_has_the_interface_fails_cleanly() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let conf = net.conf("1.1.0");
     let ns = Netns::new();
     assert!(cni("ADD", "first", &ns.path, &conf).ok);
@@ -130,10 +119,7 @@ fn add_into_a_netns_that_has_the_interface_fails_cleanly() {
 
 #[test]
 fn check_passes_then_detects_a_deleted_pod_interface() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let ns = Netns::new();
     let mut conf = net.conf("1.1.0");
     let add = cni("ADD", "c1", &ns.path, &conf);
@@ -159,10 +145,7 @@ fn check_passes_then_detects_a_deleted_pod_interface() {
 
 #[test]
 fn fifty_parallel_adds_get_fifty_distinct_working_addresses() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let conf = net.conf("1.1.0");
     let namespaces: Vec<Netns> = (0..50).map(|_| Netns::new()).collect();
     let children: Vec<_> = namespaces
@@ -179,13 +162,7 @@ fn fifty_parallel_adds_get_fifty_distinct_working_addresses() {
             String::from_utf8_lossy(&out.stdout)
         );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let ip = v["ips"][0]["address"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string();
+        let ip = pod_ip(&v);
         assert!(!ips.contains(&ip), "address {ip} handed out twice");
         ips.push(ip);
     }
@@ -224,10 +201,7 @@ fn kill_add_at(failpoint: &str, container: &str, ns: &Netns, conf: &Value) {
 
 #[test]
 fn add_killed_midway_then_gc_leaves_no_leak() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let conf = net.conf("1.1.0");
     let keep = Netns::new();
     assert!(cni("ADD", "keeper", &keep.path, &conf).ok);
@@ -256,10 +230,7 @@ fn add_killed_midway_then_gc_leaves_no_leak() {
 
 #[test]
 fn gc_accepts_the_older_attachments_key() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let conf = net.conf("1.1.0");
     let (a, b) = (Netns::new(), Netns::new());
     assert!(cni("ADD", "a", &a.path, &conf).ok);
@@ -394,10 +365,7 @@ fn version_and_status() {
 
 #[test]
 fn add_without_a_lease_is_try_again_later() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let ns = Netns::new();
     let mut conf = net.conf("1.1.0");
     conf.as_object_mut().unwrap().remove("subnet");
@@ -420,10 +388,7 @@ fn add_without_a_lease_is_try_again_later() {
 
 #[test]
 fn old_config_versions_and_a_conflist_on_stdin_work() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     for (i, version) in ["0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
         let ns = Netns::new();
         let out = cni("ADD", &format!("v{i}"), &ns.path, &net.conf(version));
@@ -446,10 +411,7 @@ fn old_config_versions_and_a_conflist_on_stdin_work() {
 
 #[test]
 fn masquerade_rules_exist_after_first_pod() {
-    if !require_root() {
-        return;
-    }
-    let net = TestNet::new();
+    let Some(net) = root_net() else { return };
     let ns = Netns::new();
     assert!(cni("ADD", "c1", &ns.path, &net.conf("1.1.0")).ok);
     let out = std::process::Command::new("nft")

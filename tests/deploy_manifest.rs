@@ -1,9 +1,10 @@
 //! The shipped DaemonSet manifest stays consistent with the binary: its config validates,
 //! and the commands it runs exist.
 
-use std::process::Command;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_unicni");
+use common::BIN;
+use std::process::Command;
 
 #[test]
 fn the_daemonset_config_validates_and_its_commands_exist() {
@@ -18,18 +19,8 @@ fn the_daemonset_config_validates_and_its_commands_exist() {
         .expect("a ConfigMap");
     let toml = cm["data"]["unicni.toml"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("unicni.toml");
-    std::fs::write(&path, toml).unwrap();
-    let out = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path = common::agent::write_config(dir.path(), toml);
+    common::agent::unicni_ok(&["config", "check"], &path);
 
     let ds = docs
         .iter()

@@ -1,23 +1,22 @@
 //! `unicni install` and the cluster lock, through the real binary.
 
+mod common;
+
+use common::agent::{unicni, write_config as write_file};
+use common::BIN;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_unicni");
-
 fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
-    let p = dir.join("unicni.toml");
-    std::fs::write(
-        &p,
+    write_file(
+        dir,
         format!(
             "[flannel]\nnetwork = \"10.90.0.0/16\"\nbridge = \"uinstall0\"\n{extra}\n\
              [store]\npath = \"{d}/store\"\n[node]\nname = \"node-a\"\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n",
             d = dir.display()
         ),
     )
-    .unwrap();
-    p
 }
 
 fn install(dir: &Path, config: &Path, env: &[(&str, &str)]) -> std::process::Output {
@@ -70,11 +69,7 @@ fn first_install_writes_lock_conflist_and_binary() {
             .collect();
         assert_eq!(names.len(), 1, "{dir}: {names:?}");
     }
-    let show = Command::new(BIN)
-        .args(["lock", "show", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let show = lock_show(&cfg);
     assert!(show.status.success());
     let lock: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(lock["backend"], "flannel");
@@ -164,11 +159,7 @@ fn invalid_config_is_refused_before_anything_is_written() {
     );
     assert!(!d.path().join("net.d").exists());
     assert!(!d.path().join("store").exists());
-    let check = Command::new(BIN)
-        .args(["config", "check"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let check = unicni(&["config", "check"], &cfg);
     assert!(!check.status.success());
 }
 
@@ -176,11 +167,7 @@ fn invalid_config_is_refused_before_anything_is_written() {
 fn lock_show_without_install_says_so() {
     let d = tempfile::tempdir().unwrap();
     let cfg = write_config(d.path(), "");
-    let out = Command::new(BIN)
-        .args(["lock", "show", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = lock_show(&cfg);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not been installed"));
 }
@@ -251,15 +238,7 @@ fn uninstall_removes_conflist_binary_bridge_and_rules() {
             .success()
     };
     assert!(has_table() && has_bridge());
-    let out = Command::new(BIN)
-        .args(["uninstall", "--purge", "--config"])
-        .arg(&cfg)
-        .arg("--cni-conf-dir")
-        .arg(d.path().join("net.d"))
-        .arg("--cni-bin-dir")
-        .arg(d.path().join("bin"))
-        .output()
-        .unwrap();
+    let out = common::agent::uninstall(None, &["--purge"], &cfg, d.path());
     assert!(
         out.status.success(),
         "{}",
@@ -274,25 +253,18 @@ fn uninstall_removes_conflist_binary_bridge_and_rules() {
 /// A config on a store other than the file store; the flannel subnet and MTU are given so
 /// that install touches nothing but the store (the lock).
 fn write_store_config(dir: &Path, store: &str) -> std::path::PathBuf {
-    let p = dir.join("unicni.toml");
-    std::fs::write(
-        &p,
+    write_file(
+        dir,
         format!(
             "[flannel]\nnetwork = \"10.91.0.0/16\"\nnode_subnet = \"10.91.3.0/24\"\nmtu = 1450\n\
              [store]\n{store}\n[node]\nname = \"node-a\"\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n",
             d = dir.display()
         ),
     )
-    .unwrap();
-    p
 }
 
 fn lock_show(cfg: &Path) -> std::process::Output {
-    Command::new(BIN)
-        .args(["lock", "show", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap()
+    unicni(&["lock", "show", "--config"], cfg)
 }
 
 /// Before install: "not installed"; after: the record install wrote, from the same store.
@@ -321,61 +293,12 @@ fn lock_show_round_trip(dir: &Path, cfg: &Path) {
     assert_eq!(lock["cluster_cidr"], "10.91.0.0/16", "{lock}");
 }
 
-/// The etcd server and its data directory, both gone when the test ends.
-struct Etcd(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn lock_show_reads_an_etcd_store() {
-    if !Path::new("/usr/bin/etcd").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "etcd-server missing in CI"
-        );
+    let Some(etcd) = unicni_testkit::Etcd::start() else {
         return;
-    }
-    let data = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let _etcd = Etcd(
-        Command::new("/usr/bin/etcd")
-            .arg("--data-dir")
-            .arg(data.path().join("data"))
-            .args(["--name", "t", "--listen-client-urls", &url])
-            .args([
-                "--advertise-client-urls",
-                &url,
-                "--listen-peer-urls",
-                &peer_url,
-            ])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("t={peer_url}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-        data,
-    );
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-        assert!(std::time::Instant::now() < until, "etcd did not start");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    };
+    let url = &etcd.url;
     let d = tempfile::tempdir().unwrap();
     let cfg = write_store_config(
         d.path(),

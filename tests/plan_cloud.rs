@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::BIN;
-use std::process::Command;
+use common::agent::{unicni, unicni_ok};
 
 fn start_sim() -> (common::sim::Sim, String) {
     let sim = common::sim::start(std::path::Path::new(concat!(
@@ -37,15 +36,9 @@ fn plan_reads_instance_types_and_vswitches_from_the_cloud_api() {
     let (_sim, endpoint) = start_sim();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &endpoint, "unicni-sim-secret");
-    let out = Command::new(BIN)
-        .args(["plan", "--from-cloud", "--output", "json", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = unicni_ok(
+        &["plan", "--from-cloud", "--output", "json", "--config"],
+        &cfg,
     );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pods = plan["pods_per_node"].as_array().unwrap();
@@ -63,11 +56,7 @@ fn plan_reads_instance_types_and_vswitches_from_the_cloud_api() {
     let zones = plan["pod_addresses"]["by_zone"].as_object().unwrap();
     assert!(zones.contains_key("cn-hangzhou-a") && zones.contains_key("cn-hangzhou-b"));
     // Without --from-cloud nobody knows the free addresses.
-    let offline = Command::new(BIN)
-        .args(["plan", "--output", "json", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let offline = unicni(&["plan", "--output", "json", "--config"], &cfg);
     let offline: serde_json::Value = serde_json::from_slice(&offline.stdout).unwrap();
     assert!(offline["pod_addresses"]["total"].is_null());
 }
@@ -77,11 +66,7 @@ fn a_wrong_secret_is_an_auth_error_that_does_not_show_the_secret() {
     let (_sim, endpoint) = start_sim();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &endpoint, "definitely-wrong-secret");
-    let out = Command::new(BIN)
-        .args(["plan", "--from-cloud", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = unicni(&["plan", "--from-cloud", "--config"], &cfg);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("DescribeInstanceTypes"), "{err}");

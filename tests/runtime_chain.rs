@@ -18,12 +18,7 @@ use std::process::{Command, Stdio};
 const CHAIN: &[&str] = &["portmap", "bandwidth"];
 
 fn setup(defer: &mut Defer, chain: &[&str]) -> Network {
-    let tmp = tempfile::Builder::new()
-        .prefix("unicni-chain-")
-        .tempdir_in("/tmp")
-        .unwrap()
-        .keep();
-    defer.remove_path(&tmp);
+    let tmp = defer.temp_dir("unicni-chain-");
     install(plugin_under_test(), &tmp.join("cni"), chain, defer)
 }
 
@@ -186,28 +181,17 @@ fn chain_add_check_del_in_proc_pid_netns() {
             },
         }),
     };
-    {
-        // Whatever happens below, portmap's chains and bandwidth's ifb must not outlive
-        // the test: DEL the whole chain at the end (a no-op after the test's own DELs).
-        let (list, bin_dir, id, rc) = (
-            list.clone(),
-            net.bin_dir.clone(),
-            container_id.clone(),
-            inv.runtime_config.clone(),
-        );
-        defer.push("CNI DEL of the chain", move || {
-            let inv = Invocation {
-                container_id: &id,
-                netns: "",
-                ifname: "eth0",
-                cni_args: "IgnoreUnknown=1",
-                runtime_config: rc,
-            };
-            if let Err(e) = cniexec::del(&list, &bin_dir, &inv, None) {
-                eprintln!("cleanup: {e}");
-            }
-        });
-    }
+    // Whatever happens below, portmap's chains and bandwidth's ifb must not outlive
+    // the test: DEL the whole chain at the end (a no-op after the test's own DELs).
+    cniexec::defer_del(
+        &mut defer,
+        "CNI DEL of the chain",
+        list.clone(),
+        net.bin_dir.clone(),
+        container_id.clone(),
+        "IgnoreUnknown=1",
+        inv.runtime_config.clone(),
+    );
     let result = cniexec::add(&list, &net.bin_dir, &inv).unwrap_or_else(|e| panic!("ADD: {e}"));
 
     // The last plugin's result is unicni's, passed through: same address, same interface.

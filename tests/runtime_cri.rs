@@ -100,12 +100,7 @@ fn two_pods_ping_hostport_and_clean_removal(plugin: Plugin) {
         ]
     );
     let mut defer = Defer::new();
-    let tmp = tempfile::Builder::new()
-        .prefix("unicni-cri-")
-        .tempdir_in("/tmp")
-        .unwrap()
-        .keep();
-    defer.remove_path(&tmp);
+    let tmp = defer.temp_dir("unicni-cri-");
     let net = install(plugin, &tmp.join("cni"), CHAIN, &mut defer);
     let (_, oci) = write_images(&tmp);
     let ctrd = Containerd::start(&tmp.join("containerd"), &net, &oci);

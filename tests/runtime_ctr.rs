@@ -9,7 +9,7 @@
 
 mod runtimes;
 
-use runtimes::cniexec::{self, Invocation};
+use runtimes::cniexec;
 use runtimes::containerd::Containerd;
 use runtimes::guard::{Daemon, Defer};
 use runtimes::image::{write_images, IMAGE_REF};
@@ -82,12 +82,7 @@ fn ctr_run_cni(plugin: Plugin) {
     // /etc/cni/net.d and /opt/cni/bin are the host's: one ctr test at a time.
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut defer = Defer::new();
-    let tmp = tempfile::Builder::new()
-        .prefix("unicni-ctr-")
-        .tempdir_in("/tmp")
-        .unwrap()
-        .keep();
-    defer.remove_path(&tmp);
+    let tmp = defer.temp_dir("unicni-ctr-");
     let net = install(plugin, &tmp.join("cni"), &[], &mut defer);
     place_for_ctr(&net, &mut defer);
     let (_, oci) = write_images(&tmp);
@@ -113,23 +108,15 @@ fn ctr_run_cni(plugin: Plugin) {
         .expect("spawn ctr run");
     let mut ctr_run = Daemon::new("ctr run --cni", child);
     // If the test fails before ctr's own DEL ran, undo ADD by hand (ctr -d would never).
-    {
-        let list = net.conflist_json();
-        let bin_dir = net.bin_dir.clone();
-        let cni_id = cni_id.clone();
-        defer.push("CNI DEL for the ctr container", move || {
-            let inv = Invocation {
-                container_id: &cni_id,
-                netns: "",
-                ifname: "eth0",
-                cni_args: "",
-                runtime_config: serde_json::json!({}),
-            };
-            if let Err(e) = cniexec::del(&list, &bin_dir, &inv, None) {
-                eprintln!("cleanup: {e}");
-            }
-        });
-    }
+    cniexec::defer_del(
+        &mut defer,
+        "CNI DEL for the ctr container",
+        net.conflist_json(),
+        net.bin_dir.clone(),
+        cni_id.clone(),
+        "",
+        serde_json::json!({}),
+    );
 
     let pid = wait_for("ctr task to run", Duration::from_secs(30), || {
         if !ctr_run.alive() {

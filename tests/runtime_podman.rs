@@ -23,12 +23,7 @@ fn two_containers_ping_and_release(plugin: Plugin) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut defer = Defer::new();
     defer.restore_absent(std::path::Path::new("/var/lib/containers"));
-    let tmp = tempfile::Builder::new()
-        .prefix("unicni-podman-")
-        .tempdir_in("/tmp")
-        .unwrap()
-        .keep();
-    defer.remove_path(&tmp);
+    let tmp = defer.temp_dir("unicni-podman-");
     let net = install(plugin, &tmp.join("cni"), &["portmap"], &mut defer);
     let (rootfs, _) = write_images(&tmp);
     let cgroup_parent = format!("/unicni-test-{}", net.name);

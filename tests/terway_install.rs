@@ -4,38 +4,16 @@
 
 mod common;
 
-use common::BIN;
-use std::process::Command;
-
-const SIM: &str = r#"
-security_groups = ["sg-t"]
-[[vswitches]]
-id = "vsw-node"
-zone = "cn-hangzhou-a"
-cidr = "192.168.0.0/24"
-[[vswitches]]
-id = "vsw-pod"
-zone = "cn-hangzhou-a"
-cidr = "192.168.16.0/20"
-ipv6_cidr = "fd00:16::/64"
-[[instances]]
-id = "i-small"
-instance_type = "ecs.g6.large"
-vswitch_id = "vsw-node"
-[[instances]]
-id = "i-g6x"
-instance_type = "ecs.g6.xlarge"
-vswitch_id = "vsw-node"
-[[instances]]
-id = "i-g7"
-instance_type = "ecs.g7.large"
-vswitch_id = "vsw-node"
-"#;
-
 fn start_sim(dir: &std::path::Path) -> common::sim::Sim {
-    let cfg = dir.join("sim.toml");
-    std::fs::write(&cfg, SIM).unwrap();
-    common::sim::start(&cfg)
+    common::sim::start_zone(
+        dir,
+        Some("fd00:16::/64"),
+        &[
+            ("i-small", "ecs.g6.large"),
+            ("i-g6x", "ecs.g6.xlarge"),
+            ("i-g7", "ecs.g7.large"),
+        ],
+    )
 }
 
 /// Runs `unicni install` for `instance` in `mode`/`stack`; (success, stderr, conflist).
@@ -47,11 +25,13 @@ fn install(
     stack: &str,
 ) -> (bool, String, String) {
     let d = dir.join(format!("{instance}-{mode}-{stack}"));
-    std::fs::create_dir_all(d.join("net.d")).unwrap();
-    std::fs::create_dir_all(d.join("bin")).unwrap();
-    let config = d.join("unicni.toml");
-    std::fs::write(
-        &config,
+    let [net_d, bin] = ["net.d", "bin"].map(|name| {
+        let p = d.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p.display().to_string()
+    });
+    let config = common::agent::write_config(
+        &d,
         format!(
             "[cluster]\nip_stack = \"{stack}\"\n[backend]\nkind = \"terway\"\n[terway]\nmode = \"{mode}\"\n\
              vswitches = [\"vsw-pod\"]\n[store]\nkind = \"file\"\npath = \"{store}\"\n\
@@ -62,18 +42,18 @@ fn install(
             store = d.join("store").display(),
             d = d.display(),
         ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .arg("install")
-        .arg("--config")
-        .arg(&config)
-        .arg("--cni-conf-dir")
-        .arg(d.join("net.d"))
-        .arg("--cni-bin-dir")
-        .arg(d.join("bin"))
-        .output()
-        .unwrap();
+    );
+    let out = common::agent::unicni(
+        &[
+            "install",
+            "--cni-conf-dir",
+            &net_d,
+            "--cni-bin-dir",
+            &bin,
+            "--config",
+        ],
+        &config,
+    );
     let conflist = std::fs::read_to_string(d.join("net.d/10-unicni.conflist")).unwrap_or_default();
     (
         out.status.success(),

@@ -2,6 +2,7 @@
 //! networks that clean themselves up, and a way to run the plugin like a runtime does.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod lab;
 pub mod sim;
 
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 // Each test binary uses part of this module.
 #[allow(unused_imports)]
-pub use unicni_testkit::{require_root, unique, CniOutput, CniRun, Netns};
+pub use unicni_testkit::{free_port, require_root, unique, CniOutput, CniRun, KillOnDrop, Netns};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_unicni");
 

@@ -2,18 +2,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use unicni_testkit::KillOnDrop;
 
 pub struct Sim {
-    child: Child,
+    _child: KillOnDrop,
     pub endpoint: String,
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts the emulator with `config` and waits for the `endpoint=` line it prints.
@@ -34,5 +28,31 @@ pub fn start(config: &Path) -> Sim {
         .strip_prefix("endpoint=")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    Sim { child, endpoint }
+    Sim {
+        _child: KillOnDrop(child),
+        endpoint,
+    }
+}
+
+/// Starts the emulator on a small zone-a cloud written to `dir/sim.toml`: a node vSwitch
+/// `vsw-node` (192.168.0.0/24), a pod vSwitch `vsw-pod` (192.168.16.0/20, plus `pod_ipv6`
+/// when given) and `instances` as (id, instance type) on the node vSwitch.
+pub fn start_zone(dir: &Path, pod_ipv6: Option<&str>, instances: &[(&str, &str)]) -> Sim {
+    let vswitch = |id: &str, cidr: &str| {
+        format!("[[vswitches]]\nid = \"{id}\"\nzone = \"cn-hangzhou-a\"\ncidr = \"{cidr}\"\n")
+    };
+    let mut toml = String::from("security_groups = [\"sg-t\"]\n");
+    toml += &vswitch("vsw-node", "192.168.0.0/24");
+    toml += &vswitch("vsw-pod", "192.168.16.0/20");
+    if let Some(v6) = pod_ipv6 {
+        toml += &format!("ipv6_cidr = \"{v6}\"\n");
+    }
+    for (id, ty) in instances {
+        toml += &format!(
+            "[[instances]]\nid = \"{id}\"\ninstance_type = \"{ty}\"\nvswitch_id = \"vsw-node\"\n"
+        );
+    }
+    let path = dir.join("sim.toml");
+    std::fs::write(&path, toml).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    start(&path)
 }

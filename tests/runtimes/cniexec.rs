@@ -3,8 +3,9 @@
 //! capabilities a plugin declares. Used to clean up after `ctr run -d` (which never runs
 //! DEL) and to test chaining without a runtime in between.
 
+use super::guard::Defer;
 use serde_json::{json, Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use unicni_testkit::CniRun;
 
 pub struct Invocation<'a> {
@@ -142,4 +143,30 @@ pub fn del(
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// Registers a DEL through the whole list with `defer`, with no namespace and interface
+/// `eth0` (as a runtime cleaning up after a sandbox that is gone): whatever fails in the
+/// test, what ADD set up does not outlive it. A failing cleanup DEL is reported, not fatal.
+pub fn defer_del(
+    defer: &mut Defer,
+    what: &str,
+    list: Value,
+    bin_dir: PathBuf,
+    container_id: String,
+    cni_args: &'static str,
+    runtime_config: Value,
+) {
+    defer.push(what, move || {
+        let inv = Invocation {
+            container_id: &container_id,
+            netns: "",
+            ifname: "eth0",
+            cni_args,
+            runtime_config,
+        };
+        if let Err(e) = del(&list, &bin_dir, &inv, None) {
+            eprintln!("cleanup: {e}");
+        }
+    });
 }

@@ -37,6 +37,18 @@ impl Defer {
         });
     }
 
+    /// A new directory `/tmp/<prefix>…`, kept past its handle and removed (mounts below it
+    /// first) when the deferred actions run.
+    pub fn temp_dir(&mut self, prefix: &str) -> PathBuf {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .unwrap_or_else(|e| panic!("a temporary directory {prefix}… in /tmp: {e}"))
+            .keep();
+        self.remove_path(&dir);
+        dir
+    }
+
     pub fn remove_path(&mut self, path: &Path) {
         let path = path.to_path_buf();
         self.push(format!("remove {}", path.display()), move || {

@@ -65,7 +65,7 @@ pub fn install(plugin: Plugin, dir: &Path, chain: &[&str], defer: &mut Defer) ->
     }
 
     let chain: Vec<String> = chain.iter().map(|s| s.to_string()).collect();
-    match plugin {
+    let (conflist, state_dirs, config) = match plugin {
         Plugin::Reference => {
             for p in ["bridge", "host-local"] {
                 std::os::unix::fs::symlink(Path::new(REFERENCE_DIR).join(p), bin_dir.join(p))
@@ -89,19 +89,7 @@ pub fn install(plugin: Plugin, dir: &Path, chain: &[&str], defer: &mut Defer) ->
             let conflist = conf_dir.join("10-reference.conflist");
             let body = json!({ "cniVersion": "1.0.0", "name": name, "plugins": plugins });
             std::fs::write(&conflist, serde_json::to_vec_pretty(&body).unwrap()).unwrap();
-            Network {
-                plugin,
-                name,
-                bridge,
-                subnet,
-                gateway,
-                conf_dir,
-                bin_dir,
-                conflist,
-                state_dirs: vec![ipam_dir],
-                chain,
-                config: None,
-            }
+            (conflist, vec![ipam_dir], None)
         }
         Plugin::Unicni => {
             let state = dir.join("state");
@@ -141,20 +129,21 @@ pub fn install(plugin: Plugin, dir: &Path, chain: &[&str], defer: &mut Defer) ->
                 "unicni install succeeded but copied no unicni into {}",
                 bin_dir.display()
             );
-            Network {
-                plugin,
-                name,
-                bridge,
-                subnet,
-                gateway,
-                conf_dir,
-                bin_dir,
-                conflist,
-                state_dirs: vec![state, run_dir, store],
-                chain,
-                config: Some(config),
-            }
+            (conflist, vec![state, run_dir, store], Some(config))
         }
+    };
+    Network {
+        plugin,
+        name,
+        bridge,
+        subnet,
+        gateway,
+        conf_dir,
+        bin_dir,
+        conflist,
+        state_dirs,
+        chain,
+        config,
     }
 }
 
@@ -166,9 +155,6 @@ fn chained_plugin(kind: &str) -> Value {
     }
 }
 
-/// The config a test writes for `unicni install`: flannel host-gw (no vxlan device or UDP
-/// port that parallel tests would fight over), no masquerade (no shared nftables state),
-/// a pinned node subnet and every state path inside the test's temp dir.
 pub fn unicni_config(
     name: &str,
     bridge: &str,

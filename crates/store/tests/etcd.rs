@@ -1,89 +1,25 @@
 //! The etcd store against a real etcd server (Debian's etcd-server), started on a free
 //! loopback port with its own data directory and stopped by PID.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use unicni_core::{CreateOutcome, Store};
 use unicni_store::{EtcdStore, LeasedCreate};
-
-struct Etcd {
-    child: Child,
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = &self.dir;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn etcd() -> Option<Etcd> {
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "etcd-server missing in CI"
-        );
-        eprintln!("skipping: /usr/bin/etcd not installed");
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let child = Command::new("/usr/bin/etcd")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--name",
-            "t",
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .args(["--initial-cluster", &format!("t={peer_url}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-        assert!(Instant::now() < until, "etcd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(Etcd { child, dir, url })
-}
+use unicni_testkit::Etcd;
 
 #[tokio::test]
 async fn create_only_ttl_keepalive_and_expiry_on_a_real_etcd() {
-    let Some(e) = etcd() else { return };
+    let Some(e) = Etcd::start() else { return };
     let s = EtcdStore::connect(std::slice::from_ref(&e.url), "/t")
         .await
         .unwrap();
-    assert_eq!(
+    // The first create wins; the second is told what the winner wrote.
+    let outcomes = [
         s.create("lock", b"a").await.unwrap(),
-        CreateOutcome::Created
-    );
-    assert_eq!(
         s.create("lock", b"b").await.unwrap(),
-        CreateOutcome::Exists(b"a".to_vec())
+    ];
+    assert_eq!(
+        outcomes,
+        [CreateOutcome::Created, CreateOutcome::Exists(b"a".to_vec())]
     );
     s.put("x/1", b"1").await.unwrap();
     s.put("x/2", b"2").await.unwrap();
@@ -129,7 +65,7 @@ async fn create_only_ttl_keepalive_and_expiry_on_a_real_etcd() {
 
 #[tokio::test]
 async fn unreachable_etcd_is_a_clear_error() {
-    let port = free_port();
+    let port = unicni_testkit::free_port();
     let err = EtcdStore::connect(&[format!("http://127.0.0.1:{port}")], "/t")
         .await
         .err()

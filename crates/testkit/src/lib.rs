@@ -8,17 +8,23 @@
 //!   code inside a named one on a thread of its own.
 //! - [`CniRun`]: executes a CNI plugin the way a runtime does (environment, config on
 //!   stdin) and returns its exit status and parsed result or error.
+//! - [`KillOnDrop`], [`free_port`], [`wait_until`], [`Etcd`]: processes a test starts
+//!   (an agent, a real etcd) and waiting for what they do.
 
 pub mod cmd;
 mod cni;
+mod etcd;
 mod names;
 mod netns;
 pub mod perf;
 pub mod probe;
+mod process;
 
 pub use cni::{CniError, CniOutput, CniRun};
+pub use etcd::Etcd;
 pub use names::{unique, unique_ifname, IFNAME_MAX};
 pub use netns::{enter_netns, in_netns, Netns};
+pub use process::{free_port, wait_until, KillOnDrop};
 
 /// Whether a root-only test may run. Without root it returns false after a note on stderr
 /// (a developer's unprivileged run skips), except under CI, where it panics: a CI run that
