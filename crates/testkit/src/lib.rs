@@ -11,6 +11,7 @@
 
 pub mod cmd;
 mod cni;
+mod launch;
 mod names;
 mod netns;
 
