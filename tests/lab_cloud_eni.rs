@@ -9,25 +9,14 @@
 
 mod common;
 
-use common::lab::Lab;
+use common::lab::{wait_for, Lab};
 
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use unicni_cloud::poll::{wait_eni_status, PollPolicy};
 use unicni_cloud::{Cloud, CreateEniRequest, EniStatus, IpRequest};
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < until,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 fn ip(args: &[&str]) -> Output {
     Command::new("ip").args(args).output().unwrap()

@@ -7,21 +7,11 @@
 
 mod common;
 
-use common::lab::Lab;
+use common::lab::{failed_checks, Lab};
 
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn failed_checks(v: &Value) -> Vec<String> {
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] != true)
-        .map(|c| c.to_string())
-        .collect()
-}
 
 fn named<'a>(v: &'a Value, name: &str) -> Vec<&'a Value> {
     v["checks"]
