@@ -76,13 +76,7 @@ fn lab_materializes_attached_enis_and_routes_their_ips() {
             })
             .await
             .unwrap();
-        cloud
-            .attach_network_interface(&eni.id, &instance)
-            .await
-            .unwrap();
-        wait_eni_status(&cloud, &eni.id, EniStatus::InUse, PollPolicy::default())
-            .await
-            .unwrap();
+        attach_and_wait(&cloud, &eni.id, &instance).await;
         wait_for(
             &format!("a link with MAC {} in {n1}", eni.mac),
             Duration::from_secs(10),
@@ -136,13 +130,7 @@ fn lab_materializes_attached_enis_and_routes_their_ips() {
             || vpc_route(&vpc, sec).is_empty(),
         );
 
-        cloud
-            .detach_network_interface(&eni.id, &instance)
-            .await
-            .unwrap();
-        wait_eni_status(&cloud, &eni.id, EniStatus::Available, PollPolicy::default())
-            .await
-            .unwrap();
+        detach_and_wait(&cloud, &eni.id, &instance).await;
         wait_for(
             &format!("the link with MAC {} to leave {n1}", eni.mac),
             Duration::from_secs(10),
@@ -180,6 +168,22 @@ fn with_lab_cloud<F: std::future::Future<Output = ()>>(
                 body(cloud).await;
             });
         })
+        .unwrap();
+}
+
+/// Attaches ENI `id` to `instance` and waits until the cloud says it is InUse.
+async fn attach_and_wait(cloud: &impl Cloud, id: &str, instance: &str) {
+    cloud.attach_network_interface(id, instance).await.unwrap();
+    wait_eni_status(cloud, id, EniStatus::InUse, PollPolicy::default())
+        .await
+        .unwrap();
+}
+
+/// Detaches ENI `id` from `instance` and waits until the cloud says it is Available.
+async fn detach_and_wait(cloud: &impl Cloud, id: &str, instance: &str) {
+    cloud.detach_network_interface(id, instance).await.unwrap();
+    wait_eni_status(cloud, id, EniStatus::Available, PollPolicy::default())
+        .await
         .unwrap();
 }
 
@@ -267,13 +271,7 @@ fn pod_vswitch_eni_routes_every_address_and_moves_into_a_pod() {
             "fd00:252::1",
             "the gateway is not handed out"
         );
-        cloud
-            .attach_network_interface(&eni.id, &instance)
-            .await
-            .unwrap();
-        wait_eni_status(&cloud, &eni.id, EniStatus::InUse, PollPolicy::default())
-            .await
-            .unwrap();
+        attach_and_wait(&cloud, &eni.id, &instance).await;
         wait_for(
             "the ENI link and its routes",
             Duration::from_secs(10),
@@ -339,13 +337,7 @@ fn pod_vswitch_eni_routes_every_address_and_moves_into_a_pod() {
         // Detach cleans up also while a pod holds the link.
         let moved = ip(&["-n", &n1, "link", "set", &name, "netns", &pod]);
         assert!(moved.status.success(), "{moved:?}");
-        cloud
-            .detach_network_interface(&eni.id, &instance)
-            .await
-            .unwrap();
-        wait_eni_status(&cloud, &eni.id, EniStatus::Available, PollPolicy::default())
-            .await
-            .unwrap();
+        detach_and_wait(&cloud, &eni.id, &instance).await;
         wait_for(
             "the ENI link and its routes to go",
             Duration::from_secs(10),
