@@ -68,14 +68,7 @@ fn lab_materializes_attached_enis_and_routes_their_ips() {
     let (vpc, n1) = (lab.ns("vpc"), lab.ns("n1"));
     let instance = format!("i-ulab{}-n1", lab.id);
     with_lab_cloud(&lab, &instance.clone(), |cloud| async move {
-        let eni = cloud
-            .create_network_interface(&CreateEniRequest {
-                vswitch_id: "vsw-lab".into(),
-                security_group_ids: vec!["sg-lab".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let eni = create_eni(&cloud, "vsw-lab", 0, 0).await;
         attach_and_wait(&cloud, &eni.id, &instance).await;
         wait_for(
             &format!("a link with MAC {} in {n1}", eni.mac),
@@ -171,6 +164,26 @@ fn with_lab_cloud<F: std::future::Future<Output = ()>>(
         .unwrap();
 }
 
+/// A new ENI in vSwitch `vsw` with the lab's security group and `secondary` IPv4 and
+/// `ipv6` IPv6 addresses besides its primary one.
+async fn create_eni(
+    cloud: &impl Cloud,
+    vsw: &str,
+    secondary: u32,
+    ipv6: u32,
+) -> unicni_cloud::NetworkInterface {
+    cloud
+        .create_network_interface(&CreateEniRequest {
+            vswitch_id: vsw.into(),
+            security_group_ids: vec!["sg-lab".into()],
+            secondary_ip_count: secondary,
+            ipv6_count: ipv6,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 /// Attaches ENI `id` to `instance` and waits until the cloud says it is InUse.
 async fn attach_and_wait(cloud: &impl Cloud, id: &str, instance: &str) {
     cloud.attach_network_interface(id, instance).await.unwrap();
@@ -238,30 +251,14 @@ fn pod_vswitch_eni_routes_every_address_and_moves_into_a_pod() {
     }
     with_lab_cloud(&lab, &instance.clone(), |cloud| async move {
         // An ENI cannot be attached across zones.
-        let far = cloud
-            .create_network_interface(&CreateEniRequest {
-                vswitch_id: "vsw-zone-b".into(),
-                security_group_ids: vec!["sg-lab".into()],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let far = create_eni(&cloud, "vsw-zone-b", 0, 0).await;
         let e = cloud
             .attach_network_interface(&far.id, &instance)
             .await
             .unwrap_err();
         assert!(format!("{e}").contains("Zone"), "{e}");
 
-        let eni = cloud
-            .create_network_interface(&CreateEniRequest {
-                vswitch_id: "vsw-pod-a".into(),
-                security_group_ids: vec!["sg-lab".into()],
-                secondary_ip_count: 1,
-                ipv6_count: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let eni = create_eni(&cloud, "vsw-pod-a", 1, 1).await;
         let primary = eni.primary_ip;
         let sec = *eni.secondary_ips().next().unwrap();
         let v6 = eni.ipv6s[0];
