@@ -464,11 +464,7 @@ fn cidr_conflicts_to_terway() {
 
 #[test]
 fn node_limits_cluster_size() {
-    let mut inv = baseline();
-    inv.pods.clear();
-    inv.nodes = (0..5001)
-        .map(|i| node(&format!("n{i}"), "z-a", "ecs.g7.2xlarge"))
-        .collect();
+    let mut inv = idle_nodes(5001);
     let r = run(&inv, BackendKind::Terway);
     assert_eq!(status(&r, CheckId::NodeLimits), Status::Warning);
     inv.cluster.node_limit = Some(15_000);
@@ -482,11 +478,7 @@ fn node_limits_cluster_size() {
 
 #[test]
 fn node_limits_route_table_budget_in_vpc_route_mode() {
-    let mut inv = baseline();
-    inv.pods.clear();
-    inv.nodes = (0..150)
-        .map(|i| node(&format!("n{i}"), "z-a", "ecs.g7.2xlarge"))
-        .collect();
+    let mut inv = idle_nodes(150);
     let c = flannel_config("192.168.0.0/16", FlannelMode::VpcRoute);
     quiet(&run_with(&inv, c.clone()), CheckId::NodeLimits);
     inv.cloud.route_table = Some(RouteTable {
@@ -520,11 +512,7 @@ fn node_limits_route_table_budget_in_vpc_route_mode() {
 
 #[test]
 fn flannel_subnets_arithmetic() {
-    let mut inv = baseline();
-    inv.pods.clear();
-    inv.nodes = (0..16)
-        .map(|i| node(&format!("n{i}"), "z-a", "ecs.g7.2xlarge"))
-        .collect();
+    let mut inv = idle_nodes(16);
     // 172.16.0.0/20 with /24 subnets: 16 subnets for 16 nodes, no room to grow.
     let c = flannel_config("192.168.0.0/20", FlannelMode::Vxlan);
     let r = run_with(&inv, c.clone());
@@ -710,4 +698,15 @@ fn assert_mentions(text: &str, words: &[&str]) {
     for w in words {
         assert!(text.contains(w), "no {w:?} in: {text}");
     }
+}
+
+/// The baseline cluster without pods and with `n` nodes `n0`… in zone `z-a`, all
+/// `ecs.g7.2xlarge`.
+fn idle_nodes(n: usize) -> Inventory {
+    let mut inv = baseline();
+    inv.pods.clear();
+    inv.nodes = (0..n)
+        .map(|i| node(&format!("n{i}"), "z-a", "ecs.g7.2xlarge"))
+        .collect();
+    inv
 }
