@@ -44,27 +44,27 @@ fn vpc_route(ns: &str, ip4: Ipv4Addr) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn lab_materializes_attached_enis_and_routes_their_ips() {
-    if !common::require_root() {
-        return;
-    }
-    let lab = Lab::new("ce");
-    let up = lab.unicni(&[
+/// `lab up` of one vpc-route node with `pods` pods; fails the test with its output
+/// unless it succeeds.
+fn one_vpc_route_node(lab: &Lab, pods: &str) {
+    let args = [
         "up",
         "--mode",
         "vpc-route",
         "--nodes",
         "1",
         "--pods-per-node",
-        "1",
-    ]);
-    assert!(
-        up.status.success(),
-        "lab up failed:\n{}\n{}",
-        String::from_utf8_lossy(&up.stdout),
-        String::from_utf8_lossy(&up.stderr)
-    );
+    ];
+    lab.ok(&[&args[..], &[pods]].concat());
+}
+
+#[test]
+fn lab_materializes_attached_enis_and_routes_their_ips() {
+    if !common::require_root() {
+        return;
+    }
+    let lab = Lab::new("ce");
+    one_vpc_route_node(&lab, "1");
     let (vpc, n1) = (lab.ns("vpc"), lab.ns("n1"));
     let instance = format!("i-ulab{}-n1", lab.id);
     with_lab_cloud(&lab, &instance.clone(), |cloud| async move {
@@ -225,15 +225,7 @@ fn pod_vswitch_eni_routes_every_address_and_moves_into_a_pod() {
         return;
     }
     let lab = Lab::new("cx");
-    lab.ok(&[
-        "up",
-        "--mode",
-        "vpc-route",
-        "--nodes",
-        "1",
-        "--pods-per-node",
-        "0",
-    ]);
+    one_vpc_route_node(&lab, "0");
     let (vpc, n1, host) = (lab.ns("vpc"), lab.ns("n1"), lab.ns("host"));
     let pod = lab.ns("n1-px");
     assert!(ip(&["netns", "add", &pod]).status.success());
