@@ -6,32 +6,11 @@
 
 mod common;
 
-use common::lab::Lab;
+use common::lab::{assert_gone, failed_checks, wait_for, Lab};
 
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < until,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn failed_checks(v: &Value) -> Vec<String> {
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] != true)
-        .map(|c| c.to_string())
-        .collect()
-}
 
 fn three_nodes(mode: &str, tag: &str) {
     if !common::require_root() || !std::path::Path::new("/usr/bin/etcd").exists() {
@@ -193,20 +172,9 @@ fn three_nodes(mode: &str, tag: &str) {
     // Down removes every process, namespace and file.
     lab.ok(&["down"]);
     // Gone, or a zombie waiting for whoever inherited it to reap it.
-    let stat = std::fs::read_to_string(format!("/proc/{etcd_pid}/stat")).unwrap_or_default();
-    assert!(
-        stat.is_empty()
-            || stat
-                .rsplit(')')
-                .next()
-                .unwrap()
-                .trim_start()
-                .starts_with('Z'),
-        "etcd still running: {stat}"
-    );
+    assert_gone(etcd_pid, "etcd");
     assert!(!std::path::Path::new(&lab.root()).exists());
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&ns.stdout).contains(&format!("ulab{}-", lab.id)));
+    lab.assert_no_namespaces();
 }
 
 #[test]
@@ -292,19 +260,8 @@ fn down_cleans_up_after_a_crash_without_state() {
     std::fs::remove_file(format!("{}/lab.json", lab.root())).unwrap();
     lab.ok(&["down"]);
     for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(
-            stat.is_empty()
-                || stat
-                    .rsplit(')')
-                    .next()
-                    .unwrap()
-                    .trim_start()
-                    .starts_with('Z'),
-            "agent {pid} survived: {stat}"
-        );
+        assert_gone(pid, "agent");
     }
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&ns.stdout).contains(&format!("ulab{}-", lab.id)));
+    lab.assert_no_namespaces();
     assert!(!std::path::Path::new(&lab.root()).exists());
 }

@@ -7,21 +7,11 @@
 
 mod common;
 
-use common::lab::Lab;
+use common::lab::{failed_checks, Lab};
 
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn failed_checks(v: &Value) -> Vec<String> {
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] != true)
-        .map(|c| c.to_string())
-        .collect()
-}
 
 fn named<'a>(v: &'a Value, name: &str) -> Vec<&'a Value> {
     v["checks"]
@@ -102,71 +92,60 @@ fn gone(lab: &Lab) {
     assert!(!std::path::Path::new(&lab.root()).exists());
 }
 
-#[test]
-fn terway_shared_eni_lab_is_green() {
+/// A terway lab (tag `tag`, `lab up` arguments `args`) that comes up green, passes
+/// `inspect`, goes down leaving nothing, all within a minute.
+fn green_within_a_minute(tag: &str, args: &[&str], inspect: impl FnOnce(&Lab, &Value)) {
     if !common::require_root() {
         return;
     }
     let started = Instant::now();
-    let lab = Lab::new("ts");
-    terway_lab(&lab, &["--mode", "shared-eni"]);
-    // Shared ENI: the node holds the ENI links, the pods veths.
-    let links = lab.in_node(1, &["ip", "-o", "link", "show"]);
-    assert!(links.contains("eth1"), "{links}");
+    let lab = Lab::new(tag);
+    let v = terway_lab(&lab, args);
+    inspect(&lab, &v);
     gone(&lab);
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn terway_shared_eni_lab_is_green() {
+    green_within_a_minute("ts", &["--mode", "shared-eni"], |lab, _| {
+        // Shared ENI: the node holds the ENI links, the pods veths.
+        let links = lab.in_node(1, &["ip", "-o", "link", "show"]);
+        assert!(links.contains("eth1"), "{links}");
+    });
 }
 
 #[test]
 fn terway_exclusive_eni_lab_is_green() {
-    if !common::require_root() {
-        return;
-    }
-    let started = Instant::now();
-    let lab = Lab::new("tx");
-    terway_lab(&lab, &["--mode", "exclusive-eni"]);
-    // Exclusive ENI: each pod holds an ENI link (the ENI's MAC, 00:16:3e:…).
-    let out = Command::new("ip")
-        .args(["-n", &lab.ns("n1-p2"), "-o", "link", "show"])
-        .output()
-        .unwrap();
-    let links = String::from_utf8_lossy(&out.stdout);
-    assert!(links.contains("00:16:3e:"), "{links}");
-    gone(&lab);
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        started.elapsed()
-    );
+    green_within_a_minute("tx", &["--mode", "exclusive-eni"], |lab, _| {
+        // Exclusive ENI: each pod holds an ENI link (the ENI's MAC, 00:16:3e:…).
+        let out = Command::new("ip")
+            .args(["-n", &lab.ns("n1-p2"), "-o", "link", "show"])
+            .output()
+            .unwrap();
+        let links = String::from_utf8_lossy(&out.stdout);
+        assert!(links.contains("00:16:3e:"), "{links}");
+    });
 }
 
 #[test]
 fn terway_dual_stack_lab_is_green() {
-    if !common::require_root() {
-        return;
-    }
-    let started = Instant::now();
-    let lab = Lab::new("td");
-    let v = terway_lab(&lab, &["--mode", "shared-eni", "--ip-stack", "dual"]);
-    let v6 = named(&v, "pod to pod over IPv6, across nodes");
-    assert_eq!(v6.len(), 8, "{v:#}");
-    assert!(v6.iter().all(|c| observed(c).starts_with("fd00:25")));
-    for p in lab.state()["pods"].as_array().unwrap() {
-        assert!(
-            p["ip6"].as_str().is_some_and(|a| a.starts_with("fd00:25")),
-            "{p}"
-        );
-    }
-    gone(&lab);
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "{:?}",
-        started.elapsed()
-    );
+    let args = ["--mode", "shared-eni", "--ip-stack", "dual"];
+    green_within_a_minute("td", &args, |lab, v| {
+        let v6 = named(v, "pod to pod over IPv6, across nodes");
+        assert_eq!(v6.len(), 8, "{v:#}");
+        assert!(v6.iter().all(|c| observed(c).starts_with("fd00:25")));
+        for p in lab.state()["pods"].as_array().unwrap() {
+            assert!(
+                p["ip6"].as_str().is_some_and(|a| a.starts_with("fd00:25")),
+                "{p}"
+            );
+        }
+    });
 }
 
 #[test]

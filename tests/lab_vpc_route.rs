@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::lab::Lab;
+use common::lab::{wait_for, Lab};
 
 use serde_json::Value;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The VPC router's routes to pod subnets: (destination, gateway).
 fn vpc_routes(lab: &Lab) -> Vec<(String, String)> {
@@ -34,17 +34,6 @@ fn vpc_routes(lab: &Lab) -> Vec<(String, String)> {
         .collect();
     r.sort();
     r
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let until = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < until,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

@@ -16,6 +16,13 @@ fn unicni(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// `unicni assess --to <to> --inventory <inventory> <extra>`.
+fn assess(to: &str, inventory: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["assess", "--to", to, "--inventory", inventory];
+    args.extend_from_slice(extra);
+    unicni(&args)
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -120,123 +127,58 @@ fn plan_with_override_and_inventory() {
 
 #[test]
 fn assess_exit_codes_follow_the_verdict() {
-    let inv = |f: &str| format!("testdata/inventories/{f}");
-    let code = |args: &[&str]| unicni(args).status.code();
-    assert_eq!(
-        code(&[
-            "assess",
-            "--to",
-            "terway",
-            "--inventory",
-            &inv("flannel-to-terway-ready.yaml")
-        ]),
-        Some(0)
-    );
-    assert_eq!(
-        code(&[
-            "assess",
-            "--to",
-            "terway",
-            "--inventory",
-            &inv("flannel-to-terway-warnings.yaml")
-        ]),
-        Some(2)
-    );
-    assert_eq!(
-        code(&[
-            "assess",
-            "--to",
-            "terway",
-            "--inventory",
-            &inv("flannel-to-terway-blocked.yaml")
-        ]),
-        Some(3)
-    );
-    assert_eq!(
-        code(&[
-            "assess",
-            "--to",
-            "terway",
-            "--inventory",
-            &inv("flannel-to-terway-warnings.yaml"),
-            "--fail-on",
-            "blocker"
-        ]),
-        Some(0)
-    );
-    assert_eq!(
-        code(&[
-            "assess",
-            "--to",
-            "terway",
-            "--inventory",
-            &inv("flannel-to-terway-blocked.yaml"),
-            "--fail-on",
-            "never"
-        ]),
-        Some(0)
-    );
-    // Ignoring the checks that warn makes the cluster ready.
-    assert_eq!(
-        code(&[
-            "assess",
-            "--to",
-            "terway",
-            "--inventory",
-            &inv("flannel-to-terway-warnings.yaml"),
-            "--ignore",
-            "node-capacity,vswitch-ips",
-            "--ignore",
-            "host-dependencies",
-            "--ignore",
-            "pods-not-running",
-        ]),
-        Some(0)
-    );
+    // (inventory, extra arguments, exit code) for `assess --to terway`.
+    let cases: &[(&str, &[&str], i32)] = &[
+        ("flannel-to-terway-ready.yaml", &[], 0),
+        ("flannel-to-terway-warnings.yaml", &[], 2),
+        ("flannel-to-terway-blocked.yaml", &[], 3),
+        (
+            "flannel-to-terway-warnings.yaml",
+            &["--fail-on", "blocker"],
+            0,
+        ),
+        ("flannel-to-terway-blocked.yaml", &["--fail-on", "never"], 0),
+        (
+            "flannel-to-terway-warnings.yaml",
+            &[
+                "--ignore",
+                "node-capacity,vswitch-ips",
+                "--ignore",
+                "host-dependencies",
+                "--ignore",
+                "pods-not-running",
+            ],
+            0,
+        ),
+    ];
+    for (file, extra, want) in cases {
+        let out = assess("terway", &format!("testdata/inventories/{file}"), extra);
+        assert_eq!(out.status.code(), Some(*want), "{file} {extra:?}");
+    }
 }
 
 #[test]
 fn assess_errors_exit_1_and_say_what_is_wrong() {
-    let out = unicni(&[
-        "assess",
-        "--to",
-        "flannel",
-        "--inventory",
-        "testdata/inventories/malformed.yaml",
-    ]);
+    let out = assess("flannel", "testdata/inventories/malformed.yaml", &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("free_ips") && err.contains("line 9"), "{err}");
-    let out = unicni(&[
-        "assess",
-        "--to",
+    let out = assess(
         "flannel",
-        "--inventory",
         "testdata/inventories/flannel-already.yaml",
-        "--ignore",
-        "nope",
-    ]);
+        &["--ignore", "nope"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown check \"nope\""));
-    let out = unicni(&[
-        "assess",
-        "--to",
-        "flannel",
-        "--inventory",
-        "/nonexistent.yaml",
-    ]);
+    let out = assess("flannel", "/nonexistent.yaml", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
     // The target config must agree with --to.
-    let out = unicni(&[
-        "assess",
-        "--to",
+    let out = assess(
         "terway",
-        "--inventory",
         "testdata/inventories/terway-to-flannel-warnings.yaml",
-        "--config",
-        "testdata/inventories/flannel-target.toml",
-    ]);
+        &["--config", "testdata/inventories/flannel-target.toml"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("backend.kind"));
 }

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub struct Lab {
     pub id: String,
@@ -69,10 +70,52 @@ impl Lab {
         let out = self.unicni(&["check", "--output", "json"]);
         serde_json::from_slice(&out.stdout).unwrap()
     }
+
+    /// Fails the test when any of this lab's namespaces is left.
+    pub fn assert_no_namespaces(&self) {
+        let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        let listed = String::from_utf8_lossy(&ns.stdout);
+        let prefix = format!("ulab{}-", self.id);
+        assert!(!listed.contains(&prefix), "namespaces left: {listed}");
+    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.unicni(&["down"]);
     }
+}
+
+/// Polls `f` every 200 ms until it holds; fails the test after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + timeout;
+    while !f() {
+        assert!(
+            Instant::now() < until,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The checks of a `lab check --output json` report that did not pass.
+pub fn failed_checks(v: &Value) -> Vec<String> {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// Fails the test unless process `pid` (`what`) is gone, or a zombie waiting for whoever
+/// inherited it to reap it.
+pub fn assert_gone(pid: impl std::fmt::Display, what: &str) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
+    assert!(
+        stat.is_empty() || state.starts_with('Z'),
+        "{what} {pid} still running: {stat}"
+    );
 }

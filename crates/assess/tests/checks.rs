@@ -361,10 +361,7 @@ fn lost_features_terway_only_features() {
     let r = run_with(&inv, c.clone());
     assert_eq!(status(&r, CheckId::LostFeatures), Status::Warning);
     let m = messages(&r, CheckId::LostFeatures);
-    assert!(
-        m.contains("service/a/lb") && m.contains("other clusters"),
-        "{m}"
-    );
+    assert_mentions(&m, &["service/a/lb", "other clusters"]);
 
     // Egress source address: pods that leave with their own address will be masqueraded.
     let mut inv = terway_cluster();
@@ -457,10 +454,7 @@ fn cidr_conflicts_to_terway() {
     let r = run(&inv, BackendKind::Terway);
     assert_eq!(status(&r, CheckId::CidrConflicts), Status::Blocker);
     let m = messages(&r, CheckId::CidrConflicts);
-    assert!(
-        m.contains("vswitch/vsw-a") && m.contains("current cluster network"),
-        "{m}"
-    );
+    assert_mentions(&m, &["vswitch/vsw-a", "current cluster network"]);
     assert_eq!(r.migration_path.strategy.as_str(), "new-cluster");
     let mut inv = baseline();
     inv.cloud.vswitches[1].cidr = "192.168.5.0/24".parse().unwrap(); // outside the VPC
@@ -470,11 +464,7 @@ fn cidr_conflicts_to_terway() {
 
 #[test]
 fn node_limits_cluster_size() {
-    let mut inv = baseline();
-    inv.pods.clear();
-    inv.nodes = (0..5001)
-        .map(|i| node(&format!("n{i}"), "z-a", "ecs.g7.2xlarge"))
-        .collect();
+    let mut inv = idle_nodes(5001);
     let r = run(&inv, BackendKind::Terway);
     assert_eq!(status(&r, CheckId::NodeLimits), Status::Warning);
     inv.cluster.node_limit = Some(15_000);
@@ -488,11 +478,7 @@ fn node_limits_cluster_size() {
 
 #[test]
 fn node_limits_route_table_budget_in_vpc_route_mode() {
-    let mut inv = baseline();
-    inv.pods.clear();
-    inv.nodes = (0..150)
-        .map(|i| node(&format!("n{i}"), "z-a", "ecs.g7.2xlarge"))
-        .collect();
+    let mut inv = idle_nodes(150);
     let c = flannel_config("192.168.0.0/16", FlannelMode::VpcRoute);
     quiet(&run_with(&inv, c.clone()), CheckId::NodeLimits);
     inv.cloud.route_table = Some(RouteTable {
@@ -526,11 +512,7 @@ fn node_limits_route_table_budget_in_vpc_route_mode() {
 
 #[test]
 fn flannel_subnets_arithmetic() {
-    let mut inv = baseline();
-    inv.pods.clear();
-    inv.nodes = (0..16)
-        .map(|i| node(&format!("n{i}"), "z-a", "ecs.g7.2xlarge"))
-        .collect();
+    let mut inv = idle_nodes(16);
     // 172.16.0.0/20 with /24 subnets: 16 subnets for 16 nodes, no room to grow.
     let c = flannel_config("192.168.0.0/20", FlannelMode::Vxlan);
     let r = run_with(&inv, c.clone());
@@ -580,10 +562,7 @@ fn host_dependencies() {
     let r = run(&inv, BackendKind::Terway);
     assert_eq!(status(&r, CheckId::HostDependencies), Status::Warning);
     let m = messages(&r, CheckId::HostDependencies);
-    assert!(
-        m.contains("edge/DaemonSet/ingress") && m.contains("80, 443"),
-        "{m}"
-    );
+    assert_mentions(&m, &["edge/DaemonSet/ingress", "80, 443"]);
     let remedy = r
         .checks
         .iter()
@@ -645,10 +624,7 @@ fn ignore_drops_a_check_and_its_findings() {
     assert_eq!(r.ignored, ["pods-not-running"]);
     assert!(r.checks.iter().all(|c| c.id != "pods-not-running"));
     let e = "no-such-check".parse::<CheckId>().unwrap_err().to_string();
-    assert!(
-        e.contains("no-such-check") && e.contains("vswitch-ips"),
-        "{e}"
-    );
+    assert_mentions(&e, &["no-such-check", "vswitch-ips"]);
 }
 
 #[test]
@@ -686,15 +662,12 @@ fn target_config_must_match_to_and_be_valid() {
         "t.toml".into(),
     ));
     let e = assess(&inv, &o).unwrap_err().to_string();
-    assert!(e.contains("t.toml") && e.contains("--to"), "{e}");
+    assert_mentions(&e, &["t.toml", "--to"]);
     let mut c = terway_config(TerwayMode::SharedEni);
     c.terway.vswitches = vec!["bad-id".into()];
     o.target_config = Some((c, "t.toml".into()));
     let e = assess(&inv, &o).unwrap_err().to_string();
-    assert!(
-        e.contains("terway.vswitches") && e.contains("bad-id"),
-        "{e}"
-    );
+    assert_mentions(&e, &["terway.vswitches", "bad-id"]);
 }
 
 #[test]
@@ -718,4 +691,22 @@ fn node_pool_path_moves_stateless_small_pools_first() {
     );
     let orders: Vec<u32> = r.migration_path.steps.iter().map(|s| s.order).collect();
     assert_eq!(orders, (1..=orders.len() as u32).collect::<Vec<_>>());
+}
+
+/// Fails with the whole text unless it names every one of `words`.
+fn assert_mentions(text: &str, words: &[&str]) {
+    for w in words {
+        assert!(text.contains(w), "no {w:?} in: {text}");
+    }
+}
+
+/// The baseline cluster without pods and with `n` nodes `n0`… in zone `z-a`, all
+/// `ecs.g7.2xlarge`.
+fn idle_nodes(n: usize) -> Inventory {
+    let mut inv = baseline();
+    inv.pods.clear();
+    inv.nodes = (0..n)
+        .map(|i| node(&format!("n{i}"), "z-a", "ecs.g7.2xlarge"))
+        .collect();
+    inv
 }

@@ -108,6 +108,25 @@ fn eni_req(vsw: &str, secondary: u32, ipv6: u32) -> CreateEniRequest {
     }
 }
 
+/// An ENI created by `eni_req(vsw, secondary, ipv6)`, attached to `instance` and InUse.
+async fn in_use_eni(
+    c: &AlibabaCloud,
+    vsw: &str,
+    secondary: u32,
+    ipv6: u32,
+    instance: &str,
+) -> NetworkInterface {
+    let eni = c
+        .create_network_interface(&eni_req(vsw, secondary, ipv6))
+        .await
+        .unwrap();
+    c.attach_network_interface(&eni.id, instance).await.unwrap();
+    wait_eni_status(c, &eni.id, EniStatus::InUse, poll())
+        .await
+        .unwrap();
+    eni
+}
+
 #[tokio::test]
 async fn eni_lifecycle_with_async_attach_and_detach() {
     let (sim, c) = start(config()).await;
@@ -176,16 +195,7 @@ async fn eni_lifecycle_with_async_attach_and_detach() {
 #[tokio::test]
 async fn private_and_ipv6_addresses() {
     let (sim, c) = start(config()).await;
-    let eni = c
-        .create_network_interface(&eni_req("vsw-a", 0, 0))
-        .await
-        .unwrap();
-    c.attach_network_interface(&eni.id, "i-node1")
-        .await
-        .unwrap();
-    wait_eni_status(&c, &eni.id, EniStatus::InUse, poll())
-        .await
-        .unwrap();
+    let eni = in_use_eni(&c, "vsw-a", 0, 0, "i-node1").await;
 
     let got = c
         .assign_private_ip_addresses(&eni.id, IpRequest::Count(2))
@@ -587,16 +597,7 @@ async fn reqwest_get(url: &str) -> (u16, String) {
 #[tokio::test]
 async fn metadata_per_instance_and_ram_role_credentials() {
     let (sim, c) = start(config()).await;
-    let eni = c
-        .create_network_interface(&eni_req("vsw-a", 1, 1))
-        .await
-        .unwrap();
-    c.attach_network_interface(&eni.id, "i-node1")
-        .await
-        .unwrap();
-    wait_eni_status(&c, &eni.id, EniStatus::InUse, poll())
-        .await
-        .unwrap();
+    let eni = in_use_eni(&c, "vsw-a", 1, 1, "i-node1").await;
 
     let md = MetadataClient::new(Some(&sim.metadata_endpoint("i-node1"))).unwrap();
     assert_eq!(md.instance_id().await.unwrap(), "i-node1");

@@ -23,6 +23,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use unicni_net::NetNs;
+use unicni_testkit::CniRun;
 
 /// A lab of its own for one design: `<id><suffix>` (the lab ID rules allow 6 characters).
 pub(super) fn sub_lab(id: Option<&str>, default: &str, suffix: &str) -> Result<Lab> {
@@ -1147,31 +1148,19 @@ fn reference_conf(lab: &Lab) -> String {
 fn reference(lab: &Lab, dir: &Path, command: &str, id: &str, netns: &str) -> Result<Duration> {
     let conf = reference_conf(lab);
     let t = Instant::now();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.node_ns(1)])
-        .arg(dir.join("bridge"))
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", format!("/var/run/netns/{netns}"))
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let out = CniRun::new(dir.join("bridge"), command)
+        .container_id(id)
+        .netns(format!("/var/run/netns/{netns}"))
+        .cni_path(dir)
+        .stdin(conf)
+        .try_run_via(&["ip", "netns", "exec", &lab.node_ns(1)])
         .with_context(|| format!("execute {}", dir.join("bridge").display()))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(conf.as_bytes())?;
-    let out = child.wait_with_output()?;
     let d = t.elapsed();
-    if !out.status.success() {
+    if !out.ok {
         bail!(
             "reference bridge {command} failed: {} {}",
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            out.stdout,
+            out.stderr.trim()
         );
     }
     Ok(d)
@@ -1212,20 +1201,10 @@ fn new_pod(lab: &Lab, j: usize) -> Result<PodState> {
 /// The plugin's ADD of `pod`, timed around the process (exec to exit).
 fn terway_add(lab: &Lab, pod: &PodState) -> Result<Duration> {
     let t = Instant::now();
-    let out = lab.cni(
-        "ADD",
-        1,
-        &pod.name,
-        &pod.container_id,
-        &format!("/var/run/netns/{}", pod.netns),
-    )?;
+    let out = lab.cni_run("ADD", pod)?;
     let d = t.elapsed();
-    if !out.status.success() {
-        bail!(
-            "CNI ADD of pod {} failed: {}",
-            pod.name,
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
+    if !out.ok {
+        bail!("CNI ADD of pod {} failed: {}", pod.name, out.stdout);
     }
     Ok(d)
 }

@@ -457,19 +457,10 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
     lab.create_host()?;
     let mut st = LabState {
         backend: o.backend,
-        ip_stack: o.ip_stack,
-        mode,
-        store: o.store,
-        lease_ttl_seconds: o.lease_ttl,
-        nodes: Vec::new(),
-        pods: Vec::new(),
-        etcd_pid: None,
-        cloud_pid: None,
-        other_nodes: Vec::new(),
-        other_pods: Vec::new(),
         tuning: o.tuning,
         datapath: o.datapath,
         policy: o.policy,
+        ..LabState::new(mode, o.ip_stack, o.store, o.lease_ttl)
     };
     if o.datapath == Datapath::Ebpf || o.policy {
         mount_bpffs(lab)?;

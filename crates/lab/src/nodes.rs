@@ -136,18 +136,7 @@ impl Lab {
             .create(true)
             .append(true)
             .open(self.node_dir(i).join("agent.log"))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.node_ns(i)])
-            .arg(&self.exe)
-            .arg("agent")
-            .arg("--config")
-            .arg(self.node_config(i))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("start unicni agent")?;
+        let child = spawn_agent(&self.node_ns(i), &self.exe, &self.node_config(i), log)?;
         // `ip netns exec` execs the command: this PID is the agent's.
         Ok(child.id())
     }
@@ -362,28 +351,34 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     out
 }
 
+/// Starts `exe agent --config <config>` in namespace `ns`, in a process group of its own
+/// (stopped as one), with stdout and stderr to `log`.
+pub(super) fn spawn_agent(
+    ns: &str,
+    exe: &std::path::Path,
+    config: &std::path::Path,
+    log: std::fs::File,
+) -> Result<std::process::Child> {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(exe)
+        .args(["agent", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("start unicni agent")
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::topology::{IpStack, OTHER};
     use super::*;
 
     fn state(mode: Mode, ip_stack: IpStack) -> LabState {
-        LabState {
-            backend: mode.backend(),
-            ip_stack,
-            mode,
-            store: StoreChoice::File,
-            lease_ttl_seconds: 10,
-            nodes: Vec::new(),
-            pods: Vec::new(),
-            etcd_pid: None,
-            cloud_pid: None,
-            other_nodes: Vec::new(),
-            other_pods: Vec::new(),
-            tuning: Default::default(),
-            datapath: Datapath::Routing,
-            policy: false,
-        }
+        LabState::new(mode, ip_stack, StoreChoice::File, 10)
     }
 
     #[test]

@@ -6,51 +6,45 @@
 use super::topology::{sh, Backend, Lab, PodState, POD_NAMESPACE};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use unicni_testkit::{CniOutput, CniRun};
 
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 impl Lab {
-    /// Executes the installed plugin for `command` inside node `node`'s namespace.
-    pub(super) fn cni(
-        &self,
-        command: &str,
-        node: usize,
-        pod: &str,
-        container_id: &str,
-        netns: &str,
-    ) -> Result<std::process::Output> {
-        let p = self.conf_dir(node).join("10-unicni.conflist");
+    /// Executes the installed plugin for `command` on `pod` inside its node's namespace, as
+    /// the node's runtime would; the plugin's output, also when it failed.
+    pub(super) fn cni_run(&self, command: &str, pod: &PodState) -> Result<CniOutput> {
+        let p = self.conf_dir(pod.node).join("10-unicni.conflist");
         let conflist =
             std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.node_ns(node)])
-            .arg(self.plugin())
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", container_id)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", self.bin_dir())
-            .env(
-                "CNI_ARGS",
-                format!(
-                    "IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={pod};\
-                     K8S_POD_INFRA_CONTAINER_ID={container_id}"
-                ),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("execute the unicni plugin")?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(conflist.as_bytes())?;
-        Ok(child.wait_with_output()?)
+        let container_id = &pod.container_id;
+        CniRun::new(self.plugin(), command)
+            .container_id(container_id)
+            .netns(format!("/var/run/netns/{}", pod.netns))
+            .cni_path(self.bin_dir())
+            .args(&format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={};\
+                 K8S_POD_INFRA_CONTAINER_ID={container_id}",
+                pod.name
+            ))
+            .stdin(conflist)
+            .try_run_via(&["ip", "netns", "exec", &self.node_ns(pod.node)])
+            .context("execute the unicni plugin")
+    }
+
+    /// [`Lab::cni_run`] that must succeed: what it printed.
+    pub(super) fn cni(&self, command: &str, pod: &PodState) -> Result<String> {
+        let out = self.cni_run(command, pod)?;
+        if !out.ok {
+            bail!(
+                "CNI {command} of pod {} on node {} failed: {}",
+                pod.name,
+                pod.node,
+                out.stdout
+            );
+        }
+        Ok(out.stdout)
     }
 
     /// `<pod info dir>/<namespace>_<name>.yaml`: the Pod object the agent looks up.
@@ -117,23 +111,8 @@ impl Lab {
         if backend == Backend::Terway {
             self.write_manifest(pod)?;
         }
-        let out = self.cni(
-            "ADD",
-            pod.node,
-            &pod.name,
-            &pod.container_id,
-            &format!("/var/run/netns/{}", pod.netns),
-        )?;
-        if !out.status.success() {
-            bail!(
-                "CNI ADD of pod {} on node {} failed: {}",
-                pod.name,
-                pod.node,
-                String::from_utf8_lossy(&out.stdout).trim()
-            );
-        }
         let result: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("decode the CNI ADD result")?;
+            serde_json::from_str(&self.cni("ADD", pod)?).context("decode the CNI ADD result")?;
         let addrs: Vec<String> = result["ips"]
             .as_array()
             .into_iter()
@@ -151,20 +130,7 @@ impl Lab {
     }
 
     pub fn del_pod(&self, pod: &PodState) -> Result<()> {
-        let out = self.cni(
-            "DEL",
-            pod.node,
-            &pod.name,
-            &pod.container_id,
-            &format!("/var/run/netns/{}", pod.netns),
-        )?;
-        if !out.status.success() {
-            bail!(
-                "CNI DEL of pod {} failed: {}",
-                pod.name,
-                String::from_utf8_lossy(&out.stdout).trim()
-            );
-        }
+        self.cni("DEL", pod)?;
         Ok(())
     }
 

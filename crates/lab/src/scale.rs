@@ -3,12 +3,11 @@
 //! reported: time until every peer is programmed (from an empty namespace), and the
 //! agent's peak resident memory.
 
-use super::nodes::{alive, terminate};
+use super::nodes::{alive, spawn_agent, terminate};
 use super::topology::{in_ns, sh, Lab, Mode, AGENT_LISTEN, NETWORK};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 use unicni_flannel::lease::{key, Lease};
 
@@ -121,17 +120,7 @@ fn scale(lab: &Lab, peers: usize, mode: Mode) -> Result<Report> {
     eprintln!("==> starting the agent and waiting for {peers} peers");
     let log = std::fs::File::create(dir.join("agent.log"))?;
     let started = Instant::now();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(&lab.exe)
-        .args(["agent", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .context("start unicni agent")?;
+    let child = spawn_agent(&ns, &lab.exe, &config, log)?;
     let pid = child.id();
     let want_routes = peers;
     let count_routes = || -> usize {
@@ -145,18 +134,7 @@ fn scale(lab: &Lab, peers: usize, mode: Mode) -> Result<Report> {
     let until = Instant::now() + Duration::from_secs(120);
     while Instant::now() < until && alive(pid) {
         // The agent reports all peers programmed only after a whole pass succeeded.
-        let metrics = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns,
-                "curl",
-                "-sf",
-                &format!("http://{AGENT_LISTEN}/metrics"),
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+        let metrics = agent_metrics(&ns);
         if metrics
             .lines()
             .any(|l| l == format!("unicni_agent_peers {peers}"))
@@ -168,23 +146,10 @@ fn scale(lab: &Lab, peers: usize, mode: Mode) -> Result<Report> {
     }
     // Let one more pass run with everything in place, to time the steady state.
     std::thread::sleep(Duration::from_millis(2500));
-    let steady_pass_ms = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            "curl",
-            "-sf",
-            &format!("http://{AGENT_LISTEN}/metrics"),
-        ])
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .find(|l| l.starts_with("unicni_agent_last_reconcile_milliseconds "))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
+    let steady_pass_ms = agent_metrics(&ns)
+        .lines()
+        .find(|l| l.starts_with("unicni_agent_last_reconcile_milliseconds "))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0);
     let rss = rss_peak_kib(pid).unwrap_or(0);
     if std::env::var_os("UNICNI_SCALE_LOG").is_some() {
@@ -214,4 +179,14 @@ fn scale(lab: &Lab, peers: usize, mode: Mode) -> Result<Report> {
         routes_in_kernel: routes,
         steady_pass_ms,
     })
+}
+
+/// The agent's metrics page in namespace `ns`; empty when it does not answer (yet).
+fn agent_metrics(ns: &str) -> String {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-sf"])
+        .arg(format!("http://{AGENT_LISTEN}/metrics"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }

@@ -254,6 +254,29 @@ pub struct LabState {
     pub policy: bool,
 }
 
+impl LabState {
+    /// A lab before anything runs in it: no nodes, pods or processes, default tuning, the
+    /// routing datapath and no NetworkPolicy.
+    pub fn new(mode: Mode, ip_stack: IpStack, store: StoreChoice, lease_ttl_seconds: u64) -> Self {
+        LabState {
+            backend: mode.backend(),
+            ip_stack,
+            mode,
+            store,
+            lease_ttl_seconds,
+            nodes: Vec::new(),
+            pods: Vec::new(),
+            etcd_pid: None,
+            cloud_pid: None,
+            other_nodes: Vec::new(),
+            other_pods: Vec::new(),
+            tuning: Tuning::default(),
+            datapath: Datapath::Routing,
+            policy: false,
+        }
+    }
+}
+
 impl Lab {
     pub fn new(id: Option<&str>) -> Result<Lab> {
         let id = id.unwrap_or("");

@@ -14,6 +14,7 @@
 pub mod cmd;
 mod cni;
 mod etcd;
+mod launch;
 mod names;
 mod netns;
 pub mod perf;

@@ -23,11 +23,9 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "**Verdict: `{}`** ({} blockers, {} warnings, {} info)\n",
+        "**Verdict: `{}`** {}\n",
         r.verdict.as_str(),
-        r.summary.blockers,
-        r.summary.warnings,
-        r.summary.info
+        super::counts(r)
     );
     out.push_str("## Checks\n\n| check | status | summary |\n|---|---|---|\n");
     for c in &r.checks {

@@ -40,3 +40,11 @@ pub(crate) fn shown(findings: &[Finding]) -> (Vec<&Finding>, usize) {
     v.truncate(FINDINGS_PER_CHECK);
     (v, hidden)
 }
+
+/// `(N blockers, N warnings, N info)`, after the verdict in every human format.
+pub(crate) fn counts(r: &Report) -> String {
+    format!(
+        "({} blockers, {} warnings, {} info)",
+        r.summary.blockers, r.summary.warnings, r.summary.info
+    )
+}

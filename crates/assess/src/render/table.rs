@@ -75,14 +75,7 @@ pub fn render(r: &Report) -> String {
     }
 
     out.push('\n');
-    let _ = writeln!(
-        out,
-        "VERDICT: {} ({} blockers, {} warnings, {} info)",
-        r.verdict.as_str(),
-        r.summary.blockers,
-        r.summary.warnings,
-        r.summary.info
-    );
+    let _ = writeln!(out, "VERDICT: {} {}", r.verdict.as_str(), super::counts(r));
     let p = &r.migration_path;
     let _ = writeln!(out, "MIGRATION PATH: {}", p.strategy.as_str());
     let _ = writeln!(out, "  {}", p.reason);
