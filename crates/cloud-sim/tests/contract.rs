@@ -166,6 +166,9 @@ async fn eni_lifecycle_with_async_attach_and_detach() {
         .unwrap();
     assert_eq!(avail.instance_id, None);
     c.delete_network_interface(&eni.id).await.unwrap();
+    unicni_cloud::poll::wait_eni_deleted(&c, &eni.id, poll())
+        .await
+        .unwrap();
 
     let err = c.delete_network_interface(&eni.id).await.unwrap_err();
     assert!(matches!(err, CloudError::NotFound(_)), "{err}");
