@@ -78,9 +78,16 @@ impl AlibabaCloud {
             }
             let doc = self.call(service, action, req).await?;
             out.extend(list(&doc, outer, inner).iter().cloned());
-            next = str_of(&doc, "NextToken");
+            let prev = std::mem::replace(&mut next, str_of(&doc, "NextToken"));
             if next.is_empty() {
                 return Ok(out);
+            }
+            // A service handing back the token it was given would never end the loop.
+            if next == prev {
+                return Err(CloudError::Decode {
+                    action: action.to_string(),
+                    reason: format!("NextToken {next:?} did not advance"),
+                });
             }
         }
     }
