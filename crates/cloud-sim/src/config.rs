@@ -22,6 +22,8 @@ pub struct SimConfig {
     /// How long an ENI stays `Attaching` / `Detaching`.
     pub attach_delay_ms: u64,
     pub detach_delay_ms: u64,
+    /// How long a deleted ENI stays `Deleting` before it disappears.
+    pub delete_delay_ms: u64,
     /// How long a new route entry stays `Pending` (and a deleted one `Deleting`).
     pub route_pending_ms: u64,
     /// Custom route entries allowed per route table (the vendor's default is 200).
@@ -62,6 +64,7 @@ impl Default for SimConfig {
             instance_types_file: None,
             attach_delay_ms: 300,
             detach_delay_ms: 300,
+            delete_delay_ms: 300,
             route_pending_ms: 300,
             route_table_quota: 200,
             route_table_serial: true,

@@ -1,9 +1,9 @@
 //! Elastic network interfaces: their state machine (Available → Attaching → InUse →
-//! Detaching → Available), their addresses, and the ECS actions on them.
+//! Detaching → Available → Deleting → gone), their addresses, and the ECS actions on them.
 
 use crate::error::{ApiError, ApiResult};
 use crate::events::SimEvent;
-use crate::pager;
+use crate::pager::{self, SizeLimit};
 use crate::params::Params;
 use crate::state::{Deferred, State};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,8 @@ const UNATTACHED_IP_LIMIT: usize = 50;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Eni {
     pub id: String,
-    /// The vendor's status string: `Available`, `Attaching`, `InUse`, `Detaching`.
+    /// The vendor's status string: `Available`, `Attaching`, `InUse`, `Detaching`,
+    /// `Deleting`.
     pub status: String,
     /// `Primary` or `Secondary`.
     pub eni_type: String,
@@ -204,7 +205,13 @@ impl State {
         )?;
         let eni = self.enis.get_mut(&id).expect("just created");
         eni.description = p.get("Description").unwrap_or("").to_string();
-        Ok(eni.to_json())
+        // The vendor's CreateNetworkInterface response model has no InstanceId (a new
+        // ENI is never attached); DescribeNetworkInterfaces' NetworkInterfaceSet has.
+        let mut doc = eni.to_json();
+        if let Some(o) = doc.as_object_mut() {
+            o.remove("InstanceId");
+        }
+        Ok(doc)
     }
 
     pub fn attach_network_interface(&mut self, p: &Params) -> ApiResult<Value> {
@@ -294,6 +301,9 @@ impl State {
         Ok(json!({}))
     }
 
+    /// The ENI goes `Deleting` and disappears after `delete_delay` (vendor: "Deleting:
+    /// The ENI is being deleted", a state DescribeNetworkInterfaces reports and filters
+    /// on); its addresses return to the vSwitch only then.
     pub fn delete_network_interface(&mut self, p: &Params) -> ApiResult<Value> {
         let eni_id = p.req("NetworkInterfaceId")?;
         let eni = self.eni(eni_id)?;
@@ -304,13 +314,29 @@ impl State {
                 "DeleteNetworkInterface",
             ));
         }
-        let eni = self.enis.remove(eni_id).expect("checked");
-        let vsw = self.vswitch_mut(&eni.vswitch_id)?;
-        vsw.release_v4(&[eni.primary_ip]);
-        vsw.release_v4(&eni.secondary_ips);
-        vsw.release_v6(&eni.ipv6s);
-        self.events.push(SimEvent::EniDeleted { eni_id: eni.id });
+        let delay = self.settings.delete_delay;
+        self.eni_mut(eni_id)?.status = "Deleting".into();
+        self.defer(
+            delay,
+            Deferred::EniDeleted {
+                eni_id: eni_id.to_string(),
+            },
+        );
         Ok(json!({}))
+    }
+
+    /// Ends a `Deleting` ENI: the record goes, its addresses return to the vSwitch.
+    pub(crate) fn finish_eni_delete(&mut self, eni_id: &str) -> Option<SimEvent> {
+        if self.enis.get(eni_id)?.status != "Deleting" {
+            return None;
+        }
+        let eni = self.enis.remove(eni_id)?;
+        if let Ok(vsw) = self.vswitch_mut(&eni.vswitch_id) {
+            vsw.release_v4(&[eni.primary_ip]);
+            vsw.release_v4(&eni.secondary_ips);
+            vsw.release_v6(&eni.ipv6s);
+        }
+        Some(SimEvent::EniDeleted { eni_id: eni.id })
     }
 
     pub fn describe_network_interfaces(&self, p: &Params) -> ApiResult<Value> {
@@ -331,13 +357,36 @@ impl State {
             .filter(|e| tags.iter().all(|t| e.tags.contains(t)))
             .map(Eni::to_json)
             .collect();
-        pager::numbered(
-            p,
-            matching,
-            100,
-            "NetworkInterfaceSets",
-            "NetworkInterfaceSet",
-        )
+        // Both styles as the vendor documents them (ECS API reference,
+        // DescribeNetworkInterfaces; the request model of the official SDKs,
+        // alibabacloud_ecs20140526 DescribeNetworkInterfacesRequest): MaxResults 10..=500
+        // (below 10 read as 10, above 500 as 500) with NextToken, the recommended style;
+        // PageNumber (from 1) / PageSize 1..=1000, default 10, marked for removal.
+        if p.get("MaxResults").is_some() || p.get("NextToken").is_some() {
+            pager::tokened(
+                p,
+                matching,
+                "MaxResults",
+                SizeLimit::Clamp {
+                    default: 10,
+                    min: 10,
+                    max: 500,
+                },
+                "NetworkInterfaceSets",
+                "NetworkInterfaceSet",
+            )
+        } else {
+            pager::numbered(
+                p,
+                matching,
+                SizeLimit::Reject {
+                    default: 10,
+                    max: 1000,
+                },
+                "NetworkInterfaceSets",
+                "NetworkInterfaceSet",
+            )
+        }
     }
 
     pub fn assign_private_ip_addresses(&mut self, p: &Params) -> ApiResult<Value> {
@@ -512,6 +561,16 @@ impl State {
                 })
             })
             .collect();
-        pager::tokened(p, items, "MaxResults", 100, "InstanceTypes", "InstanceType")
+        pager::tokened(
+            p,
+            items,
+            "MaxResults",
+            SizeLimit::Reject {
+                default: 10,
+                max: 100,
+            },
+            "InstanceTypes",
+            "InstanceType",
+        )
     }
 }

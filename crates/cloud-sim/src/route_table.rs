@@ -2,7 +2,16 @@
 //! `Deleting` asynchronously, one change at a time per table; and the VPC Describe calls.
 
 use crate::error::{ApiError, ApiResult};
-use crate::pager;
+use crate::pager::{self, SizeLimit};
+
+const REJECT_ABOVE_50: SizeLimit = SizeLimit::Reject {
+    default: 10,
+    max: 50,
+};
+const REJECT_ABOVE_100: SizeLimit = SizeLimit::Reject {
+    default: 10,
+    max: 100,
+};
 use crate::params::Params;
 use crate::state::{Deferred, State};
 use serde::{Deserialize, Serialize};
@@ -245,7 +254,14 @@ impl State {
         if p.get("RouteEntryId").is_some() || p.get("DestinationCidrBlock").is_some() {
             items.retain(|v| v["Type"] != "System");
         }
-        pager::tokened(p, items, "MaxResult", 100, "RouteEntrys", "RouteEntry")
+        pager::tokened(
+            p,
+            items,
+            "MaxResult",
+            REJECT_ABOVE_100,
+            "RouteEntrys",
+            "RouteEntry",
+        )
     }
 
     pub fn describe_route_table_list(&self, p: &Params) -> ApiResult<Value> {
@@ -265,7 +281,13 @@ impl State {
                 })
             })
             .collect();
-        pager::numbered(p, items, 50, "RouterTableList", "RouterTableListType")
+        pager::numbered(
+            p,
+            items,
+            REJECT_ABOVE_50,
+            "RouterTableList",
+            "RouterTableListType",
+        )
     }
 
     pub fn describe_vswitches(&self, p: &Params) -> ApiResult<Value> {
@@ -290,6 +312,6 @@ impl State {
                 })
             })
             .collect();
-        pager::numbered(p, items, 50, "VSwitches", "VSwitch")
+        pager::numbered(p, items, REJECT_ABOVE_50, "VSwitches", "VSwitch")
     }
 }

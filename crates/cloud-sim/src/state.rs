@@ -45,6 +45,7 @@ pub struct Instance {
 pub enum Deferred {
     EniAttached { eni_id: String },
     EniDetached { eni_id: String },
+    EniDeleted { eni_id: String },
     RouteAvailable { table: String, entry: String },
     RouteDeleted { table: String, entry: String },
 }
@@ -76,6 +77,7 @@ pub struct State {
 pub struct Settings {
     pub attach_delay: Duration,
     pub detach_delay: Duration,
+    pub delete_delay: Duration,
     pub route_pending: Duration,
     pub route_table_quota: u32,
     pub route_table_serial: bool,
@@ -86,6 +88,7 @@ impl Settings {
         Self {
             attach_delay: Duration::from_millis(c.attach_delay_ms),
             detach_delay: Duration::from_millis(c.detach_delay_ms),
+            delete_delay: Duration::from_millis(c.delete_delay_ms),
             route_pending: Duration::from_millis(c.route_pending_ms),
             route_table_quota: c.route_table_quota,
             route_table_serial: c.route_table_serial,
@@ -310,6 +313,7 @@ impl State {
                     }
                 })
             }
+            Deferred::EniDeleted { eni_id } => self.finish_eni_delete(eni_id),
             Deferred::RouteAvailable { table, entry } => {
                 let t = self.route_tables.get_mut(table)?;
                 let e = t.entries.iter_mut().find(|e| &e.id == entry)?;
@@ -350,6 +354,9 @@ impl State {
                     eni_id: e.id.clone(),
                 }),
                 "Detaching" => pending.push(Deferred::EniDetached {
+                    eni_id: e.id.clone(),
+                }),
+                "Deleting" => pending.push(Deferred::EniDeleted {
                     eni_id: e.id.clone(),
                 }),
                 _ => {}

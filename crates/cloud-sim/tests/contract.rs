@@ -185,6 +185,9 @@ async fn eni_lifecycle_with_async_attach_and_detach() {
         .unwrap();
     assert_eq!(avail.instance_id, None);
     c.delete_network_interface(&eni.id).await.unwrap();
+    unicni_cloud::poll::wait_eni_deleted(&c, &eni.id, poll())
+        .await
+        .unwrap();
 
     let err = c.delete_network_interface(&eni.id).await.unwrap_err();
     assert!(matches!(err, CloudError::NotFound(_)), "{err}");
@@ -702,5 +705,237 @@ async fn from_config_builds_the_production_client() {
     );
     let shown = format!("{c:?}");
     assert!(!shown.contains(SECRET), "{shown}");
+    sim.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 14: paging, response fields and the ENI's Deleting state as the vendor documents
+// them (ECS API reference: DescribeNetworkInterfaces, CreateNetworkInterface,
+// DeleteNetworkInterface, DescribeInstanceTypes).
+
+/// A region whose vSwitch holds more ENIs than one page of either style.
+fn paging_config() -> SimConfig {
+    let mut cfg = config();
+    cfg.vswitches.push(VSwitchSpec {
+        id: "vsw-big".into(),
+        zone: "cn-hangzhou-a".into(),
+        cidr: "192.168.64.0/22".into(),
+        ipv6_cidr: None,
+    });
+    cfg
+}
+
+/// Adds `n` unattached ENIs on vsw-big straight into the state (no API calls).
+fn seed_enis(sim: &CloudSim, n: usize) {
+    sim.with_state(false, |st| {
+        for _ in 0..n {
+            st.create_eni_record(
+                "vsw-big",
+                None,
+                0,
+                0,
+                vec!["sg-sim".into()],
+                vec![("owner".into(), "seed".into())],
+                "Secondary",
+            )
+            .unwrap();
+        }
+    });
+}
+
+fn raw(sim: &CloudSim, kv: &[(&str, &str)]) -> Result<serde_json::Value, ApiError> {
+    let mut p = unicni_cloud_sim::params::Params::default();
+    p.0.insert("Version".into(), unicni_cloud::client::ECS_VERSION.into());
+    for (k, v) in kv {
+        p.0.insert(k.to_string(), v.to_string());
+    }
+    sim.with_state(false, |st| unicni_cloud_sim::api::dispatch(st, &p))
+}
+
+fn eni_ids(doc: &serde_json::Value) -> Vec<String> {
+    doc["NetworkInterfaceSets"]["NetworkInterfaceSet"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["NetworkInterfaceId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn describe_enis_pages_by_number_with_the_documented_limits() {
+    let sim = CloudSim::new(paging_config(), None).unwrap();
+    seed_enis(&sim, 23); // + 2 primary ENIs = 25
+    let act = ("Action", "DescribeNetworkInterfaces");
+    let mut seen = Vec::new();
+    for (page, want) in [("1", 10), ("2", 10), ("3", 5), ("4", 0)] {
+        let doc = raw(&sim, &[act, ("PageNumber", page), ("PageSize", "10")]).unwrap();
+        assert_eq!(doc["TotalCount"], 25);
+        assert_eq!(doc["PageNumber"].to_string(), page);
+        assert_eq!(doc["PageSize"], 10);
+        assert!(doc.get("NextToken").is_none(), "{doc}");
+        let ids = eni_ids(&doc);
+        assert_eq!(ids.len(), want, "page {page}");
+        seen.extend(ids);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 25);
+    // Default PageSize 10; PageSize 1..=1000.
+    let doc = raw(&sim, &[act]).unwrap();
+    assert_eq!((eni_ids(&doc).len(), &doc["PageSize"]), (10, &10.into()));
+    assert_eq!(
+        eni_ids(&raw(&sim, &[act, ("PageSize", "1000")]).unwrap()).len(),
+        25
+    );
+    for bad in ["0", "1001"] {
+        let e = raw(&sim, &[act, ("PageSize", bad)]).unwrap_err();
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (400, "InvalidParameter"),
+            "{e:?}"
+        );
+    }
+}
+
+#[test]
+fn describe_enis_pages_by_token_with_the_documented_limits() {
+    let sim = CloudSim::new(paging_config(), None).unwrap();
+    seed_enis(&sim, 23);
+    let act = ("Action", "DescribeNetworkInterfaces");
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let mut kv = vec![act, ("MaxResults", "10")];
+        if !token.is_empty() {
+            kv.push(("NextToken", token.as_str()));
+        }
+        let doc = raw(&sim, &kv).unwrap();
+        pages += 1;
+        // The token style answers NextToken, not the numbered style's fields.
+        for absent in ["TotalCount", "PageNumber", "PageSize"] {
+            assert!(doc.get(absent).is_none(), "{absent} in {doc}");
+        }
+        seen.extend(eni_ids(&doc));
+        token = doc["NextToken"].as_str().unwrap().to_string();
+        if token.is_empty() {
+            break;
+        }
+        assert!(pages < 10, "NextToken never ends");
+    }
+    assert_eq!(pages, 3);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 25);
+    // MaxResults 10..=500: below 10 reads as 10, above 500 as 500 (not refused).
+    let doc = raw(&sim, &[act, ("MaxResults", "3")]).unwrap();
+    assert_eq!(eni_ids(&doc).len(), 10);
+    let doc = raw(&sim, &[act, ("MaxResults", "600")]).unwrap();
+    assert_eq!(
+        (eni_ids(&doc).len(), doc["NextToken"].as_str()),
+        (25, Some(""))
+    );
+    let e = raw(&sim, &[act, ("NextToken", "garbage")]).unwrap_err();
+    assert_eq!(e.code, "InvalidNextToken.Malformed");
+}
+
+#[test]
+fn responses_carry_only_the_vendors_fields() {
+    let sim = CloudSim::new(paging_config(), None).unwrap();
+    let doc = raw(
+        &sim,
+        &[
+            ("Action", "CreateNetworkInterface"),
+            ("VSwitchId", "vsw-big"),
+            ("SecurityGroupIds.1", "sg-sim"),
+        ],
+    )
+    .unwrap();
+    assert!(doc["NetworkInterfaceId"].is_string(), "{doc}");
+    assert!(doc.get("InstanceId").is_none(), "{doc}");
+    let doc = raw(&sim, &[("Action", "DescribeInstanceTypes")]).unwrap();
+    assert!(doc.get("TotalCount").is_none(), "{doc}");
+    assert!(doc["NextToken"].is_string(), "{doc}");
+}
+
+#[tokio::test]
+async fn client_reads_every_page_with_next_token() {
+    let cfg = paging_config();
+    let (sim, c) = start(cfg).await;
+    // More than one page of the client's 500.
+    seed_enis(&sim.sim, 510);
+    let all = c
+        .describe_network_interfaces(&EniFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 512);
+    let mut ids: Vec<_> = all.iter().map(|e| e.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 512, "a page read twice");
+    let seeded = c
+        .describe_network_interfaces(&EniFilter {
+            tags: vec![("owner".into(), "seed".into())],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seeded.len(), 510);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn deleted_eni_is_deleting_then_gone() {
+    let mut cfg = paging_config();
+    cfg.delete_delay_ms = 300;
+    let (sim, c) = start(cfg).await;
+    let free_before = sim.sim.snapshot().vswitches["vsw-a"].available();
+    let eni = c
+        .create_network_interface(&eni_req("vsw-a", 2, 0))
+        .await
+        .unwrap();
+    assert_eq!(eni.instance_id, None);
+    c.delete_network_interface(&eni.id).await.unwrap();
+
+    let seen = c
+        .describe_network_interfaces(&EniFilter {
+            ids: vec![eni.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].status, EniStatus::Deleting);
+    let by_status = c
+        .describe_network_interfaces(&EniFilter {
+            status: Some(EniStatus::Deleting),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_status.len(), 1);
+    // Its addresses stay taken until it is gone.
+    assert_eq!(
+        sim.sim.snapshot().vswitches["vsw-a"].available(),
+        free_before - 3
+    );
+    // A second delete meets the state, not a missing ENI.
+    let err = c.delete_network_interface(&eni.id).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some("InvalidOperation.InvalidEniState"),
+        "{err}"
+    );
+
+    unicni_cloud::poll::wait_eni_deleted(&c, &eni.id, poll())
+        .await
+        .unwrap();
+    assert!(!sim.sim.snapshot().enis.contains_key(&eni.id));
+    assert_eq!(
+        sim.sim.snapshot().vswitches["vsw-a"].available(),
+        free_before
+    );
+    let err = c.delete_network_interface(&eni.id).await.unwrap_err();
+    assert_eq!(err.code(), Some("InvalidEniId.NotFound"), "{err}");
     sim.stop().await;
 }

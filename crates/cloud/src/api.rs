@@ -16,9 +16,11 @@ pub trait Cloud: Send + Sync {
     async fn attach_network_interface(&self, eni_id: &str, instance_id: &str) -> Result<()>;
     /// ECS DetachNetworkInterface; the ENI goes `Detaching` then `Available`.
     async fn detach_network_interface(&self, eni_id: &str, instance_id: &str) -> Result<()>;
-    /// ECS DeleteNetworkInterface; the ENI must be `Available`.
+    /// ECS DeleteNetworkInterface; the ENI must be `Available`. Returns once the API
+    /// accepted it; the ENI is `Deleting` until the cloud removes it: see
+    /// [`crate::poll::wait_eni_deleted`].
     async fn delete_network_interface(&self, eni_id: &str) -> Result<()>;
-    /// ECS DescribeNetworkInterfaces, every page.
+    /// ECS DescribeNetworkInterfaces, every page (MaxResults/NextToken, 500 a page).
     async fn describe_network_interfaces(
         &self,
         filter: &EniFilter,

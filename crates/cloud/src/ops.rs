@@ -9,6 +9,10 @@ use async_trait::async_trait;
 use serde_json::Value;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// MaxResults of DescribeNetworkInterfaces: the vendor's maximum (10..=500), as the
+/// anchor asks for.
+const ENI_PAGE_SIZE: u32 = 500;
+
 fn p(k: impl Into<String>, v: impl ToString) -> (String, String) {
     (k.into(), v.to_string())
 }
@@ -52,13 +56,15 @@ impl AlibabaCloud {
         }
     }
 
-    /// Pages with NextToken until the service returns none.
+    /// Pages with NextToken until the service returns none (or an empty one).
+    #[allow(clippy::too_many_arguments)]
     async fn tokened(
         &self,
         service: Service,
         action: &str,
         params: Params,
         size_param: &str,
+        size: u32,
         outer: &str,
         inner: &str,
     ) -> Result<Vec<Value>> {
@@ -66,15 +72,22 @@ impl AlibabaCloud {
         let mut next = String::new();
         loop {
             let mut req = params.clone();
-            req.push(p(size_param, self.opts.page_size));
+            req.push(p(size_param, size));
             if !next.is_empty() {
                 req.push(p("NextToken", &next));
             }
             let doc = self.call(service, action, req).await?;
             out.extend(list(&doc, outer, inner).iter().cloned());
-            next = str_of(&doc, "NextToken");
+            let prev = std::mem::replace(&mut next, str_of(&doc, "NextToken"));
             if next.is_empty() {
                 return Ok(out);
+            }
+            // A service handing back the token it was given would never end the loop.
+            if next == prev {
+                return Err(CloudError::Decode {
+                    action: action.to_string(),
+                    reason: format!("NextToken {next:?} did not advance"),
+                });
             }
         }
     }
@@ -154,11 +167,16 @@ impl Cloud for AlibabaCloud {
             params.push(p("Status", s.as_str()));
         }
         push_tags(&mut params, &f.tags);
+        // MaxResults/NextToken is the style the vendor recommends (PageNumber/PageSize
+        // is marked for removal in its DescribeNetworkInterfaces reference); 500 is the
+        // largest MaxResults it takes.
         let items = self
-            .paged(
+            .tokened(
                 Service::Ecs,
                 "DescribeNetworkInterfaces",
                 params,
+                "MaxResults",
+                ENI_PAGE_SIZE,
                 "NetworkInterfaceSets",
                 "NetworkInterfaceSet",
             )
@@ -258,6 +276,7 @@ impl Cloud for AlibabaCloud {
                 "DescribeInstanceTypes",
                 params,
                 "MaxResults",
+                self.opts.page_size,
                 "InstanceTypes",
                 "InstanceType",
             )
@@ -335,6 +354,7 @@ impl Cloud for AlibabaCloud {
                 "DescribeRouteEntryList",
                 vec![p("RouteTableId", route_table_id)],
                 "MaxResult",
+                self.opts.page_size,
                 "RouteEntrys",
                 "RouteEntry",
             )

@@ -1,5 +1,6 @@
 //! Waiting for the cloud's asynchronous state changes: an attached ENI is `Attaching`
-//! before `InUse`, a new route entry `Pending` before `Available`.
+//! before `InUse`, a deleted one `Deleting` before it is gone, a new route entry
+//! `Pending` before `Available`.
 
 use crate::api::Cloud;
 use crate::error::{CloudError, Result};
@@ -50,6 +51,33 @@ pub async fn wait_eni_status(
                     "ENI {eni_id} to become {} (last seen {})",
                     want.as_str(),
                     last.map(|s| s.as_str()).unwrap_or("nowhere")
+                ),
+                waited: start.elapsed(),
+            });
+        }
+        tokio::time::sleep(policy.interval).await;
+    }
+}
+
+/// Polls DescribeNetworkInterfaces until the ENI is gone (it is `Deleting` for a while
+/// after DeleteNetworkInterface, and its addresses are still taken from the vSwitch until
+/// then).
+pub async fn wait_eni_deleted(cloud: &dyn Cloud, eni_id: &str, policy: PollPolicy) -> Result<()> {
+    let start = Instant::now();
+    let filter = EniFilter {
+        ids: vec![eni_id.to_string()],
+        ..Default::default()
+    };
+    loop {
+        let found = cloud.describe_network_interfaces(&filter).await?;
+        let Some(eni) = found.into_iter().find(|e| e.id == eni_id) else {
+            return Ok(());
+        };
+        if start.elapsed() >= policy.timeout {
+            return Err(CloudError::Timeout {
+                what: format!(
+                    "ENI {eni_id} to be deleted (last seen {})",
+                    eni.status.as_str()
                 ),
                 waited: start.elapsed(),
             });
