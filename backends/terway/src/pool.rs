@@ -553,7 +553,7 @@ impl Pool {
             .assign_private_ip_addresses(eni_id, IpRequest::Count(n as u32))
             .await
             .map_err(|e| match e {
-                CloudError::VSwitchIpNotEnough(_) => {
+                CloudError::VSwitchExhausted(_) => {
                     inner
                         .exhausted
                         .insert(inner.enis[eni_id].nic.vswitch_id.clone(), Instant::now());
@@ -672,7 +672,7 @@ impl Pool {
             };
             match self.cloud.create_network_interface(&req).await {
                 Ok(nic) => return self.attach(inner, nic).await,
-                Err(CloudError::VSwitchIpNotEnough(f)) => {
+                Err(CloudError::VSwitchExhausted(f)) => {
                     tracing::warn!(vswitch, "vSwitch out of IPs, trying the next: {f}");
                     inner.exhausted.insert(vswitch.clone(), Instant::now());
                     last = Some(format!("{vswitch}: {}", f.code));
