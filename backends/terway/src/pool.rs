@@ -25,7 +25,8 @@ use unicni_core::{AttachmentId, PodRef};
 pub const TAG_NODE: &str = "unicni.io/node";
 pub const TAG_CLUSTER: &str = "unicni.io/cluster";
 
-/// How long a vSwitch that answered "out of IPs" is skipped.
+/// How long a vSwitch that answered "out of IPs", or an ENI that answered "full", is
+/// skipped.
 const EXHAUSTED_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
@@ -126,7 +127,25 @@ impl Eni {
 struct Inner {
     enis: BTreeMap<String, Eni>,
     state: NodeState,
-    exhausted: HashMap<String, Instant>,
+    /// vSwitches the cloud called exhausted: when, and the code it answered.
+    exhausted: HashMap<String, (Instant, String)>,
+    /// ENIs the cloud called full although the instance-type table left room.
+    full: HashMap<String, Instant>,
+}
+
+/// Why adding addresses to one ENI failed, as far as `grow` cares.
+enum AssignError {
+    /// The ENI's vSwitch has no free address: another vSwitch may.
+    VSwitchExhausted,
+    /// The ENI holds all it may: another ENI may have room.
+    EniFull,
+    Other(PoolError),
+}
+
+impl From<PoolError> for AssignError {
+    fn from(e: PoolError) -> Self {
+        AssignError::Other(e)
+    }
 }
 
 /// Counters for `/metrics` and the status endpoint.
@@ -239,6 +258,7 @@ impl Pool {
                 enis,
                 state,
                 exhausted: HashMap::new(),
+                full: HashMap::new(),
             }),
         };
         {
@@ -505,12 +525,17 @@ impl Pool {
         need: usize,
     ) -> PResult<()> {
         let batch = need.max(self.p.min).max(1);
+        inner
+            .exhausted
+            .retain(|_, (at, _)| at.elapsed() < EXHAUSTED_FOR);
+        inner.full.retain(|_, at| at.elapsed() < EXHAUSTED_FOR);
         if !self.p.exclusive {
             let per_eni = self.p.limits.ipv4_per_eni as usize;
-            let room = inner
+            let mut rooms: Vec<(String, usize)> = inner
                 .enis
                 .values()
                 .filter(|e| e.matches(vsw, sgs) && e.link.is_some())
+                .filter(|e| !inner.full.contains_key(&e.nic.id))
                 .map(|e| {
                     (
                         e.nic.id.clone(),
@@ -518,16 +543,28 @@ impl Pool {
                     )
                 })
                 .filter(|(_, r)| *r > 0)
-                .max_by_key(|(_, r)| *r);
-            if let Some((eni_id, room)) = room {
-                let n = batch.min(room);
-                return self.assign_more(inner, &eni_id, n).await;
+                .collect();
+            rooms.sort_by_key(|(_, r)| std::cmp::Reverse(*r));
+            for (eni_id, room) in rooms {
+                // An earlier ENI of this pass may have found its vSwitch empty.
+                if inner
+                    .exhausted
+                    .contains_key(&inner.enis[&eni_id].nic.vswitch_id)
+                {
+                    continue;
+                }
+                match self.assign_more(inner, &eni_id, batch.min(room)).await {
+                    Ok(()) => return Ok(()),
+                    Err(AssignError::Other(e)) => return Err(e),
+                    // Noted in `inner`; the next ENI, or a new one elsewhere, may do.
+                    Err(AssignError::VSwitchExhausted | AssignError::EniFull) => {}
+                }
             }
         }
         let attached = inner.enis.len() as u64 + 1;
         if attached >= self.p.limits.enis {
             return Err(PoolError::Exhausted(format!(
-                "instance type {} holds {} ENIs ({} pods in {} mode) and all are in use; \
+                "instance type {} holds {} ENIs ({} pods in {} mode) and all are in use{}; \
                  schedule fewer pods on this node or use a larger instance type",
                 self.p.limits.name,
                 self.p.limits.enis,
@@ -536,7 +573,8 @@ impl Pool {
                     "exclusive-eni"
                 } else {
                     "shared-eni"
-                }
+                },
+                self.exhausted_note(inner, vsw),
             )));
         }
         let ips = if self.p.exclusive {
@@ -547,34 +585,97 @@ impl Pool {
         self.create_eni(inner, vsw, sgs, ips).await
     }
 
-    async fn assign_more(&self, inner: &mut Inner, eni_id: &str, n: usize) -> PResult<()> {
-        let added = self
+    /// Records what the cloud said about an ENI or its vSwitch, so `grow` skips them.
+    fn note_refusal(&self, inner: &mut Inner, eni_id: &str, e: &CloudError) -> Option<AssignError> {
+        let vswitch = inner.enis.get(eni_id)?.nic.vswitch_id.clone();
+        let code = e.code().unwrap_or_default().to_string();
+        match e {
+            CloudError::VSwitchExhausted(_) => {
+                tracing::warn!(
+                    vswitch,
+                    eni = eni_id,
+                    code,
+                    "vSwitch out of IPs, trying another"
+                );
+                inner.exhausted.insert(vswitch, (Instant::now(), code));
+                Some(AssignError::VSwitchExhausted)
+            }
+            e if e.is_eni_full() => {
+                tracing::warn!(
+                    eni = eni_id,
+                    code,
+                    "the cloud says the ENI is full, trying another"
+                );
+                inner.full.insert(eni_id.to_string(), Instant::now());
+                Some(AssignError::EniFull)
+            }
+            _ => None,
+        }
+    }
+
+    async fn assign_more(
+        &self,
+        inner: &mut Inner,
+        eni_id: &str,
+        n: usize,
+    ) -> Result<(), AssignError> {
+        let added = match self
             .cloud
             .assign_private_ip_addresses(eni_id, IpRequest::Count(n as u32))
             .await
-            .map_err(|e| match e {
-                CloudError::VSwitchIpNotEnough(_) => {
-                    inner
-                        .exhausted
-                        .insert(inner.enis[eni_id].nic.vswitch_id.clone(), Instant::now());
-                    PoolError::Exhausted(format!("assign {n} addresses to {eni_id}: {e}"))
-                }
-                e => cloud_err(&format!("assign {n} addresses to {eni_id}"), e),
-            })?;
+        {
+            Ok(a) => a,
+            Err(e) => {
+                return Err(self.note_refusal(inner, eni_id, &e).unwrap_or_else(|| {
+                    AssignError::Other(cloud_err(&format!("assign {n} addresses to {eni_id}"), e))
+                }))
+            }
+        };
+        // Known before the IPv6 call, so a failure there does not lose them.
+        if let Some(e) = inner.enis.get_mut(eni_id) {
+            e.nic.private_ips.extend(added.iter().copied());
+        }
         let mut added6 = Vec::new();
         if self.p.dual {
-            added6 = self
+            added6 = match self
                 .cloud
                 .assign_ipv6_addresses(eni_id, IpRequest::Count(added.len() as u32))
                 .await
-                .map_err(|e| cloud_err(&format!("assign IPv6 addresses to {eni_id}"), e))?;
+            {
+                Ok(a) => a,
+                Err(e @ CloudError::VSwitchIpv6Off(_)) => {
+                    return Err(AssignError::Other(PoolError::Invalid(format!(
+                        "assign IPv6 addresses to {eni_id}: {e}; dual stack needs vSwitches with an IPv6 CIDR block"
+                    ))))
+                }
+                Err(e) => {
+                    return Err(self.note_refusal(inner, eni_id, &e).unwrap_or_else(|| {
+                        AssignError::Other(cloud_err(
+                            &format!("assign IPv6 addresses to {eni_id}"),
+                            e,
+                        ))
+                    }))
+                }
+            };
         }
         if let Some(e) = inner.enis.get_mut(eni_id) {
-            e.nic.private_ips.extend(added.iter().copied());
             e.nic.ipv6s.extend(added6.iter().copied());
         }
         tracing::info!(eni = eni_id, added = added.len(), "assigned addresses");
-        self.wait_visible(inner, eni_id, &added, &added6).await
+        Ok(self.wait_visible(inner, eni_id, &added, &added6).await?)
+    }
+
+    /// "; vSwitch X has no free addresses (code)" for each of `vsw` the cloud called
+    /// exhausted, so the error reaching the ADD says which.
+    fn exhausted_note(&self, inner: &Inner, vsw: &[String]) -> String {
+        vsw.iter()
+            .filter_map(|v| {
+                let (_, code) = inner.exhausted.get(v)?;
+                Some(format!(
+                    "; vSwitch {v} has no free addresses (the cloud answered {code})"
+                ))
+            })
+            .collect()
     }
 
     /// Polls the node until the ENI's link is there and the metadata lists `v4`/`v6`.
@@ -612,7 +713,9 @@ impl Pool {
     /// Candidate vSwitches in the node's zone, most free addresses first, skipping ones
     /// that recently ran out.
     async fn vswitch_order(&self, inner: &mut Inner, vsw: &[String]) -> PResult<Vec<String>> {
-        inner.exhausted.retain(|_, at| at.elapsed() < EXHAUSTED_FOR);
+        inner
+            .exhausted
+            .retain(|_, (at, _)| at.elapsed() < EXHAUSTED_FOR);
         let found = self
             .cloud
             .describe_vswitches(None, vsw)
@@ -640,8 +743,16 @@ impl Pool {
             .collect();
         usable.sort_by_key(|v| std::cmp::Reverse(v.available_ip_count));
         if usable.is_empty() {
+            let why: Vec<String> = vsw
+                .iter()
+                .map(|v| match inner.exhausted.get(v) {
+                    Some((_, code)) => format!("{v}: the cloud answered {code}"),
+                    None => format!("{v}: no free address listed"),
+                })
+                .collect();
             return Err(PoolError::Exhausted(format!(
-                "every vSwitch of {vsw:?} is out of IP addresses; add a vSwitch to terway.vswitches or free addresses"
+                "every vSwitch of {vsw:?} is out of IP addresses ({}); add a vSwitch to terway.vswitches or free addresses",
+                why.join(", ")
             )));
         }
         Ok(usable.into_iter().map(|v| v.id).collect())
@@ -672,9 +783,11 @@ impl Pool {
             };
             match self.cloud.create_network_interface(&req).await {
                 Ok(nic) => return self.attach(inner, nic).await,
-                Err(CloudError::VSwitchIpNotEnough(f)) => {
+                Err(CloudError::VSwitchExhausted(f)) => {
                     tracing::warn!(vswitch, "vSwitch out of IPs, trying the next: {f}");
-                    inner.exhausted.insert(vswitch.clone(), Instant::now());
+                    inner
+                        .exhausted
+                        .insert(vswitch.clone(), (Instant::now(), f.code.clone()));
                     last = Some(format!("{vswitch}: {}", f.code));
                 }
                 Err(e) => return Err(cloud_err(&format!("create an ENI in {vswitch}"), e)),
@@ -695,6 +808,12 @@ impl Pool {
         {
             // Not attached: delete it now rather than leak it until the next start.
             let _ = self.cloud.delete_network_interface(&id).await;
+            if let CloudError::EniQuotaExceeded(_) = e {
+                return Err(PoolError::Exhausted(format!(
+                    "attach {id} to {}: {e}; the instance-type table ({} ENIs for {}) disagrees with the cloud",
+                    self.p.instance_id, self.p.limits.enis, self.p.limits.name
+                )));
+            }
             return Err(cloud_err(&format!("attach {id}"), e));
         }
         let nic = poll::wait_eni_status(self.cloud.as_ref(), &id, EniStatus::InUse, self.p.attach)

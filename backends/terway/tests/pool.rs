@@ -497,3 +497,111 @@ fn small_instance_types_are_refused_with_the_reason() {
     )
     .is_ok());
 }
+
+/// Takes every free address of `vswitch` with an ENI outside the pool.
+async fn fill_vswitch(s: &RunningSim, vswitch: &str, addresses: u32) {
+    cloud(s)
+        .await
+        .create_network_interface(&unicni_cloud::CreateEniRequest {
+            vswitch_id: vswitch.into(),
+            security_group_ids: vec!["sg-sim".into()],
+            secondary_ip_count: addresses - 1,
+            ipv6_count: 0,
+            description: None,
+            tags: vec![],
+            client_token: None,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_vswitch_the_cloud_calls_full_is_named_to_the_add_and_skipped_for_the_next() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, params(&["vsw-tiny", "vsw-pod-b"], 0, 20), dir.path()).await;
+    let pin = PodInfo {
+        vswitches: vec!["vsw-tiny".into()],
+        ..Default::default()
+    };
+    // The pool's ENI in vsw-tiny takes one address (its primary) for this pod...
+    let first = p.allocate(&id(1), &pod("p1"), None, &pin).await.unwrap();
+    assert_eq!(first.eni.vswitch_id, "vsw-tiny");
+    // ...then someone else takes the other three. The pool's ENI still has room, so the
+    // cloud's answer (QuotaExceeded.PrivateIpAddress: the vSwitch, not the ENI) decides.
+    fill_vswitch(&s, "vsw-tiny", 3).await;
+    match p.allocate(&id(2), &pod("p2"), None, &pin).await {
+        Err(PoolError::Exhausted(m)) => assert!(
+            m.contains("vsw-tiny") && m.contains("QuotaExceeded.PrivateIpAddress"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // An unpinned pod skips the full vSwitch for the next configured one.
+    let next = p
+        .allocate(&id(3), &pod("p3"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    assert_eq!(next.eni.vswitch_id, "vsw-pod-b");
+    assert!("192.168.11.0/24"
+        .parse::<ipnet::Ipv4Net>()
+        .unwrap()
+        .contains(&next.ipv4.unwrap()));
+    assert_ne!(next.eni.id, first.eni.id);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_eni_the_cloud_calls_full_makes_the_pool_use_another() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pp = params(&["vsw-pod-a"], 0, 20);
+    // The pool's table says 20 addresses per ENI; the emulator's ecs.g7.large allows 6,
+    // and answers the 7th with MaxEniPrivateIpsCountExceeded.
+    pp.limits.ipv4_per_eni = 20;
+    let p = pool(&s, pp, dir.path()).await;
+    let mut by_eni = std::collections::BTreeMap::<String, usize>::new();
+    for n in 0..7 {
+        let net = p
+            .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+            .await
+            .unwrap_or_else(|e| panic!("pod {n}: {e}"));
+        *by_eni.entry(net.eni.id).or_default() += 1;
+    }
+    assert_eq!(by_eni.len(), 2, "{by_eni:?}");
+    assert!(by_eni.values().any(|n| *n == 6), "{by_eni:?}");
+    assert_eq!(p.stats().await.enis, 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_eni_full_of_ipv6_makes_the_dual_stack_pool_use_another() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pp = params(&["vsw-pod-a"], 0, 20);
+    pp.dual = true;
+    let p = pool(&s, pp, dir.path()).await;
+    let first = p
+        .allocate(&id(0), &pod("p0"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    assert!(first.ipv6.is_some());
+    // The next IPv6 assignment on that ENI is refused as the vendor refuses a full ENI.
+    s.sim.faults().inject(
+        "AssignIpv6Addresses",
+        unicni_cloud_sim::ApiError::new(
+            403,
+            "MaxEniIpv6IpsCountExceeded",
+            "The IPv6 addresses of the ENI exceed the limit.",
+        ),
+        1,
+    );
+    let second = p
+        .allocate(&id(1), &pod("p1"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    assert!(second.ipv6.is_some());
+    assert_ne!(second.eni.id, first.eni.id);
+    assert_eq!(p.stats().await.enis, 2);
+    s.stop().await;
+}

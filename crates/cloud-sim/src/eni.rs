@@ -412,15 +412,23 @@ impl State {
         let want = exact.len().max(count);
         let have = 1 + eni.secondary_ips.len();
         if have + want > limit {
+            // "ECS API AssignPrivateIpAddresses, error codes": 403
+            // MaxEniPrivateIpsCountExceeded (also InvalidOperation.Ipv4CountExceeded).
             return Err(ApiError::new(
-                400,
-                "QuotaExceeded.PrivateIpAddress",
+                403,
+                "MaxEniPrivateIpsCountExceeded",
                 format!("The ENI {eni_id} has {have} of its {limit} private IP addresses; {want} more do not fit."),
             ));
         }
         let vsw = self.vswitch_mut(&eni.vswitch_id)?;
         let got = if exact.is_empty() {
-            vsw.take_v4(count)?
+            vsw.take_v4(count).map_err(|e| {
+                if e.code == crate::vpc::IP_NOT_ENOUGH {
+                    ApiError::vswitch_no_private_ip(&vsw.id)
+                } else {
+                    e
+                }
+            })?
         } else {
             vsw.take_exact_v4(&exact)?;
             exact
@@ -495,9 +503,11 @@ impl State {
         let (_, limit) = self.ip_limits(&eni);
         let want = exact.len().max(count);
         if eni.ipv6s.len() + want > limit {
+            // "ECS API AssignIpv6Addresses, error codes": 403 MaxEniIpv6IpsCountExceeded
+            // (also InvalidOperation.Ipv6CountExceeded).
             return Err(ApiError::new(
-                400,
-                "QuotaExceeded.Ipv6Address",
+                403,
+                "MaxEniIpv6IpsCountExceeded",
                 format!("The ENI {eni_id} has {} of its {limit} IPv6 addresses; {want} more do not fit.", eni.ipv6s.len()),
             ));
         }

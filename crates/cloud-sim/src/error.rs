@@ -51,11 +51,25 @@ impl ApiError {
         )
     }
 
+    /// HTTP 400, as in the ECS ENI APIs' error tables (e.g. "ECS API
+    /// AssignPrivateIpAddresses, error codes": 400 `InvalidOperation.InvalidEniState`).
     pub fn eni_state(id: &str, state: &str, op: &str) -> Self {
         Self::new(
-            403,
+            400,
             "InvalidOperation.InvalidEniState",
             format!("The ENI {id} is {state}; {op} is not allowed in this state."),
+        )
+    }
+
+    /// The vSwitch has no free address, answered by AssignPrivateIpAddresses ("ECS API
+    /// AssignPrivateIpAddresses, error codes": 400 `QuotaExceeded.PrivateIpAddress`,
+    /// "Don't have enough private IPs in this switch"). CreateNetworkInterface answers
+    /// `InvalidVSwitchId.IpNotEnough` instead (see vpc.rs).
+    pub fn vswitch_no_private_ip(vswitch_id: &str) -> Self {
+        Self::new(
+            400,
+            "QuotaExceeded.PrivateIpAddress",
+            format!("Don't have enough private IPs in this switch ({vswitch_id})."),
         )
     }
 }

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+/// The code CreateNetworkInterface answers when the vSwitch has no free address.
+pub const IP_NOT_ENOUGH: &str = "InvalidVSwitchId.IpNotEnough";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vpc {
     pub id: String,
@@ -50,10 +53,11 @@ impl VSwitch {
             .saturating_sub(self.used.len() as u64)
     }
 
+    /// "ECS API CreateNetworkInterface, error codes": `InvalidVSwitchId.IpNotEnough`.
     fn ip_not_enough(&self) -> ApiError {
         ApiError::new(
             403,
-            "InvalidVSwitchId.IpNotEnough",
+            IP_NOT_ENOUGH,
             format!(
                 "The specified VSwitch {} has not enough IpAddress.",
                 self.id
@@ -113,8 +117,9 @@ impl VSwitch {
     fn v6_net(&self) -> ApiResult<Ipv6Net> {
         self.ipv6_cidr.ok_or_else(|| {
             ApiError::new(
+                // "ECS API AssignIpv6Addresses, error codes": InvalidVSwitch.Ipv6NotTurnOn.
                 403,
-                "InvalidVSwitchId.Ipv6NotTurnOn",
+                "InvalidVSwitch.Ipv6NotTurnOn",
                 format!("The VSwitch {} has no IPv6 CIDR block.", self.id),
             )
         })
@@ -202,7 +207,7 @@ mod tests {
         assert_eq!(v.available(), 1);
         assert_eq!(
             v.take_v6(1).unwrap_err().code,
-            "InvalidVSwitchId.Ipv6NotTurnOn"
+            "InvalidVSwitch.Ipv6NotTurnOn"
         );
     }
 

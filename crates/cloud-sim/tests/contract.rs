@@ -174,8 +174,10 @@ async fn eni_lifecycle_with_async_attach_and_detach() {
 
     // Deleting an attached ENI is refused with the vendor's state error.
     let err = c.delete_network_interface(&eni.id).await.unwrap_err();
-    assert!(matches!(err, CloudError::InvalidState(_)), "{err}");
+    // ECS ENI APIs' error tables: HTTP 400 InvalidOperation.InvalidEniState.
+    assert!(matches!(err, CloudError::InvalidEniState(_)), "{err}");
     assert_eq!(err.code(), Some("InvalidOperation.InvalidEniState"));
+    assert_eq!(err.api().unwrap().http_status, 400);
 
     c.detach_network_interface(&eni.id, "i-node1")
         .await
@@ -217,8 +219,13 @@ async fn private_and_ipv6_addresses() {
         .assign_private_ip_addresses(&eni.id, IpRequest::Count(3))
         .await
         .unwrap_err();
-    assert!(matches!(err, CloudError::QuotaExceeded(_)), "{err}");
-    assert_eq!(err.code(), Some("QuotaExceeded.PrivateIpAddress"));
+    // ECS AssignPrivateIpAddresses error codes: the per-ENI limit is a 403
+    // MaxEniPrivateIpsCountExceeded, not the vSwitch's QuotaExceeded.PrivateIpAddress.
+    assert!(matches!(err, CloudError::EniIpv4Full(_)), "{err}");
+    assert!(err.is_eni_full());
+    assert_eq!(err.code(), Some("MaxEniPrivateIpsCountExceeded"));
+    assert_eq!(err.api().unwrap().http_status, 403);
+    assert!(!err.api().unwrap().request_id.is_empty());
 
     c.unassign_private_ip_addresses(&eni.id, &[exact])
         .await
@@ -241,6 +248,15 @@ async fn private_and_ipv6_addresses() {
             .unwrap(),
         vec![fixed]
     );
+    // ECS AssignIpv6Addresses error codes: past the per-ENI limit, 403
+    // MaxEniIpv6IpsCountExceeded.
+    let err = c
+        .assign_ipv6_addresses(&eni.id, IpRequest::Count(64))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CloudError::EniIpv6Full(_)), "{err}");
+    assert_eq!(err.code(), Some("MaxEniIpv6IpsCountExceeded"));
+    assert_eq!(err.api().unwrap().http_status, 403);
     c.unassign_ipv6_addresses(&eni.id, &v6).await.unwrap();
     let seen = c
         .describe_network_interfaces(&EniFilter {
@@ -257,15 +273,28 @@ async fn private_and_ipv6_addresses() {
 #[tokio::test]
 async fn vswitch_out_of_ips_and_eni_quota() {
     let (sim, c) = start(config()).await;
-    // A /29 has 4 usable addresses: an ENI with 3 secondaries takes them all.
-    c.create_network_interface(&eni_req("vsw-tiny", 3, 0))
+    // A /29 has 4 usable addresses: an ENI with 2 secondaries takes 3 of them.
+    let tiny = c
+        .create_network_interface(&eni_req("vsw-tiny", 2, 0))
+        .await
+        .unwrap();
+    // ECS AssignPrivateIpAddresses error codes: the vSwitch out of addresses is a 400
+    // QuotaExceeded.PrivateIpAddress, "Don't have enough private IPs in this switch".
+    let err = c
+        .assign_private_ip_addresses(&tiny.id, IpRequest::Count(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CloudError::VSwitchExhausted(_)), "{err}");
+    assert_eq!(err.code(), Some("QuotaExceeded.PrivateIpAddress"));
+    assert_eq!(err.api().unwrap().http_status, 400);
+    c.assign_private_ip_addresses(&tiny.id, IpRequest::Count(1))
         .await
         .unwrap();
     let err = c
         .create_network_interface(&eni_req("vsw-tiny", 0, 0))
         .await
         .unwrap_err();
-    assert!(matches!(err, CloudError::VSwitchIpNotEnough(_)), "{err}");
+    assert!(matches!(err, CloudError::VSwitchExhausted(_)), "{err}");
     assert_eq!(err.code(), Some("InvalidVSwitchId.IpNotEnough"));
     let vsw = c
         .describe_vswitches(None, &["vsw-tiny".into()])
@@ -287,7 +316,7 @@ async fn vswitch_out_of_ips_and_eni_quota() {
         .attach_network_interface(&e2.id, "i-node2")
         .await
         .unwrap_err();
-    assert!(matches!(err, CloudError::QuotaExceeded(_)), "{err}");
+    assert!(matches!(err, CloudError::EniQuotaExceeded(_)), "{err}");
     assert_eq!(err.code(), Some("EniPerInstanceLimitExceeded"));
 
     // Zone mismatch and unknown IDs.
@@ -295,6 +324,14 @@ async fn vswitch_out_of_ips_and_eni_quota() {
         .create_network_interface(&eni_req("vsw-b", 0, 0))
         .await
         .unwrap();
+    // ECS AssignIpv6Addresses error codes: a vSwitch without IPv6 is
+    // InvalidVSwitch.Ipv6NotTurnOn.
+    let err = c
+        .assign_ipv6_addresses(&eb.id, IpRequest::Count(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CloudError::VSwitchIpv6Off(_)), "{err}");
+    assert_eq!(err.code(), Some("InvalidVSwitch.Ipv6NotTurnOn"));
     let err = c
         .attach_network_interface(&eb.id, "i-node1")
         .await

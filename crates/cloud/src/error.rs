@@ -25,8 +25,35 @@ impl std::fmt::Display for ApiFailure {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
+    /// The vSwitch has no free address (ECS AssignPrivateIpAddresses and
+    /// CreateNetworkInterface error codes: `InvalidVSwitchId.IpNotEnough`, and
+    /// `QuotaExceeded.PrivateIpAddress` "Don't have enough private IPs in this switch").
+    /// Another vSwitch may still have room; the ENI itself may not be full.
     #[error("{0}; the vSwitch has no free IP addresses: add a vSwitch or free addresses in it")]
-    VSwitchIpNotEnough(ApiFailure),
+    VSwitchExhausted(ApiFailure),
+    /// The ENI holds as many IPv4 addresses as its instance type allows (ECS
+    /// AssignPrivateIpAddresses error codes: 403 `MaxEniPrivateIpsCountExceeded`,
+    /// `InvalidOperation.Ipv4CountExceeded`). Another ENI may still have room.
+    #[error("{0}; the ENI holds all the IPv4 addresses its instance type allows: use another ENI")]
+    EniIpv4Full(ApiFailure),
+    /// The same for IPv6 (ECS AssignIpv6Addresses error codes: 403
+    /// `MaxEniIpv6IpsCountExceeded`, `InvalidOperation.Ipv6CountExceeded`).
+    #[error("{0}; the ENI holds all the IPv6 addresses its instance type allows: use another ENI")]
+    EniIpv6Full(ApiFailure),
+    /// The vSwitch has no IPv6 CIDR block (ECS AssignIpv6Addresses error codes:
+    /// `InvalidVSwitch.Ipv6NotTurnOn`).
+    #[error(
+        "{0}; the vSwitch has no IPv6 CIDR block: enable IPv6 on it or use a dual-stack vSwitch"
+    )]
+    VSwitchIpv6Off(ApiFailure),
+    /// The instance holds as many ENIs as its type allows (ECS AttachNetworkInterface
+    /// error codes: `EniPerInstanceLimitExceeded`).
+    #[error("{0}; the instance holds all the ENIs its type allows: detach one or use a larger instance type")]
+    EniQuotaExceeded(ApiFailure),
+    /// The ENI is attaching, detaching or deleting (ECS ENI APIs' error codes: HTTP 400
+    /// `InvalidOperation.InvalidEniState`); it clears once the ENI settles.
+    #[error("{0}; the ENI is in a state that does not allow this operation: wait until it is Available or InUse")]
+    InvalidEniState(ApiFailure),
     #[error("{0}; a quota is exhausted: raise it in the console or release resources")]
     QuotaExceeded(ApiFailure),
     #[error("{0}; another operation on the same resource is running: retry later")]
@@ -68,7 +95,21 @@ impl CloudError {
     pub fn from_api(f: ApiFailure) -> Self {
         let code = f.code.as_str();
         match code {
-            "InvalidVSwitchId.IpNotEnough" => CloudError::VSwitchIpNotEnough(f),
+            "InvalidVSwitchId.IpNotEnough" | "QuotaExceeded.PrivateIpAddress" => {
+                CloudError::VSwitchExhausted(f)
+            }
+            "MaxEniPrivateIpsCountExceeded" | "InvalidOperation.Ipv4CountExceeded" => {
+                CloudError::EniIpv4Full(f)
+            }
+            "MaxEniIpv6IpsCountExceeded" | "InvalidOperation.Ipv6CountExceeded" => {
+                CloudError::EniIpv6Full(f)
+            }
+            // The emulator's former spelling is still understood.
+            "InvalidVSwitch.Ipv6NotTurnOn" | "InvalidVSwitchId.Ipv6NotTurnOn" => {
+                CloudError::VSwitchIpv6Off(f)
+            }
+            "EniPerInstanceLimitExceeded" => CloudError::EniQuotaExceeded(f),
+            "InvalidOperation.InvalidEniState" => CloudError::InvalidEniState(f),
             "TaskConflict" | "OperationConflict" | "IncorrectStatus.RouteTableStatus" => {
                 CloudError::TaskConflict(f)
             }
@@ -81,11 +122,9 @@ impl CloudError {
             | "InvalidTimeStamp.Expired"
             | "SignatureNonceUsed"
             | "Forbidden.RAM" => CloudError::AuthFailure(f),
-            "EniPerInstanceLimitExceeded" => CloudError::QuotaExceeded(f),
-            "InvalidOperation.InvalidEniState"
-            | "IncorrectRouteEntryStatus"
-            | "IncorrectInstanceStatus"
-            | "InvalidIp.IpUnassigned" => CloudError::InvalidState(f),
+            "IncorrectRouteEntryStatus" | "IncorrectInstanceStatus" | "InvalidIp.IpUnassigned" => {
+                CloudError::InvalidState(f)
+            }
             "ServiceUnavailable" | "InternalError" | "SystemBusy" => CloudError::ServerError(f),
             _ if code.starts_with("Throttling") => CloudError::Throttling(f),
             _ if code.starts_with("QuotaExceed") => CloudError::QuotaExceeded(f),
@@ -103,7 +142,12 @@ impl CloudError {
 
     pub fn api(&self) -> Option<&ApiFailure> {
         match self {
-            CloudError::VSwitchIpNotEnough(f)
+            CloudError::VSwitchExhausted(f)
+            | CloudError::EniIpv4Full(f)
+            | CloudError::EniIpv6Full(f)
+            | CloudError::VSwitchIpv6Off(f)
+            | CloudError::EniQuotaExceeded(f)
+            | CloudError::InvalidEniState(f)
             | CloudError::QuotaExceeded(f)
             | CloudError::TaskConflict(f)
             | CloudError::Throttling(f)
@@ -115,6 +159,14 @@ impl CloudError {
             | CloudError::Other(f) => Some(f),
             _ => None,
         }
+    }
+
+    /// The ENI has no room for another address of either family: another ENI may.
+    pub fn is_eni_full(&self) -> bool {
+        matches!(
+            self,
+            CloudError::EniIpv4Full(_) | CloudError::EniIpv6Full(_)
+        )
     }
 
     pub fn code(&self) -> Option<&str> {
@@ -153,17 +205,23 @@ mod tests {
     #[test]
     fn maps_vendor_codes() {
         let cases = [
-            ("InvalidVSwitchId.IpNotEnough", "VSwitchIpNotEnough"),
-            ("QuotaExceeded.PrivateIpAddress", "QuotaExceeded"),
+            ("InvalidVSwitchId.IpNotEnough", "VSwitchExhausted"),
+            ("QuotaExceeded.PrivateIpAddress", "VSwitchExhausted"),
+            ("MaxEniPrivateIpsCountExceeded", "EniIpv4Full"),
+            ("InvalidOperation.Ipv4CountExceeded", "EniIpv4Full"),
+            ("MaxEniIpv6IpsCountExceeded", "EniIpv6Full"),
+            ("InvalidOperation.Ipv6CountExceeded", "EniIpv6Full"),
+            ("InvalidVSwitch.Ipv6NotTurnOn", "VSwitchIpv6Off"),
             ("QuotaExceeded.VpcRouteEntryNum", "QuotaExceeded"),
-            ("EniPerInstanceLimitExceeded", "QuotaExceeded"),
+            ("EniPerInstanceLimitExceeded", "EniQuotaExceeded"),
             ("TaskConflict", "TaskConflict"),
             ("Throttling.User", "Throttling"),
             ("Throttling", "Throttling"),
             ("InvalidEniId.NotFound", "NotFound"),
             ("SignatureDoesNotMatch", "AuthFailure"),
             ("InvalidAccessKeyId.NotFound", "AuthFailure"),
-            ("InvalidOperation.InvalidEniState", "InvalidState"),
+            ("InvalidOperation.InvalidEniState", "InvalidEniState"),
+            ("IncorrectRouteEntryStatus", "InvalidState"),
             ("InvalidParameter", "InvalidParameter"),
             ("ServiceUnavailable", "ServerError"),
         ];
@@ -176,6 +234,20 @@ mod tests {
             CloudError::from_api(f("Weird", 502)),
             CloudError::ServerError(_)
         ));
+        assert!(CloudError::from_api(f("MaxEniIpv6IpsCountExceeded", 403)).is_eni_full());
+        assert!(!CloudError::from_api(f("QuotaExceeded.PrivateIpAddress", 400)).is_eni_full());
+        // Code, message and request id survive the mapping.
+        let e = CloudError::from_api(f("InvalidOperation.Ipv4CountExceeded", 403));
+        let api = e.api().unwrap();
+        assert_eq!(
+            (
+                api.code.as_str(),
+                api.message.as_str(),
+                api.request_id.as_str(),
+                api.http_status
+            ),
+            ("InvalidOperation.Ipv4CountExceeded", "m", "r", 403)
+        );
         assert!(CloudError::from_api(f("Throttling", 400)).is_retryable());
         assert!(!CloudError::from_api(f("InvalidEniId.NotFound", 404)).is_retryable());
     }
