@@ -11,6 +11,7 @@ packages=(
   containerd runc podman busybox-static  # real runtimes in the end-to-end tests
   protobuf-compiler                # CRI client code generation in tests
   python3 ca-certificates curl
+  python3-venv                     # the vendor SDKs' virtual environment (below)
 )
 
 missing=()
@@ -22,6 +23,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update
   apt-get install -y "${missing[@]}"
+fi
+
+# The vendor's official Python SDKs judge the cloud emulator
+# (crates/cloud-sim/tests/sdk.rs): the core SDK signs V2, the Tea SDK V3.
+sdk_venv="${UNICNI_SDK_VENV:-/opt/unicni-sdk-venv}"
+sdk_packages=(aliyun-python-sdk-core aliyun-python-sdk-ecs alibabacloud_ecs20140526)
+if [ ! -x "$sdk_venv/bin/python" ]; then
+  echo "setup: creating the vendor SDK virtual environment $sdk_venv" >&2
+  python3 -m venv "$sdk_venv"
+fi
+if ! "$sdk_venv/bin/python" -c 'import aliyunsdkcore, aliyunsdkecs, alibabacloud_ecs20140526' 2>/dev/null; then
+  echo "setup: installing ${sdk_packages[*]} into $sdk_venv" >&2
+  "$sdk_venv/bin/pip" install --quiet "${sdk_packages[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

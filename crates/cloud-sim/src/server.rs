@@ -222,16 +222,42 @@ impl CloudSim {
         if path != "/" {
             return text(404, "not found: the API is served at /".to_string());
         }
-        let mut params: Params = Params(
+        let query_params: std::collections::BTreeMap<String, String> =
             form_urlencoded::parse(query.as_bytes())
                 .into_owned()
-                .collect(),
-        );
+                .collect();
+        let mut params = Params(query_params.clone());
         if method == "POST" {
             params.0.extend(form_urlencoded::parse(&body).into_owned());
         }
+        let header = |h: &str| {
+            headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let authorization = header("authorization");
+        // V3 names the action and version in headers rather than parameters.
+        if authorization.is_some() {
+            for (h, k) in [("x-acs-action", "Action"), ("x-acs-version", "Version")] {
+                if let Some(v) = header(h) {
+                    params.0.entry(k.to_string()).or_insert(v);
+                }
+            }
+        }
+        let v3 = authorization.map(|a| {
+            (
+                a,
+                auth::V3Request {
+                    path: &path,
+                    query: &query_params,
+                    header: &header,
+                    body: &body,
+                },
+            )
+        });
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
-        match self.api(&method, &params).await {
+        match self.api(&method, &params, v3.as_ref()).await {
             Ok(mut v) => {
                 v["RequestId"] = json!(request_id);
                 json_response(200, &v)
@@ -252,7 +278,12 @@ impl CloudSim {
         }
     }
 
-    async fn api(&self, method: &str, p: &Params) -> Result<serde_json::Value, ApiError> {
+    async fn api(
+        &self,
+        method: &str,
+        p: &Params,
+        v3: Option<&(String, auth::V3Request<'_>)>,
+    ) -> Result<serde_json::Value, ApiError> {
         if method != "GET" && method != "POST" {
             return Err(ApiError::new(
                 405,
@@ -262,14 +293,20 @@ impl CloudSim {
         }
         {
             let st = self.inner.state.lock().expect("state lock");
-            auth::verify(
-                method,
-                p,
-                &self.inner.config.credentials,
-                &st,
-                &self.inner.nonces,
-                Duration::from_secs(self.inner.config.max_clock_skew_secs),
-            )?;
+            let keys = &self.inner.config.credentials;
+            let skew = Duration::from_secs(self.inner.config.max_clock_skew_secs);
+            match v3 {
+                Some((authorization, r)) => auth::verify_v3(
+                    method,
+                    authorization,
+                    r,
+                    keys,
+                    &st,
+                    &self.inner.nonces,
+                    skew,
+                )?,
+                None => auth::verify(method, p, keys, &st, &self.inner.nonces, skew)?,
+            }
         }
         let action = p.req("Action")?.to_string();
         let (latency, fault) = self.inner.faults.decide(&action);

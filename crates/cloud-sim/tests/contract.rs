@@ -726,6 +726,7 @@ async fn from_config_builds_the_production_client() {
         access_key_secret: Some(SECRET.into()),
         credentials_file: None,
         route_table_quota: None,
+        signature_version: unicni_config::SignatureVersion::V3,
     };
     let c = unicni_cloud::from_config(&cfg).await.unwrap();
     assert_eq!(

@@ -1,6 +1,8 @@
 //! The production `Cloud`: Alibaba Cloud's RPC-style OpenAPI (ECS 2014-05-26, VPC
-//! 2016-04-28) over HTTPS, signed with signature method V2 (HMAC-SHA1, SignatureVersion
-//! 1.0, see `signer`). Only the endpoint differs between the real cloud and the emulator.
+//! 2016-04-28) over HTTPS, signed with V3 (`ACS3-HMAC-SHA256`, the vendor's current
+//! default) or, with `cloud.signature_version = "v2"`, the legacy V2 (HMAC-SHA1,
+//! SignatureVersion 1.0); see `signer`. Only the endpoint differs between the real cloud
+//! and the emulator.
 
 use crate::credentials::{CredentialProvider, Credentials};
 use crate::error::{ApiFailure, CloudError, Result};
@@ -10,6 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+pub use unicni_config::SignatureVersion;
 
 pub const ECS_VERSION: &str = "2014-05-26";
 pub const VPC_VERSION: &str = "2016-04-28";
@@ -71,6 +74,7 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Page size for the paginated Describe calls (the APIs cap it at 50 or 100).
     pub page_size: u32,
+    pub signature_version: SignatureVersion,
 }
 
 impl ClientOptions {
@@ -92,6 +96,7 @@ impl ClientOptions {
             rate_limits: RateLimits::default(),
             request_timeout: Duration::from_secs(20),
             page_size: 50,
+            signature_version: SignatureVersion::default(),
         }
     }
 }
@@ -176,6 +181,60 @@ impl AlibabaCloud {
         )
     }
 
+    /// A V3 request of one attempt: the parameters in the query of a `POST /` with an
+    /// empty body (as the vendor's SDKs send RPC calls), action, version, time, nonce and
+    /// token in `x-acs-*` headers, and the `Authorization` header over them.
+    fn v3_request(
+        &self,
+        endpoint: &str,
+        service: Service,
+        action: &str,
+        params: &Params,
+        creds: &Credentials,
+    ) -> std::result::Result<reqwest::RequestBuilder, String> {
+        let mut query: BTreeMap<String, String> = params.iter().cloned().collect();
+        query
+            .entry("RegionId".into())
+            .or_insert_with(|| self.opts.region.clone());
+        let url = reqwest::Url::parse(&format!("{endpoint}/?{}", signer::canonical_query(&query)))
+            .map_err(|e| format!("endpoint is not a URL: {e}"))?;
+        // The Host header as the HTTP stack sends it: the port only when not the default.
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err("endpoint has no host".into()),
+        };
+        let payload_hash = signer::sha256_hex(b"");
+        let mut headers: BTreeMap<String, String> = [
+            ("host", host),
+            ("x-acs-action", action.to_string()),
+            ("x-acs-version", service.version().to_string()),
+            (
+                "x-acs-date",
+                humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            ),
+            ("x-acs-signature-nonce", uuid::Uuid::new_v4().to_string()),
+            ("x-acs-content-sha256", payload_hash.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(tok) = &creds.security_token {
+            headers.insert("x-acs-security-token".into(), tok.expose().to_string());
+        }
+        let canonical = signer::v3_canonical_request("POST", "/", &query, &headers, &payload_hash);
+        let sig = signer::v3_sign(
+            creds.access_key_secret.expose(),
+            &signer::v3_string_to_sign(&canonical),
+        );
+        let authorization = signer::v3_authorization(&creds.access_key_id, &headers, &sig);
+        let mut req = self.http.post(url).header("authorization", authorization);
+        for (k, v) in headers.into_iter().filter(|(k, _)| k != "host") {
+            req = req.header(k, v);
+        }
+        Ok(req)
+    }
+
     /// One API call with rate limiting and retries; returns the response document.
     pub(crate) async fn call(
         &self,
@@ -208,20 +267,23 @@ impl AlibabaCloud {
         endpoint: &str,
     ) -> Result<Value> {
         let creds = self.creds.credentials().await?;
-        let url = format!(
-            "{endpoint}/?{}",
-            self.signed_query(service, action, params, &creds)
-        );
         let transport = |reason: String| CloudError::Transport {
             action: action.to_string(),
             endpoint: endpoint.to_string(),
             reason,
         };
-        // Errors from reqwest embed the URL, which carries the signature and any STS
+        let request = match self.opts.signature_version {
+            SignatureVersion::V3 => self
+                .v3_request(endpoint, service, action, params, &creds)
+                .map_err(transport)?,
+            SignatureVersion::V2 => self.http.get(format!(
+                "{endpoint}/?{}",
+                self.signed_query(service, action, params, &creds)
+            )),
+        };
+        // Errors from reqwest embed the URL, which (V2) carries the signature and any STS
         // token: strip it before the error can reach a log.
-        let resp = self
-            .http
-            .get(&url)
+        let resp = request
             .send()
             .await
             .map_err(|e| transport(e.without_url().to_string()))?;

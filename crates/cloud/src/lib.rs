@@ -22,7 +22,7 @@ pub mod types;
 mod wire;
 
 pub use api::Cloud;
-pub use client::{AlibabaCloud, ClientOptions, RetryPolicy, Service};
+pub use client::{AlibabaCloud, ClientOptions, RetryPolicy, Service, SignatureVersion};
 pub use credentials::{CredentialChain, CredentialProvider, Credentials};
 pub use error::{ApiFailure, CloudError, Result};
 pub use metadata::{EniMetadata, MetadataClient};
@@ -60,8 +60,7 @@ pub async fn from_config(cfg: &unicni_config::CloudConfig) -> Result<AlibabaClou
         chain.push(Box::new(credentials::FileProvider { path: path.into() }));
     }
     chain.push(Box::new(credentials::RamRoleProvider::new(metadata, None)));
-    AlibabaCloud::new(
-        ClientOptions::for_region(&region, cfg.endpoint.as_deref()),
-        Arc::new(CredentialChain(chain)),
-    )
+    let mut opts = ClientOptions::for_region(&region, cfg.endpoint.as_deref());
+    opts.signature_version = cfg.signature_version;
+    AlibabaCloud::new(opts, Arc::new(CredentialChain(chain)))
 }

@@ -1,7 +1,17 @@
-//! Request signing for Alibaba Cloud RPC-style APIs: **signature method V2**, i.e.
-//! `SignatureMethod=HMAC-SHA1`, `SignatureVersion=1.0`.
+//! Request signing for Alibaba Cloud RPC-style APIs, both ways the vendor documents:
 //!
-//! The string to sign is `METHOD & enc("/") & enc(canonical query)`, where the canonical
+//! - **V3** (`ACS3-HMAC-SHA256`, what the vendor's current SDKs use by default), after
+//!   "V3 request body & signature mechanism"
+//!   (https://help.aliyun.com/zh/sdk/product-overview/v3-request-structure-and-signature):
+//!   the canonical request is `METHOD \n URI \n sorted query \n headers \n
+//!   signed-header names \n hex(sha256(body))`, the headers being `host`, `content-type`
+//!   and every `x-acs-*` one, lower-cased, sorted, as `name:trimmed value\n`; the string to
+//!   sign is `ACS3-HMAC-SHA256 \n hex(sha256(canonical request))`; the signature is
+//!   hex(HMAC-SHA256(secret, string to sign)), sent as `Authorization: ACS3-HMAC-SHA256
+//!   Credential=<key id>,SignedHeaders=<a;b;c>,Signature=<hex>`.
+//! - **V2** (legacy): `SignatureMethod=HMAC-SHA1`, `SignatureVersion=1.0`.
+//!
+//! The V2 string to sign is `METHOD & enc("/") & enc(canonical query)`, where the canonical
 //! query is every parameter except `Signature`, sorted by name, each name and value
 //! percent-encoded with the RFC 3986 unreserved set kept; the key is the secret followed
 //! by `&`. The same code verifies signatures in the emulator, so both sides agree by
@@ -11,7 +21,11 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha1::Sha1;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+
+/// The V3 algorithm name, first word of the `Authorization` header.
+pub const V3_ALGORITHM: &str = "ACS3-HMAC-SHA256";
 
 pub const SIGNATURE_METHOD: &str = "HMAC-SHA1";
 pub const SIGNATURE_VERSION: &str = "1.0";
@@ -65,9 +79,166 @@ pub fn signatures_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case hex SHA-256, the V3 payload hash (`x-acs-content-sha256`).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Whether V3 signs a header of this (lower-case) name.
+pub fn v3_signs_header(name: &str) -> bool {
+    name == "host" || name == "content-type" || name.starts_with("x-acs-")
+}
+
+/// The V3 canonical request. `headers` are the signed ones: lower-case name to value.
+pub fn v3_canonical_request(
+    method: &str,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    headers: &BTreeMap<String, String>,
+    payload_hash: &str,
+) -> String {
+    let canonical_headers: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}:{}\n", v.trim()))
+        .collect();
+    let signed: Vec<&str> = headers.keys().map(String::as_str).collect();
+    format!(
+        "{method}\n{path}\n{}\n{canonical_headers}\n{}\n{payload_hash}",
+        canonical_query_all(query),
+        signed.join(";")
+    )
+}
+
+/// Sorted, encoded `k=v&k=v` of every parameter (V3 signs the whole query).
+fn canonical_query_all(params: &BTreeMap<String, String>) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+pub fn v3_string_to_sign(canonical_request: &str) -> String {
+    format!(
+        "{V3_ALGORITHM}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    )
+}
+
+/// Hex HMAC-SHA256 over the V3 string to sign, keyed by the secret itself.
+pub fn v3_sign(secret: &str, string_to_sign: &str) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(string_to_sign.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+/// The `Authorization` value for a V3 signature over `headers` (the signed ones).
+pub fn v3_authorization(
+    key_id: &str,
+    headers: &BTreeMap<String, String>,
+    signature: &str,
+) -> String {
+    let signed: Vec<&str> = headers.keys().map(String::as_str).collect();
+    format!(
+        "{V3_ALGORITHM} Credential={key_id},SignedHeaders={},Signature={signature}",
+        signed.join(";")
+    )
+}
+
+/// A parsed V3 `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V3Authorization {
+    pub credential: String,
+    pub signed_headers: Vec<String>,
+    pub signature: String,
+}
+
+/// Parses `ACS3-HMAC-SHA256 Credential=..,SignedHeaders=..,Signature=..`; `None` when
+/// the algorithm differs or a part is missing.
+pub fn parse_v3_authorization(value: &str) -> Option<V3Authorization> {
+    let rest = value.trim().strip_prefix(V3_ALGORITHM)?;
+    let (mut cred, mut signed, mut sig) = (None, None, None);
+    for part in rest.split(',') {
+        let (k, v) = part.trim().split_once('=')?;
+        match k.trim() {
+            "Credential" => cred = Some(v.trim().to_string()),
+            "SignedHeaders" => signed = Some(v.trim().to_string()),
+            "Signature" => sig = Some(v.trim().to_string()),
+            _ => {}
+        }
+    }
+    Some(V3Authorization {
+        credential: cred.filter(|c| !c.is_empty())?,
+        signed_headers: signed?
+            .split(';')
+            .filter(|h| !h.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect(),
+        signature: sig.filter(|s| !s.is_empty())?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn v3_canonical_request_layout() {
+        let q = map(&[("RegionId", "cn hangzhou"), ("InstanceType.1", "a")]);
+        let h = map(&[
+            ("host", "ecs.example.com"),
+            ("x-acs-action", " DescribeInstanceTypes "),
+            ("x-acs-content-sha256", &sha256_hex(b"")),
+        ]);
+        let cr = v3_canonical_request("POST", "/", &q, &h, &sha256_hex(b""));
+        let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            cr,
+            format!(
+                "POST\n/\nInstanceType.1=a&RegionId=cn%20hangzhou\nhost:ecs.example.com\n\
+                 x-acs-action:DescribeInstanceTypes\nx-acs-content-sha256:{empty}\n\n\
+                 host;x-acs-action;x-acs-content-sha256\n{empty}"
+            )
+        );
+        let sts = v3_string_to_sign(&cr);
+        assert!(sts.starts_with("ACS3-HMAC-SHA256\n"));
+        let sig = v3_sign("secret", &sts);
+        assert_eq!(sig.len(), 64);
+        assert_ne!(sig, v3_sign("other", &sts));
+        let auth = v3_authorization("AK", &h, &sig);
+        let parsed = parse_v3_authorization(&auth).expect("parses");
+        assert_eq!(parsed.credential, "AK");
+        assert_eq!(
+            parsed.signed_headers,
+            vec!["host", "x-acs-action", "x-acs-content-sha256"]
+        );
+        assert_eq!(parsed.signature, sig);
+        assert!(parse_v3_authorization("ACS3-HMAC-SHA256 Credential=AK").is_none());
+        assert!(
+            parse_v3_authorization("HMAC-SHA1 Credential=a,SignedHeaders=b,Signature=c").is_none()
+        );
+    }
+
+    /// HMAC-SHA256 known answer (RFC 4231 test case 2), so the V3 primitive is pinned
+    /// independently of this code.
+    #[test]
+    fn v3_hmac_known_answer() {
+        assert_eq!(
+            v3_sign("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 
     fn vendor_example(timestamp_key: &str) -> BTreeMap<String, String> {
         [

@@ -249,6 +249,16 @@ pub enum CloudKind {
     Alibaba,
 }
 
+/// How API requests are signed: the vendor's current SDKs use V3 (`ACS3-HMAC-SHA256`)
+/// and call V2 (HMAC-SHA1 over the query) legacy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureVersion {
+    #[default]
+    V3,
+    V2,
+}
+
 #[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct CloudConfig {
@@ -264,6 +274,8 @@ pub struct CloudConfig {
     pub credentials_file: Option<String>,
     /// Route-table entry quota assumed by `plan` for vpc-route mode.
     pub route_table_quota: Option<u64>,
+    /// `v3` (default) or `v2` (legacy), see `SignatureVersion`.
+    pub signature_version: SignatureVersion,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -439,6 +451,7 @@ impl std::fmt::Debug for CloudConfig {
             )
             .field("credentials_file", &self.credentials_file)
             .field("route_table_quota", &self.route_table_quota)
+            .field("signature_version", &self.signature_version)
             .finish()
     }
 }
