@@ -76,19 +76,27 @@ impl TerwayInstall {
             if nic.eni_type != EniType::Secondary {
                 continue;
             }
-            if nic.status != EniStatus::Available {
+            // An ENI already Deleting (an interrupted earlier run) only needs the wait.
+            if nic.status != EniStatus::Deleting {
+                if nic.status != EniStatus::Available {
+                    cloud
+                        .detach_network_interface(&nic.id, &instance)
+                        .await
+                        .map_err(cloud_err(format!("detach ENI {}", nic.id)))?;
+                    poll::wait_eni_status(&cloud, &nic.id, EniStatus::Available, wait)
+                        .await
+                        .map_err(cloud_err(format!("wait for ENI {} to detach", nic.id)))?;
+                }
                 cloud
-                    .detach_network_interface(&nic.id, &instance)
+                    .delete_network_interface(&nic.id)
                     .await
-                    .map_err(cloud_err(format!("detach ENI {}", nic.id)))?;
-                poll::wait_eni_status(&cloud, &nic.id, EniStatus::Available, wait)
-                    .await
-                    .map_err(cloud_err(format!("wait for ENI {} to detach", nic.id)))?;
+                    .map_err(cloud_err(format!("delete ENI {}", nic.id)))?;
             }
-            cloud
-                .delete_network_interface(&nic.id)
+            // Deletion is asynchronous (Deleting, then gone): report the ENI released only
+            // once the cloud no longer lists it, so a decommissioned node leaks nothing.
+            poll::wait_eni_deleted(&cloud, &nic.id, wait)
                 .await
-                .map_err(cloud_err(format!("delete ENI {}", nic.id)))?;
+                .map_err(cloud_err(format!("wait for ENI {} to be deleted", nic.id)))?;
             done.push(format!(
                 "released ENI {} ({} addresses) to the cloud",
                 nic.id,
