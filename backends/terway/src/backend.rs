@@ -158,6 +158,12 @@ impl Backend for TerwayBackend {
         &self.datapath
     }
 
+    /// The agent answers every request, allocations included, with "not ready" until its
+    /// pool is: ADD goes straight to the allocation.
+    fn allocate_checks_readiness(&self) -> bool {
+        true
+    }
+
     async fn status(&self) -> Result<NodeStatus> {
         match self.ipam.client.call(Op::Status).await {
             Ok(_) => Ok(NodeStatus::Ready),
@@ -354,6 +360,10 @@ mod tests {
         let err = b.add(&att("c1")).await.unwrap_err();
         assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
         let ops = seen.lock().unwrap().clone();
+        // The allocation is the first request: the agent answers it "not ready" itself,
+        // so ADD makes no separate status round trip.
+        assert!(matches!(ops.first(), Some(Op::Allocate { .. })), "{ops:?}");
+        assert!(!ops.contains(&Op::Status), "{ops:?}");
         let allocate = ops
             .iter()
             .find_map(|o| match o {

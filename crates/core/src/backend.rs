@@ -45,11 +45,20 @@ pub trait Backend: Send + Sync {
     /// Whether the node can take attachments now.
     async fn status(&self) -> Result<NodeStatus>;
 
+    /// Whether `Ipam::allocate` itself answers `TryAgain` while the node is not ready, so
+    /// ADD need not ask `status` first: for an IPAM behind an agent that is one round trip
+    /// less on the plugin's hot path.
+    fn allocate_checks_readiness(&self) -> bool {
+        false
+    }
+
     /// ADD: reserve, then wire. A failure after the reservation releases it again, so a
     /// failed ADD leaves neither links nor reservations.
     async fn add(&self, att: &Attachment) -> Result<NetworkResult> {
-        if let NodeStatus::NotReady(why) = self.status().await? {
-            return Err(Error::TryAgain(why));
+        if !self.allocate_checks_readiness() {
+            if let NodeStatus::NotReady(why) = self.status().await? {
+                return Err(Error::TryAgain(why));
+            }
         }
         self.datapath().prepare_node().await?;
         let ips = self.ipam().allocate(att).await?;
