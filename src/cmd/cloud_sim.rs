@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use unicni_cloud_sim::materialize::{self, Materializer};
 use unicni_cloud_sim::mirror::RouteMirror;
-use unicni_cloud_sim::{CloudSim, SimConfig};
+use unicni_cloud_sim::{CloudSim, Profile, SimConfig};
 
 #[derive(clap::Args)]
 #[command(
@@ -14,9 +14,11 @@ use unicni_cloud_sim::{CloudSim, SimConfig};
                   RPC APIs unicni uses, and of the instance metadata service, on one HTTP \
                   address: the API at /, metadata at /latest/... (instance chosen by source \
                   address) and /instances/<id>/latest/..., admin at /_sim/.\n\n\
-                  Requests must be signed (HMAC-SHA1, SignatureVersion 1.0) with an access \
-                  key from the config (default: unicni-sim / unicni-sim-secret). Point \
+                  Requests must be signed (V3 ACS3-HMAC-SHA256, or V2 HMAC-SHA1) with an \
+                  access key from the config (default: unicni-sim / unicni-sim-secret). Point \
                   unicni at it with cloud.endpoint and cloud.metadata_endpoint.\n\n\
+                  --profile realistic makes each call and each asynchronous state take \
+                  about as long as on the vendor's cloud.\n\n\
                   On start it prints `endpoint=http://ADDR` on stdout. See docs/cloud.md."
 )]
 pub struct Args {
@@ -29,6 +31,11 @@ pub struct Args {
     /// Emulator config (TOML): region, VPC, vSwitches, instances, keys, delays, faults.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Latency profile, overriding the config's `profile`: `default` (no call latency,
+    /// the config's delays), `none` (nothing waits) or `realistic` (the vendor's figures,
+    /// see docs/cloud.md, "Latency profiles").
+    #[arg(long, value_name = "NAME", value_parser = clap::value_parser!(Profile))]
+    pub profile: Option<Profile>,
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -53,12 +60,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(p) => {
             SimConfig::load(p).with_context(|| format!("load emulator config {}", p.display()))?
         }
         None => SimConfig::default(),
     };
+    if let Some(p) = args.profile {
+        config.profile = p;
+    }
     if args.print_config {
         print!(
             "{}",
@@ -84,7 +94,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         let running = sim.start(args.listen).await.context("start the cloud emulator")?;
         println!("endpoint={}", running.endpoint());
-        tracing::info!(endpoint = %running.endpoint(), state = ?args.state, "cloud emulator serving");
+        tracing::info!(endpoint = %running.endpoint(), state = ?args.state, profile = %sim.profile(), "cloud emulator serving");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install the SIGTERM handler")?;
         tokio::select! {

@@ -3,6 +3,7 @@
 
 use crate::error::SimError;
 use crate::faults::FaultConfig;
+use crate::latency::Profile;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -31,6 +32,13 @@ pub struct SimConfig {
     /// Refuse a route-table change with `TaskConflict` while another one is in flight,
     /// as the VPC service does.
     pub route_table_serial: bool,
+    /// Latency profile: `default` (no call latency, the delays above), `none` (nothing
+    /// waits) or `realistic` (the vendor's figures; they replace the delays above). See
+    /// docs/cloud.md, "Latency profiles".
+    pub profile: Profile,
+    /// Seed of the jitter drawn around each `realistic` figure (same seed, same calls in
+    /// the same order: the same latencies).
+    pub latency_seed: u64,
     /// Refuse a timestamp further than this from the emulator's clock.
     pub max_clock_skew_secs: u64,
     pub faults: FaultConfig,
@@ -68,6 +76,8 @@ impl Default for SimConfig {
             route_pending_ms: 300,
             route_table_quota: 200,
             route_table_serial: true,
+            profile: Profile::Default,
+            latency_seed: 1,
             max_clock_skew_secs: 900,
             faults: FaultConfig::default(),
         }

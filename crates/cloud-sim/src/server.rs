@@ -8,6 +8,7 @@ use crate::config::{InstanceSpec, SimConfig};
 use crate::error::{ApiError, SimError};
 use crate::events::SimEvent;
 use crate::faults::{FaultConfig, Faults};
+use crate::latency::{Latencies, Profile};
 use crate::metadata::{self, Tokens};
 use crate::params::Params;
 use crate::persist;
@@ -17,7 +18,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -33,7 +36,41 @@ struct Inner {
     nonces: NonceCache,
     tokens: Tokens,
     events: broadcast::Sender<SimEvent>,
+    latencies: Latencies,
+    requests: Mutex<RequestLog>,
 }
+
+/// One API request as the emulator saw it (after authentication).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestRecord {
+    pub action: String,
+    /// The request's parameters without the signature's (`Signature*`, `AccessKeyId`,
+    /// `Timestamp`, `SecurityToken`).
+    pub params: BTreeMap<String, String>,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// The last [`REQUEST_LOG_CAP`] requests, and counts by action since the start.
+#[derive(Debug, Default)]
+struct RequestLog {
+    recent: VecDeque<RequestRecord>,
+    counts: BTreeMap<String, u64>,
+}
+
+/// Requests kept in the log (the counts cover all of them).
+pub const REQUEST_LOG_CAP: usize = 10_000;
+
+const SIGNATURE_PARAMS: &[&str] = &[
+    "Signature",
+    "SignatureMethod",
+    "SignatureNonce",
+    "SignatureVersion",
+    "SignatureType",
+    "AccessKeyId",
+    "Timestamp",
+    "SecurityToken",
+];
 
 /// The emulated region. Cheap to clone; every clone is the same region.
 #[derive(Clone)]
@@ -59,11 +96,13 @@ impl CloudSim {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 faults: Faults::new(config.faults.clone()),
+                latencies: Latencies::new(&config),
                 config,
                 state_file,
                 nonces: NonceCache::default(),
                 tokens: Tokens::default(),
                 events,
+                requests: Mutex::new(RequestLog::default()),
             }),
         };
         sim.save()?;
@@ -106,6 +145,12 @@ impl CloudSim {
             let _ = self.inner.events.send(ev);
         }
         for (delay, d) in deferred {
+            // The state asked for the profile's median; the jitter is drawn here, where
+            // the seeded RNG lives.
+            let delay = match self.inner.latencies.table.settle(&d) {
+                f if f.jitter_ms > 0 => self.inner.latencies.draw(f),
+                _ => delay,
+            };
             self.schedule(delay, d);
         }
         if save {
@@ -126,6 +171,45 @@ impl CloudSim {
                 }
             });
         });
+    }
+
+    /// The latency profile in effect.
+    pub fn profile(&self) -> Profile {
+        self.inner.latencies.profile
+    }
+
+    /// The last API requests (oldest first), at most [`REQUEST_LOG_CAP`].
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        let log = self.inner.requests.lock().expect("request log lock");
+        log.recent.iter().cloned().collect()
+    }
+
+    /// API requests by action since the start.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        let log = self.inner.requests.lock().expect("request log lock");
+        log.counts.clone()
+    }
+
+    fn record(&self, p: &Params, status: u16) {
+        let Some(action) = p.get("Action") else {
+            return;
+        };
+        let rec = RequestRecord {
+            action: action.to_string(),
+            params: p
+                .0
+                .iter()
+                .filter(|(k, _)| !SIGNATURE_PARAMS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            status,
+        };
+        let mut log = self.inner.requests.lock().expect("request log lock");
+        *log.counts.entry(rec.action.clone()).or_default() += 1;
+        if log.recent.len() == REQUEST_LOG_CAP {
+            log.recent.pop_front();
+        }
+        log.recent.push_back(rec);
     }
 
     pub fn add_instance(&self, spec: &InstanceSpec) -> Result<(), ApiError> {
@@ -257,7 +341,12 @@ impl CloudSim {
             )
         });
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
-        match self.api(&method, &params, v3.as_ref()).await {
+        let answer = self.api(&method, &params, v3.as_ref()).await;
+        // Refused signatures are not requests the cloud served; everything else is logged.
+        if !matches!(&answer, Err(e) if is_auth_refusal(&e.code)) {
+            self.record(&params, answer.as_ref().map_or_else(|e| e.status, |_| 200));
+        }
+        match answer {
             Ok(mut v) => {
                 v["RequestId"] = json!(request_id);
                 json_response(200, &v)
@@ -309,7 +398,8 @@ impl CloudSim {
             }
         }
         let action = p.req("Action")?.to_string();
-        let (latency, fault) = self.inner.faults.decide(&action);
+        let (fault_latency, fault) = self.inner.faults.decide(&action);
+        let latency = fault_latency + self.inner.latencies.action(&action);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -322,6 +412,13 @@ impl CloudSim {
     fn admin(&self, method: &str, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
         match (method, path) {
             ("GET", "/_sim/health") => text(200, "ok".into()),
+            ("GET", "/_sim/requests") => json_response(
+                200,
+                &json!({
+                    "profile": self.profile().as_str(),
+                    "counts": self.request_counts(),
+                }),
+            ),
             ("GET", "/_sim/state") => json_response(
                 200,
                 &serde_json::to_value(self.snapshot()).expect("state serializes"),
@@ -345,6 +442,17 @@ impl CloudSim {
             _ => text(404, "unknown admin path".into()),
         }
     }
+}
+
+fn is_auth_refusal(code: &str) -> bool {
+    matches!(
+        code,
+        "SignatureDoesNotMatch"
+            | "IncompleteSignature"
+            | "InvalidAccessKeyId.NotFound"
+            | "InvalidTimeStamp.Expired"
+            | "SignatureNonceUsed"
+    ) || code.starts_with("InvalidSecurityToken")
 }
 
 fn text(status: u16, body: String) -> Response<Full<Bytes>> {

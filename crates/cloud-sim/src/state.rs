@@ -5,6 +5,7 @@ use crate::eni::Eni;
 use crate::error::{ApiError, ApiResult, SimError};
 use crate::events::SimEvent;
 use crate::instance_types::{self, InstanceType};
+use crate::latency::LatencyTable;
 use crate::route_table::RouteTable;
 use crate::vpc::{VSwitch, Vpc};
 use serde::{Deserialize, Serialize};
@@ -84,12 +85,15 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The state durations are the medians of the config's latency profile; the
+    /// emulator adds the profile's jitter when it schedules them.
     pub fn from_config(c: &SimConfig) -> Self {
+        let t = LatencyTable::for_profile(c.profile, c);
         Self {
-            attach_delay: Duration::from_millis(c.attach_delay_ms),
-            detach_delay: Duration::from_millis(c.detach_delay_ms),
-            delete_delay: Duration::from_millis(c.delete_delay_ms),
-            route_pending: Duration::from_millis(c.route_pending_ms),
+            attach_delay: t.attach.median(),
+            detach_delay: t.detach.median(),
+            delete_delay: t.delete.median(),
+            route_pending: t.route_pending.median(),
             route_table_quota: c.route_table_quota,
             route_table_serial: c.route_table_serial,
         }

@@ -22,6 +22,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+use unicni_cloud_sim::Profile as CloudProfile;
 use unicni_net::NetNs;
 use unicni_testkit::CniRun;
 
@@ -43,6 +44,7 @@ fn opts(
     datapath: Datapath,
     nodes: u16,
     tuning: Tuning,
+    cloud_profile: CloudProfile,
 ) -> super::UpOpts {
     super::UpOpts {
         backend,
@@ -51,6 +53,7 @@ fn opts(
         pods_per_node: 0,
         no_second_cluster: true,
         tuning,
+        cloud_profile,
         datapath,
         ..super::default_up()
     }
@@ -543,6 +546,8 @@ pub struct BenchOpts {
     pub pin_cpus: bool,
     /// Non-zero: the NetworkPolicy A/B run instead (this many policies vs none).
     pub policies: usize,
+    /// The cloud emulator's latency profile in the terway labs.
+    pub cloud_profile: CloudProfile,
 }
 
 /// Builds a lab per design (all up together), then measures every path in interleaved
@@ -573,7 +578,14 @@ pub fn run(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCode> {
                 design_label(mode, datapath).replace(" (pod to pod across nodes)", ""),
                 lab.prefix
             ));
-            let uo = opts(backend, mode, datapath, 2, Tuning::default());
+            let uo = opts(
+                backend,
+                mode,
+                datapath,
+                2,
+                Tuning::default(),
+                o.cloud_profile,
+            );
             let mut st = super::up_or_clean(lab, &uo)?;
             if o.host_services > 0 {
                 for node in &st.nodes {
@@ -863,6 +875,7 @@ fn run_policy_ab(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCo
             Datapath::Ebpf,
             2,
             Tuning::default(),
+            o.cloud_profile,
         );
         uo.policy = true;
         let mut st = super::up_or_clean(&lab, &uo)?;
@@ -1366,6 +1379,7 @@ pub fn run_add(
     id: Option<&str>,
     pods: usize,
     attach_delay_ms: Option<u64>,
+    cloud_profile: CloudProfile,
     which: &str,
     dir: &Path,
     output: &str,
@@ -1406,7 +1420,14 @@ pub fn run_add(
             pool: Some(pool),
             attach_delay_ms: Some(delay),
         };
-        let o = opts(Backend::Terway, mode, Datapath::Routing, 1, tuning);
+        let o = opts(
+            Backend::Terway,
+            mode,
+            Datapath::Routing,
+            1,
+            tuning,
+            cloud_profile,
+        );
         let got = with_lab(&lab, &o, |st| {
             let capacity = lab.agent_metric(1, "unicni_agent_pod_capacity");
             let want = match mode {
@@ -1448,7 +1469,15 @@ pub fn run_add(
         })?;
         rows.extend(got);
     }
-    print_add(&rows, pods, delay, default_delay, dir, output);
+    print_add(
+        &rows,
+        pods,
+        delay,
+        default_delay,
+        cloud_profile,
+        dir,
+        output,
+    );
     eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
@@ -1458,6 +1487,7 @@ fn print_add(
     pods: usize,
     delay: u64,
     default_delay: u64,
+    cloud_profile: CloudProfile,
     dir: &Path,
     output: &str,
 ) {
@@ -1477,6 +1507,7 @@ fn print_add(
                 "eni_attach_delay_ms": delay,
                 "eni_detach_delay_ms": delay,
                 "emulator_default_attach_delay_ms": default_delay,
+                "cloud_profile": cloud_profile.as_str(),
                 "reference": format!("{}/bridge + host-local (ipMasq false), executed in the node namespace", dir.display()),
                 "series": v,
             })

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use unicni_cloud_sim::{AccessKey, InstanceSpec, SimConfig, VSwitchSpec};
+use unicni_cloud_sim::{AccessKey, InstanceSpec, Profile, SimConfig, VSwitchSpec};
 
 /// 3 ENIs (2 for pods), 6 IPv4 and 6 IPv6 addresses each.
 const INSTANCE_TYPE: &str = "ecs.g7.large";
@@ -62,12 +62,14 @@ impl Lab {
     /// Starts the emulator with one instance per node in `nodes` (indices; [`OTHER`] is the
     /// second cluster's node) and waits until it answers. The ENI materializer also knows
     /// the namespaces of up to [`SPARE_NODES`] nodes `lab add-node` may add. ENIs take
-    /// `attach_delay_ms` to attach and to detach (100 ms when unset).
+    /// `attach_delay_ms` to attach and to detach (100 ms when unset), unless `profile`
+    /// (the emulator's latency profile) replaces the delays.
     pub fn start_cloud(
         &self,
         nodes: &[usize],
         quota: u32,
         attach_delay_ms: Option<u64>,
+        profile: Profile,
     ) -> Result<u32> {
         let dir = self.cloud_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -95,6 +97,7 @@ impl Lab {
             detach_delay_ms: attach_delay_ms.unwrap_or(100),
             route_pending_ms: 200,
             route_table_quota: quota,
+            profile,
             ..Default::default()
         };
         let config_file = dir.join("sim.toml");

@@ -31,6 +31,7 @@ use topology::{
     Backend, Datapath, IpStack, Lab, LabState, Mode, NodeState, PodState, StoreChoice, Tuning,
     ANNOTATED_VSWITCH, OTHER,
 };
+use unicni_cloud_sim::Profile as CloudProfile;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -76,6 +77,10 @@ pub(crate) struct UpOpts {
     /// Pool size and emulator delays (`lab bench-add` sets them).
     #[arg(skip)]
     tuning: Tuning,
+    /// The cloud emulator's latency profile (terway and vpc-route labs): `default`,
+    /// `none` or `realistic` (docs/cloud.md, "Latency profiles").
+    #[arg(long, value_name = "NAME", default_value_t = CloudProfile::Default)]
+    cloud_profile: CloudProfile,
     /// terway shared-eni: `routing`, or `ebpf` for the eBPF fast path
     /// (`terway.datapath`); flannel: `ebpf` turns on the same-node fast path.
     #[arg(long, value_enum, default_value_t = Datapath::Routing)]
@@ -191,6 +196,9 @@ enum Command {
         /// stack has that; the lab's bare nodes do not. 0: bare nodes.
         #[arg(long, default_value_t = 0)]
         host_services: usize,
+        /// The cloud emulator's latency profile in the terway labs.
+        #[arg(long, value_name = "NAME", default_value_t = CloudProfile::Default)]
+        cloud_profile: CloudProfile,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
@@ -207,6 +215,10 @@ enum Command {
         /// when unset.
         #[arg(long)]
         attach_delay_ms: Option<u64>,
+        /// The cloud emulator's latency profile; `realistic` replaces the attach delay
+        /// with the vendor's figures.
+        #[arg(long, value_name = "NAME", default_value_t = CloudProfile::Default)]
+        cloud_profile: CloudProfile,
         /// Which pool settings to measure.
         #[arg(long, default_value = "both", value_parser = ["warm", "empty", "both"])]
         pool: String,
@@ -258,6 +270,7 @@ pub(crate) fn default_up() -> UpOpts {
         route_quota: 200,
         no_second_cluster: false,
         tuning: Tuning::default(),
+        cloud_profile: CloudProfile::Default,
         datapath: Datapath::Routing,
         policy: false,
     }
@@ -320,6 +333,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             pin_cpus,
             policies,
             host_services,
+            cloud_profile,
             output,
         } => bench::run(
             args.id.as_deref(),
@@ -331,12 +345,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 host_services,
                 pin_cpus,
                 policies,
+                cloud_profile,
             },
             &output,
         ),
         Command::BenchAdd {
             pods,
             attach_delay_ms,
+            cloud_profile,
             pool,
             reference_dir,
             output,
@@ -344,6 +360,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             args.id.as_deref(),
             pods,
             attach_delay_ms,
+            cloud_profile,
             &pool,
             &reference_dir,
             &output,
@@ -476,14 +493,20 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         .chain(1..=n)
         .collect();
     if mode.needs_cloud() {
-        st.cloud_pid = Some(lab.start_cloud(&all, o.route_quota, o.tuning.attach_delay_ms)?);
+        st.cloud_pid = Some(lab.start_cloud(
+            &all,
+            o.route_quota,
+            o.tuning.attach_delay_ms,
+            o.cloud_profile,
+        )?);
         lab.save_state(&st)?;
         eprintln!(
-            "    cloud emulator running in {} on {} (pid {}, route-table quota {})",
+            "    cloud emulator running in {} on {} (pid {}, route-table quota {}, latency profile {})",
             lab.vpc_ns(),
             lab.cloud_endpoint(),
             st.cloud_pid.unwrap_or(0),
-            o.route_quota
+            o.route_quota,
+            o.cloud_profile
         );
     }
     if o.store == StoreChoice::Etcd {
