@@ -212,6 +212,7 @@ mod tests {
             ("MaxEniIpv6IpsCountExceeded", "EniIpv6Full"),
             ("InvalidOperation.Ipv6CountExceeded", "EniIpv6Full"),
             ("InvalidVSwitch.Ipv6NotTurnOn", "VSwitchIpv6Off"),
+            ("InvalidVSwitchId.Ipv6NotTurnOn", "VSwitchIpv6Off"),
             ("QuotaExceeded.VpcRouteEntryNum", "QuotaExceeded"),
             ("EniPerInstanceLimitExceeded", "EniQuotaExceeded"),
             ("TaskConflict", "TaskConflict"),
