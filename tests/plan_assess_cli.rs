@@ -233,3 +233,83 @@ fn help_describes_checks_and_exit_codes() {
     let out = unicni(&["plan", "--help"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--instance-types"));
 }
+
+/// `kubectl get nodes,pods,services,networkpolicies -A -o json` of a flannel cluster
+/// (testdata/inventories/kubectl-flannel-shop.json), assessed as it is, and as YAML.
+#[test]
+fn assess_reads_a_kubectl_list_in_json_and_yaml() {
+    let file = "testdata/inventories/kubectl-flannel-shop.json";
+    let out = assess("terway", file, &["-o", "json"]);
+    // No vSwitch is known (a List has no cloud section): blocked, exit 3.
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json(&out);
+    assert_eq!(j["cluster"], "kubectl-flannel-shop");
+    assert_eq!(j["from"]["backend"], "flannel");
+    assert_eq!(
+        j["from"]["mode"], "vxlan",
+        "from the nodes' flannel annotation"
+    );
+    assert_eq!(j["summary"]["nodes"], 4);
+    assert_eq!(j["summary"]["pods"], 18);
+    let check = |id: &str| {
+        j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no check {id}: {j:#}"))
+            .clone()
+    };
+    let findings = |id: &str| check(id)["findings"].to_string();
+    // Owners, host ports and pod states come from the pods.
+    assert!(
+        findings("host-dependencies").contains("shop/ReplicaSet/ingress-gw-5c6b7d8f9"),
+        "{}",
+        findings("host-dependencies")
+    );
+    let not_running = findings("pods-not-running");
+    assert!(
+        not_running.contains("data/StatefulSet/pg") && not_running.contains("CrashLoopBackOff"),
+        "{not_running}"
+    );
+    // Zones come from the node labels: one finding per zone without a vSwitch.
+    let vsw = findings("vswitch-ips");
+    assert!(
+        vsw.contains("zone/cn-hangzhou-h") && vsw.contains("zone/cn-hangzhou-i"),
+        "{vsw}"
+    );
+    // What a List cannot tell is said.
+    let gaps = j["not_derived"].to_string();
+    assert!(
+        gaps.contains("vSwitches") && gaps.contains("service CIDR"),
+        "{gaps}"
+    );
+    let table = String::from_utf8(assess("terway", file, &[]).stdout).unwrap();
+    assert!(table.contains("NOT DERIVED FROM THE INVENTORY"), "{table}");
+
+    // The same List as `-o yaml` prints it.
+    let dir = tempfile::tempdir().unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join(file)).unwrap()).unwrap();
+    let yaml = dir.path().join("kubectl-flannel-shop.yaml");
+    std::fs::write(&yaml, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    let y = json(&assess("terway", yaml.to_str().unwrap(), &["-o", "json"]));
+    assert_eq!(y["summary"], j["summary"]);
+    assert_eq!(y["verdict"], j["verdict"]);
+}
+
+#[test]
+fn malformed_json_inventory_names_the_field_path() {
+    let out = assess("terway", "testdata/inventories/malformed.json", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nodes[1].pod_cidr") && err.contains("line 7"),
+        "{err}"
+    );
+}

@@ -37,6 +37,10 @@ pub struct Inventory {
     pub services: Vec<Service>,
     #[serde(default)]
     pub network_policies: Vec<NetworkPolicy>,
+    /// What the source could not tell (e.g. the cloud section of a kubectl List); the
+    /// report repeats it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_derived: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,6 +278,7 @@ impl Inventory {
             pods: Vec::new(),
             services: Vec::new(),
             network_policies: Vec::new(),
+            not_derived: Vec::new(),
         }
     }
 
@@ -286,13 +291,26 @@ impl Inventory {
         Self::parse(&bytes, &name, is_json(path, &bytes))
     }
 
+    /// Reads an inventory, or a Kubernetes List as kubectl prints it (see
+    /// [`crate::kubectl`]), from JSON or YAML text.
     pub fn parse(bytes: &[u8], name: &str, json: bool) -> Result<Self, AssessError> {
         let parse_err = |message: String| AssessError::Parse {
             path: name.to_string(),
             message,
         };
         let full: Result<Inventory, String> = if json {
-            serde_json::from_slice(bytes).map_err(|e| e.to_string())
+            // serde_json alone says where (line, column) but not which field; the path
+            // (`pods[3].phase`) is what a reader of a large dump needs.
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." {
+                    inner.to_string()
+                } else {
+                    format!("{path}: {inner}")
+                }
+            })
         } else {
             serde_yaml::from_slice(bytes).map_err(|e| e.to_string())
         };
@@ -305,6 +323,7 @@ impl Inventory {
                 struct Head {
                     kind: Option<String>,
                     version: Option<serde_json::Value>,
+                    items: Option<serde::de::IgnoredAny>,
                 }
                 let head: Option<Head> = if json {
                     serde_json::from_slice(bytes).ok()
@@ -312,6 +331,11 @@ impl Inventory {
                     serde_yaml::from_slice(bytes).ok()
                 };
                 if let Some(head) = head {
+                    let list = head.kind.as_deref().is_some_and(|k| k.ends_with("List"))
+                        && head.items.is_some();
+                    if list {
+                        return Self::from_kubectl(bytes, name, json);
+                    }
                     check_head(name, head.kind.as_deref(), head.version.as_ref())?;
                 }
                 return Err(parse_err(message));
@@ -322,6 +346,26 @@ impl Inventory {
             Some(&inv.kind),
             Some(&serde_json::Value::from(inv.version)),
         )?;
+        inv.validate(name)?;
+        Ok(inv)
+    }
+
+    /// A kubectl List; the cluster is named after the file.
+    fn from_kubectl(bytes: &[u8], name: &str, json: bool) -> Result<Self, AssessError> {
+        let doc: serde_json::Value = if json {
+            serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        } else {
+            serde_yaml::from_slice(bytes).map_err(|e| e.to_string())
+        }
+        .map_err(|message| AssessError::Parse {
+            path: name.to_string(),
+            message,
+        })?;
+        let cluster = Path::new(name)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("cluster");
+        let inv = crate::kubectl::from_list(&doc, name, cluster)?;
         inv.validate(name)?;
         Ok(inv)
     }
@@ -402,7 +446,22 @@ mod tests {
         let e = Inventory::parse(text.as_bytes(), "bad.json", true)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("Runing") && e.contains("line 3"), "{e}");
+        assert!(
+            e.contains("Runing") && e.contains("line 3") && e.contains("pods[0].phase"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_kubectl_list_in_yaml_is_read() {
+        let text = "apiVersion: v1\nkind: List\nmetadata: {resourceVersion: \"\"}\nitems:\n\
+            - apiVersion: v1\n  kind: Node\n  metadata:\n    name: n1\n    labels: {topology.kubernetes.io/zone: z1}\n  spec: {podCIDR: 10.244.0.0/24}\n\
+            - apiVersion: v1\n  kind: Pod\n  metadata: {namespace: a, name: p}\n  spec: {nodeName: n1, containers: []}\n  status: {phase: Running, podIP: 10.244.0.7}\n";
+        let inv = Inventory::parse(text.as_bytes(), "dump.yaml", false).unwrap();
+        assert_eq!(inv.cluster.name, "dump");
+        assert_eq!(inv.nodes[0].zone.as_deref(), Some("z1"));
+        assert_eq!(inv.pods[0].ips[0].to_string(), "10.244.0.7");
+        assert!(inv.not_derived.iter().any(|n| n.starts_with("cloud")));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod context;
 pub mod error;
 pub mod finding;
 pub mod inventory;
+pub mod kubectl;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod path;

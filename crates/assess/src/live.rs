@@ -26,27 +26,9 @@ use std::path::Path;
 /// Objects per list request: big clusters are read in pages.
 const PAGE: u32 = 500;
 
-const ZONE_LABELS: [&str; 2] = [
-    "topology.kubernetes.io/zone",
-    "failure-domain.beta.kubernetes.io/zone",
-];
-const TYPE_LABELS: [&str; 2] = [
-    "node.kubernetes.io/instance-type",
-    "beta.kubernetes.io/instance-type",
-];
-const POOL_LABELS: [&str; 3] = [
-    "alibabacloud.com/nodepool-id",
-    "cloud.google.com/gke-nodepool",
-    "node.kubernetes.io/pool",
-];
-/// Terway: the pod's PodNetworking, or explicit per-pod network annotations.
-const POD_NETWORKING: &str = "k8s.aliyun.com/pod-networking";
-const POD_NETWORKS: [&str; 2] = [
-    "k8s.aliyun.com/pod-networks",
-    "k8s.aliyun.com/pod-networks-request",
-];
-/// Terway: the load balancer sends traffic straight to pod ENIs.
-const LB_BACKEND_TYPE: &str = "service.beta.kubernetes.io/backend-type";
+use crate::kubectl::{
+    LB_BACKEND_TYPE, POD_NETWORKING, POD_NETWORKS, POOL_LABELS, TYPE_LABELS, ZONE_LABELS,
+};
 
 fn live_err(what: &str, e: impl std::fmt::Display) -> AssessError {
     AssessError::Live(format!("{what}: {e}"))
@@ -382,13 +364,8 @@ async fn detect_network(client: &Client) -> Result<CurrentNetwork, AssessError> 
                 .and_then(|l| u8::try_from(l).ok())
                 .or(Some(24));
             net.mode = Some(
-                match v["Backend"]["Type"].as_str().unwrap_or("vxlan") {
-                    "host-gw" => "host-gw",
-                    "ali-vpc" | "alloc" => "vpc-route",
-                    "vxlan" => "vxlan",
-                    other => other,
-                }
-                .to_string(),
+                crate::kubectl::flannel_mode(v["Backend"]["Type"].as_str().unwrap_or("vxlan"))
+                    .to_string(),
             );
             break;
         }

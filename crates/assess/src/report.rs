@@ -68,6 +68,10 @@ pub struct Report {
     pub ignored: Vec<String>,
     pub verdict: Verdict,
     pub migration_path: MigrationPath,
+    /// What the inventory's source could not tell (e.g. the cloud section of a kubectl
+    /// List): the checks that need it judged without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_derived: Vec<String>,
 }
 
 impl Report {
@@ -127,5 +131,6 @@ pub fn assess(inv: &Inventory, opts: &Options) -> Result<Report, AssessError> {
         checks,
         verdict,
         migration_path,
+        not_derived: inv.not_derived.clone(),
     })
 }

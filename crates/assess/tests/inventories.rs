@@ -45,6 +45,20 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
+    // `kubectl get nodes,pods,services,networkpolicies -A -o json` as kubectl prints it.
+    Case {
+        file: "kubectl-flannel-shop.json",
+        to: BackendKind::Terway,
+        config: None,
+        verdict: "blocked",
+        strategy: "new-cluster",
+        statuses: &[
+            ("vswitch-ips", Status::Blocker),
+            ("host-dependencies", Status::Warning),
+            ("pods-not-running", Status::Warning),
+            ("flannel-subnets", Status::Skipped),
+        ],
+    },
     Case {
         file: "flannel-to-terway-ready.yaml",
         to: BackendKind::Terway,
@@ -192,6 +206,13 @@ fn malformed_inventory_error_names_field_and_line() {
     assert!(e.contains("malformed.yaml"), "{e}");
     assert!(e.contains("cloud.vswitches[0].free_ips"), "{e}");
     assert!(e.contains("line 9"), "{e}");
+    let e = Inventory::load(&testdata("malformed.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("nodes[1].pod_cidr") && e.contains("line 7"),
+        "{e}"
+    );
 }
 
 #[test]

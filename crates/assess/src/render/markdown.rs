@@ -81,5 +81,11 @@ pub fn render(r: &Report) -> String {
     for s in &p.steps {
         let _ = writeln!(out, "{}. **{}** — {}", s.order, s.action, cell(&s.detail));
     }
+    if !r.not_derived.is_empty() {
+        out.push_str("\n## Not derived from the inventory\n\n");
+        for n in &r.not_derived {
+            let _ = writeln!(out, "- {n}");
+        }
+    }
     out
 }

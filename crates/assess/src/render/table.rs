@@ -91,5 +91,12 @@ pub fn render(r: &Report) -> String {
         })
         .collect();
     out.push_str(&columns(&rows, ""));
+    if !r.not_derived.is_empty() {
+        out.push('\n');
+        let _ = writeln!(out, "NOT DERIVED FROM THE INVENTORY:");
+        for n in &r.not_derived {
+            let _ = writeln!(out, "  - {n}");
+        }
+    }
     out
 }
