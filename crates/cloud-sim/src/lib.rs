@@ -1,9 +1,10 @@
 //! An emulator of the Alibaba Cloud ECS/VPC RPC API and of the instance metadata
 //! service, for `unicni lab` and the contract tests of `unicni-cloud`.
 //!
-//! It verifies signatures (V2: HMAC-SHA1, SignatureVersion 1.0), answers with the
+//! It verifies signatures (V3 `ACS3-HMAC-SHA256` and V2 HMAC-SHA1), answers with the
 //! vendor's JSON documents and error codes, runs the asynchronous state machines (ENI
-//! attach/detach, route entry creation/deletion) on configurable delays, enforces
+//! attach/detach/delete, route entry creation/deletion) on configurable delays or a
+//! latency profile ([`latency`]), logs the requests it serves, enforces
 //! instance-type ENI limits, vSwitch address space and the route-table quota, injects
 //! faults, persists its state, and publishes a [`SimEvent`] for every change so the lab
 //! can mirror ENIs and routes into network namespaces ([`materialize`], [`mirror`]).
