@@ -1396,7 +1396,18 @@ pub fn run_add(
         }
     }
     let default_delay = unicni_cloud_sim::SimConfig::default().attach_delay_ms;
-    let delay = attach_delay_ms.unwrap_or(default_delay);
+    let configured = attach_delay_ms.unwrap_or(default_delay);
+    // What the emulator will play (reported): the delay, unless the profile replaces it.
+    let delay = unicni_cloud_sim::latency::LatencyTable::for_profile(
+        cloud_profile,
+        &unicni_cloud_sim::SimConfig {
+            attach_delay_ms: configured,
+            detach_delay_ms: configured,
+            ..Default::default()
+        },
+    )
+    .attach
+    .median_ms;
     let started = Instant::now();
     let mut rows: Vec<AddSeries> = Vec::new();
     for LabPlan {
@@ -1410,7 +1421,7 @@ pub fn run_add(
     {
         let lab = sub_lab(id, "ba", suffix)?;
         super::step(&format!(
-            "terway {} lab {} (1 node, pool.min = {}, pool.max = {}, ENI attach/detach {delay} ms)",
+            "terway {} lab {} (1 node, pool.min = {}, pool.max = {}, ENI attach/detach {delay} ms, cloud profile {cloud_profile})",
             mode.as_str(),
             lab.prefix,
             pool.0,
@@ -1418,7 +1429,7 @@ pub fn run_add(
         ));
         let tuning = Tuning {
             pool: Some(pool),
-            attach_delay_ms: Some(delay),
+            attach_delay_ms: Some(configured),
         };
         let o = opts(
             Backend::Terway,
