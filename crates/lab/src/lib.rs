@@ -16,6 +16,7 @@ mod bench;
 mod checks;
 mod cloud;
 mod etcd;
+mod kube;
 mod nodes;
 mod pods;
 mod policy;
@@ -59,7 +60,9 @@ pub(crate) struct UpOpts {
     /// Pods per node, created through CNI ADD.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=100))]
     pods_per_node: u16,
-    /// Where leases live: a shared file store, or a real etcd server in the VPC namespace.
+    /// Where leases live: a shared file store, a real etcd server in the VPC namespace, or
+    /// the Kubernetes API (`unicni kube-sim` in the VPC namespace; the lab writes Nodes,
+    /// Pods and NetworkPolicies as the control plane would).
     #[arg(long, value_enum, default_value_t = StoreChoice::File)]
     store: StoreChoice,
     /// Subnet lease time-to-live in seconds (etcd needs 10 or more).
@@ -443,10 +446,7 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         } else {
             ""
         },
-        match o.store {
-            StoreChoice::File => "file",
-            StoreChoice::Etcd => "etcd",
-        },
+        o.store.as_str(),
         if o.no_second_cluster {
             ""
         } else {
@@ -495,6 +495,18 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
             st.etcd_pid.unwrap_or(0)
         );
     }
+    if o.store == StoreChoice::Kubernetes {
+        st.kube_pid = Some(lab.start_kube_sim()?);
+        lab.save_state(&st)?;
+        lab.create_namespaces()?;
+        eprintln!(
+            "    API server (unicni kube-sim) running in {} on https://{} (pid {}; kubectl --kubeconfig {})",
+            lab.vpc_ns(),
+            lab.kube_server(),
+            st.kube_pid.unwrap_or(0),
+            lab.kubeconfig().display()
+        );
+    }
     for &i in &all {
         lab.create_node(i)?;
     }
@@ -503,6 +515,11 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         all.len()
     ));
     for &i in &all {
+        if st.store == StoreChoice::Kubernetes && i != OTHER {
+            if let Some(cidr) = lab.register_node(i, &st)? {
+                eprintln!("    node {i} registered, podCIDR {cidr}");
+            }
+        }
         lab.install_node(i, &st)?;
         let pid = lab.start_agent(i)?;
         if i == OTHER {
@@ -615,6 +632,9 @@ fn add_node(lab: &Lab) -> Result<ExitCode> {
     lab.create_node(i)?;
     if st.mode.needs_cloud() {
         lab.register_instance(i)?;
+    }
+    if st.store == StoreChoice::Kubernetes {
+        lab.register_node(i, &st)?;
     }
     lab.install_node(i, &st)?;
     let pid = lab.start_agent(i)?;
@@ -766,6 +786,7 @@ pub(crate) fn destroy(lab: &Lab) -> Result<()> {
     if let Ok(st) = lab.load_state() {
         pids.extend(st.nodes.iter().filter_map(|n| n.agent_pid));
         pids.extend(st.etcd_pid);
+        pids.extend(st.kube_pid);
         pids.extend(st.cloud_pid);
         pids.extend(st.other_nodes.iter().filter_map(|n| n.agent_pid));
     }
