@@ -680,6 +680,9 @@ fn agent_cmd(lab: &Lab, c: AgentCmd) -> Result<ExitCode> {
             if let Some(pid) = node.agent_pid.take() {
                 Lab::stop_agent(pid);
                 match backend {
+                    Backend::Flannel if st.store == StoreChoice::Kubernetes => eprintln!(
+                        "agent of node {i} (pid {pid}) stopped; its Node keeps spec.podCIDR"
+                    ),
                     Backend::Flannel => eprintln!(
                         "agent of node {i} (pid {pid}) stopped; its lease expires in {ttl}s"
                     ),
