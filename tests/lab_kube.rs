@@ -84,6 +84,13 @@ fn kube_lab(tag: &str, up: &[&str]) {
     lab.ok(&args);
     let st = lab.state();
     let kube_pid = st["kube_pid"].as_u64().expect("lab.json records kube-sim");
+    let status = lab.ok(&["status"]);
+    assert!(
+        status.contains(&format!(
+            "API server       https://192.168.250.1:6443  running (pid {kube_pid})"
+        )),
+        "{status}"
+    );
 
     // The agents run with the in-cluster configuration, not a kubeconfig.
     let config = std::fs::read_to_string(format!("{}/n1/unicni.toml", lab.root())).unwrap();

@@ -21,6 +21,7 @@ mod nodes;
 mod pods;
 mod policy;
 mod scale;
+mod status;
 mod topology;
 mod underlay;
 
@@ -154,6 +155,9 @@ enum Command {
     },
     /// Remove everything a lab created (processes, namespaces, files), also after a crash.
     Down,
+    /// What the running lab is made of: backend, mode and store, its API server, etcd or
+    /// cloud emulator and each node's agent, with PIDs and whether they still run.
+    Status,
     /// Add one node to the running lab (namespace, install, agent); it gets no pods. Fails
     /// with the agent's not-ready reason when it cannot become ready (e.g. the vpc-route
     /// route-table quota), leaving the node in place to look at.
@@ -311,6 +315,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Down => {
             teardown(&lab)?;
             eprintln!("lab removed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            status::print(&lab, &lab.load_state()?)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Agent(c) => agent_cmd(&lab, c),
