@@ -363,13 +363,19 @@ impl Lab {
         })
     }
 
-    /// After CNI DEL: the Pod is gone (an absent one is fine).
+    /// After CNI DEL: the Pod is gone (an absent one is fine). Grace period 0, as the
+    /// kubelet's final delete once the sandbox is gone: the name is free at once for the
+    /// re-created pod.
     pub fn delete_pod_object(&self, pod: &PodState) -> Result<()> {
         let namespace = self.pod_namespace(pod);
         let name = pod.name.clone();
         self.api(|client| async move {
+            let now = DeleteParams {
+                grace_period_seconds: Some(0),
+                ..DeleteParams::default()
+            };
             match Api::<Pod>::namespaced(client, namespace)
-                .delete(&name, &DeleteParams::default())
+                .delete(&name, &now)
                 .await
             {
                 Ok(_) => Ok(()),
