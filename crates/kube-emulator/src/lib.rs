@@ -460,7 +460,17 @@ impl Emulator {
 
     fn answer(&self, req: &Request, r: &Route) -> (u16, Value) {
         let body = &req.body;
+        let media = req.content_type.split(';').next().unwrap_or("").trim();
         let parsed = || -> Result<Value, (u16, Value)> {
+            if !matches!(media, "" | "application/json" | "*/*") {
+                // Protobuf (kubectl's typed clients try it first) is not spoken: 415 makes
+                // client-go send JSON instead.
+                return Err(status(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!("the body of the request was in an unknown format - accepted media types include: application/json (got {media:?})"),
+                ));
+            }
             serde_json::from_slice(body).map_err(|e| {
                 status(
                     400,
@@ -1114,24 +1124,28 @@ fn immutable_refusal(r: &Route, name: &str, have: &Value, new: &Value) -> Option
     if changed.is_empty() {
         return None;
     }
-    let causes: Vec<String> = changed
-        .iter()
-        .map(|f| format!("{f}: Forbidden: field is immutable when `immutable` is set"))
-        .collect();
-    let message = if causes.len() == 1 {
-        format!("{kind} \"{name}\" is invalid: {}", causes[0])
+    let cause = "Forbidden: field is immutable when `immutable` is set";
+    let messages: Vec<String> = changed.iter().map(|f| format!("{f}: {cause}")).collect();
+    let message = if messages.len() == 1 {
+        format!("{kind} \"{name}\" is invalid: {}", messages[0])
     } else {
-        format!("{kind} \"{name}\" is invalid: [{}]", causes.join(", "))
+        format!("{kind} \"{name}\" is invalid: [{}]", messages.join(", "))
     };
-    Some(status(422, "Invalid", &message))
+    let (code, mut v) = status(422, "Invalid", &message);
+    // kubectl edit shows the causes in the file it opens again.
+    v["details"] = json!({"name": name, "kind": kind, "causes": changed.iter().map(|f| json!({
+        "reason": "FieldValueForbidden", "message": cause, "field": f})).collect::<Vec<_>>()});
+    Some((code, v))
 }
 
 fn missing(r: &Route, name: &str) -> (u16, Value) {
-    status(
+    let (code, mut v) = status(
         404,
         "NotFound",
         &format!("{} \"{name}\" not found", r.resource),
-    )
+    );
+    v["details"] = json!({"name": name, "kind": r.resource});
+    (code, v)
 }
 
 fn not_found(path: &str) -> (u16, Value) {
