@@ -137,6 +137,23 @@ fn kube_lab(tag: &str, up: &[&str]) {
     let nodes = kubectl_json(&lab, &["get", "nodes"]);
     let items = nodes["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{nodes}");
+    for n in items {
+        let name = n["metadata"]["name"].as_str().unwrap();
+        assert_eq!(n["metadata"]["labels"]["kubernetes.io/hostname"], name);
+        let internal = n["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["type"] == "InternalIP")
+            .unwrap_or_else(|| panic!("{name}: no InternalIP"));
+        assert!(
+            internal["address"]
+                .as_str()
+                .unwrap()
+                .starts_with("192.168.250."),
+            "{n}"
+        );
+    }
     for n in st["nodes"].as_array().unwrap() {
         let node = items
             .iter()
@@ -159,6 +176,22 @@ fn kube_lab(tag: &str, up: &[&str]) {
             .find(|i| i["metadata"]["name"] == p["name"])
             .unwrap_or_else(|| panic!("kubectl get pods has no {}", p["name"]));
         assert_eq!(pod["status"]["podIP"], p["ip"], "{pod}");
+    }
+    // A node added later gets the next free subnet from the allocator, and its agent the
+    // subnet its Node says.
+    if st["backend"] == "flannel" {
+        let used: Vec<&str> = st["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["subnet"].as_str().unwrap())
+            .collect();
+        assert_eq!(used, ["10.250.0.0/24", "10.250.1.0/24"]);
+        lab.ok(&["add-node"]);
+        let n3 = kubectl_json(&lab, &["get", "node", &format!("ulab{}-node-3", lab.id)]);
+        assert_eq!(n3["spec"]["podCIDR"], "10.250.2.0/24", "{n3}");
+        assert_eq!(n3["spec"]["podCIDRs"][0], "10.250.2.0/24", "{n3}");
+        assert_eq!(lab.state()["nodes"][2]["subnet"], "10.250.2.0/24");
     }
     let cms = kubectl_json(&lab, &["get", "configmaps", "-n", "kube-system"]);
     let lock = cms["items"]
