@@ -138,7 +138,13 @@ impl Lab {
                     .with_context(|| {
                         format!("connect to the lab's API server {}", self.kube_server())
                     })?;
-                f(client).await
+                f(client).await.with_context(|| {
+                    format!(
+                        "the lab's API server {} (its log: {})",
+                        self.kube_server(),
+                        self.root.join("kube-sim.log").display()
+                    )
+                })
             })
         })?
     }
