@@ -41,6 +41,8 @@ enum Command {
     Assess(cmd::assess::Args),
     /// Run the cloud API and metadata emulator.
     CloudSim(cmd::cloud_sim::Args),
+    /// Run the emulated Kubernetes API server (HTTPS, tokens, kubeconfig).
+    KubeSim(cmd::kube_sim::Args),
 }
 
 pub fn run() -> ExitCode {
@@ -56,6 +58,7 @@ pub fn run() -> ExitCode {
         Command::Plan(a) => cmd::plan::run(a),
         Command::Assess(a) => cmd::assess::run(a),
         Command::CloudSim(a) => cmd::cloud_sim::run(a),
+        Command::KubeSim(a) => cmd::kube_sim::run(a),
     };
     match outcome {
         Ok(code) => code,

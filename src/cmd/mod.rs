@@ -7,6 +7,7 @@ pub mod cni;
 pub mod common;
 pub mod config;
 pub mod install;
+pub mod kube_sim;
 pub mod lab;
 pub mod lock;
 pub mod plan;

@@ -1,9 +1,13 @@
-//! An emulated Kubernetes API server for tests: enough of the wire protocol for the real
-//! kube client (kube-rs `Api`, watchers and reflectors) to run end to end against it, with
-//! no cluster. Dev-only (`[dev-dependencies]`); not published.
+//! An emulated Kubernetes API server: enough of the wire protocol for kube-rs (`Api`,
+//! watchers, reflectors) and for `kubectl` (get, apply, patch, edit, delete, wait) to run
+//! against it with no cluster. It is the library behind `unicni kube-sim` and the test
+//! tool of the crates that talk to the API.
 //!
-//! What it speaks (JSON only, HTTP/1.1, one connection per request):
+//! What it speaks (JSON only, HTTP/1.1 with keep-alive, plain or TLS, one thread per
+//! connection):
 //!
+//! - discovery ([`discovery`]): `/version`, `/api`, `/api/v1`, `/apis`,
+//!   `/apis/<group>/<version>`, and OpenAPI v3 documents without schemas;
 //! - resource paths of the core group (`/api/v1/...`) and of named groups
 //!   (`/apis/<group>/<version>/...`), cluster-scoped (`/api/v1/nodes/<name>`) and namespaced
 //!   (`/api/v1/namespaces/<ns>/pods/<name>`, and all namespaces at `/api/v1/pods`); a
@@ -15,11 +19,16 @@
 //! - watch (`watch=true`) from a `resourceVersion` (none or `0`: the current objects as
 //!   `ADDED` first), `ADDED`/`MODIFIED`/`DELETED` events, `BOOKMARK`s when
 //!   `allowWatchBookmarks=true`, `timeoutSeconds`, and `ERROR` 410 Expired for a version
-//!   older than the last [`Emulator::compact`];
+//!   older than the kept history ([`Emulator::compact`], [`Emulator::history`]);
 //! - get, create (`POST`, 409 AlreadyExists), replace (`PUT`, 409 Conflict on a stale
-//!   `metadata.resourceVersion`), patch (merge, strategic merge and apply bodies all treated
-//!   as a JSON merge patch) and delete, with `Status` objects for errors;
-//! - fixed answers for other paths ([`Emulator::set_raw`], e.g. `/version`).
+//!   `metadata.resourceVersion`), patch ([`patch`]: JSON merge, JSON patch, strategic
+//!   merge; server-side apply bodies are merged strategically and create a missing
+//!   object) and delete (a Namespace takes its objects with it), with `Status` objects
+//!   for errors; immutable ConfigMaps and Secrets refuse changes to their data (422);
+//! - bearer tokens when any are set ([`Emulator::add_token`]): 401 without a known one;
+//! - counters by verb and resource ([`Emulator::counts`], and `/metrics` in the
+//!   Prometheus text format) and the request log ([`Emulator::requests`]);
+//! - fixed answers for other paths ([`Emulator::set_raw`]).
 //!
 //! Every write bumps one global resource version, stamped on the object.
 //!
@@ -32,48 +41,109 @@
 //! let kubeconfig = unicni_kube_emulator::kubeconfig(&dir, &url);
 //! ```
 
+pub mod discovery;
+mod http;
+pub mod patch;
+pub mod pki;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::Request;
 
 /// (collection, namespace, name); the collection is the all-namespaces path, e.g.
 /// `/api/v1/pods` or `/apis/networking.k8s.io/v1/networkpolicies`.
 type Key = (String, String, String);
 
-#[derive(Clone)]
+/// Events kept for watches by default; a watch from before them gets 410 Expired.
+const HISTORY: usize = 10_000;
+
 struct Event {
     rv: u64,
     collection: String,
     namespace: String,
-    kind: &'static str,
-    object: Value,
+    object: Arc<Value>,
+    /// The event as sent (`{"type":...,"object":...}` and a newline), serialized once for
+    /// every watcher.
+    line: Arc<str>,
 }
 
-#[derive(Default)]
 struct State {
     rv: u64,
-    /// Watches from a version at or below this one are answered 410 Expired.
+    /// Watches from a version below this one are answered 410 Expired.
     compacted: u64,
     uid: u64,
-    objects: BTreeMap<Key, Value>,
-    log: Vec<Event>,
+    objects: BTreeMap<Key, Arc<Value>>,
+    log: VecDeque<Event>,
+    history: usize,
     raw: BTreeMap<String, Value>,
-    requests: Vec<String>,
+    requests: VecDeque<String>,
+    keep_requests: Option<usize>,
+    counts: BTreeMap<(String, String), u64>,
+    tokens: BTreeSet<String>,
     page_size: Option<usize>,
     bookmark_every: Option<Duration>,
+}
+
+/// The labels of the request counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    verb: String,
+    resource: String,
+}
+
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    bytes: Family<RequestLabels, Counter>,
+    watches: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kube_sim");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let bytes = Family::<RequestLabels, Counter>::default();
+        let watches = Gauge::default();
+        registry.register(
+            "requests",
+            "API requests served, by verb (get, list, watch, create, update, patch, delete) and resource",
+            requests.clone(),
+        );
+        registry.register(
+            "response_bytes",
+            "Bytes of response bodies and watch events sent, by verb and resource",
+            bytes.clone(),
+        );
+        registry.register("watches", "Watches open now", watches.clone());
+        Metrics {
+            registry,
+            requests,
+            bytes,
+            watches,
+        }
+    }
 }
 
 struct Inner {
     state: Mutex<State>,
     changed: Condvar,
+    metrics: Metrics,
 }
 
 /// The emulated API server: a handle on its objects (cheap to clone, every clone is the
-/// same server). Serve it with [`Emulator::start`] or [`Emulator::serve`].
+/// same server). Serve it with [`Emulator::start`], [`Emulator::serve`] or
+/// [`Emulator::serve_tls`].
 #[derive(Clone)]
 pub struct Emulator {
     inner: Arc<Inner>,
@@ -85,16 +155,47 @@ impl Default for Emulator {
     }
 }
 
+/// A seed file or object the server cannot take.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(
+        "parse the objects (JSON or YAML, one object, a v1 List or several YAML documents): {0}"
+    )]
+    Parse(#[from] serde_yaml::Error),
+    #[error("object {index} ({api_version}/{kind} {name:?}) is of a type this server does not serve; served: {served}")]
+    UnknownKind {
+        index: usize,
+        api_version: String,
+        kind: String,
+        name: String,
+        served: String,
+    },
+    #[error("object {index} has no metadata.name")]
+    NoName { index: usize },
+}
+
 impl Emulator {
     pub fn new() -> Emulator {
         let state = State {
+            rv: 0,
+            compacted: 0,
+            uid: 0,
+            objects: BTreeMap::new(),
+            log: VecDeque::new(),
+            history: HISTORY,
+            raw: BTreeMap::new(),
+            requests: VecDeque::new(),
+            keep_requests: None,
+            counts: BTreeMap::new(),
+            tokens: BTreeSet::new(),
+            page_size: None,
             bookmark_every: Some(Duration::from_secs(1)),
-            ..Default::default()
         };
         Emulator {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 changed: Condvar::new(),
+                metrics: Metrics::new(),
             }),
         }
     }
@@ -104,28 +205,37 @@ impl Emulator {
     }
 
     /// Listens on 127.0.0.1 (a free port) in the calling thread's network namespace and
-    /// serves there; returns the base URL.
+    /// serves plain HTTP there; returns the base URL.
     pub fn start(&self) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the emulated API server");
         self.serve(listener)
     }
 
-    /// Serves on `listener` (bound wherever the test needs it, e.g. inside a network
-    /// namespace) from a background thread; returns the base URL.
+    /// Serves plain HTTP on `listener` (bound wherever the test needs it, e.g. inside a
+    /// network namespace) from background threads; returns the base URL.
     pub fn serve(&self, listener: TcpListener) -> String {
         let url = format!(
             "http://{}",
             listener.local_addr().expect("listener address")
         );
-        let emu = self.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let emu = emu.clone();
-                std::thread::spawn(move || emu.handle(stream));
-            }
-        });
+        http::serve(self.clone(), listener, None);
         url
+    }
+
+    /// Serves HTTPS on `listener` with `tls` (see [`pki::Pki`]); returns the base URL.
+    pub fn serve_tls(&self, listener: TcpListener, tls: Arc<rustls::ServerConfig>) -> String {
+        let url = format!(
+            "https://{}",
+            listener.local_addr().expect("listener address")
+        );
+        http::serve(self.clone(), listener, Some(tls));
+        url
+    }
+
+    /// Accepts `token` as a bearer token. Once any token is set, every request but the
+    /// health checks needs one of them (401 Unauthorized otherwise).
+    pub fn add_token(&self, token: &str) {
+        self.lock().tokens.insert(token.to_string());
     }
 
     /// Largest page a list returns, whatever `limit` the client asks for.
@@ -138,8 +248,23 @@ impl Emulator {
         self.lock().bookmark_every = every;
     }
 
+    /// How many events are kept for watches (default 10,000); a watch from before the
+    /// oldest kept one gets 410 Expired, as from a compacted etcd.
+    pub fn history(&self, events: usize) {
+        let mut st = self.lock();
+        st.history = events.max(1);
+        st.trim();
+    }
+
+    /// Keeps only the last `n` request lines (default: all).
+    pub fn keep_requests(&self, n: Option<usize>) {
+        let mut st = self.lock();
+        st.keep_requests = n;
+        st.trim_requests();
+    }
+
     /// A fixed JSON answer for `GET path` (a path with a query string matches exactly that
-    /// request; otherwise the query is ignored).
+    /// request; otherwise the query is ignored). Takes precedence over discovery.
     pub fn set_raw(&self, path: &str, body: Value) {
         self.lock().raw.insert(path.to_string(), body);
     }
@@ -168,7 +293,55 @@ impl Emulator {
         self.lock()
             .objects
             .get(&key(collection, namespace, name))
-            .cloned()
+            .map(|o| Value::clone(o))
+    }
+
+    /// Creates the namespace `name` unless it exists.
+    pub fn ensure_namespace(&self, name: &str) {
+        if self.get("/api/v1/namespaces", "", name).is_none() {
+            self.put(
+                "/api/v1/namespaces",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+                       "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+            );
+        }
+    }
+
+    /// Stores `objects` (each with `apiVersion`, `kind` and `metadata.name`; namespaced
+    /// ones without a namespace go to `default`), replacing any of the same name. Returns
+    /// how many.
+    pub fn load(&self, objects: Vec<Value>) -> Result<usize, SeedError> {
+        let mut placed = Vec::new();
+        for (index, mut o) in objects.into_iter().enumerate() {
+            let api_version = o["apiVersion"].as_str().unwrap_or("").to_string();
+            let kind = o["kind"].as_str().unwrap_or("").to_string();
+            let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let Some(r) = discovery::by_kind(&api_version, &kind) else {
+                return Err(SeedError::UnknownKind {
+                    index,
+                    api_version,
+                    kind,
+                    name,
+                    served: discovery::RESOURCES
+                        .iter()
+                        .map(|r| format!("{}/{}", r.group_version(), r.kind))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            };
+            if name.is_empty() {
+                return Err(SeedError::NoName { index });
+            }
+            if r.namespaced && o["metadata"]["namespace"].as_str().unwrap_or("").is_empty() {
+                o["metadata"]["namespace"] = "default".into();
+            }
+            placed.push((r.collection(), o));
+        }
+        let n = placed.len();
+        for (collection, o) in placed {
+            self.put(&collection, o);
+        }
+        Ok(n)
     }
 
     /// Forgets the event history: a watch from an older version gets 410 Expired and the
@@ -181,121 +354,151 @@ impl Emulator {
 
     /// The request lines served so far (`GET /api/v1/pods?limit=500 HTTP/1.1`).
     pub fn requests(&self) -> Vec<String> {
-        self.lock().requests.clone()
+        self.lock().requests.iter().cloned().collect()
     }
 
-    fn handle(&self, mut stream: TcpStream) {
-        let Ok(read) = stream.try_clone() else { return };
-        let mut reader = BufReader::new(read);
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
+    /// API requests served so far, by (verb, resource): verbs as the API server's audit
+    /// log names them (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`),
+    /// resources by their plural (`nodes`, `configmaps`; a subresource as `nodes/status`).
+    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+        self.lock().counts.clone()
+    }
+
+    /// The counters in the Prometheus text format (what `/metrics` answers).
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.metrics.registry);
+        out
+    }
+
+    /// Serves one request; returns whether the connection may carry another.
+    fn dispatch<W: Write>(&self, req: Request, out: &mut W) -> std::io::Result<bool> {
+        let keep = req.keep_alive;
+        let health = ["/healthz", "/livez", "/readyz"]
+            .iter()
+            .any(|h| req.path == *h || req.path.starts_with(&format!("{h}/")));
+        let authorized = {
+            let mut st = self.lock();
+            st.requests.push_back(req.line.clone());
+            st.trim_requests();
+            st.tokens.is_empty()
+                || health
+                || req
+                    .authorization
+                    .as_deref()
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    .is_some_and(|t| st.tokens.contains(t.trim()))
+        };
+        if !authorized {
+            let body = status(401, "Unauthorized", "Unauthorized").1.to_string();
+            http::respond(out, 401, "application/json", body.as_bytes(), keep)?;
+            return Ok(keep);
         }
-        let (mut len, mut content_type) = (0usize, String::new());
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
-                break;
-            }
-            let lower = h.to_ascii_lowercase();
-            if let Some(v) = lower.strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            } else if let Some(v) = lower.strip_prefix("content-type:") {
-                content_type = v.trim().to_string();
-            }
+        if health {
+            http::respond(out, 200, "text/plain; charset=utf-8", b"ok", keep)?;
+            return Ok(keep);
         }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
+        if req.method == "GET" && req.path == "/metrics" {
+            let text = self.metrics_text();
+            let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+            http::respond(out, 200, ct, text.as_bytes(), keep)?;
+            return Ok(keep);
         }
-        self.lock().requests.push(line.trim().to_string());
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_string();
-        let target = parts.next().unwrap_or("/").to_string();
-        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        let params: BTreeMap<String, String> = query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), unescape(v)))
-            .collect();
-        let Some(r) = Route::parse(path) else {
+        let Some(r) = Route::parse(&req.path) else {
             let raw = {
                 let st = self.lock();
                 st.raw
-                    .get(target.as_str())
-                    .or_else(|| st.raw.get(path))
+                    .get(req.target.as_str())
+                    .or_else(|| st.raw.get(req.path.as_str()))
                     .cloned()
             };
-            let (code, v) = match (method.as_str(), raw) {
+            let (code, v) = match (req.method.as_str(), raw) {
                 ("GET", Some(v)) => (200, v),
-                _ => not_found(path),
+                ("GET", None) => match discovery::answer(&req.path) {
+                    Some(v) => (200, v),
+                    None => not_found(&req.path),
+                },
+                _ => not_found(&req.path),
             };
-            return respond(&mut stream, code, &v);
+            http::respond(
+                out,
+                code,
+                "application/json",
+                v.to_string().as_bytes(),
+                keep,
+            )?;
+            return Ok(keep);
         };
-        if method == "GET"
-            && r.name.is_none()
-            && params.get("watch").map(String::as_str) == Some("true")
-        {
-            return self.watch(stream, &r, &params);
+        let verb = verb(&req.method, &r, &req.params);
+        let labels = RequestLabels {
+            verb: verb.to_string(),
+            resource: r.label(),
+        };
+        self.inner.metrics.requests.get_or_create(&labels).inc();
+        *self
+            .lock()
+            .counts
+            .entry((labels.verb.clone(), labels.resource.clone()))
+            .or_default() += 1;
+        if verb == "watch" {
+            self.inner.metrics.watches.inc();
+            let sent = self.watch(out, &r, &req.params);
+            self.inner.metrics.watches.dec();
+            self.inner.metrics.bytes.get_or_create(&labels).inc_by(sent);
+            return Ok(false);
         }
-        let (code, v) = self.answer(&method, &r, &params, &content_type, &body);
-        respond(&mut stream, code, &v);
+        let (code, v) = self.answer(&req, &r);
+        let body = v.to_string();
+        self.inner
+            .metrics
+            .bytes
+            .get_or_create(&labels)
+            .inc_by(body.len() as u64);
+        http::respond(out, code, "application/json", body.as_bytes(), keep)?;
+        Ok(keep)
     }
 
-    fn answer(
-        &self,
-        method: &str,
-        r: &Route,
-        params: &BTreeMap<String, String>,
-        content_type: &str,
-        body: &[u8],
-    ) -> (u16, Value) {
+    fn answer(&self, req: &Request, r: &Route) -> (u16, Value) {
+        let body = &req.body;
+        let media = req.content_type.split(';').next().unwrap_or("").trim();
         let parsed = || -> Result<Value, (u16, Value)> {
-            serde_json::from_slice(body).map_err(|e| status(400, "BadRequest", &e.to_string()))
+            if !matches!(media, "" | "application/json" | "*/*") {
+                // Protobuf (kubectl's typed clients try it first) is not spoken: 415 makes
+                // client-go send JSON instead.
+                return Err(status(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!("the body of the request was in an unknown format - accepted media types include: application/json (got {media:?})"),
+                ));
+            }
+            serde_json::from_slice(body).map_err(|e| {
+                status(
+                    400,
+                    "BadRequest",
+                    &format!("the request body is not JSON: {e}"),
+                )
+            })
         };
         let ns = r.namespace.clone().unwrap_or_default();
         let mut st = self.lock();
-        let out = match (method, &r.name) {
-            ("GET", None) => Ok(st.list_page(r, params)),
+        let out = match (req.method.as_str(), &r.name) {
+            ("GET", None) => Ok(st.list_page(r, &req.params)),
             ("GET", Some(name)) => match st.objects.get(&key(&r.collection, &ns, name)) {
-                Some(o) => Ok((200, o.clone())),
+                Some(o) => Ok((200, Value::clone(o))),
                 None => Err(missing(r, name)),
             },
-            ("POST", None) => parsed().and_then(|mut o| {
-                if let Some(n) = &r.namespace {
-                    o["metadata"]["namespace"] = n.clone().into();
-                }
-                let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
-                if name.is_empty() {
-                    return Err(status(422, "Invalid", "metadata.name: Required value"));
-                }
-                let o_ns = o["metadata"]["namespace"].as_str().unwrap_or("").to_string();
-                if st.objects.contains_key(&key(&r.collection, &o_ns, &name)) {
-                    return Err(status(
-                        409,
-                        "AlreadyExists",
-                        &format!("{} \"{name}\" already exists", r.resource),
-                    ));
-                }
-                Ok((201, st.write(&r.collection, o)))
-            }),
+            ("POST", None) => parsed().and_then(|o| st.create(r, o)),
             ("PUT", Some(name)) => parsed().and_then(|mut o| {
-                let Some(have) = st.objects.get(&key(&r.collection, &ns, name)) else {
+                let Some(have) = st.objects.get(&key(&r.collection, &ns, name)).cloned() else {
                     return Err(missing(r, name));
                 };
                 let wanted = o["metadata"]["resourceVersion"].as_str().unwrap_or("");
-                if !wanted.is_empty() && Some(wanted) != have["metadata"]["resourceVersion"].as_str()
+                if !wanted.is_empty()
+                    && Some(wanted) != have["metadata"]["resourceVersion"].as_str()
                 {
-                    return Err(status(
-                        409,
-                        "Conflict",
-                        &format!(
-                            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                            r.resource
-                        ),
-                    ));
+                    return Err(conflict(r, name));
                 }
-                if let Some(refused) = immutable_refusal(r, name, have, &o) {
+                if let Some(refused) = immutable_refusal(r, name, &have, &o) {
                     return Err(refused);
                 }
                 o["metadata"]["name"] = name.clone().into();
@@ -304,61 +507,57 @@ impl Emulator {
                 }
                 Ok((200, st.write(&r.collection, o)))
             }),
-            ("PATCH", Some(name)) => {
-                if content_type.starts_with("application/json-patch+json") {
-                    Err(status(415, "UnsupportedMediaType", "JSON patch is not emulated"))
-                } else {
-                    parsed().and_then(|patch| {
-                        let Some(mut o) = st.objects.get(&key(&r.collection, &ns, name)).cloned()
-                        else {
-                            return Err(missing(r, name));
-                        };
-                        let have = o.clone();
-                        merge(&mut o, &patch);
-                        if let Some(refused) = immutable_refusal(r, name, &have, &o) {
-                            return Err(refused);
-                        }
-                        Ok((200, st.write(&r.collection, o)))
-                    })
-                }
-            }
+            ("PATCH", Some(name)) => st.patch(r, name, &req.content_type, body),
             ("DELETE", Some(name)) => match st.remove(&r.collection, &ns, name) {
-                Some(o) => Ok((200, o)),
+                Some(o) => {
+                    if r.collection == "/api/v1/namespaces" {
+                        st.remove_namespace_contents(name);
+                    }
+                    Ok((200, o))
+                }
                 None => Err(missing(r, name)),
             },
-            _ => Err(status(405, "MethodNotAllowed", &format!("{method} is not allowed here"))),
+            (method, _) => Err(status(
+                405,
+                "MethodNotAllowed",
+                &format!("{method} is not supported on {}", req.path),
+            )),
         };
         drop(st);
         self.inner.changed.notify_all();
         out.unwrap_or_else(|e| e)
     }
 
-    fn watch(&self, mut stream: TcpStream, r: &Route, params: &BTreeMap<String, String>) {
+    /// Streams a watch until its timeout or until the client goes away; returns the bytes
+    /// of the events sent.
+    fn watch<W: Write>(&self, out: &mut W, r: &Route, params: &BTreeMap<String, String>) -> u64 {
         let selectors = Selectors::of(params);
         let bookmarks = params.get("allowWatchBookmarks").map(String::as_str) == Some("true");
         let timeout = params
             .get("timeoutSeconds")
             .and_then(|t| t.parse().ok())
-            .unwrap_or(300u64);
+            .unwrap_or(1800u64);
         let until = Instant::now() + Duration::from_secs(timeout);
         let from: Option<u64> = params
             .get("resourceVersion")
             .filter(|v| !v.is_empty() && v.as_str() != "0")
             .map(|v| v.parse().unwrap_or(0));
-        if write!(
-            stream,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-        )
-        .is_err()
-        {
-            return;
+        if http::stream_head(out).is_err() {
+            return 0;
         }
+        let mut sent = 0u64;
+        let mut send = |out: &mut W, line: &str| -> bool {
+            sent += line.len() as u64;
+            write!(out, "{:x}\r\n{line}\r\n", line.len())
+                .and_then(|_| out.flush())
+                .is_ok()
+        };
         let wanted = |collection: &str, namespace: &str, o: &Value| {
             selectors.want(r, collection, namespace, o)
         };
         // The chunks of each round are collected under the lock and written after it is
         // released: a slow reader must not hold up writers (or other watches).
-        let (mut since, initial) = {
+        let (mut since, initial): (u64, Vec<String>) = {
             let st = self.lock();
             match from {
                 Some(v) if v < st.compacted => {
@@ -369,9 +568,9 @@ impl Emulator {
                     )
                     .1;
                     drop(st);
-                    let _ = chunk(&mut stream, &json!({"type": "ERROR", "object": e}));
-                    let _ = write!(stream, "0\r\n\r\n");
-                    return;
+                    send(out, &format!("{}\n", json!({"type": "ERROR", "object": e})));
+                    let _ = http::end_stream(out);
+                    return sent;
                 }
                 Some(v) => (v, Vec::new()),
                 // No version: the current state first, as synthetic ADDED events.
@@ -380,68 +579,159 @@ impl Emulator {
                     st.objects
                         .iter()
                         .filter(|((c, n, _), o)| wanted(c, n, o))
-                        .map(|(_, o)| json!({"type": "ADDED", "object": o}))
+                        .map(|(_, o)| {
+                            format!("{}\n", json!({"type": "ADDED", "object": o.as_ref()}))
+                        })
                         .collect(),
                 ),
             }
         };
-        for c in &initial {
-            if chunk(&mut stream, c).is_err() {
-                return;
+        for line in &initial {
+            if !send(out, line) {
+                return sent;
             }
         }
+        drop(initial);
         let mut last_sent = Instant::now();
-        while Instant::now() < until {
-            let mut out: Vec<Value> = Vec::new();
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            let mut lines: Vec<Arc<str>> = Vec::new();
+            let every;
             {
                 let st = self.lock();
+                every = st.bookmark_every.filter(|_| bookmarks);
                 let seen = since;
-                for e in st.log.iter().filter(|e| e.rv > seen) {
-                    since = e.rv;
+                let first = st.log.partition_point(|e| e.rv <= seen);
+                for e in st.log.range(first..) {
                     if wanted(&e.collection, &e.namespace, &e.object) {
-                        out.push(json!({"type": e.kind, "object": e.object}));
+                        lines.push(e.line.clone());
                     }
                 }
                 since = since.max(st.rv);
-                if let (true, Some(every)) = (bookmarks, st.bookmark_every) {
-                    // Events about to be sent count as sent now.
-                    let idle = match out.is_empty() {
-                        true => last_sent.elapsed(),
-                        false => Duration::ZERO,
-                    };
-                    if idle >= every {
+                if let Some(every) = every {
+                    if lines.is_empty() && last_sent.elapsed() >= every {
                         let (api_version, kind) = st.kind_of(r);
-                        out.push(json!({"type": "BOOKMARK", "object": {
+                        let b = json!({"type": "BOOKMARK", "object": {
                             "apiVersion": api_version, "kind": kind,
-                            "metadata": {"resourceVersion": since.to_string()}}}));
+                            "metadata": {"resourceVersion": since.to_string()}}});
+                        lines.push(Arc::from(format!("{b}\n")));
                     }
                 }
             }
-            for c in &out {
-                if chunk(&mut stream, c).is_err() {
-                    return;
+            for line in &lines {
+                if !send(out, line) {
+                    return sent;
                 }
             }
-            if !out.is_empty() {
+            if !lines.is_empty() {
                 last_sent = Instant::now();
             }
             let st = self.lock();
             if st.rv > since {
                 continue;
             }
+            // Sleep until a write, the next bookmark or the end, whichever comes first.
+            let mut wait = until.saturating_duration_since(Instant::now());
+            if let Some(every) = every {
+                wait = wait.min(every.saturating_sub(last_sent.elapsed()));
+            }
+            let wait = wait.max(Duration::from_millis(10));
             drop(
                 self.inner
                     .changed
-                    .wait_timeout(st, Duration::from_millis(100))
+                    .wait_timeout(st, wait)
                     .unwrap_or_else(|p| p.into_inner())
                     .0,
             );
         }
-        let _ = write!(stream, "0\r\n\r\n");
+        let _ = http::end_stream(out);
+        sent
     }
 }
 
+/// The verb of a request on a resource path, as the API server's audit log names it.
+fn verb(method: &str, r: &Route, params: &BTreeMap<String, String>) -> &'static str {
+    let watch = matches!(params.get("watch").map(String::as_str), Some("true" | "1"));
+    match (method, r.name.is_some()) {
+        ("GET", false) if watch => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", false) => "deletecollection",
+        ("DELETE", true) => "delete",
+        _ => "other",
+    }
+}
+
+/// Now, as the API server writes timestamps (RFC 3339, seconds, UTC).
+fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 impl State {
+    fn trim(&mut self) {
+        while self.log.len() > self.history {
+            if let Some(e) = self.log.pop_front() {
+                // A watch from e.rv itself still sees everything after it.
+                self.compacted = self.compacted.max(e.rv);
+            }
+        }
+    }
+
+    fn trim_requests(&mut self) {
+        if let Some(n) = self.keep_requests {
+            while self.requests.len() > n {
+                self.requests.pop_front();
+            }
+        }
+    }
+
+    fn record(
+        &mut self,
+        rv: u64,
+        kind: &str,
+        collection: &str,
+        namespace: &str,
+        o: Value,
+    ) -> Arc<Value> {
+        let line = format!("{{\"type\":\"{kind}\",\"object\":{o}}}\n");
+        let object = Arc::new(o);
+        self.log.push_back(Event {
+            rv,
+            collection: collection.to_string(),
+            namespace: namespace.to_string(),
+            object: object.clone(),
+            line: Arc::from(line),
+        });
+        self.trim();
+        object
+    }
+
     fn write(&mut self, collection: &str, mut o: Value) -> Value {
         self.rv += 1;
         let rv = self.rv;
@@ -466,33 +756,159 @@ impl State {
             o["metadata"]["creationTimestamp"] = old
                 .map(|p| p["metadata"]["creationTimestamp"].clone())
                 .filter(|t| !t.is_null())
-                .unwrap_or_else(|| "2025-01-01T00:00:00Z".into());
+                .unwrap_or_else(|| timestamp().into());
         }
         o["metadata"]["resourceVersion"] = rv.to_string().into();
         let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
-        self.objects.insert(k, o.clone());
-        self.log.push(Event {
-            rv,
-            collection: collection.to_string(),
-            namespace: ns,
-            kind,
-            object: o.clone(),
-        });
+        let stored = self.record(rv, kind, collection, &ns, o.clone());
+        self.objects.insert(k, stored);
         o
     }
 
     fn remove(&mut self, collection: &str, namespace: &str, name: &str) -> Option<Value> {
-        let mut o = self.objects.remove(&key(collection, namespace, name))?;
+        let o = self.objects.remove(&key(collection, namespace, name))?;
         self.rv += 1;
+        let mut o = Value::clone(&o);
         o["metadata"]["resourceVersion"] = self.rv.to_string().into();
-        self.log.push(Event {
-            rv: self.rv,
-            collection: collection.to_string(),
-            namespace: namespace.to_string(),
-            kind: "DELETED",
-            object: o.clone(),
-        });
+        self.record(self.rv, "DELETED", collection, namespace, o.clone());
         Some(o)
+    }
+
+    /// What deleting a Namespace leads to (after its finalizer ran): its objects are gone.
+    fn remove_namespace_contents(&mut self, namespace: &str) {
+        let doomed: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|(_, n, _)| n == namespace)
+            .cloned()
+            .collect();
+        for (c, n, name) in doomed {
+            self.remove(&c, &n, &name);
+        }
+    }
+
+    fn create(&mut self, r: &Route, mut o: Value) -> Result<(u16, Value), (u16, Value)> {
+        if !o.is_object() {
+            return Err(status(
+                400,
+                "BadRequest",
+                "the object must be a JSON object",
+            ));
+        }
+        if !o["metadata"].is_object() {
+            o["metadata"] = json!({});
+        }
+        if let Some(n) = &r.namespace {
+            o["metadata"]["namespace"] = n.clone().into();
+        }
+        if o["apiVersion"].is_null() {
+            o["apiVersion"] = r.api_version.clone().into();
+        }
+        if o["kind"].is_null() {
+            o["kind"] = kind_for(&r.resource).into();
+        }
+        let mut name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if name.is_empty() {
+            if let Some(prefix) = o["metadata"]["generateName"].as_str() {
+                self.uid += 1;
+                name = format!("{prefix}{:05x}", self.uid & 0xfffff);
+                o["metadata"]["name"] = name.clone().into();
+            }
+        }
+        if name.is_empty() {
+            let kind = o["kind"].as_str().unwrap_or("object").to_string();
+            return Err(status(
+                422,
+                "Invalid",
+                &format!("{kind} \"\" is invalid: metadata.name: Required value: name or generateName is required"),
+            ));
+        }
+        let o_ns = o["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if self.objects.contains_key(&key(&r.collection, &o_ns, &name)) {
+            return Err(status(
+                409,
+                "AlreadyExists",
+                &format!("{} \"{name}\" already exists", r.resource),
+            ));
+        }
+        Ok((201, self.write(&r.collection, o)))
+    }
+
+    fn patch(
+        &mut self,
+        r: &Route,
+        name: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(u16, Value), (u16, Value)> {
+        let ns = r.namespace.clone().unwrap_or_default();
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let apply = media == "application/apply-patch+yaml";
+        let patch: Value = if apply {
+            serde_yaml::from_slice(body).map_err(|e| {
+                status(
+                    400,
+                    "BadRequest",
+                    &format!("the apply body is not YAML: {e}"),
+                )
+            })?
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| status(400, "BadRequest", &format!("the patch is not JSON: {e}")))?
+        };
+        let Some(have) = self.objects.get(&key(&r.collection, &ns, name)).cloned() else {
+            if apply {
+                // Server-side apply creates what is not there.
+                let mut o = patch;
+                o["metadata"]["name"] = name.into();
+                return self.create(r, o);
+            }
+            return Err(missing(r, name));
+        };
+        let mut o = Value::clone(&have);
+        let kind = have["kind"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| kind_for(&r.resource));
+        let invalid = |e: patch::PatchError| status(422, "Invalid", &e.to_string());
+        match media {
+            "application/json-patch+json" => patch::json(&mut o, &patch).map_err(invalid)?,
+            "application/merge-patch+json" => patch::merge(&mut o, &patch),
+            "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => {
+                patch::strategic(&mut o, &patch, &kind).map_err(invalid)?
+            }
+            other => {
+                return Err(status(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"),
+                ))
+            }
+        }
+        // A resourceVersion in a patch is a precondition.
+        if let Some(wanted) = patch["metadata"]["resourceVersion"].as_str() {
+            if Some(wanted) != have["metadata"]["resourceVersion"].as_str() {
+                return Err(conflict(r, name));
+            }
+        }
+        // What a patch cannot change.
+        o["metadata"]["name"] = name.into();
+        if !ns.is_empty() {
+            o["metadata"]["namespace"] = ns.clone().into();
+        }
+        o["metadata"]["uid"] = have["metadata"]["uid"].clone();
+        o["metadata"]["creationTimestamp"] = have["metadata"]["creationTimestamp"].clone();
+        if let Some(refused) = immutable_refusal(r, name, &have, &o) {
+            return Err(refused);
+        }
+        if o == *have {
+            // No change: no new version, no event (as the real server does).
+            return Ok((200, o));
+        }
+        Ok((200, self.write(&r.collection, o)))
     }
 
     /// The list's `apiVersion` and the objects' kind: from a stored object when there is
@@ -500,9 +916,9 @@ impl State {
     fn kind_of(&self, r: &Route) -> (String, String) {
         let stored = self
             .objects
-            .iter()
-            .find(|((c, _, _), _)| *c == r.collection)
-            .and_then(|(_, o)| o["kind"].as_str().map(str::to_string));
+            .range(key(&r.collection, "", "")..)
+            .take_while(|((c, _, _), _)| *c == r.collection)
+            .find_map(|(_, o)| o["kind"].as_str().map(str::to_string));
         (
             r.api_version.clone(),
             stored.unwrap_or_else(|| kind_for(&r.resource)),
@@ -511,9 +927,10 @@ impl State {
 
     fn list_page(&self, r: &Route, params: &BTreeMap<String, String>) -> (u16, Value) {
         let selectors = Selectors::of(params);
-        let all: Vec<&Value> = self
+        let all: Vec<&Arc<Value>> = self
             .objects
-            .iter()
+            .range(key(&r.collection, "", "")..)
+            .take_while(|((c, _, _), _)| *c == r.collection)
             .filter(|((c, n, _), o)| selectors.want(r, c, n, o))
             .map(|(_, o)| o)
             .collect();
@@ -534,7 +951,12 @@ impl State {
             (None, None) => usize::MAX,
         };
         let end = start.saturating_add(size).min(all.len());
-        let items: Vec<&Value> = all.get(start.min(all.len())..end).unwrap_or(&[]).to_vec();
+        let items: Vec<&Value> = all
+            .get(start.min(all.len())..end)
+            .unwrap_or(&[])
+            .iter()
+            .map(|o| o.as_ref())
+            .collect();
         let mut meta = json!({"resourceVersion": self.rv.to_string()});
         if end < all.len() {
             meta["continue"] = format!("emu-{end}").into();
@@ -548,6 +970,38 @@ impl State {
     }
 }
 
+/// Objects from a JSON or YAML text: one object, a `List` (its items), or several YAML
+/// documents.
+pub fn parse_objects(text: &str) -> Result<Vec<Value>, SeedError> {
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let v: Value = serde::Deserialize::deserialize(doc)?;
+        match v {
+            Value::Null => {}
+            v if v["kind"].as_str().is_some_and(|k| k.ends_with("List"))
+                && v["items"].is_array() =>
+            {
+                if let Value::Array(items) = v["items"].clone() {
+                    out.extend(items);
+                }
+            }
+            v => out.push(v),
+        }
+    }
+    Ok(out)
+}
+
+fn conflict(r: &Route, name: &str) -> (u16, Value) {
+    status(
+        409,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+            r.resource
+        ),
+    )
+}
+
 /// A resource path taken apart.
 struct Route {
     /// `v1` or `<group>/<version>`.
@@ -557,6 +1011,8 @@ struct Route {
     collection: String,
     namespace: Option<String>,
     name: Option<String>,
+    /// A request on the `/status` subresource.
+    status: bool,
 }
 
 impl Route {
@@ -583,12 +1039,23 @@ impl Route {
             return None;
         }
         Some(Route {
+            status: matches!(rest, [_, _, "status"] | [_, _, _, _, "status"]),
             api_version,
             resource: resource.to_string(),
             collection: format!("{prefix}/{resource}"),
             namespace: namespace.map(str::to_string),
             name: name.map(str::to_string),
         })
+    }
+}
+
+impl Route {
+    /// The resource as counters name it (`nodes`, `nodes/status`).
+    fn label(&self) -> String {
+        match self.status {
+            true => format!("{}/status", self.resource),
+            false => self.resource.clone(),
+        }
     }
 }
 
@@ -657,24 +1124,28 @@ fn immutable_refusal(r: &Route, name: &str, have: &Value, new: &Value) -> Option
     if changed.is_empty() {
         return None;
     }
-    let causes: Vec<String> = changed
-        .iter()
-        .map(|f| format!("{f}: Forbidden: field is immutable when `immutable` is set"))
-        .collect();
-    let message = if causes.len() == 1 {
-        format!("{kind} \"{name}\" is invalid: {}", causes[0])
+    let cause = "Forbidden: field is immutable when `immutable` is set";
+    let messages: Vec<String> = changed.iter().map(|f| format!("{f}: {cause}")).collect();
+    let message = if messages.len() == 1 {
+        format!("{kind} \"{name}\" is invalid: {}", messages[0])
     } else {
-        format!("{kind} \"{name}\" is invalid: [{}]", causes.join(", "))
+        format!("{kind} \"{name}\" is invalid: [{}]", messages.join(", "))
     };
-    Some(status(422, "Invalid", &message))
+    let (code, mut v) = status(422, "Invalid", &message);
+    // kubectl edit shows the causes in the file it opens again.
+    v["details"] = json!({"name": name, "kind": kind, "causes": changed.iter().map(|f| json!({
+        "reason": "FieldValueForbidden", "message": cause, "field": f})).collect::<Vec<_>>()});
+    Some((code, v))
 }
 
 fn missing(r: &Route, name: &str) -> (u16, Value) {
-    status(
+    let (code, mut v) = status(
         404,
         "NotFound",
         &format!("{} \"{name}\" not found", r.resource),
-    )
+    );
+    v["details"] = json!({"name": name, "kind": r.resource});
+    (code, v)
 }
 
 fn not_found(path: &str) -> (u16, Value) {
@@ -683,54 +1154,6 @@ fn not_found(path: &str) -> (u16, Value) {
         "NotFound",
         &format!("the server could not find the requested resource ({path})"),
     )
-}
-
-fn respond(stream: &mut TcpStream, code: u16, v: &Value) {
-    let body = v.to_string();
-    let reason = match code {
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        410 => "Gone",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Entity",
-        _ => "Status",
-    };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-}
-
-/// One watch event as a chunk of the chunked response, newline-terminated JSON.
-fn chunk(stream: &mut TcpStream, event: &Value) -> std::io::Result<()> {
-    let line = format!("{event}\n");
-    write!(stream, "{:x}\r\n{line}\r\n", line.len())?;
-    stream.flush()
-}
-
-/// JSON merge patch (RFC 7386): objects merge, `null` removes, anything else replaces.
-fn merge(into: &mut Value, patch: &Value) {
-    match (into, patch) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                if v.is_null() {
-                    a.remove(k);
-                } else {
-                    merge(a.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (slot, Value::Object(b)) => {
-            *slot = json!({});
-            merge(slot, &Value::Object(b.clone()));
-        }
-        (slot, v) => *slot = v.clone(),
-    }
 }
 
 /// The `labelSelector` and `fieldSelector` of a list or a watch: the same objects answer both.
@@ -812,29 +1235,6 @@ fn matches_fields(o: &Value, selector: &str) -> bool {
     })
 }
 
-/// Percent-decoding of a query value (`%3D` → `=`, `+` → space).
-fn unescape(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                Ok(c) => {
-                    out.push(c);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Writes `<dir>/kubeconfig` pointing at `url` (context `emu`, a token user) and returns
 /// its path.
 pub fn kubeconfig(dir: &Path, url: &str) -> PathBuf {
@@ -894,13 +1294,12 @@ mod tests {
         assert!(!matches_labels(&o, "app!=web"));
         assert!(matches_fields(&o, "spec.nodeName=n1,metadata.name=a"));
         assert!(!matches_fields(&o, "spec.nodeName=n2"));
-        assert_eq!(unescape("a%3Db%2Cc"), "a=b,c");
     }
 
     #[test]
     fn merge_patch() {
         let mut o = json!({"metadata": {"name": "a", "annotations": {"x": "1", "y": "2"}}});
-        merge(
+        patch::merge(
             &mut o,
             &json!({"metadata": {"annotations": {"x": null, "z": "3"}}}),
         );

@@ -22,7 +22,7 @@ fn call(url: &str, method: &str, path: &str, body: Option<(&str, Value)>) -> (u1
         .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n{b}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n{b}",
         b.len()
     )
     .unwrap();
@@ -182,8 +182,11 @@ fn create_replace_patch_delete() {
     assert_eq!(code, 200);
     let (code, gone) = call(&url, "GET", &format!("{cms}/x"), None);
     assert_eq!((code, gone["kind"].as_str()), (404, Some("Status")));
-    let (code, _) = call(&url, "GET", "/version", None);
-    assert_eq!(code, 404, "no raw answer set");
+    let (code, version) = call(&url, "GET", "/version", None);
+    assert_eq!((code, version["minor"].as_str()), (200, Some("32")));
+    api.set_raw("/version", json!({"major": "1", "minor": "30"}));
+    let (_, version) = call(&url, "GET", "/version", None);
+    assert_eq!(version["minor"], "30", "a raw answer takes precedence");
 }
 
 #[test]

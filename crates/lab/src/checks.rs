@@ -280,6 +280,9 @@ pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
     out.extend(pod_to_pod(&ctx));
     out.extend(node_and_outside(&ctx));
     out.extend(design_checks(&ctx));
+    if lab.on_kube() {
+        out.push(lab.api_check(ctx.st));
+    }
     // Last: the counters then include the traffic of every check above.
     out.extend(fast_path_checks(&ctx));
     out

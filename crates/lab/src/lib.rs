@@ -16,10 +16,12 @@ mod bench;
 mod checks;
 mod cloud;
 mod etcd;
+mod kube;
 mod nodes;
 mod pods;
 mod policy;
 mod scale;
+mod status;
 mod topology;
 mod underlay;
 
@@ -60,7 +62,9 @@ pub(crate) struct UpOpts {
     /// Pods per node, created through CNI ADD.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=100))]
     pods_per_node: u16,
-    /// Where leases live: a shared file store, or a real etcd server in the VPC namespace.
+    /// Where leases live: a shared file store, a real etcd server in the VPC namespace, or
+    /// the Kubernetes API (`unicni kube-sim` in the VPC namespace; the lab writes Nodes,
+    /// Pods and NetworkPolicies as the control plane would).
     #[arg(long, value_enum, default_value_t = StoreChoice::File)]
     store: StoreChoice,
     /// Subnet lease time-to-live in seconds (etcd needs 10 or more).
@@ -156,6 +160,9 @@ enum Command {
     },
     /// Remove everything a lab created (processes, namespaces, files), also after a crash.
     Down,
+    /// What the running lab is made of: backend, mode and store, its API server, etcd or
+    /// cloud emulator and each node's agent, with PIDs and whether they still run.
+    Status,
     /// Add one node to the running lab (namespace, install, agent); it gets no pods. Fails
     /// with the agent's not-ready reason when it cannot become ready (e.g. the vpc-route
     /// route-table quota), leaving the node in place to look at.
@@ -323,6 +330,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             eprintln!("lab removed");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status => {
+            status::print(&lab, &lab.load_state()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Agent(c) => agent_cmd(&lab, c),
         Command::AddNode => add_node(&lab),
         Command::Bench {
@@ -460,10 +471,7 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         } else {
             ""
         },
-        match o.store {
-            StoreChoice::File => "file",
-            StoreChoice::Etcd => "etcd",
-        },
+        o.store.as_str(),
         if o.no_second_cluster {
             ""
         } else {
@@ -518,6 +526,18 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
             st.etcd_pid.unwrap_or(0)
         );
     }
+    if o.store == StoreChoice::Kubernetes {
+        st.kube_pid = Some(lab.start_kube_sim()?);
+        lab.save_state(&st)?;
+        lab.create_namespaces()?;
+        eprintln!(
+            "    API server (unicni kube-sim) running in {} on https://{} (pid {}; kubectl --kubeconfig {})",
+            lab.vpc_ns(),
+            lab.kube_server(),
+            st.kube_pid.unwrap_or(0),
+            lab.kubeconfig().display()
+        );
+    }
     for &i in &all {
         lab.create_node(i)?;
     }
@@ -526,6 +546,11 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         all.len()
     ));
     for &i in &all {
+        if st.store == StoreChoice::Kubernetes && i != OTHER {
+            if let Some(cidr) = lab.register_node(i, &st)? {
+                eprintln!("    node {i} registered, podCIDR {cidr}");
+            }
+        }
         lab.install_node(i, &st)?;
         let pid = lab.start_agent(i)?;
         if i == OTHER {
@@ -639,6 +664,9 @@ fn add_node(lab: &Lab) -> Result<ExitCode> {
     if st.mode.needs_cloud() {
         lab.register_instance(i)?;
     }
+    if st.store == StoreChoice::Kubernetes {
+        lab.register_node(i, &st)?;
+    }
     lab.install_node(i, &st)?;
     let pid = lab.start_agent(i)?;
     st.nodes.push(node_state(lab, i, pid));
@@ -683,6 +711,9 @@ fn agent_cmd(lab: &Lab, c: AgentCmd) -> Result<ExitCode> {
             if let Some(pid) = node.agent_pid.take() {
                 Lab::stop_agent(pid);
                 match backend {
+                    Backend::Flannel if st.store == StoreChoice::Kubernetes => eprintln!(
+                        "agent of node {i} (pid {pid}) stopped; its Node keeps spec.podCIDR"
+                    ),
                     Backend::Flannel => eprintln!(
                         "agent of node {i} (pid {pid}) stopped; its lease expires in {ttl}s"
                     ),
@@ -789,6 +820,7 @@ pub(crate) fn destroy(lab: &Lab) -> Result<()> {
     if let Ok(st) = lab.load_state() {
         pids.extend(st.nodes.iter().filter_map(|n| n.agent_pid));
         pids.extend(st.etcd_pid);
+        pids.extend(st.kube_pid);
         pids.extend(st.cloud_pid);
         pids.extend(st.other_nodes.iter().filter_map(|n| n.agent_pid));
     }

@@ -3,8 +3,8 @@
 
 use super::topology::{
     Backend, Datapath, Lab, LabState, Mode, StoreChoice, AGENT_LISTEN, CLUSTER_CIDR, ETCD_PORT,
-    NETWORK, NODE_VSWITCH, OTHER, OTHER_CLUSTER, OTHER_CLUSTER_CIDR, OTHER_NETWORK, OTHER_VSWITCH,
-    SECURITY_GROUP, TERWAY_POOL_MAX, TERWAY_POOL_MIN,
+    NETWORK, NODE_SUBNET_LEN, NODE_VSWITCH, OTHER, OTHER_CLUSTER, OTHER_CLUSTER_CIDR,
+    OTHER_NETWORK, OTHER_VSWITCH, SECURITY_GROUP, TERWAY_POOL_MAX, TERWAY_POOL_MIN,
 };
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
@@ -26,7 +26,11 @@ impl Lab {
                 "kind = \"etcd\"\nendpoints = [\"http://{}:{ETCD_PORT}\"]\nprefix = \"/unicni-lab\"\n",
                 self.outside_ip()
             ),
+            // No kubeconfig: the in-cluster configuration ([`Lab::node_command`]).
+            StoreChoice::Kubernetes => "kind = \"kubernetes\"\n".to_string(),
         };
+        // On the Kubernetes store pods and policies come from the API, not from files.
+        let kube = st.store == StoreChoice::Kubernetes && !other;
         let (cluster, network) = if other {
             (OTHER_CLUSTER, OTHER_NETWORK)
         } else {
@@ -40,19 +44,23 @@ impl Lab {
                     _ => (OTHER_CLUSTER_CIDR, Mode::Vxlan),
                 };
                 format!(
-                    "[flannel]\nnetwork = \"{cidr}\"\nsubnet_len = 24\nmode = \"{mode}\"\ninterface = \"eth0\"\n",
+                    "[flannel]\nnetwork = \"{cidr}\"\nsubnet_len = {NODE_SUBNET_LEN}\nmode = \"{mode}\"\ninterface = \"eth0\"\n",
                     mode = mode.as_str()
                 )
             }
             Backend::Terway => format!(
                 "[backend]\nkind = \"terway\"\n\n[terway]\nmode = \"{mode}\"\nvswitches = [\"{vsw}\"]\n\
-                 security_groups = [\"{SECURITY_GROUP}\"]\npod_info_dir = \"{pods}\"\n\n\
+                 security_groups = [\"{SECURITY_GROUP}\"]\n{pods}\n\
                  [terway.pool]\nmin = {min}\nmax = {max}\n",
                 mode = st.mode.as_str(),
                 min = st.tuning.pool.map_or(TERWAY_POOL_MIN, |p| p.0),
                 max = st.tuning.pool.map_or(TERWAY_POOL_MAX, |p| p.1),
                 vsw = if other { OTHER_VSWITCH } else { NODE_VSWITCH },
-                pods = self.pod_info_dir(i).display(),
+                pods = if kube {
+                    String::new()
+                } else {
+                    format!("pod_info_dir = \"{}\"\n", self.pod_info_dir(i).display())
+                },
             ),
         };
         let ebpf = st.datapath == Datapath::Ebpf;
@@ -65,7 +73,9 @@ impl Lab {
         };
         // NetworkPolicy (`--policy`) on the cluster's nodes; the second cluster's keeps it off.
         let policy = st.policy && !other;
-        let policy_section = if policy {
+        let policy_section = if policy && kube {
+            "\n[policy]\nenabled = true\n".to_string()
+        } else if policy {
             format!(
                 "\n[policy]\nenabled = true\nmanifests_dir = \"{}\"\n",
                 super::policy::dir(self).display()
@@ -108,8 +118,8 @@ impl Lab {
             self.node_config_text(i, st).as_bytes(),
             0o644,
         )?;
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.node_ns(i)])
+        let out = self
+            .node_command(i)?
             .arg(&self.exe)
             .arg("install")
             .arg("--with-agent")
@@ -136,7 +146,17 @@ impl Lab {
             .create(true)
             .append(true)
             .open(self.node_dir(i).join("agent.log"))?;
-        let child = spawn_agent(&self.node_ns(i), &self.exe, &self.node_config(i), log)?;
+        let child = self
+            .node_command(i)?
+            .arg(&self.exe)
+            .args(["agent", "--config"])
+            .arg(self.node_config(i))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("start unicni agent")?;
         // `ip netns exec` execs the command: this PID is the agent's.
         Ok(child.id())
     }
@@ -426,6 +446,38 @@ mod tests {
                         Some("/run/unicni-lab-unit/policies")
                     );
                     assert_eq!(c.bpf.pin_dir, lab.pin_dir(i).display().to_string());
+                }
+            }
+        }
+    }
+
+    /// `--store kubernetes`: the cluster's nodes use the API in-cluster (no kubeconfig),
+    /// read pods and policies from it (no pod info or manifests directory); the second
+    /// cluster's node keeps its own file store.
+    #[test]
+    fn kube_node_configs_use_the_api_in_cluster() {
+        let lab = Lab::new(Some("unit")).unwrap();
+        for mode in [Mode::Vxlan, Mode::SharedEni] {
+            let mut st = LabState::new(mode, IpStack::Ipv4, StoreChoice::Kubernetes, 10);
+            st.policy = true;
+            for i in [1, OTHER] {
+                let text = lab.node_config_text(i, &st);
+                let c = unicni_config::load_str(&text, unicni_config::Format::Toml)
+                    .unwrap_or_else(|e| panic!("{mode:?} node {i}: {e}\n{text}"));
+                let kube = i != OTHER;
+                assert_eq!(
+                    c.store.kind.as_str(),
+                    if kube { "kubernetes" } else { "file" }
+                );
+                assert_eq!(c.store.kubeconfig, None);
+                if kube {
+                    assert!(
+                        c.policy.enabled && c.policy.manifests_dir.is_none(),
+                        "{text}"
+                    );
+                }
+                if mode == Mode::SharedEni {
+                    assert_eq!(c.terway.pod_info_dir.is_none(), kube, "{text}");
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! Before ADD the lab writes the pod's manifest (a Kubernetes Pod: name, namespace,
 //! annotations, owner) where a terway agent reads it, as the API server would serve it.
 
-use super::topology::{sh, Backend, Lab, PodState, POD_NAMESPACE};
+use super::topology::{sh, Backend, Lab, PodState, OTHER, POD_NAMESPACE};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,8 +24,9 @@ impl Lab {
             .netns(format!("/var/run/netns/{}", pod.netns))
             .cni_path(self.bin_dir())
             .args(&format!(
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={};\
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};\
                  K8S_POD_INFRA_CONTAINER_ID={container_id}",
+                self.pod_namespace(pod),
                 pod.name
             ))
             .stdin(conflist)
@@ -106,9 +107,14 @@ impl Lab {
         Ok(pod)
     }
 
-    /// CNI ADD of `pod` into its (existing) namespace; fills in its addresses.
+    /// CNI ADD of `pod` into its (existing) namespace; fills in its addresses. On the
+    /// Kubernetes store in the kubelet's order: the Pod object exists before the ADD and
+    /// gets the addresses in its status after it.
     fn attach(&self, backend: Backend, pod: &mut PodState) -> Result<()> {
-        if backend == Backend::Terway {
+        let kube = self.on_kube() && pod.node != OTHER;
+        if kube {
+            self.create_pod_object(pod)?;
+        } else if backend == Backend::Terway {
             self.write_manifest(pod)?;
         }
         let result: serde_json::Value =
@@ -126,11 +132,18 @@ impl Lab {
             .cloned()
             .context("the CNI ADD result has no IPv4 address")?;
         pod.ip6 = addrs.iter().find(|a| a.contains(':')).cloned();
+        if kube {
+            self.record_pod_ips(pod)?;
+        }
         Ok(())
     }
 
+    /// CNI DEL, then (Kubernetes store) the Pod object goes.
     pub fn del_pod(&self, pod: &PodState) -> Result<()> {
         self.cni("DEL", pod)?;
+        if self.on_kube() && pod.node != OTHER {
+            self.delete_pod_object(pod)?;
+        }
         Ok(())
     }
 

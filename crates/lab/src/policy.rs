@@ -51,10 +51,14 @@ fn status_file(lab: &Lab, i: usize) -> PathBuf {
 /// reports them applied (exclusive ENI: also until the pods' ENIs carry the programs).
 pub fn enable(lab: &Lab, st: &LabState) -> Result<()> {
     write_cluster(lab, st)?;
-    eprintln!(
-        "==> NetworkPolicy: agents watch {} (policy.enabled = true)",
-        dir(lab).display()
-    );
+    if lab.on_kube() {
+        eprintln!("==> NetworkPolicy: agents watch the API server (policy.enabled = true)");
+    } else {
+        eprintln!(
+            "==> NetworkPolicy: agents watch {} (policy.enabled = true)",
+            dir(lab).display()
+        );
+    }
     wait_applied(lab, st, &[], APPLY_LIMIT)
         .map(|_| ())
         .context("the agents did not apply the lab's manifests")?;
@@ -97,7 +101,7 @@ fn wait_pod_enis(lab: &Lab, st: &LabState) -> Result<()> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub(super) enum Role {
     Web,
     Db,
     Client,
@@ -106,7 +110,7 @@ enum Role {
 }
 
 impl Role {
-    fn of(p: &PodState) -> Role {
+    pub(super) fn of(p: &PodState) -> Role {
         let first = p.name.ends_with("-p1");
         let second = p.name.ends_with("-p2");
         match (p.node, first, second) {
@@ -118,14 +122,14 @@ impl Role {
         }
     }
 
-    fn namespace(self) -> &'static str {
+    pub(super) fn namespace(self) -> &'static str {
         match self {
             Role::Web | Role::Db => "shop",
             _ => "lab",
         }
     }
 
-    fn app(self) -> &'static str {
+    pub(super) fn app(self) -> &'static str {
         match self {
             Role::Web => "web",
             Role::Db => "db",
@@ -136,8 +140,12 @@ impl Role {
     }
 }
 
-/// `00-cluster.yaml`: the namespaces and the pods with their current addresses.
+/// `00-cluster.yaml`: the namespaces and the pods with their current addresses. On the
+/// Kubernetes store the API has them already (the lab wrote them as the kubelets would).
 fn write_cluster(lab: &Lab, st: &LabState) -> Result<()> {
+    if lab.on_kube() {
+        return Ok(());
+    }
     let mut y = String::from(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: shop}}\n---\n\
          apiVersion: v1\nkind: Namespace\nmetadata: {name: lab, labels: {team: lab, purpose: test}}\n",
@@ -162,7 +170,12 @@ fn write_cluster(lab: &Lab, st: &LabState) -> Result<()> {
     write(lab, "00-cluster.yaml", &y)
 }
 
+/// Publishes the lab's policy file `name`: a manifest in [`dir`], or on the Kubernetes
+/// store NetworkPolicy objects in the API.
 pub(super) fn write(lab: &Lab, name: &str, text: &str) -> Result<()> {
+    if lab.on_kube() {
+        return lab.apply_policies(name, text);
+    }
     Ok(unicni_fsutil::write_atomic(
         &dir(lab).join(name),
         text.as_bytes(),

@@ -28,6 +28,11 @@ pub const HOST_PREFIX: &str = "192.168.251";
 pub const HOST_LEN: u8 = 24;
 pub const AGENT_LISTEN: &str = "127.0.0.1:9099";
 pub const ETCD_PORT: u16 = 2379;
+/// The lab's API server (`unicni kube-sim`, `--store kubernetes`) on the VPC router's address.
+pub const KUBE_PORT: u16 = 6443;
+/// flannel's `subnet_len`: each node's /24 of the cluster CIDR (with `--store kubernetes`
+/// the lab's allocator assigns them as `spec.podCIDR`, as the controller manager would).
+pub const NODE_SUBNET_LEN: u8 = 24;
 /// The cloud emulator's API and metadata port on the VPC router's address (vpc-route).
 pub const CLOUD_PORT: u16 = 8070;
 /// The security group every lab ENI joins (the emulator knows only this one).
@@ -164,6 +169,19 @@ impl IpStack {
 pub enum StoreChoice {
     File,
     Etcd,
+    /// The Kubernetes API: `unicni kube-sim` in the VPC namespace, the lab writing Nodes,
+    /// Pods and NetworkPolicies as the control plane and the kubelets would.
+    Kubernetes,
+}
+
+impl StoreChoice {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StoreChoice::File => "file",
+            StoreChoice::Etcd => "etcd",
+            StoreChoice::Kubernetes => "kubernetes",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -237,6 +255,9 @@ pub struct LabState {
     pub nodes: Vec<NodeState>,
     pub pods: Vec<PodState>,
     pub etcd_pid: Option<u32>,
+    /// The API server (`--store kubernetes`), running in the VPC namespace.
+    #[serde(default)]
+    pub kube_pid: Option<u32>,
     /// The cloud emulator (vpc-route and terway), running in the VPC namespace.
     #[serde(default)]
     pub cloud_pid: Option<u32>,
@@ -267,6 +288,7 @@ impl LabState {
             nodes: Vec::new(),
             pods: Vec::new(),
             etcd_pid: None,
+            kube_pid: None,
             cloud_pid: None,
             other_nodes: Vec::new(),
             other_pods: Vec::new(),
