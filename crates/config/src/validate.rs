@@ -718,10 +718,10 @@ mod tests {
             err.contains("cluster.ip_stack") && err.contains("vpc-route"),
             "{err}"
         );
-        let e = errs(&format!(
+        let e = errs(
             "[cluster]\nip_stack = \"dual\"\nservice_cidr = \"10.96.0.0/12,fd00:10:244:ff::/112\"\n\
-             [flannel]\nipv6_network = \"fd00:10:244::/56\"\n"
-        ));
+             [flannel]\nipv6_network = \"fd00:10:244::/56\"\n",
+        );
         assert_eq!(
             e,
             [("flannel.ipv6_network".into(), "fd00:10:244::/56".into())]
