@@ -265,3 +265,123 @@ fn down_cleans_up_after_a_crash_without_state() {
     lab.assert_no_namespaces();
     assert!(!std::path::Path::new(&lab.root()).exists());
 }
+
+/// A dual-stack flannel lab (`--ip-stack dual`): every pod has an IPv6 address from its
+/// node's /64 and reaches the pods of the other node over IPv6 (vxlan: on the one vxlan
+/// device over the IPv4 underlay; host-gw: via the peer's underlay IPv6 address); IPv6
+/// traffic leaving the cluster leaves with the node's IPv6 address; the IPv6 network is
+/// locked; a deleted IPv6 peer route comes back.
+fn dual_stack(mode: &str, tag: &str) {
+    if !common::require_root() {
+        return;
+    }
+    let lab = Lab::new(tag);
+    lab.ok(&[
+        "up",
+        "--mode",
+        mode,
+        "--ip-stack",
+        "dual",
+        "--nodes",
+        "2",
+        "--pods-per-node",
+        "2",
+        "--no-second-cluster",
+    ]);
+    let st = lab.state();
+    for p in st["pods"].as_array().unwrap() {
+        let ip6 = p["ip6"].as_str().unwrap_or_default();
+        assert!(ip6.starts_with("fd00:10:250:"), "{p}");
+    }
+    let v = lab.check();
+    assert_eq!(failed_checks(&v), Vec::<String>::new());
+    let checks = v["checks"].as_array().unwrap();
+    let count = |name: &str| checks.iter().filter(|c| c["name"] == name).count();
+    assert_eq!(count("pod to pod over IPv6, across nodes"), 4 * 2);
+    assert_eq!(count("pod to pod over IPv6, same node"), 4);
+    let masq6: Vec<&Value> = checks
+        .iter()
+        .filter(|c| c["name"] == "pod to outside over IPv6 (masquerade)")
+        .collect();
+    assert_eq!(masq6.len(), 4);
+    assert!(masq6
+        .iter()
+        .all(|c| c["observed"].as_str().unwrap().starts_with("fd00:250::")));
+
+    // The IPv6 peer route, its next hop by mode, and the ip6 masquerade table.
+    let routes6 = || lab.in_node(1, &["ip", "-6", "route", "show", "proto", "77"]);
+    let r = routes6();
+    assert_eq!(r.lines().count(), 1, "{r}");
+    let peer6 = r.split_whitespace().next().unwrap().to_string();
+    assert!(
+        peer6.starts_with("fd00:10:250:") && peer6.ends_with("/64"),
+        "{r}"
+    );
+    if mode == "vxlan" {
+        assert!(r.contains("dev flannel.1"), "{r}");
+        let vtep6 = peer6.trim_end_matches("/64");
+        let n = lab.in_node(1, &["ip", "-6", "neigh", "show", "dev", "flannel.1"]);
+        assert!(n.contains(&format!("{vtep6} lladdr")), "{n}");
+    } else {
+        assert!(r.contains("via fd00:250::c dev eth0"), "{r}");
+    }
+    let nft = lab.in_node(1, &["nft", "list", "tables"]);
+    assert!(nft.contains("table ip6 unicni_unicni_lab"), "{nft}");
+
+    // Drift: the IPv6 network is locked like the IPv4 one.
+    let cfg = std::fs::read_to_string(format!("{}/n1/unicni.toml", lab.root())).unwrap();
+    let drifted = format!("{}/drift.toml", lab.root());
+    std::fs::write(
+        &drifted,
+        cfg.replace("fd00:10:250::/56", "fd00:10:260::/56"),
+    )
+    .unwrap();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.node_ns(1),
+            common::BIN,
+            "agent",
+            "--config",
+            &drifted,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("locked")
+            && err.contains("flannel.ipv6_network")
+            && err.contains("fd00:10:260::/56"),
+        "{err}"
+    );
+
+    // A deleted IPv6 peer route is repaired, and IPv6 works again.
+    lab.in_node(1, &["ip", "-6", "route", "del", &peer6]);
+    wait_for("IPv6 peer route repaired", Duration::from_secs(5), || {
+        routes6().lines().count() == 1
+    });
+    assert_eq!(failed_checks(&lab.check()), Vec::<String>::new());
+
+    lab.ok(&["down"]);
+    assert!(!std::path::Path::new(&lab.root()).exists());
+    lab.assert_no_namespaces();
+}
+
+#[test]
+fn vxlan_dual_stack() {
+    dual_stack("vxlan", "dv");
+}
+
+#[test]
+fn host_gw_dual_stack() {
+    dual_stack("host-gw", "dh");
+}
+
+#[test]
+fn dual_stack_is_refused_for_vpc_route() {
+    let out = Lab::new("dr").unicni(&["up", "--mode", "vpc-route", "--ip-stack", "dual"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("vpc-route"), "{err}");
+}

@@ -108,8 +108,8 @@ impl UpOpts {
         if self.datapath == Datapath::Ebpf && mode == Mode::ExclusiveEni {
             bail!("--datapath ebpf is for shared-eni (an exclusive-ENI pod owns its ENI)");
         }
-        if self.ip_stack == IpStack::Dual && self.backend == Backend::Flannel {
-            bail!("--ip-stack dual needs --backend terway (flannel is IPv4 only)");
+        if self.ip_stack == IpStack::Dual && mode == Mode::VpcRoute {
+            bail!("--ip-stack dual takes --mode vxlan or host-gw (vpc-route is IPv4 only)");
         }
         Ok(mode)
     }
