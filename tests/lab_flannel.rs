@@ -385,3 +385,60 @@ fn dual_stack_is_refused_for_vpc_route() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("vpc-route"), "{err}");
 }
+
+/// Dual stack with the eBPF same-node fast path and NetworkPolicy: the fast path carries
+/// IPv4 only and leaves IPv6 to the bridge (same-node IPv6 still works), and the policy
+/// engine judges IPv6 as it judges IPv4.
+#[test]
+fn dual_stack_with_fast_path_and_policy() {
+    if !common::require_root() {
+        return;
+    }
+    let lab = Lab::new("dp");
+    lab.ok(&[
+        "up",
+        "--mode",
+        "vxlan",
+        "--ip-stack",
+        "dual",
+        "--datapath",
+        "ebpf",
+        "--policy",
+        "--nodes",
+        "2",
+        "--pods-per-node",
+        "2",
+        "--no-second-cluster",
+    ]);
+    let v = lab.check();
+    assert_eq!(failed_checks(&v), Vec::<String>::new());
+    let checks = v["checks"].as_array().unwrap();
+    let v6_rows = |prefix: &str| {
+        checks
+            .iter()
+            .filter(|c| {
+                c["name"].as_str().unwrap_or_default().starts_with(prefix)
+                    && c["from"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("fd00:10:250:")
+            })
+            .count()
+    };
+    assert!(v6_rows("policy:") >= 4, "IPv6 policy probes ran");
+    assert_eq!(v6_rows("pod to pod over IPv6, same node"), 4);
+    let dropped6 = checks.iter().any(|c| {
+        c["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("policy:")
+            && c["from"].as_str().unwrap_or_default().contains("fd00:")
+            && c["observed"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("dropped")
+    });
+    assert!(dropped6, "a policy dropped IPv6 traffic");
+    lab.ok(&["down"]);
+    lab.assert_no_namespaces();
+}
