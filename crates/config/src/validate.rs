@@ -526,7 +526,12 @@ mod tests {
 
     #[test]
     fn the_shipped_examples_are_valid() {
-        for f in ["flannel.toml", "flannel-host-gw.toml", "terway.toml"] {
+        for f in [
+            "flannel.toml",
+            "flannel-host-gw.toml",
+            "flannel-dual.toml",
+            "terway.toml",
+        ] {
             let path = format!("{}/../../config/{f}", env!("CARGO_MANIFEST_DIR"));
             if let Err(e) = crate::load(std::path::Path::new(&path)) {
                 panic!("{f}: {e}");
