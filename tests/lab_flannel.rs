@@ -364,6 +364,37 @@ fn dual_stack(mode: &str, tag: &str) {
     });
     assert_eq!(failed_checks(&lab.check()), Vec::<String>::new());
 
+    // Uninstall on node 2 removes the IPv6 side too: its ip6 table and IPv6 peer routes.
+    lab.ok(&["agent", "stop", "--node", "2"]);
+    let cfg2 = format!("{}/n2/unicni.toml", lab.root());
+    // Scratch CNI directories: the lab's plugin binary is shared by every node.
+    let scratch = tempfile::tempdir().unwrap();
+    let conf2 = scratch.path().join("net.d").display().to_string();
+    let bin2 = scratch.path().join("bin").display().to_string();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.node_ns(2), common::BIN, "uninstall"])
+        .args([
+            "--config",
+            &cfg2,
+            "--cni-conf-dir",
+            &conf2,
+            "--cni-bin-dir",
+            &bin2,
+        ])
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("removed nftables table ip6 unicni_unicni_lab"),
+        "{said}"
+    );
+    let nft = lab.in_node(2, &["nft", "list", "tables"]);
+    assert!(!nft.contains("unicni_unicni_lab"), "{nft}");
+    let r = lab.in_node(2, &["ip", "-6", "route", "show", "proto", "77"]);
+    assert!(r.trim().is_empty(), "{r}");
+
     lab.ok(&["down"]);
     assert!(!std::path::Path::new(&lab.root()).exists());
     lab.assert_no_namespaces();
