@@ -50,7 +50,7 @@ pub(crate) struct UpOpts {
     /// shared-eni (default) or exclusive-eni.
     #[arg(long, value_enum)]
     mode: Option<Mode>,
-    /// Pod address families: ipv4, or dual (terway only).
+    /// Pod address families: ipv4, or dual (terway; flannel vxlan and host-gw).
     #[arg(long, value_enum, default_value_t = IpStack::Ipv4)]
     ip_stack: IpStack,
     /// Node namespaces, each running its own agent.
