@@ -287,6 +287,8 @@ fn dual_stack(mode: &str, tag: &str) {
         "--pods-per-node",
         "2",
         "--no-second-cluster",
+        "--lease-ttl",
+        "10",
     ]);
     let st = lab.state();
     for p in st["pods"].as_array().unwrap() {
@@ -364,8 +366,20 @@ fn dual_stack(mode: &str, tag: &str) {
     });
     assert_eq!(failed_checks(&lab.check()), Vec::<String>::new());
 
-    // Uninstall on node 2 removes the IPv6 side too: its ip6 table and IPv6 peer routes.
+    // Node 2's agent stops and its lease expires: node 1 drops its IPv6 route (and in
+    // vxlan its IPv6 neighbour entry).
     lab.ok(&["agent", "stop", "--node", "2"]);
+    wait_for(
+        "node 2's IPv6 route removed after its lease expired",
+        Duration::from_secs(30),
+        || routes6().trim().is_empty(),
+    );
+    if mode == "vxlan" {
+        let n = lab.in_node(1, &["ip", "-6", "neigh", "show", "dev", "flannel.1"]);
+        assert!(!n.contains("PERMANENT"), "{n}");
+    }
+
+    // Uninstall on node 2 removes the IPv6 side too: its ip6 table and IPv6 peer routes.
     let cfg2 = format!("{}/n2/unicni.toml", lab.root());
     // Scratch CNI directories: the lab's plugin binary is shared by every node.
     let scratch = tempfile::tempdir().unwrap();
