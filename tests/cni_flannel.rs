@@ -433,3 +433,83 @@ fn masquerade_rules_exist_after_first_pod() {
     );
     assert!(cni("DEL", "c1", &ns.path, &net.conf("1.1.0")).ok);
 }
+
+/// Dual stack: one IPv4 and one IPv6 address per pod, both default routes, both in the
+/// result; CHECK verifies the IPv6 side; DEL frees both. The plugin runs in a node
+/// namespace of the test's own, as the lab runs it: on a dual-stack node it turns on IPv6
+/// forwarding and loads an ip6 masquerade table, which must not land on the test host.
+#[test]
+fn dual_stack_pods_get_both_families_and_check_and_del_cover_both() {
+    let Some(net) = root_net() else { return };
+    let node = Netns::with_lo_up("undn");
+    let (a, b) = (Netns::new(), Netns::new());
+    let mut conf = net.conf("1.0.0");
+    conf["ipv6ClusterNetwork"] = json!("fd00:77::/56");
+    conf["ipv6Subnet"] = json!("fd00:77:0:5::/64");
+    let launcher = ["ip", "netns", "exec", node.name.as_str()];
+    let run = |command: &str, id: &str, ns: &Netns, conf: &Value| {
+        invocation(command, id, &ns.path, conf)
+            .try_run_via(&launcher)
+            .unwrap()
+    };
+    let (ra, rb) = (run("ADD", "ca", &a, &conf), run("ADD", "cb", &b, &conf));
+    assert!(ra.ok && rb.ok, "{} {} {}", ra.stdout, rb.stdout, rb.stderr);
+    let r = ra.json();
+    let ips = r["ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 2, "{r}");
+    assert!(
+        ips[0]["address"].as_str().unwrap().starts_with("10."),
+        "{r}"
+    );
+    let a6 = ips[1]["address"].as_str().unwrap();
+    assert!(
+        a6.starts_with("fd00:77:0:5::") && a6.ends_with("/64"),
+        "{r}"
+    );
+    assert_eq!(ips[1]["gateway"], "fd00:77:0:5::1");
+    let routes = r["routes"].as_array().unwrap();
+    assert!(
+        routes
+            .iter()
+            .any(|x| x["dst"] == "::/0" && x["gw"] == "fd00:77:0:5::1"),
+        "{r}"
+    );
+    let shown = String::from_utf8(a.exec(&["ip", "-6", "route"]).stdout).unwrap();
+    assert!(
+        shown.contains("default via fd00:77:0:5::1 dev eth0"),
+        "{shown}"
+    );
+    // The pods reach each other and the bridge's gateway over IPv6.
+    let b6 = rb.json()["ips"][1]["address"].as_str().unwrap().to_string();
+    let b6 = b6.split('/').next().unwrap();
+    for target in [b6, "fd00:77:0:5::1"] {
+        let ping = a.exec(&["ping", "-6", "-c", "1", "-W", "2", target]);
+        assert!(ping.status.success(), "pod a cannot reach {target}");
+    }
+    let nft = String::from_utf8(node.exec(&["nft", "list", "tables"]).stdout).unwrap();
+    assert!(
+        nft.contains(&format!("table ip6 {}", net.nft_table())),
+        "{nft}"
+    );
+
+    // CHECK: fine, then the missing IPv6 default route is drift.
+    let mut checked = conf.clone();
+    checked["prevResult"] = r.clone();
+    assert!(run("CHECK", "ca", &a, &checked).ok);
+    a.exec(&["ip", "-6", "route", "del", "default"]);
+    let bad = run("CHECK", "ca", &a, &checked);
+    assert_eq!(bad.code(), 102, "{}", bad.stdout);
+    assert!(bad.stdout.contains("fd00:77:0:5::1"), "{}", bad.stdout);
+
+    // DEL frees both families' reservations.
+    let v6_reservations = || {
+        std::fs::read_dir(net.ipam_dir().join("v6").join("ip"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(v6_reservations(), 2);
+    assert!(run("DEL", "ca", &a, &conf).ok);
+    assert!(run("DEL", "cb", &b, &conf).ok);
+    assert_eq!(v6_reservations(), 0);
+    assert!(net.reservations().is_empty(), "{:?}", net.reservations());
+}

@@ -122,6 +122,57 @@ fn changed_immutable_fields_are_refused_by_name_and_change_nothing() {
 }
 
 #[test]
+fn a_dual_stack_flannel_cluster_locks_its_ipv6_network() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), "ipv6_network = \"fd00:10:90::/56\"");
+    let dual = [("UNICNI_CLUSTER__IP_STACK", "dual")];
+    let out = install(d.path(), &cfg, &dual);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The plugin's entry names the IPv6 network and the IPv6 subnet of the leased subnet.
+    let conf = std::fs::read_to_string(d.path().join("net.d/10-unicni.conflist")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&conf).unwrap();
+    let entry = &v["plugins"][0];
+    assert_eq!(entry["ipv6ClusterNetwork"], "fd00:10:90::/56", "{conf}");
+    assert_eq!(entry["subnet"], "10.90.0.0/24", "{conf}");
+    assert_eq!(entry["ipv6Subnet"], "fd00:10:90::/64", "{conf}");
+    // Another IPv6 network, node subnet size, or back to IPv4: refused by name.
+    for (env, field) in [
+        (
+            [
+                ("UNICNI_CLUSTER__IP_STACK", "dual"),
+                ("UNICNI_FLANNEL__IPV6_NETWORK", "fd00:10:91::/56"),
+            ],
+            "flannel.ipv6_network: locked \"fd00:10:90::/56\", config now \"fd00:10:91::/56\"",
+        ),
+        (
+            [
+                ("UNICNI_CLUSTER__IP_STACK", "dual"),
+                ("UNICNI_FLANNEL__IPV6_SUBNET_LEN", "72"),
+            ],
+            "flannel.ipv6_subnet_len: locked \"64\", config now \"72\"",
+        ),
+    ] {
+        let out = install(d.path(), &cfg, &env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(field), "{err}");
+    }
+    let v4 = write_config(d.path(), "");
+    let out = install(d.path(), &v4, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("cluster.ip_stack: locked \"dual\""),
+        "{err}"
+    );
+    // The same config as before is still fine (`write_config` rewrote the one file).
+    let cfg = write_config(d.path(), "ipv6_network = \"fd00:10:90::/56\"");
+    assert!(install(d.path(), &cfg, &dual).status.success());
+}
+
+#[test]
 fn mutable_fields_may_change() {
     let d = tempfile::tempdir().unwrap();
     let cfg = write_config(d.path(), "");

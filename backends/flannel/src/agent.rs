@@ -2,7 +2,7 @@
 //! datapath for every peer, and keep all of it true (lease renewals, drift repair).
 
 use crate::hostgw::HostGw;
-use crate::lease::Lease;
+use crate::lease::{Ipv6Plan, Lease};
 use crate::lease_store::{acquire, LeaseStore};
 use crate::masq;
 use crate::netconf::SubnetFile;
@@ -12,7 +12,7 @@ use crate::vpcroute::VpcRoutes;
 use crate::vxlan::{Vxlan, OVERHEAD_V4};
 use ipnet::{IpNet, Ipv4Net};
 use prometheus_client::registry::Registry;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,8 @@ pub struct AgentParams {
     pub node: String,
     pub network: IpNet,
     pub subnet_len: u8,
+    /// Dual stack (`cluster.ip_stack = "dual"`): the IPv6 cluster network and subnet size.
+    pub ipv6: Option<Ipv6Plan>,
     pub mode: Mode,
     pub vni: u32,
     pub port: u16,
@@ -59,10 +61,27 @@ impl AgentParams {
                 c.flannel.network
             ))
         })?;
+        let ipv6 = match (&c.cluster.ip_stack, &c.flannel.ipv6_network) {
+            (unicni_config::IpStack::Dual, Some(n)) => Some(Ipv6Plan {
+                network: n.parse().map_err(|_| {
+                    Error::InvalidConfig(format!(
+                        "flannel.ipv6_network = {n:?} is not an IPv6 CIDR"
+                    ))
+                })?,
+                subnet_len: c.flannel.ipv6_subnet_len,
+            }),
+            (unicni_config::IpStack::Dual, None) => {
+                return Err(Error::InvalidConfig(
+                    "cluster.ip_stack = \"dual\" needs flannel.ipv6_network".into(),
+                ))
+            }
+            _ => None,
+        };
         Ok(AgentParams {
             node,
             network,
             subnet_len: c.flannel.subnet_len,
+            ipv6,
             mode: c.flannel.mode,
             vni: c.flannel.vni,
             port: c.flannel.port,
@@ -125,6 +144,9 @@ pub struct Underlay {
     pub index: u32,
     pub name: String,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address: the first global one, else the link-local one (none when IPv6
+    /// is disabled on it).
+    pub ip6: Option<Ipv6Addr>,
     pub mtu: u32,
 }
 
@@ -170,10 +192,26 @@ pub async fn find_underlay(nl: &Netlink, wanted: Option<&str>) -> Result<Underla
                 link.name
             ))
         })?;
+    let v6: Vec<Ipv6Addr> = nl
+        .addresses(link.index)
+        .await?
+        .into_iter()
+        .filter_map(|a| match a.addr() {
+            std::net::IpAddr::V6(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let link_local = |a: &Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+    let ip6 = v6
+        .iter()
+        .find(|a| !link_local(a))
+        .or_else(|| v6.iter().find(|a| link_local(a)))
+        .copied();
     Ok(Underlay {
         index: link.index,
         name: link.name,
         ip,
+        ip6,
         mtu: link.mtu,
     })
 }
@@ -266,9 +304,18 @@ impl Agent {
             Mode::HostGw | Mode::VpcRoute => underlay.mtu,
         });
         let vtep_mac = stable_vtep_mac(&params.node, params.vni);
+        if params.ipv6.is_some() && params.mode == Mode::HostGw && underlay.ip6.is_none() {
+            return Err(Error::InvalidConfig(format!(
+                "cluster.ip_stack = \"dual\" with host-gw: underlay interface {} has no IPv6 \
+                 address, not even a link-local one, so peers have no IPv6 next hop for this \
+                 node's pods; enable IPv6 on it (sysctl net.ipv6.conf.{}.disable_ipv6=0)",
+                underlay.name, underlay.name
+            )));
+        }
         let template = Lease {
             node: params.node.clone(),
             public_ip: Some(underlay.ip.to_string()),
+            public_ipv6: params.ipv6.and(underlay.ip6).map(|a| a.to_string()),
             vtep_mac: (params.mode == Mode::Vxlan)
                 .then(|| unicni_net::netlink::format_mac(&vtep_mac)),
             mode: Some(params.mode.as_str().to_string()),
@@ -282,6 +329,7 @@ impl Agent {
             store.as_ref(),
             params.network,
             params.subnet_len,
+            params.ipv6,
             &template,
             previous,
             params.lease_ttl,
@@ -290,7 +338,13 @@ impl Agent {
         let subnet: Ipv4Net = me.subnet.parse().map_err(|_| {
             Error::InvalidConfig(format!("leased subnet {} is not IPv4", me.subnet))
         })?;
-        tracing::info!(node = %params.node, subnet = %me.subnet, underlay = %underlay.name, ip = %underlay.ip, mtu, "lease held");
+        let subnet6: Option<ipnet::Ipv6Net> = match &me.ipv6_subnet {
+            Some(s) => Some(s.parse().map_err(|_| {
+                Error::InvalidConfig(format!("leased IPv6 subnet {s} is not IPv6"))
+            })?),
+            None => None,
+        };
+        tracing::info!(node = %params.node, subnet = %me.subnet, ipv6_subnet = ?me.ipv6_subnet, underlay = %underlay.name, ip = %underlay.ip, mtu, "lease held");
         write_atomic(
             &params.previous_file(),
             &serde_json::to_vec(&me).expect("lease serializes"),
@@ -305,10 +359,12 @@ impl Agent {
                 underlay: underlay.index,
                 mtu,
                 subnet,
+                subnet6,
             }),
             Mode::HostGw => Datapath::HostGw(HostGw {
                 underlay: underlay.index,
                 underlay_name: underlay.name.clone(),
+                dual: params.ipv6.is_some(),
             }),
             Mode::VpcRoute => {
                 let v = vpc.ok_or_else(|| {
@@ -321,6 +377,9 @@ impl Agent {
             }
         };
         unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1")?;
+        if params.ipv6.is_some() {
+            unicni_net::sysctl::ensure("net.ipv6.conf.all.forwarding", "1")?;
+        }
         let agent = Agent {
             params,
             store,
@@ -334,7 +393,10 @@ impl Agent {
             fast_path,
         };
         agent.status.lease_held.store(true, Ordering::Relaxed);
-        *agent.status.subnet.lock().unwrap() = agent.me.subnet.clone();
+        *agent.status.subnet.lock().unwrap() = match &agent.me.ipv6_subnet {
+            Some(v6) => format!("{}, {v6}", agent.me.subnet),
+            None => agent.me.subnet.clone(),
+        };
         Ok(agent)
     }
 
@@ -349,6 +411,7 @@ impl Agent {
     fn publish(&self) -> Result<()> {
         let f = SubnetFile {
             subnet: self.me.subnet.clone(),
+            ipv6_subnet: self.me.ipv6_subnet.clone(),
             mtu: Some(self.mtu),
             fast_path: self.fast_path.as_ref().map(|p| p.display().to_string()),
         };
@@ -368,6 +431,12 @@ impl Agent {
                 masq::install(table, self.params.network)?;
                 tracing::info!(table, "masquerade rules installed");
             }
+            if let Some(v6) = self.params.ipv6 {
+                if !unicni_net::nft::table_exists("ip6", table) {
+                    masq::install(table, IpNet::V6(v6.network))?;
+                    tracing::info!(table, "IPv6 masquerade rules installed");
+                }
+            }
         }
         if let Some(pin) = &self.fast_path {
             // Pods deleted without a DEL leave endpoints of veths that are gone.
@@ -377,7 +446,12 @@ impl Agent {
             }
         }
         let leases = self.store.list().await?;
-        let (peers, skipped) = peers::from_leases(&leases, &self.params.node, self.params.network);
+        let (peers, skipped) = peers::from_leases(
+            &leases,
+            &self.params.node,
+            self.params.network,
+            self.params.ipv6.map(|p| p.network),
+        );
         let mut pass = match &self.datapath {
             Datapath::Vxlan(v) => v.reconcile(&self.nl, &peers).await?,
             Datapath::HostGw(h) => h.reconcile(&self.nl, &peers).await?,
@@ -447,6 +521,7 @@ impl Agent {
             self.store.as_ref(),
             self.params.network,
             self.params.subnet_len,
+            self.params.ipv6,
             &template,
             previous,
             self.params.lease_ttl,

@@ -1,7 +1,8 @@
-//! The flannel [`Backend`]: file IPAM over the node subnet, bridge datapath.
+//! The flannel [`Backend`]: file IPAM over the node subnet (and its IPv6 subnet on a
+//! dual-stack cluster), bridge datapath.
 
 use crate::bridge::BridgeDatapath;
-use crate::ipam::FileIpam;
+use crate::ipam::{DualIpam, FileIpam};
 use crate::netconf::{FlannelNetConf, NodeNetwork};
 use async_trait::async_trait;
 use unicni_core::{Backend, Datapath, Ipam, NodeStatus, Result};
@@ -10,7 +11,7 @@ pub struct FlannelBackend {
     net: NodeNetwork,
     has_lease: bool,
     lease_file: String,
-    ipam: FileIpam,
+    ipam: DualIpam,
     datapath: BridgeDatapath,
 }
 
@@ -22,7 +23,10 @@ impl FlannelBackend {
             Some(n) => (n, true),
             None => (conf.without_lease(network_name)?, false),
         };
-        let ipam = FileIpam::new(&net.state_dir, network_name, net.subnet, net.gateway);
+        let ipam = DualIpam::new(
+            FileIpam::new(&net.state_dir, network_name, net.subnet, net.gateway),
+            net.ipv6.as_ref().map(|s| (s.subnet, s.gateway)),
+        );
         let datapath = BridgeDatapath::new(net.clone())?;
         Ok(FlannelBackend {
             has_lease,

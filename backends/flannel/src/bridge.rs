@@ -42,8 +42,19 @@ impl BridgeDatapath {
         })
     }
 
+    /// The pods' gateways: IPv4, then IPv6 on a dual-stack node.
+    fn gateways(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+        std::iter::once(self.net.gateway).chain(self.net.ipv6.as_ref().map(|s| s.gateway))
+    }
+
     fn gateway_net(&self) -> IpNet {
         IpNet::new(self.net.gateway, self.net.subnet.prefix_len()).expect("valid prefix")
+    }
+
+    /// Dual stack: the bridge's IPv6 gateway address with the subnet's prefix.
+    fn gateway6_net(&self) -> Option<IpNet> {
+        let s = self.net.ipv6.as_ref()?;
+        Some(IpNet::new(s.gateway, s.subnet.prefix_len()).expect("valid prefix"))
     }
 
     async fn bridge_ready(&self) -> Result<Option<u32>> {
@@ -54,7 +65,9 @@ impl BridgeDatapath {
             return Ok(None);
         }
         let addrs = self.host.addresses(br.index).await?;
-        Ok(addrs.contains(&self.gateway_net()).then_some(br.index))
+        let ready = addrs.contains(&self.gateway_net())
+            && self.gateway6_net().is_none_or(|g| addrs.contains(&g));
+        Ok(ready.then_some(br.index))
     }
 
     async fn bridge_index(&self) -> Result<u32> {
@@ -188,9 +201,19 @@ impl Datapath for BridgeDatapath {
             )));
         }
         self.host.add_address(br.index, self.gateway_net()).await?;
+        if let Some(g6) = self.gateway6_net() {
+            // Usable at once: pods' default routes point at it from their first packet.
+            self.host.add_address_nodad(br.index, g6).await?;
+        }
         self.host.set_up(br.index).await?;
         let _ = self.bridge.set(br.index);
         unicni_net::sysctl::ensure("net.ipv4.ip_forward", "1")?;
+        if let Some(v6) = &self.net.ipv6 {
+            unicni_net::sysctl::ensure("net.ipv6.conf.all.forwarding", "1")?;
+            if self.net.ip_masq {
+                masq::install(&masq::table_name(&self.net.network_name), v6.cluster)?;
+            }
+        }
         if self.net.ip_masq {
             masq::install(&masq::table_name(&self.net.network_name), self.net.cluster)?;
         }
@@ -242,15 +265,19 @@ impl Datapath for BridgeDatapath {
             ))
         })?;
         for a in ips {
-            pod.add_address(link.index, a.address).await?;
+            if a.address.addr().is_ipv6() {
+                // No duplicate address detection: the IPAM gave the address to this pod
+                // alone, and a tentative address would drop the pod's first packets.
+                pod.add_address_nodad(link.index, a.address).await?;
+            } else {
+                pod.add_address(link.index, a.address).await?;
+            }
         }
         pod.set_up(link.index).await?;
-        pod.replace_route(
-            &Route::new(default_route(self.net.gateway))
-                .via(self.net.gateway)
-                .dev(link.index),
-        )
-        .await?;
+        for gw in self.gateways() {
+            pod.replace_route(&Route::new(default_route(gw)).via(gw).dev(link.index))
+                .await?;
+        }
         if let Some(pin) = &self.net.fast_path {
             // The bridge already carries the pod; the fast path only short-cuts it.
             if let Err(e) = self
@@ -290,14 +317,17 @@ impl Datapath for BridgeDatapath {
                     interface: Some(2),
                 })
                 .collect(),
-            routes: vec![RouteConfig {
-                dst: default_route(self.net.gateway),
-                gw: Some(self.net.gateway),
-                mtu: None,
-                priority: None,
-                table: None,
-                scope: None,
-            }],
+            routes: self
+                .gateways()
+                .map(|gw| RouteConfig {
+                    dst: default_route(gw),
+                    gw: Some(gw),
+                    mtu: None,
+                    priority: None,
+                    table: None,
+                    scope: None,
+                })
+                .collect(),
             dns: Default::default(),
         })
     }
@@ -357,22 +387,23 @@ impl Datapath for BridgeDatapath {
                 )));
             }
         }
-        let family = if self.net.gateway.is_ipv4() {
-            AddressFamily::Inet
-        } else {
-            AddressFamily::Inet6
-        };
-        let routes = pod.routes(family, Some(TABLE_MAIN)).await?;
-        let want = default_route(self.net.gateway);
-        if !routes
-            .iter()
-            .any(|r| r.dst == want && r.gateway == Some(self.net.gateway))
-        {
-            return Err(Error::CheckFailed(format!(
-                "default route via {} is missing in {}",
-                self.net.gateway,
-                ns.path().display()
-            )));
+        for gw in self.gateways() {
+            let family = if gw.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            let routes = pod.routes(family, Some(TABLE_MAIN)).await?;
+            let want = default_route(gw);
+            if !routes
+                .iter()
+                .any(|r| r.dst == want && r.gateway == Some(gw))
+            {
+                return Err(Error::CheckFailed(format!(
+                    "default route via {gw} is missing in {}",
+                    ns.path().display()
+                )));
+            }
         }
         Ok(())
     }

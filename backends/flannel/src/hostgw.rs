@@ -1,6 +1,11 @@
 //! host-gw mode: one route per peer, its subnet via its underlay address. That only
 //! works when the peer is on the same L2 segment (its address is on-link on the
 //! underlay interface); a peer that is not is refused by name, never half-programmed.
+//!
+//! Dual stack: the peer's IPv6 subnet via the peer's underlay IPv6 address (global, else
+//! link-local, which every node on the segment has). The kernel refuses an IPv4 next hop
+//! for an IPv6 route ("IPv6 does not support RTA_VIA", and no IPv4 nexthop objects for
+//! IPv6 routes), so `via inet <IPv4>` is no option.
 
 use crate::peers::Peer;
 use crate::reconcile::{Pass, PARALLEL, ROUTE_PROTO};
@@ -16,6 +21,8 @@ use unicni_net::{Netlink, Route, TABLE_MAIN};
 pub struct HostGw {
     pub underlay: u32,
     pub underlay_name: String,
+    /// Dual stack: program the peers' IPv6 subnets too.
+    pub dual: bool,
 }
 
 impl HostGw {
@@ -28,8 +35,20 @@ impl HostGw {
             .into_iter()
             .filter(|r| r.protocol == ROUTE_PROTO)
             .collect();
-        let have: HashSet<(IpNet, Option<IpAddr>, Option<u32>)> =
-            routes.iter().map(|r| (r.dst, r.gateway, r.oif)).collect();
+        let routes6: Vec<_> = if self.dual {
+            nl.routes(AddressFamily::Inet6, Some(TABLE_MAIN))
+                .await?
+                .into_iter()
+                .filter(|r| r.protocol == ROUTE_PROTO)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let have: HashSet<(IpNet, Option<IpAddr>, Option<u32>)> = routes
+            .iter()
+            .chain(&routes6)
+            .map(|r| (r.dst, r.gateway, r.oif))
+            .collect();
         let mut want = HashSet::new();
         let mut work = Vec::new();
         for p in peers {
@@ -46,25 +65,46 @@ impl HostGw {
                 continue;
             }
             want.insert(IpNet::V4(p.subnet));
-            if have.contains(&(
-                p.subnet.into(),
-                Some(p.public_ip.into()),
-                Some(self.underlay),
-            )) {
+            let mut wanted = vec![Route::new(p.subnet.into())
+                .via(p.public_ip.into())
+                .dev(self.underlay)
+                .protocol(ROUTE_PROTO)];
+            if let (true, Some(s6)) = (self.dual, p.ipv6_subnet) {
+                match p.public_ipv6 {
+                    Some(gw6) => {
+                        want.insert(IpNet::V6(s6));
+                        wanted.push(
+                            Route::new(s6.into())
+                                .via(gw6.into())
+                                .dev(self.underlay)
+                                .protocol(ROUTE_PROTO),
+                        );
+                    }
+                    None => pass.refused.push(format!(
+                        "peer {:?} ({s6}) published no underlay IPv6 address: its IPv6 subnet \
+                         has no next hop (is IPv6 disabled on its underlay interface?)",
+                        p.node
+                    )),
+                }
+            }
+            let missing: Vec<Route> = wanted
+                .into_iter()
+                .filter(|r| !have.contains(&(r.dst, r.gateway, r.oif)))
+                .collect();
+            if missing.is_empty() {
                 pass.peers += 1;
             } else {
-                work.push(p.clone());
+                work.push((p.node.clone(), missing));
             }
         }
-        let underlay = self.underlay;
         let results: Vec<(String, Option<String>)> = stream::iter(work)
-            .map(|p| async move {
-                let route = Route::new(p.subnet.into())
-                    .via(p.public_ip.into())
-                    .dev(underlay)
-                    .protocol(ROUTE_PROTO);
-                let r = nl.replace_route(&route).await;
-                (p.node, r.err().map(|e| e.to_string()))
+            .map(|(node, missing)| async move {
+                for route in &missing {
+                    if let Err(e) = nl.replace_route(route).await {
+                        return (node, Some(e.to_string()));
+                    }
+                }
+                (node, None)
             })
             .buffer_unordered(PARALLEL)
             .collect()
@@ -78,7 +118,11 @@ impl HostGw {
                 Some(e) => pass.errors.push(format!("peer {node:?}: {e}")),
             }
         }
-        for r in routes.iter().filter(|r| !want.contains(&r.dst)) {
+        for r in routes
+            .iter()
+            .chain(&routes6)
+            .filter(|r| !want.contains(&r.dst))
+        {
             match nl.delete_route(r).await {
                 Ok(()) => pass.removed += 1,
                 Err(e) => pass.errors.push(e.to_string()),

@@ -75,6 +75,42 @@ impl FlannelInstall {
 }
 
 impl FlannelInstall {
+    /// Dual stack: the IPv6 cluster network and, when the IPv4 subnet is known here
+    /// (pinned, or leased without an agent), the IPv6 subnet at its index.
+    fn ipv6_subnet(&self, subnet: Option<&str>) -> Result<Option<(String, Option<String>)>> {
+        let c = &self.config;
+        let Some(network6) = c.flannel.ipv6_network.clone() else {
+            return Ok(None);
+        };
+        let Some(subnet) = subnet else {
+            return Ok(Some((network6, None)));
+        };
+        let bad = |what: &str, v: &str| {
+            Error::InvalidConfig(format!("{what} = {v:?} is not a CIDR of the right family"))
+        };
+        let plan = crate::lease::Ipv6Plan {
+            network: network6
+                .parse()
+                .map_err(|_| bad("flannel.ipv6_network", &network6))?,
+            subnet_len: c.flannel.ipv6_subnet_len,
+        };
+        let network = c
+            .flannel
+            .network
+            .parse()
+            .map_err(|_| bad("flannel.network", &c.flannel.network))?;
+        let sub = subnet
+            .parse()
+            .map_err(|_| bad("flannel.node_subnet", subnet))?;
+        let s6 = crate::lease::ipv6_subnet_of(network, sub, plan).ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "flannel.ipv6_network {network6} holds no /{} for node subnet {subnet}",
+                plan.subnet_len
+            ))
+        })?;
+        Ok(Some((network6, Some(s6.to_string()))))
+    }
+
     /// vpc-route: deletes this instance's entries (next hop = this node) of the cluster
     /// network from the VPC's route table, so the decommissioned node keeps no route.
     async fn release_route_entry(&self, done: &mut Vec<String>) -> Result<()> {
@@ -138,6 +174,7 @@ impl Install for FlannelInstall {
             Some(m) => m,
             None => self.pod_mtu().await?,
         };
+        let ipv6 = self.ipv6_subnet(subnet.as_deref())?;
         let mut plugin = json!({
             "backend": "flannel",
             "clusterNetwork": c.flannel.network,
@@ -150,6 +187,12 @@ impl Install for FlannelInstall {
         });
         if let Some(s) = &subnet {
             plugin["subnet"] = json!(s);
+        }
+        if let Some((network6, subnet6)) = &ipv6 {
+            plugin["ipv6ClusterNetwork"] = json!(network6);
+            if let Some(s6) = subnet6 {
+                plugin["ipv6Subnet"] = json!(s6);
+            }
         }
         let subnet = subnet.unwrap_or_else(|| "from the agent's lease".into());
         Ok(ConflistEntry {
@@ -182,13 +225,20 @@ impl Install for FlannelInstall {
         if nl.delete_link(&vxlan).await? {
             done.push(format!("removed vxlan device {vxlan}"));
         }
-        for r in nl
+        let mut routes = nl
             .routes(
                 unicni_net::netlink::AddressFamily::Inet,
                 Some(unicni_net::TABLE_MAIN),
             )
-            .await?
-        {
+            .await?;
+        routes.extend(
+            nl.routes(
+                unicni_net::netlink::AddressFamily::Inet6,
+                Some(unicni_net::TABLE_MAIN),
+            )
+            .await?,
+        );
+        for r in routes {
             if r.protocol == ROUTE_PROTO {
                 nl.delete_route(&r).await?;
                 done.push(format!("removed peer route {}", r.dst));
@@ -200,6 +250,10 @@ impl Install for FlannelInstall {
             done.push(line);
         }
         let table = masq::table_name(&c.cni.network_name);
+        if unicni_net::nft::table_exists("ip6", &table) {
+            unicni_net::nft::delete_table("ip6", &table)?;
+            done.push(format!("removed nftables table ip6 {table}"));
+        }
         if unicni_net::nft::table_exists("ip", &table) {
             masq::remove(&table)?;
             done.push(format!("removed nftables table ip {table}"));

@@ -97,17 +97,56 @@ impl FileIpam {
         (self.held_by(ip).as_ref() == Some(id)).then_some(ip)
     }
 
+    /// The first host address and how many there are: IPv4 leaves out the network and
+    /// broadcast addresses, IPv6 the subnet-router anycast address. An IPv6 /64 is used
+    /// for its first 65,536 hosts: a node's IPv4 subnet (/16 at most) runs out first.
+    fn host_range(&self) -> (u128, u128) {
+        const MAX_HOSTS: u128 = 1 << 16;
+        match self.subnet {
+            IpNet::V4(n) => {
+                let size = 1u128 << (32 - u32::from(n.prefix_len()));
+                (
+                    u128::from(u32::from(n.network())) + 1,
+                    size.saturating_sub(2),
+                )
+            }
+            IpNet::V6(n) => {
+                let bits = 128 - u32::from(n.prefix_len());
+                let size = if bits >= 17 {
+                    MAX_HOSTS + 1
+                } else {
+                    1u128 << bits
+                };
+                (u128::from(n.network()) + 1, (size - 1).min(MAX_HOSTS))
+            }
+        }
+    }
+
+    fn addr_at(&self, v: u128) -> IpAddr {
+        match self.subnet {
+            IpNet::V4(_) => IpAddr::V4((v as u32).into()),
+            IpNet::V6(_) => IpAddr::V6(v.into()),
+        }
+    }
+
     fn candidates(&self) -> impl Iterator<Item = IpAddr> + '_ {
         let last: Option<IpAddr> = std::fs::read_to_string(self.dir.join(".last"))
             .ok()
             .and_then(|s| s.trim().parse().ok());
-        let hosts: Vec<IpAddr> = self.subnet.hosts().filter(|h| *h != self.gateway).collect();
+        let (first, n) = self.host_range();
+        let value = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
         let start = last
-            .and_then(|l| hosts.iter().position(|h| *h == l))
-            .map(|i| i + 1)
+            .filter(|l| l.is_ipv4() == self.gateway.is_ipv4())
+            .map(value)
+            .filter(|v| *v >= first && *v < first + n)
+            .map(|v| v - first + 1)
             .unwrap_or(0);
-        let n = hosts.len();
-        (0..n).map(move |i| hosts[(start + i) % n])
+        (0..n)
+            .map(move |i| self.addr_at(first + (start + i) % n))
+            .filter(move |ip| *ip != self.gateway)
     }
 
     /// Removes temp files and index entries whose reservation is gone (crash leftovers).
@@ -240,6 +279,78 @@ impl Ipam for FileIpam {
     }
 }
 
+/// A dual-stack node's IPAM: an IPv4 and an IPv6 address per attachment, each from its
+/// own [`FileIpam`] (the IPv6 one under `<stateDir>/ipam/<network>/v6/`, so purging the
+/// network's directory removes both). IPv4 first: it is the family that runs out.
+pub struct DualIpam {
+    pub v4: FileIpam,
+    pub v6: Option<FileIpam>,
+}
+
+impl DualIpam {
+    pub fn new(v4: FileIpam, v6: Option<(IpNet, IpAddr)>) -> DualIpam {
+        let v6 = v6.map(|(subnet, gateway)| FileIpam {
+            dir: v4.dir.join("v6"),
+            subnet,
+            gateway,
+        });
+        DualIpam { v4, v6 }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &FileIpam> {
+        std::iter::once(&self.v4).chain(self.v6.as_ref())
+    }
+}
+
+#[async_trait]
+impl Ipam for DualIpam {
+    async fn allocate(&self, att: &Attachment) -> Result<Vec<IpAssignment>> {
+        let mut out = self.v4.reserve(&att.id)?;
+        if let Some(v6) = &self.v6 {
+            match v6.reserve(&att.id) {
+                Ok(a) => out.extend(a),
+                Err(e) => {
+                    // Never half an allocation: give the IPv4 address back.
+                    self.v4.release(&att.id).await?;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn held(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
+        let mut out = Vec::new();
+        for i in self.all() {
+            out.extend(i.held(id).await?);
+        }
+        Ok(out)
+    }
+
+    async fn release(&self, id: &AttachmentId) -> Result<()> {
+        for i in self.all() {
+            i.release(id).await?;
+        }
+        Ok(())
+    }
+
+    async fn collect_garbage(&self) -> Result<usize> {
+        let mut n = 0;
+        for i in self.all() {
+            n += i.sweep()?;
+        }
+        Ok(n)
+    }
+
+    async fn list(&self) -> Result<Vec<Allocation>> {
+        let mut out = Vec::new();
+        for i in self.all() {
+            out.extend(i.list().await?);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +422,42 @@ mod tests {
             .collect();
         let got: HashSet<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(got.len(), 40);
+    }
+
+    #[tokio::test]
+    async fn dual_stack_gives_one_address_of_each_family_and_frees_both() {
+        let d = tempfile::tempdir().unwrap();
+        let v6: IpNet = "fd00:10:244:9::/64".parse().unwrap();
+        let gw6: IpAddr = "fd00:10:244:9::1".parse().unwrap();
+        let i = DualIpam::new(ipam(d.path(), "10.1.0.0/29"), Some((v6, gw6)));
+        let att = |c: &str| Attachment {
+            id: AttachmentId::new(c, "eth0"),
+            netns: None,
+            pod: Default::default(),
+        };
+        let a = i.allocate(&att("c1")).await.unwrap();
+        let got: Vec<String> = a.iter().map(|a| a.address.to_string()).collect();
+        assert_eq!(got, ["10.1.0.2/29", "fd00:10:244:9::2/64"]);
+        assert_eq!(a[1].gateway, Some(gw6));
+        assert_eq!(i.held(&AttachmentId::new("c1", "eth0")).await.unwrap(), a);
+        assert_eq!(i.list().await.unwrap().len(), 2);
+        // A /64 is walked lazily, never collected: the next pod gets ::3 at once.
+        let b = i.allocate(&att("c2")).await.unwrap();
+        assert_eq!(b[1].address.to_string(), "fd00:10:244:9::3/64");
+        i.release(&AttachmentId::new("c1", "eth0")).await.unwrap();
+        assert!(i
+            .held(&AttachmentId::new("c1", "eth0"))
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(i.list().await.unwrap().len(), 2);
+        // IPv4 exhausted: no IPv6 address is taken either.
+        for n in 3..9 {
+            let _ = i.allocate(&att(&format!("c{n}"))).await;
+        }
+        let before = i.list().await.unwrap().len();
+        assert!(i.allocate(&att("late")).await.is_err());
+        assert_eq!(i.list().await.unwrap().len(), before);
     }
 
     #[tokio::test]

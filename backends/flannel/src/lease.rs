@@ -4,7 +4,7 @@
 //! primitive, so two nodes can never hold the same subnet; a node that already holds one
 //! gets the same subnet back.
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use unicni_core::{CreateOutcome, Error, Result, Store};
@@ -18,6 +18,15 @@ pub struct Lease {
     /// The node's underlay (VPC) address: where peers send its pods' traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ip: Option<String>,
+    /// The node's IPv6 subnet (dual stack), the one at the IPv4 subnet's index in the
+    /// IPv6 network (see [`ipv6_subnet_of`]), or `spec.podCIDRs`' IPv6 entry (Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_subnet: Option<String>,
+    /// The node's underlay IPv6 address, global or link-local (dual-stack host-gw: the
+    /// next hop of its IPv6 subnet, since the kernel takes no IPv4 gateway for an IPv6
+    /// route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ipv6: Option<String>,
     /// The MAC of the node's vxlan device (vxlan mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vtep_mac: Option<String>,
@@ -28,6 +37,35 @@ pub struct Lease {
     /// without native TTLs; etcd deletes the key itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+}
+
+/// The IPv6 side of a dual-stack cluster network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Plan {
+    pub network: Ipv6Net,
+    pub subnet_len: u8,
+}
+
+/// The IPv6 subnet that goes with IPv4 subnet `subnet` of `network`: the one at the same
+/// index of the IPv6 network. The IPv4 lease key alone then makes both unique, in every
+/// store, with no second key to take atomically. `None` when `subnet` is not a subnet of
+/// `network` or the IPv6 network holds too few subnets (validation refuses that config).
+pub fn ipv6_subnet_of(network: IpNet, subnet: IpNet, v6: Ipv6Plan) -> Option<Ipv6Net> {
+    let (IpNet::V4(net), IpNet::V4(sub)) = (network, subnet) else {
+        return None;
+    };
+    if !net.contains(&sub) || sub.prefix_len() < net.prefix_len() {
+        return None;
+    }
+    let index = u64::from(u32::from(sub.network()) - u32::from(net.network()))
+        >> (32 - u32::from(sub.prefix_len()));
+    let bits = u32::from(v6.subnet_len.checked_sub(v6.network.prefix_len())?);
+    if bits < 64 && index >= 1u64 << bits {
+        return None;
+    }
+    let base = u128::from(v6.network.network());
+    let addr = base + (u128::from(index) << (128 - u32::from(v6.subnet_len)));
+    Ipv6Net::new(addr.into(), v6.subnet_len).ok()
 }
 
 pub fn key(subnet: &IpNet) -> String {
@@ -140,6 +178,32 @@ mod tests {
         let b = acquire(&s, net, 24, "b").await.unwrap();
         assert_ne!(a, b);
         assert_eq!(acquire(&s, net, 24, "a").await.unwrap(), a);
+    }
+
+    #[test]
+    fn the_ipv6_subnet_sits_at_the_ipv4_subnets_index() {
+        let v4: IpNet = "10.244.0.0/16".parse().unwrap();
+        let plan = Ipv6Plan {
+            network: "fd00:10:244::/56".parse().unwrap(),
+            subnet_len: 64,
+        };
+        let at = |s: &str| ipv6_subnet_of(v4, s.parse().unwrap(), plan).map(|n| n.to_string());
+        assert_eq!(at("10.244.0.0/24").as_deref(), Some("fd00:10:244::/64"));
+        assert_eq!(at("10.244.1.0/24").as_deref(), Some("fd00:10:244:1::/64"));
+        assert_eq!(
+            at("10.244.255.0/24").as_deref(),
+            Some("fd00:10:244:ff::/64")
+        );
+        assert_eq!(at("10.245.0.0/24"), None, "outside the IPv4 network");
+        // 1024 /26s do not fit in 256 /64s: no silent wrap-around onto another node's.
+        assert_eq!(at("10.244.4.64/26").as_deref(), Some("fd00:10:244:11::/64"));
+        assert_eq!(at("10.244.255.192/26"), None);
+        let wide = Ipv6Plan {
+            network: "fd00:10:244::/48".parse().unwrap(),
+            subnet_len: 64,
+        };
+        let s = ipv6_subnet_of(v4, "10.244.255.192/26".parse().unwrap(), wide).unwrap();
+        assert_eq!(s.to_string(), "fd00:10:244:3ff::/64");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 //! carry the subnet themselves ([`KubeLeases`]). A node that stops renewing loses its lease after the TTL: peers drop its
 //! routes and the subnet can be leased again.
 
-use crate::lease::{key, Lease, PREFIX};
+use crate::lease::{ipv6_subnet_of, key, Ipv6Plan, Lease, PREFIX};
 use async_trait::async_trait;
 use ipnet::IpNet;
 use std::collections::HashSet;
@@ -40,6 +40,11 @@ pub trait LeaseStore: Send + Sync {
     /// The subnet an outside authority assigned to `node` (Kubernetes: `spec.podCIDR`);
     /// `None` when subnets are leased from the network by the nodes themselves.
     async fn assigned(&self, _node: &str) -> Result<Option<IpNet>> {
+        Ok(None)
+    }
+    /// The IPv6 subnet an outside authority assigned to `node` (Kubernetes: the IPv6
+    /// entry of `spec.podCIDRs`); `None` when the node's IPv6 subnet follows its IPv4 one.
+    async fn assigned_ipv6(&self, _node: &str) -> Result<Option<IpNet>> {
         Ok(None)
     }
     /// Returns when the leases may have changed, or after `max`.
@@ -157,13 +162,36 @@ impl LeaseStore for ExpiringStore {
     }
 }
 
+/// `me` holding `subnet`, with the IPv6 subnet that goes with it on a dual-stack cluster.
+fn holding(me: &Lease, network: IpNet, subnet: IpNet, ipv6: Option<Ipv6Plan>) -> Result<Lease> {
+    let mut lease = me.clone();
+    lease.subnet = subnet.to_string();
+    lease.ipv6_subnet = match ipv6 {
+        None => None,
+        Some(plan) => Some(
+            ipv6_subnet_of(network, subnet, plan)
+                .ok_or_else(|| {
+                    Error::InvalidConfig(format!(
+                        "flannel.ipv6_network {} holds no /{} for the node subnet {subnet} of \
+                         {network}: it needs as many IPv6 node subnets as IPv4 ones",
+                        plan.network, plan.subnet_len
+                    ))
+                })?
+                .to_string(),
+        ),
+    };
+    Ok(lease)
+}
+
 /// Takes a subnet for `me` (node name, underlay address, VTEP MAC, mode filled in):
 /// the one it holds already, else `previous` (what it held before a restart) if free,
-/// else the first free one. Returns the lease as written and the renewal token.
+/// else the first free one; with `ipv6`, the IPv6 subnet at the same index goes with it.
+/// Returns the lease as written and the renewal token.
 pub async fn acquire(
     store: &dyn LeaseStore,
     network: IpNet,
     subnet_len: u8,
+    ipv6: Option<Ipv6Plan>,
     me: &Lease,
     previous: Option<IpNet>,
     ttl: Duration,
@@ -178,6 +206,24 @@ pub async fn acquire(
         }
         let mut lease = me.clone();
         lease.subnet = subnet.to_string();
+        if let Some(plan) = ipv6 {
+            let v6 = store.assigned_ipv6(&me.node).await?.ok_or_else(|| {
+                Error::TryAgain(format!(
+                    "node {:?} has no IPv6 entry in spec.podCIDRs yet: run the controller \
+                     manager with both cluster CIDRs (--cluster-cidr=IPv4,IPv6)",
+                    me.node
+                ))
+            })?;
+            if !IpNet::V6(plan.network).contains(&v6) || v6.prefix_len() != plan.subnet_len {
+                return Err(Error::InvalidConfig(format!(
+                    "node {:?} was assigned {v6}, which is not a /{} of flannel.ipv6_network {}: \
+                     make the controller manager's --cluster-cidr and --node-cidr-mask-size-ipv6 \
+                     match the config",
+                    me.node, plan.subnet_len, plan.network
+                )));
+            }
+            lease.ipv6_subnet = Some(v6.to_string());
+        }
         return match store.claim(&lease, ttl).await? {
             Claim::Taken { token } => Ok((lease, token)),
             Claim::Held { lease: other, .. } => Err(Error::Store(format!(
@@ -216,8 +262,7 @@ pub async fn acquire(
         {
             continue;
         }
-        let mut lease = me.clone();
-        lease.subnet = subnet.to_string();
+        let lease = holding(me, network, subnet, ipv6)?;
         match store.claim(&lease, ttl).await? {
             Claim::Taken { token } => return Ok((lease, token)),
             // Our own lease from before a restart: adopt it and rewrite our current data.
@@ -277,6 +322,8 @@ impl LeaseStore for KubeLeases {
             .filter_map(|n| {
                 Some(Lease {
                     subnet: n.pod_cidr?,
+                    ipv6_subnet: n.ipv6_pod_cidr,
+                    public_ipv6: n.public_ipv6,
                     node: n.node,
                     public_ip: n.public_ip,
                     vtep_mac: n.vtep_mac,
@@ -302,12 +349,20 @@ impl LeaseStore for KubeLeases {
         })
     }
 
+    async fn assigned_ipv6(&self, node: &str) -> Result<Option<IpNet>> {
+        let n = self.nodes.get(node).await?;
+        Ok(n.ipv6_pod_cidr.and_then(|c| c.parse().ok()))
+    }
+
     async fn claim(&self, lease: &Lease, _ttl: Duration) -> Result<Claim> {
         let ip = lease.public_ip.as_deref().unwrap_or_default();
         let mode = lease.mode.as_deref().unwrap_or_default();
         self.nodes
             .annotate(&lease.node, ip, lease.vtep_mac.as_deref(), mode)
             .await?;
+        if let Some(v6) = &lease.public_ipv6 {
+            self.nodes.annotate_ipv6(&lease.node, v6).await?;
+        }
         Ok(Claim::Taken { token: 0 })
     }
 
@@ -317,7 +372,10 @@ impl LeaseStore for KubeLeases {
         if n.pod_cidr.as_deref() != Some(lease.subnet.as_str()) {
             return Ok(false);
         }
-        if n.public_ip != lease.public_ip || n.vtep_mac != lease.vtep_mac {
+        if n.public_ip != lease.public_ip
+            || n.vtep_mac != lease.vtep_mac
+            || n.public_ipv6 != lease.public_ipv6
+        {
             self.claim(lease, Duration::ZERO).await?;
         }
         Ok(true)
@@ -428,10 +486,16 @@ mod tests {
         let s = ExpiringStore::new(Arc::new(Mem::default()));
         let net: IpNet = "10.1.0.0/22".parse().unwrap();
         let ttl = Duration::from_secs(60);
-        let (a, _) = acquire(&s, net, 24, &me("a"), None, ttl).await.unwrap();
-        let (b, _) = acquire(&s, net, 24, &me("b"), None, ttl).await.unwrap();
+        let (a, _) = acquire(&s, net, 24, None, &me("a"), None, ttl)
+            .await
+            .unwrap();
+        let (b, _) = acquire(&s, net, 24, None, &me("b"), None, ttl)
+            .await
+            .unwrap();
         assert_ne!(a.subnet, b.subnet);
-        let (a2, _) = acquire(&s, net, 24, &me("a"), None, ttl).await.unwrap();
+        let (a2, _) = acquire(&s, net, 24, None, &me("a"), None, ttl)
+            .await
+            .unwrap();
         assert_eq!(a.subnet, a2.subnet);
         assert_eq!(s.list().await.unwrap().len(), 2);
     }
@@ -440,15 +504,15 @@ mod tests {
     async fn expired_leases_are_not_listed_and_are_reusable() {
         let s = ExpiringStore::new(Arc::new(Mem::default()));
         let net: IpNet = "10.1.0.0/23".parse().unwrap();
-        acquire(&s, net, 24, &me("a"), None, Duration::from_secs(0))
+        acquire(&s, net, 24, None, &me("a"), None, Duration::from_secs(0))
             .await
             .unwrap();
-        acquire(&s, net, 24, &me("b"), None, Duration::from_secs(0))
+        acquire(&s, net, 24, None, &me("b"), None, Duration::from_secs(0))
             .await
             .unwrap();
         assert!(s.list().await.unwrap().is_empty());
         // Both subnets are free again: a third node gets one, then "a" its old one back.
-        let (c, _) = acquire(&s, net, 24, &me("c"), None, Duration::from_secs(60))
+        let (c, _) = acquire(&s, net, 24, None, &me("c"), None, Duration::from_secs(60))
             .await
             .unwrap();
         let prev: IpNet = "10.1.1.0/24".parse().unwrap();
@@ -457,9 +521,17 @@ mod tests {
         } else {
             "10.1.1.0/24"
         };
-        let (a, _) = acquire(&s, net, 24, &me("a"), Some(prev), Duration::from_secs(60))
-            .await
-            .unwrap();
+        let (a, _) = acquire(
+            &s,
+            net,
+            24,
+            None,
+            &me("a"),
+            Some(prev),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
         assert_eq!(a.subnet, want);
     }
 
@@ -468,25 +540,68 @@ mod tests {
         let s = ExpiringStore::new(Arc::new(Mem::default()));
         let net: IpNet = "10.1.0.0/22".parse().unwrap();
         let prev: IpNet = "10.1.2.0/24".parse().unwrap();
-        let (a, _) = acquire(&s, net, 24, &me("a"), Some(prev), Duration::from_secs(60))
+        let (a, _) = acquire(
+            &s,
+            net,
+            24,
+            None,
+            &me("a"),
+            Some(prev),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(a.subnet, "10.1.2.0/24");
+    }
+
+    #[tokio::test]
+    async fn dual_stack_leases_carry_the_ipv6_subnet_at_the_same_index() {
+        let s = ExpiringStore::new(Arc::new(Mem::default()));
+        let net: IpNet = "10.1.0.0/22".parse().unwrap();
+        let plan = Some(Ipv6Plan {
+            network: "fd00:10:1::/60".parse().unwrap(),
+            subnet_len: 64,
+        });
+        let ttl = Duration::from_secs(60);
+        let prev: IpNet = "10.1.2.0/24".parse().unwrap();
+        let (a, _) = acquire(&s, net, 24, plan, &me("a"), Some(prev), ttl)
+            .await
+            .unwrap();
+        let (b, _) = acquire(&s, net, 24, plan, &me("b"), None, ttl)
             .await
             .unwrap();
         assert_eq!(a.subnet, "10.1.2.0/24");
+        assert_eq!(a.ipv6_subnet.as_deref(), Some("fd00:10:1:2::/64"));
+        assert_eq!(b.subnet, "10.1.0.0/24");
+        assert_eq!(b.ipv6_subnet.as_deref(), Some("fd00:10:1::/64"));
+        // What peers read back from the store.
+        let listed = s.list().await.unwrap();
+        let got: Vec<_> = listed
+            .iter()
+            .map(|l| (l.node.as_str(), l.ipv6_subnet.as_deref()))
+            .collect();
+        assert!(got.contains(&("a", Some("fd00:10:1:2::/64"))), "{got:?}");
+        assert!(got.contains(&("b", Some("fd00:10:1::/64"))), "{got:?}");
+        // A node restarting into its own lease keeps both.
+        let (a2, _) = acquire(&s, net, 24, plan, &me("a"), None, ttl)
+            .await
+            .unwrap();
+        assert_eq!(a2.ipv6_subnet, a.ipv6_subnet);
     }
 
     #[tokio::test]
     async fn renew_fails_once_someone_else_holds_it() {
         let s = ExpiringStore::new(Arc::new(Mem::default()));
         let net: IpNet = "10.1.0.0/24".parse().unwrap();
-        let (a, t) = acquire(&s, net, 24, &me("a"), None, Duration::from_secs(0))
+        let (a, t) = acquire(&s, net, 24, None, &me("a"), None, Duration::from_secs(0))
             .await
             .unwrap();
-        let (b, _) = acquire(&s, net, 24, &me("b"), None, Duration::from_secs(60))
+        let (b, _) = acquire(&s, net, 24, None, &me("b"), None, Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(a.subnet, b.subnet);
         assert!(!s.renew(&a, t, Duration::from_secs(60)).await.unwrap());
-        let e = acquire(&s, net, 24, &me("c"), None, Duration::from_secs(60))
+        let e = acquire(&s, net, 24, None, &me("c"), None, Duration::from_secs(60))
             .await
             .unwrap_err();
         assert!(matches!(e, Error::Exhausted(_)), "{e}");

@@ -15,6 +15,12 @@ pub struct FlannelNetConf {
     /// (`<runDir>/flannel/subnet.json`) at each ADD.
     #[serde(default)]
     pub subnet: Option<String>,
+    /// Dual stack: the IPv6 cluster network; pods then get an IPv6 address too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_cluster_network: Option<String>,
+    /// This node's IPv6 subnet when pinned; else read from the agent's lease file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_subnet: Option<String>,
     #[serde(default = "default_bridge")]
     pub bridge: String,
     #[serde(default = "default_mtu")]
@@ -52,6 +58,8 @@ pub struct NodeNetwork {
     pub cluster: IpNet,
     pub subnet: IpNet,
     pub gateway: IpAddr,
+    /// Dual stack: the IPv6 cluster network, this node's IPv6 subnet and its gateway.
+    pub ipv6: Option<Ipv6Side>,
     pub bridge: String,
     pub mtu: u32,
     pub state_dir: PathBuf,
@@ -60,6 +68,16 @@ pub struct NodeNetwork {
     pub hairpin: bool,
     /// The eBPF same-node fast path's pin directory, when the agent runs it.
     pub fast_path: Option<PathBuf>,
+}
+
+/// The IPv6 half of a dual-stack node network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv6Side {
+    pub cluster: IpNet,
+    pub subnet: IpNet,
+    /// The subnet's first address after the network address (which IPv6 reserves as the
+    /// subnet-router anycast address), held by the bridge.
+    pub gateway: IpAddr,
 }
 
 fn invalid(field: &str, value: &str, allowed: &str) -> Error {
@@ -80,6 +98,9 @@ fn parse_cidr(field: &str, value: &str) -> Result<IpNet> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubnetFile {
     pub subnet: String,
+    /// Dual stack: the node's IPv6 subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_subnet: Option<String>,
     #[serde(default)]
     pub mtu: Option<u32>,
     /// The pin directory of the eBPF same-node fast path when the agent loaded it
@@ -114,6 +135,7 @@ impl FlannelNetConf {
             cluster,
             subnet: cluster,
             gateway: cluster.hosts().next().unwrap_or(cluster.addr()),
+            ipv6: None,
             bridge: self.bridge.clone(),
             mtu: self.mtu,
             state_dir: self.state_dir.clone(),
@@ -158,9 +180,9 @@ impl FlannelNetConf {
 
     fn resolve_subnet(&self, network_name: &str) -> Result<Option<NodeNetwork>> {
         let cluster = parse_cidr("clusterNetwork", &self.cluster_network)?;
-        let (subnet_text, mtu, fast_path) = match &self.subnet {
+        let (subnet_text, mtu, fast_path, leased6) = match &self.subnet {
             // A pinned subnet: an agent may still run the fast path and say so.
-            Some(s) => (s.clone(), self.mtu, self.agent_fast_path()),
+            Some(s) => (s.clone(), self.mtu, self.agent_fast_path(), None),
             None => match std::fs::read(self.subnet_file()) {
                 Ok(bytes) => {
                     let f: SubnetFile = serde_json::from_slice(&bytes).map_err(|e| {
@@ -173,6 +195,7 @@ impl FlannelNetConf {
                         f.subnet,
                         f.mtu.unwrap_or(self.mtu),
                         f.fast_path.map(PathBuf::from),
+                        f.ipv6_subnet,
                     )
                 }
                 Err(_) => return Ok(None),
@@ -194,11 +217,25 @@ impl FlannelNetConf {
             ));
         }
         let gateway = subnet.hosts().next().expect("subnet has hosts");
+        let ipv6 = match &self.ipv6_cluster_network {
+            None => None,
+            Some(c6) => {
+                let Some(text) = self.ipv6_subnet.clone().or(leased6) else {
+                    return Err(Error::TryAgain(format!(
+                        "ipv6ClusterNetwork is set but the agent's lease file {} names no IPv6 \
+                         subnet yet; retry once the agent holds a dual-stack lease",
+                        self.subnet_file().display()
+                    )));
+                };
+                Some(ipv6_side(c6, &text)?)
+            }
+        };
         Ok(Some(NodeNetwork {
             network_name: network_name.to_string(),
             cluster,
             subnet,
             gateway,
+            ipv6,
             bridge: self.bridge.clone(),
             mtu,
             state_dir: self.state_dir.clone(),
@@ -208,6 +245,42 @@ impl FlannelNetConf {
             fast_path,
         }))
     }
+}
+
+/// Checks the IPv6 half: both CIDRs IPv6, the subnet inside the network, room for pods.
+fn ipv6_side(cluster_text: &str, subnet_text: &str) -> Result<Ipv6Side> {
+    let cluster = parse_cidr("ipv6ClusterNetwork", cluster_text)?;
+    let subnet = parse_cidr("ipv6Subnet", subnet_text)?;
+    if !cluster.addr().is_ipv6() {
+        return Err(invalid(
+            "ipv6ClusterNetwork",
+            cluster_text,
+            "an IPv6 CIDR such as fd00:10:244::/56",
+        ));
+    }
+    if !subnet.addr().is_ipv6() || !cluster.contains(&subnet) {
+        return Err(invalid(
+            "ipv6Subnet",
+            subnet_text,
+            &format!("an IPv6 subnet inside ipv6ClusterNetwork {cluster}"),
+        ));
+    }
+    if subnet.prefix_len() > 124 {
+        return Err(invalid(
+            "ipv6Subnet",
+            subnet_text,
+            "a /124 or larger (pods need addresses besides the gateway)",
+        ));
+    }
+    let IpAddr::V6(net) = subnet.network() else {
+        unreachable!("checked IPv6 above")
+    };
+    let gateway = IpAddr::V6((u128::from(net) + 1).into());
+    Ok(Ipv6Side {
+        cluster,
+        subnet,
+        gateway,
+    })
 }
 
 #[cfg(test)]
@@ -269,6 +342,42 @@ mod tests {
     }
 
     #[test]
+    fn dual_stack_takes_the_ipv6_subnet_from_the_lease_file() {
+        let d = tempfile::tempdir().unwrap();
+        let v = json!({"clusterNetwork":"10.244.0.0/16",
+            "ipv6ClusterNetwork":"fd00:10:244::/56","runDir": d.path()});
+        // No lease file: not ready; a lease file without the IPv6 side: try again.
+        assert!(conf(v.clone()).unwrap().is_none());
+        std::fs::create_dir_all(d.path().join("flannel")).unwrap();
+        let file = d.path().join("flannel/subnet.json");
+        std::fs::write(&file, r#"{"subnet":"10.244.9.0/24"}"#).unwrap();
+        assert!(matches!(conf(v.clone()), Err(Error::TryAgain(_))));
+        std::fs::write(
+            &file,
+            r#"{"subnet":"10.244.9.0/24","ipv6_subnet":"fd00:10:244:9::/64"}"#,
+        )
+        .unwrap();
+        let n = conf(v.clone()).unwrap().unwrap();
+        let six = n.ipv6.unwrap();
+        assert_eq!(six.subnet.to_string(), "fd00:10:244:9::/64");
+        assert_eq!(six.gateway.to_string(), "fd00:10:244:9::1");
+        // An IPv6 subnet outside the IPv6 network is a config error naming the field.
+        std::fs::write(
+            &file,
+            r#"{"subnet":"10.244.9.0/24","ipv6_subnet":"fd00:99::/64"}"#,
+        )
+        .unwrap();
+        let e = conf(v).unwrap_err().to_string();
+        assert!(
+            e.contains("ipv6Subnet") && e.contains("fd00:10:244::/56"),
+            "{e}"
+        );
+        // IPv4-only configs ignore an IPv6 subnet in the file.
+        let v4 = json!({"clusterNetwork":"10.244.0.0/16","runDir": d.path()});
+        assert!(conf(v4).unwrap().unwrap().ipv6.is_none());
+    }
+
+    #[test]
     fn lease_file_names_the_fast_path_also_with_a_pinned_subnet() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("flannel")).unwrap();
@@ -287,6 +396,7 @@ mod tests {
         // What an agent without the fast path writes carries no key.
         let f = SubnetFile {
             subnet: "10.244.9.0/24".into(),
+            ipv6_subnet: None,
             mtu: None,
             fast_path: None,
         };

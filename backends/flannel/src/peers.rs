@@ -2,8 +2,8 @@
 //! their leases so that one malformed lease never stalls the programming of the rest.
 
 use crate::lease::Lease;
-use ipnet::{IpNet, Ipv4Net};
-use std::net::Ipv4Addr;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use unicni_net::overlay::parse_mac;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +12,10 @@ pub struct Peer {
     pub subnet: Ipv4Net,
     pub public_ip: Ipv4Addr,
     pub vtep_mac: Option<[u8; 6]>,
+    /// Dual stack: the peer's IPv6 subnet (inside the cluster's IPv6 network).
+    pub ipv6_subnet: Option<Ipv6Net>,
+    /// Dual stack: the peer's underlay IPv6 address (host-gw's IPv6 next hop).
+    pub public_ipv6: Option<Ipv6Addr>,
 }
 
 impl Peer {
@@ -20,14 +24,26 @@ impl Peer {
     pub fn vtep_ip(&self) -> Ipv4Addr {
         self.subnet.network()
     }
+
+    /// The IPv6 counterpart: the IPv6 subnet's network address, on the same vxlan device.
+    pub fn vtep_ipv6(&self) -> Option<Ipv6Addr> {
+        self.ipv6_subnet.map(|s| s.network())
+    }
 }
 
 /// Peers from `leases`, without `me`; a lease that cannot be used is returned as a reason.
-pub fn from_leases(leases: &[Lease], me: &str, cluster: IpNet) -> (Vec<Peer>, Vec<String>) {
+/// `cluster6` is the IPv6 cluster network of a dual-stack cluster: a peer's IPv6 subnet
+/// outside it is dropped with a reason (its IPv4 side is still programmed).
+pub fn from_leases(
+    leases: &[Lease],
+    me: &str,
+    cluster: IpNet,
+    cluster6: Option<Ipv6Net>,
+) -> (Vec<Peer>, Vec<String>) {
     let mut peers = Vec::new();
     let mut skipped = Vec::new();
     for l in leases.iter().filter(|l| l.node != me) {
-        match parse(l, cluster) {
+        match parse(l, cluster, cluster6, &mut skipped) {
             Ok(p) => peers.push(p),
             Err(why) => skipped.push(format!("lease of node {:?} ({}): {why}", l.node, l.subnet)),
         }
@@ -36,7 +52,12 @@ pub fn from_leases(leases: &[Lease], me: &str, cluster: IpNet) -> (Vec<Peer>, Ve
     (peers, skipped)
 }
 
-fn parse(l: &Lease, cluster: IpNet) -> Result<Peer, String> {
+fn parse(
+    l: &Lease,
+    cluster: IpNet,
+    cluster6: Option<Ipv6Net>,
+    skipped: &mut Vec<String>,
+) -> Result<Peer, String> {
     let subnet: Ipv4Net = l
         .subnet
         .parse()
@@ -54,11 +75,35 @@ fn parse(l: &Lease, cluster: IpNet) -> Result<Peer, String> {
         Some(m) => Some(parse_mac(m).ok_or_else(|| format!("VTEP MAC {m:?} is malformed"))?),
         None => None,
     };
+    let mut ipv6_subnet = None;
+    let mut public_ipv6 = None;
+    if let Some(c6) = cluster6 {
+        let why = match l.ipv6_subnet.as_deref().map(str::parse::<Ipv6Net>) {
+            None => Some("published no IPv6 subnet (an agent without dual stack?)".to_string()),
+            Some(Err(_)) => Some("IPv6 subnet is not an IPv6 CIDR".to_string()),
+            Some(Ok(s)) if !c6.contains(&s) => Some(format!(
+                "IPv6 subnet {s} is outside the IPv6 cluster network {c6}"
+            )),
+            Some(Ok(s)) => {
+                ipv6_subnet = Some(s);
+                None
+            }
+        };
+        if let Some(why) = why {
+            skipped.push(format!(
+                "lease of node {:?} ({}): {why}; its pods are reachable over IPv4 only",
+                l.node, l.subnet
+            ));
+        }
+        public_ipv6 = l.public_ipv6.as_deref().and_then(|a| a.parse().ok());
+    }
     Ok(Peer {
         node: l.node.clone(),
         subnet,
         public_ip,
         vtep_mac,
+        ipv6_subnet,
+        public_ipv6,
     })
 }
 
@@ -104,7 +149,7 @@ mod tests {
             lease("d", "10.244.4.0/24", None, None),
             lease("e", "10.244.5.0/24", Some("192.168.0.5"), Some("nope")),
         ];
-        let (peers, skipped) = from_leases(&leases, "me", cluster);
+        let (peers, skipped) = from_leases(&leases, "me", cluster, None);
         assert_eq!(peers.len(), 1);
         assert_eq!(peers[0].node, "b");
         assert_eq!(peers[0].vtep_ip().to_string(), "10.244.2.0");
@@ -112,6 +157,30 @@ mod tests {
         assert!(skipped
             .iter()
             .any(|s| s.contains("\"c\"") && s.contains("outside")));
+    }
+
+    #[test]
+    fn dual_stack_peers_carry_their_ipv6_side_or_say_why_not() {
+        let cluster: IpNet = "10.244.0.0/16".parse().unwrap();
+        let c6: Ipv6Net = "fd00:10:244::/56".parse().unwrap();
+        let mut b = lease("b", "10.244.2.0/24", Some("192.168.0.2"), None);
+        b.ipv6_subnet = Some("fd00:10:244:2::/64".into());
+        b.public_ipv6 = Some("fe80::2".into());
+        let mut c = lease("c", "10.244.3.0/24", Some("192.168.0.3"), None);
+        c.ipv6_subnet = Some("fd00:99::/64".into());
+        let d = lease("d", "10.244.4.0/24", Some("192.168.0.4"), None);
+        let (peers, skipped) = from_leases(&[b, c, d], "me", cluster, Some(c6));
+        assert_eq!(peers.len(), 3, "IPv4 sides are all programmed");
+        assert_eq!(
+            peers[0].vtep_ipv6().map(|a| a.to_string()).as_deref(),
+            Some("fd00:10:244:2::")
+        );
+        assert_eq!(peers[0].public_ipv6, Some("fe80::2".parse().unwrap()));
+        assert_eq!(peers[1].ipv6_subnet, None);
+        assert_eq!(peers[2].ipv6_subnet, None);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[0].contains("\"c\"") && skipped[0].contains("outside"));
+        assert!(skipped[1].contains("\"d\"") && skipped[1].contains("no IPv6"));
     }
 
     #[test]

@@ -2,11 +2,17 @@
 //! (peer VTEP IP → VTEP MAC), an FDB entry (VTEP MAC → peer underlay IP) and an on-link
 //! route (peer subnet via VTEP IP), written in that order so a packet never takes a route
 //! whose next hop cannot be resolved yet.
+//!
+//! Dual stack over the IPv4 underlay: the same device carries IPv6. It holds the IPv6
+//! subnet's network address too, and each peer gets an IPv6 neighbour entry (its IPv6
+//! VTEP address → the same VTEP MAC) and an IPv6 on-link route; the FDB entry is shared.
+//! Upstream flannel's separate `flannel-v6.<vni>` device exists for an IPv6 underlay,
+//! which the IPv4 VPC here never is (docs/flannel.md).
 
 use crate::peers::Peer;
 use crate::reconcile::{Pass, PARALLEL, ROUTE_PROTO};
 use futures::stream::{self, StreamExt};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use unicni_core::Result;
@@ -28,6 +34,8 @@ pub struct Vxlan {
     pub mtu: u32,
     /// This node's subnet: its network address goes on the device (the VTEP IP).
     pub subnet: Ipv4Net,
+    /// Dual stack: this node's IPv6 subnet, whose network address goes on the device too.
+    pub subnet6: Option<Ipv6Net>,
 }
 
 impl Vxlan {
@@ -76,6 +84,15 @@ impl Vxlan {
             fixed = true;
             nl.add_address(link.index, IpNet::V4(addr)).await?;
         }
+        if let Some(s6) = self.subnet6 {
+            let addr6 = IpNet::new(s6.network().into(), 128).expect("/128");
+            if !nl.addresses(link.index).await?.contains(&addr6) {
+                fixed = true;
+                // No duplicate address detection: nobody else holds it (the lease says so),
+                // and a tentative address could not source ICMPv6 errors yet.
+                nl.add_address_nodad(link.index, addr6).await?;
+            }
+        }
         if !link.up {
             fixed = true;
             nl.set_up(link.index).await?;
@@ -106,8 +123,28 @@ impl Vxlan {
             .into_iter()
             .filter(|r| r.oif == Some(idx) || r.protocol == ROUTE_PROTO)
             .collect();
-        let route_set: HashSet<(IpNet, Option<IpAddr>, Option<u32>)> =
+        let mut route_set: HashSet<(IpNet, Option<IpAddr>, Option<u32>)> =
             routes.iter().map(|r| (r.dst, r.gateway, r.oif)).collect();
+        // IPv6: only routes the agent wrote (the kernel's fe80::/64 on the device stays).
+        let routes6: Vec<_> = if self.subnet6.is_some() {
+            nl.routes(AddressFamily::Inet6, Some(TABLE_MAIN))
+                .await?
+                .into_iter()
+                .filter(|r| r.protocol == ROUTE_PROTO)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        route_set.extend(routes6.iter().map(|r| (r.dst, r.gateway, r.oif)));
+        let neigh6: HashMap<IpAddr, (String, bool)> = if self.subnet6.is_some() {
+            nl.neighbours(idx, AddressFamily::Inet6)
+                .await?
+                .into_iter()
+                .map(|n| (n.ip, (n.mac, n.permanent)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
 
         let mut work = Vec::new();
         let mut want_neigh = HashSet::new();
@@ -129,14 +166,24 @@ impl Vxlan {
             let need_n = neigh.get(&gw) != Some(&(mac_s.clone(), true));
             let need_f = !fdb_set.contains(&(mac_s.clone(), Some(IpAddr::V4(p.public_ip))));
             let need_r = !route_set.contains(&(p.subnet.into(), Some(gw), Some(idx)));
-            if need_n || need_f || need_r {
-                work.push((p.clone(), mac, need_n, need_f, need_r));
+            let mut need6 = (false, false);
+            if let (Some(_), Some(s6), Some(gw6)) = (self.subnet6, p.ipv6_subnet, p.vtep_ipv6()) {
+                let gw6 = IpAddr::V6(gw6);
+                want_neigh.insert(gw6);
+                want_dst.insert(IpNet::V6(s6));
+                need6 = (
+                    neigh6.get(&gw6) != Some(&(mac_s.clone(), true)),
+                    !route_set.contains(&(s6.into(), Some(gw6), Some(idx))),
+                );
+            }
+            if need_n || need_f || need_r || need6.0 || need6.1 {
+                work.push((p.clone(), mac, need_n, need_f, need_r, need6));
             } else {
                 pass.peers += 1;
             }
         }
         let results: Vec<(String, Vec<String>, usize)> = stream::iter(work)
-            .map(|(p, mac, need_n, need_f, need_r)| async move {
+            .map(|(p, mac, need_n, need_f, need_r, need6)| async move {
                 let mut errs = Vec::new();
                 let mut n = 0;
                 let gw = IpAddr::V4(p.vtep_ip());
@@ -163,6 +210,26 @@ impl Vxlan {
                         Err(e) => errs.push(e.to_string()),
                     }
                 }
+                if let (Some(s6), Some(gw6)) = (p.ipv6_subnet, p.vtep_ipv6()) {
+                    let gw6 = IpAddr::V6(gw6);
+                    if need6.0 && errs.is_empty() {
+                        match nl.replace_neighbour(idx, gw6, mac).await {
+                            Ok(()) => n += 1,
+                            Err(e) => errs.push(e.to_string()),
+                        }
+                    }
+                    if need6.1 && errs.is_empty() {
+                        let route = Route::new(s6.into())
+                            .via(gw6)
+                            .dev(idx)
+                            .protocol(ROUTE_PROTO)
+                            .onlink();
+                        match nl.replace_route(&route).await {
+                            Ok(()) => n += 1,
+                            Err(e) => errs.push(e.to_string()),
+                        }
+                    }
+                }
                 (p.node, errs, n)
             })
             .buffer_unordered(PARALLEL)
@@ -182,6 +249,7 @@ impl Vxlan {
         for r in routes
             .iter()
             .filter(|r| !want_dst.contains(&r.dst) && r.dst.prefix_len() < 32)
+            .chain(routes6.iter().filter(|r| !want_dst.contains(&r.dst)))
         {
             match nl.delete_route(r).await {
                 Ok(()) => pass.removed += 1,
@@ -201,7 +269,7 @@ impl Vxlan {
                 }
             }
         }
-        for (ip, (_, permanent)) in &neigh {
+        for (ip, (_, permanent)) in neigh.iter().chain(&neigh6) {
             if *permanent && !want_neigh.contains(ip) {
                 match nl.delete_neighbour(idx, *ip).await {
                     Ok(()) => pass.removed += 1,

@@ -109,6 +109,19 @@ fn assumed_config(inv: &Inventory, to: BackendKind) -> Config {
             if let Some(net) = suggest::free_network(prefix, &avoid) {
                 c.flannel.network = net.to_string();
             }
+            if inv.cluster.ip_stack == IpStack::Dual {
+                // A unique local range holding an IPv6 /64 for every IPv4 node subnet.
+                let need = match c.flannel.network.parse::<IpNet>() {
+                    Ok(n) => c.flannel.subnet_len.saturating_sub(n.prefix_len()),
+                    Err(_) => 8,
+                };
+                let len = c.flannel.ipv6_subnet_len.saturating_sub(need).max(8);
+                let base: std::net::Ipv6Addr = "fd00:10:244::".parse().expect("constant");
+                c.cluster.ip_stack = unicni_config::IpStack::Dual;
+                c.flannel.ipv6_network = ipnet::Ipv6Net::new(base, len)
+                    .ok()
+                    .map(|n| n.trunc().to_string());
+            }
             if inv.cluster.network.backend == "flannel" {
                 if let Some(mode) = &inv.cluster.network.mode {
                     if let Ok(m) = serde_json::from_value(serde_json::Value::from(mode.as_str())) {

@@ -339,6 +339,12 @@ fn lost_features_terway_only_features() {
     inv.pods.push(p);
     let r = run_with(&inv, c.clone());
     assert_eq!(status(&r, CheckId::LostFeatures), Status::Blocker);
+    // flannel vxlan can keep IPv6 (dual stack), but this target config says IPv4.
+    assert!(messages(&r, CheckId::LostFeatures).contains("cluster.ip_stack = \"ipv4\""));
+    let mut v4only = c.clone();
+    v4only.flannel.mode = FlannelMode::VpcRoute;
+    let r = run_with(&inv, v4only);
+    assert_eq!(status(&r, CheckId::LostFeatures), Status::Blocker);
     assert!(messages(&r, CheckId::LostFeatures).contains("ipv4 only"));
 
     let mut inv = terway_cluster();
@@ -379,6 +385,44 @@ fn dual_stack_to_terway_needs_a_dual_stack_target() {
     let r = run_with(&inv, terway_config(TerwayMode::SharedEni));
     assert_eq!(status(&r, CheckId::LostFeatures), Status::Blocker);
     assert!(messages(&r, CheckId::LostFeatures).contains("ip_stack"));
+}
+
+#[test]
+fn dual_stack_to_and_from_flannel_says_what_carries_over() {
+    // A dual-stack terway cluster to flannel: vxlan keeps dual stack (an assumed config
+    // gets an IPv6 network), vpc-route cannot.
+    let mut inv = terway_cluster();
+    inv.cluster.ip_stack = IpStack::Dual;
+    let r = run(&inv, BackendKind::Flannel);
+    quiet(&r, CheckId::LostFeatures);
+    let m = messages(&r, CheckId::LostFeatures);
+    assert_mentions(
+        &m,
+        &["dual stack carries over", "fd00:10:244::/56", "masqueraded"],
+    );
+    let mut c = flannel_config("10.200.0.0/16", FlannelMode::Vxlan);
+    c.cluster.ip_stack = unicni_config::IpStack::Dual;
+    c.flannel.ipv6_network = Some("fd00:99::/56".into());
+    let r = run_with(&inv, c.clone());
+    quiet(&r, CheckId::LostFeatures);
+    assert!(messages(&r, CheckId::LostFeatures).contains("fd00:99::/56"));
+    // vpc-route with dual stack is a config error; as IPv4 it loses the cluster's IPv6.
+    c.flannel.mode = FlannelMode::VpcRoute;
+    c.cluster.ip_stack = unicni_config::IpStack::Ipv4;
+    c.flannel.ipv6_network = None;
+    let r = run_with(&inv, c);
+    assert_eq!(status(&r, CheckId::LostFeatures), Status::Blocker);
+    assert!(messages(&r, CheckId::LostFeatures).contains("ipv4 only"));
+    // A dual-stack flannel cluster to terway: pods keep IPv6, now their own on egress.
+    let mut inv = baseline();
+    inv.cluster.network.mode = Some("vxlan".into());
+    inv.cluster.ip_stack = IpStack::Dual;
+    let r = run(&inv, BackendKind::Terway);
+    quiet(&r, CheckId::LostFeatures);
+    assert_mentions(
+        &messages(&r, CheckId::LostFeatures),
+        &["dual stack carries over", "own IPv6 address"],
+    );
 }
 
 #[test]

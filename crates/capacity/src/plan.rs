@@ -73,7 +73,20 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addresses_per_node: Option<u64>,
     pub pod_addresses: PodAddresses,
+    /// Flannel dual stack: the IPv6 cluster network. It is never a limit (validation
+    /// makes it hold a node subnet for every IPv4 one), so it is reported, not counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Network>,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Network {
+    pub network: String,
+    pub node_subnet_len: u8,
+    /// IPv6 node subnets in the network (saturating at u64::MAX).
+    pub node_subnets: u64,
+    pub detail: String,
 }
 
 /// `12345` as `12,345`, for messages people read.
@@ -128,6 +141,53 @@ pub fn plan(input: &PlanInput) -> Result<Plan, CapacityError> {
         BackendKind::Flannel => plan_flannel(input),
         BackendKind::Terway => plan_terway(input),
     }
+}
+
+/// The IPv6 side of a dual-stack flannel cluster, measured against the IPv4 node subnets.
+fn flannel_ipv6(c: &Config, v4_subnets: u64) -> Result<Option<Ipv6Network>, CapacityError> {
+    let f = &c.flannel;
+    let (IpStack::Dual, Some(text)) = (c.cluster.ip_stack, &f.ipv6_network) else {
+        return Ok(None);
+    };
+    let net = match text.parse::<IpNet>() {
+        Ok(IpNet::V6(n)) => n,
+        _ => {
+            return Err(CapacityError::Config {
+                key: "flannel.ipv6_network".into(),
+                value: text.clone(),
+                message: "an IPv6 CIDR such as fd00:10:244::/56".into(),
+            })
+        }
+    };
+    let bits = u32::from(f.ipv6_subnet_len.saturating_sub(net.prefix_len()));
+    let node_subnets = if bits >= 64 { u64::MAX } else { 1u64 << bits };
+    let detail = if node_subnets >= v4_subnets {
+        format!(
+            "flannel.ipv6_network {net} cut into /{} node subnets: {} of them for the {} \
+             IPv4 node subnets, each node's at its IPv4 subnet's index; IPv4 is the limit",
+            f.ipv6_subnet_len,
+            if bits >= 64 {
+                format!("2^{bits}")
+            } else {
+                thousands(node_subnets)
+            },
+            thousands(v4_subnets)
+        )
+    } else {
+        format!(
+            "flannel.ipv6_network {net} holds only {} /{} node subnets for {} IPv4 ones: \
+             the config is refused (validation)",
+            thousands(node_subnets),
+            f.ipv6_subnet_len,
+            thousands(v4_subnets)
+        )
+    };
+    Ok(Some(Ipv6Network {
+        network: net.to_string(),
+        node_subnet_len: f.ipv6_subnet_len,
+        node_subnets,
+        detail,
+    }))
 }
 
 fn plan_flannel(input: &PlanInput) -> Result<Plan, CapacityError> {
@@ -217,8 +277,10 @@ fn plan_flannel(input: &PlanInput) -> Result<Plan, CapacityError> {
             NODE_SUBNET_LEN_RANGE.end()
         ));
     }
+    let ipv6 = flannel_ipv6(c, subnets)?;
     let best = smallest(&limits).clone();
     Ok(Plan {
+        ipv6,
         backend: "flannel".into(),
         mode: f.mode.as_str().into(),
         max_nodes: best.nodes,
@@ -320,6 +382,7 @@ fn plan_terway(input: &PlanInput) -> Result<Plan, CapacityError> {
     let limits = vec![cluster];
     let best = smallest(&limits).clone();
     Ok(Plan {
+        ipv6: None,
         backend: "terway".into(),
         mode: t.mode.as_str().into(),
         max_nodes: best.nodes,
@@ -357,6 +420,32 @@ mod tests {
             cluster_node_limit: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn flannel_dual_stack_counts_by_ipv4_and_reports_the_ipv6_network() {
+        let v4 = run(
+            "[flannel]\nnetwork = \"172.16.0.0/20\"\nsubnet_len = 24\n",
+            None,
+        );
+        let p = run(
+            "[cluster]\nip_stack = \"dual\"\n[flannel]\nnetwork = \"172.16.0.0/20\"\n\
+             subnet_len = 24\nipv6_network = \"fd00:10:244::/48\"\n",
+            None,
+        );
+        // The same nodes and pods as the IPv4-only cluster: IPv6 is never the limit.
+        assert_eq!(p.max_nodes, 16);
+        assert_eq!(p.node_limits, v4.node_limits);
+        assert_eq!(p.pod_addresses, v4.pod_addresses);
+        assert!(v4.ipv6.is_none());
+        let six = p.ipv6.as_ref().unwrap();
+        assert_eq!(six.network, "fd00:10:244::/48");
+        assert_eq!((six.node_subnet_len, six.node_subnets), (64, 65536));
+        assert!(six.detail.contains("IPv4 is the limit"), "{}", six.detail);
+        let text = crate::render::table("c", &p);
+        assert!(text.contains("IPv6 network: fd00:10:244::/48"), "{text}");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["ipv6"]["node_subnets"], 65536);
     }
 
     #[test]

@@ -106,6 +106,13 @@ pub fn table(cluster: &str, p: &Plan) -> String {
             .collect();
         out.push_str(&columns(&rows, "  "));
     }
+    if let Some(v6) = &p.ipv6 {
+        let _ = writeln!(
+            out,
+            "\nIPv6 network: {} (/{} per node; {})",
+            v6.network, v6.node_subnet_len, v6.detail
+        );
+    }
     if p.warnings.is_empty() {
         let _ = writeln!(out, "\nWarnings: none");
     } else {

@@ -16,6 +16,12 @@ pub struct LockRecord {
     pub cluster_cidr: Option<String>,
     pub service_cidr: String,
     pub node_subnet_len: Option<u8>,
+    /// Flannel dual stack: the IPv6 cluster network and node subnet length. Absent in
+    /// records of IPv4 clusters (and of versions before dual-stack flannel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_cluster_cidr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_node_subnet_len: Option<u8>,
     pub ip_stack: String,
     #[serde(default)]
     pub vswitches: Vec<String>,
@@ -53,6 +59,14 @@ impl LockRecord {
             ),
             BackendKind::Terway => (c.terway.mode.as_str().to_string(), None, None),
         };
+        let ipv6 = match c.backend.kind {
+            BackendKind::Flannel => c
+                .flannel
+                .ipv6_network
+                .clone()
+                .map(|n| (n, c.flannel.ipv6_subnet_len)),
+            BackendKind::Terway => None,
+        };
         LockRecord {
             cluster: c.cluster.name.clone(),
             backend: c.backend.kind.as_str().to_string(),
@@ -60,7 +74,9 @@ impl LockRecord {
             cluster_cidr,
             service_cidr: c.cluster.service_cidr.clone(),
             node_subnet_len: subnet_len,
-            ip_stack: format!("{:?}", c.cluster.ip_stack).to_lowercase(),
+            ipv6_cluster_cidr: ipv6.as_ref().map(|(n, _)| n.clone()),
+            ipv6_node_subnet_len: ipv6.map(|(_, l)| l),
+            ip_stack: c.cluster.ip_stack.as_str().to_string(),
             vswitches: if c.backend.kind == BackendKind::Terway {
                 c.terway.vswitches.clone()
             } else {
@@ -112,6 +128,16 @@ impl LockRecord {
             "cluster.ip_stack",
             self.ip_stack.clone(),
             wanted.ip_stack.clone(),
+        );
+        cmp(
+            "flannel.ipv6_network",
+            opt(&self.ipv6_cluster_cidr),
+            opt(&wanted.ipv6_cluster_cidr),
+        );
+        cmp(
+            "flannel.ipv6_subnet_len",
+            optn(&self.ipv6_node_subnet_len),
+            optn(&wanted.ipv6_node_subnet_len),
         );
         let removed: Vec<&String> = self
             .vswitches
@@ -188,6 +214,41 @@ mod tests {
         assert_eq!(d[0].new, "host-gw");
         assert_eq!(d[3].old, "24");
         assert_eq!(d[3].new, "26");
+    }
+
+    #[test]
+    fn the_ipv6_network_of_a_dual_stack_flannel_cluster_is_locked() {
+        let mut a = Config::default();
+        a.cluster.ip_stack = crate::IpStack::Dual;
+        a.flannel.ipv6_network = Some("fd00:10:244::/56".into());
+        let locked = rec(&a);
+        assert_eq!(locked.ipv6_node_subnet_len, Some(64));
+        assert!(locked.drift(&rec(&a)).is_empty());
+        let mut b = a.clone();
+        b.flannel.ipv6_network = Some("fd00:10:245::/56".into());
+        b.flannel.ipv6_subnet_len = 72;
+        let d = locked.drift(&rec(&b));
+        let got: Vec<(&str, &str, &str)> = d
+            .iter()
+            .map(|d| (d.field.as_str(), d.old.as_str(), d.new.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "flannel.ipv6_network",
+                    "fd00:10:244::/56",
+                    "fd00:10:245::/56"
+                ),
+                ("flannel.ipv6_subnet_len", "64", "72")
+            ]
+        );
+        // A record written before dual stack (no IPv6 keys) still reads, as IPv4-only.
+        let mut old = serde_json::to_value(rec(&Config::default())).unwrap();
+        assert!(old.get("ipv6_cluster_cidr").is_none());
+        old.as_object_mut().unwrap().remove("ipv6_node_subnet_len");
+        let old: LockRecord = serde_json::from_value(old).unwrap();
+        assert!(old.drift(&rec(&Config::default())).is_empty());
     }
 
     #[test]

@@ -64,6 +64,16 @@ pub enum IpStack {
     Dual,
 }
 
+impl IpStack {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IpStack::Ipv4 => "ipv4",
+            IpStack::Ipv6 => "ipv6",
+            IpStack::Dual => "dual",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
@@ -113,6 +123,13 @@ pub struct FlannelConfig {
     pub network: String,
     /// Prefix length of each node's subnet (24..=28 for IPv4 in the anchor; we allow 16..=30).
     pub subnet_len: u8,
+    /// The IPv6 cluster network beside `network` (upstream flannel's `IPv6Network`):
+    /// required with `cluster.ip_stack = "dual"`, refused otherwise.
+    pub ipv6_network: Option<String>,
+    /// Prefix length of each node's IPv6 subnet (upstream's `IPv6SubnetLen`, /64 by
+    /// default). The network must hold at least as many of them as `network` holds node
+    /// subnets, so IPv6 never limits the node count.
+    pub ipv6_subnet_len: u8,
     pub mode: FlannelMode,
     /// Pin this node's subnet instead of leasing one (single node, tests).
     pub node_subnet: Option<String>,
@@ -137,6 +154,8 @@ impl Default for FlannelConfig {
         Self {
             network: "10.244.0.0/16".into(),
             subnet_len: 24,
+            ipv6_network: None,
+            ipv6_subnet_len: 64,
             mode: FlannelMode::Vxlan,
             node_subnet: None,
             mtu: None,

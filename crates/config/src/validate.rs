@@ -1,6 +1,8 @@
 //! Semantic checks the schema cannot express. Every error names key, value, and what is allowed.
 
-use crate::{BackendKind, Config, FieldError, IpStack, StoreKind, TerwayDatapath, TerwayMode};
+use crate::{
+    BackendKind, Config, FieldError, FlannelMode, IpStack, StoreKind, TerwayDatapath, TerwayMode,
+};
 use ipnet::{IpNet, Ipv4Net};
 use std::net::SocketAddr;
 
@@ -205,12 +207,19 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
 
 fn validate_flannel(c: &Config, e: &mut Errors, service: Vec<IpNet>, vpc: Option<IpNet>) {
     let f = &c.flannel;
-    if c.cluster.ip_stack != IpStack::Ipv4 {
-        e.push(
+    match (c.cluster.ip_stack, f.mode) {
+        (IpStack::Ipv6, _) => e.push(
             "cluster.ip_stack",
-            format!("{:?}", c.cluster.ip_stack).to_lowercase(),
-            "ipv4 with backend.kind = flannel in this version (dual stack: use terway)",
-        );
+            "ipv6",
+            "ipv4 or dual with backend.kind = flannel (IPv6-only flannel is not offered)",
+        ),
+        (IpStack::Dual, FlannelMode::VpcRoute) => e.push(
+            "cluster.ip_stack",
+            "dual",
+            "ipv4 with flannel.mode = \"vpc-route\" (the VPC route table carries the IPv4 \
+             node subnets only; use vxlan or host-gw for dual stack)",
+        ),
+        _ => {}
     }
     let network = e.cidr("flannel.network", &f.network);
     if let Some(net) = network {
@@ -263,6 +272,7 @@ fn validate_flannel(c: &Config, e: &mut Errors, service: Vec<IpNet>, vpc: Option
             }
         }
     }
+    validate_flannel_ipv6(c, e, &service, vpc, network);
     if let Some(ns) = &f.node_subnet {
         if let (Some(sub), Some(net)) = (e.cidr("flannel.node_subnet", ns), network) {
             if !net.contains(&sub) || sub.prefix_len() != f.subnet_len {
@@ -304,6 +314,104 @@ fn validate_flannel(c: &Config, e: &mut Errors, service: Vec<IpNet>, vpc: Option
     }
     if f.port == 0 {
         e.push("flannel.port", 0, "a UDP port, 1 to 65535");
+    }
+}
+
+/// The IPv6 cluster network of a dual-stack flannel cluster: present exactly when
+/// `cluster.ip_stack = "dual"`, IPv6, and holding at least as many node subnets as the
+/// IPv4 network (a node's IPv6 subnet is the one at its IPv4 subnet's index).
+fn validate_flannel_ipv6(
+    c: &Config,
+    e: &mut Errors,
+    service: &[IpNet],
+    vpc: Option<IpNet>,
+    v4: Option<IpNet>,
+) {
+    const KEY: &str = "flannel.ipv6_network";
+    let f = &c.flannel;
+    let dual = c.cluster.ip_stack == IpStack::Dual;
+    let Some(text) = &f.ipv6_network else {
+        if dual {
+            e.push(
+                KEY,
+                "(unset)",
+                "an IPv6 CIDR such as fd00:10:244::/56 with cluster.ip_stack = \"dual\"",
+            );
+        }
+        return;
+    };
+    if !dual {
+        e.push(
+            KEY,
+            text,
+            format!(
+                "unset with cluster.ip_stack = \"{}\" (set ip_stack = \"dual\" to use it)",
+                c.cluster.ip_stack.as_str()
+            ),
+        );
+        return;
+    }
+    let Some(net) = e.cidr(KEY, text) else {
+        return;
+    };
+    let IpNet::V6(v6) = net else {
+        e.push(KEY, text, "an IPv6 CIDR such as fd00:10:244::/56");
+        return;
+    };
+    let seg0 = v6.network().segments()[0];
+    if seg0 & 0xffc0 == 0xfe80 || seg0 & 0xff00 == 0xff00 || v6.network().is_loopback() {
+        e.push(
+            KEY,
+            text,
+            "a unique local (fc00::/7) or global unicast range, not link-local or multicast",
+        );
+    }
+    let len = f.ipv6_subnet_len;
+    if len <= v6.prefix_len() || len > 120 {
+        e.push(
+            "flannel.ipv6_subnet_len",
+            len,
+            format!(
+                "a prefix length longer than flannel.ipv6_network's /{} and at most 120 \
+                 (64 by default)",
+                v6.prefix_len()
+            ),
+        );
+    } else if let Some(IpNet::V4(v4)) = v4 {
+        // As many IPv6 node subnets as IPv4 ones: IPv6 is never what runs out.
+        let need = f.subnet_len.saturating_sub(v4.prefix_len());
+        let have = len - v6.prefix_len();
+        if have < need && f.subnet_len > v4.prefix_len() && f.subnet_len <= 30 {
+            e.push(
+                KEY,
+                text,
+                format!(
+                    "a range of /{} or shorter: it must hold a /{len} node subnet for each \
+                     of the {} /{} subnets of flannel.network",
+                    len - need,
+                    1u64 << need,
+                    f.subnet_len
+                ),
+            );
+        }
+    }
+    for svc in service {
+        if overlaps(&net, svc) {
+            e.push(
+                KEY,
+                text,
+                format!("a range that does not overlap cluster.service_cidr ({svc})"),
+            );
+        }
+    }
+    if let Some(vpc) = vpc {
+        if overlaps(&net, &vpc) {
+            e.push(
+                KEY,
+                text,
+                format!("a range that does not overlap cluster.vpc_cidr ({vpc})"),
+            );
+        }
     }
 }
 
@@ -418,7 +526,12 @@ mod tests {
 
     #[test]
     fn the_shipped_examples_are_valid() {
-        for f in ["flannel.toml", "flannel-host-gw.toml", "terway.toml"] {
+        for f in [
+            "flannel.toml",
+            "flannel-host-gw.toml",
+            "flannel-dual.toml",
+            "terway.toml",
+        ] {
             let path = format!("{}/../../config/{f}", env!("CARGO_MANIFEST_DIR"));
             if let Err(e) = crate::load(std::path::Path::new(&path)) {
                 panic!("{f}: {e}");
@@ -563,6 +676,61 @@ mod tests {
             "{terway}datapath = \"ebpf\"\n[policy]\nenabled = false\n"
         ))
         .is_empty());
+    }
+
+    #[test]
+    fn flannel_dual_stack_needs_an_ipv6_network_that_is_never_the_limit() {
+        let dual = "[cluster]\nip_stack = \"dual\"\n";
+        let ok = format!("{dual}[flannel]\nipv6_network = \"fd00:10:244::/56\"\n");
+        assert!(errs(&ok).is_empty(), "{:?}", errs(&ok));
+        let c = load_str(&ok, Format::Toml).unwrap();
+        assert_eq!(c.flannel.ipv6_subnet_len, 64);
+        // Missing, IPv4, host bits, link-local: all on the field itself.
+        for (net, value) in [
+            (None, "(unset)"),
+            (Some("10.250.0.0/16"), "10.250.0.0/16"),
+            (Some("fd00:10:244::1/56"), "fd00:10:244::1/56"),
+            (Some("fe80::/56"), "fe80::/56"),
+        ] {
+            let t = match net {
+                Some(n) => format!("{dual}[flannel]\nipv6_network = \"{n}\"\n"),
+                None => dual.to_string(),
+            };
+            let e = errs(&t);
+            assert_eq!(e, [("flannel.ipv6_network".into(), value.into())], "{t}");
+        }
+        // A /60 holds 16 /64s, the /16 network 256 /24s: refused, naming the size needed.
+        let small = format!("{dual}[flannel]\nipv6_network = \"fd00:10:244::/60\"\n");
+        let err = load_str(&small, Format::Toml).unwrap_err().to_string();
+        assert!(
+            err.contains("flannel.ipv6_network") && err.contains("/56"),
+            "{err}"
+        );
+        let e = errs(&format!("{ok}ipv6_subnet_len = 56\n"));
+        assert_eq!(e, [("flannel.ipv6_subnet_len".into(), "56".into())]);
+        // Only with dual stack; never IPv6-only; never with vpc-route.
+        let e = errs("[flannel]\nipv6_network = \"fd00:10:244::/56\"\n");
+        assert_eq!(
+            e,
+            [("flannel.ipv6_network".into(), "fd00:10:244::/56".into())]
+        );
+        let e = errs("[cluster]\nip_stack = \"ipv6\"\n");
+        assert_eq!(e, [("cluster.ip_stack".into(), "ipv6".into())]);
+        let err = load_str(&format!("{ok}mode = \"vpc-route\"\n"), Format::Toml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cluster.ip_stack") && err.contains("vpc-route"),
+            "{err}"
+        );
+        let e = errs(
+            "[cluster]\nip_stack = \"dual\"\nservice_cidr = \"10.96.0.0/12,fd00:10:244:ff::/112\"\n\
+             [flannel]\nipv6_network = \"fd00:10:244::/56\"\n",
+        );
+        assert_eq!(
+            e,
+            [("flannel.ipv6_network".into(), "fd00:10:244::/56".into())]
+        );
     }
 
     #[test]

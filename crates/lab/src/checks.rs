@@ -607,6 +607,30 @@ fn node_and_outside(c: &Ctx) -> Vec<CheckResult> {
                 Expect::Source(c.node_ip(a.node)),
             ));
         }
+        // Dual stack: the VPC segment has IPv6, and pods leave with the node's address.
+        if c.st.ip_stack == IpStack::Dual {
+            let outside6 = c.lab.outside_ip6();
+            for a in pods {
+                let name = "pod to outside over IPv6 (masquerade)";
+                if a.ip6.is_none() {
+                    out.push(CheckResult {
+                        name: name.into(),
+                        from: label6(a),
+                        to: format!("outside ({outside6})"),
+                        expected: "the pod has an IPv6 address".into(),
+                        observed: "missing".into(),
+                        passed: false,
+                    });
+                    continue;
+                }
+                out.push(c.connect(
+                    name,
+                    (&label6(a), &a.netns),
+                    (&format!("outside ({outside6})"), &vpc, &outside6),
+                    Expect::Source(c.lab.node_ip6(a.node)),
+                ));
+            }
+        }
     }
     for n in &c.st.nodes {
         for p in pods

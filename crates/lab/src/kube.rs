@@ -22,8 +22,8 @@
 use super::checks::CheckResult;
 use super::policy::Role;
 use super::topology::{
-    Backend, Lab, LabState, PodState, CLOUD_PORT, CLUSTER_CIDR, KUBE_PORT, NODE_SUBNET_LEN, OTHER,
-    POD_NAMESPACE,
+    Backend, IpStack, Lab, LabState, PodState, CLOUD_PORT, CLUSTER_CIDR, CLUSTER_CIDR6, KUBE_PORT,
+    NODE_SUBNET_LEN, NODE_SUBNET_LEN6, OTHER, POD_NAMESPACE,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -266,6 +266,7 @@ impl Lab {
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
         }});
         let flannel = st.backend == Backend::Flannel;
+        let dual = st.ip_stack == IpStack::Dual;
         self.api(|client| async move {
             let api: Api<Node> = Api::all(client);
             create_or_keep(&api, &node, &format!("node {name}")).await?;
@@ -287,13 +288,26 @@ impl Lab {
             {
                 return Ok(Some(have));
             }
+            // Each family is allocated on its own, as the controller manager's dual-stack
+            // range allocator does; podCIDRs lists IPv4 first.
             let used: BTreeSet<String> = nodes
                 .items
                 .iter()
-                .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
+                .filter_map(|n| n.spec.as_ref()?.pod_cidrs.clone())
+                .flatten()
+                .chain(
+                    nodes
+                        .items
+                        .iter()
+                        .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone()),
+                )
                 .collect();
             let cidr = next_free(CLUSTER_CIDR, NODE_SUBNET_LEN, &used)?;
-            let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
+            let mut cidrs = vec![cidr.clone()];
+            if dual {
+                cidrs.push(next_free(CLUSTER_CIDR6, NODE_SUBNET_LEN6, &used)?);
+            }
+            let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": cidrs}});
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .with_context(|| format!("assign podCIDR {cidr} to node {name}"))?;
@@ -604,7 +618,7 @@ where
 
 /// The controller manager's range allocator: the first /`len` of `cluster` no node has.
 fn next_free(cluster: &str, len: u8, used: &BTreeSet<String>) -> Result<String> {
-    let net: ipnet::Ipv4Net = cluster.parse()?;
+    let net: ipnet::IpNet = cluster.parse()?;
     net.subnets(len)?
         .map(|s| s.to_string())
         .find(|s| !used.contains(s))

@@ -53,7 +53,7 @@ pub(crate) struct UpOpts {
     /// shared-eni (default) or exclusive-eni.
     #[arg(long, value_enum)]
     mode: Option<Mode>,
-    /// Pod address families: ipv4, or dual (terway only).
+    /// Pod address families: ipv4, or dual (terway; flannel vxlan and host-gw).
     #[arg(long, value_enum, default_value_t = IpStack::Ipv4)]
     ip_stack: IpStack,
     /// Node namespaces, each running its own agent.
@@ -117,8 +117,8 @@ impl UpOpts {
         if self.datapath == Datapath::Ebpf && mode == Mode::ExclusiveEni {
             bail!("--datapath ebpf is for shared-eni (an exclusive-ENI pod owns its ENI)");
         }
-        if self.ip_stack == IpStack::Dual && self.backend == Backend::Flannel {
-            bail!("--ip-stack dual needs --backend terway (flannel is IPv4 only)");
+        if self.ip_stack == IpStack::Dual && mode == Mode::VpcRoute {
+            bail!("--ip-stack dual takes --mode vxlan or host-gw (vpc-route is IPv4 only)");
         }
         Ok(mode)
     }

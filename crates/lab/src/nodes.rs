@@ -2,9 +2,10 @@
 //! inside the node's namespace exactly as a DaemonSet pod with host networking would.
 
 use super::topology::{
-    Backend, Datapath, Lab, LabState, Mode, StoreChoice, AGENT_LISTEN, CLUSTER_CIDR, ETCD_PORT,
-    NETWORK, NODE_SUBNET_LEN, NODE_VSWITCH, OTHER, OTHER_CLUSTER, OTHER_CLUSTER_CIDR,
-    OTHER_NETWORK, OTHER_VSWITCH, SECURITY_GROUP, TERWAY_POOL_MAX, TERWAY_POOL_MIN,
+    Backend, Datapath, IpStack, Lab, LabState, Mode, StoreChoice, AGENT_LISTEN, CLUSTER_CIDR,
+    CLUSTER_CIDR6, ETCD_PORT, NETWORK, NODE_SUBNET_LEN, NODE_VSWITCH, OTHER, OTHER_CLUSTER,
+    OTHER_CLUSTER_CIDR, OTHER_CLUSTER_CIDR6, OTHER_NETWORK, OTHER_VSWITCH, SECURITY_GROUP,
+    TERWAY_POOL_MAX, TERWAY_POOL_MIN,
 };
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
@@ -43,8 +44,15 @@ impl Lab {
                     Mode::HostGw => (OTHER_CLUSTER_CIDR, Mode::HostGw),
                     _ => (OTHER_CLUSTER_CIDR, Mode::Vxlan),
                 };
+                let ipv6 = match (st.ip_stack, other) {
+                    (IpStack::Ipv4, _) => String::new(),
+                    (IpStack::Dual, false) => format!("ipv6_network = \"{CLUSTER_CIDR6}\"\n"),
+                    (IpStack::Dual, true) => {
+                        format!("ipv6_network = \"{OTHER_CLUSTER_CIDR6}\"\n")
+                    }
+                };
                 format!(
-                    "[flannel]\nnetwork = \"{cidr}\"\nsubnet_len = {NODE_SUBNET_LEN}\nmode = \"{mode}\"\ninterface = \"eth0\"\n",
+                    "[flannel]\nnetwork = \"{cidr}\"\nsubnet_len = {NODE_SUBNET_LEN}\n{ipv6}mode = \"{mode}\"\ninterface = \"eth0\"\n",
                     mode = mode.as_str()
                 )
             }
@@ -113,6 +121,9 @@ impl Lab {
     /// Writes node `i`'s config and runs `unicni install --with-agent` in its namespace.
     pub fn install_node(&self, i: usize, st: &LabState) -> Result<()> {
         std::fs::create_dir_all(self.node_dir(i))?;
+        if st.backend == Backend::Flannel && st.ip_stack == IpStack::Dual {
+            self.add_node_ipv6(i)?;
+        }
         unicni_fsutil::write_atomic(
             &self.node_config(i),
             self.node_config_text(i, st).as_bytes(),
@@ -494,6 +505,8 @@ mod tests {
             (Mode::SharedEni, IpStack::Ipv4),
             (Mode::SharedEni, IpStack::Dual),
             (Mode::ExclusiveEni, IpStack::Dual),
+            (Mode::Vxlan, IpStack::Dual),
+            (Mode::HostGw, IpStack::Dual),
         ] {
             let st = state(mode, stack);
             for i in [1, OTHER] {
@@ -524,6 +537,12 @@ mod tests {
                         if i == OTHER {
                             assert!(!text.contains("vpc-route"), "{text}");
                         }
+                        let want6 = match (stack, i) {
+                            (IpStack::Ipv4, _) => None,
+                            (IpStack::Dual, OTHER) => Some("fd00:10:251::/56"),
+                            (IpStack::Dual, _) => Some("fd00:10:250::/56"),
+                        };
+                        assert_eq!(c.flannel.ipv6_network.as_deref(), want6, "{text}");
                     }
                 }
             }

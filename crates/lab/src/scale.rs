@@ -37,6 +37,7 @@ fn peer_lease(i: usize, mode: Mode) -> Lease {
         vtep_mac: (mode == Mode::Vxlan).then_some(mac),
         mode: Some(mode.as_str().into()),
         expires_at: Some(unicni_flannel::lease_store::now() + 3600),
+        ..Lease::default()
     }
 }
 

@@ -10,6 +10,11 @@ use std::process::{Command, Stdio};
 pub const PREFIX: &str = "ulab";
 pub const NETWORK: &str = "unicni-lab";
 pub const CLUSTER_CIDR: &str = "10.250.0.0/16";
+/// The IPv6 cluster networks of dual-stack flannel labs (a /64 per node).
+pub const CLUSTER_CIDR6: &str = "fd00:10:250::/56";
+pub const OTHER_CLUSTER_CIDR6: &str = "fd00:10:251::/56";
+/// The VPC's IPv6 segment in dual-stack flannel labs: the router `::1`, nodes from `::b`.
+pub const VPC6_PREFIX: &str = "fd00:250:";
 /// The second cluster in the same VPC: one node (index [`OTHER`]), its own name, network
 /// name, store, agent and (flannel) cluster CIDR.
 pub const OTHER_CLUSTER: &str = "lab2";
@@ -33,6 +38,8 @@ pub const KUBE_PORT: u16 = 6443;
 /// flannel's `subnet_len`: each node's /24 of the cluster CIDR (with `--store kubernetes`
 /// the lab's allocator assigns them as `spec.podCIDR`, as the controller manager would).
 pub const NODE_SUBNET_LEN: u8 = 24;
+/// flannel's `ipv6_subnet_len` (its default): each node's /64 of the IPv6 cluster CIDR.
+pub const NODE_SUBNET_LEN6: u8 = 64;
 /// The cloud emulator's API and metadata port on the VPC router's address (vpc-route).
 pub const CLOUD_PORT: u16 = 8070;
 /// The security group every lab ENI joins (the emulator knows only this one).
@@ -151,7 +158,7 @@ impl Mode {
 pub enum IpStack {
     #[default]
     Ipv4,
-    /// IPv4 and IPv6 (terway only).
+    /// IPv4 and IPv6 (terway; flannel vxlan and host-gw).
     Dual,
 }
 
@@ -361,6 +368,14 @@ impl Lab {
     }
     pub fn outside_ip(&self) -> String {
         format!("{VPC_PREFIX}.1")
+    }
+    /// The VPC router's IPv6 address (dual-stack flannel labs).
+    pub fn outside_ip6(&self) -> String {
+        format!("{VPC6_PREFIX}:1")
+    }
+    /// Node `i`'s underlay IPv6 address (dual-stack flannel labs).
+    pub fn node_ip6(&self, i: usize) -> String {
+        format!("{VPC6_PREFIX}:{:x}", 10 + i)
     }
     pub fn host_ns(&self) -> String {
         format!("{}-host", self.prefix)

@@ -126,3 +126,39 @@ impl Lab {
         Ok(())
     }
 }
+
+impl Lab {
+    /// Dual-stack flannel labs: the VPC segment carries IPv6 too (the router `::1` on its
+    /// bridge, node `i` on its `eth0`, default route via the router), so pods' IPv6
+    /// traffic leaving the cluster has somewhere to go and host-gw a global next hop.
+    /// Idempotent; no duplicate address detection (the lab owns the segment).
+    pub fn add_node_ipv6(&self, i: usize) -> Result<()> {
+        let vpc = self.vpc_ns();
+        let ns = self.node_ns(i);
+        let router = format!("{}/64", self.outside_ip6());
+        in_ns(
+            &vpc,
+            &[
+                "ip", "-6", "addr", "replace", &router, "dev", "br0", "nodad",
+            ],
+        )?;
+        let me = format!("{}/64", self.node_ip6(i));
+        in_ns(
+            &ns,
+            &["ip", "-6", "addr", "replace", &me, "dev", "eth0", "nodad"],
+        )?;
+        in_ns(
+            &ns,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "replace",
+                "default",
+                "via",
+                &self.outside_ip6(),
+            ],
+        )?;
+        Ok(())
+    }
+}

@@ -19,6 +19,8 @@ use unicni_core::{CreateOutcome, Error, Result, Store};
 pub const ANN_PUBLIC_IP: &str = "unicni.io/public-ip";
 pub const ANN_VTEP_MAC: &str = "unicni.io/vtep-mac";
 pub const ANN_MODE: &str = "unicni.io/backend-mode";
+/// The node's underlay IPv6 address (dual-stack flannel host-gw: its IPv6 next hop).
+pub const ANN_PUBLIC_IPV6: &str = "unicni.io/public-ipv6";
 
 fn err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Store(format!("kubernetes: {what}: {e}"))
@@ -174,7 +176,10 @@ impl Store for KubeStore {
 pub struct NodeLease {
     pub node: String,
     pub pod_cidr: Option<String>,
+    /// The IPv6 entry of `spec.podCIDRs` (dual-stack clusters).
+    pub ipv6_pod_cidr: Option<String>,
     pub public_ip: Option<String>,
+    pub public_ipv6: Option<String>,
     pub vtep_mac: Option<String>,
     pub mode: Option<String>,
 }
@@ -205,7 +210,13 @@ impl KubeNodes {
         NodeLease {
             node: n.metadata.name.clone().unwrap_or_default(),
             pod_cidr: n.spec.as_ref().and_then(|s| s.pod_cidr.clone()),
+            ipv6_pod_cidr: n
+                .spec
+                .as_ref()
+                .and_then(|s| s.pod_cidrs.as_ref())
+                .and_then(|c| c.iter().find(|c| c.contains(':')).cloned()),
             public_ip: ann.get(ANN_PUBLIC_IP).cloned().or(internal_ip),
+            public_ipv6: ann.get(ANN_PUBLIC_IPV6).cloned(),
             vtep_mac: ann.get(ANN_VTEP_MAC).cloned(),
             mode: ann.get(ANN_MODE).cloned(),
         }
@@ -242,6 +253,18 @@ impl KubeNodes {
             ANN_PUBLIC_IP: public_ip,
             ANN_VTEP_MAC: vtep_mac,
             ANN_MODE: mode,
+        }}});
+        self.api
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&format!("annotate node {node}"), e))
+    }
+
+    /// Writes this node's underlay IPv6 address (dual stack) beside the other annotations.
+    pub async fn annotate_ipv6(&self, node: &str, public_ipv6: &str) -> Result<()> {
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            ANN_PUBLIC_IPV6: public_ipv6,
         }}});
         self.api
             .patch(node, &PatchParams::default(), &Patch::Merge(&patch))

@@ -17,7 +17,33 @@ fn target_capabilities(cx: &Context) -> Capabilities {
     if cx.target.config.policy.enabled {
         caps.network_policy = true;
     }
+    // unicni's flannel offers dual stack in vxlan and host-gw (the anchor's has none).
+    if cx.target.backend() == BackendKind::Flannel && cx.target.mode() != "vpc-route" {
+        caps.dual_stack = true;
+    }
     caps
+}
+
+/// What a dual-stack cluster's IPv6 becomes on the target: where pods' IPv6 addresses
+/// come from and what traffic leaving the cluster carries.
+fn ipv6_carries_over(cx: &Context, to: &str) -> String {
+    let c = &cx.target.config;
+    let source = match cx.target.backend() {
+        BackendKind::Flannel => format!(
+            "flannel.ipv6_network {} (a /{} per node, at the index of the node's IPv4 subnet)",
+            c.flannel.ipv6_network.as_deref().unwrap_or("(unset)"),
+            c.flannel.ipv6_subnet_len
+        ),
+        BackendKind::Terway => "the IPv6 ranges of the configured vSwitches".to_string(),
+    };
+    let egress = match cx.target.backend() {
+        BackendKind::Flannel => "leaves the cluster masqueraded to the node's IPv6 address",
+        BackendKind::Terway => "leaves the cluster with the pod's own IPv6 address",
+    };
+    format!(
+        "dual stack carries over to {to}: pods get IPv6 addresses from {source} (every pod's \
+         IPv6 address changes), and pod IPv6 traffic {egress}"
+    )
 }
 
 /// Pods grouped by their owner (or by themselves when they have none): one finding per
@@ -88,7 +114,10 @@ pub fn run(cx: &Context) -> CheckResult {
                     plural(v6_pods, "pod", "pods")
                 )
                 .to_lowercase(),
-                "stay on terway, or remove the workloads' dependence on IPv6 first",
+                match cx.target.backend() {
+                    BackendKind::Flannel => "use flannel.mode = \"vxlan\" or \"host-gw\" with cluster.ip_stack = \"dual\" (vpc-route routes IPv4 only), stay on terway, or remove the workloads' dependence on IPv6 first",
+                    BackendKind::Terway => "stay on the current network, or remove the workloads' dependence on IPv6 first",
+                },
             ));
         } else if cx.target.config.cluster.ip_stack == unicni_config::IpStack::Ipv4 {
             findings.push(Finding::blocker(
@@ -96,6 +125,8 @@ pub fn run(cx: &Context) -> CheckResult {
                 format!("the cluster uses IPv6 but the target config sets cluster.ip_stack = \"ipv4\" ({})", cx.target.source),
                 "set cluster.ip_stack = \"dual\" in the target config",
             ));
+        } else {
+            findings.push(Finding::info("cluster", ipv6_carries_over(cx, &to)));
         }
     }
 
