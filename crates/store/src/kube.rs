@@ -387,20 +387,18 @@ where
     }
 
     /// Waits up to `max` for the first list; says why not (the watcher's last error).
-    pub fn wait_synced(&self, max: Duration) -> impl std::future::Future<Output = Result<()>> + '_ {
-        async move {
-            let mut rx = self.changes.clone();
-            let deadline = tokio::time::Instant::now() + max;
-            while !self.is_synced() {
-                if tokio::time::timeout_at(deadline, rx.changed())
-                    .await
-                    .is_err()
-                {
-                    return Err(Error::Unavailable(self.not_synced()));
-                }
+    pub async fn wait_synced(&self, max: Duration) -> Result<()> {
+        let mut rx = self.changes.clone();
+        let deadline = tokio::time::Instant::now() + max;
+        while !self.is_synced() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(Error::Unavailable(self.not_synced()));
             }
-            Ok(())
         }
+        Ok(())
     }
 
     /// Why the cache is not synced yet, for readiness and errors.
