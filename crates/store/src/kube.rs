@@ -391,10 +391,11 @@ where
         let mut rx = self.changes.clone();
         let deadline = tokio::time::Instant::now() + max;
         while !self.is_synced() {
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
+            // Timed out, or the reflector's task is gone.
+            if !matches!(
+                tokio::time::timeout_at(deadline, rx.changed()).await,
+                Ok(Ok(()))
+            ) {
                 return Err(Error::Unavailable(self.not_synced()));
             }
         }
