@@ -467,11 +467,31 @@ fn trim_meta<K: Resource>(o: &mut K) {
     o.meta_mut().managed_fields = None;
 }
 
-/// Nodes also carry their image list (hundreds of entries on a busy node).
+/// Every agent holds every Node, so the cache keeps only what the lease view reads
+/// ([`KubeNodes::parse`], [`NodeLease::annotated`]): the name, `spec.podCIDR(s)`, the
+/// addresses and the unicni annotations. Labels, conditions, capacity and the image list
+/// (hundreds of entries on a busy node) are dropped; a reader of other Node fields must
+/// keep them here first.
 fn trim_node(n: &mut Node) {
-    trim_meta(n);
-    if let Some(s) = n.status.as_mut() {
-        s.images = None;
+    let m = &mut n.metadata;
+    m.managed_fields = None;
+    m.labels = None;
+    m.owner_references = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with("unicni.io/"));
+    }
+    if let Some(spec) = n.spec.as_mut() {
+        *spec = k8s_openapi::api::core::v1::NodeSpec {
+            pod_cidr: spec.pod_cidr.take(),
+            pod_cidrs: spec.pod_cidrs.take(),
+            ..Default::default()
+        };
+    }
+    if let Some(status) = n.status.as_mut() {
+        *status = k8s_openapi::api::core::v1::NodeStatus {
+            addresses: status.addresses.take(),
+            ..Default::default()
+        };
     }
 }
 

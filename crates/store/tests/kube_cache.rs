@@ -67,8 +67,12 @@ async fn the_node_cache_lists_once_then_only_watches() {
         KubeNodes::parse(&n0).pod_cidr.as_deref(),
         Some("10.244.0.0/24")
     );
-    // What no agent reads is not kept.
+    // What no agent reads is not kept; what the lease view reads is.
     assert!(n0.status.as_ref().unwrap().images.is_none());
+    assert_eq!(
+        KubeNodes::parse(&n0).public_ip.as_deref(),
+        Some("192.168.0.1")
+    );
     let (lists, _, _) = count(&api, 0, NODES);
     assert_eq!(lists, 1, "one list to start: {:?}", api.requests());
 
