@@ -47,6 +47,11 @@ pub trait LeaseStore: Send + Sync {
     async fn wait_change(&self, max: Duration) {
         tokio::time::sleep(max).await
     }
+    /// Err(why) while a local view of the store is not ready to read (a watch that has
+    /// not listed yet).
+    fn synced(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 pub fn now() -> u64 {
@@ -384,6 +389,13 @@ impl LeaseStore for KubeLeases {
 
     async fn release(&self, _lease: &Lease, _token: i64) -> Result<()> {
         Ok(())
+    }
+
+    fn synced(&self) -> std::result::Result<(), String> {
+        match self.cache.is_synced() {
+            true => Ok(()),
+            false => Err(self.cache.not_synced()),
+        }
     }
 
     async fn wait_change(&self, max: Duration) {

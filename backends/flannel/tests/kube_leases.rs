@@ -69,8 +69,11 @@ async fn annotations_once_no_list_at_steady_state_and_new_nodes_wake_the_pass() 
     let ttl = Duration::from_secs(60);
 
     let store = KubeLeases::new(client.clone());
+    let why = store.synced().unwrap_err();
+    assert!(why.contains("Node cache has not synced"), "{why}");
     let (lease, _) = acquire(&store, net, 24, &me(), None, ttl).await.unwrap();
     assert_eq!(lease.subnet, "10.80.1.0/24");
+    assert_eq!(store.synced(), Ok(()));
     let ann = &api.get(NODES, "", "me").unwrap()["metadata"]["annotations"];
     assert_eq!(ann["unicni.io/public-ip"], "192.168.5.1");
     assert_eq!(ann["unicni.io/vtep-mac"], "02:00:00:00:00:01");
