@@ -71,6 +71,28 @@ fn pod_cidr_annotations_and_peer_routes_from_the_kubernetes_api() {
             .is_some(),
         "the cluster lock is a ConfigMap"
     );
+    // Steady state: several passes (reconcile_seconds = 1) and renewals make no LIST and
+    // no write; the agent only holds its Node watch open.
+    let mark = api.requests().len();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let quiet: Vec<String> = api.requests().into_iter().skip(mark).collect();
+    assert!(
+        quiet
+            .iter()
+            .all(|r| r.starts_with("GET ") && r.contains("watch=true")),
+        "steady state: only the watch, no LIST, GET or PATCH: {quiet:?}"
+    );
+    let patches = api
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PATCH /api/v1/nodes/me"))
+        .count();
+    assert_eq!(
+        patches,
+        1,
+        "the node is annotated once: {:?}",
+        api.requests()
+    );
     // The peer node is deleted: its route goes.
     api.delete(NODES, "", "peer").unwrap();
     wait_for("route removed", &log_path, || {

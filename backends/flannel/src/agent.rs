@@ -794,6 +794,9 @@ impl NodeAgent for FlannelNode {
                 s.subnet.lock().unwrap_or_else(|p| p.into_inner())
             ));
         }
+        if let Err(why) = self.leases.synced() {
+            return Readiness::NotReady(why);
+        }
         let err = s
             .last_error
             .lock()

@@ -9,12 +9,13 @@
 use crate::lease::{ipv6_subnet_of, key, Ipv6Plan, Lease, PREFIX};
 use async_trait::async_trait;
 use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Node;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use unicni_config::StoreConfig;
 use unicni_core::{CreateOutcome, Error, Result, Store};
-use unicni_store::{EtcdStore, KubeNodes, LeasedCreate, Opened};
+use unicni_store::{Cache, EtcdStore, KubeNodes, LeasedCreate, NodeLease, Opened};
 
 /// The outcome of trying to take a subnet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,11 @@ pub trait LeaseStore: Send + Sync {
     /// Returns when the leases may have changed, or after `max`.
     async fn wait_change(&self, max: Duration) {
         tokio::time::sleep(max).await
+    }
+    /// Err(why) while a local view of the store is not ready to read (a watch that has
+    /// not listed yet).
+    fn synced(&self) -> std::result::Result<(), String> {
+        Ok(())
     }
 }
 
@@ -291,34 +297,56 @@ pub async fn open(c: &StoreConfig) -> Result<Arc<dyn LeaseStore>> {
     Ok(match unicni_store::connect(c).await? {
         Opened::File(s) => Arc::new(ExpiringStore::new(Arc::new(s))),
         Opened::Etcd(s) => Arc::new(EtcdLeases::new(*s)),
-        Opened::Kubernetes(k) => Arc::new(KubeLeases::new(KubeNodes::new(k.client))),
+        Opened::Kubernetes(k) => Arc::new(KubeLeases::new(k.client)),
     })
 }
 
 /// Kubernetes: the node's subnet is its `spec.podCIDR`; the agent publishes its underlay
 /// address and VTEP MAC as node annotations. A node that is deleted is a peer that left.
+///
+/// Every read comes from a watched cache of the Node objects ([`unicni_store::Cache`]):
+/// after its first list the agent makes no LIST and no GET, and a change to any Node wakes
+/// its pass (when the lease view changed). It writes its node only when the annotations
+/// differ from what the cache shows: once on first start, not once per pass or renewal.
 pub struct KubeLeases {
     nodes: KubeNodes,
+    cache: Cache<Node>,
+    /// The view the agent's last pass listed: a Node change that leaves it the same (a
+    /// kubelet status update, our own annotation) does not wake another pass.
+    listed: std::sync::Mutex<Option<Vec<Lease>>>,
+    changes: tokio::sync::Mutex<tokio::sync::watch::Receiver<u64>>,
 }
+
+/// How long a read waits for the first list of the Nodes before it fails (the agent
+/// reports that as its reason for not being ready).
+const SYNC_WAIT: Duration = Duration::from_secs(30);
 
 impl KubeLeases {
-    pub fn new(nodes: KubeNodes) -> KubeLeases {
-        KubeLeases { nodes }
+    /// Starts the Node watch on the current tokio runtime.
+    pub fn new(client: kube::Client) -> KubeLeases {
+        let cache = unicni_store::kube::node_cache(client.clone());
+        KubeLeases {
+            nodes: KubeNodes::new(client),
+            changes: tokio::sync::Mutex::new(cache.changes()),
+            cache,
+            listed: std::sync::Mutex::new(None),
+        }
     }
-}
 
-#[async_trait]
-impl LeaseStore for KubeLeases {
-    fn describe(&self) -> String {
-        "kubernetes nodes (spec.podCIDR + unicni.io annotations)".into()
+    /// The Node cache (for readiness and tests).
+    pub fn cache(&self) -> &Cache<Node> {
+        &self.cache
     }
 
-    async fn list(&self) -> Result<Vec<Lease>> {
-        Ok(self
-            .nodes
-            .list()
-            .await?
-            .into_iter()
+    fn view(&self) -> Vec<Lease> {
+        let mut leases: Vec<Lease> = self
+            .cache
+            .state()
+            .iter()
+            .map(|n| KubeNodes::parse(n))
+            // A Node no unicni agent has annotated yet (just joined, or not running unicni)
+            // is not a peer: it has no VTEP to program, and refusing it every pass is noise.
+            .filter(|n| n.mode.is_some())
             .filter_map(|n| {
                 Some(Lease {
                     subnet: n.pod_cidr?,
@@ -331,11 +359,59 @@ impl LeaseStore for KubeLeases {
                     expires_at: None,
                 })
             })
-            .collect())
+            .collect();
+        // The store keeps no order; passes compare views.
+        leases.sort_by(|a, b| a.node.cmp(&b.node));
+        leases
+    }
+
+    /// This node's object from the cache. A node registers before its DaemonSet pods
+    /// start, so a short wait covers a watch that has not delivered it yet.
+    async fn node(&self, node: &str) -> Result<Arc<Node>> {
+        self.cache.wait_synced(SYNC_WAIT).await?;
+        self.cache
+            .wait_for(Duration::from_secs(5), |c| c.get("", node))
+            .await
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "kubernetes: node {node:?} does not exist; set node.name to this node's Kubernetes name"
+                ))
+            })
+    }
+
+    /// Writes the annotations unless the node carries them already.
+    async fn publish(&self, n: &Node, lease: &Lease) -> Result<()> {
+        let ip = lease.public_ip.as_deref().unwrap_or_default();
+        let mode = lease.mode.as_deref().unwrap_or_default();
+        if !NodeLease::annotated(n, ip, lease.vtep_mac.as_deref(), mode) {
+            self.nodes
+                .annotate(&lease.node, ip, lease.vtep_mac.as_deref(), mode)
+                .await?;
+        }
+        match &lease.public_ipv6 {
+            Some(v6) if KubeNodes::parse(n).public_ipv6.as_ref() != Some(v6) => {
+                self.nodes.annotate_ipv6(&lease.node, v6).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for KubeLeases {
+    fn describe(&self) -> String {
+        "kubernetes nodes (spec.podCIDR + unicni.io annotations)".into()
+    }
+
+    async fn list(&self) -> Result<Vec<Lease>> {
+        self.cache.wait_synced(SYNC_WAIT).await?;
+        let view = self.view();
+        *self.listed.lock().unwrap_or_else(|p| p.into_inner()) = Some(view.clone());
+        Ok(view)
     }
 
     async fn assigned(&self, node: &str) -> Result<Option<IpNet>> {
-        let n = self.nodes.get(node).await?;
+        let n = KubeNodes::parse(&*self.node(node).await?);
         let cidr = n.pod_cidr.ok_or_else(|| {
             Error::TryAgain(format!(
                 "node {node:?} has no spec.podCIDR yet: is the controller manager running with \
@@ -350,39 +426,57 @@ impl LeaseStore for KubeLeases {
     }
 
     async fn assigned_ipv6(&self, node: &str) -> Result<Option<IpNet>> {
-        let n = self.nodes.get(node).await?;
+        let n = KubeNodes::parse(&*self.node(node).await?);
         Ok(n.ipv6_pod_cidr.and_then(|c| c.parse().ok()))
     }
 
     async fn claim(&self, lease: &Lease, _ttl: Duration) -> Result<Claim> {
-        let ip = lease.public_ip.as_deref().unwrap_or_default();
-        let mode = lease.mode.as_deref().unwrap_or_default();
-        self.nodes
-            .annotate(&lease.node, ip, lease.vtep_mac.as_deref(), mode)
-            .await?;
-        if let Some(v6) = &lease.public_ipv6 {
-            self.nodes.annotate_ipv6(&lease.node, v6).await?;
-        }
+        let n = self.node(&lease.node).await?;
+        self.publish(&n, lease).await?;
         Ok(Claim::Taken { token: 0 })
     }
 
     async fn renew(&self, lease: &Lease, _token: i64, _ttl: Duration) -> Result<bool> {
         // The lease is the node object itself: held while the node exists with this podCIDR.
-        let n = self.nodes.get(&lease.node).await?;
-        if n.pod_cidr.as_deref() != Some(lease.subnet.as_str()) {
+        let n = self.node(&lease.node).await?;
+        if KubeNodes::parse(&n).pod_cidr.as_deref() != Some(lease.subnet.as_str()) {
             return Ok(false);
         }
-        if n.public_ip != lease.public_ip
-            || n.vtep_mac != lease.vtep_mac
-            || n.public_ipv6 != lease.public_ipv6
-        {
-            self.claim(lease, Duration::ZERO).await?;
-        }
+        // Someone removed or changed our annotations: put them back.
+        self.publish(&n, lease).await?;
         Ok(true)
     }
 
     async fn release(&self, _lease: &Lease, _token: i64) -> Result<()> {
         Ok(())
+    }
+
+    fn synced(&self) -> std::result::Result<(), String> {
+        match self.cache.is_synced() {
+            true => Ok(()),
+            false => Err(self.cache.not_synced()),
+        }
+    }
+
+    async fn wait_change(&self, max: Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        let mut rx = self.changes.lock().await;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {
+                    // Let a burst of changes (a node joining writes twice) settle into one pass.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    rx.borrow_and_update();
+                    let listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
+                    if listed.as_ref() != Some(&self.view()) {
+                        return;
+                    }
+                }
+                // The watch task is gone (the runtime is stopping): the periodic pass stays.
+                Ok(Err(_)) => return tokio::time::sleep_until(deadline).await,
+                Err(_) => return,
+            }
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use unicni_core::Error;
 use unicni_flannel::lease::{Ipv6Plan, Lease};
 use unicni_flannel::lease_store::{acquire, KubeLeases, LeaseStore};
 use unicni_kube_emulator::Emulator;
-use unicni_store::KubeNodes;
 
 const NODES: &str = "/api/v1/nodes";
 
@@ -38,7 +37,7 @@ async fn the_ipv6_subnet_comes_from_pod_cidrs() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = unicni_kube_emulator::kubeconfig(dir.path(), &url);
     let client = unicni_store::kube::client(Some(&kubeconfig)).await.unwrap();
-    let store = KubeLeases::new(KubeNodes::new(client));
+    let store = KubeLeases::new(client);
     let net = "10.244.0.0/16".parse().unwrap();
     let plan = Some(Ipv6Plan {
         network: "fd00:10:244::/56".parse().unwrap(),
@@ -56,14 +55,24 @@ async fn the_ipv6_subnet_comes_from_pod_cidrs() {
         n["metadata"]["annotations"]["unicni.io/public-ipv6"],
         "fd00:250::b"
     );
-    // Peers read both subnets and the IPv6 next hop back from the node object.
-    let listed = store.list().await.unwrap();
+    // Peers read both subnets and the IPv6 next hop back from the node object (through
+    // the watch, so give the annotation a moment to arrive); a node no agent has
+    // annotated yet is not a peer.
+    let mut listed = store.list().await.unwrap();
+    for _ in 0..50 {
+        if listed
+            .iter()
+            .any(|l| l.node == "a" && l.public_ipv6.is_some())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        listed = store.list().await.unwrap();
+    }
     let a2 = listed.iter().find(|l| l.node == "a").unwrap();
     assert_eq!(a2.ipv6_subnet, a.ipv6_subnet);
     assert_eq!(a2.public_ipv6.as_deref(), Some("fd00:250::b"));
-    assert!(listed
-        .iter()
-        .any(|l| l.node == "b" && l.ipv6_subnet.is_none()));
+    assert!(!listed.iter().any(|l| l.node == "b"), "{listed:?}");
 
     // No IPv6 entry yet: try again later; the wrong size: a config error naming the flag.
     let e = acquire(&store, net, 24, plan, &me("b"), None, ttl)

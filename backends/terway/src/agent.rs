@@ -448,7 +448,7 @@ pub struct TerwayNode {
 
 impl TerwayNode {
     /// The clients the agent needs: instance metadata, the cloud API, pod annotations.
-    pub async fn new(c: &Config) -> Result<TerwayNode> {
+    pub async fn new(c: &Config, node: &str) -> Result<TerwayNode> {
         let metadata = Arc::new(
             MetadataClient::new(c.cloud.metadata_endpoint.as_deref()).map_err(|e| {
                 Error::InvalidConfig(format!("the [cloud] section's metadata_endpoint: {e}"))
@@ -461,7 +461,7 @@ impl TerwayNode {
                      credentials): {e}"
                 ))
             })?);
-        let pods = crate::podinfo::from_config(c).await?;
+        let pods = crate::podinfo::from_config(c, node).await?;
         Ok(TerwayNode {
             config: c.clone(),
             cloud,
@@ -542,6 +542,9 @@ impl NodeAgent for TerwayNode {
     }
 
     fn readiness(&self) -> NodeReadiness {
+        if let Err(why) = self.pods.synced() {
+            return NodeReadiness::NotReady(why);
+        }
         let r = report_of(&self.report);
         if r.ready {
             NodeReadiness::Ready(format!(

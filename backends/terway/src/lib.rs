@@ -40,8 +40,10 @@ impl unicni_core::BackendModule for TerwayModule {
     async fn node(
         &self,
         config: &unicni_config::Config,
-        _node: &str,
+        node: &str,
     ) -> unicni_core::Result<std::sync::Arc<dyn unicni_core::NodeAgent>> {
-        Ok(std::sync::Arc::new(agent::TerwayNode::new(config).await?))
+        Ok(std::sync::Arc::new(
+            agent::TerwayNode::new(config, node).await?,
+        ))
     }
 }

@@ -2,13 +2,17 @@
 //! to a vSwitch or security group, and whether it keeps its IP across re-creation.
 //!
 //! Pods and namespaces come from a directory of manifests (single nodes and the lab) or
-//! from the Kubernetes API; both end up as [`PodInfo`].
+//! from the Kubernetes API (watched caches, see [`KubePods`]); both end up as [`PodInfo`].
 
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use unicni_config::Config;
+use unicni_store::Cache;
 
 use crate::server::{NoPodInfo, PodLookup};
 
@@ -168,35 +172,96 @@ impl ManifestDir {
     }
 }
 
-/// Pod and namespace annotations from the Kubernetes API (GET per ADD: the pod exists
-/// before its sandbox does, and a cache would miss a pod created a moment ago).
+/// How long an ADD waits for the watch to deliver its Pod before asking the API once.
+pub const POD_WAIT: Duration = Duration::from_secs(2);
+
+/// Pod and namespace annotations from the Kubernetes API, read from watched caches: the
+/// Pods of this node (`spec.nodeName`) and every Namespace. At steady state an ADD costs the
+/// API server nothing; only a pod the watch has not delivered within [`POD_WAIT`] costs one
+/// GET.
 pub struct KubePods {
     client: kube::Client,
+    pods: Cache<Pod>,
+    namespaces: Cache<Namespace>,
+    wait: Duration,
+    gets: AtomicU64,
 }
 
 impl KubePods {
-    pub fn new(client: kube::Client) -> KubePods {
-        KubePods { client }
+    /// Starts the watches for `node`'s pods and the namespaces (tokio tasks).
+    pub fn new(client: kube::Client, node: &str) -> KubePods {
+        KubePods {
+            pods: unicni_store::kube::pods_of_node(client.clone(), node),
+            namespaces: unicni_store::kube::namespace_cache(client.clone()),
+            client,
+            wait: POD_WAIT,
+            gets: AtomicU64::new(0),
+        }
+    }
+
+    /// Another bound for the wait on a pod the watch has not delivered yet.
+    pub fn with_wait(mut self, wait: Duration) -> KubePods {
+        self.wait = wait;
+        self
+    }
+
+    /// GETs made because a pod or namespace was not in the cache.
+    pub fn fallback_gets(&self) -> u64 {
+        self.gets.load(Ordering::Relaxed)
+    }
+
+    async fn pod(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<Option<Arc<Pod>>, String> {
+        // The pod of this very sandbox, not an earlier one of the same name (a StatefulSet
+        // pod re-created) that the cache may still hold.
+        let this = |p: &Arc<Pod>| uid.is_none_or(|u| p.metadata.uid.as_deref() == Some(u));
+        // A CNI ADD can arrive before the watch has delivered the Pod it is for: the
+        // scheduler's binding and the kubelet's sandbox race through the API server. So wait
+        // on the cache, woken by every update the reflector applies, for at most
+        // `self.wait`, and only then fall back to one GET (the pod may also live where the
+        // watch cannot see it, e.g. a node name that differs from node.name).
+        if let Some(p) = self
+            .pods
+            .wait_for(self.wait, |c| c.get(ns, name).filter(this))
+            .await
+        {
+            return Ok(Some(p));
+        }
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let api: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), ns);
+        api.get_opt(name)
+            .await
+            .map(|p| p.map(Arc::new))
+            .map_err(|e| format!("GET pod {ns}/{name}: {e}"))
+    }
+
+    async fn namespace(&self, ns: &str) -> Result<Option<Arc<Namespace>>, String> {
+        if let Some(n) = self.namespaces.get("", ns) {
+            return Ok(Some(n));
+        }
+        // A pod's namespace exists before the pod; absent here only while the cache
+        // has not synced or the watch lags, which the GET covers.
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        let api: kube::Api<Namespace> = kube::Api::all(self.client.clone());
+        api.get_opt(ns)
+            .await
+            .map(|n| n.map(Arc::new))
+            .map_err(|e| format!("GET namespace {ns}: {e}"))
     }
 }
 
 #[async_trait::async_trait]
 impl PodLookup for KubePods {
     async fn lookup(&self, pod: &unicni_core::PodRef) -> Result<PodInfo, String> {
-        use k8s_openapi::api::core::v1::{Namespace, Pod};
         let (Some(ns), Some(name)) = (pod.namespace.as_deref(), pod.name.as_deref()) else {
             return Ok(PodInfo::default());
         };
-        let pods: kube::Api<Pod> = kube::Api::namespaced(self.client.clone(), ns);
-        let p = pods
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("GET pod {ns}/{name}: {e}"))?;
-        let nss: kube::Api<Namespace> = kube::Api::all(self.client.clone());
-        let n = nss
-            .get_opt(ns)
-            .await
-            .map_err(|e| format!("GET namespace {ns}: {e}"))?;
+        let (p, n) = tokio::join!(self.pod(ns, name, pod.uid.as_deref()), self.namespace(ns));
+        let (p, n) = (p?, n?);
         let empty = BTreeMap::new();
         let ns_ann = n
             .as_ref()
@@ -213,18 +278,30 @@ impl PodLookup for KubePods {
             .unwrap_or_default();
         Ok(resolve(pod_ann, ns_ann, &owners))
     }
+
+    fn synced(&self) -> Result<(), String> {
+        for (synced, why) in [
+            (self.pods.is_synced(), self.pods.not_synced()),
+            (self.namespaces.is_synced(), self.namespaces.not_synced()),
+        ] {
+            if !synced {
+                return Err(why);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where the agent reads pod annotations: `terway.pod_info_dir` when set, else the
 /// Kubernetes API (`store.kubeconfig` or in-cluster), else nowhere (said in the log).
-pub async fn from_config(c: &Config) -> unicni_core::Result<Arc<dyn PodLookup>> {
+pub async fn from_config(c: &Config, node: &str) -> unicni_core::Result<Arc<dyn PodLookup>> {
     Ok(match &c.terway.pod_info_dir {
         Some(dir) => Arc::new(ManifestDir::new(dir)),
         None if c.store.kubeconfig.is_some()
             || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() =>
         {
             let kc = c.store.kubeconfig.as_deref().map(Path::new);
-            Arc::new(KubePods::new(unicni_store::kube::client(kc).await?))
+            Arc::new(KubePods::new(unicni_store::kube::client(kc).await?, node))
         }
         None => {
             tracing::warn!(

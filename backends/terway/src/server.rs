@@ -18,6 +18,11 @@ use unicni_core::{Error, PodRef, Result};
 #[async_trait]
 pub trait PodLookup: Send + Sync {
     async fn lookup(&self, pod: &PodRef) -> std::result::Result<PodInfo, String>;
+    /// Err(why) while the source is not ready to answer from what it holds (a watch
+    /// that has not listed yet): the agent reports not-ready meanwhile.
+    fn synced(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -185,9 +185,13 @@ where
     let (reader, writer) = reflector::store();
     let changed = changed.clone();
     // Every event wakes the engine, the end of a re-list (InitDone) included: objects
-    // deleted while the watch was down only show there.
+    // deleted while the watch was down only show there. The default config asks for
+    // bookmarks, so an idle watch resumes from a current version and the watcher lists
+    // again only after 410 Gone. Managed fields are dropped before caching: every Pod of
+    // the cluster is held here, and the engine never reads them.
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
         .reflect(writer);
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);

@@ -87,6 +87,51 @@ fn kubernetes_source_follows_lists_and_watch_events() {
     });
 }
 
+/// At steady state the source makes no request but its three watches (asked with
+/// bookmarks), and bookmarks alone do not wake the engine.
+#[test]
+fn kubernetes_source_is_quiet_at_steady_state() {
+    let api = Emulator::new();
+    api.bookmark_every(Some(Duration::from_millis(300)));
+    api.put(NAMESPACES, namespace("shop", "shop"));
+    api.put(PODS, pod("shop", "web", "web", "10.0.0.2"));
+    api.put(POLICIES, deny_all("shop"));
+    let url = api.start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = kube::Config::new(url.parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let mut source = Source::Kubernetes(KubeSource::start(client, Duration::from_millis(20)));
+        let snap = next(&mut source).await;
+        assert_eq!((snap.pods.len(), snap.policies.len()), (1, 1));
+        // The initial list may end in an InitDone wake-up; let it pass.
+        let _ = tokio::time::timeout(Duration::from_millis(500), source.next()).await;
+        let mark = api.requests().len();
+        let quiet = tokio::time::timeout(Duration::from_secs(3), source.next()).await;
+        assert!(quiet.is_err(), "no snapshot without a change");
+        let after: Vec<String> = api.requests().into_iter().skip(mark).collect();
+        assert!(
+            after.iter().all(|r| r.contains("watch=true")),
+            "only watches at steady state: {after:?}"
+        );
+        let watches: Vec<String> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.contains("watch=true"))
+            .collect();
+        assert!(
+            watches.len() >= 3
+                && watches
+                    .iter()
+                    .all(|r| r.contains("allowWatchBookmarks=true")),
+            "{watches:?}"
+        );
+    });
+}
+
 async fn next(s: &mut Source) -> unicni_policy::Snapshot {
     tokio::time::timeout(Duration::from_secs(5), s.next())
         .await

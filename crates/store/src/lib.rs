@@ -8,7 +8,7 @@ pub mod etcd;
 pub use etcd::{EtcdStore, LeasedCreate};
 pub mod kube;
 
-pub use kube::{KubeNodes, KubeStore, NodeLease};
+pub use kube::{Cache, KubeNodes, KubeStore, NodeLease};
 pub mod open;
 
 pub use open::{connect, open, KubeHandle, Opened, KUBE_NAMESPACE};
