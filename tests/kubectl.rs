@@ -12,7 +12,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_unicni");
 
 /// A running `unicni kube-sim` and the directory it wrote.
 struct Sim {
-    _child: KillOnDrop,
+    child: KillOnDrop,
     dir: tempfile::TempDir,
     server: String,
 }
@@ -53,7 +53,7 @@ impl Sim {
             || state.join("ready").exists(),
         );
         Some(Sim {
-            _child: child,
+            child,
             server: format!("https://{listen}"),
             dir,
         })
@@ -196,6 +196,11 @@ fn kube_sim_writes_its_handover_files_and_kubectl_needs_a_token() {
     assert!(line("endpointslices").contains("discovery.k8s.io/v1"));
     let version = sim.ok(&["version"]);
     assert!(version.contains("Server Version: v1.32"), "{version}");
+
+    // SIGTERM: a clean exit, and the ready mark is gone.
+    let mut sim = sim;
+    sim.child.terminate();
+    assert!(!sim.path("ready").exists());
 }
 
 const POLICY: &str = "apiVersion: networking.k8s.io/v1

@@ -12,7 +12,8 @@
 //!   (`/apis/<group>/<version>/...`), cluster-scoped (`/api/v1/nodes/<name>`) and namespaced
 //!   (`/api/v1/namespaces/<ns>/pods/<name>`, and all namespaces at `/api/v1/pods`); a
 //!   `/status` subresource is the object itself;
-//! - list with `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`), `fieldSelector`
+//! - list with `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`,
+//!   `k notin (a,b)`), `fieldSelector`
 //!   (equality on a dotted path such as `metadata.name` or `spec.nodeName`), `limit` and
 //!   `continue` (pages, optionally capped with [`Emulator::page_size`]), the collection's
 //!   `resourceVersion` in `metadata`;
@@ -1187,15 +1188,42 @@ enum Term<'s> {
     Eq(&'s str, &'s str),
     Absent(&'s str),
     Present(&'s str),
+    /// `k in (a,b)`; the values as written between the parentheses.
+    In(&'s str, &'s str),
+    NotIn(&'s str, &'s str),
 }
 
+/// The terms of a selector: split at commas outside parentheses (`k in (a,b)` is one).
 fn terms(selector: &str) -> impl Iterator<Item = Term<'_>> {
-    selector
-        .split(',')
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&selector[start..]);
+    parts
+        .into_iter()
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|term| {
-            if let Some((k, v)) = term.split_once("!=") {
+            let set = |op: &str| {
+                let (k, rest) = term.split_once(op)?;
+                let values = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
+                Some((k.trim(), values))
+            };
+            if let Some((k, v)) = set(" notin ") {
+                Term::NotIn(k, v)
+            } else if let Some((k, v)) = set(" in ") {
+                Term::In(k, v)
+            } else if let Some((k, v)) = term.split_once("!=") {
                 Term::Ne(k.trim(), v.trim())
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 Term::Eq(k.trim(), v.trim())
@@ -1207,6 +1235,10 @@ fn terms(selector: &str) -> impl Iterator<Item = Term<'_>> {
         })
 }
 
+fn in_set(values: &str, v: Option<&str>) -> bool {
+    v.is_some_and(|v| values.split(',').any(|x| x.trim() == v))
+}
+
 fn matches_labels(o: &Value, selector: &str) -> bool {
     let labels = &o["metadata"]["labels"];
     let label = |k: &str| labels[k].as_str();
@@ -1215,6 +1247,8 @@ fn matches_labels(o: &Value, selector: &str) -> bool {
         Term::Eq(k, v) => label(k) == Some(v),
         Term::Absent(k) => label(k).is_none(),
         Term::Present(k) => label(k).is_some(),
+        Term::In(k, vs) => in_set(vs, label(k)),
+        Term::NotIn(k, vs) => !in_set(vs, label(k)),
     })
 }
 
@@ -1231,7 +1265,7 @@ fn matches_fields(o: &Value, selector: &str) -> bool {
     terms(selector).all(|term| match term {
         Term::Ne(k, v) => field(k) != v,
         Term::Eq(k, v) => field(k) == v,
-        Term::Absent(_) | Term::Present(_) => true,
+        Term::Absent(_) | Term::Present(_) | Term::In(..) | Term::NotIn(..) => true,
     })
 }
 
@@ -1292,8 +1326,31 @@ mod tests {
         assert!(matches_labels(&o, "app=web"));
         assert!(matches_labels(&o, "app==web,!tier"));
         assert!(!matches_labels(&o, "app!=web"));
+        assert!(matches_labels(&o, "app in (db, web),tier notin (x)"));
+        assert!(!matches_labels(&o, "app notin (web),app"));
+        assert!(!matches_labels(&o, "tier in (x,y)"));
         assert!(matches_fields(&o, "spec.nodeName=n1,metadata.name=a"));
         assert!(!matches_fields(&o, "spec.nodeName=n2"));
+    }
+
+    #[test]
+    fn seeds_as_lists_documents_and_objects() {
+        let objects = parse_objects(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\n\
+             {\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\
+             {\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"p\"}}]}\n",
+        )
+        .unwrap();
+        assert_eq!(objects.len(), 2);
+        let emu = Emulator::new();
+        assert_eq!(emu.load(objects).unwrap(), 2);
+        assert!(emu.get("/api/v1/pods", "default", "p").is_some());
+        let odd = parse_objects("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n");
+        let err = emu.load(odd.unwrap()).unwrap_err().to_string();
+        assert!(
+            err.contains("example.com/v1/Widget") && err.contains("v1/Node"),
+            "{err}"
+        );
     }
 
     #[test]
