@@ -241,6 +241,42 @@ fn apply_creates_then_patches_and_lists_merge_by_their_keys() {
     let out = sim.ok(&["apply", "-f", &text(&changed)]);
     assert!(out.contains("unchanged"), "{out}");
 
+    // Dry runs (kubectl diff, --dry-run=server) show the change and make none.
+    let port = |sim: &Sim| {
+        sim.json(&["get", "networkpolicy", "web", "-n", "default"])["spec"]["ingress"][0]["ports"]
+            [0]["port"]
+            .clone()
+    };
+    let third = sim.write("np3.yaml", &POLICY.replace("port: 80", "port: 9090"));
+    let out = sim.kubectl(&["diff", "-f", &text(&third)]);
+    assert_eq!(out.status.code(), Some(1), "diff finds a difference");
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("-    - port: 8080") && diff.contains("+    - port: 9090"),
+        "{diff}"
+    );
+    let out = sim.ok(&["apply", "--dry-run=server", "-f", &text(&third)]);
+    assert!(out.contains("(server dry run)"), "{out}");
+    assert_eq!(port(&sim), 8080);
+    // Server-side apply patches too.
+    let out = sim.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &text(&third),
+    ]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    assert_eq!(port(&sim), 9090);
+    sim.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &text(&changed),
+    ]);
+    assert_eq!(port(&sim), 8080);
+
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\ndata:\n  a: \"1\"\n  b: \"2\"\n";
     let first = sim.write("cm.yaml", cm);
     sim.ok(&["apply", "-f", &text(&first)]);

@@ -94,6 +94,9 @@ struct State {
     tokens: BTreeSet<String>,
     page_size: Option<usize>,
     bookmark_every: Option<Duration>,
+    /// The request being answered is a dry run (`dryRun=All`): writes return what they
+    /// would store and change nothing.
+    dry_run: bool,
 }
 
 /// The labels of the request counters.
@@ -191,6 +194,7 @@ impl Emulator {
             tokens: BTreeSet::new(),
             page_size: None,
             bookmark_every: Some(Duration::from_secs(1)),
+            dry_run: false,
         };
         Emulator {
             inner: Arc::new(Inner {
@@ -482,6 +486,7 @@ impl Emulator {
         };
         let ns = r.namespace.clone().unwrap_or_default();
         let mut st = self.lock();
+        st.dry_run = req.params.contains_key("dryRun");
         let out = match (req.method.as_str(), &r.name) {
             ("GET", None) => Ok(st.list_page(r, &req.params)),
             ("GET", Some(name)) => match st.objects.get(&key(&r.collection, &ns, name)) {
@@ -524,6 +529,7 @@ impl Emulator {
                 &format!("{method} is not supported on {}", req.path),
             )),
         };
+        st.dry_run = false;
         drop(st);
         self.inner.changed.notify_all();
         out.unwrap_or_else(|e| e)
@@ -734,8 +740,7 @@ impl State {
     }
 
     fn write(&mut self, collection: &str, mut o: Value) -> Value {
-        self.rv += 1;
-        let rv = self.rv;
+        let rv = self.rv + 1;
         if !o["metadata"].is_object() {
             o["metadata"] = json!({});
         }
@@ -759,14 +764,24 @@ impl State {
                 .filter(|t| !t.is_null())
                 .unwrap_or_else(|| timestamp().into());
         }
-        o["metadata"]["resourceVersion"] = rv.to_string().into();
         let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
+        if self.dry_run {
+            return o;
+        }
+        self.rv = rv;
+        o["metadata"]["resourceVersion"] = rv.to_string().into();
         let stored = self.record(rv, kind, collection, &ns, o.clone());
         self.objects.insert(k, stored);
         o
     }
 
     fn remove(&mut self, collection: &str, namespace: &str, name: &str) -> Option<Value> {
+        if self.dry_run {
+            return self
+                .objects
+                .get(&key(collection, namespace, name))
+                .map(|o| Value::clone(o));
+        }
         let o = self.objects.remove(&key(collection, namespace, name))?;
         self.rv += 1;
         let mut o = Value::clone(&o);
@@ -777,6 +792,9 @@ impl State {
 
     /// What deleting a Namespace leads to (after its finalizer ran): its objects are gone.
     fn remove_namespace_contents(&mut self, namespace: &str) {
+        if self.dry_run {
+            return;
+        }
         let doomed: Vec<Key> = self
             .objects
             .keys()
