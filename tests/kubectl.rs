@@ -344,6 +344,29 @@ fn node_annotations_by_merge_json_and_strategic_patch_and_wait() {
     };
     let nodes = sim.ok(&["get", "nodes", "-o", "name"]);
     assert_eq!(nodes, "node/n1\nnode/n2\n");
+    // The server prints (Table): the Node columns, wide ones with -o wide.
+    let table = sim.ok(&["get", "nodes", "-o", "wide"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "AGE",
+            "VERSION",
+            "INTERNAL-IP",
+            "POD-CIDR"
+        ],
+        "{table}"
+    );
+    let n1: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        (n1[0], n1.last().copied()),
+        ("n1", Some("10.244.1.0/24")),
+        "{table}"
+    );
     assert_eq!(
         sim.ok(&["get", "nodes", "-l", "zone=a", "-o", "name"]),
         "node/n1\n"

@@ -26,6 +26,7 @@ pub(crate) struct Request {
     pub path: String,
     pub params: BTreeMap<String, String>,
     pub content_type: String,
+    pub accept: String,
     pub authorization: Option<String>,
     pub body: Vec<u8>,
     /// Whether the client lets the connection carry another request.
@@ -104,7 +105,7 @@ fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
     let version = parts.next().unwrap_or("HTTP/1.0");
     let mut keep_alive = version == "HTTP/1.1";
     let (mut len, mut chunked) = (0usize, false);
-    let (mut content_type, mut authorization) = (String::new(), None);
+    let (mut content_type, mut accept, mut authorization) = (String::new(), String::new(), None);
     loop {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
@@ -122,6 +123,7 @@ fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
             }
             "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
             "content-type" => content_type = value.to_ascii_lowercase(),
+            "accept" => accept = value.to_string(),
             "authorization" => authorization = Some(value.to_string()),
             "connection" => {
                 let v = value.to_ascii_lowercase();
@@ -158,6 +160,7 @@ fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
         target: target.clone(),
         params,
         content_type,
+        accept,
         authorization,
         body,
         keep_alive,

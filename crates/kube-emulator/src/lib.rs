@@ -46,6 +46,7 @@ pub mod discovery;
 mod http;
 pub mod patch;
 pub mod pki;
+mod table;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -71,6 +72,8 @@ const HISTORY: usize = 10_000;
 
 struct Event {
     rv: u64,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    kind: &'static str,
     collection: String,
     namespace: String,
     object: Arc<Value>,
@@ -447,7 +450,7 @@ impl Emulator {
             .or_default() += 1;
         if verb == "watch" {
             self.inner.metrics.watches.inc();
-            let sent = self.watch(out, &r, &req.params);
+            let sent = self.watch(out, &r, &req.params, table::wanted(&req.accept));
             self.inner.metrics.watches.dec();
             self.inner.metrics.bytes.get_or_create(&labels).inc_by(sent);
             return Ok(false);
@@ -532,14 +535,36 @@ impl Emulator {
         st.dry_run = false;
         drop(st);
         self.inner.changed.notify_all();
-        out.unwrap_or_else(|e| e)
+        match out {
+            Ok((200, v)) if req.method == "GET" && table::wanted(&req.accept) => {
+                (200, as_table(&v))
+            }
+            Ok(answer) | Err(answer) => answer,
+        }
     }
 
     /// Streams a watch until its timeout or until the client goes away; returns the bytes
     /// of the events sent.
-    fn watch<W: Write>(&self, out: &mut W, r: &Route, params: &BTreeMap<String, String>) -> u64 {
+    fn watch<W: Write>(
+        &self,
+        out: &mut W,
+        r: &Route,
+        params: &BTreeMap<String, String>,
+        tables: bool,
+    ) -> u64 {
         let selectors = Selectors::of(params);
         let bookmarks = params.get("allowWatchBookmarks").map(String::as_str) == Some("true");
+        // Each event as sent: shared, or as a one-row Table for `kubectl get --watch`.
+        let event = |kind: &str, o: &Value, shared: Option<&Arc<str>>| -> Arc<str> {
+            match (tables, shared) {
+                (false, Some(line)) => line.clone(),
+                (false, None) => Arc::from(format!("{}\n", json!({"type": kind, "object": o}))),
+                (true, _) => Arc::from(format!(
+                    "{}\n",
+                    json!({"type": kind, "object": as_table(o)})
+                )),
+            }
+        };
         let timeout = params
             .get("timeoutSeconds")
             .and_then(|t| t.parse().ok())
@@ -564,7 +589,7 @@ impl Emulator {
         };
         // The chunks of each round are collected under the lock and written after it is
         // released: a slow reader must not hold up writers (or other watches).
-        let (mut since, initial): (u64, Vec<String>) = {
+        let (mut since, initial): (u64, Vec<Arc<str>>) = {
             let st = self.lock();
             match from {
                 Some(v) if v < st.compacted => {
@@ -586,9 +611,7 @@ impl Emulator {
                     st.objects
                         .iter()
                         .filter(|((c, n, _), o)| wanted(c, n, o))
-                        .map(|(_, o)| {
-                            format!("{}\n", json!({"type": "ADDED", "object": o.as_ref()}))
-                        })
+                        .map(|(_, o)| event("ADDED", o, None))
                         .collect(),
                 ),
             }
@@ -614,7 +637,7 @@ impl Emulator {
                 let first = st.log.partition_point(|e| e.rv <= seen);
                 for e in st.log.range(first..) {
                     if wanted(&e.collection, &e.namespace, &e.object) {
-                        lines.push(e.line.clone());
+                        lines.push(event(e.kind, &e.object, Some(&e.line)));
                     }
                 }
                 since = since.max(st.rv);
@@ -656,6 +679,22 @@ impl Emulator {
         }
         let _ = http::end_stream(out);
         sent
+    }
+}
+
+/// An object or a list as a Table.
+fn as_table(v: &Value) -> Value {
+    let kind = v["kind"].as_str().unwrap_or("");
+    match v["items"].as_array() {
+        Some(items) if kind.ends_with("List") => {
+            let items: Vec<&Value> = items.iter().collect();
+            table::of(kind.trim_end_matches("List"), &items, v["metadata"].clone())
+        }
+        _ => table::of(
+            kind,
+            &[v],
+            json!({"resourceVersion": v["metadata"]["resourceVersion"]}),
+        ),
     }
 }
 
@@ -721,7 +760,7 @@ impl State {
     fn record(
         &mut self,
         rv: u64,
-        kind: &str,
+        kind: &'static str,
         collection: &str,
         namespace: &str,
         o: Value,
@@ -730,6 +769,7 @@ impl State {
         let object = Arc::new(o);
         self.log.push_back(Event {
             rv,
+            kind,
             collection: collection.to_string(),
             namespace: namespace.to_string(),
             object: object.clone(),
