@@ -67,6 +67,9 @@ use http::Request;
 /// `/api/v1/pods` or `/apis/networking.k8s.io/v1/networkpolicies`.
 type Key = (String, String, String);
 
+/// How often an idle watch looks whether its client went away.
+const CHECK_GONE: Duration = Duration::from_secs(5);
+
 /// Events kept for watches by default; a watch from before them gets 410 Expired.
 const HISTORY: usize = 10_000;
 
@@ -380,7 +383,12 @@ impl Emulator {
     }
 
     /// Serves one request; returns whether the connection may carry another.
-    fn dispatch<W: Write>(&self, req: Request, out: &mut W) -> std::io::Result<bool> {
+    fn dispatch<W: Write>(
+        &self,
+        req: Request,
+        out: &mut W,
+        gone: &http::Gone,
+    ) -> std::io::Result<bool> {
         let keep = req.keep_alive;
         let health = ["/healthz", "/livez", "/readyz"]
             .iter()
@@ -450,7 +458,7 @@ impl Emulator {
             .or_default() += 1;
         if verb == "watch" {
             self.inner.metrics.watches.inc();
-            let sent = self.watch(out, &r, &req.params, table::wanted(&req.accept));
+            let sent = self.watch(out, &r, &req.params, table::wanted(&req.accept), gone);
             self.inner.metrics.watches.dec();
             self.inner.metrics.bytes.get_or_create(&labels).inc_by(sent);
             return Ok(false);
@@ -551,6 +559,7 @@ impl Emulator {
         r: &Route,
         params: &BTreeMap<String, String>,
         tables: bool,
+        gone: &http::Gone,
     ) -> u64 {
         let selectors = Selectors::of(params);
         let bookmarks = params.get("allowWatchBookmarks").map(String::as_str) == Some("true");
@@ -623,6 +632,7 @@ impl Emulator {
         }
         drop(initial);
         let mut last_sent = Instant::now();
+        let mut last_check = Instant::now();
         loop {
             let now = Instant::now();
             if now >= until {
@@ -659,12 +669,21 @@ impl Emulator {
             if !lines.is_empty() {
                 last_sent = Instant::now();
             }
+            if last_check.elapsed() >= CHECK_GONE {
+                if gone.check() {
+                    return sent;
+                }
+                last_check = Instant::now();
+            }
             let st = self.lock();
             if st.rv > since {
                 continue;
             }
-            // Sleep until a write, the next bookmark or the end, whichever comes first.
-            let mut wait = until.saturating_duration_since(Instant::now());
+            // Sleep until a write, the next bookmark, the next look at the client or the
+            // end, whichever comes first.
+            let mut wait = until
+                .saturating_duration_since(Instant::now())
+                .min(CHECK_GONE);
             if let Some(every) = every {
                 wait = wait.min(every.saturating_sub(last_sent.elapsed()));
             }
