@@ -578,3 +578,50 @@ fn the_lock_is_an_immutable_configmap_that_kubectl_cannot_change() {
     let shown: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(shown["cluster_cidr"], "10.92.0.0/16");
 }
+
+/// A pod's view: no kubeconfig, `KUBERNETES_SERVICE_HOST`/`PORT` and the service-account
+/// files mounted at `/var/run/secrets/kubernetes.io/serviceaccount` (in a private mount
+/// namespace, on a tmpfs over /run): `unicni install` finds the API server through
+/// kube-rs's in-cluster configuration and writes the lock. Root only.
+#[test]
+fn install_in_a_pod_uses_the_mounted_service_account() {
+    if !unicni_testkit::require_root() {
+        return;
+    }
+    let Some(sim) = Sim::start(&[]) else { return };
+    let d = sim.dir.path();
+    let cfg = sim.write(
+        "unicni.toml",
+        &format!(
+            "[flannel]\nnetwork = \"10.94.0.0/16\"\nnode_subnet = \"10.94.3.0/24\"\nmtu = 1450\n\
+             [store]\nkind = \"kubernetes\"\n\
+             [node]\nname = \"node-a\"\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n",
+            d = d.display()
+        ),
+    );
+    let port = sim.server.rsplit(':').next().unwrap().to_string();
+    let script = format!(
+        "mount --make-rprivate / && mount -t tmpfs none /run && \
+         mkdir -p /run/secrets/kubernetes.io/serviceaccount && \
+         mount --bind {sa} /run/secrets/kubernetes.io/serviceaccount && \
+         exec {BIN} install --config {cfg} --cni-conf-dir {d}/net.d --cni-bin-dir {d}/bin",
+        sa = sim.path("serviceaccount").display(),
+        cfg = cfg.display(),
+        d = d.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", &port)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "install in the pod: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = sim.json(&["get", "configmap", "unicni-lock", "-n", "kube-system"]);
+    let record: Value = serde_json::from_str(lock["data"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(record["cluster_cidr"], "10.94.0.0/16");
+}
