@@ -168,10 +168,10 @@ impl Default for Emulator {
 /// A seed file or object the server cannot take.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
-    #[error(
-        "parse the objects (JSON or YAML, one object, a v1 List or several YAML documents): {0}"
-    )]
+    #[error("parse the objects (JSON or YAML: one object, a v1 List or several YAML documents)")]
     Parse(#[from] serde_yaml::Error),
+    #[error("document {index} is not an object (a mapping with apiVersion, kind and metadata)")]
+    NotAnObject { index: usize },
     #[error("object {index} ({api_version}/{kind} {name:?}) is of a type this server does not serve; served: {served}")]
     UnknownKind {
         index: usize,
@@ -1052,8 +1052,13 @@ impl State {
 /// documents.
 pub fn parse_objects(text: &str) -> Result<Vec<Value>, SeedError> {
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let v: Value = serde::Deserialize::deserialize(doc)?;
+        match v {
+            Value::Null => {}
+            Value::Object(_) => {}
+            _ => return Err(SeedError::NotAnObject { index }),
+        }
         match v {
             Value::Null => {}
             v if v["kind"].as_str().is_some_and(|k| k.ends_with("List"))
@@ -1422,6 +1427,10 @@ mod tests {
         let emu = Emulator::new();
         assert_eq!(emu.load(objects).unwrap(), 2);
         assert!(emu.get("/api/v1/pods", "default", "p").is_some());
+        assert!(matches!(
+            parse_objects("just text\n"),
+            Err(SeedError::NotAnObject { index: 0 })
+        ));
         let odd = parse_objects("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n");
         let err = emu.load(odd.unwrap()).unwrap_err().to_string();
         assert!(
