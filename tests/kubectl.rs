@@ -12,7 +12,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_unicni");
 
 /// A running `unicni kube-sim` and the directory it wrote.
 struct Sim {
-    _child: KillOnDrop,
+    child: KillOnDrop,
     dir: tempfile::TempDir,
     server: String,
 }
@@ -53,7 +53,7 @@ impl Sim {
             || state.join("ready").exists(),
         );
         Some(Sim {
-            _child: child,
+            child,
             server: format!("https://{listen}"),
             dir,
         })
@@ -196,6 +196,11 @@ fn kube_sim_writes_its_handover_files_and_kubectl_needs_a_token() {
     assert!(line("endpointslices").contains("discovery.k8s.io/v1"));
     let version = sim.ok(&["version"]);
     assert!(version.contains("Server Version: v1.32"), "{version}");
+
+    // SIGTERM: a clean exit, and the ready mark is gone.
+    let mut sim = sim;
+    sim.child.terminate();
+    assert!(!sim.path("ready").exists());
 }
 
 const POLICY: &str = "apiVersion: networking.k8s.io/v1
@@ -235,6 +240,42 @@ fn apply_creates_then_patches_and_lists_merge_by_their_keys() {
     assert_eq!(items[0]["spec"]["ingress"][0]["ports"][0]["port"], 8080);
     let out = sim.ok(&["apply", "-f", &text(&changed)]);
     assert!(out.contains("unchanged"), "{out}");
+
+    // Dry runs (kubectl diff, --dry-run=server) show the change and make none.
+    let port = |sim: &Sim| {
+        sim.json(&["get", "networkpolicy", "web", "-n", "default"])["spec"]["ingress"][0]["ports"]
+            [0]["port"]
+            .clone()
+    };
+    let third = sim.write("np3.yaml", &POLICY.replace("port: 80", "port: 9090"));
+    let out = sim.kubectl(&["diff", "-f", &text(&third)]);
+    assert_eq!(out.status.code(), Some(1), "diff finds a difference");
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("-    - port: 8080") && diff.contains("+    - port: 9090"),
+        "{diff}"
+    );
+    let out = sim.ok(&["apply", "--dry-run=server", "-f", &text(&third)]);
+    assert!(out.contains("(server dry run)"), "{out}");
+    assert_eq!(port(&sim), 8080);
+    // Server-side apply patches too.
+    let out = sim.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &text(&third),
+    ]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    assert_eq!(port(&sim), 9090);
+    sim.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        &text(&changed),
+    ]);
+    assert_eq!(port(&sim), 8080);
 
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\ndata:\n  a: \"1\"\n  b: \"2\"\n";
     let first = sim.write("cm.yaml", cm);
@@ -303,6 +344,29 @@ fn node_annotations_by_merge_json_and_strategic_patch_and_wait() {
     };
     let nodes = sim.ok(&["get", "nodes", "-o", "name"]);
     assert_eq!(nodes, "node/n1\nnode/n2\n");
+    // The server prints (Table): the Node columns, wide ones with -o wide.
+    let table = sim.ok(&["get", "nodes", "-o", "wide"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "AGE",
+            "VERSION",
+            "INTERNAL-IP",
+            "POD-CIDR"
+        ],
+        "{table}"
+    );
+    let n1: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        (n1[0], n1.last().copied()),
+        ("n1", Some("10.244.1.0/24")),
+        "{table}"
+    );
     assert_eq!(
         sim.ok(&["get", "nodes", "-l", "zone=a", "-o", "name"]),
         "node/n1\n"
@@ -513,4 +577,51 @@ fn the_lock_is_an_immutable_configmap_that_kubectl_cannot_change() {
     );
     let shown: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(shown["cluster_cidr"], "10.92.0.0/16");
+}
+
+/// A pod's view: no kubeconfig, `KUBERNETES_SERVICE_HOST`/`PORT` and the service-account
+/// files mounted at `/var/run/secrets/kubernetes.io/serviceaccount` (in a private mount
+/// namespace, on a tmpfs over /run): `unicni install` finds the API server through
+/// kube-rs's in-cluster configuration and writes the lock. Root only.
+#[test]
+fn install_in_a_pod_uses_the_mounted_service_account() {
+    if !unicni_testkit::require_root() {
+        return;
+    }
+    let Some(sim) = Sim::start(&[]) else { return };
+    let d = sim.dir.path();
+    let cfg = sim.write(
+        "unicni.toml",
+        &format!(
+            "[flannel]\nnetwork = \"10.94.0.0/16\"\nnode_subnet = \"10.94.3.0/24\"\nmtu = 1450\n\
+             [store]\nkind = \"kubernetes\"\n\
+             [node]\nname = \"node-a\"\nstate_dir = \"{d}/state\"\nrun_dir = \"{d}/run\"\n",
+            d = d.display()
+        ),
+    );
+    let port = sim.server.rsplit(':').next().unwrap().to_string();
+    let script = format!(
+        "mount --make-rprivate / && mount -t tmpfs none /run && \
+         mkdir -p /run/secrets/kubernetes.io/serviceaccount && \
+         mount --bind {sa} /run/secrets/kubernetes.io/serviceaccount && \
+         exec {BIN} install --config {cfg} --cni-conf-dir {d}/net.d --cni-bin-dir {d}/bin",
+        sa = sim.path("serviceaccount").display(),
+        cfg = cfg.display(),
+        d = d.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", &port)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "install in the pod: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = sim.json(&["get", "configmap", "unicni-lock", "-n", "kube-system"]);
+    let record: Value = serde_json::from_str(lock["data"]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(record["cluster_cidr"], "10.94.0.0/16");
 }

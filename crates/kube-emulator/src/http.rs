@@ -26,6 +26,7 @@ pub(crate) struct Request {
     pub path: String,
     pub params: BTreeMap<String, String>,
     pub content_type: String,
+    pub accept: String,
     pub authorization: Option<String>,
     pub body: Vec<u8>,
     /// Whether the client lets the connection carry another request.
@@ -56,16 +57,42 @@ pub(crate) fn serve(emu: Emulator, listener: TcpListener, tls: Option<Arc<rustls
 fn connection(emu: &Emulator, stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(IDLE));
+    let gone = Gone(stream.try_clone().ok());
     match tls {
-        None => requests(emu, stream),
+        None => requests(emu, stream, &gone),
         Some(cfg) => match rustls::ServerConnection::new(cfg) {
-            Ok(conn) => requests(emu, rustls::StreamOwned::new(conn, stream)),
+            Ok(conn) => requests(emu, rustls::StreamOwned::new(conn, stream), &gone),
             Err(e) => tracing::warn!(error = %e, "TLS session setup failed"),
         },
     }
 }
 
-fn requests<S: Read + Write>(emu: &Emulator, stream: S) {
+/// Tells whether the client of a streaming response went away, without writing to it: a
+/// watch that sends nothing for a long time (no bookmarks asked for) must still release
+/// its thread when the client closes.
+pub(crate) struct Gone(Option<TcpStream>);
+
+impl Gone {
+    /// True when the client closed the connection or sent anything (a client never writes
+    /// to a watch it still reads: a TLS close_notify is the only thing that comes).
+    pub fn check(&self) -> bool {
+        let Some(s) = &self.0 else { return false };
+        // The read timeout is the socket's, shared with the serving stream; that stream
+        // does not read again once a watch started (the connection ends with it).
+        if s.set_read_timeout(Some(Duration::from_millis(1))).is_err() {
+            return false;
+        }
+        match s.peek(&mut [0u8; 1]) {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+        }
+    }
+}
+
+fn requests<S: Read + Write>(emu: &Emulator, stream: S, gone: &Gone) {
     let mut r = BufReader::new(stream);
     loop {
         let req = match read_request(&mut r) {
@@ -81,7 +108,7 @@ fn requests<S: Read + Write>(emu: &Emulator, stream: S) {
                 return;
             }
         };
-        match emu.dispatch(req, r.get_mut()) {
+        match emu.dispatch(req, r.get_mut(), gone) {
             Ok(true) => continue,
             _ => return,
         }
@@ -104,7 +131,7 @@ fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
     let version = parts.next().unwrap_or("HTTP/1.0");
     let mut keep_alive = version == "HTTP/1.1";
     let (mut len, mut chunked) = (0usize, false);
-    let (mut content_type, mut authorization) = (String::new(), None);
+    let (mut content_type, mut accept, mut authorization) = (String::new(), String::new(), None);
     loop {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 || h == "\r\n" || h == "\n" {
@@ -122,6 +149,7 @@ fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
             }
             "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
             "content-type" => content_type = value.to_ascii_lowercase(),
+            "accept" => accept = value.to_string(),
             "authorization" => authorization = Some(value.to_string()),
             "connection" => {
                 let v = value.to_ascii_lowercase();
@@ -158,6 +186,7 @@ fn read_request<R: BufRead>(r: &mut R) -> io::Result<Option<Request>> {
         target: target.clone(),
         params,
         content_type,
+        accept,
         authorization,
         body,
         keep_alive,

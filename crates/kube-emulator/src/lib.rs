@@ -12,7 +12,8 @@
 //!   (`/apis/<group>/<version>/...`), cluster-scoped (`/api/v1/nodes/<name>`) and namespaced
 //!   (`/api/v1/namespaces/<ns>/pods/<name>`, and all namespaces at `/api/v1/pods`); a
 //!   `/status` subresource is the object itself;
-//! - list with `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`), `fieldSelector`
+//! - list with `labelSelector` (`k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`,
+//!   `k notin (a,b)`), `fieldSelector`
 //!   (equality on a dotted path such as `metadata.name` or `spec.nodeName`), `limit` and
 //!   `continue` (pages, optionally capped with [`Emulator::page_size`]), the collection's
 //!   `resourceVersion` in `metadata`;
@@ -45,6 +46,7 @@ pub mod discovery;
 mod http;
 pub mod patch;
 pub mod pki;
+mod table;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -65,11 +67,16 @@ use http::Request;
 /// `/api/v1/pods` or `/apis/networking.k8s.io/v1/networkpolicies`.
 type Key = (String, String, String);
 
+/// How often an idle watch looks whether its client went away.
+const CHECK_GONE: Duration = Duration::from_secs(5);
+
 /// Events kept for watches by default; a watch from before them gets 410 Expired.
 const HISTORY: usize = 10_000;
 
 struct Event {
     rv: u64,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    kind: &'static str,
     collection: String,
     namespace: String,
     object: Arc<Value>,
@@ -93,6 +100,9 @@ struct State {
     tokens: BTreeSet<String>,
     page_size: Option<usize>,
     bookmark_every: Option<Duration>,
+    /// The request being answered is a dry run (`dryRun=All`): writes return what they
+    /// would store and change nothing.
+    dry_run: bool,
 }
 
 /// The labels of the request counters.
@@ -158,10 +168,10 @@ impl Default for Emulator {
 /// A seed file or object the server cannot take.
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
-    #[error(
-        "parse the objects (JSON or YAML, one object, a v1 List or several YAML documents): {0}"
-    )]
+    #[error("parse the objects (JSON or YAML: one object, a v1 List or several YAML documents)")]
     Parse(#[from] serde_yaml::Error),
+    #[error("document {index} is not an object (a mapping with apiVersion, kind and metadata)")]
+    NotAnObject { index: usize },
     #[error("object {index} ({api_version}/{kind} {name:?}) is of a type this server does not serve; served: {served}")]
     UnknownKind {
         index: usize,
@@ -190,6 +200,7 @@ impl Emulator {
             tokens: BTreeSet::new(),
             page_size: None,
             bookmark_every: Some(Duration::from_secs(1)),
+            dry_run: false,
         };
         Emulator {
             inner: Arc::new(Inner {
@@ -372,7 +383,12 @@ impl Emulator {
     }
 
     /// Serves one request; returns whether the connection may carry another.
-    fn dispatch<W: Write>(&self, req: Request, out: &mut W) -> std::io::Result<bool> {
+    fn dispatch<W: Write>(
+        &self,
+        req: Request,
+        out: &mut W,
+        gone: &http::Gone,
+    ) -> std::io::Result<bool> {
         let keep = req.keep_alive;
         let health = ["/healthz", "/livez", "/readyz"]
             .iter()
@@ -442,7 +458,7 @@ impl Emulator {
             .or_default() += 1;
         if verb == "watch" {
             self.inner.metrics.watches.inc();
-            let sent = self.watch(out, &r, &req.params);
+            let sent = self.watch(out, &r, &req.params, table::wanted(&req.accept), gone);
             self.inner.metrics.watches.dec();
             self.inner.metrics.bytes.get_or_create(&labels).inc_by(sent);
             return Ok(false);
@@ -481,6 +497,7 @@ impl Emulator {
         };
         let ns = r.namespace.clone().unwrap_or_default();
         let mut st = self.lock();
+        st.dry_run = req.params.contains_key("dryRun");
         let out = match (req.method.as_str(), &r.name) {
             ("GET", None) => Ok(st.list_page(r, &req.params)),
             ("GET", Some(name)) => match st.objects.get(&key(&r.collection, &ns, name)) {
@@ -523,16 +540,40 @@ impl Emulator {
                 &format!("{method} is not supported on {}", req.path),
             )),
         };
+        st.dry_run = false;
         drop(st);
         self.inner.changed.notify_all();
-        out.unwrap_or_else(|e| e)
+        match out {
+            Ok((200, v)) if req.method == "GET" && table::wanted(&req.accept) => {
+                (200, as_table(&v))
+            }
+            Ok(answer) | Err(answer) => answer,
+        }
     }
 
     /// Streams a watch until its timeout or until the client goes away; returns the bytes
     /// of the events sent.
-    fn watch<W: Write>(&self, out: &mut W, r: &Route, params: &BTreeMap<String, String>) -> u64 {
+    fn watch<W: Write>(
+        &self,
+        out: &mut W,
+        r: &Route,
+        params: &BTreeMap<String, String>,
+        tables: bool,
+        gone: &http::Gone,
+    ) -> u64 {
         let selectors = Selectors::of(params);
         let bookmarks = params.get("allowWatchBookmarks").map(String::as_str) == Some("true");
+        // Each event as sent: shared, or as a one-row Table for `kubectl get --watch`.
+        let event = |kind: &str, o: &Value, shared: Option<&Arc<str>>| -> Arc<str> {
+            match (tables, shared) {
+                (false, Some(line)) => line.clone(),
+                (false, None) => Arc::from(format!("{}\n", json!({"type": kind, "object": o}))),
+                (true, _) => Arc::from(format!(
+                    "{}\n",
+                    json!({"type": kind, "object": as_table(o)})
+                )),
+            }
+        };
         let timeout = params
             .get("timeoutSeconds")
             .and_then(|t| t.parse().ok())
@@ -557,7 +598,7 @@ impl Emulator {
         };
         // The chunks of each round are collected under the lock and written after it is
         // released: a slow reader must not hold up writers (or other watches).
-        let (mut since, initial): (u64, Vec<String>) = {
+        let (mut since, initial): (u64, Vec<Arc<str>>) = {
             let st = self.lock();
             match from {
                 Some(v) if v < st.compacted => {
@@ -579,9 +620,7 @@ impl Emulator {
                     st.objects
                         .iter()
                         .filter(|((c, n, _), o)| wanted(c, n, o))
-                        .map(|(_, o)| {
-                            format!("{}\n", json!({"type": "ADDED", "object": o.as_ref()}))
-                        })
+                        .map(|(_, o)| event("ADDED", o, None))
                         .collect(),
                 ),
             }
@@ -593,6 +632,7 @@ impl Emulator {
         }
         drop(initial);
         let mut last_sent = Instant::now();
+        let mut last_check = Instant::now();
         loop {
             let now = Instant::now();
             if now >= until {
@@ -607,7 +647,7 @@ impl Emulator {
                 let first = st.log.partition_point(|e| e.rv <= seen);
                 for e in st.log.range(first..) {
                     if wanted(&e.collection, &e.namespace, &e.object) {
-                        lines.push(e.line.clone());
+                        lines.push(event(e.kind, &e.object, Some(&e.line)));
                     }
                 }
                 since = since.max(st.rv);
@@ -629,12 +669,21 @@ impl Emulator {
             if !lines.is_empty() {
                 last_sent = Instant::now();
             }
+            if last_check.elapsed() >= CHECK_GONE {
+                if gone.check() {
+                    return sent;
+                }
+                last_check = Instant::now();
+            }
             let st = self.lock();
             if st.rv > since {
                 continue;
             }
-            // Sleep until a write, the next bookmark or the end, whichever comes first.
-            let mut wait = until.saturating_duration_since(Instant::now());
+            // Sleep until a write, the next bookmark, the next look at the client or the
+            // end, whichever comes first.
+            let mut wait = until
+                .saturating_duration_since(Instant::now())
+                .min(CHECK_GONE);
             if let Some(every) = every {
                 wait = wait.min(every.saturating_sub(last_sent.elapsed()));
             }
@@ -649,6 +698,22 @@ impl Emulator {
         }
         let _ = http::end_stream(out);
         sent
+    }
+}
+
+/// An object or a list as a Table.
+fn as_table(v: &Value) -> Value {
+    let kind = v["kind"].as_str().unwrap_or("");
+    match v["items"].as_array() {
+        Some(items) if kind.ends_with("List") => {
+            let items: Vec<&Value> = items.iter().collect();
+            table::of(kind.trim_end_matches("List"), &items, v["metadata"].clone())
+        }
+        _ => table::of(
+            kind,
+            &[v],
+            json!({"resourceVersion": v["metadata"]["resourceVersion"]}),
+        ),
     }
 }
 
@@ -714,7 +779,7 @@ impl State {
     fn record(
         &mut self,
         rv: u64,
-        kind: &str,
+        kind: &'static str,
         collection: &str,
         namespace: &str,
         o: Value,
@@ -723,6 +788,7 @@ impl State {
         let object = Arc::new(o);
         self.log.push_back(Event {
             rv,
+            kind,
             collection: collection.to_string(),
             namespace: namespace.to_string(),
             object: object.clone(),
@@ -733,8 +799,7 @@ impl State {
     }
 
     fn write(&mut self, collection: &str, mut o: Value) -> Value {
-        self.rv += 1;
-        let rv = self.rv;
+        let rv = self.rv + 1;
         if !o["metadata"].is_object() {
             o["metadata"] = json!({});
         }
@@ -758,14 +823,24 @@ impl State {
                 .filter(|t| !t.is_null())
                 .unwrap_or_else(|| timestamp().into());
         }
-        o["metadata"]["resourceVersion"] = rv.to_string().into();
         let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
+        if self.dry_run {
+            return o;
+        }
+        self.rv = rv;
+        o["metadata"]["resourceVersion"] = rv.to_string().into();
         let stored = self.record(rv, kind, collection, &ns, o.clone());
         self.objects.insert(k, stored);
         o
     }
 
     fn remove(&mut self, collection: &str, namespace: &str, name: &str) -> Option<Value> {
+        if self.dry_run {
+            return self
+                .objects
+                .get(&key(collection, namespace, name))
+                .map(|o| Value::clone(o));
+        }
         let o = self.objects.remove(&key(collection, namespace, name))?;
         self.rv += 1;
         let mut o = Value::clone(&o);
@@ -776,6 +851,9 @@ impl State {
 
     /// What deleting a Namespace leads to (after its finalizer ran): its objects are gone.
     fn remove_namespace_contents(&mut self, namespace: &str) {
+        if self.dry_run {
+            return;
+        }
         let doomed: Vec<Key> = self
             .objects
             .keys()
@@ -974,8 +1052,13 @@ impl State {
 /// documents.
 pub fn parse_objects(text: &str) -> Result<Vec<Value>, SeedError> {
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let v: Value = serde::Deserialize::deserialize(doc)?;
+        match v {
+            Value::Null => {}
+            Value::Object(_) => {}
+            _ => return Err(SeedError::NotAnObject { index }),
+        }
         match v {
             Value::Null => {}
             v if v["kind"].as_str().is_some_and(|k| k.ends_with("List"))
@@ -1187,15 +1270,42 @@ enum Term<'s> {
     Eq(&'s str, &'s str),
     Absent(&'s str),
     Present(&'s str),
+    /// `k in (a,b)`; the values as written between the parentheses.
+    In(&'s str, &'s str),
+    NotIn(&'s str, &'s str),
 }
 
+/// The terms of a selector: split at commas outside parentheses (`k in (a,b)` is one).
 fn terms(selector: &str) -> impl Iterator<Item = Term<'_>> {
-    selector
-        .split(',')
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&selector[start..]);
+    parts
+        .into_iter()
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|term| {
-            if let Some((k, v)) = term.split_once("!=") {
+            let set = |op: &str| {
+                let (k, rest) = term.split_once(op)?;
+                let values = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
+                Some((k.trim(), values))
+            };
+            if let Some((k, v)) = set(" notin ") {
+                Term::NotIn(k, v)
+            } else if let Some((k, v)) = set(" in ") {
+                Term::In(k, v)
+            } else if let Some((k, v)) = term.split_once("!=") {
                 Term::Ne(k.trim(), v.trim())
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 Term::Eq(k.trim(), v.trim())
@@ -1207,6 +1317,10 @@ fn terms(selector: &str) -> impl Iterator<Item = Term<'_>> {
         })
 }
 
+fn in_set(values: &str, v: Option<&str>) -> bool {
+    v.is_some_and(|v| values.split(',').any(|x| x.trim() == v))
+}
+
 fn matches_labels(o: &Value, selector: &str) -> bool {
     let labels = &o["metadata"]["labels"];
     let label = |k: &str| labels[k].as_str();
@@ -1215,6 +1329,8 @@ fn matches_labels(o: &Value, selector: &str) -> bool {
         Term::Eq(k, v) => label(k) == Some(v),
         Term::Absent(k) => label(k).is_none(),
         Term::Present(k) => label(k).is_some(),
+        Term::In(k, vs) => in_set(vs, label(k)),
+        Term::NotIn(k, vs) => !in_set(vs, label(k)),
     })
 }
 
@@ -1231,7 +1347,7 @@ fn matches_fields(o: &Value, selector: &str) -> bool {
     terms(selector).all(|term| match term {
         Term::Ne(k, v) => field(k) != v,
         Term::Eq(k, v) => field(k) == v,
-        Term::Absent(_) | Term::Present(_) => true,
+        Term::Absent(_) | Term::Present(_) | Term::In(..) | Term::NotIn(..) => true,
     })
 }
 
@@ -1292,8 +1408,35 @@ mod tests {
         assert!(matches_labels(&o, "app=web"));
         assert!(matches_labels(&o, "app==web,!tier"));
         assert!(!matches_labels(&o, "app!=web"));
+        assert!(matches_labels(&o, "app in (db, web),tier notin (x)"));
+        assert!(!matches_labels(&o, "app notin (web),app"));
+        assert!(!matches_labels(&o, "tier in (x,y)"));
         assert!(matches_fields(&o, "spec.nodeName=n1,metadata.name=a"));
         assert!(!matches_fields(&o, "spec.nodeName=n2"));
+    }
+
+    #[test]
+    fn seeds_as_lists_documents_and_objects() {
+        let objects = parse_objects(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\n\
+             {\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\
+             {\"apiVersion\": \"v1\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"p\"}}]}\n",
+        )
+        .unwrap();
+        assert_eq!(objects.len(), 2);
+        let emu = Emulator::new();
+        assert_eq!(emu.load(objects).unwrap(), 2);
+        assert!(emu.get("/api/v1/pods", "default", "p").is_some());
+        assert!(matches!(
+            parse_objects("just text\n"),
+            Err(SeedError::NotAnObject { index: 0 })
+        ));
+        let odd = parse_objects("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n");
+        let err = emu.load(odd.unwrap()).unwrap_err().to_string();
+        assert!(
+            err.contains("example.com/v1/Widget") && err.contains("v1/Node"),
+            "{err}"
+        );
     }
 
     #[test]

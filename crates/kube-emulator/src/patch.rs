@@ -7,7 +7,8 @@
 //! a set union, every other list is replaced. The keys come from the Go types' `patchStrategy`
 //! and `patchMergeKey` tags; [`list_strategy`] has those of the kinds served here. The
 //! directives kubectl writes are honoured: `$patch: replace|delete|merge`, `$retainKeys`,
-//! `$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>`.
+//! `$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>` (the items it names
+//! first, in its order; items only on the server after them).
 
 use serde_json::{Map, Value};
 
@@ -164,7 +165,38 @@ fn merge_map(
         }
         path.pop();
     }
+    for (k, order) in patch {
+        let (Some(field), Value::Array(order)) = (k.strip_prefix("$setElementOrder/"), order)
+        else {
+            continue;
+        };
+        path.push(field.to_string());
+        let strategy = list_strategy(kind, path);
+        path.pop();
+        if let Some(Value::Array(items)) = target.get_mut(field) {
+            reorder(items, order, strategy);
+        }
+    }
     Ok(())
+}
+
+/// Puts the items named in `order` (by merge key, or by value for scalars) first, in that
+/// order; the others (only on the server) follow in the order they had.
+fn reorder(items: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
+    let id = |v: &Value| -> Value {
+        match strategy {
+            ListStrategy::Key(key) => v.get(key).cloned().unwrap_or(Value::Null),
+            _ => v.clone(),
+        }
+    };
+    let mut rest = std::mem::take(items);
+    for o in order {
+        let want = id(o);
+        if let Some(n) = rest.iter().position(|i| id(i) == want) {
+            items.push(rest.remove(n));
+        }
+    }
+    items.extend(rest);
 }
 
 fn merge_list(
@@ -280,6 +312,10 @@ mod tests {
         );
         assert_eq!(c[0]["env"].as_array().unwrap().len(), 2);
         assert_eq!(pod["spec"]["tolerations"], json!([{"key": "u"}]));
+        let reorder =
+            json!({"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "a"}]}});
+        strategic(&mut pod, &reorder, "Pod").unwrap();
+        assert_eq!(pod["spec"]["containers"][0]["name"], "c");
     }
 
     #[test]

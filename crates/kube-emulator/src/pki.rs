@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("generate the emulated API server's certificates: {0}")]
+    #[error("generate the emulated API server's certificates")]
     Cert(#[from] rcgen::Error),
-    #[error("set up TLS for the emulated API server: {0}")]
+    #[error("set up TLS for the emulated API server")]
     Tls(#[from] rustls::Error),
-    #[error("read random bytes for a token from /dev/urandom: {0}")]
+    #[error("read random bytes for a token from /dev/urandom")]
     Random(#[source] std::io::Error),
-    #[error("write {path}: {source}; check that the directory is writable")]
+    #[error("cannot write {path} (the directory must exist or be creatable, and be writable)")]
     Write {
         path: PathBuf,
         #[source]
