@@ -1,0 +1,278 @@
+//! The DaemonSet that `unicni manifests` renders, run the way the kubelet runs it: the
+//! image scripts/image.sh builds, imported into a containerd whose CRI plugin runs the pod
+//! template (tests/runtimes/kubelet.rs), against `unicni kube-sim` as the API server. The
+//! node is a network namespace: containerd, the API server and the host-network pod all
+//! live in it, so nothing touches the machine's own network.
+//!
+//! Needs root, podman, containerd, runc, curl and nft.
+
+mod runtimes;
+
+use runtimes::guard::{kill_pids_with_arg, unmount_under, Daemon, Defer};
+use runtimes::image::{write_images, IMAGE_REF};
+use runtimes::kubelet::{Kubelet, Node};
+use runtimes::util::{output, run, wait_for};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use unicni_testkit::{unique, Netns};
+
+const BIN: &str = env!("CARGO_BIN_EXE_unicni");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const API_PORT: u16 = 6443;
+
+/// Builds the image from the binary under test; returns the OCI archive.
+fn build_image(dir: &Path, image: &str, defer: &mut Defer) -> std::path::PathBuf {
+    let archive = dir.join("unicni-image.tar");
+    let out = Command::new(Path::new(ROOT).join("scripts/image.sh"))
+        .env("UNICNI_IMAGE_BINARY", BIN)
+        .env("UNICNI_IMAGE", image)
+        .env("UNICNI_IMAGE_ARCHIVE", &archive)
+        .output()
+        .unwrap();
+    let image = image.to_string();
+    defer.push(format!("podman rmi {image}"), move || {
+        let _ = Command::new("podman")
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(["rmi", "--force", &image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    assert!(
+        out.status.success(),
+        "scripts/image.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    archive
+}
+
+/// containerd with its CRI plugin, started inside the node's namespace.
+struct Containerd {
+    socket: std::path::PathBuf,
+    root: std::path::PathBuf,
+    state: std::path::PathBuf,
+    log: std::path::PathBuf,
+    daemon: Daemon,
+}
+
+impl Containerd {
+    fn start(netns: &str, dir: &Path, conf_dir: &Path, bin_dir: &Path) -> Containerd {
+        let (root, state) = (dir.join("root"), dir.join("state"));
+        let socket = dir.join("containerd.sock");
+        let log = dir.join("containerd.log");
+        let config = dir.join("containerd.toml");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let body = include_str!("../testdata/runtimes/containerd.toml")
+            .replace("@ROOT@", &root.display().to_string())
+            .replace("@STATE@", &state.display().to_string())
+            .replace("@SOCKET@", &socket.display().to_string())
+            .replace("@SANDBOX_IMAGE@", IMAGE_REF)
+            .replace("@CNI_BIN_DIR@", &bin_dir.display().to_string())
+            .replace("@CNI_CONF_DIR@", &conf_dir.display().to_string());
+        std::fs::write(&config, body).unwrap();
+        let logfile = std::fs::File::create(&log).unwrap();
+        // nsenter, not `ip netns exec`: that one mounts a fresh /sys, hiding the cgroup
+        // mounts runc needs.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .args(["containerd", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().unwrap())
+            .stderr(logfile)
+            .spawn()
+            .expect("spawn containerd");
+        let mut me = Containerd {
+            socket,
+            root,
+            state,
+            log,
+            daemon: Daemon::new("containerd", child),
+        };
+        wait_for("containerd to answer", Duration::from_secs(30), || {
+            assert!(
+                me.daemon.alive(),
+                "containerd exited: {}",
+                std::fs::read_to_string(&me.log).unwrap_or_default()
+            );
+            output(me.ctr().arg("version"))
+                .status
+                .success()
+                .then_some(())
+        });
+        me
+    }
+
+    fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address").arg(&self.socket).args(["-n", "k8s.io"]);
+        c
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        self.daemon.stop();
+        kill_pids_with_arg(&self.socket.display().to_string());
+        std::thread::sleep(Duration::from_millis(100));
+        unmount_under(&self.state);
+        unmount_under(&self.root);
+    }
+}
+
+fn docs(yaml: &str) -> Vec<serde_yaml::Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|v: &serde_yaml::Value| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
+    if !unicni_testkit::require_root() {
+        return;
+    }
+    let mut defer = Defer::new();
+    let tmp = defer.temp_dir("unicni-ds-");
+    let node_name = "node-a";
+
+    // The node: a namespace with an underlay eth0.
+    let ns = Netns::with_lo_up("uds");
+    for args in [
+        &[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ][..],
+        &["ip", "addr", "add", "192.168.79.1/24", "dev", "eth0"],
+        &["ip", "link", "set", "eth0", "up"],
+        &["ip", "link", "set", "eth1", "up"],
+    ] {
+        let out = ns.exec(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The API server, in the node's namespace, with the node object.
+    let api_dir = tmp.join("api");
+    let seed = tmp.join("node.yaml");
+    std::fs::write(
+        &seed,
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {node_name}\nspec:\n  podCIDR: 10.81.3.0/24\n\
+             status:\n  addresses:\n  - type: InternalIP\n    address: 192.168.79.1\n"
+        ),
+    )
+    .unwrap();
+    let api_log = std::fs::File::create(tmp.join("kube-sim.log")).unwrap();
+    let api = Command::new("ip")
+        .args(["netns", "exec", &ns.name, BIN, "kube-sim", "--listen"])
+        .arg(format!("127.0.0.1:{API_PORT}"))
+        .arg("--dir")
+        .arg(&api_dir)
+        .arg("--seed")
+        .arg(&seed)
+        .stdout(Stdio::null())
+        .stderr(api_log)
+        .spawn()
+        .unwrap();
+    let _api = Daemon::new("kube-sim", api);
+    wait_for("kube-sim ready", Duration::from_secs(30), || {
+        api_dir.join("ready").exists().then_some(())
+    });
+
+    // The cluster config and its manifests, for this node's private paths.
+    let (conf_dir, bin_dir) = (tmp.join("cni/net.d"), tmp.join("cni/bin"));
+    let config = tmp.join("unicni.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nname = \"ds\"\n[backend]\nkind = \"flannel\"\n\
+             [flannel]\nnetwork = \"10.81.0.0/16\"\nmode = \"vxlan\"\ninterface = \"eth0\"\n\
+             [cni]\nnetwork_name = \"{net}\"\n[store]\nkind = \"kubernetes\"\n\
+             [node]\nstate_dir = \"{d}/node/state\"\nrun_dir = \"{d}/node/run\"\n\
+             [agent]\nreconcile_seconds = 1\n",
+            net = unique("ds"),
+            d = tmp.display()
+        ),
+    )
+    .unwrap();
+    let image = format!("localhost/{}:test", unique("unicni-ds"));
+    let yaml = run(Command::new(BIN)
+        .args(["manifests", "--config"])
+        .arg(&config)
+        .args(["--image", &image, "--cni-conf-dir"])
+        .arg(&conf_dir)
+        .arg("--cni-bin-dir")
+        .arg(&bin_dir));
+    let objects = docs(&yaml);
+    let ds = objects
+        .iter()
+        .find(|o| o["kind"] == "DaemonSet")
+        .expect("a DaemonSet")
+        .clone();
+
+    // The runtime: containerd's CRI in the node, the images imported as on a real node.
+    let archive = build_image(&tmp, &image, &mut defer);
+    let (_, sandbox_image) = write_images(&tmp);
+    let ctrd = Containerd::start(&ns.name, &tmp.join("containerd"), &conf_dir, &bin_dir);
+    run(ctrd.ctr().args(["images", "import"]).arg(&sandbox_image));
+    run(ctrd.ctr().args(["images", "import"]).arg(&archive));
+
+    let cgroup_parent = format!("/{}", unique("unicni-ds-"));
+    defer.cgroup(&cgroup_parent);
+    let mut kubelet = Kubelet::connect(
+        &ctrd.socket,
+        Node {
+            name: node_name.into(),
+            netns: ns.name.clone(),
+            api_host: "127.0.0.1".into(),
+            api_port: API_PORT,
+            service_account: api_dir.join("serviceaccount"),
+            dir: tmp.join("kubelet"),
+            cgroup_parent,
+        },
+        objects,
+    );
+    let pod = kubelet
+        .run_daemonset(&ds)
+        .unwrap_or_else(|e| panic!("running the DaemonSet's pod: {e}"));
+    let outcome = kubelet.wait_ready(&ds, &pod, "agent", Duration::from_secs(60));
+    let install_log = pod.log("install");
+    let agent_log = pod.log("agent");
+    kubelet.remove(&pod);
+    outcome.unwrap_or_else(|e| panic!("{e}\ninstall log:\n{install_log}"));
+
+    // What the init container did, seen from the node.
+    let conflist = std::fs::read_to_string(conf_dir.join("10-unicni.conflist"))
+        .unwrap_or_else(|e| panic!("conflist: {e}\ninstall log:\n{install_log}"));
+    assert!(conflist.contains("\"type\": \"unicni\""), "{conflist}");
+    assert!(
+        bin_dir.join("unicni").exists(),
+        "the plugin binary on the node"
+    );
+    assert!(
+        install_log.contains("cluster lock created"),
+        "install ran against the API server: {install_log}"
+    );
+    // What the agent did: the node's lease from spec.podCIDR (the node name came from
+    // fieldRef spec.nodeName), published through the API with the service account.
+    let lease = std::fs::read_to_string(tmp.join("node/run/flannel/subnet.json"))
+        .unwrap_or_else(|e| panic!("lease file: {e}\nagent log:\n{agent_log}"));
+    assert!(lease.contains("10.81.3.0/24"), "{lease}");
+    let node = run(Command::new("ip")
+        .args(["netns", "exec", &ns.name, "kubectl", "--kubeconfig"])
+        .arg(api_dir.join("kubeconfig"))
+        .args([
+            "get",
+            "node",
+            node_name,
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ]));
+    assert!(node.contains("192.168.79.1"), "node annotations: {node}");
+    drop(ctrd);
+}
