@@ -2,12 +2,14 @@
 //! image scripts/image.sh builds, imported into a containerd whose CRI plugin runs the pod
 //! template (tests/runtimes/kubelet.rs), against `unicni kube-sim` as the API server. The
 //! node is a network namespace: containerd, the API server and the host-network pod all
-//! live in it, so nothing touches the machine's own network.
+//! live in it, so nothing touches the machine's own network. A pod created through CRI
+//! afterwards gets its address from the plugin the init container installed.
 //!
 //! Needs root, podman, containerd, runc, curl and nft.
 
 mod runtimes;
 
+use runtimes::cri::{Cri, PodSpec};
 use runtimes::guard::{kill_pids_with_arg, unmount_under, Daemon, Defer};
 use runtimes::image::{write_images, IMAGE_REF};
 use runtimes::kubelet::{Kubelet, Node};
@@ -73,12 +75,28 @@ impl Containerd {
             .replace("@CNI_CONF_DIR@", &conf_dir.display().to_string());
         std::fs::write(&config, body).unwrap();
         let logfile = std::fs::File::create(&log).unwrap();
-        // nsenter, not `ip netns exec`: that one mounts a fresh /sys, hiding the cgroup
-        // mounts runc needs.
+        // In the node's network namespace with a mount namespace of its own, whose /sys
+        // is the node's (the plugin finds the node's links there, as on a real node) with
+        // the machine's cgroup mounts bound back in (runc needs them).
+        let cgroups = dir.join("cgroup");
+        std::fs::create_dir_all(&cgroups).unwrap();
+        let script = format!(
+            "mount --rbind /sys/fs/cgroup {cg} && mount -t sysfs sysfs /sys && \
+             mount --rbind {cg} /sys/fs/cgroup && exec containerd --config {config}",
+            cg = cgroups.display(),
+            config = config.display()
+        );
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{netns}"))
-            .args(["containerd", "--config"])
-            .arg(&config)
+            .args([
+                "unshare",
+                "--mount",
+                "--propagation",
+                "slave",
+                "sh",
+                "-c",
+                &script,
+            ])
             .stdin(Stdio::null())
             .stdout(logfile.try_clone().unwrap())
             .stderr(logfile)
@@ -186,6 +204,11 @@ fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
 
     // The cluster config and its manifests, for this node's private paths.
     let (conf_dir, bin_dir) = (tmp.join("cni/net.d"), tmp.join("cni/bin"));
+    // A node's runtime brings the reference loopback plugin (containerd's CRI runs it in
+    // every pod); unicni brings only itself.
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy("/usr/lib/cni/loopback", bin_dir.join("loopback"))
+        .expect("the reference loopback plugin (containernetworking-plugins)");
     let config = tmp.join("unicni.toml");
     std::fs::write(
         &config,
@@ -241,10 +264,45 @@ fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
         .run_daemonset(&ds)
         .unwrap_or_else(|e| panic!("running the DaemonSet's pod: {e}"));
     let outcome = kubelet.wait_ready(&ds, &pod, "agent", Duration::from_secs(60));
+    // A pod the node then runs gets its network from the plugin the init container
+    // installed (CRI reads the conflist from the directory the DaemonSet mounted).
+    let app = outcome.as_ref().ok().map(|_| {
+        let mut cri = Cri::connect(&ctrd.socket);
+        wait_for("CRI NetworkReady", Duration::from_secs(30), || {
+            cri.network_ready().then_some(())
+        });
+        let spec = PodSpec {
+            name: unique("app"),
+            cgroup_parent: kubelet.node.cgroup_parent.clone(),
+            ..Default::default()
+        };
+        let log_dir = tmp.join("app-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let res = cri.run_pod(&spec, &log_dir).map(|p| {
+            let ip = cri.pod_ip(&p);
+            let _ = cri.stop_pod(&p.id);
+            let _ = cri.remove_pod(&p.id);
+            ip
+        });
+        res.map_err(|e| e.to_string())
+    });
     let install_log = pod.log("install");
     let agent_log = pod.log("agent");
     kubelet.remove(&pod);
     outcome.unwrap_or_else(|e| panic!("{e}\ninstall log:\n{install_log}"));
+    let app_ip = app
+        .unwrap()
+        .unwrap_or_else(|e| panic!("RunPodSandbox of an app pod: {e}\nagent log:\n{agent_log}"));
+    let app_ip: std::net::Ipv4Addr = app_ip
+        .parse()
+        .unwrap_or_else(|_| panic!("app pod IP {app_ip:?}"));
+    assert!(
+        "10.81.3.0/24"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&app_ip),
+        "app pod {app_ip} outside the node's spec.podCIDR"
+    );
 
     // What the init container did, seen from the node.
     let conflist = std::fs::read_to_string(conf_dir.join("10-unicni.conflist"))
