@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     opts.cni_bin_dir = args.cni_bin_dir;
     let objects = unicni_deploy::render(&config, &needs, &opts)
         .with_context(|| format!("manifests for {}", args.config.display()))?;
-    let yaml = unicni_deploy::to_yaml(&objects, &config)?;
+    let yaml = unicni_deploy::to_yaml(&objects, &config, &needs)?;
     std::io::stdout()
         .write_all(yaml.as_bytes())
         .context("write the manifests to stdout")?;

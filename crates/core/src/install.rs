@@ -39,7 +39,7 @@ pub struct ApiAccess {
     pub resource: &'static str,
     /// Exactly the verbs the code calls.
     pub verbs: Vec<&'static str>,
-    /// Which code makes the calls: the manifests say so next to the rule.
+    /// Which code makes the calls: the manifests' header says so for each rule.
     pub why: &'static str,
 }
 
