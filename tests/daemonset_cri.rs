@@ -14,7 +14,9 @@ use runtimes::guard::{kill_pids_with_arg, unmount_under, Daemon, Defer};
 use runtimes::image::{write_images, IMAGE_REF};
 use runtimes::kubelet::{Kubelet, Node};
 use runtimes::util::{output, run, wait_for};
+use serde_yaml::Value;
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use unicni_testkit::{unique, Netns};
@@ -140,11 +142,213 @@ impl Drop for Containerd {
     }
 }
 
-fn docs(yaml: &str) -> Vec<serde_yaml::Value> {
+fn docs(yaml: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(yaml)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .filter(|v: &serde_yaml::Value| !v.is_null())
+        .filter(|v: &Value| !v.is_null())
         .collect()
+}
+
+/// The cluster both tests share: an API server (in the first node's namespace, on its
+/// underlay address), the image, the sandbox image.
+struct Cluster {
+    api_dir: PathBuf,
+    api_host: String,
+    archive: PathBuf,
+    sandbox_image: PathBuf,
+    image: String,
+    _api: Daemon,
+}
+
+/// One node: its namespace (underlay `eth0`), containerd, its CNI directories and the
+/// kubelet-like runner. Fields drop in order: runner, runtime, namespace.
+struct TestNode {
+    kubelet: Kubelet,
+    ctrd: Containerd,
+    ns: Netns,
+    dir: PathBuf,
+    conf_dir: PathBuf,
+    bin_dir: PathBuf,
+}
+
+/// Two namespaces joined by a veth pair, each end `eth0`: `a` gets .1, `b` .2 of
+/// 192.168.79.0/24.
+fn node_namespaces(two: bool) -> (Netns, Option<Netns>) {
+    let a = Netns::with_lo_up("udsa");
+    let b = two.then(|| Netns::with_lo_up("udsb"));
+    let mut cmds: Vec<Vec<String>> = Vec::new();
+    let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match &b {
+        Some(b) => {
+            cmds.push(v(&[
+                "ip", "link", "add", "eth0", "netns", &a.name, "type", "veth", "peer", "name",
+                "eth0", "netns", &b.name,
+            ]));
+            cmds.push(v(&[
+                "ip",
+                "-n",
+                &b.name,
+                "addr",
+                "add",
+                "192.168.79.2/24",
+                "dev",
+                "eth0",
+            ]));
+            cmds.push(v(&["ip", "-n", &b.name, "link", "set", "eth0", "up"]));
+        }
+        None => {
+            cmds.push(v(&[
+                "ip", "-n", &a.name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+            ]));
+            cmds.push(v(&["ip", "-n", &a.name, "link", "set", "eth1", "up"]));
+        }
+    }
+    cmds.push(v(&[
+        "ip",
+        "-n",
+        &a.name,
+        "addr",
+        "add",
+        "192.168.79.1/24",
+        "dev",
+        "eth0",
+    ]));
+    cmds.push(v(&["ip", "-n", &a.name, "link", "set", "eth0", "up"]));
+    for c in cmds {
+        run(Command::new(&c[0]).args(&c[1..]));
+    }
+    (a, b)
+}
+
+fn node_yaml(name: &str, cidr: &str, ip: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDR: {cidr}\n\
+         status:\n  addresses:\n  - type: InternalIP\n    address: {ip}\n"
+    )
+}
+
+impl Cluster {
+    /// kube-sim in namespace `ns` on 192.168.79.1, seeded with `nodes`; the image built.
+    fn start(tmp: &Path, ns: &Netns, nodes: &str, defer: &mut Defer) -> Cluster {
+        let api_dir = tmp.join("api");
+        let seed = tmp.join("nodes.yaml");
+        std::fs::write(&seed, nodes).unwrap();
+        let api_host = "192.168.79.1".to_string();
+        let api_log = std::fs::File::create(tmp.join("kube-sim.log")).unwrap();
+        let api = Command::new("ip")
+            .args(["netns", "exec", &ns.name, BIN, "kube-sim", "--listen"])
+            .arg(format!("{api_host}:{API_PORT}"))
+            .arg("--dir")
+            .arg(&api_dir)
+            .arg("--seed")
+            .arg(&seed)
+            .stdout(Stdio::null())
+            .stderr(api_log)
+            .spawn()
+            .unwrap();
+        let api = Daemon::new("kube-sim", api);
+        wait_for("kube-sim ready", Duration::from_secs(30), || {
+            api_dir.join("ready").exists().then_some(())
+        });
+        let image = format!("localhost/{}:test", unique("unicni-ds"));
+        let archive = build_image(tmp, &image, defer);
+        let (_, sandbox_image) = write_images(tmp);
+        Cluster {
+            api_dir,
+            api_host,
+            archive,
+            sandbox_image,
+            image,
+            _api: api,
+        }
+    }
+
+    fn kubectl(&self, ns: &Netns, args: &[&str]) -> String {
+        run(Command::new("ip")
+            .args(["netns", "exec", &ns.name, "kubectl", "--kubeconfig"])
+            .arg(self.api_dir.join("kubeconfig"))
+            .args(args))
+    }
+
+    /// A node named `name` in `ns`: containerd with both images, CNI directories with the
+    /// reference loopback plugin (a node's runtime brings it; unicni brings only itself).
+    fn node(
+        &self,
+        tmp: &Path,
+        name: &str,
+        ns: Netns,
+        defer: &mut Defer,
+        objects: Vec<Value>,
+    ) -> TestNode {
+        let dir = tmp.join(name);
+        let (conf_dir, bin_dir) = (dir.join("cni/net.d"), dir.join("cni/bin"));
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        std::fs::copy("/usr/lib/cni/loopback", bin_dir.join("loopback"))
+            .expect("the reference loopback plugin (containernetworking-plugins)");
+        let ctrd = Containerd::start(&ns.name, &dir.join("containerd"), &conf_dir, &bin_dir);
+        run(ctrd
+            .ctr()
+            .args(["images", "import"])
+            .arg(&self.sandbox_image));
+        run(ctrd.ctr().args(["images", "import"]).arg(&self.archive));
+        let cgroup_parent = format!("/{}", unique("unicni-ds-"));
+        defer.cgroup(&cgroup_parent);
+        let kubelet = Kubelet::connect(
+            &ctrd.socket,
+            Node {
+                name: name.into(),
+                netns: ns.name.clone(),
+                api_host: self.api_host.clone(),
+                api_port: API_PORT,
+                service_account: self.api_dir.join("serviceaccount"),
+                dir: dir.join("kubelet"),
+                cgroup_parent,
+            },
+            objects,
+        );
+        TestNode {
+            kubelet,
+            ctrd,
+            ns,
+            dir,
+            conf_dir,
+            bin_dir,
+        }
+    }
+}
+
+/// `unicni manifests` of a flannel vxlan config over `network`, for a node whose private
+/// directories are under `dir` (the manifests name the CNI directories; the config the
+/// state and run directories).
+fn manifests(cluster: &Cluster, dir: &Path, network: &str, net_name: &str) -> (Vec<Value>, Value) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("unicni.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nname = \"ds\"\n[backend]\nkind = \"flannel\"\n\
+             [flannel]\nnetwork = \"{network}\"\nmode = \"vxlan\"\ninterface = \"eth0\"\n\
+             [cni]\nnetwork_name = \"{net_name}\"\n[store]\nkind = \"kubernetes\"\n\
+             [node]\nstate_dir = \"{d}/node/state\"\nrun_dir = \"{d}/node/run\"\n\
+             [agent]\nreconcile_seconds = 1\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let yaml = run(Command::new(BIN)
+        .args(["manifests", "--config"])
+        .arg(&config)
+        .args(["--image", &cluster.image, "--cni-conf-dir"])
+        .arg(dir.join("cni/net.d"))
+        .arg("--cni-bin-dir")
+        .arg(dir.join("cni/bin")));
+    let objects = docs(&yaml);
+    let ds = objects
+        .iter()
+        .find(|o| o["kind"] == "DaemonSet")
+        .expect("a DaemonSet")
+        .clone();
+    (objects, ds)
 }
 
 #[test]
@@ -154,126 +358,33 @@ fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
     }
     let mut defer = Defer::new();
     let tmp = defer.temp_dir("unicni-ds-");
-    let node_name = "node-a";
-
-    // The node: a namespace with an underlay eth0.
-    let ns = Netns::with_lo_up("uds");
-    for args in [
-        &[
-            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ][..],
-        &["ip", "addr", "add", "192.168.79.1/24", "dev", "eth0"],
-        &["ip", "link", "set", "eth0", "up"],
-        &["ip", "link", "set", "eth1", "up"],
-    ] {
-        let out = ns.exec(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    // The API server, in the node's namespace, with the node object.
-    let api_dir = tmp.join("api");
-    let seed = tmp.join("node.yaml");
-    std::fs::write(
-        &seed,
-        format!(
-            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {node_name}\nspec:\n  podCIDR: 10.81.3.0/24\n\
-             status:\n  addresses:\n  - type: InternalIP\n    address: 192.168.79.1\n"
-        ),
-    )
-    .unwrap();
-    let api_log = std::fs::File::create(tmp.join("kube-sim.log")).unwrap();
-    let api = Command::new("ip")
-        .args(["netns", "exec", &ns.name, BIN, "kube-sim", "--listen"])
-        .arg(format!("127.0.0.1:{API_PORT}"))
-        .arg("--dir")
-        .arg(&api_dir)
-        .arg("--seed")
-        .arg(&seed)
-        .stdout(Stdio::null())
-        .stderr(api_log)
-        .spawn()
-        .unwrap();
-    let _api = Daemon::new("kube-sim", api);
-    wait_for("kube-sim ready", Duration::from_secs(30), || {
-        api_dir.join("ready").exists().then_some(())
-    });
-
-    // The cluster config and its manifests, for this node's private paths.
-    let (conf_dir, bin_dir) = (tmp.join("cni/net.d"), tmp.join("cni/bin"));
-    // A node's runtime brings the reference loopback plugin (containerd's CRI runs it in
-    // every pod); unicni brings only itself.
-    std::fs::create_dir_all(&bin_dir).unwrap();
-    std::fs::copy("/usr/lib/cni/loopback", bin_dir.join("loopback"))
-        .expect("the reference loopback plugin (containernetworking-plugins)");
-    let config = tmp.join("unicni.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[cluster]\nname = \"ds\"\n[backend]\nkind = \"flannel\"\n\
-             [flannel]\nnetwork = \"10.81.0.0/16\"\nmode = \"vxlan\"\ninterface = \"eth0\"\n\
-             [cni]\nnetwork_name = \"{net}\"\n[store]\nkind = \"kubernetes\"\n\
-             [node]\nstate_dir = \"{d}/node/state\"\nrun_dir = \"{d}/node/run\"\n\
-             [agent]\nreconcile_seconds = 1\n",
-            net = unique("ds"),
-            d = tmp.display()
-        ),
-    )
-    .unwrap();
-    let image = format!("localhost/{}:test", unique("unicni-ds"));
-    let yaml = run(Command::new(BIN)
-        .args(["manifests", "--config"])
-        .arg(&config)
-        .args(["--image", &image, "--cni-conf-dir"])
-        .arg(&conf_dir)
-        .arg("--cni-bin-dir")
-        .arg(&bin_dir));
-    let objects = docs(&yaml);
-    let ds = objects
-        .iter()
-        .find(|o| o["kind"] == "DaemonSet")
-        .expect("a DaemonSet")
-        .clone();
-
-    // The runtime: containerd's CRI in the node, the images imported as on a real node.
-    let archive = build_image(&tmp, &image, &mut defer);
-    let (_, sandbox_image) = write_images(&tmp);
-    let ctrd = Containerd::start(&ns.name, &tmp.join("containerd"), &conf_dir, &bin_dir);
-    run(ctrd.ctr().args(["images", "import"]).arg(&sandbox_image));
-    run(ctrd.ctr().args(["images", "import"]).arg(&archive));
-
-    let cgroup_parent = format!("/{}", unique("unicni-ds-"));
-    defer.cgroup(&cgroup_parent);
-    let mut kubelet = Kubelet::connect(
-        &ctrd.socket,
-        Node {
-            name: node_name.into(),
-            netns: ns.name.clone(),
-            api_host: "127.0.0.1".into(),
-            api_port: API_PORT,
-            service_account: api_dir.join("serviceaccount"),
-            dir: tmp.join("kubelet"),
-            cgroup_parent,
-        },
-        objects,
+    let (ns, _) = node_namespaces(false);
+    let cluster = Cluster::start(
+        &tmp,
+        &ns,
+        &node_yaml("node-a", "10.81.3.0/24", "192.168.79.1"),
+        &mut defer,
     );
-    let pod = kubelet
+    let (objects, ds) = manifests(&cluster, &tmp.join("node-a"), "10.81.0.0/16", &unique("ds"));
+    let mut node = cluster.node(&tmp, "node-a", ns, &mut defer, objects);
+
+    let pod = node
+        .kubelet
         .run_daemonset(&ds)
         .unwrap_or_else(|e| panic!("running the DaemonSet's pod: {e}"));
-    let outcome = kubelet.wait_ready(&ds, &pod, "agent", Duration::from_secs(60));
+    let outcome = node
+        .kubelet
+        .wait_ready(&ds, &pod, "agent", Duration::from_secs(60));
     // A pod the node then runs gets its network from the plugin the init container
     // installed (CRI reads the conflist from the directory the DaemonSet mounted).
     let app = outcome.as_ref().ok().map(|_| {
-        let mut cri = Cri::connect(&ctrd.socket);
+        let mut cri = Cri::connect(&node.ctrd.socket);
         wait_for("CRI NetworkReady", Duration::from_secs(30), || {
             cri.network_ready().then_some(())
         });
         let spec = PodSpec {
             name: unique("app"),
-            cgroup_parent: kubelet.node.cgroup_parent.clone(),
+            cgroup_parent: node.kubelet.node.cgroup_parent.clone(),
             ..Default::default()
         };
         let log_dir = tmp.join("app-logs");
@@ -288,7 +399,7 @@ fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
     });
     let install_log = pod.log("install");
     let agent_log = pod.log("agent");
-    kubelet.remove(&pod);
+    node.kubelet.remove(&pod);
     outcome.unwrap_or_else(|e| panic!("{e}\ninstall log:\n{install_log}"));
     let app_ip = app
         .unwrap()
@@ -305,11 +416,11 @@ fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
     );
 
     // What the init container did, seen from the node.
-    let conflist = std::fs::read_to_string(conf_dir.join("10-unicni.conflist"))
+    let conflist = std::fs::read_to_string(node.conf_dir.join("10-unicni.conflist"))
         .unwrap_or_else(|e| panic!("conflist: {e}\ninstall log:\n{install_log}"));
     assert!(conflist.contains("\"type\": \"unicni\""), "{conflist}");
     assert!(
-        bin_dir.join("unicni").exists(),
+        node.bin_dir.join("unicni").exists(),
         "the plugin binary on the node"
     );
     assert!(
@@ -318,19 +429,71 @@ fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
     );
     // What the agent did: the node's lease from spec.podCIDR (the node name came from
     // fieldRef spec.nodeName), published through the API with the service account.
-    let lease = std::fs::read_to_string(tmp.join("node/run/flannel/subnet.json"))
+    let lease = std::fs::read_to_string(node.dir.join("node/run/flannel/subnet.json"))
         .unwrap_or_else(|e| panic!("lease file: {e}\nagent log:\n{agent_log}"));
     assert!(lease.contains("10.81.3.0/24"), "{lease}");
-    let node = run(Command::new("ip")
-        .args(["netns", "exec", &ns.name, "kubectl", "--kubeconfig"])
-        .arg(api_dir.join("kubeconfig"))
-        .args([
+    let annotations = cluster.kubectl(
+        &node.ns,
+        &[
             "get",
             "node",
-            node_name,
+            "node-a",
             "-o",
             "jsonpath={.metadata.annotations}",
-        ]));
-    assert!(node.contains("192.168.79.1"), "node annotations: {node}");
-    drop(ctrd);
+        ],
+    );
+    assert!(
+        annotations.contains("192.168.79.1"),
+        "node annotations: {annotations}"
+    );
+}
+
+/// The lock seen from the runner: a second node whose ConfigMap changes a locked field
+/// (the cluster CIDR) fails in its init container with the drift message, and its agent
+/// never starts.
+#[test]
+fn a_second_node_with_a_changed_locked_field_fails_in_install_and_never_becomes_ready() {
+    if !unicni_testkit::require_root() {
+        return;
+    }
+    let mut defer = Defer::new();
+    let tmp = defer.temp_dir("unicni-ds-");
+    let (a_ns, b_ns) = node_namespaces(true);
+    let nodes = node_yaml("node-a", "10.81.3.0/24", "192.168.79.1")
+        + &node_yaml("node-b", "10.81.4.0/24", "192.168.79.2");
+    let cluster = Cluster::start(&tmp, &a_ns, &nodes, &mut defer);
+    let net_name = unique("ds");
+
+    let (objects, ds) = manifests(&cluster, &tmp.join("node-a"), "10.81.0.0/16", &net_name);
+    let mut a = cluster.node(&tmp, "node-a", a_ns, &mut defer, objects);
+    let pod = a
+        .kubelet
+        .run_daemonset(&ds)
+        .unwrap_or_else(|e| panic!("node-a: {e}"));
+    let ready = a
+        .kubelet
+        .wait_ready(&ds, &pod, "agent", Duration::from_secs(60));
+    a.kubelet.remove(&pod);
+    ready.unwrap_or_else(|e| panic!("node-a: {e}"));
+
+    let (objects, ds) = manifests(&cluster, &tmp.join("node-b"), "10.82.0.0/16", &net_name);
+    let mut b = cluster.node(&tmp, "node-b", b_ns.unwrap(), &mut defer, objects);
+    let err = match b.kubelet.run_daemonset(&ds) {
+        Ok(pod) => {
+            b.kubelet.remove(&pod);
+            panic!("node-b's pod ran with a changed cluster CIDR")
+        }
+        Err(e) => e,
+    };
+    assert!(err.contains("init container install exited"), "{err}");
+    assert!(
+        err.contains("locked at cluster bootstrap")
+            && err.contains("10.81.0.0/16")
+            && err.contains("10.82.0.0/16"),
+        "the drift message names the field, old and new value: {err}"
+    );
+    assert!(
+        !b.conf_dir.join("10-unicni.conflist").exists(),
+        "a refused node gets no conflist"
+    );
 }
