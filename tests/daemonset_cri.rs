@@ -374,7 +374,12 @@ fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
         .unwrap_or_else(|e| panic!("running the DaemonSet's pod: {e}"));
     let outcome = node
         .kubelet
-        .wait_ready(&ds, &pod, "agent", Duration::from_secs(60));
+        .wait_ready(&ds, &pod, "agent", Duration::from_secs(60))
+        .and_then(|_| {
+            let live = Duration::from_secs(10);
+            node.kubelet
+                .wait_probe(&ds, &pod, "agent", "livenessProbe", live)
+        });
     // A pod the node then runs gets its network from the plugin the init container
     // installed (CRI reads the conflist from the directory the DaemonSet mounted).
     let app = outcome.as_ref().ok().map(|_| {

@@ -432,13 +432,26 @@ impl Kubelet {
         }
     }
 
-    /// Polls the readiness probe of `container` of the DaemonSet `ds` (httpGet) from the
-    /// node's network namespace until it answers 2xx, as the kubelet's prober does.
+    /// Polls the readiness probe of `container` of the DaemonSet `ds` until it passes.
     pub fn wait_ready(
         &mut self,
         ds: &Value,
         run: &PodRun,
         container: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        self.wait_probe(ds, run, container, "readinessProbe", timeout)
+    }
+
+    /// Polls `probe` (`readinessProbe`, `livenessProbe`: httpGet) of `container` from the
+    /// node's network namespace until it answers 200, as the kubelet's prober does; fails
+    /// early if the container exits.
+    pub fn wait_probe(
+        &mut self,
+        ds: &Value,
+        run: &PodRun,
+        container: &str,
+        probe: &str,
         timeout: Duration,
     ) -> Result<(), String> {
         let spec = &ds["spec"]["template"]["spec"];
@@ -448,13 +461,13 @@ impl Kubelet {
             .flatten()
             .find(|c| s(&c["name"]) == Some(container))
             .ok_or_else(|| format!("no container {container}"))?;
-        let get = &c["readinessProbe"]["httpGet"];
+        let get = &c[probe]["httpGet"];
         let url = format!(
             "http://{}:{}{}",
             s(&get["host"]).unwrap_or("127.0.0.1"),
             get["port"]
                 .as_u64()
-                .ok_or("readinessProbe without a numeric port")?,
+                .ok_or_else(|| format!("{probe} without a numeric port"))?,
             s(&get["path"]).unwrap_or("/")
         );
         let id = run
@@ -485,7 +498,7 @@ impl Kubelet {
             std::thread::sleep(Duration::from_millis(500));
         }
         Err(format!(
-            "{container} not ready after {timeout:?} ({url}: {last:?}); its log:\n{}",
+            "{container}: {probe} failing after {timeout:?} ({url}: {last:?}); its log:\n{}",
             run.log(container)
         ))
     }
