@@ -320,7 +320,7 @@ impl Cluster {
 /// `unicni manifests` of a flannel vxlan config over `network`, for a node whose private
 /// directories are under `dir` (the manifests name the CNI directories; the config the
 /// state and run directories).
-fn manifests(cluster: &Cluster, dir: &Path, network: &str, net_name: &str) -> (Vec<Value>, Value) {
+fn manifests(image: &str, dir: &Path, network: &str, net_name: &str) -> (Vec<Value>, Value) {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("unicni.toml");
     std::fs::write(
@@ -338,7 +338,7 @@ fn manifests(cluster: &Cluster, dir: &Path, network: &str, net_name: &str) -> (V
     let yaml = run(Command::new(BIN)
         .args(["manifests", "--config"])
         .arg(&config)
-        .args(["--image", &cluster.image, "--cni-conf-dir"])
+        .args(["--image", image, "--cni-conf-dir"])
         .arg(dir.join("cni/net.d"))
         .arg("--cni-bin-dir")
         .arg(dir.join("cni/bin")));
@@ -365,7 +365,12 @@ fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
         &node_yaml("node-a", "10.81.3.0/24", "192.168.79.1"),
         &mut defer,
     );
-    let (objects, ds) = manifests(&cluster, &tmp.join("node-a"), "10.81.0.0/16", &unique("ds"));
+    let (objects, ds) = manifests(
+        &cluster.image,
+        &tmp.join("node-a"),
+        "10.81.0.0/16",
+        &unique("ds"),
+    );
     let mut node = cluster.node(&tmp, "node-a", ns, &mut defer, objects);
 
     let pod = node
@@ -469,7 +474,12 @@ fn a_second_node_with_a_changed_locked_field_fails_in_install_and_never_becomes_
     let cluster = Cluster::start(&tmp, &a_ns, &nodes, &mut defer);
     let net_name = unique("ds");
 
-    let (objects, ds) = manifests(&cluster, &tmp.join("node-a"), "10.81.0.0/16", &net_name);
+    let (objects, ds) = manifests(
+        &cluster.image,
+        &tmp.join("node-a"),
+        "10.81.0.0/16",
+        &net_name,
+    );
     let mut a = cluster.node(&tmp, "node-a", a_ns, &mut defer, objects);
     let pod = a
         .kubelet
@@ -481,7 +491,12 @@ fn a_second_node_with_a_changed_locked_field_fails_in_install_and_never_becomes_
     a.kubelet.remove(&pod);
     ready.unwrap_or_else(|e| panic!("node-a: {e}"));
 
-    let (objects, ds) = manifests(&cluster, &tmp.join("node-b"), "10.82.0.0/16", &net_name);
+    let (objects, ds) = manifests(
+        &cluster.image,
+        &tmp.join("node-b"),
+        "10.82.0.0/16",
+        &net_name,
+    );
     let mut b = cluster.node(&tmp, "node-b", b_ns.unwrap(), &mut defer, objects);
     let err = match b.kubelet.run_daemonset(&ds) {
         Ok(pod) => {
@@ -500,5 +515,95 @@ fn a_second_node_with_a_changed_locked_field_fails_in_install_and_never_becomes_
     assert!(
         !b.conf_dir.join("10-unicni.conflist").exists(),
         "a refused node gets no conflist"
+    );
+}
+
+/// A rolling update as the DaemonSet controller does it with maxUnavailable 1: the
+/// node's pod is deleted and a pod of the new image (a new build) takes its place, while
+/// two pods on the node ping each other. No packet is lost: the datapath stays in the
+/// kernel while the agent is replaced, and the new install rewrites the conflist in place.
+#[test]
+fn replacing_the_daemonset_pod_with_a_new_image_loses_no_pod_traffic() {
+    if !unicni_testkit::require_root() {
+        return;
+    }
+    let mut defer = Defer::new();
+    let tmp = defer.temp_dir("unicni-ds-");
+    let (ns, _) = node_namespaces(false);
+    let cluster = Cluster::start(
+        &tmp,
+        &ns,
+        &node_yaml("node-a", "10.81.3.0/24", "192.168.79.1"),
+        &mut defer,
+    );
+    let dir = tmp.join("node-a");
+    let net_name = unique("ds");
+    let (objects, ds) = manifests(&cluster.image, &dir, "10.81.0.0/16", &net_name);
+    let mut node = cluster.node(&tmp, "node-a", ns, &mut defer, objects);
+    let old = node
+        .kubelet
+        .run_daemonset(&ds)
+        .unwrap_or_else(|e| panic!("old pod: {e}"));
+    node.kubelet
+        .wait_ready(&ds, &old, "agent", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("old pod: {e}"));
+
+    // Two application pods with a busybox container each.
+    let mut cri = Cri::connect(&node.ctrd.socket);
+    wait_for("CRI NetworkReady", Duration::from_secs(30), || {
+        cri.network_ready().then_some(())
+    });
+    let log_dir = tmp.join("app-logs");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let spec = PodSpec {
+            name: unique("app"),
+            cgroup_parent: node.kubelet.node.cgroup_parent.clone(),
+            ..Default::default()
+        };
+        let pod = cri
+            .run_pod(&spec, &log_dir)
+            .unwrap_or_else(|e| panic!("app pod: {e}"));
+        let ip = cri.pod_ip(&pod);
+        let c = cri
+            .start_container(&pod, "app", IMAGE_REF, &["/bin/sleep", "3600"])
+            .unwrap_or_else(|e| panic!("app container: {e}"));
+        apps.push((pod, ip, c));
+    }
+    let (from, to) = (apps[0].2.clone(), apps[1].1.clone());
+
+    // The new build, imported on the node as the kubelet's image pull would.
+    let new_image = format!("localhost/{}:new", unique("unicni-ds"));
+    let new_archive = build_image(&tmp.join("new"), &new_image, &mut defer);
+    run(node.ctrd.ctr().args(["images", "import"]).arg(&new_archive));
+    let (_, new_ds) = manifests(&new_image, &dir, "10.81.0.0/16", &net_name);
+
+    // 60 pings, 0.2 s apart, while the pod is replaced.
+    let socket = node.ctrd.socket.clone();
+    let pinger = std::thread::spawn(move || {
+        let mut cri = Cri::connect(&socket);
+        cri.exec(&from, &["ping", "-c", "60", "-i", "0.2", "-W", "1", &to])
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    node.kubelet.remove(&old);
+    let new = node.kubelet.run_daemonset(&new_ds);
+    let ready = new.as_ref().map_err(|e| e.clone()).and_then(|p| {
+        node.kubelet
+            .wait_ready(&new_ds, p, "agent", Duration::from_secs(60))
+    });
+    let (code, ping) = pinger.join().unwrap();
+    for (pod, _, _) in &apps {
+        let _ = cri.stop_pod(&pod.id);
+        let _ = cri.remove_pod(&pod.id);
+    }
+    if let Ok(p) = &new {
+        node.kubelet.remove(p);
+    }
+    ready.unwrap_or_else(|e| panic!("new pod: {e}"));
+    assert_eq!(code, 0, "ping during the update: {ping}");
+    assert!(
+        ping.contains("60 packets transmitted, 60 packets received"),
+        "ping lost packets while the DaemonSet pod was replaced: {ping}"
     );
 }
