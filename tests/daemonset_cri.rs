@@ -523,7 +523,7 @@ fn a_second_node_with_a_changed_locked_field_fails_in_install_and_never_becomes_
 /// two pods on the node ping each other. No packet is lost: the datapath stays in the
 /// kernel while the agent is replaced, and the new install rewrites the conflist in place.
 #[test]
-fn replacing_the_daemonset_pod_with_a_new_image_loses_no_pod_traffic() {
+fn replacing_the_daemonset_pod_loses_no_pod_traffic_and_uninstall_leaves_the_node_clean() {
     if !unicni_testkit::require_root() {
         return;
     }
@@ -606,4 +606,33 @@ fn replacing_the_daemonset_pod_with_a_new_image_loses_no_pod_traffic() {
         ping.contains("60 packets transmitted, 60 packets received"),
         "ping lost packets while the DaemonSet pod was replaced: {ping}"
     );
+
+    // Removal: the DaemonSet's pod is gone (above); `unicni uninstall` on the node leaves
+    // it as it was before the DaemonSet came.
+    let ns = &node.ns.name;
+    let out = run(Command::new("ip")
+        .args(["netns", "exec", ns, BIN, "uninstall", "--purge", "--config"])
+        .arg(dir.join("unicni.toml"))
+        .arg("--cni-conf-dir")
+        .arg(&node.conf_dir)
+        .arg("--cni-bin-dir")
+        .arg(&node.bin_dir));
+    let links = run(Command::new("ip").args(["-n", ns, "-o", "link", "show"]));
+    let mut names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["eth0", "eth1", "lo"],
+        "links left on the node: {links}\n{out}"
+    );
+    let tables = run(Command::new("ip").args(["netns", "exec", ns, "nft", "list", "tables"]));
+    assert!(!tables.contains("unicni"), "nftables left: {tables}");
+    let routes = run(Command::new("ip").args(["-n", ns, "route", "show", "table", "all"]));
+    assert!(!routes.contains("10.81."), "routes left: {routes}");
+    assert!(!node.conf_dir.join("10-unicni.conflist").exists());
+    assert!(!node.bin_dir.join("unicni").exists());
 }
