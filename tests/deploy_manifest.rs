@@ -362,6 +362,20 @@ fn credentials_come_from_a_secret_or_the_ram_role_and_bad_configs_are_refused() 
         "RAM role: no Secret"
     );
 
+    // A credentials file means a Secret only where the node roles call the cloud.
+    for (config, secret) in [("flannel-vpc-route", true), ("flannel-vxlan", false)] {
+        let f = Path::new(ROOT).join(format!("deploy/configs/{config}.toml"));
+        let env = [("UNICNI_CLOUD__CREDENTIALS_FILE", "/etc/unicni-cloud/c.json")];
+        let d = docs(&manifests_ok(&f, &env));
+        let spec = &find(&d, "DaemonSet").unwrap()["spec"]["template"]["spec"];
+        let has = spec["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "unicni-cloud-credentials");
+        assert_eq!(has, secret, "{config} with cloud.credentials_file");
+    }
+
     for (env, says) in [
         (
             vec![("UNICNI_CLOUD__ACCESS_KEY_SECRET", "s3cr3t")],

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use unicni_config::{CloudKind, Config, StoreKind};
+use unicni_config::{Config, StoreKind};
 use unicni_core::{ApiAccess, DeployNeeds, HostPathNeed};
 
 /// Where the Kubernetes store keeps its ConfigMaps (the lock, leases):
@@ -359,8 +359,9 @@ fn daemonset(c: &Config, needs: &DeployNeeds, o: &Options) -> Result<Value, Depl
     agent_mounts.extend(agent.iter().map(Mount::mount));
 
     // Cloud credentials: a Secret mounted where cloud.credentials_file points, or nothing
-    // (the instance's RAM role, from the metadata service).
-    if needs.cloud && c.cloud.kind == CloudKind::Alibaba {
+    // (the instance's RAM role, from the metadata service). Whatever cloud.kind: the
+    // client reads the file for the emulator too.
+    if needs.cloud {
         if let Some(file) = &c.cloud.credentials_file {
             let p = Path::new(file);
             let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
