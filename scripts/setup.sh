@@ -27,17 +27,18 @@ fi
 
 # The vendor's official Python SDKs judge the cloud emulator
 # (crates/cloud-sim/tests/sdk.rs): the core SDK (with its ecs and vpc requests) signs
-# V2, the Tea SDKs V3.
+# V2, the Tea SDKs V3. kubernetes-validate (the upstream OpenAPI schemas as JSON schema)
+# judges `unicni manifests` (tests/deploy_manifest.rs).
 sdk_venv="${UNICNI_SDK_VENV:-/opt/unicni-sdk-venv}"
 sdk_packages=(
   aliyun-python-sdk-core aliyun-python-sdk-ecs aliyun-python-sdk-vpc
-  alibabacloud_ecs20140526 alibabacloud_vpc20160428
+  alibabacloud_ecs20140526 alibabacloud_vpc20160428 kubernetes-validate
 )
 if [ ! -x "$sdk_venv/bin/python" ]; then
   echo "setup: creating the vendor SDK virtual environment $sdk_venv" >&2
   python3 -m venv "$sdk_venv"
 fi
-if ! "$sdk_venv/bin/python" -c 'import aliyunsdkcore, aliyunsdkecs, aliyunsdkvpc, alibabacloud_ecs20140526, alibabacloud_vpc20160428' 2>/dev/null; then
+if ! "$sdk_venv/bin/python" -c 'import aliyunsdkcore, aliyunsdkecs, aliyunsdkvpc, alibabacloud_ecs20140526, alibabacloud_vpc20160428, kubernetes_validate' 2>/dev/null; then
   echo "setup: installing ${sdk_packages[*]} into $sdk_venv" >&2
   "$sdk_venv/bin/pip" install --quiet "${sdk_packages[@]}"
 fi

@@ -30,6 +30,8 @@ enum Command {
     /// Inspect the config file.
     #[command(subcommand)]
     Config(cmd::config::Command),
+    /// Print the Kubernetes objects (RBAC, ConfigMap, DaemonSet) that run a config's backend.
+    Manifests(cmd::manifests::Args),
     /// Inspect the cluster lock.
     #[command(subcommand)]
     Lock(cmd::lock::Command),
@@ -54,6 +56,7 @@ pub fn run() -> ExitCode {
         Command::Agent(a) => cmd::agent::run(a),
         Command::Config(c) => cmd::config::run(c),
         Command::Lock(c) => cmd::lock::run(c),
+        Command::Manifests(a) => cmd::manifests::run(a),
         Command::Lab(a) => cmd::lab::run(a),
         Command::Plan(a) => cmd::plan::run(a),
         Command::Assess(a) => cmd::assess::run(a),

@@ -10,5 +10,6 @@ pub mod install;
 pub mod kube_sim;
 pub mod lab;
 pub mod lock;
+pub mod manifests;
 pub mod plan;
 pub mod uninstall;

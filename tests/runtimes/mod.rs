@@ -11,6 +11,7 @@ pub mod cri;
 pub mod env;
 pub mod guard;
 pub mod image;
+pub mod kubelet;
 pub mod netns;
 pub mod network;
 pub mod podman;

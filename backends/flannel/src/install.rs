@@ -7,8 +7,10 @@ use crate::{masq, names};
 use async_trait::async_trait;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use unicni_config::{Config, FlannelMode};
-use unicni_core::{ConflistEntry, Error, Install, Result, Store, UninstallOptions};
+use unicni_config::{Config, FlannelMode, StoreKind};
+use unicni_core::{
+    ApiAccess, ConflistEntry, DeployNeeds, Error, Install, Result, Store, UninstallOptions,
+};
 use unicni_net::Netlink;
 
 /// vxlan adds outer Ethernet (14), IPv4 (20), UDP (8) and vxlan (8) headers.
@@ -150,6 +152,29 @@ impl FlannelInstall {
 
 #[async_trait]
 impl Install for FlannelInstall {
+    fn deploy_needs(&self) -> DeployNeeds {
+        let c = &self.config;
+        let mut api = Vec::new();
+        // With the Kubernetes store the subnet leases are the nodes' spec.podCIDR and
+        // unicni annotations (lease_store::KubeLeases): get and list nodes, merge-patch
+        // the node's own annotations. Other stores keep leases elsewhere.
+        if c.store.kind == StoreKind::Kubernetes {
+            api.push(ApiAccess {
+                group: "",
+                resource: "nodes",
+                verbs: vec!["get", "list", "patch"],
+                why: "flannel: subnet leases are nodes' spec.podCIDR and annotations",
+            });
+        }
+        DeployNeeds {
+            api,
+            host_paths: Vec::new(),
+            // vpc-route writes each node's subnet into the VPC route table.
+            cloud: c.flannel.mode == FlannelMode::VpcRoute,
+            ebpf: c.flannel.fast_path,
+        }
+    }
+
     /// Any node can host a flannel mode: the limits are cluster-wide (the CIDR, the route
     /// table quota) and checked by the config's validation and `plan`.
     async fn admit(&self) -> Result<()> {

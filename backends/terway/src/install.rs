@@ -13,8 +13,11 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use unicni_cloud::{poll, Cloud, EniFilter, EniStatus, EniType, MetadataClient, PollPolicy};
-use unicni_config::Config;
-use unicni_core::{ConflistEntry, Error, Install, Result, Store, UninstallOptions};
+use unicni_config::{Config, TerwayDatapath};
+use unicni_core::{
+    ApiAccess, ConflistEntry, DeployNeeds, Error, HostPathNeed, Install, Result, Store,
+    UninstallOptions,
+};
 use unicni_net::netlink::AddressFamily;
 use unicni_net::Netlink;
 
@@ -109,6 +112,42 @@ impl TerwayInstall {
 
 #[async_trait]
 impl Install for TerwayInstall {
+    fn deploy_needs(&self) -> DeployNeeds {
+        let c = &self.config;
+        let mut api = Vec::new();
+        // Pod annotations (vSwitch, security group, fixed IP) and their namespace's
+        // defaults: one GET each per allocation (podinfo::KubePods).
+        if c.terway.pod_info_dir.is_none() {
+            api.push(ApiAccess {
+                group: "",
+                resource: "pods",
+                verbs: vec!["get"],
+                why: "terway: the pod's annotations (vSwitch, security group, fixed IP)",
+            });
+            api.push(ApiAccess {
+                group: "",
+                resource: "namespaces",
+                verbs: vec!["get"],
+                why: "terway: the namespace's default annotations",
+            });
+        }
+        DeployNeeds {
+            api,
+            // The pool releases an address whose pod network namespace is gone
+            // (Pool::maintain checks the path), and exclusive-ENI mode enters the pod's
+            // namespace: the agent must see the runtime's namespaces, including those
+            // mounted after it started.
+            host_paths: vec![HostPathNeed {
+                name: "netns",
+                path: "/var/run/netns".into(),
+                follow_host_mounts: true,
+                why: "terway: pods' network namespaces (address GC, exclusive ENI)",
+            }],
+            cloud: true,
+            ebpf: c.terway.datapath == TerwayDatapath::Ebpf,
+        }
+    }
+
     /// Refuses a node whose instance type cannot host the configured mode or stack
     /// (shared-ENI nodes need more than 11 pods; dual stack needs IPv6 = IPv4 per ENI).
     async fn admit(&self) -> Result<()> {

@@ -30,8 +30,50 @@ pub struct UninstallOptions {
     pub release_cloud: bool,
 }
 
+/// One kind of Kubernetes API access a backend's node roles make (an RBAC rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiAccess {
+    /// The API group (`""` for the core group).
+    pub group: &'static str,
+    /// The resource (`"nodes"`, `"pods"`).
+    pub resource: &'static str,
+    /// Exactly the verbs the code calls.
+    pub verbs: Vec<&'static str>,
+    /// Which code makes the calls: the manifests' header says so for each rule.
+    pub why: &'static str,
+}
+
+/// A host directory a backend's node agent needs in its container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPathNeed {
+    /// The volume's name in the pod spec.
+    pub name: &'static str,
+    /// The path on the host (also the mount path in the container).
+    pub path: String,
+    /// Mounts made on the host after the container started must show inside it (network
+    /// namespaces the runtime creates for new pods).
+    pub follow_host_mounts: bool,
+    pub why: &'static str,
+}
+
+/// What a backend's node roles need when they run as a DaemonSet: the manifests
+/// (`unicni manifests`) grant this and no more, on top of what every backend needs (the
+/// store, the CNI directories, the node's state and run directories, policy).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeployNeeds {
+    pub api: Vec<ApiAccess>,
+    pub host_paths: Vec<HostPathNeed>,
+    /// The node roles call the cloud API (credentials: a Secret or the instance's RAM role).
+    pub cloud: bool,
+    /// The node roles load eBPF programs and pin them under `bpf.pin_dir`.
+    pub ebpf: bool,
+}
+
 #[async_trait]
 pub trait Install: Send + Sync {
+    /// What this backend's node roles read and write in the cluster and on the host, for
+    /// the DaemonSet's RBAC and volumes. Pure: computed from the config alone.
+    fn deploy_needs(&self) -> DeployNeeds;
     /// Refuses a node that cannot host the configured mode or stack. Runs before the
     /// cluster lock, so that such a node never creates the cluster.
     async fn admit(&self) -> Result<()>;

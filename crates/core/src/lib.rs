@@ -19,7 +19,9 @@ pub use attachment::{Attachment, AttachmentId, PodRef};
 pub use backend::{Backend, Capabilities, NodeStatus};
 pub use datapath::Datapath;
 pub use error::{Error, Result};
-pub use install::{BackendModule, ConflistEntry, Install, UninstallOptions};
+pub use install::{
+    ApiAccess, BackendModule, ConflistEntry, DeployNeeds, HostPathNeed, Install, UninstallOptions,
+};
 pub use ipam::{Allocation, IpAssignment, Ipam};
 pub use policy::Policy;
 pub use result::{DnsConfig, InterfaceConfig, IpConfig, NetworkResult, RouteConfig};

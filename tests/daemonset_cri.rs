@@ -1,0 +1,638 @@
+//! The DaemonSet that `unicni manifests` renders, run the way the kubelet runs it: the
+//! image scripts/image.sh builds, imported into a containerd whose CRI plugin runs the pod
+//! template (tests/runtimes/kubelet.rs), against `unicni kube-sim` as the API server. The
+//! node is a network namespace: containerd, the API server and the host-network pod all
+//! live in it, so nothing touches the machine's own network. A pod created through CRI
+//! afterwards gets its address from the plugin the init container installed.
+//!
+//! Needs root, podman, containerd, runc, curl and nft.
+
+mod runtimes;
+
+use runtimes::cri::{Cri, PodSpec};
+use runtimes::guard::{kill_pids_with_arg, unmount_under, Daemon, Defer};
+use runtimes::image::{write_images, IMAGE_REF};
+use runtimes::kubelet::{Kubelet, Node};
+use runtimes::util::{output, run, wait_for};
+use serde_yaml::Value;
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use unicni_testkit::{unique, Netns};
+
+const BIN: &str = env!("CARGO_BIN_EXE_unicni");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const API_PORT: u16 = 6443;
+
+/// Builds the image from the binary under test; returns the OCI archive.
+fn build_image(dir: &Path, image: &str, defer: &mut Defer) -> std::path::PathBuf {
+    let archive = dir.join("unicni-image.tar");
+    let out = Command::new(Path::new(ROOT).join("scripts/image.sh"))
+        .env("UNICNI_IMAGE_BINARY", BIN)
+        .env("UNICNI_IMAGE", image)
+        .env("UNICNI_IMAGE_ARCHIVE", &archive)
+        .output()
+        .unwrap();
+    let image = image.to_string();
+    defer.push(format!("podman rmi {image}"), move || {
+        let _ = Command::new("podman")
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(["rmi", "--force", &image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    assert!(
+        out.status.success(),
+        "scripts/image.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    archive
+}
+
+/// containerd with its CRI plugin, started inside the node's namespace.
+struct Containerd {
+    socket: std::path::PathBuf,
+    root: std::path::PathBuf,
+    state: std::path::PathBuf,
+    log: std::path::PathBuf,
+    daemon: Daemon,
+}
+
+impl Containerd {
+    fn start(netns: &str, dir: &Path, conf_dir: &Path, bin_dir: &Path) -> Containerd {
+        let (root, state) = (dir.join("root"), dir.join("state"));
+        let socket = dir.join("containerd.sock");
+        let log = dir.join("containerd.log");
+        let config = dir.join("containerd.toml");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let body = include_str!("../testdata/runtimes/containerd.toml")
+            .replace("@ROOT@", &root.display().to_string())
+            .replace("@STATE@", &state.display().to_string())
+            .replace("@SOCKET@", &socket.display().to_string())
+            .replace("@SANDBOX_IMAGE@", IMAGE_REF)
+            .replace("@CNI_BIN_DIR@", &bin_dir.display().to_string())
+            .replace("@CNI_CONF_DIR@", &conf_dir.display().to_string());
+        std::fs::write(&config, body).unwrap();
+        let logfile = std::fs::File::create(&log).unwrap();
+        // In the node's network namespace with a mount namespace of its own, whose /sys
+        // is the node's (the plugin finds the node's links there, as on a real node) with
+        // the machine's cgroup mounts bound back in (runc needs them).
+        let cgroups = dir.join("cgroup");
+        std::fs::create_dir_all(&cgroups).unwrap();
+        let script = format!(
+            "mount --rbind /sys/fs/cgroup {cg} && mount -t sysfs sysfs /sys && \
+             mount --rbind {cg} /sys/fs/cgroup && exec containerd --config {config}",
+            cg = cgroups.display(),
+            config = config.display()
+        );
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .args([
+                "unshare",
+                "--mount",
+                "--propagation",
+                "slave",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().unwrap())
+            .stderr(logfile)
+            .spawn()
+            .expect("spawn containerd");
+        let mut me = Containerd {
+            socket,
+            root,
+            state,
+            log,
+            daemon: Daemon::new("containerd", child),
+        };
+        wait_for("containerd to answer", Duration::from_secs(30), || {
+            assert!(
+                me.daemon.alive(),
+                "containerd exited: {}",
+                std::fs::read_to_string(&me.log).unwrap_or_default()
+            );
+            output(me.ctr().arg("version"))
+                .status
+                .success()
+                .then_some(())
+        });
+        me
+    }
+
+    fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address").arg(&self.socket).args(["-n", "k8s.io"]);
+        c
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        self.daemon.stop();
+        kill_pids_with_arg(&self.socket.display().to_string());
+        std::thread::sleep(Duration::from_millis(100));
+        unmount_under(&self.state);
+        unmount_under(&self.root);
+    }
+}
+
+fn docs(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+/// The cluster both tests share: an API server (in the first node's namespace, on its
+/// underlay address), the image, the sandbox image.
+struct Cluster {
+    api_dir: PathBuf,
+    api_host: String,
+    archive: PathBuf,
+    sandbox_image: PathBuf,
+    image: String,
+    _api: Daemon,
+}
+
+/// One node: its namespace (underlay `eth0`), containerd, its CNI directories and the
+/// kubelet-like runner. Fields drop in order: runner, runtime, namespace.
+struct TestNode {
+    kubelet: Kubelet,
+    ctrd: Containerd,
+    ns: Netns,
+    dir: PathBuf,
+    conf_dir: PathBuf,
+    bin_dir: PathBuf,
+}
+
+/// Two namespaces joined by a veth pair, each end `eth0`: `a` gets .1, `b` .2 of
+/// 192.168.79.0/24.
+fn node_namespaces(two: bool) -> (Netns, Option<Netns>) {
+    let a = Netns::with_lo_up("udsa");
+    let b = two.then(|| Netns::with_lo_up("udsb"));
+    let mut cmds: Vec<Vec<String>> = Vec::new();
+    let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match &b {
+        Some(b) => {
+            cmds.push(v(&[
+                "ip", "link", "add", "eth0", "netns", &a.name, "type", "veth", "peer", "name",
+                "eth0", "netns", &b.name,
+            ]));
+            cmds.push(v(&[
+                "ip",
+                "-n",
+                &b.name,
+                "addr",
+                "add",
+                "192.168.79.2/24",
+                "dev",
+                "eth0",
+            ]));
+            cmds.push(v(&["ip", "-n", &b.name, "link", "set", "eth0", "up"]));
+        }
+        None => {
+            cmds.push(v(&[
+                "ip", "-n", &a.name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+            ]));
+            cmds.push(v(&["ip", "-n", &a.name, "link", "set", "eth1", "up"]));
+        }
+    }
+    cmds.push(v(&[
+        "ip",
+        "-n",
+        &a.name,
+        "addr",
+        "add",
+        "192.168.79.1/24",
+        "dev",
+        "eth0",
+    ]));
+    cmds.push(v(&["ip", "-n", &a.name, "link", "set", "eth0", "up"]));
+    for c in cmds {
+        run(Command::new(&c[0]).args(&c[1..]));
+    }
+    (a, b)
+}
+
+fn node_yaml(name: &str, cidr: &str, ip: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDR: {cidr}\n\
+         status:\n  addresses:\n  - type: InternalIP\n    address: {ip}\n"
+    )
+}
+
+impl Cluster {
+    /// kube-sim in namespace `ns` on 192.168.79.1, seeded with `nodes`; the image built.
+    fn start(tmp: &Path, ns: &Netns, nodes: &str, defer: &mut Defer) -> Cluster {
+        let api_dir = tmp.join("api");
+        let seed = tmp.join("nodes.yaml");
+        std::fs::write(&seed, nodes).unwrap();
+        let api_host = "192.168.79.1".to_string();
+        let api_log = std::fs::File::create(tmp.join("kube-sim.log")).unwrap();
+        let api = Command::new("ip")
+            .args(["netns", "exec", &ns.name, BIN, "kube-sim", "--listen"])
+            .arg(format!("{api_host}:{API_PORT}"))
+            .arg("--dir")
+            .arg(&api_dir)
+            .arg("--seed")
+            .arg(&seed)
+            .stdout(Stdio::null())
+            .stderr(api_log)
+            .spawn()
+            .unwrap();
+        let api = Daemon::new("kube-sim", api);
+        wait_for("kube-sim ready", Duration::from_secs(30), || {
+            api_dir.join("ready").exists().then_some(())
+        });
+        let image = format!("localhost/{}:test", unique("unicni-ds"));
+        let archive = build_image(tmp, &image, defer);
+        let (_, sandbox_image) = write_images(tmp);
+        Cluster {
+            api_dir,
+            api_host,
+            archive,
+            sandbox_image,
+            image,
+            _api: api,
+        }
+    }
+
+    fn kubectl(&self, ns: &Netns, args: &[&str]) -> String {
+        run(Command::new("ip")
+            .args(["netns", "exec", &ns.name, "kubectl", "--kubeconfig"])
+            .arg(self.api_dir.join("kubeconfig"))
+            .args(args))
+    }
+
+    /// A node named `name` in `ns`: containerd with both images, CNI directories with the
+    /// reference loopback plugin (a node's runtime brings it; unicni brings only itself).
+    fn node(
+        &self,
+        tmp: &Path,
+        name: &str,
+        ns: Netns,
+        defer: &mut Defer,
+        objects: Vec<Value>,
+    ) -> TestNode {
+        let dir = tmp.join(name);
+        let (conf_dir, bin_dir) = (dir.join("cni/net.d"), dir.join("cni/bin"));
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        std::fs::copy("/usr/lib/cni/loopback", bin_dir.join("loopback"))
+            .expect("the reference loopback plugin (containernetworking-plugins)");
+        let ctrd = Containerd::start(&ns.name, &dir.join("containerd"), &conf_dir, &bin_dir);
+        run(ctrd
+            .ctr()
+            .args(["images", "import"])
+            .arg(&self.sandbox_image));
+        run(ctrd.ctr().args(["images", "import"]).arg(&self.archive));
+        let cgroup_parent = format!("/{}", unique("unicni-ds-"));
+        defer.cgroup(&cgroup_parent);
+        let kubelet = Kubelet::connect(
+            &ctrd.socket,
+            Node {
+                name: name.into(),
+                netns: ns.name.clone(),
+                api_host: self.api_host.clone(),
+                api_port: API_PORT,
+                service_account: self.api_dir.join("serviceaccount"),
+                dir: dir.join("kubelet"),
+                cgroup_parent,
+            },
+            objects,
+        );
+        TestNode {
+            kubelet,
+            ctrd,
+            ns,
+            dir,
+            conf_dir,
+            bin_dir,
+        }
+    }
+}
+
+/// `unicni manifests` of a flannel vxlan config over `network`, for a node whose private
+/// directories are under `dir` (the manifests name the CNI directories; the config the
+/// state and run directories).
+fn manifests(image: &str, dir: &Path, network: &str, net_name: &str) -> (Vec<Value>, Value) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("unicni.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nname = \"ds\"\n[backend]\nkind = \"flannel\"\n\
+             [flannel]\nnetwork = \"{network}\"\nmode = \"vxlan\"\ninterface = \"eth0\"\n\
+             [cni]\nnetwork_name = \"{net_name}\"\n[store]\nkind = \"kubernetes\"\n\
+             [node]\nstate_dir = \"{d}/node/state\"\nrun_dir = \"{d}/node/run\"\n\
+             [agent]\nreconcile_seconds = 1\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let yaml = run(Command::new(BIN)
+        .args(["manifests", "--config"])
+        .arg(&config)
+        .args(["--image", image, "--cni-conf-dir"])
+        .arg(dir.join("cni/net.d"))
+        .arg("--cni-bin-dir")
+        .arg(dir.join("cni/bin")));
+    let objects = docs(&yaml);
+    let ds = objects
+        .iter()
+        .find(|o| o["kind"] == "DaemonSet")
+        .expect("a DaemonSet")
+        .clone();
+    (objects, ds)
+}
+
+#[test]
+fn flannel_daemonset_runs_through_cri_install_then_a_ready_agent() {
+    if !unicni_testkit::require_root() {
+        return;
+    }
+    let mut defer = Defer::new();
+    let tmp = defer.temp_dir("unicni-ds-");
+    let (ns, _) = node_namespaces(false);
+    let cluster = Cluster::start(
+        &tmp,
+        &ns,
+        &node_yaml("node-a", "10.81.3.0/24", "192.168.79.1"),
+        &mut defer,
+    );
+    let (objects, ds) = manifests(
+        &cluster.image,
+        &tmp.join("node-a"),
+        "10.81.0.0/16",
+        &unique("ds"),
+    );
+    let mut node = cluster.node(&tmp, "node-a", ns, &mut defer, objects);
+
+    let pod = node
+        .kubelet
+        .run_daemonset(&ds)
+        .unwrap_or_else(|e| panic!("running the DaemonSet's pod: {e}"));
+    let outcome = node
+        .kubelet
+        .wait_ready(&ds, &pod, "agent", Duration::from_secs(60))
+        .and_then(|_| {
+            let live = Duration::from_secs(10);
+            node.kubelet
+                .wait_probe(&ds, &pod, "agent", "livenessProbe", live)
+        });
+    // A pod the node then runs gets its network from the plugin the init container
+    // installed (CRI reads the conflist from the directory the DaemonSet mounted).
+    let app = outcome.as_ref().ok().map(|_| {
+        let mut cri = Cri::connect(&node.ctrd.socket);
+        wait_for("CRI NetworkReady", Duration::from_secs(30), || {
+            cri.network_ready().then_some(())
+        });
+        let spec = PodSpec {
+            name: unique("app"),
+            cgroup_parent: node.kubelet.node.cgroup_parent.clone(),
+            ..Default::default()
+        };
+        let log_dir = tmp.join("app-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let res = cri.run_pod(&spec, &log_dir).map(|p| {
+            let ip = cri.pod_ip(&p);
+            let _ = cri.stop_pod(&p.id);
+            let _ = cri.remove_pod(&p.id);
+            ip
+        });
+        res.map_err(|e| e.to_string())
+    });
+    let install_log = pod.log("install");
+    let agent_log = pod.log("agent");
+    node.kubelet.remove(&pod);
+    outcome.unwrap_or_else(|e| panic!("{e}\ninstall log:\n{install_log}"));
+    let app_ip = app
+        .unwrap()
+        .unwrap_or_else(|e| panic!("RunPodSandbox of an app pod: {e}\nagent log:\n{agent_log}"));
+    let app_ip: std::net::Ipv4Addr = app_ip
+        .parse()
+        .unwrap_or_else(|_| panic!("app pod IP {app_ip:?}"));
+    assert!(
+        "10.81.3.0/24"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&app_ip),
+        "app pod {app_ip} outside the node's spec.podCIDR"
+    );
+
+    // What the init container did, seen from the node.
+    let conflist = std::fs::read_to_string(node.conf_dir.join("10-unicni.conflist"))
+        .unwrap_or_else(|e| panic!("conflist: {e}\ninstall log:\n{install_log}"));
+    assert!(conflist.contains("\"type\": \"unicni\""), "{conflist}");
+    assert!(
+        node.bin_dir.join("unicni").exists(),
+        "the plugin binary on the node"
+    );
+    assert!(
+        install_log.contains("cluster lock created"),
+        "install ran against the API server: {install_log}"
+    );
+    // What the agent did: the node's lease from spec.podCIDR (the node name came from
+    // fieldRef spec.nodeName), published through the API with the service account.
+    let lease = std::fs::read_to_string(node.dir.join("node/run/flannel/subnet.json"))
+        .unwrap_or_else(|e| panic!("lease file: {e}\nagent log:\n{agent_log}"));
+    assert!(lease.contains("10.81.3.0/24"), "{lease}");
+    let annotations = cluster.kubectl(
+        &node.ns,
+        &[
+            "get",
+            "node",
+            "node-a",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ],
+    );
+    assert!(
+        annotations.contains("192.168.79.1"),
+        "node annotations: {annotations}"
+    );
+}
+
+/// The lock seen from the runner: a second node whose ConfigMap changes a locked field
+/// (the cluster CIDR) fails in its init container with the drift message, and its agent
+/// never starts.
+#[test]
+fn a_second_node_with_a_changed_locked_field_fails_in_install_and_never_becomes_ready() {
+    if !unicni_testkit::require_root() {
+        return;
+    }
+    let mut defer = Defer::new();
+    let tmp = defer.temp_dir("unicni-ds-");
+    let (a_ns, b_ns) = node_namespaces(true);
+    let nodes = node_yaml("node-a", "10.81.3.0/24", "192.168.79.1")
+        + &node_yaml("node-b", "10.81.4.0/24", "192.168.79.2");
+    let cluster = Cluster::start(&tmp, &a_ns, &nodes, &mut defer);
+    let net_name = unique("ds");
+
+    let (objects, ds) = manifests(
+        &cluster.image,
+        &tmp.join("node-a"),
+        "10.81.0.0/16",
+        &net_name,
+    );
+    let mut a = cluster.node(&tmp, "node-a", a_ns, &mut defer, objects);
+    let pod = a
+        .kubelet
+        .run_daemonset(&ds)
+        .unwrap_or_else(|e| panic!("node-a: {e}"));
+    let ready = a
+        .kubelet
+        .wait_ready(&ds, &pod, "agent", Duration::from_secs(60));
+    a.kubelet.remove(&pod);
+    ready.unwrap_or_else(|e| panic!("node-a: {e}"));
+
+    let (objects, ds) = manifests(
+        &cluster.image,
+        &tmp.join("node-b"),
+        "10.82.0.0/16",
+        &net_name,
+    );
+    let mut b = cluster.node(&tmp, "node-b", b_ns.unwrap(), &mut defer, objects);
+    let err = match b.kubelet.run_daemonset(&ds) {
+        Ok(pod) => {
+            b.kubelet.remove(&pod);
+            panic!("node-b's pod ran with a changed cluster CIDR")
+        }
+        Err(e) => e,
+    };
+    assert!(err.contains("init container install exited"), "{err}");
+    assert!(
+        err.contains("locked at cluster bootstrap")
+            && err.contains("10.81.0.0/16")
+            && err.contains("10.82.0.0/16"),
+        "the drift message names the field, old and new value: {err}"
+    );
+    assert!(
+        !b.conf_dir.join("10-unicni.conflist").exists(),
+        "a refused node gets no conflist"
+    );
+}
+
+/// A rolling update as the DaemonSet controller does it with maxUnavailable 1: the
+/// node's pod is deleted and a pod of the new image (a new build) takes its place, while
+/// two pods on the node ping each other. No packet is lost: the datapath stays in the
+/// kernel while the agent is replaced, and the new install rewrites the conflist in place.
+#[test]
+fn replacing_the_daemonset_pod_loses_no_pod_traffic_and_uninstall_leaves_the_node_clean() {
+    if !unicni_testkit::require_root() {
+        return;
+    }
+    let mut defer = Defer::new();
+    let tmp = defer.temp_dir("unicni-ds-");
+    let (ns, _) = node_namespaces(false);
+    let cluster = Cluster::start(
+        &tmp,
+        &ns,
+        &node_yaml("node-a", "10.81.3.0/24", "192.168.79.1"),
+        &mut defer,
+    );
+    let dir = tmp.join("node-a");
+    let net_name = unique("ds");
+    let (objects, ds) = manifests(&cluster.image, &dir, "10.81.0.0/16", &net_name);
+    let mut node = cluster.node(&tmp, "node-a", ns, &mut defer, objects);
+    let old = node
+        .kubelet
+        .run_daemonset(&ds)
+        .unwrap_or_else(|e| panic!("old pod: {e}"));
+    node.kubelet
+        .wait_ready(&ds, &old, "agent", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("old pod: {e}"));
+
+    // Two application pods with a busybox container each.
+    let mut cri = Cri::connect(&node.ctrd.socket);
+    wait_for("CRI NetworkReady", Duration::from_secs(30), || {
+        cri.network_ready().then_some(())
+    });
+    let log_dir = tmp.join("app-logs");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let spec = PodSpec {
+            name: unique("app"),
+            cgroup_parent: node.kubelet.node.cgroup_parent.clone(),
+            ..Default::default()
+        };
+        let pod = cri
+            .run_pod(&spec, &log_dir)
+            .unwrap_or_else(|e| panic!("app pod: {e}"));
+        let ip = cri.pod_ip(&pod);
+        let c = cri
+            .start_container(&pod, "app", IMAGE_REF, &["/bin/sleep", "3600"])
+            .unwrap_or_else(|e| panic!("app container: {e}"));
+        apps.push((pod, ip, c));
+    }
+    let (from, to) = (apps[0].2.clone(), apps[1].1.clone());
+
+    // The new build, imported on the node as the kubelet's image pull would.
+    let new_image = format!("localhost/{}:new", unique("unicni-ds"));
+    let new_archive = build_image(&tmp.join("new"), &new_image, &mut defer);
+    run(node.ctrd.ctr().args(["images", "import"]).arg(&new_archive));
+    let (_, new_ds) = manifests(&new_image, &dir, "10.81.0.0/16", &net_name);
+
+    // 60 pings, 0.2 s apart, while the pod is replaced.
+    let socket = node.ctrd.socket.clone();
+    let pinger = std::thread::spawn(move || {
+        let mut cri = Cri::connect(&socket);
+        cri.exec(&from, &["ping", "-c", "60", "-i", "0.2", "-W", "1", &to])
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    node.kubelet.remove(&old);
+    let new = node.kubelet.run_daemonset(&new_ds);
+    let ready = new.as_ref().map_err(|e| e.clone()).and_then(|p| {
+        node.kubelet
+            .wait_ready(&new_ds, p, "agent", Duration::from_secs(60))
+    });
+    let (code, ping) = pinger.join().unwrap();
+    for (pod, _, _) in &apps {
+        let _ = cri.stop_pod(&pod.id);
+        let _ = cri.remove_pod(&pod.id);
+    }
+    if let Ok(p) = &new {
+        node.kubelet.remove(p);
+    }
+    ready.unwrap_or_else(|e| panic!("new pod: {e}"));
+    assert_eq!(code, 0, "ping during the update: {ping}");
+    assert!(
+        ping.contains("60 packets transmitted, 60 packets received"),
+        "ping lost packets while the DaemonSet pod was replaced: {ping}"
+    );
+
+    // Removal: the DaemonSet's pod is gone (above); `unicni uninstall` on the node leaves
+    // it as it was before the DaemonSet came.
+    let ns = &node.ns.name;
+    let out = run(Command::new("ip")
+        .args(["netns", "exec", ns, BIN, "uninstall", "--purge", "--config"])
+        .arg(dir.join("unicni.toml"))
+        .arg("--cni-conf-dir")
+        .arg(&node.conf_dir)
+        .arg("--cni-bin-dir")
+        .arg(&node.bin_dir));
+    let links = run(Command::new("ip").args(["-n", ns, "-o", "link", "show"]));
+    let mut names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["eth0", "eth1", "lo"],
+        "links left on the node: {links}\n{out}"
+    );
+    let tables = run(Command::new("ip").args(["netns", "exec", ns, "nft", "list", "tables"]));
+    assert!(!tables.contains("unicni"), "nftables left: {tables}");
+    let routes = run(Command::new("ip").args(["-n", ns, "route", "show", "table", "all"]));
+    assert!(!routes.contains("10.81."), "routes left: {routes}");
+    assert!(!node.conf_dir.join("10-unicni.conflist").exists());
+    assert!(!node.bin_dir.join("unicni").exists());
+}
