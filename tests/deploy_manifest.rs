@@ -161,8 +161,10 @@ fn check_variant(what: &str, name: &str, policy: bool, d: &[Value]) {
     let pods = verbs(d, "pods");
     if terway {
         assert!(
-            pods.contains(&"get".into()),
-            "{what}: terway reads pods: {pods:?}"
+            ["get", "list", "watch"]
+                .iter()
+                .all(|v| pods.contains(&v.to_string())),
+            "{what}: terway watches this node's pods and GETs a late one: {pods:?}"
         );
         assert!(
             verbs(d, "nodes").is_empty(),
@@ -171,8 +173,8 @@ fn check_variant(what: &str, name: &str, policy: bool, d: &[Value]) {
     } else {
         assert_eq!(
             verbs(d, "nodes"),
-            ["get", "list", "patch"],
-            "{what}: flannel's leases are nodes"
+            ["get", "list", "watch", "patch"],
+            "{what}: flannel's leases are a watched Node cache"
         );
         if !policy {
             assert!(

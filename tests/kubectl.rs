@@ -625,3 +625,56 @@ fn install_in_a_pod_uses_the_mounted_service_account() {
     let record: Value = serde_json::from_str(lock["data"]["value"].as_str().unwrap()).unwrap();
     assert_eq!(record["cluster_cidr"], "10.94.0.0/16");
 }
+
+/// What a user does with deploy/: `unicni manifests` for each backend and mode, then
+/// `kubectl apply` (server dry run first). Every object is accepted, a second apply changes
+/// nothing, and the DaemonSet is there to read back.
+#[test]
+fn kubectl_applies_the_manifests_of_every_backend() {
+    let Some(sim) = Sim::start(&[]) else { return };
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/configs");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&configs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6, "{names:?}");
+    for config in &names {
+        let out = Command::new(BIN)
+            .args(["manifests", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "manifests {}: {}",
+            config.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = sim.write("manifests.yaml", &String::from_utf8_lossy(&out.stdout));
+        let dry = sim.ok(&["apply", "--dry-run=server", "-f", &text(&file)]);
+        assert!(dry.contains("daemonset.apps/unicni"), "{dry}");
+        let applied = sim.ok(&["apply", "-f", &text(&file)]);
+        assert!(
+            applied.contains("clusterrole.rbac.authorization.k8s.io/unicni"),
+            "{}: {applied}",
+            config.display()
+        );
+        let again = sim.ok(&["apply", "-f", &text(&file)]);
+        assert!(
+            again.lines().all(|l| l.ends_with("unchanged")),
+            "{}: a second apply changed something: {again}",
+            config.display()
+        );
+        let ds = sim.json(&["get", "daemonset", "-n", "unicni-system", "unicni"]);
+        assert_eq!(ds["kind"], "DaemonSet");
+        sim.ok(&[
+            "delete",
+            "-f",
+            &text(&file),
+            "--wait=false",
+            "--ignore-not-found",
+        ]);
+    }
+}

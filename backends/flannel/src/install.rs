@@ -156,13 +156,14 @@ impl Install for FlannelInstall {
         let c = &self.config;
         let mut api = Vec::new();
         // With the Kubernetes store the subnet leases are the nodes' spec.podCIDR and
-        // unicni annotations (lease_store::KubeLeases): get and list nodes, merge-patch
-        // the node's own annotations. Other stores keep leases elsewhere.
+        // unicni annotations (lease_store::KubeLeases): a watched Node cache (list once,
+        // then watch), merge-patch the node's own annotations. Other stores keep leases
+        // elsewhere.
         if c.store.kind == StoreKind::Kubernetes {
             api.push(ApiAccess {
                 group: "",
                 resource: "nodes",
-                verbs: vec!["get", "list", "patch"],
+                verbs: vec!["get", "list", "watch", "patch"],
                 why: "flannel: subnet leases are nodes' spec.podCIDR and annotations",
             });
         }

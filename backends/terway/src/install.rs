@@ -116,18 +116,19 @@ impl Install for TerwayInstall {
         let c = &self.config;
         let mut api = Vec::new();
         // Pod annotations (vSwitch, security group, fixed IP) and their namespace's
-        // defaults: one GET each per allocation (podinfo::KubePods).
+        // defaults, from watched caches (podinfo::KubePods: this node's Pods by field
+        // selector, the Namespaces), with one GET for a pod the watch has not delivered.
         if c.terway.pod_info_dir.is_none() {
             api.push(ApiAccess {
                 group: "",
                 resource: "pods",
-                verbs: vec!["get"],
+                verbs: vec!["get", "list", "watch"],
                 why: "terway: the pod's annotations (vSwitch, security group, fixed IP)",
             });
             api.push(ApiAccess {
                 group: "",
                 resource: "namespaces",
-                verbs: vec!["get"],
+                verbs: vec!["get", "list", "watch"],
                 why: "terway: the namespace's default annotations",
             });
         }

@@ -141,6 +141,52 @@ pub const RESOURCES: &[Resource] = &[
         false,
         false,
     ),
+    // What `unicni manifests` prints besides the kinds above (RBAC, the priority class),
+    // so `kubectl apply` of deploy/ works against the emulator.
+    r(
+        "rbac.authorization.k8s.io",
+        ("clusterroles", "clusterrole", "ClusterRole"),
+        false,
+        &[],
+        false,
+        false,
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        (
+            "clusterrolebindings",
+            "clusterrolebinding",
+            "ClusterRoleBinding",
+        ),
+        false,
+        &[],
+        false,
+        false,
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        ("roles", "role", "Role"),
+        true,
+        &[],
+        false,
+        false,
+    ),
+    r(
+        "rbac.authorization.k8s.io",
+        ("rolebindings", "rolebinding", "RoleBinding"),
+        true,
+        &[],
+        false,
+        false,
+    ),
+    r(
+        "scheduling.k8s.io",
+        ("priorityclasses", "priorityclass", "PriorityClass"),
+        false,
+        &["pc"],
+        false,
+        false,
+    ),
 ];
 
 impl Resource {
