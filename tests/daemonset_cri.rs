@@ -230,10 +230,15 @@ fn node_yaml(name: &str, cidr: &str, ip: &str) -> String {
 impl Cluster {
     /// kube-sim in namespace `ns` on 192.168.79.1, seeded with `nodes`; the image built.
     fn start(tmp: &Path, ns: &Netns, nodes: &str, defer: &mut Defer) -> Cluster {
+        Cluster::start_on(tmp, ns, "192.168.79.1", nodes, defer)
+    }
+
+    /// kube-sim in namespace `ns` on `api_host` (an address of that namespace).
+    fn start_on(tmp: &Path, ns: &Netns, api_host: &str, nodes: &str, defer: &mut Defer) -> Cluster {
         let api_dir = tmp.join("api");
         let seed = tmp.join("nodes.yaml");
         std::fs::write(&seed, nodes).unwrap();
-        let api_host = "192.168.79.1".to_string();
+        let api_host = api_host.to_string();
         let api_log = std::fs::File::create(tmp.join("kube-sim.log")).unwrap();
         let api = Command::new("ip")
             .args(["netns", "exec", &ns.name, BIN, "kube-sim", "--listen"])
@@ -321,14 +326,26 @@ impl Cluster {
 /// directories are under `dir` (the manifests name the CNI directories; the config the
 /// state and run directories).
 fn manifests(image: &str, dir: &Path, network: &str, net_name: &str) -> (Vec<Value>, Value) {
+    manifests_of(
+        image,
+        dir,
+        &format!(
+            "[cluster]\nname = \"ds\"\n[backend]\nkind = \"flannel\"\n\
+             [flannel]\nnetwork = \"{network}\"\nmode = \"vxlan\"\ninterface = \"eth0\"\n\
+             [cni]\nnetwork_name = \"{net_name}\"\n"
+        ),
+    )
+}
+
+/// `unicni manifests` of the config `head` (cluster, backend, cni, cloud sections) with
+/// the Kubernetes store and the node's state and run directories under `dir`.
+fn manifests_of(image: &str, dir: &Path, head: &str) -> (Vec<Value>, Value) {
     std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("unicni.toml");
     std::fs::write(
         &config,
         format!(
-            "[cluster]\nname = \"ds\"\n[backend]\nkind = \"flannel\"\n\
-             [flannel]\nnetwork = \"{network}\"\nmode = \"vxlan\"\ninterface = \"eth0\"\n\
-             [cni]\nnetwork_name = \"{net_name}\"\n[store]\nkind = \"kubernetes\"\n\
+            "{head}[store]\nkind = \"kubernetes\"\n\
              [node]\nstate_dir = \"{d}/node/state\"\nrun_dir = \"{d}/node/run\"\n\
              [agent]\nreconcile_seconds = 1\n",
             d = dir.display()
@@ -349,6 +366,99 @@ fn manifests(image: &str, dir: &Path, network: &str, net_name: &str) -> (Vec<Val
         .expect("a DaemonSet")
         .clone();
     (objects, ds)
+}
+
+/// The network namespace of a running CRI container, as `/proc/PID/ns/net` of its task.
+fn container_netns(ctrd: &Containerd, container: &str) -> PathBuf {
+    let tasks = run(ctrd.ctr().args(["tasks", "ls"]));
+    let pid = tasks
+        .lines()
+        .find(|l| l.starts_with(container))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("container {container} has no task: {tasks}"));
+    PathBuf::from(format!("/proc/{pid}/ns/net"))
+}
+
+/// What a TCP conversation between two pods saw: exchanges completed, the longest wait
+/// for one, and the first error (a reset, a timeout or a byte that came back wrong).
+struct TcpTally {
+    exchanges: u64,
+    bytes: u64,
+    longest: Duration,
+    error: Option<String>,
+}
+
+/// An echo server in the namespace `server_ns` on `addr` and a client in `client_ns`
+/// that sends 1 KiB requests (a running counter pattern) every 20 ms over one connection
+/// and checks every byte of each response, until `stop` is set. The sockets are created
+/// inside the pods' namespaces; the threads that use them are ordinary threads.
+fn tcp_conversation(
+    server_ns: PathBuf,
+    client_ns: PathBuf,
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<TcpTally> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener =
+        unicni_testkit::in_netns_at(&server_ns, move || std::net::TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("bind {addr} in the server pod: {e}"));
+    std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut conn = unicni_testkit::in_netns_at(&client_ns, move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })
+    .unwrap_or_else(|e| panic!("connect to {addr} from the client pod: {e}"));
+    conn.set_nodelay(true).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut tally = TcpTally {
+            exchanges: 0,
+            bytes: 0,
+            longest: Duration::ZERO,
+            error: None,
+        };
+        let mut counter: u64 = 0;
+        let mut back = vec![0u8; 1024];
+        while !stop.load(Ordering::SeqCst) {
+            let req: Vec<u8> = (0..1024u64)
+                .map(|i| ((counter * 1024 + i) % 251) as u8)
+                .collect();
+            let t = std::time::Instant::now();
+            let res = conn
+                .write_all(&req)
+                .and_then(|_| conn.read_exact(&mut back));
+            if let Err(e) = res {
+                tally.error = Some(format!("exchange {counter}: {e}"));
+                break;
+            }
+            if back != req {
+                let at = back.iter().zip(&req).position(|(a, b)| a != b).unwrap();
+                tally.error = Some(format!("exchange {counter}: byte {at} came back wrong"));
+                break;
+            }
+            tally.longest = tally.longest.max(t.elapsed());
+            tally.exchanges += 1;
+            tally.bytes += 1024;
+            counter += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        tally
+    })
 }
 
 #[test]
@@ -520,7 +630,9 @@ fn a_second_node_with_a_changed_locked_field_fails_in_install_and_never_becomes_
 
 /// A rolling update as the DaemonSet controller does it with maxUnavailable 1: the
 /// node's pod is deleted and a pod of the new image (a new build) takes its place, while
-/// two pods on the node ping each other. No packet is lost: the datapath stays in the
+/// two pods on the node ping each other and talk over an open TCP connection (1 KiB
+/// request/response every 20 ms, every byte checked). No packet is lost and the
+/// connection never stalls or breaks: the datapath stays in the
 /// kernel while the agent is replaced, and the new install rewrites the conflist in place.
 #[test]
 fn replacing_the_daemonset_pod_loses_no_pod_traffic_and_uninstall_leaves_the_node_clean() {
@@ -579,6 +691,18 @@ fn replacing_the_daemonset_pod_loses_no_pod_traffic_and_uninstall_leaves_the_nod
     run(node.ctrd.ctr().args(["images", "import"]).arg(&new_archive));
     let (_, new_ds) = manifests(&new_image, &dir, "10.81.0.0/16", &net_name);
 
+    // An open TCP connection between the pods, exchanging data throughout.
+    let server_ns = container_netns(&node.ctrd, &apps[1].2);
+    let client_ns = container_netns(&node.ctrd, &apps[0].2);
+    let port = unicni_testkit::free_port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let talker = tcp_conversation(
+        server_ns,
+        client_ns,
+        std::net::SocketAddr::new(to.parse().unwrap(), port),
+        stop.clone(),
+    );
+
     // 60 pings, 0.2 s apart, while the pod is replaced.
     let socket = node.ctrd.socket.clone();
     let pinger = std::thread::spawn(move || {
@@ -593,6 +717,10 @@ fn replacing_the_daemonset_pod_loses_no_pod_traffic_and_uninstall_leaves_the_nod
             .wait_ready(&new_ds, p, "agent", Duration::from_secs(60))
     });
     let (code, ping) = pinger.join().unwrap();
+    // The connection keeps working with the new agent in place, then closes cleanly.
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tcp = talker.join().unwrap();
     for (pod, _, _) in &apps {
         let _ = cri.stop_pod(&pod.id);
         let _ = cri.remove_pod(&pod.id);
@@ -605,6 +733,26 @@ fn replacing_the_daemonset_pod_loses_no_pod_traffic_and_uninstall_leaves_the_nod
     assert!(
         ping.contains("60 packets transmitted, 60 packets received"),
         "ping lost packets while the DaemonSet pod was replaced: {ping}"
+    );
+    assert!(
+        tcp.error.is_none(),
+        "the TCP connection between the pods broke while the DaemonSet pod was replaced \
+         after {} exchanges ({} bytes): {}",
+        tcp.exchanges,
+        tcp.bytes,
+        tcp.error.unwrap_or_default()
+    );
+    // 14 s of pings at one exchange per ~20 ms: a stalled connection shows as few
+    // exchanges or a long wait for one.
+    assert!(
+        tcp.exchanges >= 200,
+        "only {} TCP exchanges while the pod was replaced",
+        tcp.exchanges
+    );
+    assert!(
+        tcp.longest < Duration::from_secs(1),
+        "a TCP exchange waited {:?} during the replacement",
+        tcp.longest
     );
 
     // Removal: the DaemonSet's pod is gone (above); `unicni uninstall` on the node leaves
@@ -635,4 +783,134 @@ fn replacing_the_daemonset_pod_loses_no_pod_traffic_and_uninstall_leaves_the_nod
     assert!(!routes.contains("10.81."), "routes left: {routes}");
     assert!(!node.conf_dir.join("10-unicni.conflist").exists());
     assert!(!node.bin_dir.join("unicni").exists());
+}
+
+/// Removes a lab (its processes, namespaces and directory) on drop.
+struct LabGuard(unicni_lab::Lab);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = unicni_lab::destroy(&self.0);
+    }
+}
+
+/// terway shared-eni through the runner on a node of the lab's VPC, whose cloud is
+/// `unicni cloud-sim` (the node's instance, its metadata service, ENIs materialized as
+/// links in the node's namespace). The credentials come as the manifests expect them: the
+/// Secret mounted where `cloud.credentials_file` points. The agent becomes ready, and a pod
+/// created through CRI gets a VPC address of the pod vSwitch from the ENI pool.
+#[test]
+fn terway_daemonset_runs_through_cri_against_cloud_sim_and_pods_get_vpc_addresses() {
+    if !unicni_testkit::require_root() {
+        return;
+    }
+    // Declared first, dropped last: the lab outlives the node and its runtime.
+    let id = format!("d{:05}", std::process::id() % 100_000);
+    let lab = LabGuard(unicni_lab::Lab {
+        prefix: format!("ulab{id}"),
+        root: PathBuf::from(format!("/run/unicni-lab-{id}")),
+        exe: PathBuf::from(BIN),
+    });
+    let _ = unicni_lab::destroy(&lab.0);
+    let mut defer = Defer::new();
+    let tmp = defer.temp_dir("unicni-ds-");
+    lab.0
+        .vpc_node_with_cloud(1)
+        .unwrap_or_else(|e| panic!("the lab's VPC and cloud: {e:#}"));
+    let node_ip = lab.0.node_ip(1);
+    let ns_name = lab.0.node_ns(1);
+    let ns = Netns {
+        path: format!("/var/run/netns/{ns_name}"),
+        name: ns_name,
+    };
+    let cluster = Cluster::start_on(
+        &tmp,
+        &ns,
+        &node_ip,
+        &node_yaml("node-t", "10.99.0.0/24", &node_ip),
+        &mut defer,
+    );
+    let dir = tmp.join("node-t");
+    let cloud = lab.0.cloud_section(1);
+    let (mut objects, ds) = manifests_of(
+        &cluster.image,
+        &dir,
+        &format!(
+            "[cluster]\nname = \"dst\"\n[backend]\nkind = \"terway\"\n\
+             [terway]\nmode = \"shared-eni\"\nvswitches = [\"{vsw}\"]\n\
+             security_groups = [\"{sg}\"]\n[terway.pool]\nmin = 2\nmax = 5\n\
+             [cni]\nnetwork_name = \"{net}\"\n{cloud}",
+            vsw = unicni_lab::NODE_VSWITCH,
+            sg = unicni_lab::SECURITY_GROUP,
+            net = unique("dst"),
+        ),
+    );
+    // The credentials Secret, as an operator would create it from the key pair.
+    let creds_path = cloud
+        .lines()
+        .find_map(|l| l.strip_prefix("credentials_file = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("the lab's cloud section names a credentials file");
+    let creds = std::fs::read_to_string(&creds_path).unwrap();
+    let file = Path::new(&creds_path)
+        .file_name()
+        .unwrap()
+        .to_string_lossy();
+    let namespace = ds["metadata"]["namespace"].as_str().unwrap().to_string();
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {}\n  namespace: {namespace}\n\
+         stringData:\n  {file}: {:?}\n",
+        unicni_deploy::CREDENTIALS_SECRET,
+        creds
+    );
+    objects.extend(docs(&secret));
+    let mut node = cluster.node(&tmp, "node-t", ns, &mut defer, objects);
+
+    let pod = node
+        .kubelet
+        .run_daemonset(&ds)
+        .unwrap_or_else(|e| panic!("running terway's DaemonSet pod: {e}"));
+    let ready = node
+        .kubelet
+        .wait_ready(&ds, &pod, "agent", Duration::from_secs(90));
+    let app = ready.as_ref().ok().map(|_| {
+        let mut cri = Cri::connect(&node.ctrd.socket);
+        wait_for("CRI NetworkReady", Duration::from_secs(30), || {
+            cri.network_ready().then_some(())
+        });
+        let spec = PodSpec {
+            name: unique("app"),
+            cgroup_parent: node.kubelet.node.cgroup_parent.clone(),
+            ..Default::default()
+        };
+        let log_dir = tmp.join("app-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let res = cri.run_pod(&spec, &log_dir).map(|p| {
+            let ip = cri.pod_ip(&p);
+            let _ = cri.stop_pod(&p.id);
+            let _ = cri.remove_pod(&p.id);
+            ip
+        });
+        res.map_err(|e| e.to_string())
+    });
+    let install_log = pod.log("install");
+    let agent_log = pod.log("agent");
+    node.kubelet.remove(&pod);
+    ready.unwrap_or_else(|e| {
+        panic!("terway's agent: {e}\ninstall log:\n{install_log}\nagent log:\n{agent_log}")
+    });
+    let app_ip = app
+        .unwrap()
+        .unwrap_or_else(|e| panic!("RunPodSandbox of an app pod: {e}\nagent log:\n{agent_log}"));
+    let app_ip: std::net::Ipv4Addr = app_ip
+        .parse()
+        .unwrap_or_else(|_| panic!("app pod IP {app_ip:?}\nagent log:\n{agent_log}"));
+    assert!(
+        "192.168.252.0/24"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&app_ip),
+        "app pod {app_ip} outside the pod vSwitch {}",
+        unicni_lab::NODE_VSWITCH
+    );
 }

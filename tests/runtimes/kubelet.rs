@@ -227,6 +227,10 @@ impl Kubelet {
                     }
                     _ => {}
                 }
+                // Resolved as the runtime's mount lookup needs it: containerd checks the
+                // propagation of the mount holding the path without following symlinks,
+                // so /var/run/netns (-> /run/netns, a shared mount) would be judged by /.
+                let p = std::fs::canonicalize(&p).unwrap_or(p);
                 (p, false)
             } else if let Some(cm) = s(&v["configMap"]["name"]) {
                 let obj = self.object("ConfigMap", namespace, cm).ok_or_else(|| {

@@ -212,4 +212,14 @@ impl Lab {
         }
         Ok(())
     }
+
+    /// The lab's VPC and cloud for node `i` alone, without agents: the VPC router, the
+    /// node's namespace on it, and the emulator with the node's instance, metadata view
+    /// and ENIs materialized in that namespace. For harnesses that run the node's agent
+    /// themselves; [`crate::destroy`] removes it all. Returns the emulator's PID.
+    pub fn vpc_node_with_cloud(&self, i: usize) -> Result<u32> {
+        self.create_vpc()?;
+        self.create_node(i)?;
+        self.start_cloud(&[i], 50, None, Profile::default())
+    }
 }

@@ -25,12 +25,16 @@ mod status;
 mod topology;
 mod underlay;
 
+// For harnesses that run their own agents on a lab node (tests/daemonset_cri.rs runs
+// the DaemonSet through CRI on a node of the lab's VPC).
+pub use topology::{Lab, NODE_VSWITCH, SECURITY_GROUP, VPC_PREFIX};
+
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use topology::{
-    Backend, Datapath, IpStack, Lab, LabState, Mode, NodeState, PodState, StoreChoice, Tuning,
+    Backend, Datapath, IpStack, LabState, Mode, NodeState, PodState, StoreChoice, Tuning,
     ANNOTATED_VSWITCH, OTHER,
 };
 use unicni_cloud_sim::Profile as CloudProfile;
@@ -815,7 +819,7 @@ fn mount_bpffs(lab: &Lab) -> Result<()> {
 
 /// Removes every process, namespace and file of this lab. Safe to repeat; works from
 /// nothing but the names when the state file is gone.
-pub(crate) fn destroy(lab: &Lab) -> Result<()> {
+pub fn destroy(lab: &Lab) -> Result<()> {
     let mut pids: Vec<u32> = Vec::new();
     if let Ok(st) = lab.load_state() {
         pids.extend(st.nodes.iter().filter_map(|n| n.agent_pid));

@@ -24,7 +24,7 @@ mod process;
 pub use cni::{CniError, CniOutput, CniRun};
 pub use etcd::Etcd;
 pub use names::{unique, unique_ifname, IFNAME_MAX};
-pub use netns::{enter_netns, in_netns, Netns};
+pub use netns::{enter_netns, enter_netns_at, in_netns, in_netns_at, Netns};
 pub use process::{free_port, wait_until, KillOnDrop};
 
 /// Whether a root-only test may run. Without root it returns false after a note on stderr

@@ -104,10 +104,26 @@ impl Drop for Netns {
 /// thread of its own that does nothing else afterwards (never a test's main thread, never
 /// a tokio worker).
 pub fn enter_netns(name: &str) {
-    let path = Path::new("/var/run/netns").join(name);
-    let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    enter_netns_at(&Path::new("/var/run/netns").join(name));
+}
+
+/// [`enter_netns`] for a namespace given by path, such as `/proc/PID/ns/net` of a
+/// container's process (a runtime's pods are not under `/var/run/netns`).
+pub fn enter_netns_at(path: &Path) {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
         .unwrap_or_else(|e| panic!("setns into {}: {e}", path.display()));
+}
+
+/// [`in_netns`] for a namespace given by path (see [`enter_netns_at`]).
+pub fn in_netns_at<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        enter_netns_at(&path);
+        f()
+    })
+    .join()
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Runs `f` on a new thread inside the named network namespace and returns its result; a
