@@ -887,9 +887,15 @@ fn terway_daemonset_runs_through_cri_against_cloud_sim_and_pods_get_vpc_addresse
         std::fs::create_dir_all(&log_dir).unwrap();
         let res = cri.run_pod(&spec, &log_dir).map(|p| {
             let ip = cri.pod_ip(&p);
+            // The VPC reaches the pod: its address is an ENI's, routed by the VPC router
+            // (which owns the pod vSwitch's gateway .253 and the nodes' router .1).
+            let ping = cri
+                .start_container(&p, "app", IMAGE_REF, &["/bin/sleep", "3600"])
+                .map(|c| cri.exec(&c, &["ping", "-c", "3", "-W", "2", "192.168.250.1"]))
+                .map_err(|e| e.to_string());
             let _ = cri.stop_pod(&p.id);
             let _ = cri.remove_pod(&p.id);
-            ip
+            (ip, ping)
         });
         res.map_err(|e| e.to_string())
     });
@@ -899,12 +905,17 @@ fn terway_daemonset_runs_through_cri_against_cloud_sim_and_pods_get_vpc_addresse
     ready.unwrap_or_else(|e| {
         panic!("terway's agent: {e}\ninstall log:\n{install_log}\nagent log:\n{agent_log}")
     });
-    let app_ip = app
+    let (app_ip, ping) = app
         .unwrap()
         .unwrap_or_else(|e| panic!("RunPodSandbox of an app pod: {e}\nagent log:\n{agent_log}"));
     let app_ip: std::net::Ipv4Addr = app_ip
         .parse()
         .unwrap_or_else(|_| panic!("app pod IP {app_ip:?}\nagent log:\n{agent_log}"));
+    let (code, ping) = ping.unwrap_or_else(|e| panic!("app container: {e}"));
+    assert_eq!(
+        code, 0,
+        "the pod {app_ip} cannot reach the VPC router through its ENI: {ping}"
+    );
     assert!(
         "192.168.252.0/24"
             .parse::<ipnet::Ipv4Net>()
