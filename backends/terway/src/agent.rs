@@ -421,6 +421,7 @@ impl TerwayAgent {
                 timeout: Duration::from_secs(60),
             },
             visible_timeout: Duration::from_secs(20),
+            coalesce: Duration::from_millis(c.terway.pool.coalesce_ms),
         })
     }
 

@@ -121,6 +121,7 @@ fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
             timeout: Duration::from_secs(10),
         },
         visible_timeout: Duration::from_secs(5),
+        coalesce: Duration::from_millis(20),
     }
 }
 

@@ -229,13 +229,22 @@ impl Default for TerwayConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolConfig {
+    /// Idle addresses (shared) or ENIs (exclusive) kept ready.
     pub min: u32,
+    /// Idle addresses (or ENIs) beyond which the pool gives them back.
     pub max: u32,
+    /// Milliseconds the pool collects ADDs that need the cloud before it plans the calls
+    /// for them (one call per ENI for all of them).
+    pub coalesce_ms: u64,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { min: 0, max: 5 }
+        Self {
+            min: 0,
+            max: 5,
+            coalesce_ms: 100,
+        }
     }
 }
 
