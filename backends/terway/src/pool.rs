@@ -202,6 +202,8 @@ struct Inner {
     /// ENIs with an AssignPrivateIpAddresses in flight, and how many it asks for.
     assigning: HashMap<String, usize>,
     creating: Vec<Creating>,
+    /// ENIs attached (or attaching) whose addresses the node does not show yet.
+    settling: BTreeSet<String>,
     next_token: u64,
     /// A planning pass is scheduled (the coalescing window is open).
     coalescing: bool,
@@ -343,6 +345,7 @@ impl Pool {
                 waiters: VecDeque::new(),
                 assigning: HashMap::new(),
                 creating: Vec::new(),
+                settling: BTreeSet::new(),
                 next_token: 0,
                 coalescing: false,
             })),
@@ -1148,7 +1151,7 @@ impl Pool {
 
     /// Candidate vSwitches in the node's zone, most free addresses first, skipping ones
     /// that recently ran out.
-    async fn vswitch_order(&self, vsw: &[String]) -> PResult<Vec<String>> {
+    async fn vswitch_order(&self, vsw: &[String]) -> PResult<Vec<(String, usize)>> {
         let found = self
             .cloud
             .describe_vswitches(None, vsw)
@@ -1192,7 +1195,10 @@ impl Pool {
                 why.join(", ")
             )));
         }
-        Ok(usable.into_iter().map(|v| v.id).collect())
+        Ok(usable
+            .into_iter()
+            .map(|v| (v.id, v.available_ip_count as usize))
+            .collect())
     }
 
     async fn create_eni(
@@ -1204,7 +1210,9 @@ impl Pool {
     ) -> PResult<()> {
         let order = self.vswitch_order(vsw).await?;
         let mut last = None;
-        for vswitch in order {
+        for (vswitch, free) in order {
+            // A vSwitch with fewer free addresses than asked for still serves that many.
+            let ips = ips.min(free).max(1);
             let req = CreateEniRequest {
                 vswitch_id: vswitch.clone(),
                 security_group_ids: sgs.to_vec(),
@@ -1260,6 +1268,7 @@ impl Pool {
         {
             let mut inner = self.inner.lock().await;
             inner.creating.retain(|c| c.token != token);
+            inner.settling.insert(id.clone());
             inner.enis.insert(
                 id.clone(),
                 Eni {
@@ -1269,15 +1278,22 @@ impl Pool {
                 },
             );
         }
-        let nic = poll::wait_eni_status(self.cloud.as_ref(), &id, EniStatus::InUse, self.p.attach)
+        let r = self.settle_eni(&id).await;
+        self.inner.lock().await.settling.remove(&id);
+        r
+    }
+
+    /// Waits until an attaching ENI is `InUse` and its addresses show on the node.
+    async fn settle_eni(&self, id: &str) -> PResult<()> {
+        let nic = poll::wait_eni_status(self.cloud.as_ref(), id, EniStatus::InUse, self.p.attach)
             .await
             .map_err(|e| cloud_err(&format!("wait for {id} to attach"), e))?;
         tracing::info!(eni = %id, vswitch = %nic.vswitch_id, ips = nic.private_ips.len(), "ENI attached");
         let (v4, v6) = (nic.private_ips.clone(), nic.ipv6s.clone());
-        if let Some(e) = self.inner.lock().await.enis.get_mut(&id) {
+        if let Some(e) = self.inner.lock().await.enis.get_mut(id) {
             e.nic = nic;
         }
-        self.wait_visible(&id, &v4, &v6).await
+        self.wait_visible(id, &v4, &v6).await
     }
 
     fn idle_count(&self, inner: &Inner) -> usize {
@@ -1306,7 +1322,7 @@ impl Pool {
             held: inner.state.holds.len(),
             capacity: self.capacity(),
             waiting: inner.waiters.len(),
-            in_flight: inner.assigning.len() + inner.creating.len(),
+            in_flight: inner.assigning.len() + inner.creating.len() + inner.settling.len(),
         }
     }
 
@@ -1431,7 +1447,11 @@ impl Pool {
         while Instant::now() < until {
             {
                 let inner = self.inner.lock().await;
-                if inner.assigning.is_empty() && inner.creating.is_empty() && !inner.coalescing {
+                if inner.assigning.is_empty()
+                    && inner.creating.is_empty()
+                    && inner.settling.is_empty()
+                    && !inner.coalescing
+                {
                     return;
                 }
             }

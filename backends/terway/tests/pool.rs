@@ -55,6 +55,11 @@ fn vsw(id: &str, zone: &str, cidr: &str) -> VSwitchSpec {
 }
 
 async fn sim(faults: FaultConfig) -> RunningSim {
+    sim_with_attach(faults, 50).await
+}
+
+/// The emulator with ENIs that take `attach_ms` to attach.
+async fn sim_with_attach(faults: FaultConfig, attach_ms: u64) -> RunningSim {
     let cfg = SimConfig {
         vswitches: vec![
             vsw("vsw-node", "cn-hangzhou-a", "192.168.0.0/24"),
@@ -72,7 +77,7 @@ async fn sim(faults: FaultConfig) -> RunningSim {
             metadata_addresses: vec![],
             ram_role: None,
         }],
-        attach_delay_ms: 50,
+        attach_delay_ms: attach_ms,
         detach_delay_ms: 50,
         faults,
         ..Default::default()
@@ -342,23 +347,26 @@ async fn throttling_and_failures_never_duplicate_and_gc_leaves_no_leak() {
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    let mut handed = Vec::new();
+    // A burst: every ADD at once, each retried as the runtime retries a failed ADD.
+    let mut burst = tokio::task::JoinSet::new();
     for n in 0..10 {
-        // The plugin turns a failure into "try again"; the runtime retries.
-        for _attempt in 0..20 {
-            match p
-                .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
-                .await
-            {
-                Ok(net) => {
-                    handed.push(net.ipv4.unwrap());
-                    break;
+        let p = p.clone();
+        burst.spawn(async move {
+            // The plugin turns a failure into "try again"; the runtime retries.
+            for _attempt in 0..20 {
+                match p
+                    .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+                    .await
+                {
+                    Ok(net) => return Some(net.ipv4.unwrap()),
+                    Err(PoolError::Exhausted(e)) => panic!("pod {n}: {e}"),
+                    Err(_) => {}
                 }
-                Err(PoolError::Exhausted(e)) => panic!("pod {n}: {e}"),
-                Err(_) => {}
             }
-        }
+            None
+        });
     }
+    let handed: Vec<Ipv4Addr> = burst.join_all().await.into_iter().flatten().collect();
     assert_eq!(handed.len(), 10, "every pod got an address within 20 tries");
     let distinct: BTreeSet<_> = handed.iter().collect();
     assert_eq!(
@@ -398,22 +406,67 @@ async fn agent_killed_mid_allocation_restarts_without_duplicates_or_leaks() {
         .allocate(&id(0), &pod("p0"), None, &PodInfo::default())
         .await
         .unwrap();
-    // Kill the allocation of many pods at several points of its cloud calls.
+    // Kill a burst of ADDs at several points of its cloud calls: the waiting ADDs are
+    // cancelled, and so are the cloud calls (the runtime the agent runs on goes away).
+    let rt_dir = dir.path().to_path_buf();
     for cut_ms in [5u64, 40, 80, 150] {
-        let p2 = p.clone();
-        let task = tokio::spawn(async move {
-            for n in 1..12 {
-                let _ = p2
-                    .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
-                    .await;
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(cut_ms)).await;
-        task.abort();
-        let _ = task.await;
+        let endpoint = s.endpoint();
+        let md = s.metadata_endpoint(INSTANCE);
+        let dir = rt_dir.clone();
+        // An agent of its own: a runtime that is dropped at the cut, mid-burst (the
+        // emulator keeps serving on the test's runtime meanwhile).
+        tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let cfg = unicni_config::CloudConfig {
+                    region: Some("cn-hangzhou".into()),
+                    endpoint: Some(endpoint),
+                    access_key_id: Some("unicni-sim".into()),
+                    access_key_secret: Some("unicni-sim-secret".into()),
+                    ..Default::default()
+                };
+                let cloud: Arc<dyn Cloud> =
+                    Arc::new(unicni_cloud::from_config(&cfg).await.unwrap());
+                let node = Arc::new(SimNode {
+                    md: HostNode {
+                        metadata: Arc::new(MetadataClient::new(Some(&md)).unwrap()),
+                    },
+                });
+                let Ok(p) = Pool::start(
+                    params(&["vsw-pod-a"], 0, 3),
+                    cloud,
+                    node,
+                    StateFile::new(&dir),
+                )
+                .await
+                else {
+                    return;
+                };
+                let mut burst = tokio::task::JoinSet::new();
+                for n in 1..12 {
+                    let p = p.clone();
+                    burst.spawn(async move {
+                        let _ = p
+                            .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+                            .await;
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(cut_ms)).await;
+            });
+            rt.shutdown_background();
+        })
+        .await
+        .unwrap();
     }
-    let before: Vec<(Ipv4Addr, Option<String>)> = p.addresses().await;
     drop(p);
+    let before: Vec<(Ipv4Addr, Option<String>)> = {
+        let p = pool(&s, params(&["vsw-pod-a"], 0, 3), dir.path()).await;
+        p.addresses().await
+    };
     // The restarted agent: same state file, the cloud as the crash left it.
     let p = pool(&s, params(&["vsw-pod-a"], 0, 3), dir.path()).await;
     let again = p
@@ -604,5 +657,128 @@ async fn an_eni_full_of_ipv6_makes_the_dual_stack_pool_use_another() {
     assert!(second.ipv6.is_some());
     assert_ne!(second.eni.id, first.eni.id);
     assert_eq!(p.stats().await.enis, 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn adds_with_an_idle_address_return_while_another_waits_for_a_new_eni() {
+    // ENIs take 3 s to attach, as on a real cloud.
+    let s = sim_with_attach(FaultConfig::default(), 3000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, params(&["vsw-pod-a"], 5, 10), dir.path()).await;
+    // Warm: one ENI with 5 idle addresses.
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 5, "{:?}", p.stats().await);
+    // A pod pinned to another vSwitch needs a new ENI: created and attached (3 s).
+    let slow = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let pin = PodInfo {
+                vswitches: vec!["vsw-pod-b".into()],
+                ..Default::default()
+            };
+            let net = p.allocate(&id(100), &pod("pinned"), None, &pin).await;
+            (net, t.elapsed())
+        })
+    };
+    // Until its ENI is being created.
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while p.stats().await.in_flight == 0 {
+        assert!(std::time::Instant::now() < until, "{:?}", p.stats().await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Five ADDs at once for the addresses the pool has: none waits for that ENI.
+    let t = std::time::Instant::now();
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..5 {
+        let p = p.clone();
+        burst.spawn(async move {
+            let t = std::time::Instant::now();
+            let net = p
+                .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+                .await
+                .unwrap();
+            (net.ipv4.unwrap(), t.elapsed())
+        });
+    }
+    let fast = burst.join_all().await;
+    let wall = t.elapsed();
+    assert!(
+        !slow.is_finished(),
+        "the pinned ADD finished before its ENI attached"
+    );
+    for (ip, took) in &fast {
+        assert!(
+            *took < Duration::from_millis(500),
+            "{ip} took {took:?} while an ENI attached (3 s)"
+        );
+        assert!("192.168.10.0/24"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(ip));
+    }
+    assert!(wall < Duration::from_millis(500), "{wall:?}");
+    let distinct: BTreeSet<_> = fast.iter().map(|(ip, _)| *ip).collect();
+    assert_eq!(distinct.len(), 5);
+    let (net, took) = slow.await.unwrap();
+    let net = net.unwrap();
+    assert_eq!(net.eni.vswitch_id, "vsw-pod-b");
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_that_runs_a_vswitch_dry_gets_each_address_once_and_the_rest_are_told_which() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, params(&["vsw-tiny", "vsw-pod-b"], 0, 20), dir.path()).await;
+    let pin = PodInfo {
+        vswitches: vec!["vsw-tiny".into()],
+        ..Default::default()
+    };
+    // vsw-tiny has 4 addresses; 8 pods pinned to it arrive at once.
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let (p, pin) = (p.clone(), pin.clone());
+        burst.spawn(async move {
+            p.allocate(&id(n), &pod(&format!("p{n}")), None, &pin)
+                .await
+                .map(|net| net.ipv4.unwrap())
+        });
+    }
+    let results = burst.join_all().await;
+    let got: Vec<Ipv4Addr> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    let distinct: BTreeSet<_> = got.iter().collect();
+    assert_eq!(distinct.len(), got.len(), "duplicate: {got:?}");
+    assert_eq!(got.len(), 4, "{results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            match e {
+                PoolError::Exhausted(m) => assert!(m.contains("vsw-tiny"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    // The state file after a restart says what the pool said.
+    let held: BTreeSet<_> = p
+        .allocations()
+        .await
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    assert_eq!(held.len(), 4);
+    drop(p);
+    let p = pool(&s, params(&["vsw-tiny", "vsw-pod-b"], 0, 20), dir.path()).await;
+    let again: BTreeSet<_> = p
+        .allocations()
+        .await
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    assert_eq!(again, held);
     s.stop().await;
 }
