@@ -863,8 +863,9 @@ impl Pool {
                     .filter(|c| &c.vsw == vsw && &c.sgs == sgs)
                     .map(|c| per_eni.saturating_sub(c.ips))
                     .sum::<usize>();
-                d = d.saturating_sub(later);
             }
+            // New ENIs run in parallel with everything else: cheaper in time than waiting
+            // for ENIs still attaching and then for a call on them.
             while d > 0 && inner.enis.len() + inner.creating.len() + 1 < self.p.limits.enis as usize
             {
                 let ips = if self.p.exclusive {
@@ -886,8 +887,10 @@ impl Pool {
                     sgs: sgs.clone(),
                     ips,
                 });
-                d -= ips;
+                d = d.saturating_sub(ips);
             }
+            // The rest waits for the next call on ENIs busy or still attaching.
+            d = d.saturating_sub(later);
             // Waiters beyond everything idle, in flight, planned and to come on ENIs
             // already here: the instance type has no ENI left for them.
             let uncovered = d.min(waiting);
