@@ -422,6 +422,12 @@ impl TerwayAgent {
             },
             visible_timeout: Duration::from_secs(20),
             coalesce: Duration::from_millis(c.terway.pool.coalesce_ms),
+            warm_up: c.terway.pool.warm_up as usize,
+            high_watermark_percent: c.terway.pool.high_watermark_percent,
+            idle_reclaim: (c.terway.pool.idle_reclaim_seconds > 0)
+                .then(|| Duration::from_secs(c.terway.pool.idle_reclaim_seconds)),
+            reclaim_batch: c.terway.pool.reclaim_batch as usize,
+            reclaim_jitter_percent: c.terway.pool.reclaim_jitter_percent,
         })
     }
 

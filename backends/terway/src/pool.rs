@@ -73,6 +73,16 @@ pub struct PoolParams {
     /// How long the pool collects ADDs that need the cloud before it plans the calls for
     /// them, so that a burst becomes few calls.
     pub coalesce: Duration,
+    /// Idle addresses (or ENIs) asked for at the first maintenance pass.
+    pub warm_up: usize,
+    /// Pods holding this percentage of the pool's addresses make it grow ahead of them.
+    pub high_watermark_percent: u32,
+    /// Idle addresses beyond what the pool keeps ready go back after this long.
+    pub idle_reclaim: Option<Duration>,
+    /// The most a reclaim pass gives back.
+    pub reclaim_batch: usize,
+    /// A reclaim pass's idle time is drawn within ± this percentage.
+    pub reclaim_jitter_percent: u32,
 }
 
 /// Why an allocation failed; the server maps it to a protocol error kind.
@@ -207,6 +217,11 @@ struct Inner {
     next_token: u64,
     /// A planning pass is scheduled (the coalescing window is open).
     coalescing: bool,
+    /// The warm-up size was asked for once.
+    warmed: bool,
+    /// Since when each idle address (shared) or ENI (exclusive) is idle, as maintenance
+    /// passes saw it.
+    idle_since: HashMap<String, Instant>,
 }
 
 /// Why adding addresses to one ENI failed, as far as planning cares.
@@ -348,6 +363,8 @@ impl Pool {
                 settling: BTreeSet::new(),
                 next_token: 0,
                 coalescing: false,
+                warmed: false,
+                idle_since: HashMap::new(),
             })),
         };
         for id in ids {
@@ -663,9 +680,19 @@ impl Pool {
         Ok(true)
     }
 
-    /// Idle addresses the pool keeps ready beyond the waiters' needs.
-    fn target_idle(&self, _inner: &Inner) -> usize {
-        self.p.min
+    /// Idle addresses (or ENIs) the pool keeps ready beyond the waiters' needs: `min`
+    /// (the warm-up size until it was asked for once), and enough that pods hold at most
+    /// the high-watermark share of what the pool has, within `max`.
+    fn target_idle(&self, inner: &Inner) -> usize {
+        let base = if inner.warmed {
+            self.p.min
+        } else {
+            self.p.min.max(self.p.warm_up)
+        };
+        let wm = self.p.high_watermark_percent.clamp(1, 100) as usize;
+        let in_use = inner.state.allocations.len() + inner.waiters.len();
+        let ahead = (in_use * (100 - wm)).div_ceil(wm);
+        base.max(ahead.min(self.p.max))
     }
 
     /// Serves the waiters that can be served now, then plans the calls for the rest and
@@ -1437,10 +1464,71 @@ impl Pool {
                 Err(e) => return Err(PoolError::Node(format!("pool growth task: {e}"))),
             }
         }
+        self.inner.lock().await.warmed = true;
         if excess > 0 {
             self.shrink(excess).await?;
+        } else {
+            let n = self.reclaimable().await;
+            if n > 0 {
+                tracing::info!(
+                    n,
+                    "giving back addresses idle longer than terway.pool.idle_reclaim_seconds"
+                );
+                self.shrink(n).await?;
+            }
         }
         Ok(())
+    }
+
+    /// How many idle addresses (or ENIs) have been idle longer than the (jittered)
+    /// reclaim time, beyond what the pool keeps ready, at most one batch; records when
+    /// each idle one was first seen idle.
+    async fn reclaimable(&self) -> usize {
+        let Some(after) = self.p.idle_reclaim else {
+            return 0;
+        };
+        let mut inner = self.inner.lock().await;
+        let idle: Vec<String> = if self.p.exclusive {
+            inner
+                .enis
+                .values()
+                .filter(|e| !inner.state.owns_eni(&e.nic.id))
+                .map(|e| e.nic.id.clone())
+                .collect()
+        } else {
+            inner
+                .enis
+                .values()
+                .flat_map(|e| e.nic.private_ips.iter())
+                .filter(|ip| !inner.state.owns_v4(**ip))
+                .map(|ip| ip.to_string())
+                .collect()
+        };
+        let now = Instant::now();
+        inner.idle_since.retain(|k, _| idle.contains(k));
+        for k in &idle {
+            inner.idle_since.entry(k.clone()).or_insert(now);
+        }
+        if !inner.waiters.is_empty() {
+            return 0;
+        }
+        // Nodes started together would otherwise give back (and later ask again) in
+        // lockstep; the clock's nanoseconds are random enough to spread them.
+        let jitter = self.p.reclaim_jitter_percent.min(100) as f64 / 100.0;
+        let r = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() % 1000)
+            .unwrap_or(500) as f64
+            / 1000.0;
+        let threshold = after.mul_f64((1.0 + jitter * (2.0 * r - 1.0)).max(0.0));
+        let long = inner
+            .idle_since
+            .values()
+            .filter(|t| now.duration_since(**t) >= threshold)
+            .count();
+        let keep = self.target_idle(&inner);
+        long.min(idle.len().saturating_sub(keep))
+            .min(self.p.reclaim_batch.max(1))
     }
 
     /// Waits (a bounded time) until no cloud call is in flight, so that a maintenance

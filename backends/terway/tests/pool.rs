@@ -127,6 +127,12 @@ fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
         },
         visible_timeout: Duration::from_secs(5),
         coalesce: Duration::from_millis(20),
+        warm_up: 0,
+        // Off, so that the older tests see the pool they were written for.
+        high_watermark_percent: 100,
+        idle_reclaim: None,
+        reclaim_batch: 10,
+        reclaim_jitter_percent: 0,
     }
 }
 
@@ -780,5 +786,65 @@ async fn a_burst_that_runs_a_vswitch_dry_gets_each_address_once_and_the_rest_are
         .map(|a| a.address)
         .collect();
     assert_eq!(again, held);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn warm_up_pre_grow_and_idle_reclaim_in_batches() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pp = params(&["vsw-pod-a"], 0, 10);
+    pp.warm_up = 4;
+    pp.high_watermark_percent = 50;
+    pp.idle_reclaim = Some(Duration::from_secs(1));
+    pp.reclaim_batch = 2;
+    let p = pool(&s, pp, dir.path()).await;
+    let assigns = || {
+        s.sim
+            .request_counts()
+            .get("AssignPrivateIpAddresses")
+            .copied()
+            .unwrap_or(0)
+    };
+    // Warm-up: the first pass asks for 4.
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 4, "{:?}", p.stats().await);
+    let before = assigns();
+    // Four pods take the four idle addresses without waiting; at half the pool in use
+    // the pool asks the cloud for more on its own.
+    for n in 0..4 {
+        let t = std::time::Instant::now();
+        p.allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+            .await
+            .unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while p.stats().await.idle < 4 {
+        assert!(std::time::Instant::now() < until, "{:?}", p.stats().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(assigns() > before, "no pre-grow call");
+    assert_eq!(p.stats().await.waiting, 0);
+    // All released: 8 idle, none needed (min 0). Reclaimed 2 per pass once idle 1 s.
+    for n in 0..4 {
+        p.release(&id(n)).await.unwrap();
+    }
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 8, "nothing reclaimed before its time");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 6, "one batch of 2");
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 4);
+    assert_eq!(
+        cloud_ips(&s).len(),
+        4,
+        "the cloud holds what the pool holds"
+    );
     s.stop().await;
 }
