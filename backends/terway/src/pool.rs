@@ -222,6 +222,18 @@ struct Inner {
     /// Since when each idle address (shared) or ENI (exclusive) is idle, as maintenance
     /// passes saw it.
     idle_since: HashMap<String, Instant>,
+    /// What ran out the last time the pool could not grow (cleared when it grows).
+    exhaustion: Option<(Exhausted, String)>,
+}
+
+/// What the pool ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exhausted {
+    /// Every usable vSwitch is out of addresses.
+    Vswitch,
+    /// The instance type's ENIs are all attached and full.
+    EniQuota,
 }
 
 /// Why adding addresses to one ENI failed, as far as planning cares.
@@ -249,6 +261,10 @@ pub struct PoolStats {
     pub capacity: u64,
     /// ADDs waiting for the cloud.
     pub waiting: usize,
+    /// What the pool ran out of the last time it could not grow, and the error ADDs got;
+    /// None once it grew again.
+    pub exhausted: Option<Exhausted>,
+    pub exhausted_reason: Option<String>,
     /// Cloud calls (assignments, ENI creations) in flight.
     pub in_flight: usize,
 }
@@ -365,6 +381,7 @@ impl Pool {
                 coalescing: false,
                 warmed: false,
                 idle_since: HashMap::new(),
+                exhaustion: None,
             })),
         };
         for id in ids {
@@ -923,6 +940,7 @@ impl Pool {
             let uncovered = d.min(waiting);
             if uncovered > 0 {
                 let why = self.quota_error(inner, vsw);
+                inner.exhaustion = Some((Exhausted::EniQuota, why.to_string()));
                 self.fail_last(inner, uncovered, &why, |w| &w.vsw == vsw && &w.sgs == sgs);
             }
         }
@@ -1019,7 +1037,11 @@ impl Pool {
             Op::Create { token, .. } => inner.creating.retain(|c| c.token != *token),
         }
         let r = match r {
-            Ok(()) | Err(AssignError::VSwitchExhausted | AssignError::EniFull) => Ok(()),
+            Ok(()) => {
+                inner.exhaustion = None;
+                Ok(())
+            }
+            Err(AssignError::VSwitchExhausted | AssignError::EniFull) => Ok(()),
             Err(AssignError::Other(e)) => {
                 self.fail_uncovered(&mut inner, &op, &e);
                 Err(e)
@@ -1220,10 +1242,12 @@ impl Pool {
                     None => format!("{v}: no free address listed"),
                 })
                 .collect();
-            return Err(PoolError::Exhausted(format!(
+            let e = PoolError::Exhausted(format!(
                 "every vSwitch of {vsw:?} is out of IP addresses ({}); add a vSwitch to terway.vswitches or free addresses",
                 why.join(", ")
-            )));
+            ));
+            inner.exhaustion = Some((Exhausted::Vswitch, e.to_string()));
+            return Err(e);
         }
         Ok(usable
             .into_iter()
@@ -1270,10 +1294,12 @@ impl Pool {
                 Err(e) => return Err(cloud_err(&format!("create an ENI in {vswitch}"), e)),
             }
         }
-        Err(PoolError::Exhausted(format!(
+        let e = PoolError::Exhausted(format!(
             "no vSwitch of {vsw:?} has addresses left (last: {}); add a vSwitch to terway.vswitches",
             last.unwrap_or_default()
-        )))
+        ));
+        self.inner.lock().await.exhaustion = Some((Exhausted::Vswitch, e.to_string()));
+        Err(e)
     }
 
     async fn attach(&self, token: u64, nic: NetworkInterface) -> PResult<()> {
@@ -1286,10 +1312,13 @@ impl Pool {
             // Not attached: delete it now rather than leak it until the next start.
             let _ = self.cloud.delete_network_interface(&id).await;
             if let CloudError::EniQuotaExceeded(_) = e {
-                return Err(PoolError::Exhausted(format!(
-                    "attach {id} to {}: {e}; the instance-type table ({} ENIs for {}) disagrees with the cloud",
+                let e = PoolError::Exhausted(format!(
+                    "attach {id} to {}: {e}; the instance-type table ({} ENIs for {}) disagrees with the cloud: \
+                     schedule fewer pods on this node or use a larger instance type",
                     self.p.instance_id, self.p.limits.enis, self.p.limits.name
-                )));
+                ));
+                self.inner.lock().await.exhaustion = Some((Exhausted::EniQuota, e.to_string()));
+                return Err(e);
             }
             return Err(cloud_err(&format!("attach {id}"), e));
         }
@@ -1353,6 +1382,8 @@ impl Pool {
             capacity: self.capacity(),
             waiting: inner.waiters.len(),
             in_flight: inner.assigning.len() + inner.creating.len() + inner.settling.len(),
+            exhausted: inner.exhaustion.as_ref().map(|(what, _)| *what),
+            exhausted_reason: inner.exhaustion.as_ref().map(|(_, why)| why.clone()),
         }
     }
 

@@ -15,7 +15,7 @@ use unicni_core::{AttachmentId, PodRef};
 use unicni_terway::datapath::EniLink;
 use unicni_terway::node::{EniView, HostNode, Node};
 use unicni_terway::podinfo::PodInfo;
-use unicni_terway::pool::{Pool, PoolError, PoolParams};
+use unicni_terway::pool::{Exhausted, Pool, PoolError, PoolParams};
 use unicni_terway::proto::EniInfo;
 use unicni_terway::state::StateFile;
 
@@ -318,6 +318,15 @@ async fn a_vswitch_out_of_ips_is_skipped_then_the_pool_says_exhausted() {
         Err(PoolError::Exhausted(m)) => assert!(m.contains("ecs.g7.large"), "{m}"),
         other => panic!("{other:?}"),
     }
+    // The operator sees it too (metrics and readiness read these).
+    let st = p.stats().await;
+    assert_eq!(st.exhausted, Some(Exhausted::EniQuota), "{st:?}");
+    assert!(
+        st.exhausted_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("larger instance type")),
+        "{st:?}"
+    );
     s.stop().await;
 }
 
@@ -597,6 +606,14 @@ async fn a_vswitch_the_cloud_calls_full_is_named_to_the_add_and_skipped_for_the_
         ),
         other => panic!("{other:?}"),
     }
+    let st = p.stats().await;
+    assert_eq!(st.exhausted, Some(Exhausted::Vswitch), "{st:?}");
+    assert!(
+        st.exhausted_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("add a vSwitch")),
+        "{st:?}"
+    );
     // An unpinned pod skips the full vSwitch for the next configured one.
     let next = p
         .allocate(&id(3), &pod("p3"), None, &PodInfo::default())
