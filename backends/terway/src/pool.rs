@@ -873,6 +873,7 @@ impl Pool {
             if d == 0 {
                 continue;
             }
+            let wanted = d;
             let mut later = 0;
             if !self.p.exclusive {
                 let mut rooms: Vec<(String, usize)> = Vec::new();
@@ -934,10 +935,11 @@ impl Pool {
                 d = d.saturating_sub(ips);
             }
             // The rest waits for the next call on ENIs busy or still attaching.
-            d = d.saturating_sub(later);
+            let planned = wanted - d;
             // Waiters beyond everything idle, in flight, planned and to come on ENIs
-            // already here: the instance type has no ENI left for them.
-            let uncovered = d.min(waiting);
+            // already here: the instance type has no ENI left for them. (The ready
+            // reserve is only wished for: it fails nobody.)
+            let uncovered = waiting.saturating_sub(covered + planned + later);
             if uncovered > 0 {
                 let why = self.quota_error(inner, vsw);
                 inner.exhaustion = Some((Exhausted::EniQuota, why.to_string()));

@@ -865,3 +865,35 @@ async fn warm_up_pre_grow_and_idle_reclaim_in_batches() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn exclusive_pool_warm_reserve_never_fails_a_pod_it_can_host() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // ecs.g7.large: 2 ENIs for pods; the pool wants both ready.
+    let mut pp = params(&["vsw-pod-a"], 2, 5);
+    pp.exclusive = true;
+    pp.high_watermark_percent = 80;
+    let p = pool(&s, pp, dir.path()).await;
+    // The warm-up pass and two pods at once.
+    let warm = {
+        let p = p.clone();
+        tokio::spawn(async move { p.maintain().await })
+    };
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..2 {
+        let p = p.clone();
+        burst.spawn(async move {
+            p.allocate(&id(n), &pod(&format!("x{n}")), None, &PodInfo::default())
+                .await
+        });
+    }
+    let got = burst.join_all().await;
+    warm.await.unwrap().unwrap();
+    let enis: BTreeSet<String> = got
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")).eni.id)
+        .collect();
+    assert_eq!(enis.len(), 2, "each pod its own ENI");
+    s.stop().await;
+}
