@@ -198,6 +198,10 @@ enum Op {
         sgs: Vec<String>,
         ips: usize,
     },
+    /// An idle ENI no waiter can use, detached and deleted to make room for one they can.
+    Delete {
+        eni: Box<Eni>,
+    },
 }
 
 struct Inner {
@@ -214,6 +218,8 @@ struct Inner {
     creating: Vec<Creating>,
     /// ENIs attached (or attaching) whose addresses the node does not show yet.
     settling: BTreeSet<String>,
+    /// ENIs being detached and deleted: they still count against the instance's ENIs.
+    deleting: BTreeSet<String>,
     next_token: u64,
     /// A planning pass is scheduled (the coalescing window is open).
     coalescing: bool,
@@ -377,6 +383,7 @@ impl Pool {
                 assigning: HashMap::new(),
                 creating: Vec::new(),
                 settling: BTreeSet::new(),
+                deleting: BTreeSet::new(),
                 next_token: 0,
                 coalescing: false,
                 warmed: false,
@@ -863,7 +870,9 @@ impl Pool {
                 .iter()
                 .filter(|w| &w.vsw == vsw && &w.sgs == sgs)
                 .count();
-            let target = if g == default {
+            // The ready reserve waits while pods of other groups wait.
+            let others_wait = inner.waiters.iter().any(|w| (&w.vsw, &w.sgs) != (vsw, sgs));
+            let target = if g == default && !others_wait {
                 self.target_idle(inner)
             } else {
                 0
@@ -911,8 +920,18 @@ impl Pool {
             }
             // New ENIs run in parallel with everything else: cheaper in time than waiting
             // for ENIs still attaching and then for a call on them.
-            while d > 0 && inner.enis.len() + inner.creating.len() + 1 < self.p.limits.enis as usize
+            // The ready reserve alone gets one new ENI at a time: it must not take the
+            // instance's last ENIs from pods pinned to other vSwitches.
+            let mut reserve_ok = inner.creating.is_empty();
+            while d > 0
+                && inner.enis.len() + inner.creating.len() + inner.deleting.len() + 1
+                    < self.p.limits.enis as usize
             {
+                let for_waiters = waiting.saturating_sub(covered + (wanted - d) + later) > 0;
+                if !for_waiters && !reserve_ok {
+                    break;
+                }
+                reserve_ok = false;
                 let ips = if self.p.exclusive {
                     1
                 } else {
@@ -940,6 +959,32 @@ impl Pool {
             // already here: the instance type has no ENI left for them. (The ready
             // reserve is only wished for: it fails nobody.)
             let uncovered = waiting.saturating_sub(covered + planned + later);
+            if uncovered > 0 && !inner.deleting.is_empty() {
+                // A slot is being freed: the next plan uses it.
+                continue;
+            }
+            if uncovered > 0 {
+                // An idle ENI of other vSwitches or groups gives its slot to these pods.
+                let victim = inner
+                    .enis
+                    .values()
+                    .find(|e| {
+                        !e.matches(vsw, sgs)
+                            && !inner.state.owns_eni(&e.nic.id)
+                            && !inner.assigning.contains_key(&e.nic.id)
+                            && !inner.settling.contains(&e.nic.id)
+                            && e.nic.private_ips.iter().all(|ip| !inner.state.owns_v4(*ip))
+                    })
+                    .map(|e| e.nic.id.clone());
+                if let Some(id) = victim {
+                    if let Some(e) = inner.enis.remove(&id) {
+                        tracing::info!(eni = %id, "deleting an idle ENI to make room for pods on vSwitches {vsw:?}");
+                        inner.deleting.insert(id);
+                        ops.push(Op::Delete { eni: Box::new(e) });
+                        continue;
+                    }
+                }
+            }
             if uncovered > 0 {
                 let why = self.quota_error(inner, vsw);
                 inner.exhaustion = Some((Exhausted::EniQuota, why.to_string()));
@@ -1030,6 +1075,15 @@ impl Pool {
                 .create_eni(*token, vsw, sgs, *ips)
                 .await
                 .map_err(AssignError::Other),
+            Op::Delete { eni } => {
+                let r = self.delete_eni(&eni.nic.id).await;
+                let mut inner = self.inner.lock().await;
+                inner.deleting.remove(&eni.nic.id);
+                if r.is_err() {
+                    inner.enis.insert(eni.nic.id.clone(), (**eni).clone());
+                }
+                r.map_err(AssignError::Other)
+            }
         };
         let mut inner = self.inner.lock().await;
         match &op {
@@ -1037,6 +1091,7 @@ impl Pool {
                 inner.assigning.remove(eni);
             }
             Op::Create { token, .. } => inner.creating.retain(|c| c.token != *token),
+            Op::Delete { .. } => {}
         }
         let r = match r {
             Ok(()) => {
@@ -1064,6 +1119,7 @@ impl Pool {
                     .get(eni)
                     .is_some_and(|x| x.matches(&w.vsw, &w.sgs)),
                 Op::Create { vsw, sgs, .. } => &w.vsw == vsw && &w.sgs == sgs,
+                Op::Delete { .. } => true,
             };
             let g = (w.vsw.clone(), w.sgs.clone());
             if for_op && !groups.contains(&g) {

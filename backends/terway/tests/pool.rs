@@ -897,3 +897,25 @@ async fn exclusive_pool_warm_reserve_never_fails_a_pod_it_can_host() {
     assert_eq!(enis.len(), 2, "each pod its own ENI");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_eni_of_another_vswitch_makes_room_for_a_pinned_pod() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pp = params(&["vsw-pod-a"], 2, 5);
+    pp.exclusive = true;
+    let p = pool(&s, pp, dir.path()).await;
+    // The reserve takes both of ecs.g7.large's pod ENIs, in vsw-pod-a.
+    p.maintain().await.unwrap();
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.enis, 2, "{:?}", p.stats().await);
+    let pin = PodInfo {
+        vswitches: vec!["vsw-pod-b".into()],
+        ..Default::default()
+    };
+    let net = p.allocate(&id(1), &pod("b"), None, &pin).await.unwrap();
+    assert_eq!(net.eni.vswitch_id, "vsw-pod-b");
+    assert_eq!(p.stats().await.enis, 2);
+    assert_eq!(leaked_enis(&s), 0);
+    s.stop().await;
+}
