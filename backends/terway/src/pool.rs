@@ -927,7 +927,9 @@ impl Pool {
                 && inner.enis.len() + inner.creating.len() + inner.deleting.len() + 1
                     < self.p.limits.enis as usize
             {
-                let for_waiters = waiting.saturating_sub(covered + (wanted - d) + later) > 0;
+                // Room that opens later on ENIs still attaching does not count here:
+                // a new ENI in parallel is sooner than a call after the attach.
+                let for_waiters = waiting.saturating_sub(covered + (wanted - d)) > 0;
                 if !for_waiters && !reserve_ok {
                     break;
                 }
