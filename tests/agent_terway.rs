@@ -92,6 +92,9 @@ fn terway_not_ready_says_why_and_metrics_are_one_openmetrics_exposition() {
         "unicni_agent_pool_in_use 0",
         "unicni_agent_fixed_ip_holds 0",
         "unicni_agent_pool_maintain_errors 0",
+        "# TYPE unicni_agent_pool_vswitches_exhausted gauge",
+        "unicni_agent_pool_vswitches_exhausted 0",
+        "unicni_agent_pool_eni_quota_exhausted 0",
         "unicni_agent_fast_path 0",
     ] {
         assert!(body.lines().any(|l| l == line), "{line} not in\n{body}");

@@ -218,3 +218,32 @@ fn compare_shows_both_designs_side_by_side() {
         assert!(!std::path::Path::new(&format!("/run/unicni-lab-{}{suffix}", lab.id)).exists());
     }
 }
+
+#[test]
+fn bench_burst_adds_30_pods_near_the_cloud_profiles_lower_bound() {
+    if !common::require_root() {
+        return;
+    }
+    let lab = Lab::new("b");
+    // bench-burst builds `<id>u`; this guard removes it whatever happens.
+    let _burst = Lab {
+        id: format!("{}u", lab.id),
+    };
+    let out = lab.ok(&["bench-burst", "--output", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["pods"], 30);
+    assert_eq!(v["cloud_profile"], "realistic");
+    assert_eq!(v["lower_bound"]["total_ms"], 4800, "{v:#}");
+    assert_eq!(v["lower_bound"]["assign_calls"], 3, "{v:#}");
+    // The pool that held its lock across cloud calls took 5x the bound (28 assigns in
+    // a row); the concurrent one 1.0-1.25x. 2x leaves room for a loaded machine.
+    let ratio = v["wall_to_lower_bound"].as_f64().unwrap();
+    assert!(ratio < 2.0, "{v:#}");
+    let calls = &v["cloud_calls"];
+    let assigns = calls["AssignPrivateIpAddresses"].as_u64().unwrap_or(0);
+    let creates = calls["CreateNetworkInterface"].as_u64().unwrap_or(0);
+    assert!((1..=3).contains(&creates), "{v:#}");
+    assert!(assigns <= 6, "requests were not coalesced: {v:#}");
+    assert!(v["add_p99_ms"].as_f64().unwrap() <= v["wall_ms"].as_f64().unwrap() + 1.0);
+    assert!(!std::path::Path::new(&format!("/run/unicni-lab-{}u", lab.id)).exists());
+}

@@ -3,7 +3,7 @@
 //! pool, serves the plugin's socket and keeps the pool between `pool.min` and `pool.max`.
 
 use crate::node::{FastPathNode, HostNode, Node};
-use crate::pool::{Pool, PoolParams, PoolStats};
+use crate::pool::{Exhausted, Pool, PoolParams, PoolStats};
 use crate::server::{self, PodLookup, Readiness, Server};
 use crate::state::StateFile;
 use ipnet::IpNet;
@@ -421,6 +421,13 @@ impl TerwayAgent {
                 timeout: Duration::from_secs(60),
             },
             visible_timeout: Duration::from_secs(20),
+            coalesce: Duration::from_millis(c.terway.pool.coalesce_ms),
+            warm_up: c.terway.pool.warm_up as usize,
+            high_watermark_percent: c.terway.pool.high_watermark_percent,
+            idle_reclaim: (c.terway.pool.idle_reclaim_seconds > 0)
+                .then(|| Duration::from_secs(c.terway.pool.idle_reclaim_seconds)),
+            reclaim_batch: c.terway.pool.reclaim_batch as usize,
+            reclaim_jitter_percent: c.terway.pool.reclaim_jitter_percent,
         })
     }
 
@@ -491,12 +498,14 @@ fn report_of(r: &Mutex<AgentReport>) -> std::sync::MutexGuard<'_, AgentReport> {
 type Gauge = (&'static str, &'static str, fn(&AgentReport) -> i64);
 
 #[rustfmt::skip]
-const GAUGES: [Gauge; 6] = [
+const GAUGES: [Gauge; 8] = [
     ("enis", "Secondary ENIs attached for pods", |r| r.stats.enis as i64),
     ("pool_idle", "Idle addresses (shared) or ENIs (exclusive) ready for pods", |r| r.stats.idle as i64),
     ("pool_in_use", "Attachments holding addresses", |r| r.stats.in_use as i64),
     ("fixed_ip_holds", "Fixed addresses held for deleted pods", |r| r.stats.held as i64),
     ("pool_maintain_errors", "Failed pool maintenance passes", |r| r.maintain_errors as i64),
+    ("pool_vswitches_exhausted", "1 while every vSwitch pods may use is out of addresses (add a vSwitch to terway.vswitches)", |r| (r.stats.exhausted == Some(Exhausted::Vswitch)) as i64),
+    ("pool_eni_quota_exhausted", "1 while the instance type's ENIs are all attached and full (fewer pods or a larger instance type)", |r| (r.stats.exhausted == Some(Exhausted::EniQuota)) as i64),
     ("fast_path", "1 while pods get the eBPF fast path (terway.datapath = \"ebpf\" and eBPF usable)", |r| (r.datapath == "ebpf") as i64),
 ];
 
@@ -547,8 +556,15 @@ impl NodeAgent for TerwayNode {
         }
         let r = report_of(&self.report);
         if r.ready {
+            // Pods already here keep running: ready, and the reason says what ran out.
+            let exhausted = r
+                .stats
+                .exhausted_reason
+                .as_ref()
+                .map(|why| format!("; ENI pool exhausted, new pods fail: {why}"))
+                .unwrap_or_default();
             NodeReadiness::Ready(format!(
-                "{} pods on {} ({} idle, {} in use), datapath {}",
+                "{} pods on {} ({} idle, {} in use), datapath {}{exhausted}",
                 r.capacity, r.instance_type, r.stats.idle, r.stats.in_use, r.datapath
             ))
         } else {

@@ -1,20 +1,31 @@
 //! The ENI pool: addresses (shared mode) or whole ENIs (exclusive mode) kept ready for
 //! pods, grown and shrunk through the cloud API, and the record of who holds what.
 //!
-//! One lock guards the pool. Cloud calls happen under it, so two ADDs never race for the
-//! same address and the state file always matches what was handed out; growth is batched
-//! so the lock is rarely held for long.
+//! One lock guards the pool's books, and it is only ever held for bookkeeping: an ADD
+//! that finds an idle address takes it, the state file is written, and the lock is gone,
+//! whatever the cloud is doing meanwhile. An ADD that finds none joins a queue of
+//! waiters; the waiters that arrive within `coalesce` of each other are planned
+//! together: one AssignPrivateIpAddresses per ENI with room (at most [`MAX_PER_CALL`]
+//! addresses), and new ENIs created and attached concurrently while the instance type
+//! has ENIs left. The calls run in tasks of their own, outside the lock; each one, when
+//! it completes, serves the queue in arrival order and plans again.
+//!
+//! Crash safety: a reservation is in the state file before its address is handed out.
+//! In-flight calls are not recorded: what they did is reconciled against the cloud at
+//! the next start (`start`: ENIs tagged for this node are adopted or deleted, addresses
+//! the cloud assigned that no pod holds become idle).
 
 use crate::node::{EniView, Node};
 use crate::podinfo::PodInfo;
 use crate::proto::{eni_table, EniInfo, PodMode, PodNetwork};
 use crate::state::{pod_key, Held, Hold, NodeState, StateFile};
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Mutex;
+use tokio::sync::{oneshot, Mutex};
+use tokio::task::JoinSet;
 use unicni_capacity::InstanceTypeLimits;
 use unicni_cloud::{
     poll, Cloud, CloudError, CreateEniRequest, EniFilter, EniStatus, EniType, IpRequest,
@@ -28,6 +39,11 @@ pub const TAG_CLUSTER: &str = "unicni.io/cluster";
 /// How long a vSwitch that answered "out of IPs", or an ENI that answered "full", is
 /// skipped.
 const EXHAUSTED_FOR: Duration = Duration::from_secs(60);
+
+/// The vendor's limit of addresses per AssignPrivateIpAddresses call (ECS API reference,
+/// AssignPrivateIpAddresses: SecondaryPrivateIpAddressCount 1–10); new ENIs are created
+/// with at most as many, so that every call stays within what the vendor documents.
+pub const MAX_PER_CALL: usize = 10;
 
 #[derive(Debug, Clone)]
 pub struct PoolParams {
@@ -54,6 +70,19 @@ pub struct PoolParams {
     /// How long to wait for an ENI to attach, and for its link and addresses to show.
     pub attach: PollPolicy,
     pub visible_timeout: Duration,
+    /// How long the pool collects ADDs that need the cloud before it plans the calls for
+    /// them, so that a burst becomes few calls.
+    pub coalesce: Duration,
+    /// Idle addresses (or ENIs) asked for at the first maintenance pass.
+    pub warm_up: usize,
+    /// Pods holding this percentage of the pool's addresses make it grow ahead of them.
+    pub high_watermark_percent: u32,
+    /// Idle addresses beyond what the pool keeps ready go back after this long.
+    pub idle_reclaim: Option<Duration>,
+    /// The most a reclaim pass gives back.
+    pub reclaim_batch: usize,
+    /// A reclaim pass's idle time is drawn within ± this percentage.
+    pub reclaim_jitter_percent: u32,
 }
 
 /// Why an allocation failed; the server maps it to a protocol error kind.
@@ -67,6 +96,18 @@ pub enum PoolError {
     Cloud(String),
     #[error("{0}")]
     Node(String),
+}
+
+impl PoolError {
+    /// The same error again, for each of several waiters it ends.
+    fn again(&self) -> PoolError {
+        match self {
+            PoolError::Exhausted(m) => PoolError::Exhausted(m.clone()),
+            PoolError::Invalid(m) => PoolError::Invalid(m.clone()),
+            PoolError::Cloud(m) => PoolError::Cloud(m.clone()),
+            PoolError::Node(m) => PoolError::Node(m.clone()),
+        }
+    }
 }
 
 impl From<unicni_core::Error> for PoolError {
@@ -124,6 +165,45 @@ impl Eni {
     }
 }
 
+/// An ADD waiting for the cloud.
+struct Waiter {
+    key: String,
+    id: AttachmentId,
+    pod: PodRef,
+    netns: Option<String>,
+    fixed: bool,
+    vsw: Vec<String>,
+    sgs: Vec<String>,
+    tx: oneshot::Sender<PResult<PodNetwork>>,
+}
+
+/// An ENI being created and attached, until it is in `Inner::enis`.
+struct Creating {
+    token: u64,
+    vsw: Vec<String>,
+    sgs: Vec<String>,
+    ips: usize,
+}
+
+/// One cloud call (or the create-attach sequence of one ENI), run outside the lock.
+#[derive(Debug, Clone)]
+enum Op {
+    Assign {
+        eni: String,
+        n: usize,
+    },
+    Create {
+        token: u64,
+        vsw: Vec<String>,
+        sgs: Vec<String>,
+        ips: usize,
+    },
+    /// An idle ENI no waiter can use, detached and deleted to make room for one they can.
+    Delete {
+        eni: Box<Eni>,
+    },
+}
+
 struct Inner {
     enis: BTreeMap<String, Eni>,
     state: NodeState,
@@ -131,9 +211,38 @@ struct Inner {
     exhausted: HashMap<String, (Instant, String)>,
     /// ENIs the cloud called full although the instance-type table left room.
     full: HashMap<String, Instant>,
+    /// ADDs waiting for addresses, in arrival order.
+    waiters: VecDeque<Waiter>,
+    /// ENIs with an AssignPrivateIpAddresses in flight, and how many it asks for.
+    assigning: HashMap<String, usize>,
+    creating: Vec<Creating>,
+    /// ENIs attached (or attaching) whose addresses the node does not show yet.
+    settling: BTreeSet<String>,
+    /// ENIs being detached and deleted: they still count against the instance's ENIs.
+    deleting: BTreeSet<String>,
+    next_token: u64,
+    /// A planning pass is scheduled (the coalescing window is open).
+    coalescing: bool,
+    /// The warm-up size was asked for once.
+    warmed: bool,
+    /// Since when each idle address (shared) or ENI (exclusive) is idle, as maintenance
+    /// passes saw it.
+    idle_since: HashMap<String, Instant>,
+    /// What ran out the last time the pool could not grow (cleared when it grows).
+    exhaustion: Option<(Exhausted, String)>,
 }
 
-/// Why adding addresses to one ENI failed, as far as `grow` cares.
+/// What the pool ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exhausted {
+    /// Every usable vSwitch is out of addresses.
+    Vswitch,
+    /// The instance type's ENIs are all attached and full.
+    EniQuota,
+}
+
+/// Why adding addresses to one ENI failed, as far as planning cares.
 enum AssignError {
     /// The ENI's vSwitch has no free address: another vSwitch may.
     VSwitchExhausted,
@@ -156,14 +265,24 @@ pub struct PoolStats {
     pub in_use: usize,
     pub held: usize,
     pub capacity: u64,
+    /// ADDs waiting for the cloud.
+    pub waiting: usize,
+    /// What the pool ran out of the last time it could not grow, and the error ADDs got;
+    /// None once it grew again.
+    pub exhausted: Option<Exhausted>,
+    pub exhausted_reason: Option<String>,
+    /// Cloud calls (assignments, ENI creations) in flight.
+    pub in_flight: usize,
 }
 
+/// The pool; clones share it (the cloud calls run in tasks that hold one).
+#[derive(Clone)]
 pub struct Pool {
-    p: PoolParams,
+    p: Arc<PoolParams>,
     cloud: Arc<dyn Cloud>,
     node: Arc<dyn Node>,
     file: StateFile,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 fn now_unix() -> u64 {
@@ -249,24 +368,31 @@ impl Pool {
             );
         }
         file.save(&state)?;
+        let ids: Vec<String> = enis.keys().cloned().collect();
         let pool = Pool {
-            p,
+            p: Arc::new(p),
             cloud,
             node,
             file,
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 enis,
                 state,
                 exhausted: HashMap::new(),
                 full: HashMap::new(),
-            }),
+                waiters: VecDeque::new(),
+                assigning: HashMap::new(),
+                creating: Vec::new(),
+                settling: BTreeSet::new(),
+                deleting: BTreeSet::new(),
+                next_token: 0,
+                coalescing: false,
+                warmed: false,
+                idle_since: HashMap::new(),
+                exhaustion: None,
+            })),
         };
-        {
-            let mut inner = pool.inner.lock().await;
-            let ids: Vec<String> = inner.enis.keys().cloned().collect();
-            for id in ids {
-                pool.refresh(&mut inner, &id).await?;
-            }
+        for id in ids {
+            pool.refresh(&id).await?;
         }
         Ok(pool)
     }
@@ -280,19 +406,21 @@ impl Pool {
         self.p.limits.pods_in_mode(self.p.exclusive)
     }
 
-    /// Re-reads the ENI's link and metadata view.
-    async fn refresh(&self, inner: &mut Inner, id: &str) -> PResult<()> {
-        let Some(eni) = inner.enis.get(id).cloned() else {
+    /// Re-reads the ENI's link and metadata view, without holding the lock meanwhile.
+    async fn refresh(&self, id: &str) -> PResult<()> {
+        let Some(mut e) = self.inner.lock().await.enis.get(id).cloned() else {
             return Ok(());
         };
-        let view = self.node.metadata(&eni.nic.mac).await?;
-        let mut e = eni;
-        e.view = view;
-        e.link = match e.info() {
+        e.view = self.node.metadata(&e.nic.mac).await?;
+        let link = match e.info() {
             Some(info) => self.node.eni_link(&info, !self.p.exclusive).await?,
             None => None,
         };
-        inner.enis.insert(id.to_string(), e);
+        let mut inner = self.inner.lock().await;
+        if let Some(cur) = inner.enis.get_mut(id) {
+            cur.view = e.view;
+            cur.link = link;
+        }
         Ok(())
     }
 
@@ -425,7 +553,8 @@ impl Pool {
 
     /// Reserves addresses (or an ENI) for a pod. Asking again for the same attachment
     /// returns what it already holds; a fixed-IP pod re-created under the same name gets
-    /// its held address back.
+    /// its held address back. An idle address is taken at once; otherwise the ADD waits
+    /// for the cloud calls planned for it (and for the ADDs arriving with it).
     pub async fn allocate(
         &self,
         id: &AttachmentId,
@@ -433,160 +562,587 @@ impl Pool {
         netns: Option<String>,
         info: &PodInfo,
     ) -> PResult<PodNetwork> {
-        let mut inner = self.inner.lock().await;
         let key = id.to_string();
-        if let Some(h) = inner.state.allocations.get(&key).cloned() {
-            if let Some(eni) = inner.enis.get(&h.eni_id) {
-                return Ok(self.network(eni, h.ipv4, h.ipv6));
+        let (vsw, sgs) = self.wanted(info);
+        let (vsw, sgs) = (vsw.to_vec(), sgs.to_vec());
+        let rx = {
+            let mut inner = self.inner.lock().await;
+            if let Some(h) = inner.state.allocations.get(&key) {
+                if let Some(eni) = inner.enis.get(&h.eni_id) {
+                    return Ok(self.network(eni, h.ipv4, h.ipv6));
+                }
             }
-        }
-        let fixed = info.fixed_ip && pod_key(pod).is_some();
-        let held = match pod_key(pod).and_then(|k| inner.state.holds.remove(&k)) {
-            Some(hold) if inner.enis.contains_key(&hold.eni_id) => Some(Held {
+            let fixed = info.fixed_ip && pod_key(pod).is_some();
+            let held = match pod_key(pod).and_then(|k| inner.state.holds.remove(&k)) {
+                Some(hold) if inner.enis.contains_key(&hold.eni_id) => {
+                    tracing::info!(pod = ?pod_key(pod), ip = ?hold.ipv4, "fixed-IP pod gets its held address back");
+                    Some(Held {
+                        id: id.clone(),
+                        pod: pod.clone(),
+                        netns: netns.clone(),
+                        eni_id: hold.eni_id,
+                        ipv4: hold.ipv4,
+                        ipv6: hold.ipv6,
+                        fixed: true,
+                    })
+                }
+                _ => None,
+            };
+            let picked = held.or_else(|| {
+                self.pick(&inner, &vsw, &sgs).map(|mut h| {
+                    h.id = id.clone();
+                    h.pod = pod.clone();
+                    h.netns = netns.clone();
+                    h.fixed = fixed;
+                    h
+                })
+            });
+            if let Some(h) = picked {
+                let net = self.network(&inner.enis[&h.eni_id], h.ipv4, h.ipv6);
+                inner.state.allocations.insert(key.clone(), h);
+                if let Err(e) = self.file.save(&inner.state) {
+                    inner.state.allocations.remove(&key);
+                    return Err(e.into());
+                }
+                // Taking an address may leave the pool below what it keeps ready: ask
+                // the cloud now, before the next pod has to wait.
+                let ops = self.plan(&mut inner);
+                drop(inner);
+                self.launch(ops);
+                return Ok(net);
+            }
+            let (tx, rx) = oneshot::channel();
+            inner.waiters.push_back(Waiter {
+                key,
                 id: id.clone(),
                 pod: pod.clone(),
-                netns: netns.clone(),
-                eni_id: hold.eni_id,
-                ipv4: hold.ipv4,
-                ipv6: hold.ipv6,
-                fixed: true,
-            }),
-            _ => None,
-        };
-        let held = match held {
-            Some(h) => {
-                tracing::info!(pod = ?pod_key(pod), ip = ?h.ipv4, "fixed-IP pod gets its held address back");
-                h
+                netns,
+                fixed,
+                vsw: vsw.clone(),
+                sgs,
+                tx,
+            });
+            if !inner.coalescing {
+                inner.coalescing = true;
+                let me = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(me.p.coalesce).await;
+                    let ops = {
+                        let mut inner = me.inner.lock().await;
+                        inner.coalescing = false;
+                        me.settle(&mut inner)
+                    };
+                    me.launch(ops);
+                });
             }
-            None => {
-                let (vsw, sgs) = self.wanted(info);
-                let (vsw, sgs) = (vsw.to_vec(), sgs.to_vec());
-                let mut got = self.pick(&inner, &vsw, &sgs);
-                if got.is_none() {
-                    self.grow(&mut inner, &vsw, &sgs, 1).await?;
-                    got = self.pick(&inner, &vsw, &sgs);
-                }
-                let mut h = got.ok_or_else(|| {
-                    PoolError::Node(format!(
-                        "the pool grew but no address became usable on vSwitches {vsw:?}; \
-                         check that the ENI links appear on the node and in the metadata service"
-                    ))
-                })?;
-                h.id = id.clone();
-                h.pod = pod.clone();
-                h.netns = netns;
-                h.fixed = fixed;
-                h
-            }
+            rx
         };
-        let net = self.network(&inner.enis[&held.eni_id], held.ipv4, held.ipv6);
-        inner.state.allocations.insert(key, held);
-        self.file.save(&inner.state)?;
-        Ok(net)
+        let limit = self.p.attach.timeout + self.p.visible_timeout + self.p.coalesce;
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(PoolError::Node(
+                "the pool stopped while this ADD waited for an address; retry".into(),
+            )),
+            Err(_) => {
+                // Our sender is closed now: forget the waiter.
+                self.inner
+                    .lock()
+                    .await
+                    .waiters
+                    .retain(|w| !w.tx.is_closed());
+                Err(PoolError::Node(format!(
+                    "no address became usable on vSwitches {vsw:?} within {limit:?}; \
+                     check that the ENI links appear on the node and in the metadata service"
+                )))
+            }
+        }
     }
 
     /// Gives back what `id` holds: a fixed-IP pod's addresses go on hold for its
     /// namespace/name, everything else back to the pool. Unknown IDs are fine.
     pub async fn release(&self, id: &AttachmentId) -> PResult<bool> {
-        let mut inner = self.inner.lock().await;
-        let Some(h) = inner.state.allocations.remove(&id.to_string()) else {
-            return Ok(false);
-        };
-        if h.fixed {
-            if let Some(k) = pod_key(&h.pod) {
-                let until_unix = now_unix() + self.p.hold.as_secs();
-                inner.state.holds.insert(
-                    k,
-                    Hold {
-                        eni_id: h.eni_id.clone(),
-                        ipv4: h.ipv4,
-                        ipv6: h.ipv6,
-                        until_unix,
-                    },
-                );
+        let (eni_id, ops) = {
+            let mut inner = self.inner.lock().await;
+            let Some(h) = inner.state.allocations.remove(&id.to_string()) else {
+                return Ok(false);
+            };
+            if h.fixed {
+                if let Some(k) = pod_key(&h.pod) {
+                    let until_unix = now_unix() + self.p.hold.as_secs();
+                    inner.state.holds.insert(
+                        k,
+                        Hold {
+                            eni_id: h.eni_id.clone(),
+                            ipv4: h.ipv4,
+                            ipv6: h.ipv6,
+                            until_unix,
+                        },
+                    );
+                }
             }
-        }
+            if self.p.exclusive {
+                // The plugin moved the link back: not handed out until seen again.
+                if let Some(e) = inner.enis.get_mut(&h.eni_id) {
+                    e.link = None;
+                }
+            }
+            self.file.save(&inner.state)?;
+            // A waiter may take what was just given back.
+            let ops = if self.p.exclusive {
+                Vec::new()
+            } else {
+                self.settle(&mut inner)
+            };
+            (h.eni_id, ops)
+        };
+        self.launch(ops);
         if self.p.exclusive {
-            // The plugin moved the link back; see it again before handing the ENI out.
-            let eni_id = h.eni_id.clone();
-            let _ = self.refresh(&mut inner, &eni_id).await;
+            let _ = self.refresh(&eni_id).await;
+            let ops = self.settle(&mut *self.inner.lock().await);
+            self.launch(ops);
         }
-        self.file.save(&inner.state)?;
         Ok(true)
     }
 
-    /// Adds at least `need` usable addresses (or ENIs) on vSwitches `vsw` with groups
-    /// `sgs`: more IPs on an ENI with room, else a new ENI while the instance type allows.
-    async fn grow(
-        &self,
-        inner: &mut Inner,
-        vsw: &[String],
-        sgs: &[String],
-        need: usize,
-    ) -> PResult<()> {
-        let batch = need.max(self.p.min).max(1);
+    /// Idle addresses (or ENIs) the pool keeps ready beyond the waiters' needs: `min`
+    /// (the warm-up size until it was asked for once), and enough that pods hold at most
+    /// the high-watermark share of what the pool has, within `max`.
+    fn target_idle(&self, inner: &Inner) -> usize {
+        let base = if inner.warmed {
+            self.p.min
+        } else {
+            self.p.min.max(self.p.warm_up)
+        };
+        let wm = self.p.high_watermark_percent.clamp(1, 100) as usize;
+        let in_use = inner.state.allocations.len() + inner.waiters.len();
+        let ahead = (in_use * (100 - wm)).div_ceil(wm);
+        base.max(ahead.min(self.p.max))
+    }
+
+    /// Serves the waiters that can be served now, then plans the calls for the rest and
+    /// for keeping the pool ready; returns them, to be launched outside the lock.
+    fn settle(&self, inner: &mut Inner) -> Vec<Op> {
+        self.serve(inner);
+        self.plan(inner)
+    }
+
+    /// Hands idle, visible addresses to waiters in arrival order (a waiter whose
+    /// vSwitches have none does not hold up the ones behind it). The reservations are in
+    /// the state file before any waiter hears of them.
+    fn serve(&self, inner: &mut Inner) {
+        let mut served: Vec<(Waiter, PodNetwork)> = Vec::new();
+        let mut taken = Vec::new();
+        let mut keep = VecDeque::new();
+        while let Some(w) = inner.waiters.pop_front() {
+            if w.tx.is_closed() {
+                continue;
+            }
+            if let Some(h) = inner.state.allocations.get(&w.key) {
+                if let Some(eni) = inner.enis.get(&h.eni_id) {
+                    let net = self.network(eni, h.ipv4, h.ipv6);
+                    served.push((w, net));
+                    continue;
+                }
+            }
+            match self.pick(inner, &w.vsw, &w.sgs) {
+                Some(mut h) => {
+                    h.id = w.id.clone();
+                    h.pod = w.pod.clone();
+                    h.netns = w.netns.clone();
+                    h.fixed = w.fixed;
+                    let net = self.network(&inner.enis[&h.eni_id], h.ipv4, h.ipv6);
+                    inner.state.allocations.insert(w.key.clone(), h);
+                    taken.push(w.key.clone());
+                    served.push((w, net));
+                }
+                None => keep.push_back(w),
+            }
+        }
+        inner.waiters = keep;
+        let saved = if taken.is_empty() {
+            Ok(())
+        } else {
+            self.file.save(&inner.state)
+        };
+        match saved {
+            Ok(()) => {
+                for (w, net) in served {
+                    let _ = w.tx.send(Ok(net));
+                }
+            }
+            Err(e) => {
+                for k in &taken {
+                    inner.state.allocations.remove(k);
+                }
+                let e = PoolError::from(e);
+                for (w, net) in served {
+                    let r = if taken.contains(&w.key) {
+                        Err(e.again())
+                    } else {
+                        Ok(net)
+                    };
+                    let _ = w.tx.send(r);
+                }
+            }
+        }
+    }
+
+    /// Addresses (shared) or ENIs (exclusive) on ENIs matching `vsw`/`sgs` no pod holds,
+    /// usable yet or not.
+    fn idle_on(&self, inner: &Inner, vsw: &[String], sgs: &[String]) -> usize {
+        let matching = inner.enis.values().filter(|e| e.matches(vsw, sgs));
+        if self.p.exclusive {
+            matching
+                .filter(|e| !inner.state.owns_eni(&e.nic.id))
+                .count()
+        } else {
+            // Dual stack: a pod needs one of each.
+            matching
+                .map(|e| {
+                    let v4 = e
+                        .nic
+                        .private_ips
+                        .iter()
+                        .filter(|ip| !inner.state.owns_v4(**ip))
+                        .count();
+                    if !self.p.dual {
+                        return v4;
+                    }
+                    let v6 = e
+                        .nic
+                        .ipv6s
+                        .iter()
+                        .filter(|ip| !inner.state.owns_v6(**ip))
+                        .count();
+                    v4.min(v6)
+                })
+                .sum()
+        }
+    }
+
+    /// What the calls in flight will add for `vsw`/`sgs`.
+    fn in_flight_for(&self, inner: &Inner, vsw: &[String], sgs: &[String]) -> usize {
+        let creating: usize = inner
+            .creating
+            .iter()
+            .filter(|c| c.vsw == vsw && c.sgs == sgs)
+            .map(|c| if self.p.exclusive { 1 } else { c.ips })
+            .sum();
+        let assigning: usize = inner
+            .assigning
+            .iter()
+            .filter(|(id, _)| inner.enis.get(*id).is_some_and(|e| e.matches(vsw, sgs)))
+            .map(|(_, n)| *n)
+            .sum();
+        creating + assigning
+    }
+
+    /// Whether `eni` may be asked for more addresses (its vSwitch and itself have not
+    /// said no lately).
+    fn may_grow(&self, inner: &Inner, eni: &Eni) -> bool {
+        !inner.full.contains_key(&eni.nic.id) && !inner.exhausted.contains_key(&eni.nic.vswitch_id)
+    }
+
+    /// The calls that cover the waiters and the ready reserve, per group of vSwitches and
+    /// security groups: first one call per idle ENI with room; demand that ENIs busy with
+    /// a call (or still attaching) can take waits for their next call; the rest gets new
+    /// ENIs, created concurrently while the instance type has ENIs left. Waiters nothing
+    /// can cover are told so.
+    fn plan(&self, inner: &mut Inner) -> Vec<Op> {
         inner
             .exhausted
             .retain(|_, (at, _)| at.elapsed() < EXHAUSTED_FOR);
         inner.full.retain(|_, at| at.elapsed() < EXHAUSTED_FOR);
-        if !self.p.exclusive {
-            let per_eni = self.p.limits.ipv4_per_eni as usize;
-            let mut rooms: Vec<(String, usize)> = inner
-                .enis
-                .values()
-                .filter(|e| e.matches(vsw, sgs) && e.link.is_some())
-                .filter(|e| !inner.full.contains_key(&e.nic.id))
-                .map(|e| {
-                    (
-                        e.nic.id.clone(),
-                        per_eni.saturating_sub(e.nic.private_ips.len()),
-                    )
-                })
-                .filter(|(_, r)| *r > 0)
-                .collect();
-            rooms.sort_by_key(|(_, r)| std::cmp::Reverse(*r));
-            for (eni_id, room) in rooms {
-                // An earlier ENI of this pass may have found its vSwitch empty.
-                if inner
-                    .exhausted
-                    .contains_key(&inner.enis[&eni_id].nic.vswitch_id)
-                {
-                    continue;
-                }
-                match self.assign_more(inner, &eni_id, batch.min(room)).await {
-                    Ok(()) => return Ok(()),
-                    Err(AssignError::Other(e)) => return Err(e),
-                    // Noted in `inner`; the next ENI, or a new one elsewhere, may do.
-                    Err(AssignError::VSwitchExhausted | AssignError::EniFull) => {}
-                }
+        let default = (self.p.vswitches.clone(), self.p.security_groups.clone());
+        let mut groups = vec![default.clone()];
+        for w in &inner.waiters {
+            let g = (w.vsw.clone(), w.sgs.clone());
+            if !groups.contains(&g) {
+                groups.push(g);
             }
         }
-        let attached = inner.enis.len() as u64 + 1;
-        if attached >= self.p.limits.enis {
-            return Err(PoolError::Exhausted(format!(
-                "instance type {} holds {} ENIs ({} pods in {} mode) and all are in use{}; \
-                 schedule fewer pods on this node or use a larger instance type",
-                self.p.limits.name,
-                self.p.limits.enis,
-                self.capacity(),
-                if self.p.exclusive {
-                    "exclusive-eni"
+        let per_eni = self.p.limits.ipv4_per_eni as usize;
+        let mut ops = Vec::new();
+        for g in groups {
+            let (vsw, sgs) = (&g.0, &g.1);
+            let waiting = inner
+                .waiters
+                .iter()
+                .filter(|w| &w.vsw == vsw && &w.sgs == sgs)
+                .count();
+            // The ready reserve waits while pods of other groups wait.
+            let others_wait = inner.waiters.iter().any(|w| (&w.vsw, &w.sgs) != (vsw, sgs));
+            let target = if g == default && !others_wait {
+                self.target_idle(inner)
+            } else {
+                0
+            };
+            let covered = self.idle_on(inner, vsw, sgs) + self.in_flight_for(inner, vsw, sgs);
+            let mut d = (waiting + target).saturating_sub(covered);
+            if d == 0 {
+                continue;
+            }
+            let wanted = d;
+            let mut later = 0;
+            if !self.p.exclusive {
+                let mut rooms: Vec<(String, usize)> = Vec::new();
+                for e in inner.enis.values() {
+                    if !e.matches(vsw, sgs) || !self.may_grow(inner, e) {
+                        continue;
+                    }
+                    let busy = inner.assigning.get(&e.nic.id).copied();
+                    let room = per_eni.saturating_sub(e.nic.private_ips.len() + busy.unwrap_or(0));
+                    if room == 0 {
+                        continue;
+                    }
+                    if busy.is_some() || e.link.is_none() {
+                        later += room;
+                    } else {
+                        rooms.push((e.nic.id.clone(), room));
+                    }
+                }
+                rooms.sort_by_key(|(_, r)| std::cmp::Reverse(*r));
+                for (eni, room) in rooms {
+                    if d == 0 {
+                        break;
+                    }
+                    let n = d.min(room).min(MAX_PER_CALL);
+                    inner.assigning.insert(eni.clone(), n);
+                    ops.push(Op::Assign { eni, n });
+                    d -= n;
+                }
+                later += inner
+                    .creating
+                    .iter()
+                    .filter(|c| &c.vsw == vsw && &c.sgs == sgs)
+                    .map(|c| per_eni.saturating_sub(c.ips))
+                    .sum::<usize>();
+            }
+            // New ENIs run in parallel with everything else: cheaper in time than waiting
+            // for ENIs still attaching and then for a call on them.
+            // The ready reserve alone gets one new ENI at a time: it must not take the
+            // instance's last ENIs from pods pinned to other vSwitches.
+            let mut reserve_ok = inner.creating.is_empty();
+            while d > 0
+                && inner.enis.len() + inner.creating.len() + inner.deleting.len() + 1
+                    < self.p.limits.enis as usize
+            {
+                // Room that opens later on ENIs still attaching does not count here:
+                // a new ENI in parallel is sooner than a call after the attach.
+                let for_waiters = waiting.saturating_sub(covered + (wanted - d)) > 0;
+                if !for_waiters && !reserve_ok {
+                    break;
+                }
+                reserve_ok = false;
+                let ips = if self.p.exclusive {
+                    1
                 } else {
-                    "shared-eni"
-                },
-                self.exhausted_note(inner, vsw),
-            )));
+                    d.min(per_eni).min(MAX_PER_CALL)
+                };
+                inner.next_token += 1;
+                let token = inner.next_token;
+                inner.creating.push(Creating {
+                    token,
+                    vsw: vsw.clone(),
+                    sgs: sgs.clone(),
+                    ips,
+                });
+                ops.push(Op::Create {
+                    token,
+                    vsw: vsw.clone(),
+                    sgs: sgs.clone(),
+                    ips,
+                });
+                d = d.saturating_sub(ips);
+            }
+            // The rest waits for the next call on ENIs busy or still attaching.
+            let planned = wanted - d;
+            // Waiters beyond everything idle, in flight, planned and to come on ENIs
+            // already here: the instance type has no ENI left for them. (The ready
+            // reserve is only wished for: it fails nobody.)
+            let uncovered = waiting.saturating_sub(covered + planned + later);
+            if uncovered > 0 && !inner.deleting.is_empty() {
+                // A slot is being freed: the next plan uses it.
+                continue;
+            }
+            if uncovered > 0 {
+                // An idle ENI of other vSwitches or groups gives its slot to these pods.
+                let victim = inner
+                    .enis
+                    .values()
+                    .find(|e| {
+                        !e.matches(vsw, sgs)
+                            && !inner.state.owns_eni(&e.nic.id)
+                            && !inner.assigning.contains_key(&e.nic.id)
+                            && !inner.settling.contains(&e.nic.id)
+                            && e.nic.private_ips.iter().all(|ip| !inner.state.owns_v4(*ip))
+                    })
+                    .map(|e| e.nic.id.clone());
+                if let Some(id) = victim {
+                    if let Some(e) = inner.enis.remove(&id) {
+                        tracing::info!(eni = %id, "deleting an idle ENI to make room for pods on vSwitches {vsw:?}");
+                        inner.deleting.insert(id);
+                        ops.push(Op::Delete { eni: Box::new(e) });
+                        continue;
+                    }
+                }
+            }
+            if uncovered > 0 {
+                let why = self.quota_error(inner, vsw);
+                inner.exhaustion = Some((Exhausted::EniQuota, why.to_string()));
+                self.fail_last(inner, uncovered, &why, |w| &w.vsw == vsw && &w.sgs == sgs);
+            }
         }
-        let ips = if self.p.exclusive {
-            1
-        } else {
-            batch.min(self.p.limits.ipv4_per_eni as usize)
-        };
-        self.create_eni(inner, vsw, sgs, ips).await
+        ops
     }
 
-    /// Records what the cloud said about an ENI or its vSwitch, so `grow` skips them.
-    fn note_refusal(&self, inner: &mut Inner, eni_id: &str, e: &CloudError) -> Option<AssignError> {
+    /// Ends the last `n` waiters `which` selects with `e`.
+    fn fail_last(
+        &self,
+        inner: &mut Inner,
+        mut n: usize,
+        e: &PoolError,
+        which: impl Fn(&Waiter) -> bool,
+    ) {
+        let mut i = inner.waiters.len();
+        while n > 0 && i > 0 {
+            i -= 1;
+            if which(&inner.waiters[i]) {
+                if let Some(w) = inner.waiters.remove(i) {
+                    let _ = w.tx.send(Err(e.again()));
+                }
+                n -= 1;
+            }
+        }
+    }
+
+    fn quota_error(&self, inner: &Inner, vsw: &[String]) -> PoolError {
+        PoolError::Exhausted(format!(
+            "instance type {} holds {} ENIs ({} pods in {} mode) and all are in use{}; \
+             schedule fewer pods on this node or use a larger instance type",
+            self.p.limits.name,
+            self.p.limits.enis,
+            self.capacity(),
+            if self.p.exclusive {
+                "exclusive-eni"
+            } else {
+                "shared-eni"
+            },
+            self.exhausted_note(inner, vsw),
+        ))
+    }
+
+    /// Runs `ops` (and the calls planned when they complete) in a task of their own;
+    /// the handle yields the first error.
+    fn launch(&self, ops: Vec<Op>) -> Option<tokio::task::JoinHandle<Option<PoolError>>> {
+        if ops.is_empty() {
+            return None;
+        }
+        let me = self.clone();
+        Some(tokio::spawn(async move {
+            let mut set = JoinSet::new();
+            for op in ops {
+                set.spawn(me.clone().run(op));
+            }
+            let mut first = None;
+            while let Some(done) = set.join_next().await {
+                match done {
+                    Ok((r, more)) => {
+                        if let Err(e) = r {
+                            tracing::warn!("pool: {e}");
+                            first.get_or_insert(e);
+                        }
+                        for op in more {
+                            set.spawn(me.clone().run(op));
+                        }
+                    }
+                    Err(e) => tracing::warn!("pool: a cloud call task ended: {e}"),
+                }
+            }
+            first
+        }))
+    }
+
+    /// One call, then under the lock: its marker removed, the waiters it cannot help
+    /// anymore told why, the queue served and the next calls planned.
+    async fn run(self, op: Op) -> (PResult<()>, Vec<Op>) {
+        let r = match &op {
+            Op::Assign { eni, n } => self.assign_more(eni, *n).await,
+            Op::Create {
+                token,
+                vsw,
+                sgs,
+                ips,
+            } => self
+                .create_eni(*token, vsw, sgs, *ips)
+                .await
+                .map_err(AssignError::Other),
+            Op::Delete { eni } => {
+                let r = self.delete_eni(&eni.nic.id).await;
+                let mut inner = self.inner.lock().await;
+                inner.deleting.remove(&eni.nic.id);
+                if r.is_err() {
+                    inner.enis.insert(eni.nic.id.clone(), (**eni).clone());
+                }
+                r.map_err(AssignError::Other)
+            }
+        };
+        let mut inner = self.inner.lock().await;
+        match &op {
+            Op::Assign { eni, .. } => {
+                inner.assigning.remove(eni);
+            }
+            Op::Create { token, .. } => inner.creating.retain(|c| c.token != *token),
+            Op::Delete { .. } => {}
+        }
+        let r = match r {
+            Ok(()) => {
+                inner.exhaustion = None;
+                Ok(())
+            }
+            Err(AssignError::VSwitchExhausted | AssignError::EniFull) => Ok(()),
+            Err(AssignError::Other(e)) => {
+                self.fail_uncovered(&mut inner, &op, &e);
+                Err(e)
+            }
+        };
+        let more = self.settle(&mut inner);
+        (r, more)
+    }
+
+    /// After `op` failed with `e`: the waiters it was for that nothing else idle or in
+    /// flight covers get `e` (the plugin reports it; the runtime retries the ADD).
+    fn fail_uncovered(&self, inner: &mut Inner, op: &Op, e: &PoolError) {
+        let mut groups: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+        for w in &inner.waiters {
+            let for_op = match op {
+                Op::Assign { eni, .. } => inner
+                    .enis
+                    .get(eni)
+                    .is_some_and(|x| x.matches(&w.vsw, &w.sgs)),
+                Op::Create { vsw, sgs, .. } => &w.vsw == vsw && &w.sgs == sgs,
+                Op::Delete { .. } => true,
+            };
+            let g = (w.vsw.clone(), w.sgs.clone());
+            if for_op && !groups.contains(&g) {
+                groups.push(g);
+            }
+        }
+        for (vsw, sgs) in groups {
+            let waiting = inner
+                .waiters
+                .iter()
+                .filter(|w| w.vsw == vsw && w.sgs == sgs)
+                .count();
+            let covered = self.idle_on(inner, &vsw, &sgs) + self.in_flight_for(inner, &vsw, &sgs);
+            let n = waiting.saturating_sub(covered);
+            self.fail_last(inner, n, e, |w| w.vsw == vsw && w.sgs == sgs);
+        }
+    }
+
+    /// Records what the cloud said about an ENI or its vSwitch, so planning skips them.
+    async fn note_refusal(&self, eni_id: &str, e: &CloudError) -> Option<AssignError> {
+        let mut inner = self.inner.lock().await;
         let vswitch = inner.enis.get(eni_id)?.nic.vswitch_id.clone();
         let code = e.code().unwrap_or_default().to_string();
         match e {
@@ -613,12 +1169,9 @@ impl Pool {
         }
     }
 
-    async fn assign_more(
-        &self,
-        inner: &mut Inner,
-        eni_id: &str,
-        n: usize,
-    ) -> Result<(), AssignError> {
+    /// One AssignPrivateIpAddresses (and AssignIpv6Addresses when dual) of `n` addresses
+    /// to `eni_id`, then the wait until the node sees them.
+    async fn assign_more(&self, eni_id: &str, n: usize) -> Result<(), AssignError> {
         let added = match self
             .cloud
             .assign_private_ip_addresses(eni_id, IpRequest::Count(n as u32))
@@ -626,13 +1179,13 @@ impl Pool {
         {
             Ok(a) => a,
             Err(e) => {
-                return Err(self.note_refusal(inner, eni_id, &e).unwrap_or_else(|| {
+                return Err(self.note_refusal(eni_id, &e).await.unwrap_or_else(|| {
                     AssignError::Other(cloud_err(&format!("assign {n} addresses to {eni_id}"), e))
                 }))
             }
         };
         // Known before the IPv6 call, so a failure there does not lose them.
-        if let Some(e) = inner.enis.get_mut(eni_id) {
+        if let Some(e) = self.inner.lock().await.enis.get_mut(eni_id) {
             e.nic.private_ips.extend(added.iter().copied());
         }
         let mut added6 = Vec::new();
@@ -649,7 +1202,7 @@ impl Pool {
                     ))))
                 }
                 Err(e) => {
-                    return Err(self.note_refusal(inner, eni_id, &e).unwrap_or_else(|| {
+                    return Err(self.note_refusal(eni_id, &e).await.unwrap_or_else(|| {
                         AssignError::Other(cloud_err(
                             &format!("assign IPv6 addresses to {eni_id}"),
                             e,
@@ -658,11 +1211,11 @@ impl Pool {
                 }
             };
         }
-        if let Some(e) = inner.enis.get_mut(eni_id) {
+        if let Some(e) = self.inner.lock().await.enis.get_mut(eni_id) {
             e.nic.ipv6s.extend(added6.iter().copied());
         }
         tracing::info!(eni = eni_id, added = added.len(), "assigned addresses");
-        Ok(self.wait_visible(inner, eni_id, &added, &added6).await?)
+        Ok(self.wait_visible(eni_id, &added, &added6).await?)
     }
 
     /// "; vSwitch X has no free addresses (code)" for each of `vsw` the cloud called
@@ -679,17 +1232,14 @@ impl Pool {
     }
 
     /// Polls the node until the ENI's link is there and the metadata lists `v4`/`v6`.
-    async fn wait_visible(
-        &self,
-        inner: &mut Inner,
-        eni_id: &str,
-        v4: &[Ipv4Addr],
-        v6: &[Ipv6Addr],
-    ) -> PResult<()> {
+    async fn wait_visible(&self, eni_id: &str, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> PResult<()> {
         let until = Instant::now() + self.p.visible_timeout;
         loop {
-            self.refresh(inner, eni_id).await?;
-            let e = &inner.enis[eni_id];
+            self.refresh(eni_id).await?;
+            let inner = self.inner.lock().await;
+            let Some(e) = inner.enis.get(eni_id) else {
+                return Ok(());
+            };
             let ok = e.link.is_some()
                 && v4.iter().all(|ip| e.visible4(*ip))
                 && v6.iter().all(|ip| e.visible6(*ip));
@@ -706,16 +1256,14 @@ impl Pool {
                     if e.view.is_some() { "does not list all of" } else { "does not know" },
                 )));
             }
+            drop(inner);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Candidate vSwitches in the node's zone, most free addresses first, skipping ones
     /// that recently ran out.
-    async fn vswitch_order(&self, inner: &mut Inner, vsw: &[String]) -> PResult<Vec<String>> {
-        inner
-            .exhausted
-            .retain(|_, (at, _)| at.elapsed() < EXHAUSTED_FOR);
+    async fn vswitch_order(&self, vsw: &[String]) -> PResult<Vec<(String, usize)>> {
         let found = self
             .cloud
             .describe_vswitches(None, vsw)
@@ -737,6 +1285,10 @@ impl Pool {
                 _ => {}
             }
         }
+        let mut inner = self.inner.lock().await;
+        inner
+            .exhausted
+            .retain(|_, (at, _)| at.elapsed() < EXHAUSTED_FOR);
         let mut usable: Vec<_> = found
             .into_iter()
             .filter(|v| !inner.exhausted.contains_key(&v.id) && v.available_ip_count > 0)
@@ -750,24 +1302,31 @@ impl Pool {
                     None => format!("{v}: no free address listed"),
                 })
                 .collect();
-            return Err(PoolError::Exhausted(format!(
+            let e = PoolError::Exhausted(format!(
                 "every vSwitch of {vsw:?} is out of IP addresses ({}); add a vSwitch to terway.vswitches or free addresses",
                 why.join(", ")
-            )));
+            ));
+            inner.exhaustion = Some((Exhausted::Vswitch, e.to_string()));
+            return Err(e);
         }
-        Ok(usable.into_iter().map(|v| v.id).collect())
+        Ok(usable
+            .into_iter()
+            .map(|v| (v.id, v.available_ip_count as usize))
+            .collect())
     }
 
     async fn create_eni(
         &self,
-        inner: &mut Inner,
+        token: u64,
         vsw: &[String],
         sgs: &[String],
         ips: usize,
     ) -> PResult<()> {
-        let order = self.vswitch_order(inner, vsw).await?;
+        let order = self.vswitch_order(vsw).await?;
         let mut last = None;
-        for vswitch in order {
+        for (vswitch, free) in order {
+            // A vSwitch with fewer free addresses than asked for still serves that many.
+            let ips = ips.min(free).max(1);
             let req = CreateEniRequest {
                 vswitch_id: vswitch.clone(),
                 security_group_ids: sgs.to_vec(),
@@ -782,10 +1341,12 @@ impl Pool {
                 client_token: None,
             };
             match self.cloud.create_network_interface(&req).await {
-                Ok(nic) => return self.attach(inner, nic).await,
+                Ok(nic) => return self.attach(token, nic).await,
                 Err(CloudError::VSwitchExhausted(f)) => {
                     tracing::warn!(vswitch, "vSwitch out of IPs, trying the next: {f}");
-                    inner
+                    self.inner
+                        .lock()
+                        .await
                         .exhausted
                         .insert(vswitch.clone(), (Instant::now(), f.code.clone()));
                     last = Some(format!("{vswitch}: {}", f.code));
@@ -793,13 +1354,15 @@ impl Pool {
                 Err(e) => return Err(cloud_err(&format!("create an ENI in {vswitch}"), e)),
             }
         }
-        Err(PoolError::Exhausted(format!(
+        let e = PoolError::Exhausted(format!(
             "no vSwitch of {vsw:?} has addresses left (last: {}); add a vSwitch to terway.vswitches",
             last.unwrap_or_default()
-        )))
+        ));
+        self.inner.lock().await.exhaustion = Some((Exhausted::Vswitch, e.to_string()));
+        Err(e)
     }
 
-    async fn attach(&self, inner: &mut Inner, nic: NetworkInterface) -> PResult<()> {
+    async fn attach(&self, token: u64, nic: NetworkInterface) -> PResult<()> {
         let id = nic.id.clone();
         if let Err(e) = self
             .cloud
@@ -809,27 +1372,47 @@ impl Pool {
             // Not attached: delete it now rather than leak it until the next start.
             let _ = self.cloud.delete_network_interface(&id).await;
             if let CloudError::EniQuotaExceeded(_) = e {
-                return Err(PoolError::Exhausted(format!(
-                    "attach {id} to {}: {e}; the instance-type table ({} ENIs for {}) disagrees with the cloud",
+                let e = PoolError::Exhausted(format!(
+                    "attach {id} to {}: {e}; the instance-type table ({} ENIs for {}) disagrees with the cloud: \
+                     schedule fewer pods on this node or use a larger instance type",
                     self.p.instance_id, self.p.limits.enis, self.p.limits.name
-                )));
+                ));
+                self.inner.lock().await.exhaustion = Some((Exhausted::EniQuota, e.to_string()));
+                return Err(e);
             }
             return Err(cloud_err(&format!("attach {id}"), e));
         }
-        let nic = poll::wait_eni_status(self.cloud.as_ref(), &id, EniStatus::InUse, self.p.attach)
+        // Attaching: the pool's from now on (it counts against the instance's ENIs, and
+        // maintenance finds its link should the wait below fail).
+        {
+            let mut inner = self.inner.lock().await;
+            inner.creating.retain(|c| c.token != token);
+            inner.settling.insert(id.clone());
+            inner.enis.insert(
+                id.clone(),
+                Eni {
+                    nic,
+                    view: None,
+                    link: None,
+                },
+            );
+        }
+        let r = self.settle_eni(&id).await;
+        self.inner.lock().await.settling.remove(&id);
+        r
+    }
+
+    /// Waits until an attaching ENI is `InUse` and its addresses show on the node.
+    async fn settle_eni(&self, id: &str) -> PResult<()> {
+        let nic = poll::wait_eni_status(self.cloud.as_ref(), id, EniStatus::InUse, self.p.attach)
             .await
             .map_err(|e| cloud_err(&format!("wait for {id} to attach"), e))?;
         tracing::info!(eni = %id, vswitch = %nic.vswitch_id, ips = nic.private_ips.len(), "ENI attached");
         let (v4, v6) = (nic.private_ips.clone(), nic.ipv6s.clone());
-        inner.enis.insert(
-            id.clone(),
-            Eni {
-                nic,
-                view: None,
-                link: None,
-            },
-        );
-        self.wait_visible(inner, &id, &v4, &v6).await
+        if let Some(e) = self.inner.lock().await.enis.get_mut(id) {
+            e.nic = nic;
+        }
+        self.wait_visible(id, &v4, &v6).await
     }
 
     fn idle_count(&self, inner: &Inner) -> usize {
@@ -857,6 +1440,10 @@ impl Pool {
             in_use: inner.state.allocations.len(),
             held: inner.state.holds.len(),
             capacity: self.capacity(),
+            waiting: inner.waiters.len(),
+            in_flight: inner.assigning.len() + inner.creating.len() + inner.settling.len(),
+            exhausted: inner.exhaustion.as_ref().map(|(what, _)| *what),
+            exhausted_reason: inner.exhaustion.as_ref().map(|(_, why)| why.clone()),
         }
     }
 
@@ -900,73 +1487,177 @@ impl Pool {
     }
 
     /// One maintenance pass: expire holds, release pods whose namespace vanished without
-    /// a DEL, look again for links that were missing, then grow to `min` idle and shrink
-    /// to `max` idle.
+    /// a DEL, look again for links that were missing, then grow to `min` idle (waiting
+    /// for the calls) and shrink to `max` idle.
     pub async fn maintain(&self) -> PResult<()> {
-        let mut inner = self.inner.lock().await;
-        let now = now_unix();
-        let before = inner.state.holds.len();
-        inner.state.holds.retain(|k, h| {
-            let keep = h.until_unix > now;
-            if !keep {
-                tracing::info!(pod = %k, ip = ?h.ipv4, "fixed-IP hold expired; address back to the pool");
+        let missing = {
+            let mut inner = self.inner.lock().await;
+            let now = now_unix();
+            let before = inner.state.holds.len();
+            inner.state.holds.retain(|k, h| {
+                let keep = h.until_unix > now;
+                if !keep {
+                    tracing::info!(pod = %k, ip = ?h.ipv4, "fixed-IP hold expired; address back to the pool");
+                }
+                keep
+            });
+            let vanished: Vec<String> = inner
+                .state
+                .allocations
+                .iter()
+                .filter(|(_, h)| {
+                    h.netns
+                        .as_deref()
+                        .is_some_and(|n| !self.node.netns_exists(n))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &vanished {
+                if let Some(h) = inner.state.allocations.remove(k) {
+                    tracing::warn!(attachment = %k, ip = ?h.ipv4, "pod namespace is gone without a DEL; address released");
+                }
             }
-            keep
-        });
-        let vanished: Vec<String> = inner
-            .state
-            .allocations
-            .iter()
-            .filter(|(_, h)| {
-                h.netns
-                    .as_deref()
-                    .is_some_and(|n| !self.node.netns_exists(n))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &vanished {
-            if let Some(h) = inner.state.allocations.remove(k) {
-                tracing::warn!(attachment = %k, ip = ?h.ipv4, "pod namespace is gone without a DEL; address released");
+            if before != inner.state.holds.len() || !vanished.is_empty() {
+                self.file.save(&inner.state)?;
             }
-        }
-        if before != inner.state.holds.len() || !vanished.is_empty() {
-            self.file.save(&inner.state)?;
-        }
-        let missing: Vec<String> = inner
-            .enis
-            .values()
-            .filter(|e| e.link.is_none() || e.view.is_none())
-            .filter(|e| !(self.p.exclusive && inner.state.owns_eni(&e.nic.id)))
-            .map(|e| e.nic.id.clone())
-            .collect();
+            inner
+                .enis
+                .values()
+                .filter(|e| e.link.is_none() || e.view.is_none())
+                .filter(|e| !(self.p.exclusive && inner.state.owns_eni(&e.nic.id)))
+                .map(|e| e.nic.id.clone())
+                .collect::<Vec<String>>()
+        };
         for id in missing {
-            self.refresh(&mut inner, &id).await?;
+            self.refresh(&id).await?;
         }
-        let idle = self.idle_count(&inner);
-        if idle < self.p.min {
-            let (vsw, sgs) = (self.p.vswitches.clone(), self.p.security_groups.clone());
-            match self.grow(&mut inner, &vsw, &sgs, self.p.min - idle).await {
-                Ok(()) => {}
-                Err(PoolError::Exhausted(why)) => {
+        self.settled().await;
+        let (grow, excess) = {
+            let mut inner = self.inner.lock().await;
+            let ops = self.settle(&mut inner);
+            let idle = self.idle_count(&inner);
+            let quiet =
+                inner.waiters.is_empty() && inner.assigning.is_empty() && inner.creating.is_empty();
+            let excess = if ops.is_empty() && quiet && idle > self.p.max {
+                idle - self.p.max
+            } else {
+                0
+            };
+            (ops, excess)
+        };
+        if let Some(task) = self.launch(grow) {
+            match task.await {
+                Ok(None) => {}
+                Ok(Some(PoolError::Exhausted(why))) => {
                     tracing::debug!("pool below pool.min and cannot grow: {why}")
                 }
-                Err(e) => return Err(e),
+                Ok(Some(e)) => return Err(e),
+                Err(e) => return Err(PoolError::Node(format!("pool growth task: {e}"))),
             }
-        } else if idle > self.p.max {
-            self.shrink(&mut inner, idle - self.p.max).await?;
+        }
+        self.inner.lock().await.warmed = true;
+        if excess > 0 {
+            self.shrink(excess).await?;
+        } else {
+            let n = self.reclaimable().await;
+            if n > 0 {
+                tracing::info!(
+                    n,
+                    "giving back addresses idle longer than terway.pool.idle_reclaim_seconds"
+                );
+                self.shrink(n).await?;
+            }
         }
         Ok(())
     }
 
+    /// How many idle addresses (or ENIs) have been idle longer than the (jittered)
+    /// reclaim time, beyond what the pool keeps ready, at most one batch; records when
+    /// each idle one was first seen idle.
+    async fn reclaimable(&self) -> usize {
+        let Some(after) = self.p.idle_reclaim else {
+            return 0;
+        };
+        let mut inner = self.inner.lock().await;
+        let idle: Vec<String> = if self.p.exclusive {
+            inner
+                .enis
+                .values()
+                .filter(|e| !inner.state.owns_eni(&e.nic.id))
+                .map(|e| e.nic.id.clone())
+                .collect()
+        } else {
+            inner
+                .enis
+                .values()
+                .flat_map(|e| e.nic.private_ips.iter())
+                .filter(|ip| !inner.state.owns_v4(**ip))
+                .map(|ip| ip.to_string())
+                .collect()
+        };
+        let now = Instant::now();
+        inner.idle_since.retain(|k, _| idle.contains(k));
+        for k in &idle {
+            inner.idle_since.entry(k.clone()).or_insert(now);
+        }
+        if !inner.waiters.is_empty() {
+            return 0;
+        }
+        // Nodes started together would otherwise give back (and later ask again) in
+        // lockstep; the clock's nanoseconds are random enough to spread them.
+        let jitter = self.p.reclaim_jitter_percent.min(100) as f64 / 100.0;
+        let r = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() % 1000)
+            .unwrap_or(500) as f64
+            / 1000.0;
+        let threshold = after.mul_f64((1.0 + jitter * (2.0 * r - 1.0)).max(0.0));
+        let long = inner
+            .idle_since
+            .values()
+            .filter(|t| now.duration_since(**t) >= threshold)
+            .count();
+        let keep = self.target_idle(&inner);
+        long.min(idle.len().saturating_sub(keep))
+            .min(self.p.reclaim_batch.max(1))
+    }
+
+    /// Waits (a bounded time) until no cloud call is in flight, so that a maintenance
+    /// pass counts what the cloud has.
+    async fn settled(&self) {
+        let until = Instant::now() + self.p.attach.timeout;
+        while Instant::now() < until {
+            {
+                let inner = self.inner.lock().await;
+                if inner.assigning.is_empty()
+                    && inner.creating.is_empty()
+                    && inner.settling.is_empty()
+                    && !inner.coalescing
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Gives `n` idle addresses (or ENIs) back to the cloud: secondary addresses first;
-    /// an ENI nobody uses is detached and deleted.
-    async fn shrink(&self, inner: &mut Inner, mut n: usize) -> PResult<()> {
-        let ids: Vec<String> = inner.enis.keys().cloned().collect();
+    /// an ENI nobody uses is detached and deleted. What is being given back leaves the
+    /// books first (under the lock), so no pod can take it while the call runs; it comes
+    /// back if the call fails.
+    async fn shrink(&self, mut n: usize) -> PResult<()> {
+        let ids: Vec<String> = self.inner.lock().await.enis.keys().cloned().collect();
         for id in ids {
             if n == 0 {
                 break;
             }
-            let e = inner.enis[&id].clone();
+            let mut inner = self.inner.lock().await;
+            if inner.assigning.contains_key(&id) || !inner.waiters.is_empty() {
+                continue;
+            }
+            let Some(e) = inner.enis.get(&id).cloned() else {
+                continue;
+            };
             let unused_eni = !inner.state.owns_eni(&id);
             let primary_idle = !inner.state.owns_v4(e.nic.primary_ip);
             let idle_secondaries: Vec<Ipv4Addr> = e
@@ -979,7 +1670,12 @@ impl Pool {
                 if !unused_eni {
                     continue;
                 }
-                self.delete_eni(inner, &id).await?;
+                inner.enis.remove(&id);
+                drop(inner);
+                if let Err(err) = self.delete_eni(&id).await {
+                    self.inner.lock().await.enis.insert(id.clone(), e);
+                    return Err(err);
+                }
                 n = n.saturating_sub(if self.p.exclusive {
                     1
                 } else {
@@ -991,31 +1687,37 @@ impl Pool {
             if give.is_empty() {
                 continue;
             }
-            self.cloud
-                .unassign_private_ip_addresses(&id, &give)
-                .await
-                .map_err(|e| cloud_err(&format!("unassign idle addresses of {id}"), e))?;
-            let mut give6 = Vec::new();
-            if self.p.dual {
-                // Keep IPv6 count in step with IPv4: drop as many idle IPv6 addresses.
-                give6 = e
-                    .nic
+            // Keep IPv6 count in step with IPv4: drop as many idle IPv6 addresses.
+            let give6: Vec<Ipv6Addr> = if self.p.dual {
+                e.nic
                     .ipv6s
                     .iter()
                     .copied()
                     .filter(|ip| !inner.state.owns_v6(*ip))
                     .take(give.len())
-                    .collect();
-                if !give6.is_empty() {
-                    self.cloud
-                        .unassign_ipv6_addresses(&id, &give6)
-                        .await
-                        .map_err(|e| cloud_err(&format!("unassign idle IPv6 of {id}"), e))?;
-                }
-            }
+                    .collect()
+            } else {
+                Vec::new()
+            };
             if let Some(e) = inner.enis.get_mut(&id) {
                 e.nic.private_ips.retain(|ip| !give.contains(ip));
                 e.nic.ipv6s.retain(|ip| !give6.contains(ip));
+            }
+            drop(inner);
+            if let Err(err) = self.cloud.unassign_private_ip_addresses(&id, &give).await {
+                if let Some(e) = self.inner.lock().await.enis.get_mut(&id) {
+                    e.nic.private_ips.extend(give.iter().copied());
+                    e.nic.ipv6s.extend(give6.iter().copied());
+                }
+                return Err(cloud_err(&format!("unassign idle addresses of {id}"), err));
+            }
+            if !give6.is_empty() {
+                if let Err(err) = self.cloud.unassign_ipv6_addresses(&id, &give6).await {
+                    if let Some(e) = self.inner.lock().await.enis.get_mut(&id) {
+                        e.nic.ipv6s.extend(give6.iter().copied());
+                    }
+                    return Err(cloud_err(&format!("unassign idle IPv6 of {id}"), err));
+                }
             }
             tracing::info!(eni = %id, released = give.len(), "pool above pool.max; idle addresses returned");
             n -= give.len();
@@ -1023,7 +1725,7 @@ impl Pool {
         Ok(())
     }
 
-    async fn delete_eni(&self, inner: &mut Inner, id: &str) -> PResult<()> {
+    async fn delete_eni(&self, id: &str) -> PResult<()> {
         self.cloud
             .detach_network_interface(id, &self.p.instance_id)
             .await
@@ -1035,7 +1737,6 @@ impl Pool {
             .delete_network_interface(id)
             .await
             .map_err(|e| cloud_err(&format!("delete {id}"), e))?;
-        inner.enis.remove(id);
         tracing::info!(eni = %id, "idle ENI detached and deleted");
         Ok(())
     }

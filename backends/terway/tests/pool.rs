@@ -15,7 +15,7 @@ use unicni_core::{AttachmentId, PodRef};
 use unicni_terway::datapath::EniLink;
 use unicni_terway::node::{EniView, HostNode, Node};
 use unicni_terway::podinfo::PodInfo;
-use unicni_terway::pool::{Pool, PoolError, PoolParams};
+use unicni_terway::pool::{Exhausted, Pool, PoolError, PoolParams};
 use unicni_terway::proto::EniInfo;
 use unicni_terway::state::StateFile;
 
@@ -55,6 +55,11 @@ fn vsw(id: &str, zone: &str, cidr: &str) -> VSwitchSpec {
 }
 
 async fn sim(faults: FaultConfig) -> RunningSim {
+    sim_with_attach(faults, 50).await
+}
+
+/// The emulator with ENIs that take `attach_ms` to attach.
+async fn sim_with_attach(faults: FaultConfig, attach_ms: u64) -> RunningSim {
     let cfg = SimConfig {
         vswitches: vec![
             vsw("vsw-node", "cn-hangzhou-a", "192.168.0.0/24"),
@@ -72,7 +77,7 @@ async fn sim(faults: FaultConfig) -> RunningSim {
             metadata_addresses: vec![],
             ram_role: None,
         }],
-        attach_delay_ms: 50,
+        attach_delay_ms: attach_ms,
         detach_delay_ms: 50,
         faults,
         ..Default::default()
@@ -121,6 +126,13 @@ fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
             timeout: Duration::from_secs(10),
         },
         visible_timeout: Duration::from_secs(5),
+        coalesce: Duration::from_millis(20),
+        warm_up: 0,
+        // Off, so that the older tests see the pool they were written for.
+        high_watermark_percent: 100,
+        idle_reclaim: None,
+        reclaim_batch: 10,
+        reclaim_jitter_percent: 0,
     }
 }
 
@@ -306,6 +318,15 @@ async fn a_vswitch_out_of_ips_is_skipped_then_the_pool_says_exhausted() {
         Err(PoolError::Exhausted(m)) => assert!(m.contains("ecs.g7.large"), "{m}"),
         other => panic!("{other:?}"),
     }
+    // The operator sees it too (metrics and readiness read these).
+    let st = p.stats().await;
+    assert_eq!(st.exhausted, Some(Exhausted::EniQuota), "{st:?}");
+    assert!(
+        st.exhausted_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("larger instance type")),
+        "{st:?}"
+    );
     s.stop().await;
 }
 
@@ -341,23 +362,26 @@ async fn throttling_and_failures_never_duplicate_and_gc_leaves_no_leak() {
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    let mut handed = Vec::new();
+    // A burst: every ADD at once, each retried as the runtime retries a failed ADD.
+    let mut burst = tokio::task::JoinSet::new();
     for n in 0..10 {
-        // The plugin turns a failure into "try again"; the runtime retries.
-        for _attempt in 0..20 {
-            match p
-                .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
-                .await
-            {
-                Ok(net) => {
-                    handed.push(net.ipv4.unwrap());
-                    break;
+        let p = p.clone();
+        burst.spawn(async move {
+            // The plugin turns a failure into "try again"; the runtime retries.
+            for _attempt in 0..20 {
+                match p
+                    .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+                    .await
+                {
+                    Ok(net) => return Some(net.ipv4.unwrap()),
+                    Err(PoolError::Exhausted(e)) => panic!("pod {n}: {e}"),
+                    Err(_) => {}
                 }
-                Err(PoolError::Exhausted(e)) => panic!("pod {n}: {e}"),
-                Err(_) => {}
             }
-        }
+            None
+        });
     }
+    let handed: Vec<Ipv4Addr> = burst.join_all().await.into_iter().flatten().collect();
     assert_eq!(handed.len(), 10, "every pod got an address within 20 tries");
     let distinct: BTreeSet<_> = handed.iter().collect();
     assert_eq!(
@@ -397,22 +421,67 @@ async fn agent_killed_mid_allocation_restarts_without_duplicates_or_leaks() {
         .allocate(&id(0), &pod("p0"), None, &PodInfo::default())
         .await
         .unwrap();
-    // Kill the allocation of many pods at several points of its cloud calls.
+    // Kill a burst of ADDs at several points of its cloud calls: the waiting ADDs are
+    // cancelled, and so are the cloud calls (the runtime the agent runs on goes away).
+    let rt_dir = dir.path().to_path_buf();
     for cut_ms in [5u64, 40, 80, 150] {
-        let p2 = p.clone();
-        let task = tokio::spawn(async move {
-            for n in 1..12 {
-                let _ = p2
-                    .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
-                    .await;
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(cut_ms)).await;
-        task.abort();
-        let _ = task.await;
+        let endpoint = s.endpoint();
+        let md = s.metadata_endpoint(INSTANCE);
+        let dir = rt_dir.clone();
+        // An agent of its own: a runtime that is dropped at the cut, mid-burst (the
+        // emulator keeps serving on the test's runtime meanwhile).
+        tokio::task::spawn_blocking(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let cfg = unicni_config::CloudConfig {
+                    region: Some("cn-hangzhou".into()),
+                    endpoint: Some(endpoint),
+                    access_key_id: Some("unicni-sim".into()),
+                    access_key_secret: Some("unicni-sim-secret".into()),
+                    ..Default::default()
+                };
+                let cloud: Arc<dyn Cloud> =
+                    Arc::new(unicni_cloud::from_config(&cfg).await.unwrap());
+                let node = Arc::new(SimNode {
+                    md: HostNode {
+                        metadata: Arc::new(MetadataClient::new(Some(&md)).unwrap()),
+                    },
+                });
+                let Ok(p) = Pool::start(
+                    params(&["vsw-pod-a"], 0, 3),
+                    cloud,
+                    node,
+                    StateFile::new(&dir),
+                )
+                .await
+                else {
+                    return;
+                };
+                let mut burst = tokio::task::JoinSet::new();
+                for n in 1..12 {
+                    let p = p.clone();
+                    burst.spawn(async move {
+                        let _ = p
+                            .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+                            .await;
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(cut_ms)).await;
+            });
+            rt.shutdown_background();
+        })
+        .await
+        .unwrap();
     }
-    let before: Vec<(Ipv4Addr, Option<String>)> = p.addresses().await;
     drop(p);
+    let before: Vec<(Ipv4Addr, Option<String>)> = {
+        let p = pool(&s, params(&["vsw-pod-a"], 0, 3), dir.path()).await;
+        p.addresses().await
+    };
     // The restarted agent: same state file, the cloud as the crash left it.
     let p = pool(&s, params(&["vsw-pod-a"], 0, 3), dir.path()).await;
     let again = p
@@ -537,6 +606,14 @@ async fn a_vswitch_the_cloud_calls_full_is_named_to_the_add_and_skipped_for_the_
         ),
         other => panic!("{other:?}"),
     }
+    let st = p.stats().await;
+    assert_eq!(st.exhausted, Some(Exhausted::Vswitch), "{st:?}");
+    assert!(
+        st.exhausted_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("add a vSwitch")),
+        "{st:?}"
+    );
     // An unpinned pod skips the full vSwitch for the next configured one.
     let next = p
         .allocate(&id(3), &pod("p3"), None, &PodInfo::default())
@@ -603,5 +680,242 @@ async fn an_eni_full_of_ipv6_makes_the_dual_stack_pool_use_another() {
     assert!(second.ipv6.is_some());
     assert_ne!(second.eni.id, first.eni.id);
     assert_eq!(p.stats().await.enis, 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn adds_with_an_idle_address_return_while_another_waits_for_a_new_eni() {
+    // ENIs take 3 s to attach, as on a real cloud.
+    let s = sim_with_attach(FaultConfig::default(), 3000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, params(&["vsw-pod-a"], 5, 10), dir.path()).await;
+    // Warm: one ENI with 5 idle addresses.
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 5, "{:?}", p.stats().await);
+    // A pod pinned to another vSwitch needs a new ENI: created and attached (3 s).
+    let slow = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let pin = PodInfo {
+                vswitches: vec!["vsw-pod-b".into()],
+                ..Default::default()
+            };
+            let net = p.allocate(&id(100), &pod("pinned"), None, &pin).await;
+            (net, t.elapsed())
+        })
+    };
+    // Until its ENI is being created.
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while p.stats().await.in_flight == 0 {
+        assert!(std::time::Instant::now() < until, "{:?}", p.stats().await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Five ADDs at once for the addresses the pool has: none waits for that ENI.
+    let t = std::time::Instant::now();
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..5 {
+        let p = p.clone();
+        burst.spawn(async move {
+            let t = std::time::Instant::now();
+            let net = p
+                .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+                .await
+                .unwrap();
+            (net.ipv4.unwrap(), t.elapsed())
+        });
+    }
+    let fast = burst.join_all().await;
+    let wall = t.elapsed();
+    assert!(
+        !slow.is_finished(),
+        "the pinned ADD finished before its ENI attached"
+    );
+    for (ip, took) in &fast {
+        assert!(
+            *took < Duration::from_millis(500),
+            "{ip} took {took:?} while an ENI attached (3 s)"
+        );
+        assert!("192.168.10.0/24"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(ip));
+    }
+    assert!(wall < Duration::from_millis(500), "{wall:?}");
+    let distinct: BTreeSet<_> = fast.iter().map(|(ip, _)| *ip).collect();
+    assert_eq!(distinct.len(), 5);
+    let (net, took) = slow.await.unwrap();
+    let net = net.unwrap();
+    assert_eq!(net.eni.vswitch_id, "vsw-pod-b");
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_that_runs_a_vswitch_dry_gets_each_address_once_and_the_rest_are_told_which() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, params(&["vsw-tiny", "vsw-pod-b"], 0, 20), dir.path()).await;
+    let pin = PodInfo {
+        vswitches: vec!["vsw-tiny".into()],
+        ..Default::default()
+    };
+    // vsw-tiny has 4 addresses; 8 pods pinned to it arrive at once.
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..8 {
+        let (p, pin) = (p.clone(), pin.clone());
+        burst.spawn(async move {
+            p.allocate(&id(n), &pod(&format!("p{n}")), None, &pin)
+                .await
+                .map(|net| net.ipv4.unwrap())
+        });
+    }
+    let results = burst.join_all().await;
+    let got: Vec<Ipv4Addr> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    let distinct: BTreeSet<_> = got.iter().collect();
+    assert_eq!(distinct.len(), got.len(), "duplicate: {got:?}");
+    assert_eq!(got.len(), 4, "{results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            match e {
+                PoolError::Exhausted(m) => assert!(m.contains("vsw-tiny"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    // The state file after a restart says what the pool said.
+    let held: BTreeSet<_> = p
+        .allocations()
+        .await
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    assert_eq!(held.len(), 4);
+    drop(p);
+    let p = pool(&s, params(&["vsw-tiny", "vsw-pod-b"], 0, 20), dir.path()).await;
+    let again: BTreeSet<_> = p
+        .allocations()
+        .await
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    assert_eq!(again, held);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn warm_up_pre_grow_and_idle_reclaim_in_batches() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pp = params(&["vsw-pod-a"], 0, 10);
+    pp.warm_up = 4;
+    pp.high_watermark_percent = 50;
+    pp.idle_reclaim = Some(Duration::from_secs(1));
+    pp.reclaim_batch = 2;
+    let p = pool(&s, pp, dir.path()).await;
+    let assigns = || {
+        s.sim
+            .request_counts()
+            .get("AssignPrivateIpAddresses")
+            .copied()
+            .unwrap_or(0)
+    };
+    // Warm-up: the first pass asks for 4.
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 4, "{:?}", p.stats().await);
+    let before = assigns();
+    // Four pods take the four idle addresses without waiting; at half the pool in use
+    // the pool asks the cloud for more on its own.
+    for n in 0..4 {
+        let t = std::time::Instant::now();
+        p.allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+            .await
+            .unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while p.stats().await.idle < 4 {
+        assert!(std::time::Instant::now() < until, "{:?}", p.stats().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(assigns() > before, "no pre-grow call");
+    assert_eq!(p.stats().await.waiting, 0);
+    // All released: 8 idle, none needed (min 0). Reclaimed 2 per pass once idle 1 s.
+    for n in 0..4 {
+        p.release(&id(n)).await.unwrap();
+    }
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 8, "nothing reclaimed before its time");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 6, "one batch of 2");
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.idle, 4);
+    assert_eq!(
+        cloud_ips(&s).len(),
+        4,
+        "the cloud holds what the pool holds"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn exclusive_pool_warm_reserve_never_fails_a_pod_it_can_host() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // ecs.g7.large: 2 ENIs for pods; the pool wants both ready.
+    let mut pp = params(&["vsw-pod-a"], 2, 5);
+    pp.exclusive = true;
+    pp.high_watermark_percent = 80;
+    let p = pool(&s, pp, dir.path()).await;
+    // The warm-up pass and two pods at once.
+    let warm = {
+        let p = p.clone();
+        tokio::spawn(async move { p.maintain().await })
+    };
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..2 {
+        let p = p.clone();
+        burst.spawn(async move {
+            p.allocate(&id(n), &pod(&format!("x{n}")), None, &PodInfo::default())
+                .await
+        });
+    }
+    let got = burst.join_all().await;
+    warm.await.unwrap().unwrap();
+    let enis: BTreeSet<String> = got
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("{e}")).eni.id)
+        .collect();
+    assert_eq!(enis.len(), 2, "each pod its own ENI");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_eni_of_another_vswitch_makes_room_for_a_pinned_pod() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pp = params(&["vsw-pod-a"], 2, 5);
+    pp.exclusive = true;
+    let p = pool(&s, pp, dir.path()).await;
+    // The reserve takes both of ecs.g7.large's pod ENIs, in vsw-pod-a.
+    p.maintain().await.unwrap();
+    p.maintain().await.unwrap();
+    assert_eq!(p.stats().await.enis, 2, "{:?}", p.stats().await);
+    let pin = PodInfo {
+        vswitches: vec!["vsw-pod-b".into()],
+        ..Default::default()
+    };
+    let net = p.allocate(&id(1), &pod("b"), None, &pin).await.unwrap();
+    assert_eq!(net.eni.vswitch_id, "vsw-pod-b");
+    assert_eq!(p.stats().await.enis, 2);
+    assert_eq!(leaked_enis(&s), 0);
     s.stop().await;
 }

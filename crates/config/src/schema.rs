@@ -248,13 +248,43 @@ impl Default for TerwayConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolConfig {
+    /// Idle addresses (shared) or ENIs (exclusive) kept ready.
     pub min: u32,
+    /// Idle addresses (or ENIs) beyond which the pool gives them back.
     pub max: u32,
+    /// Milliseconds the pool collects ADDs that need the cloud before it plans the calls
+    /// for them (one call per ENI for all of them).
+    pub coalesce_ms: u64,
+    /// Idle addresses (or ENIs) the pool asks for as soon as the agent starts; 0 means
+    /// `min`. At most `max`.
+    pub warm_up: u32,
+    /// When pods hold this percentage (1–100) of the addresses the pool has, it asks the
+    /// cloud for more before any pod waits: it keeps at least
+    /// in-use × (100 − percent) / percent idle (within `max`). 100 turns this off.
+    pub high_watermark_percent: u32,
+    /// Idle addresses (or ENIs) beyond `min` that stayed idle this many seconds go back
+    /// to the cloud; 0 keeps them (up to `max`).
+    pub idle_reclaim_seconds: u64,
+    /// The most idle addresses (or ENIs) one reclaim pass gives back (1–10: one
+    /// UnassignPrivateIpAddresses call).
+    pub reclaim_batch: u32,
+    /// Each pass draws its idle time within ± this percentage (0–100) of
+    /// `idle_reclaim_seconds`, so nodes do not reclaim in lockstep.
+    pub reclaim_jitter_percent: u32,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { min: 0, max: 5 }
+        Self {
+            min: 0,
+            max: 5,
+            coalesce_ms: 100,
+            warm_up: 0,
+            high_watermark_percent: 80,
+            idle_reclaim_seconds: 600,
+            reclaim_batch: 10,
+            reclaim_jitter_percent: 20,
+        }
     }
 }
 

@@ -459,6 +459,34 @@ fn validate_terway(c: &Config, e: &mut Errors) {
             format!("at most terway.pool.max ({})", t.pool.max),
         );
     }
+    if t.pool.warm_up > t.pool.max {
+        e.push(
+            "terway.pool.warm_up",
+            t.pool.warm_up,
+            format!("0 (use pool.min) to terway.pool.max ({})", t.pool.max),
+        );
+    }
+    if !(1..=100).contains(&t.pool.high_watermark_percent) {
+        e.push(
+            "terway.pool.high_watermark_percent",
+            t.pool.high_watermark_percent,
+            "1 to 100 (100 turns pre-growing off)",
+        );
+    }
+    if !(1..=10).contains(&t.pool.reclaim_batch) {
+        e.push(
+            "terway.pool.reclaim_batch",
+            t.pool.reclaim_batch,
+            "1 to 10 (the vendor's addresses per call)",
+        );
+    }
+    if t.pool.reclaim_jitter_percent > 100 {
+        e.push(
+            "terway.pool.reclaim_jitter_percent",
+            t.pool.reclaim_jitter_percent,
+            "0 to 100",
+        );
+    }
 }
 
 /// The pin directory must be absolute and name a directory of its own (`remove_all` at
@@ -622,6 +650,33 @@ mod tests {
         let e = errs("[backend]\nkind = \"terway\"\n[terway.pool]\nmin = 9\nmax = 2\n");
         let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["terway.vswitches", "terway.pool.min"]);
+    }
+
+    #[test]
+    fn burst_pool_fields_name_the_field_and_the_allowed_values() {
+        let toml =
+            "[backend]\nkind = \"terway\"\n[terway]\nvswitches = [\"vsw-1\"]\n[terway.pool]\n\
+             max = 5\nwarm_up = 6\nhigh_watermark_percent = 0\nreclaim_batch = 11\n\
+             reclaim_jitter_percent = 101\n";
+        let keys: Vec<String> = errs(toml).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "terway.pool.warm_up",
+                "terway.pool.high_watermark_percent",
+                "terway.pool.reclaim_batch",
+                "terway.pool.reclaim_jitter_percent"
+            ]
+        );
+        let msg = load_str(toml, Format::Toml).unwrap_err().to_string();
+        for allowed in ["terway.pool.max (5)", "1 to 100", "1 to 10", "0 to 100"] {
+            assert!(msg.contains(allowed), "{allowed} not in {msg}");
+        }
+        assert!(errs(
+            "[backend]\nkind = \"terway\"\n[terway]\nvswitches = [\"vsw-1\"]\n[terway.pool]\n\
+             warm_up = 3\nidle_reclaim_seconds = 0\n"
+        )
+        .is_empty());
     }
 
     #[test]

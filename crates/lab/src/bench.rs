@@ -1430,6 +1430,7 @@ pub fn run_add(
         let tuning = Tuning {
             pool: Some(pool),
             attach_delay_ms: Some(configured),
+            instance_type: None,
         };
         let o = opts(
             Backend::Terway,
@@ -1556,6 +1557,206 @@ fn print_add(
     for r in rows {
         println!("  {}: each ADD {}", r.series, r.each_add);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Burst: N pods ADDed at once on a node with an empty pool
+// ---------------------------------------------------------------------------------------
+
+/// The burst bench's nodes: 4 ENIs (3 for pods) of 15 IPv4 addresses, 45 pods.
+const BURST_INSTANCE_TYPE: &str = "ecs.c7.2xlarge";
+const BURST_CAPACITY: usize = 45;
+/// The vendor's most addresses per AssignPrivateIpAddresses call.
+const ADDRESSES_PER_CALL: usize = 10;
+
+/// The emulator's request counts by action (`GET /_sim/requests`).
+fn cloud_requests(lab: &Lab) -> Result<BTreeMap<String, u64>> {
+    let reply = lab.http(
+        &lab.vpc_ns(),
+        &format!("{}:{}", lab.outside_ip(), super::topology::CLOUD_PORT),
+        "GET /_sim/requests HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n",
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&super::nodes::http_body(&reply))
+        .context("decode the emulator's /_sim/requests")?;
+    serde_json::from_value(v["counts"].clone()).context("the emulator's request counts")
+}
+
+/// What the burst cannot beat on this profile: one ENI created and attached (the
+/// creations run in parallel), then ⌈N/10⌉ assign calls in parallel.
+#[derive(Debug, Serialize)]
+struct LowerBound {
+    create_ms: u64,
+    attach_call_ms: u64,
+    attach_settle_ms: u64,
+    assign_ms: u64,
+    assign_calls: usize,
+    total_ms: u64,
+}
+
+fn lower_bound(profile: CloudProfile, pods: usize) -> LowerBound {
+    let sim = unicni_cloud_sim::SimConfig {
+        // What the lab gives the emulator (the default profile plays it).
+        attach_delay_ms: 100,
+        detach_delay_ms: 100,
+        ..Default::default()
+    };
+    let t = unicni_cloud_sim::latency::LatencyTable::for_profile(profile, &sim);
+    let create_ms = t.action("CreateNetworkInterface").median_ms;
+    let attach_call_ms = t.action("AttachNetworkInterface").median_ms;
+    let attach_settle_ms = t.attach.median_ms;
+    let assign_ms = t.action("AssignPrivateIpAddresses").median_ms;
+    LowerBound {
+        create_ms,
+        attach_call_ms,
+        attach_settle_ms,
+        assign_ms,
+        assign_calls: pods.div_ceil(ADDRESSES_PER_CALL),
+        total_ms: create_ms + attach_call_ms + attach_settle_ms + assign_ms,
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct BurstResult {
+    lab: String,
+    pods: usize,
+    instance_type: &'static str,
+    cloud_profile: &'static str,
+    wall_ms: f64,
+    add_p50_ms: f64,
+    add_p99_ms: f64,
+    add_max_ms: f64,
+    lower_bound: LowerBound,
+    wall_to_lower_bound: f64,
+    target: f64,
+    /// Cloud API calls during the burst, by action.
+    cloud_calls: BTreeMap<String, u64>,
+}
+
+pub fn run_burst(
+    id: Option<&str>,
+    pods: usize,
+    cloud_profile: CloudProfile,
+    output: &str,
+) -> Result<ExitCode> {
+    if pods == 0 || pods > BURST_CAPACITY {
+        bail!("--pods {pods}: use 1 to {BURST_CAPACITY} (a {BURST_INSTANCE_TYPE} node's pods in shared-eni mode)");
+    }
+    let started = Instant::now();
+    let lab = sub_lab(id, "bb", "u")?;
+    super::step(&format!(
+        "terway shared-eni lab {} (1 node, {BURST_INSTANCE_TYPE}, empty pool, cloud profile {cloud_profile})",
+        lab.prefix
+    ));
+    let tuning = Tuning {
+        // Empty, and nothing given back while the burst runs.
+        pool: Some((0, BURST_CAPACITY as u32)),
+        attach_delay_ms: None,
+        instance_type: Some(BURST_INSTANCE_TYPE.into()),
+    };
+    let o = opts(
+        Backend::Terway,
+        Mode::SharedEni,
+        Datapath::Routing,
+        1,
+        tuning,
+        cloud_profile,
+    );
+    let result = with_lab(&lab, &o, |_st| {
+        let capacity = lab.agent_metric(1, "unicni_agent_pod_capacity");
+        if capacity != Some(BURST_CAPACITY as f64) {
+            bail!("the node hosts {capacity:?} pods, the bench expects {BURST_CAPACITY} ({BURST_INSTANCE_TYPE})");
+        }
+        wait_cloud_rest(&lab, false)?;
+        let made: Vec<PodState> = (1..=pods)
+            .map(|j| new_pod(&lab, j))
+            .collect::<Result<_>>()?;
+        let before = cloud_requests(&lab)?;
+        super::step(&format!("{pods} CNI ADDs at once"));
+        let t = Instant::now();
+        let took: Vec<Result<Duration>> = std::thread::scope(|s| {
+            let handles: Vec<_> = made
+                .iter()
+                .map(|pod| s.spawn(|| terway_add(&lab, pod)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("ADD thread panicked")))
+                })
+                .collect()
+        });
+        let wall = t.elapsed();
+        let after = cloud_requests(&lab)?;
+        eprintln!(
+            "    all ADDs returned in {:.2} s; removing the pods",
+            wall.as_secs_f64()
+        );
+        for pod in &made {
+            let _ = remove_pod(&lab, pod);
+        }
+        let mut ms = Vec::new();
+        for r in took {
+            ms.push(r?.as_secs_f64() * 1e3);
+        }
+        ms.sort_by(|a, b| a.total_cmp(b));
+        let cloud_calls: BTreeMap<String, u64> = after
+            .iter()
+            .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        let lb = lower_bound(cloud_profile, pods);
+        let wall_ms = wall.as_secs_f64() * 1e3;
+        Ok(BurstResult {
+            lab: lab.prefix.clone(),
+            pods,
+            instance_type: BURST_INSTANCE_TYPE,
+            cloud_profile: cloud_profile.as_str(),
+            wall_ms,
+            add_p50_ms: percentile(&ms, 50),
+            add_p99_ms: percentile(&ms, 99),
+            add_max_ms: ms.last().copied().unwrap_or(0.0),
+            wall_to_lower_bound: wall_ms / lb.total_ms.max(1) as f64,
+            lower_bound: lb,
+            target: 1.3,
+            cloud_calls,
+        })
+    })?;
+    if output == "json" {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        let r = &result;
+        let lb = &r.lower_bound;
+        println!(
+            "{:<10} {:>9} {:>9} {:>9} {:>11} {:>8}",
+            "PODS", "WALL ms", "p50 ms", "p99 ms", "BOUND ms", "x BOUND"
+        );
+        println!(
+            "{:<10} {:>9.0} {:>9.0} {:>9.0} {:>11} {:>8.2}",
+            r.pods, r.wall_ms, r.add_p50_ms, r.add_p99_ms, lb.total_ms, r.wall_to_lower_bound
+        );
+        let calls: Vec<String> = r
+            .cloud_calls
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("cloud calls: {}", calls.join(", "));
+        println!(
+            "(one {} node, empty pool, cloud profile {}; BOUND = CreateNetworkInterface {} ms + \
+             AttachNetworkInterface {} ms + attach to InUse {} ms + {} AssignPrivateIpAddresses \
+             in parallel {} ms; target: wall <= {:.1} x BOUND)",
+            r.instance_type,
+            r.cloud_profile,
+            lb.create_ms,
+            lb.attach_call_ms,
+            lb.attach_settle_ms,
+            lb.assign_calls,
+            lb.assign_ms,
+            r.target
+        );
+    }
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -48,10 +48,18 @@ impl Lab {
         )
     }
 
+    /// The nodes' instance type: [`INSTANCE_TYPE`] unless `lab up` was told otherwise
+    /// (recorded next to the emulator's files, for nodes added later).
+    fn instance_type(&self) -> String {
+        std::fs::read_to_string(self.cloud_dir().join("instance-type"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| INSTANCE_TYPE.into())
+    }
+
     fn instance_spec(&self, i: usize) -> InstanceSpec {
         InstanceSpec {
             id: self.instance_id(i),
-            instance_type: INSTANCE_TYPE.into(),
+            instance_type: self.instance_type(),
             vswitch_id: "vsw-lab".into(),
             primary_ip: Some(self.node_ip(i)),
             metadata_addresses: vec![self.node_ip(i)],
@@ -70,9 +78,14 @@ impl Lab {
         quota: u32,
         attach_delay_ms: Option<u64>,
         profile: Profile,
+        instance_type: Option<&str>,
     ) -> Result<u32> {
         let dir = self.cloud_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        if let Some(t) = instance_type {
+            std::fs::write(dir.join("instance-type"), t)
+                .with_context(|| format!("write {}", dir.join("instance-type").display()))?;
+        }
         let config = SimConfig {
             credentials: vec![AccessKey {
                 access_key_id: KEY_ID.into(),

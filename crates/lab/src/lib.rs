@@ -239,6 +239,20 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
+    /// Measure a burst: N terway pods ADDed at once on a node with an empty pool (lab ID
+    /// `<id>u`; id `bb` by default; nodes are ecs.c7.2xlarge: 3 pod ENIs of 15 addresses):
+    /// wall time, ADD p50/p99, the cloud calls made, and the lower bound the cloud
+    /// profile allows (one ENI create + attach, plus one round of parallel assign calls).
+    BenchBurst {
+        /// Pods ADDed at once.
+        #[arg(long, default_value_t = 30)]
+        pods: usize,
+        /// The cloud emulator's latency profile.
+        #[arg(long, value_name = "NAME", default_value_t = CloudProfile::Realistic)]
+        cloud_profile: CloudProfile,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
     /// The request/response server of `lab bench` (one connection, every byte echoed).
     #[command(hide = true)]
     BenchEcho {
@@ -380,6 +394,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             &reference_dir,
             &output,
         ),
+        Command::BenchBurst {
+            pods,
+            cloud_profile,
+            output,
+        } => bench::run_burst(args.id.as_deref(), pods, cloud_profile, &output),
         Command::BenchEcho { port } => bench::echo(port),
         Command::Scale {
             peers,
@@ -486,7 +505,7 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
     lab.create_host()?;
     let mut st = LabState {
         backend: o.backend,
-        tuning: o.tuning,
+        tuning: o.tuning.clone(),
         datapath: o.datapath,
         policy: o.policy,
         ..LabState::new(mode, o.ip_stack, o.store, o.lease_ttl)
@@ -510,6 +529,7 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
             o.route_quota,
             o.tuning.attach_delay_ms,
             o.cloud_profile,
+            o.tuning.instance_type.as_deref(),
         )?);
         lab.save_state(&st)?;
         eprintln!(

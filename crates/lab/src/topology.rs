@@ -241,12 +241,16 @@ impl Datapath {
 }
 
 /// What `lab bench-add` changes from a plain `lab up` (the defaults when unset).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tuning {
     /// terway `pool.min` and `pool.max` ([`TERWAY_POOL_MIN`], [`TERWAY_POOL_MAX`] when unset).
     pub pool: Option<(u32, u32)>,
     /// The cloud emulator's ENI attach and detach delay in ms (100 when unset).
     pub attach_delay_ms: Option<u64>,
+    /// The nodes' instance type (ecs.g7.large when unset; `lab bench-burst` needs room
+    /// for more pods).
+    #[serde(default)]
+    pub instance_type: Option<String>,
 }
 
 /// What `lab up` built; `check`, `bench`, `down` and the agent commands read it.
