@@ -233,6 +233,6 @@ impl Lab {
     pub fn vpc_node_with_cloud(&self, i: usize) -> Result<u32> {
         self.create_vpc()?;
         self.create_node(i)?;
-        self.start_cloud(&[i], 50, None, Profile::default())
+        self.start_cloud(&[i], 50, None, Profile::default(), None)
     }
 }
