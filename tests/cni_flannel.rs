@@ -44,6 +44,11 @@ fn add_gives_eth0_with_an_address_and_a_default_route() {
         routes.contains(&format!("default via {}", net.gateway())),
         "{routes}"
     );
+    // The cluster network has its own route too, as flannel's plugin gives it.
+    assert!(
+        routes.contains(&format!("{} via {}", net.cluster(), net.gateway())),
+        "{routes}"
+    );
     let mtu = String::from_utf8(ns.exec(&["cat", "/sys/class/net/eth0/mtu"]).stdout).unwrap();
     assert_eq!(mtu.trim(), "1450");
     assert!(cni("DEL", "c1", &ns.path, &net.conf("1.1.0")).ok);

@@ -42,6 +42,13 @@ impl BridgeDatapath {
         })
     }
 
+    /// The pod's routes, all via the bridge's gateway: the default route, and the cluster
+    /// network (what flannel's CNI plugin gives a pod too), so that pod-to-pod traffic
+    /// keeps going through the bridge when another interface takes the default route.
+    fn pod_routes(&self) -> [IpNet; 2] {
+        [default_route(self.net.gateway), self.net.cluster]
+    }
+
     fn gateway_net(&self) -> IpNet {
         IpNet::new(self.net.gateway, self.net.subnet.prefix_len()).expect("valid prefix")
     }
@@ -245,12 +252,10 @@ impl Datapath for BridgeDatapath {
             pod.add_address(link.index, a.address).await?;
         }
         pod.set_up(link.index).await?;
-        pod.replace_route(
-            &Route::new(default_route(self.net.gateway))
-                .via(self.net.gateway)
-                .dev(link.index),
-        )
-        .await?;
+        for dst in self.pod_routes() {
+            pod.replace_route(&Route::new(dst).via(self.net.gateway).dev(link.index))
+                .await?;
+        }
         if let Some(pin) = &self.net.fast_path {
             // The bridge already carries the pod; the fast path only short-cuts it.
             if let Err(e) = self
@@ -290,14 +295,18 @@ impl Datapath for BridgeDatapath {
                     interface: Some(2),
                 })
                 .collect(),
-            routes: vec![RouteConfig {
-                dst: default_route(self.net.gateway),
-                gw: Some(self.net.gateway),
-                mtu: None,
-                priority: None,
-                table: None,
-                scope: None,
-            }],
+            routes: self
+                .pod_routes()
+                .into_iter()
+                .map(|dst| RouteConfig {
+                    dst,
+                    gw: Some(self.net.gateway),
+                    mtu: None,
+                    priority: None,
+                    table: None,
+                    scope: None,
+                })
+                .collect(),
             dns: Default::default(),
         })
     }
@@ -363,16 +372,17 @@ impl Datapath for BridgeDatapath {
             AddressFamily::Inet6
         };
         let routes = pod.routes(family, Some(TABLE_MAIN)).await?;
-        let want = default_route(self.net.gateway);
-        if !routes
-            .iter()
-            .any(|r| r.dst == want && r.gateway == Some(self.net.gateway))
-        {
-            return Err(Error::CheckFailed(format!(
-                "default route via {} is missing in {}",
-                self.net.gateway,
-                ns.path().display()
-            )));
+        for want in self.pod_routes() {
+            if !routes
+                .iter()
+                .any(|r| r.dst == want && r.gateway == Some(self.net.gateway))
+            {
+                return Err(Error::CheckFailed(format!(
+                    "route {want} via {} is missing in {}",
+                    self.net.gateway,
+                    ns.path().display()
+                )));
+            }
         }
         Ok(())
     }
