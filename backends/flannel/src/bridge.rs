@@ -207,8 +207,6 @@ impl Datapath for BridgeDatapath {
     async fn setup(&self, att: &Attachment, ips: &[IpAssignment]) -> Result<NetworkResult> {
         let ns = open_netns(att)?;
         let host_name = names::host_veth(&self.net.network_name, &att.id);
-        // A veth of this attachment can only be a leftover of an ADD that was killed.
-        self.host.delete_link(&host_name).await?;
         let bridge = self.bridge_index().await?;
         let ip = ips
             .first()
@@ -225,20 +223,27 @@ impl Datapath for BridgeDatapath {
             peer_mac: Some(pod_mac),
         };
         if let Err(e) = self.host.create_veth(&spec).await {
-            if e.is_exists() && self.pod_has_interface(&ns, &att.id.ifname).await {
+            if !e.is_exists() {
+                return Err(e.into());
+            }
+            // A host veth of this attachment can only be a leftover of an ADD that was
+            // killed: remove it (its peer goes with it) and create the pair again. Asked
+            // only on this path, so a normal ADD pays no round trip for it.
+            if self.host.delete_link(&host_name).await? {
+                self.host.create_veth(&spec).await?;
+            } else if self.pod_has_interface(&ns, &att.id.ifname).await {
                 return Err(Error::AlreadyExists(format!(
                     "interface {} already exists in {}",
                     att.id.ifname,
                     ns.path().display()
                 )));
+            } else {
+                return Err(e.into());
             }
-            return Err(e.into());
         }
         unicni_core::failpoint::hit("veth-created");
         if self.net.hairpin {
-            let p = format!("/sys/class/net/{host_name}/brport/hairpin_mode");
-            std::fs::write(&p, "1")
-                .map_err(|e| Error::io(format!("enable hairpin on {host_name}"), e))?;
+            self.host.set_bridge_port_hairpin(&host_name, true).await?;
         }
         let pod = Netlink::in_netns(&ns)?;
         let link = pod.link(&att.id.ifname).await?.ok_or_else(|| {
