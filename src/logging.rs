@@ -11,3 +11,17 @@ pub fn init(default: &str) {
         .with_target(false)
         .try_init();
 }
+
+/// The CNI plugin's subscriber: warnings and errors, or `UNICNI_LOG` when set. Without
+/// the variable it skips the directive parser, which a plugin started once per pod
+/// would otherwise run every time.
+pub fn init_plugin() {
+    if std::env::var_os("UNICNI_LOG").is_some() {
+        return init("warn");
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

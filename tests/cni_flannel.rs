@@ -44,8 +44,18 @@ fn add_gives_eth0_with_an_address_and_a_default_route() {
         routes.contains(&format!("default via {}", net.gateway())),
         "{routes}"
     );
+    // The cluster network has its own route too, as flannel's plugin gives it.
+    assert!(
+        routes.contains(&format!("{} via {}", net.cluster(), net.gateway())),
+        "{routes}"
+    );
     let mtu = String::from_utf8(ns.exec(&["cat", "/sys/class/net/eth0/mtu"]).stdout).unwrap();
     assert_eq!(mtu.trim(), "1450");
+    // Hairpin is on for the pod's bridge port (a pod reaches itself through a Service).
+    let host_veth = r["interfaces"][1]["name"].as_str().unwrap();
+    let hairpin =
+        std::fs::read_to_string(format!("/sys/class/net/{host_veth}/brport/hairpin_mode")).unwrap();
+    assert_eq!(hairpin.trim(), "1", "{host_veth}");
     assert!(cni("DEL", "c1", &ns.path, &net.conf("1.1.0")).ok);
 }
 
@@ -512,4 +522,22 @@ fn dual_stack_pods_get_both_families_and_check_and_del_cover_both() {
     assert!(run("DEL", "cb", &b, &conf).ok);
     assert_eq!(v6_reservations(), 0);
     assert!(net.reservations().is_empty(), "{:?}", net.reservations());
+}
+
+#[test]
+fn add_retried_after_a_kill_with_the_veth_built_replaces_the_leftover() {
+    let Some(net) = root_net() else { return };
+    let conf = net.conf("1.1.0");
+    let ns = Netns::new();
+    kill_add_at("veth-created", "retried", &ns, &conf);
+    assert_eq!(net.bridge_ports().len(), 1, "the kill left its veth");
+    // The runtime retries the same attachment in the same netns: the leftover pair is
+    // replaced, not reported as a clash.
+    let again = cni("ADD", "retried", &ns.path, &conf);
+    assert!(again.ok, "{} {}", again.stdout, again.stderr);
+    assert_eq!(net.bridge_ports().len(), 1, "{:?}", net.bridge_ports());
+    assert!(ns.ping(&net.gateway()));
+    assert!(cni("DEL", "retried", &ns.path, &conf).ok);
+    assert!(net.bridge_ports().is_empty());
+    assert!(net.reservations().is_empty());
 }

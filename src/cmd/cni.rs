@@ -13,7 +13,7 @@ use unicni_core::{Attachment, AttachmentId, NodeStatus, PodRef};
 pub const PLUGIN_TYPE: &str = "unicni";
 
 pub fn run() -> ExitCode {
-    crate::logging::init("warn");
+    crate::logging::init_plugin();
     let mut stdin = Vec::new();
     // DEL and VERSION may come with an empty stdin; a read error is a decode failure later.
     let _ = std::io::stdin().read_to_end(&mut stdin);

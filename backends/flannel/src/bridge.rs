@@ -42,9 +42,20 @@ impl BridgeDatapath {
         })
     }
 
-    /// The pods' gateways: IPv4, then IPv6 on a dual-stack node.
-    fn gateways(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
-        std::iter::once(self.net.gateway).chain(self.net.ipv6.as_ref().map(|s| s.gateway))
+    /// The pod's routes with their gateway: per family, the default route and the cluster
+    /// network (what flannel's CNI plugin gives a pod too), so that pod-to-pod traffic
+    /// keeps going through the bridge when another interface takes the default route.
+    /// IPv4, then IPv6 on a dual-stack node.
+    fn pod_routes(&self) -> Vec<(IpNet, std::net::IpAddr)> {
+        let mut routes = vec![
+            (default_route(self.net.gateway), self.net.gateway),
+            (self.net.cluster, self.net.gateway),
+        ];
+        if let Some(v6) = &self.net.ipv6 {
+            routes.push((default_route(v6.gateway), v6.gateway));
+            routes.push((v6.cluster, v6.gateway));
+        }
+        routes
     }
 
     fn gateway_net(&self) -> IpNet {
@@ -223,8 +234,6 @@ impl Datapath for BridgeDatapath {
     async fn setup(&self, att: &Attachment, ips: &[IpAssignment]) -> Result<NetworkResult> {
         let ns = open_netns(att)?;
         let host_name = names::host_veth(&self.net.network_name, &att.id);
-        // A veth of this attachment can only be a leftover of an ADD that was killed.
-        self.host.delete_link(&host_name).await?;
         let bridge = self.bridge_index().await?;
         let ip = ips
             .first()
@@ -241,20 +250,27 @@ impl Datapath for BridgeDatapath {
             peer_mac: Some(pod_mac),
         };
         if let Err(e) = self.host.create_veth(&spec).await {
-            if e.is_exists() && self.pod_has_interface(&ns, &att.id.ifname).await {
+            if !e.is_exists() {
+                return Err(e.into());
+            }
+            // A host veth of this attachment can only be a leftover of an ADD that was
+            // killed: remove it (its peer goes with it) and create the pair again. Asked
+            // only on this path, so a normal ADD pays no round trip for it.
+            if self.host.delete_link(&host_name).await? {
+                self.host.create_veth(&spec).await?;
+            } else if self.pod_has_interface(&ns, &att.id.ifname).await {
                 return Err(Error::AlreadyExists(format!(
                     "interface {} already exists in {}",
                     att.id.ifname,
                     ns.path().display()
                 )));
+            } else {
+                return Err(e.into());
             }
-            return Err(e.into());
         }
         unicni_core::failpoint::hit("veth-created");
         if self.net.hairpin {
-            let p = format!("/sys/class/net/{host_name}/brport/hairpin_mode");
-            std::fs::write(&p, "1")
-                .map_err(|e| Error::io(format!("enable hairpin on {host_name}"), e))?;
+            self.host.set_bridge_port_hairpin(&host_name, true).await?;
         }
         let pod = Netlink::in_netns(&ns)?;
         let link = pod.link(&att.id.ifname).await?.ok_or_else(|| {
@@ -274,8 +290,8 @@ impl Datapath for BridgeDatapath {
             }
         }
         pod.set_up(link.index).await?;
-        for gw in self.gateways() {
-            pod.replace_route(&Route::new(default_route(gw)).via(gw).dev(link.index))
+        for (dst, gw) in self.pod_routes() {
+            pod.replace_route(&Route::new(dst).via(gw).dev(link.index))
                 .await?;
         }
         if let Some(pin) = &self.net.fast_path {
@@ -318,9 +334,10 @@ impl Datapath for BridgeDatapath {
                 })
                 .collect(),
             routes: self
-                .gateways()
-                .map(|gw| RouteConfig {
-                    dst: default_route(gw),
+                .pod_routes()
+                .into_iter()
+                .map(|(dst, gw)| RouteConfig {
+                    dst,
                     gw: Some(gw),
                     mtu: None,
                     priority: None,
@@ -387,20 +404,19 @@ impl Datapath for BridgeDatapath {
                 )));
             }
         }
-        for gw in self.gateways() {
+        for (want, gw) in self.pod_routes() {
             let family = if gw.is_ipv4() {
                 AddressFamily::Inet
             } else {
                 AddressFamily::Inet6
             };
             let routes = pod.routes(family, Some(TABLE_MAIN)).await?;
-            let want = default_route(gw);
             if !routes
                 .iter()
                 .any(|r| r.dst == want && r.gateway == Some(gw))
             {
                 return Err(Error::CheckFailed(format!(
-                    "default route via {gw} is missing in {}",
+                    "route {want} via {gw} is missing in {}",
                     ns.path().display()
                 )));
             }

@@ -7,8 +7,17 @@
 //!   reused at once;
 //! - `.lock` is flock'ed for every change: parallel ADDs serialize here only.
 //!
-//! Crash safety: files appear whole (unicni-fsutil: written to a temp name, then renamed
-//! or linked).
+//! Crash safety: a reservation appears whole (unicni-fsutil: written to a temp name, then
+//! linked); the index and `.last` are written in place (see `reserve` for why a torn one
+//! is harmless).
+//! They are not synced: they describe pods running on this node, and a power loss or
+//! kernel crash (the only events that lose unsynced data; a killed process does not)
+//! takes every pod down with it. What such a loss may leave is a missing or empty
+//! record: a missing reservation belongs to a pod that no longer runs, so its address is
+//! free indeed; an empty one reserves an address for nobody until GC drops it (`list`),
+//! and an empty index or `.last` reads as absent. No outcome hands out an address a
+//! running pod holds, and the ADD path (under the lock every parallel ADD waits on)
+//! issues no sync.
 //! The index is written before the reservation and removed after it, so a reservation
 //! always has its index and DEL never needs to scan; a dangling index (crash in
 //! between) reserves nothing and is swept by GC.
@@ -186,6 +195,24 @@ impl FileIpam {
     }
 }
 
+/// Writes `bytes` over `path` without a temporary file (no new inode once it exists).
+fn write_in_place(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let what = || format!("write IPAM record {}", path.display());
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(MODE)
+        .open(path)
+        .map_err(io(what()))?;
+    f.write_all(bytes).map_err(io(what()))?;
+    // The umask may have narrowed the mode; records stay readable by local tools.
+    f.set_permissions(std::fs::Permissions::from_mode(MODE))
+        .map_err(io(what()))
+}
+
 impl FileIpam {
     /// Reserves an address for `id` (the attachment's key is all this IPAM needs).
     pub fn reserve(&self, id: &AttachmentId) -> Result<Vec<IpAssignment>> {
@@ -200,11 +227,15 @@ impl FileIpam {
                 continue;
             }
             let line = format!("{ip}\n");
-            unicni_fsutil::write_atomic(&self.id_path(id), line.as_bytes(), MODE)?;
-            if !unicni_fsutil::create_atomic(&ip_path, record.as_bytes(), MODE)? {
+            // Written in place: the reservation does not exist yet, so a torn index (a
+            // kill mid-write) names nothing this attachment holds, reads as absent and
+            // is swept by GC.
+            write_in_place(&self.id_path(id), line.as_bytes())?;
+            if !unicni_fsutil::create_atomic_unsynced(&ip_path, record.as_bytes(), MODE)? {
                 continue;
             }
-            let _ = unicni_fsutil::write_atomic(&self.dir.join(".last"), line.as_bytes(), MODE);
+            // A rotation hint only: torn, it reads as absent and rotation restarts.
+            let _ = write_in_place(&self.dir.join(".last"), line.as_bytes());
             return Ok(vec![self.assignment(ip)]);
         }
         Err(Error::Exhausted(format!(

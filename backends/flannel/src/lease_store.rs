@@ -383,17 +383,31 @@ impl KubeLeases {
     async fn publish(&self, n: &Node, lease: &Lease) -> Result<()> {
         let ip = lease.public_ip.as_deref().unwrap_or_default();
         let mode = lease.mode.as_deref().unwrap_or_default();
-        if !NodeLease::annotated(n, ip, lease.vtep_mac.as_deref(), mode) {
-            self.nodes
-                .annotate(&lease.node, ip, lease.vtep_mac.as_deref(), mode)
-                .await?;
+        let vtep = lease.vtep_mac.as_deref();
+        let v6_done = |n: &Node| {
+            lease.public_ipv6.is_none() || KubeNodes::parse(n).public_ipv6 == lease.public_ipv6
+        };
+        let mut wrote = false;
+        if !NodeLease::annotated(n, ip, vtep, mode) {
+            self.nodes.annotate(&lease.node, ip, vtep, mode).await?;
+            wrote = true;
         }
-        match &lease.public_ipv6 {
-            Some(v6) if KubeNodes::parse(n).public_ipv6.as_ref() != Some(v6) => {
-                self.nodes.annotate_ipv6(&lease.node, v6).await
-            }
-            _ => Ok(()),
+        if let (Some(v6), false) = (&lease.public_ipv6, v6_done(n)) {
+            self.nodes.annotate_ipv6(&lease.node, v6).await?;
+            wrote = true;
         }
+        if wrote {
+            // Until the watch delivers our own write the cache still shows the node as
+            // it was, and the next pass would patch again: wait for it (bounded; a slow
+            // watch costs one more patch, nothing else).
+            self.cache
+                .wait_for(Duration::from_secs(5), |c| {
+                    c.get("", &lease.node)
+                        .filter(|n| NodeLease::annotated(n, ip, vtep, mode) && v6_done(n))
+                })
+                .await;
+        }
+        Ok(())
     }
 }
 

@@ -22,7 +22,26 @@ pub struct WriteError {
 /// given `mode`, synced, then renamed over `path`. Creates the directory when missing. On
 /// error the temporary file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
-    let tmp = write_temporary(path, contents, mode)?;
+    replace(path, contents, mode, Sync::Yes)
+}
+
+/// [`write_atomic`] without the sync: a killed process still leaves the old or the new
+/// contents (the page cache holds what was written), but a power loss may leave either,
+/// or an empty file. Only for state that a reboot voids anyway (what describes the pods
+/// running on this node), where the sync would cost every pod start milliseconds.
+pub fn write_atomic_unsynced(path: &Path, contents: &[u8], mode: u32) -> Result<(), WriteError> {
+    replace(path, contents, mode, Sync::No)
+}
+
+/// Whether a temporary file is synced before it takes its final name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    Yes,
+    No,
+}
+
+fn replace(path: &Path, contents: &[u8], mode: u32, sync: Sync) -> Result<(), WriteError> {
+    let tmp = write_temporary(path, contents, mode, sync)?;
     let result = std::fs::rename(&tmp, path).map_err(fail("rename into place", path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -35,7 +54,16 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Write
 /// so racing creators and crashes never leave a torn file. Returns false, writing
 /// nothing, when `path` already exists.
 pub fn create_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<bool, WriteError> {
-    let tmp = write_temporary(path, contents, mode)?;
+    create(path, contents, mode, Sync::Yes)
+}
+
+/// [`create_atomic`] without the sync; see [`write_atomic_unsynced`] for when that is right.
+pub fn create_atomic_unsynced(path: &Path, contents: &[u8], mode: u32) -> Result<bool, WriteError> {
+    create(path, contents, mode, Sync::No)
+}
+
+fn create(path: &Path, contents: &[u8], mode: u32, sync: Sync) -> Result<bool, WriteError> {
+    let tmp = write_temporary(path, contents, mode, sync)?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -78,8 +106,14 @@ fn fail(step: &'static str, p: &Path) -> impl FnOnce(std::io::Error) -> WriteErr
     }
 }
 
-/// A synced temporary file with `contents` and `mode` next to `path`; removed on error.
-fn write_temporary(path: &Path, contents: &[u8], mode: u32) -> Result<PathBuf, WriteError> {
+/// A temporary file with `contents` and `mode` next to `path`, synced when `sync` says so;
+/// removed on error.
+fn write_temporary(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    sync: Sync,
+) -> Result<PathBuf, WriteError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -99,7 +133,10 @@ fn write_temporary(path: &Path, contents: &[u8], mode: u32) -> Result<PathBuf, W
         f.write_all(contents).map_err(fail("write", &tmp))?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(fail("set the mode of", &tmp))?;
-        f.sync_all().map_err(fail("sync", &tmp))
+        if sync == Sync::Yes {
+            f.sync_all().map_err(fail("sync", &tmp))?;
+        }
+        Ok(())
     })();
     match result {
         Ok(()) => Ok(tmp),
@@ -174,6 +211,26 @@ mod tests {
     }
 
     #[test]
+    fn unsynced_writes_replace_and_create_once_like_the_synced_ones() {
+        let dir = std::env::temp_dir().join(format!("unicni-fsutil-ns-{}", std::process::id()));
+        let path = dir.join("f");
+        write_atomic_unsynced(&path, b"old", 0o600).unwrap();
+        write_atomic_unsynced(&path, b"new", 0o644).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        assert!(create_atomic_unsynced(&dir.join("g"), b"first", 0o600).unwrap());
+        assert!(!create_atomic_unsynced(&dir.join("g"), b"second", 0o600).unwrap());
+        assert_eq!(std::fs::read(dir.join("g")).unwrap(), b"first");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            2,
+            "no temporary left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn remove_if_present_removes_files_and_trees_once() {
         let dir = std::env::temp_dir().join(format!("unicni-fsutil-rm-{}", std::process::id()));
         let file = dir.join("sock");
@@ -189,7 +246,8 @@ mod tests {
 
     #[test]
     fn temporaries_are_recognised_and_plain_names_are_not() {
-        let tmp = write_temporary(Path::new("/tmp/unicni-fsutil-probe"), b"", 0o600).unwrap();
+        let tmp =
+            write_temporary(Path::new("/tmp/unicni-fsutil-probe"), b"", 0o600, Sync::Yes).unwrap();
         let name = tmp.file_name().unwrap().to_str().unwrap().to_owned();
         std::fs::remove_file(&tmp).unwrap();
         assert!(is_temporary(&name), "{name}");

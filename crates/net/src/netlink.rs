@@ -10,7 +10,8 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
 pub use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::sys::TokioSocket;
@@ -194,6 +195,25 @@ impl Netlink {
                     e,
                 )
             })
+    }
+
+    /// Sets hairpin mode of bridge port `name` (what `ip link set NAME type bridge_slave
+    /// hairpin on` sends). Unlike the sysfs file `brport/hairpin_mode`, whose write spins
+    /// (restarting the syscall) while anyone else holds the kernel's rtnl lock, this
+    /// request waits for the lock: parallel pod starts do not burn CPU against each other.
+    pub async fn set_bridge_port_hairpin(&self, name: &str, on: bool) -> Result<()> {
+        let msg = LinkUnspec::new_with_name(name)
+            .set_port_kind(InfoPortKind::Bridge)
+            .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                on,
+            )]))
+            .build();
+        self.handle
+            .link()
+            .change(msg)
+            .execute()
+            .await
+            .map_err(|e| NetError::netlink("set bridge port hairpin", self.obj(name), e))
     }
 
     /// Adds `addr` to link `index`; an existing identical address is success.
