@@ -149,14 +149,11 @@ fn terway_dual_stack_lab_is_green() {
 }
 
 #[test]
-fn terway_refuses_flannel_modes_and_flannel_dual_stack() {
+fn terway_refuses_flannel_modes() {
     let lab = Lab::new("tr");
     let out = lab.unicni(&["up", "--backend", "terway", "--mode", "vxlan"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("shared-eni or exclusive-eni"));
-    let out = lab.unicni(&["up", "--ip-stack", "dual"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--backend terway"));
 }
 
 #[test]

@@ -402,7 +402,7 @@ mod tests {
             .collect();
         assert!(names.contains(&"nodes") && names.contains(&"nodes/status"));
         let groups = answer("/apis").unwrap();
-        assert_eq!(groups["groups"].as_array().unwrap().len(), 4);
+        assert_eq!(groups["groups"].as_array().unwrap().len(), 6);
         let np = answer("/apis/networking.k8s.io/v1").unwrap();
         assert_eq!(np["resources"][0]["shortNames"][0], "netpol");
         assert!(answer("/apis/example.com/v1").is_none());
