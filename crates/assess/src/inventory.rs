@@ -282,6 +282,28 @@ impl Inventory {
         }
     }
 
+    /// Sets the pods read from a cluster (the nodes first): a pod bound to a node that is
+    /// gone is shown unscheduled, and a pod holding both families makes the cluster dual
+    /// stack.
+    pub fn set_pods(&mut self, pods: impl IntoIterator<Item = Pod>) {
+        let known: HashSet<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        let mut dual = false;
+        let pods: Vec<Pod> = pods
+            .into_iter()
+            .map(|mut p| {
+                if p.node.as_deref().is_some_and(|n| !known.contains(n)) {
+                    p.node = None;
+                }
+                dual |= p.ips.iter().any(|ip| ip.is_ipv6()) && p.ips.iter().any(|ip| ip.is_ipv4());
+                p
+            })
+            .collect();
+        self.pods = pods;
+        if dual {
+            self.cluster.ip_stack = IpStack::Dual;
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, AssessError> {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| AssessError::Read {

@@ -102,7 +102,6 @@ pub fn from_list(doc: &Value, source: &str, cluster_name: &str) -> Result<Invent
     });
     inv.generated = Some(format!("unicni assess, from the kubectl List {source}"));
     inv.nodes = of("Node").iter().map(|n| node(n)).collect();
-    let known: HashSet<&str> = inv.nodes.iter().map(|n| n.name.as_str()).collect();
     let fixed = fixed_pod_networkings(of("PodNetworking"));
     if of("Pod")
         .iter()
@@ -115,21 +114,7 @@ pub fn from_list(doc: &Value, source: &str, cluster_name: &str) -> Result<Invent
                 .into(),
         );
     }
-    let mut dual = false;
-    inv.pods = of("Pod")
-        .iter()
-        .map(|p| {
-            let mut p = pod(p, &fixed);
-            if p.node.as_deref().is_some_and(|n| !known.contains(n)) {
-                p.node = None;
-            }
-            dual |= p.ips.iter().any(|ip| ip.is_ipv6()) && p.ips.iter().any(|ip| ip.is_ipv4());
-            p
-        })
-        .collect();
-    if dual {
-        inv.cluster.ip_stack = IpStack::Dual;
-    }
+    inv.set_pods(of("Pod").iter().map(|p| pod(p, &fixed)));
     inv.services = of("Service").iter().map(|v| service(v)).collect();
     inv.network_policies = of("NetworkPolicy")
         .iter()

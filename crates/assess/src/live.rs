@@ -157,23 +157,7 @@ pub async fn export(client: Client, cluster_name: &str) -> Result<Inventory, Ass
     inv.generated = Some("unicni assess export, from the Kubernetes API".into());
 
     inv.nodes = nodes.into_iter().map(node).collect();
-    let known: HashSet<String> = inv.nodes.iter().map(|n| n.name.clone()).collect();
-    let mut dual = false;
-    inv.pods = pods
-        .into_iter()
-        .map(|p| {
-            let mut p = pod(p, &fixed_networkings);
-            // A pod bound to a node that is already gone is shown unscheduled.
-            if p.node.as_ref().is_some_and(|n| !known.contains(n)) {
-                p.node = None;
-            }
-            dual |= p.ips.iter().any(|ip| ip.is_ipv6()) && p.ips.iter().any(|ip| ip.is_ipv4());
-            p
-        })
-        .collect();
-    if dual {
-        inv.cluster.ip_stack = IpStack::Dual;
-    }
+    inv.set_pods(pods.into_iter().map(|p| pod(p, &fixed_networkings)));
     inv.services = services.into_iter().map(service).collect();
     inv.network_policies = policies
         .into_iter()
