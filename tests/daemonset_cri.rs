@@ -9,11 +9,12 @@
 
 mod runtimes;
 
+use runtimes::containerd::{Containerd, CRI_NAMESPACE};
 use runtimes::cri::{Cri, PodSpec};
-use runtimes::guard::{kill_pids_with_arg, unmount_under, Daemon, Defer};
+use runtimes::guard::{Daemon, Defer};
 use runtimes::image::{write_images, IMAGE_REF};
 use runtimes::kubelet::{Kubelet, Node};
-use runtimes::util::{output, run, wait_for};
+use runtimes::util::{run, wait_for};
 use serde_yaml::Value;
 use std::path::Path;
 use std::path::PathBuf;
@@ -52,94 +53,30 @@ fn build_image(dir: &Path, image: &str, defer: &mut Defer) -> std::path::PathBuf
 }
 
 /// containerd with its CRI plugin, started inside the node's namespace.
-struct Containerd {
-    socket: std::path::PathBuf,
-    root: std::path::PathBuf,
-    state: std::path::PathBuf,
-    log: std::path::PathBuf,
-    daemon: Daemon,
-}
-
-impl Containerd {
-    fn start(netns: &str, dir: &Path, conf_dir: &Path, bin_dir: &Path) -> Containerd {
-        let (root, state) = (dir.join("root"), dir.join("state"));
-        let socket = dir.join("containerd.sock");
-        let log = dir.join("containerd.log");
-        let config = dir.join("containerd.toml");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::create_dir_all(&state).unwrap();
-        let body = include_str!("../testdata/runtimes/containerd.toml")
-            .replace("@ROOT@", &root.display().to_string())
-            .replace("@STATE@", &state.display().to_string())
-            .replace("@SOCKET@", &socket.display().to_string())
-            .replace("@SANDBOX_IMAGE@", IMAGE_REF)
-            .replace("@CNI_BIN_DIR@", &bin_dir.display().to_string())
-            .replace("@CNI_CONF_DIR@", &conf_dir.display().to_string());
-        std::fs::write(&config, body).unwrap();
-        let logfile = std::fs::File::create(&log).unwrap();
-        // In the node's network namespace with a mount namespace of its own, whose /sys
-        // is the node's (the plugin finds the node's links there, as on a real node) with
-        // the machine's cgroup mounts bound back in (runc needs them).
-        let cgroups = dir.join("cgroup");
-        std::fs::create_dir_all(&cgroups).unwrap();
-        let script = format!(
-            "mount --rbind /sys/fs/cgroup {cg} && mount -t sysfs sysfs /sys && \
+fn start_containerd(netns: &str, dir: &Path, conf_dir: &Path, bin_dir: &Path) -> Containerd {
+    let config = Containerd::write_cri_config(dir, bin_dir, conf_dir);
+    // In the node's network namespace with a mount namespace of its own, whose /sys
+    // is the node's (the plugin finds the node's links there, as on a real node) with
+    // the machine's cgroup mounts bound back in (runc needs them).
+    let cgroups = dir.join("cgroup");
+    std::fs::create_dir_all(&cgroups).unwrap();
+    let script = format!(
+        "mount --rbind /sys/fs/cgroup {cg} && mount -t sysfs sysfs /sys && \
              mount --rbind {cg} /sys/fs/cgroup && exec containerd --config {config}",
-            cg = cgroups.display(),
-            config = config.display()
-        );
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{netns}"))
-            .args([
-                "unshare",
-                "--mount",
-                "--propagation",
-                "slave",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .stdin(Stdio::null())
-            .stdout(logfile.try_clone().unwrap())
-            .stderr(logfile)
-            .spawn()
-            .expect("spawn containerd");
-        let mut me = Containerd {
-            socket,
-            root,
-            state,
-            log,
-            daemon: Daemon::new("containerd", child),
-        };
-        wait_for("containerd to answer", Duration::from_secs(30), || {
-            assert!(
-                me.daemon.alive(),
-                "containerd exited: {}",
-                std::fs::read_to_string(&me.log).unwrap_or_default()
-            );
-            output(me.ctr().arg("version"))
-                .status
-                .success()
-                .then_some(())
-        });
-        me
-    }
-
-    fn ctr(&self) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address").arg(&self.socket).args(["-n", "k8s.io"]);
-        c
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        self.daemon.stop();
-        kill_pids_with_arg(&self.socket.display().to_string());
-        std::thread::sleep(Duration::from_millis(100));
-        unmount_under(&self.state);
-        unmount_under(&self.root);
-    }
+        cg = cgroups.display(),
+        config = config.display()
+    );
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{netns}")).args([
+        "unshare",
+        "--mount",
+        "--propagation",
+        "slave",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    Containerd::spawn(dir, cmd)
 }
 
 fn docs(yaml: &str) -> Vec<Value> {
@@ -290,12 +227,15 @@ impl Cluster {
         std::fs::create_dir_all(&bin_dir).unwrap();
         std::fs::copy("/usr/lib/cni/loopback", bin_dir.join("loopback"))
             .expect("the reference loopback plugin (containernetworking-plugins)");
-        let ctrd = Containerd::start(&ns.name, &dir.join("containerd"), &conf_dir, &bin_dir);
+        let ctrd = start_containerd(&ns.name, &dir.join("containerd"), &conf_dir, &bin_dir);
         run(ctrd
-            .ctr()
+            .ctr(CRI_NAMESPACE)
             .args(["images", "import"])
             .arg(&self.sandbox_image));
-        run(ctrd.ctr().args(["images", "import"]).arg(&self.archive));
+        run(ctrd
+            .ctr(CRI_NAMESPACE)
+            .args(["images", "import"])
+            .arg(&self.archive));
         let cgroup_parent = format!("/{}", unique("unicni-ds-"));
         defer.cgroup(&cgroup_parent);
         let kubelet = Kubelet::connect(
@@ -370,7 +310,7 @@ fn manifests_of(image: &str, dir: &Path, head: &str) -> (Vec<Value>, Value) {
 
 /// The network namespace of a running CRI container, as `/proc/PID/ns/net` of its task.
 fn container_netns(ctrd: &Containerd, container: &str) -> PathBuf {
-    let tasks = run(ctrd.ctr().args(["tasks", "ls"]));
+    let tasks = run(ctrd.ctr(CRI_NAMESPACE).args(["tasks", "ls"]));
     let pid = tasks
         .lines()
         .find(|l| l.starts_with(container))
@@ -688,7 +628,11 @@ fn replacing_the_daemonset_pod_loses_no_pod_traffic_and_uninstall_leaves_the_nod
     // The new build, imported on the node as the kubelet's image pull would.
     let new_image = format!("localhost/{}:new", unique("unicni-ds"));
     let new_archive = build_image(&tmp.join("new"), &new_image, &mut defer);
-    run(node.ctrd.ctr().args(["images", "import"]).arg(&new_archive));
+    run(node
+        .ctrd
+        .ctr(CRI_NAMESPACE)
+        .args(["images", "import"])
+        .arg(&new_archive));
     let (_, new_ds) = manifests(&new_image, &dir, "10.81.0.0/16", &net_name);
 
     // An open TCP connection between the pods, exchanging data throughout.

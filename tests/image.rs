@@ -6,11 +6,10 @@
 
 mod runtimes;
 
-use runtimes::guard::{kill_pids_with_arg, unmount_under, Daemon};
-use runtimes::util::{output, run, wait_for};
+use runtimes::containerd::{Containerd, CRI_NAMESPACE};
+use runtimes::util::run;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_unicni");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -60,78 +59,26 @@ impl Drop for Built {
 }
 
 /// A private containerd without its CRI plugin: ctr's import and run only.
-struct Containerd {
-    socket: std::path::PathBuf,
-    root: std::path::PathBuf,
-    state: std::path::PathBuf,
-    log: std::path::PathBuf,
-    daemon: Daemon,
-}
-
-impl Containerd {
-    fn start(dir: &Path) -> Containerd {
-        let (root, state) = (dir.join("root"), dir.join("state"));
-        let socket = dir.join("containerd.sock");
-        let log = dir.join("containerd.log");
-        let config = dir.join("containerd.toml");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::write(
-            &config,
-            format!(
-                "version = 2\nroot = {root:?}\nstate = {state:?}\noom_score = 0\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-                 [grpc]\n  address = {socket:?}\n[ttrpc]\n  address = \"{}.ttrpc\"\n\
-                 [metrics]\n  address = \"\"\n",
-                socket.display()
-            ),
-        )
-        .unwrap();
-        let logfile = std::fs::File::create(&log).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(logfile.try_clone().unwrap())
-            .stderr(logfile)
-            .spawn()
-            .expect("spawn containerd (install the containerd package)");
-        let mut me = Containerd {
-            socket,
-            root,
-            state,
-            log,
-            daemon: Daemon::new("containerd", child),
-        };
-        wait_for("containerd to answer", Duration::from_secs(30), || {
-            assert!(
-                me.daemon.alive(),
-                "containerd exited at startup: {}",
-                std::fs::read_to_string(&me.log).unwrap_or_default()
-            );
-            output(me.ctr().arg("version"))
-                .status
-                .success()
-                .then_some(())
-        });
-        me
-    }
-
-    fn ctr(&self) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address").arg(&self.socket).args(["-n", "k8s.io"]);
-        c
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        self.daemon.stop();
-        kill_pids_with_arg(&self.socket.display().to_string());
-        std::thread::sleep(Duration::from_millis(100));
-        unmount_under(&self.state);
-        unmount_under(&self.root);
-    }
+fn start_containerd(dir: &Path) -> Containerd {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("containerd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = {:?}\nstate = {:?}\noom_score = 0\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+             [grpc]\n  address = {:?}\n[ttrpc]\n  address = \"{}.ttrpc\"\n\
+             [metrics]\n  address = \"\"\n",
+            dir.join("root"),
+            dir.join("state"),
+            dir.join("containerd.sock"),
+            dir.join("containerd.sock").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("containerd");
+    cmd.arg("--config").arg(&config);
+    Containerd::spawn(dir, cmd)
 }
 
 #[test]
@@ -186,9 +133,12 @@ fn image_builds_offline_and_runs_under_podman_and_containerd() {
     let help = podman_run(&image, None, &["install", "--help"]);
     assert!(help.contains("--with-agent"), "{help}");
 
-    let cd = Containerd::start(&dir.path().join("containerd"));
-    run(cd.ctr().args(["images", "import"]).arg(&archive));
-    let listed = run(cd.ctr().args(["images", "ls", "-q"]));
+    let cd = start_containerd(&dir.path().join("containerd"));
+    run(cd
+        .ctr(CRI_NAMESPACE)
+        .args(["images", "import"])
+        .arg(&archive));
+    let listed = run(cd.ctr(CRI_NAMESPACE).args(["images", "ls", "-q"]));
     assert!(
         listed.lines().any(|l| l.trim() == image),
         "ctr import of {} did not create {image}: {listed}",
@@ -196,7 +146,7 @@ fn image_builds_offline_and_runs_under_podman_and_containerd() {
     );
     let id = unicni_testkit::unique("img");
     let ran = run(cd
-        .ctr()
+        .ctr(CRI_NAMESPACE)
         .args(["run", "--rm", "--net-host", &image, &id])
         .args(["/usr/local/bin/unicni", "--version"]));
     assert!(

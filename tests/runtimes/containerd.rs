@@ -25,25 +25,43 @@ impl Containerd {
     /// Starts containerd under `dir` with its CRI plugin on `net`, and imports the test
     /// image into `k8s.io` (where CRI looks for it).
     pub fn start(dir: &Path, net: &Network, oci_image: &Path) -> Self {
-        let root = dir.join("root");
-        let state = dir.join("state");
-        let socket = dir.join("containerd.sock");
-        let log = dir.join("containerd.log");
+        let config = Self::write_cri_config(dir, &net.bin_dir, &net.conf_dir);
+        let mut cmd = Command::new("containerd");
+        cmd.arg("--config").arg(&config);
+        let me = Self::spawn(dir, cmd);
+        me.import(CRI_NAMESPACE, oci_image);
+        me
+    }
+
+    /// Writes `dir/containerd.toml`: root, state and socket under `dir`, the CRI plugin on
+    /// the given CNI directories. Returns its path.
+    pub fn write_cri_config(dir: &Path, cni_bin_dir: &Path, cni_conf_dir: &Path) -> PathBuf {
         let config = dir.join("containerd.toml");
+        std::fs::create_dir_all(dir).unwrap();
+        let body = include_str!("../../testdata/runtimes/containerd.toml")
+            .replace("@ROOT@", &dir.join("root").display().to_string())
+            .replace("@STATE@", &dir.join("state").display().to_string())
+            .replace(
+                "@SOCKET@",
+                &dir.join("containerd.sock").display().to_string(),
+            )
+            .replace("@SANDBOX_IMAGE@", IMAGE_REF)
+            .replace("@CNI_BIN_DIR@", &cni_bin_dir.display().to_string())
+            .replace("@CNI_CONF_DIR@", &cni_conf_dir.display().to_string());
+        std::fs::write(&config, body).unwrap();
+        config
+    }
+
+    /// Runs `cmd` (containerd with a config whose root, state and socket are
+    /// `dir/{root,state,containerd.sock}`, directly or behind a launcher that execs it)
+    /// with its output in `dir/containerd.log`, and waits until it answers on its socket.
+    pub fn spawn(dir: &Path, mut cmd: Command) -> Self {
+        let (root, state) = (dir.join("root"), dir.join("state"));
         std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(&state).unwrap();
-        let body = include_str!("../../testdata/runtimes/containerd.toml")
-            .replace("@ROOT@", &root.display().to_string())
-            .replace("@STATE@", &state.display().to_string())
-            .replace("@SOCKET@", &socket.display().to_string())
-            .replace("@SANDBOX_IMAGE@", IMAGE_REF)
-            .replace("@CNI_BIN_DIR@", &net.bin_dir.display().to_string())
-            .replace("@CNI_CONF_DIR@", &net.conf_dir.display().to_string());
-        std::fs::write(&config, body).unwrap();
+        let log = dir.join("containerd.log");
         let logfile = std::fs::File::create(&log).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(logfile.try_clone().unwrap())
             .stderr(logfile)
@@ -51,7 +69,7 @@ impl Containerd {
             .expect("spawn containerd (install the containerd package)");
         let mut me = Self {
             dir: dir.to_path_buf(),
-            socket,
+            socket: dir.join("containerd.sock"),
             root,
             state,
             log,
@@ -68,7 +86,6 @@ impl Containerd {
                 out.status.success().then_some(())
             },
         );
-        me.import(CRI_NAMESPACE, oci_image);
         me
     }
 

@@ -34,29 +34,35 @@ pub struct Pod {
     pub config: PodSandboxConfig,
 }
 
+/// A current-thread runtime and a gRPC channel to the CRI socket at `socket`.
+pub fn channel(socket: &Path) -> (tokio::runtime::Runtime, Channel) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let path: PathBuf = socket.to_path_buf();
+    let channel = rt
+        .block_on(async move {
+            Endpoint::try_from("http://[::]:50051")
+                .expect("endpoint")
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(120))
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
+                    }
+                }))
+                .await
+        })
+        .unwrap_or_else(|e| panic!("connect to CRI at {}: {e}", socket.display()));
+    (rt, channel)
+}
+
 impl Cri {
     pub fn connect(socket: &Path) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let path: PathBuf = socket.to_path_buf();
-        let channel = rt
-            .block_on(async move {
-                Endpoint::try_from("http://[::]:50051")
-                    .expect("endpoint")
-                    .connect_timeout(Duration::from_secs(5))
-                    .timeout(Duration::from_secs(120))
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let path = path.clone();
-                        async move {
-                            let stream = tokio::net::UnixStream::connect(path).await?;
-                            Ok::<_, std::io::Error>(TokioIo::new(stream))
-                        }
-                    }))
-                    .await
-            })
-            .unwrap_or_else(|e| panic!("connect to CRI at {}: {e}", socket.display()));
+        let (rt, channel) = channel(socket);
         Self {
             rt,
             runtime: RuntimeServiceClient::new(channel.clone()),

@@ -10,7 +10,6 @@
 //! What it does not do: restarts, liveness kills, resource limits, image pulls (images must
 //! be imported), and volume kinds other than hostPath, configMap and secret.
 
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use serde_yaml::Value;
@@ -18,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 const SA_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -68,27 +67,7 @@ fn s(v: &Value) -> Option<&str> {
 
 impl Kubelet {
     pub fn connect(socket: &Path, node: Node, objects: Vec<Value>) -> Kubelet {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let path = socket.to_path_buf();
-        let channel = rt
-            .block_on(async move {
-                Endpoint::try_from("http://[::]:50051")
-                    .expect("endpoint")
-                    .connect_timeout(Duration::from_secs(5))
-                    .timeout(Duration::from_secs(120))
-                    .connect_with_connector(tower::service_fn(move |_: Uri| {
-                        let path = path.clone();
-                        async move {
-                            let stream = tokio::net::UnixStream::connect(path).await?;
-                            Ok::<_, std::io::Error>(TokioIo::new(stream))
-                        }
-                    }))
-                    .await
-            })
-            .unwrap_or_else(|e| panic!("connect to CRI at {}: {e}", socket.display()));
+        let (rt, channel) = super::cri::channel(socket);
         Kubelet {
             rt,
             runtime: RuntimeServiceClient::new(channel),
