@@ -8,14 +8,14 @@
 //! IPv6 routes), so `via inet <IPv4>` is no option.
 
 use crate::peers::Peer;
-use crate::reconcile::{Pass, PARALLEL, ROUTE_PROTO};
+use crate::reconcile::{own_routes, Pass, PARALLEL, ROUTE_PROTO};
 use futures::stream::{self, StreamExt};
 use ipnet::IpNet;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use unicni_core::Result;
 use unicni_net::netlink::AddressFamily;
-use unicni_net::{Netlink, Route, TABLE_MAIN};
+use unicni_net::{Netlink, Route};
 
 #[derive(Debug, Clone)]
 pub struct HostGw {
@@ -29,18 +29,9 @@ impl HostGw {
     pub async fn reconcile(&self, nl: &Netlink, peers: &[Peer]) -> Result<Pass> {
         let mut pass = Pass::default();
         let segments = nl.ipv4_addresses(self.underlay).await?;
-        let routes: Vec<_> = nl
-            .routes(AddressFamily::Inet, Some(TABLE_MAIN))
-            .await?
-            .into_iter()
-            .filter(|r| r.protocol == ROUTE_PROTO)
-            .collect();
-        let routes6: Vec<_> = if self.dual {
-            nl.routes(AddressFamily::Inet6, Some(TABLE_MAIN))
-                .await?
-                .into_iter()
-                .filter(|r| r.protocol == ROUTE_PROTO)
-                .collect()
+        let routes = own_routes(nl, AddressFamily::Inet).await?;
+        let routes6 = if self.dual {
+            own_routes(nl, AddressFamily::Inet6).await?
         } else {
             Vec::new()
         };

@@ -2,7 +2,7 @@
 //! and uninstall (the bridge, the vxlan device, the peers' routes, masquerade, pins, the
 //! lease file and, on purge, the IPAM state).
 
-use crate::reconcile::ROUTE_PROTO;
+use crate::reconcile::own_routes;
 use crate::{masq, names};
 use async_trait::async_trait;
 use serde_json::json;
@@ -11,6 +11,7 @@ use unicni_config::{Config, FlannelMode, StoreKind};
 use unicni_core::{
     ApiAccess, ConflistEntry, DeployNeeds, Error, Install, Result, Store, UninstallOptions,
 };
+use unicni_net::netlink::AddressFamily;
 use unicni_net::Netlink;
 
 /// vxlan adds outer Ethernet (14), IPv4 (20), UDP (8) and vxlan (8) headers.
@@ -251,21 +252,8 @@ impl Install for FlannelInstall {
         if nl.delete_link(&vxlan).await? {
             done.push(format!("removed vxlan device {vxlan}"));
         }
-        let mut routes = nl
-            .routes(
-                unicni_net::netlink::AddressFamily::Inet,
-                Some(unicni_net::TABLE_MAIN),
-            )
-            .await?;
-        routes.extend(
-            nl.routes(
-                unicni_net::netlink::AddressFamily::Inet6,
-                Some(unicni_net::TABLE_MAIN),
-            )
-            .await?,
-        );
-        for r in routes {
-            if r.protocol == ROUTE_PROTO {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            for r in own_routes(&nl, family).await? {
                 nl.delete_route(&r).await?;
                 done.push(format!("removed peer route {}", r.dst));
             }

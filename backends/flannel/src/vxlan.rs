@@ -10,7 +10,7 @@
 //! which the IPv4 VPC here never is (docs/flannel.md).
 
 use crate::peers::Peer;
-use crate::reconcile::{Pass, PARALLEL, ROUTE_PROTO};
+use crate::reconcile::{own_routes, Pass, PARALLEL, ROUTE_PROTO};
 use futures::stream::{self, StreamExt};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{HashMap, HashSet};
@@ -126,12 +126,8 @@ impl Vxlan {
         let mut route_set: HashSet<(IpNet, Option<IpAddr>, Option<u32>)> =
             routes.iter().map(|r| (r.dst, r.gateway, r.oif)).collect();
         // IPv6: only routes the agent wrote (the kernel's fe80::/64 on the device stays).
-        let routes6: Vec<_> = if self.subnet6.is_some() {
-            nl.routes(AddressFamily::Inet6, Some(TABLE_MAIN))
-                .await?
-                .into_iter()
-                .filter(|r| r.protocol == ROUTE_PROTO)
-                .collect()
+        let routes6 = if self.subnet6.is_some() {
+            own_routes(nl, AddressFamily::Inet6).await?
         } else {
             Vec::new()
         };
