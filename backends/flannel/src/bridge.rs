@@ -336,14 +336,7 @@ impl Datapath for BridgeDatapath {
             routes: self
                 .pod_routes()
                 .into_iter()
-                .map(|(dst, gw)| RouteConfig {
-                    dst,
-                    gw: Some(gw),
-                    mtu: None,
-                    priority: None,
-                    table: None,
-                    scope: None,
-                })
+                .map(|(dst, gw)| RouteConfig::via(dst, gw))
                 .collect(),
             dns: Default::default(),
         })

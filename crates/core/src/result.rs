@@ -39,6 +39,20 @@ pub struct RouteConfig {
     pub scope: Option<u8>,
 }
 
+impl RouteConfig {
+    /// `dst` via `gw`, nothing else set: the pod routes both backends report.
+    pub fn via(dst: IpNet, gw: IpAddr) -> RouteConfig {
+        RouteConfig {
+            dst,
+            gw: Some(gw),
+            mtu: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DnsConfig {
     pub nameservers: Vec<String>,

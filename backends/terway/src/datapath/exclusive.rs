@@ -272,7 +272,7 @@ fn result(
     let sandbox = ns.path().display().to_string();
     let mut routes: Vec<RouteConfig> = addrs
         .iter()
-        .filter_map(|(a, gw)| gw.map(|gw| veth::result_route(default_route(a.addr()), gw)))
+        .filter_map(|(a, gw)| gw.map(|gw| RouteConfig::via(default_route(a.addr()), gw)))
         .collect();
     routes.extend(via_host.iter().map(|dst| {
         let gw = if dst.addr().is_ipv4() {
@@ -280,7 +280,7 @@ fn result(
         } else {
             GATEWAY_V6.into()
         };
-        veth::result_route(*dst, gw)
+        RouteConfig::via(*dst, gw)
     }));
     NetworkResult {
         interfaces: vec![

@@ -7,7 +7,7 @@ use super::veth::{self, Veth};
 use super::{default_route, host_prefix, missing};
 use crate::proto::PodNetwork;
 use std::net::IpAddr;
-use unicni_core::{Attachment, Error, IpConfig, NetworkResult, Result};
+use unicni_core::{Attachment, Error, IpConfig, NetworkResult, Result, RouteConfig};
 use unicni_net::netlink::AddressFamily;
 use unicni_net::{NetNs, Netlink, Route};
 
@@ -99,7 +99,7 @@ fn result(v: &Veth, ns: &NetNs, net: &PodNetwork, ips: &[IpAddr]) -> NetworkResu
             .collect(),
         routes: ips
             .iter()
-            .map(|ip| veth::result_route(default_route(*ip), next_hop(*ip)))
+            .map(|ip| RouteConfig::via(default_route(*ip), next_hop(*ip)))
             .collect(),
         dns: Default::default(),
     }

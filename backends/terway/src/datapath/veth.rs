@@ -5,7 +5,7 @@ use super::host_prefix;
 use super::names::{self, GATEWAY_V4, GATEWAY_V6, RULE_FROM_POD, RULE_TO_POD};
 use ipnet::IpNet;
 use std::net::IpAddr;
-use unicni_core::{Error, InterfaceConfig, Result, RouteConfig};
+use unicni_core::{Error, InterfaceConfig, Result};
 use unicni_net::netlink::{format_mac, AddressFamily};
 use unicni_net::rules::TABLE_MAIN;
 use unicni_net::{NetNs, Netlink, Route, Rule, VethSpec};
@@ -46,18 +46,6 @@ impl Veth {
             mtu: Some(mtu),
             sandbox: Some(sandbox),
         }
-    }
-}
-
-/// A route of the pod's CNI result: `dst` via `gw`, nothing else set.
-pub(super) fn result_route(dst: IpNet, gw: IpAddr) -> RouteConfig {
-    RouteConfig {
-        dst,
-        gw: Some(gw),
-        mtu: None,
-        priority: None,
-        table: None,
-        scope: None,
     }
 }
 
