@@ -961,11 +961,15 @@ impl Pool {
             // already here: the instance type has no ENI left for them. (The ready
             // reserve is only wished for: it fails nobody.)
             let uncovered = waiting.saturating_sub(covered + planned + later);
-            if uncovered > 0 && !(inner.deleting.is_empty() && inner.creating.is_empty()) {
-                // A slot is being freed, or an ENI still being created (another group's,
-                // e.g. the ready reserve's) may land idle and give its slot to these pods:
-                // the plan that runs when that call ends decides. Failing now would refuse
-                // a pod the instance can host.
+            let in_flight = !(inner.deleting.is_empty()
+                && inner.creating.is_empty()
+                && inner.settling.is_empty()
+                && inner.assigning.is_empty());
+            if uncovered > 0 && in_flight {
+                // A slot is being freed, or an ENI still being created or attached
+                // (another group's, e.g. the ready reserve's) may land idle and give its
+                // slot to these pods: the plan that runs when that call ends decides.
+                // Failing now would refuse a pod the instance can host.
                 continue;
             }
             if uncovered > 0 {
