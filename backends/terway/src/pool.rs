@@ -961,10 +961,16 @@ impl Pool {
             // already here: the instance type has no ENI left for them. (The ready
             // reserve is only wished for: it fails nobody.)
             let uncovered = waiting.saturating_sub(covered + planned + later);
-            let in_flight = !(inner.deleting.is_empty()
-                && inner.creating.is_empty()
-                && inner.settling.is_empty()
-                && inner.assigning.is_empty());
+            // Only another group's ENIs in flight can still give these pods a slot (this
+            // group's are counted in `covered` already).
+            let other = |id: &String| inner.enis.get(id).is_some_and(|e| !e.matches(vsw, sgs));
+            let in_flight = !inner.deleting.is_empty()
+                || inner
+                    .creating
+                    .iter()
+                    .any(|c| (&c.vsw, &c.sgs) != (vsw, sgs))
+                || inner.settling.iter().any(other)
+                || inner.assigning.keys().any(other);
             if uncovered > 0 && in_flight {
                 // A slot is being freed, or an ENI still being created or attached
                 // (another group's, e.g. the ready reserve's) may land idle and give its
