@@ -1,7 +1,7 @@
 //! The cluster lock: the immutable part of the config, recorded at first install.
 //!
 //! Immutable: backend kind and mode, cluster CIDR, service CIDR, node subnet length, IP
-//! stack. Append-only: terway vSwitches (adding grows the pod address space, removing
+//! stack, terway prefix mode. Append-only: terway vSwitches (adding grows the pod address space, removing
 //! would strand pods). Everything else is mutable and not recorded.
 
 use crate::{BackendKind, Config};
@@ -25,6 +25,9 @@ pub struct LockRecord {
     pub ip_stack: String,
     #[serde(default)]
     pub vswitches: Vec<String>,
+    /// Terway prefix mode. Absent (false) in records of versions before prefix mode.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ip_prefix: bool,
     /// unicni version that wrote the record first.
     pub created_by: String,
     /// Seconds since the epoch when the record was first written.
@@ -82,6 +85,7 @@ impl LockRecord {
             } else {
                 Vec::new()
             },
+            ip_prefix: c.backend.kind == BackendKind::Terway && c.terway.ip_prefix,
             created_by: version.to_string(),
             created_at: now,
         }
@@ -138,6 +142,11 @@ impl LockRecord {
             "flannel.ipv6_subnet_len",
             optn(&self.ipv6_node_subnet_len),
             optn(&wanted.ipv6_node_subnet_len),
+        );
+        cmp(
+            "terway.ip_prefix",
+            self.ip_prefix.to_string(),
+            wanted.ip_prefix.to_string(),
         );
         let removed: Vec<&String> = self
             .vswitches
@@ -270,6 +279,21 @@ mod tests {
         b.terway.pool.max = 50;
         b.flannel.mtu = Some(1400);
         assert!(rec(&a).drift(&rec(&b)).is_empty());
+    }
+
+    #[test]
+    fn prefix_mode_is_locked_and_old_records_read_as_off() {
+        let mut a = Config::default();
+        a.backend.kind = BackendKind::Terway;
+        let mut b = a.clone();
+        b.terway.ip_prefix = true;
+        let d = rec(&a).drift(&rec(&b));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].field, "terway.ip_prefix");
+        let old = serde_json::to_value(rec(&a)).unwrap();
+        assert!(old.get("ip_prefix").is_none());
+        let back: LockRecord = serde_json::from_value(old).unwrap();
+        assert!(!back.ip_prefix);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub struct Config {
     pub cni: CniConfig,
     pub agent: AgentConfig,
     pub policy: PolicyConfig,
+    pub services: ServicesConfig,
     pub bpf: BpfConfig,
     pub log: LogConfig,
 }
@@ -227,6 +228,10 @@ pub struct TerwayConfig {
     pub pod_info_dir: Option<String>,
     /// Seconds the plugin waits for the agent's answer (a new ENI can take a while).
     pub agent_timeout_seconds: u64,
+    /// Prefix mode (shared-eni only): the pool assigns /28 IPv4 prefixes (and one IPv6 /80
+    /// per ENI on dual stack) instead of single addresses, and pods take addresses from
+    /// them without a cloud call. Locked at first install.
+    pub ip_prefix: bool,
 }
 
 impl Default for TerwayConfig {
@@ -241,6 +246,7 @@ impl Default for TerwayConfig {
             instance_types: Vec::new(),
             pod_info_dir: None,
             agent_timeout_seconds: 60,
+            ip_prefix: false,
         }
     }
 }
@@ -445,6 +451,16 @@ impl Default for AgentConfig {
 pub struct PolicyConfig {
     pub enabled: bool,
     /// Directory of NetworkPolicy manifests watched when there is no Kubernetes API.
+    pub manifests_dir: Option<String>,
+}
+
+/// ClusterIP Service load balancing in eBPF (docs/services.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServicesConfig {
+    pub enabled: bool,
+    /// Directory of Service and EndpointSlice manifests watched when there is no
+    /// Kubernetes API (single-node setups and the lab).
     pub manifests_dir: Option<String>,
 }
 

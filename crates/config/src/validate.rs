@@ -195,6 +195,7 @@ pub fn validate(c: &Config) -> Vec<FieldError> {
     }
     validate_bpf(c, &mut e);
     validate_policy(c, &mut e);
+    validate_services(c, &mut e);
     if !["trace", "debug", "info", "warn", "error"].contains(&c.log.level.as_str()) {
         e.push(
             "log.level",
@@ -445,6 +446,14 @@ fn validate_terway(c: &Config, e: &mut Errors) {
             "ipv4 or dual with backend.kind = terway (pods always get a VPC IPv4 address)",
         );
     }
+    if t.ip_prefix && t.mode == TerwayMode::ExclusiveEni {
+        e.push(
+            "terway.ip_prefix",
+            true,
+            "false with terway.mode = \"exclusive-eni\" (a pod owns its whole ENI; prefix \
+             mode is for shared-eni)",
+        );
+    }
     if t.agent_timeout_seconds == 0 {
         e.push(
             "terway.agent_timeout_seconds",
@@ -530,6 +539,18 @@ fn validate_policy(c: &Config, e: &mut Errors) {
                 "policy.manifests_dir",
                 dir,
                 "an absolute directory of NetworkPolicy/Pod/Namespace manifests",
+            );
+        }
+    }
+}
+
+fn validate_services(c: &Config, e: &mut Errors) {
+    if let Some(dir) = &c.services.manifests_dir {
+        if !dir.starts_with('/') {
+            e.push(
+                "services.manifests_dir",
+                dir,
+                "an absolute directory of Service/EndpointSlice manifests",
             );
         }
     }
@@ -704,6 +725,20 @@ mod tests {
         assert_eq!(e, [("terway.datapath".into(), "ebpf".into())]);
         let err = load_str(&format!("{terway}datapath = \"xdp\"\n"), Format::Toml).unwrap_err();
         assert!(err.to_string().contains("ebpf"), "{err}");
+    }
+
+    #[test]
+    fn prefix_mode_is_for_shared_eni_and_services_dir_is_absolute() {
+        let e = errs(
+            "[backend]\nkind = \"terway\"\n[terway]\nmode = \"exclusive-eni\"\nvswitches = [\"vsw-a\"]\nip_prefix = true\n",
+        );
+        assert_eq!(e, [("terway.ip_prefix".into(), "true".into())]);
+        assert!(errs(
+            "[backend]\nkind = \"terway\"\n[terway]\nvswitches = [\"vsw-a\"]\nip_prefix = true\n"
+        )
+        .is_empty());
+        let e = errs("[services]\nenabled = true\nmanifests_dir = \"svc\"\n");
+        assert_eq!(e, [("services.manifests_dir".into(), "svc".into())]);
     }
 
     #[test]
