@@ -3,17 +3,15 @@
 //! whole [`Snapshot`]s when something changed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, Client};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use unicni_policy::{ManifestDir, Namespace, Pod, Policy, Snapshot};
+use unicni_store::Cache;
 
 use crate::Error;
 
@@ -93,30 +91,53 @@ impl ManifestSource {
     }
 }
 
-/// The Kubernetes API: one watcher per kind feeding a reflector store; any change wakes
-/// the engine, which builds a snapshot from the three stores (bursts settle for `settle`).
+/// The Kubernetes API: one reflector cache per kind ([`unicni_store::Cache`], kube-rs
+/// watchers with bookmarks, re-listing only after 410 Gone); any change wakes the engine,
+/// which builds a snapshot from the three caches (bursts settle for `settle`).
 pub struct KubeSource {
-    policies: Store<NetworkPolicy>,
-    pods: Store<core::Pod>,
-    namespaces: Store<core::Namespace>,
-    changed: Arc<Notify>,
+    policies: Cache<NetworkPolicy>,
+    pods: Cache<core::Pod>,
+    namespaces: Cache<core::Namespace>,
+    changes: [watch::Receiver<u64>; 3],
     settle: Duration,
     first: bool,
+}
+
+/// Managed fields are dropped before caching: every Pod of the cluster is held here, and
+/// the engine never reads them.
+fn trim<K: kube::Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
 }
 
 impl KubeSource {
     /// Starts the watchers (tokio tasks); they retry with backoff while the API server is
     /// unreachable.
     pub fn start(client: Client, settle: Duration) -> KubeSource {
-        let changed = Arc::new(Notify::new());
-        let policies = spawn_reflector(Api::<NetworkPolicy>::all(client.clone()), &changed);
-        let pods = spawn_reflector(Api::<core::Pod>::all(client.clone()), &changed);
-        let namespaces = spawn_reflector(Api::<core::Namespace>::all(client), &changed);
+        let cfg = watcher::Config::default;
+        let policies = Cache::start(
+            Api::<NetworkPolicy>::all(client.clone()),
+            cfg(),
+            "NetworkPolicy",
+            trim::<NetworkPolicy>,
+        );
+        let pods = Cache::start(
+            Api::<core::Pod>::all(client.clone()),
+            cfg(),
+            "Pod",
+            trim::<core::Pod>,
+        );
+        let namespaces = Cache::start(
+            Api::<core::Namespace>::all(client),
+            cfg(),
+            "Namespace",
+            trim::<core::Namespace>,
+        );
+        let changes = [policies.changes(), pods.changes(), namespaces.changes()];
         KubeSource {
             policies,
             pods,
             namespaces,
-            changed,
+            changes,
             settle,
             first: true,
         }
@@ -124,19 +145,28 @@ impl KubeSource {
 
     async fn next(&mut self) -> Result<Snapshot, Error> {
         if self.first {
-            // Nothing is enforced from a half-listed cluster: wait for every initial list.
-            let (a, b, c) = tokio::join!(
-                self.policies.wait_until_ready(),
-                self.pods.wait_until_ready(),
-                self.namespaces.wait_until_ready()
-            );
-            for r in [a, b, c] {
-                r.map_err(|e| Error::Source(format!("Kubernetes watcher: {e}")))?;
-            }
+            // Nothing is enforced from a half-listed cluster: wait for every initial list
+            // (saying why while it takes long; the watchers keep retrying).
+            wait_listed(&self.policies).await;
+            wait_listed(&self.pods).await;
+            wait_listed(&self.namespaces).await;
             self.first = false;
         } else {
-            self.changed.notified().await;
+            // Every change wakes the engine, the end of a re-list included: objects deleted
+            // while the watch was down only show there.
+            let [a, b, c] = &mut self.changes;
+            let woke = tokio::select! {
+                r = a.changed() => r,
+                r = b.changed() => r,
+                r = c.changed() => r,
+            };
+            if woke.is_err() {
+                return Err(Error::Source("a Kubernetes watcher stopped".into()));
+            }
             tokio::time::sleep(self.settle).await;
+            for rx in &mut self.changes {
+                rx.borrow_and_update();
+            }
         }
         Ok(self.snapshot())
     }
@@ -172,7 +202,7 @@ impl KubeSource {
     }
 }
 
-fn spawn_reflector<K>(api: Api<K>, changed: &Arc<Notify>) -> Store<K>
+async fn wait_listed<K>(cache: &Cache<K>)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -182,25 +212,7 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let changed = changed.clone();
-    // Every event wakes the engine, the end of a re-list (InitDone) included: objects
-    // deleted while the watch was down only show there. The default config asks for
-    // bookmarks, so an idle watch resumes from a current version and the watcher lists
-    // again only after 410 Gone. Managed fields are dropped before caching: every Pod of
-    // the cluster is held here, and the engine never reads them.
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
-        .reflect(writer);
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(_) => changed.notify_one(),
-                Err(e) => tracing::warn!("Kubernetes watch: {e}"),
-            }
-        }
-    });
-    reader
+    while let Err(e) = cache.wait_synced(Duration::from_secs(30)).await {
+        tracing::warn!("{e}");
+    }
 }
