@@ -180,3 +180,99 @@ pub fn tcp_connect_in(ns: &str, to: SocketAddr) -> std::io::Result<TcpSeen> {
         })
     })
 }
+
+/// Sends `msg` from one unconnected UDP socket in `ns` to each of `to` in turn (one
+/// datagram each, waiting for the answer) and returns, per datagram, (answer text,
+/// source address of the answer).
+pub fn udp_unconnected_in(
+    ns: &str,
+    to: Vec<SocketAddr>,
+) -> std::io::Result<Vec<(String, SocketAddr)>> {
+    in_netns(ns, move || {
+        let bind = if to[0].is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        let s = UdpSocket::bind(bind)?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1500];
+        for dst in to {
+            s.send_to(b"hello", dst)?;
+            let (n, from) = s.recv_from(&mut buf)?;
+            out.push((String::from_utf8_lossy(&buf[..n]).into_owned(), from));
+        }
+        Ok(out)
+    })
+}
+
+/// One connected UDP socket in `ns`: (answer, getpeername, source address recvmsg shows).
+pub fn udp_connected_in(
+    ns: &str,
+    to: SocketAddr,
+) -> std::io::Result<(String, SocketAddr, SocketAddr)> {
+    in_netns(ns, move || {
+        let bind = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let s = UdpSocket::bind(bind)?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.connect(to)?;
+        s.send(b"hello")?;
+        let mut buf = [0u8; 1500];
+        let (n, from) = s.recv_from(&mut buf)?;
+        Ok((
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            s.peer_addr()?,
+            from,
+        ))
+    })
+}
+
+/// A TCP connection held open on a thread inside a pod: send a line, get the reply.
+pub struct HeldConn {
+    tx: std::sync::mpsc::Sender<String>,
+    rx: std::sync::mpsc::Receiver<std::io::Result<String>>,
+    pub greeting: String,
+}
+
+impl HeldConn {
+    pub fn open(ns: &str, to: SocketAddr) -> HeldConn {
+        let (tx, req) = std::sync::mpsc::channel::<String>();
+        let (resp, rx) = std::sync::mpsc::channel::<std::io::Result<String>>();
+        let ns = ns.to_string();
+        std::thread::spawn(move || {
+            unicni_testkit::enter_netns(&ns);
+            let c = match TcpStream::connect_timeout(&to, Duration::from_secs(3)) {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = resp.send(Err(e));
+                    return;
+                }
+            };
+            c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut w = c;
+            let mut line = String::new();
+            let _ = resp.send(r.read_line(&mut line).map(|_| line.trim().to_string()));
+            for msg in req {
+                line.clear();
+                let res = writeln!(w, "{msg}")
+                    .and_then(|_| r.read_line(&mut line))
+                    .map(|_| line.trim().to_string());
+                let _ = resp.send(res);
+            }
+        });
+        let greeting = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("connection thread answers")
+            .expect("connect");
+        HeldConn { tx, rx, greeting }
+    }
+
+    pub fn ask(&self, msg: &str) -> std::io::Result<String> {
+        self.tx.send(msg.to_string()).unwrap();
+        self.rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("connection thread answers")
+    }
+}
