@@ -239,8 +239,9 @@ pub fn netns_cookie(netns: &Path) -> Result<u64> {
                     detail: e.to_string(),
                 }
             })?;
-            let sock = std::net::UdpSocket::bind("127.0.0.1:0")
-                .or_else(|_| std::net::UdpSocket::bind("[::1]:0"))
+            // The wildcard address binds even before anything (loopback included) is up,
+            // which is how a CNI ADD may find the namespace.
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0")
                 .map_err(|e| kernel(format!("open a socket in {what}"), e))?;
             sys::socket_netns_cookie(sock.as_fd())
                 .map_err(|e| kernel(format!("read the netns cookie of {what}"), e))
