@@ -17,6 +17,7 @@ mod checks;
 mod cloud;
 mod etcd;
 mod kube;
+pub mod kubeproxy;
 mod nodes;
 mod pods;
 mod policy;
