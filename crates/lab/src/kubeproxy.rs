@@ -305,9 +305,12 @@ pub fn load(
     )
 }
 
-/// The KUBE-* chains in namespace `netns` per table, and the rules of the built-in chains
-/// that jump to them (as `iptables-save` prints them).
-fn kube_state(ipt: Iptables, netns: &str) -> Result<Vec<(String, Vec<String>, Vec<String>)>> {
+/// One table's kube-proxy state: its name, its KUBE-* chains, and the rules of its
+/// built-in chains that jump to them (as `iptables-save` prints them).
+type TableState = (String, Vec<String>, Vec<String>);
+
+/// The kube-proxy state of namespace `netns`, per table that has any.
+fn kube_state(ipt: Iptables, netns: &str) -> Result<Vec<TableState>> {
     let out = Command::new("ip")
         .args(["netns", "exec", netns, ipt.save()])
         .output()
@@ -320,7 +323,7 @@ fn kube_state(ipt: Iptables, netns: &str) -> Result<Vec<(String, Vec<String>, Ve
         );
     }
     let mut tables = Vec::new();
-    let mut current: Option<(String, Vec<String>, Vec<String>)> = None;
+    let mut current: Option<TableState> = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if let Some(t) = line.strip_prefix('*') {
             current = Some((t.to_string(), Vec::new(), Vec::new()));
