@@ -266,10 +266,10 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
         services: Vec<usize>,
         /// Turns per Service count (each path one slice of each measure per turn).
-        #[arg(long, default_value_t = 9)]
+        #[arg(long, default_value_t = 15)]
         slices: usize,
         /// Length of each slice in milliseconds.
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 180)]
         slice_ms: u64,
         /// The iptables the kube-proxy-like rules go through.
         #[arg(long, value_enum, default_value_t = kubeproxy::Iptables::Legacy)]
