@@ -343,8 +343,7 @@ fn build(lab: &Lab, what: &str) -> Result<LabState> {
     // Tens of thousands of short connections to a few addresses: reuse TIME_WAIT ports
     // and use the whole port range, as a busy client would.
     let client = &st.pods[0].netns;
-    // Loopback up, as a runtime's loopback plugin leaves a pod (the load balancer reads a
-    // pod's netns cookie through a socket bound to 127.0.0.1 in it).
+    // Loopback up, as a runtime's loopback plugin leaves a pod.
     super::topology::in_ns(client, &["ip", "link", "set", "lo", "up"])?;
     super::topology::in_ns(client, &["sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1"])?;
     super::topology::in_ns(
