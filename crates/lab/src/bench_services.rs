@@ -219,19 +219,31 @@ fn conn_slice(src: &NetNs, to: SocketAddr, d: Duration) -> Result<f64> {
     })?
 }
 
-/// Requests of one byte each way on the kept-open `c` for `d`; requests per second.
-fn rr_slice(c: &mut TcpStream, d: Duration) -> Result<f64> {
+/// One request/response slice: the rate over the slice, and the rate its median round
+/// trip gives (what a stall of the loaded machine in the middle of the slice does not
+/// move; the ratios use it).
+#[derive(Debug, Clone, Copy)]
+struct RrSlice {
+    per_s: f64,
+    per_s_median: f64,
+}
+
+/// Requests of one byte each way on the kept-open `c` for `d`.
+fn rr_slice(c: &mut TcpStream, d: Duration) -> Result<RrSlice> {
     let t = Instant::now();
-    let mut n = 0u64;
+    let mut rounds = Vec::with_capacity(8192);
     let mut b = [1u8; 1];
     while t.elapsed() < d {
-        for _ in 0..50 {
-            c.write_all(&b)?;
-            c.read_exact(&mut b)?;
-        }
-        n += 50;
+        let r = Instant::now();
+        c.write_all(&b)?;
+        c.read_exact(&mut b)?;
+        rounds.push(r.elapsed().as_secs_f64());
     }
-    Ok(n as f64 / t.elapsed().as_secs_f64())
+    let per_s = rounds.len() as f64 / t.elapsed().as_secs_f64();
+    Ok(RrSlice {
+        per_s,
+        per_s_median: 1.0 / median_of(&rounds),
+    })
 }
 
 /// The eBPF load balancer of the `<id>e` lab's node 1, driven through the library (the
@@ -292,10 +304,15 @@ struct Row {
     path: &'static str,
     lab: String,
     conn_per_s: f64,
+    /// The median of the slices' rates.
     rr_per_s: f64,
+    /// The median of the slices' median-round-trip rates.
+    rr_per_s_median_round: f64,
     conn_per_s_slices: Vec<f64>,
     rr_per_s_slices: Vec<f64>,
-    /// Per turn against the kube-proxy-like path to the last Service.
+    rr_per_s_median_round_slices: Vec<f64>,
+    /// Per turn against the kube-proxy-like path to the last Service (request/response:
+    /// of the median-round-trip rates).
     conn_vs_kube_proxy: Spread,
     rr_vs_kube_proxy: Spread,
     /// Per turn against the pod IP direct path of the eBPF lab.
@@ -460,6 +477,7 @@ fn measure_all(labs: &Labs, o: &Opts) -> Result<(Vec<Row>, String)> {
         }
         let mut conn: Vec<Vec<f64>> = vec![Vec::new(); defs.len()];
         let mut rr: Vec<Vec<f64>> = vec![Vec::new(); defs.len()];
+        let mut rr_all: Vec<Vec<f64>> = vec![Vec::new(); defs.len()];
         eprintln!(
             "    new connections: {} turns of {} ms per path",
             o.slices,
@@ -493,10 +511,10 @@ fn measure_all(labs: &Labs, o: &Opts) -> Result<(Vec<Row>, String)> {
             rr_slice(c, Duration::from_millis(30))?; // warm-up, unmeasured
         }
         interleave(o.slices, defs.len(), |_, i| {
-            rr[i].push(
-                rr_slice(&mut conns[i], o.slice)
-                    .with_context(|| format!("request/response, {}", defs[i].label))?,
-            );
+            let r = rr_slice(&mut conns[i], o.slice)
+                .with_context(|| format!("request/response, {}", defs[i].label))?;
+            rr[i].push(r.per_s_median);
+            rr_all[i].push(r.per_s);
             Ok(())
         })?;
         drop(conns);
@@ -512,18 +530,20 @@ fn measure_all(labs: &Labs, o: &Opts) -> Result<(Vec<Row>, String)> {
                     labs.kp.prefix.clone()
                 },
                 conn_per_s: median_of(&conn[i]),
-                rr_per_s: median_of(&rr[i]),
+                rr_per_s: median_of(&rr_all[i]),
+                rr_per_s_median_round: median_of(&rr[i]),
                 conn_vs_kube_proxy: ratios(&conn[i], &conn[kp]),
                 rr_vs_kube_proxy: ratios(&rr[i], &rr[kp]),
                 conn_vs_direct: ratios(&conn[i], &conn[direct]),
                 rr_vs_direct: ratios(&rr[i], &rr[direct]),
                 load_ms: if d.via == Via::Ebpf { ebpf_ms } else { kp_ms },
                 conn_per_s_slices: conn[i].clone(),
-                rr_per_s_slices: rr[i].clone(),
+                rr_per_s_slices: rr_all[i].clone(),
+                rr_per_s_median_round_slices: rr[i].clone(),
             };
             eprintln!(
-                "    {:<42} {:>8.0} conn/s {:>8.0} rr/s",
-                row.path, row.conn_per_s, row.rr_per_s
+                "    {:<42} {:>8.0} conn/s {:>8.0} rr/s (1 / median round trip)",
+                row.path, row.conn_per_s, row.rr_per_s_median_round
             );
             rows.push(row);
         }
@@ -559,7 +579,7 @@ fn flatness(rows: &[Row]) -> Option<Flatness> {
         conn_vs_direct: last.conn_vs_direct.median / first.conn_vs_direct.median,
         rr_vs_direct: last.rr_vs_direct.median / first.rr_vs_direct.median,
         conn_rate: last.conn_per_s / first.conn_per_s,
-        rr_rate: last.rr_per_s / first.rr_per_s,
+        rr_rate: last.rr_per_s_median_round / first.rr_per_s_median_round,
     })
 }
 
@@ -569,7 +589,10 @@ fn print(rows: &[Row], o: &Opts, lb: &str, load_before: &str, load_after: &str, 
         "per Service count: {} turns, each path one {} ms slice of new connections \
          (connect, 1 byte each way, close) per turn, then {} turns of one {} ms \
          request/response slice (1 byte each way) on one kept-open connection per path; \
-         the order rotates every turn; x KP and x DIRECT are medians of per-turn ratios",
+         the order rotates every turn; x KP and x DIR are medians of per-turn ratios (for \
+         request/response of the rates 1 / median round trip of each slice, which a stall \
+         of the loaded machine during a slice does not move); CONN/S, RR/S and RR/S MED \
+         are medians over the turns of each path's slices",
         o.slices,
         o.slice.as_millis(),
         o.slices,
@@ -596,16 +619,25 @@ fn print(rows: &[Row], o: &Opts, lb: &str, load_before: &str, load_after: &str, 
         return;
     }
     println!(
-        "{:>8}  {:<42} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
-        "SERVICES", "PATH", "CONN/S", "RR/S", "CONN x KP", "RR x KP", "CONN x DIR", "RR x DIR"
+        "{:>8}  {:<42} {:>7} {:>7} {:>9} {:>10} {:>8} {:>10} {:>8}",
+        "SERVICES",
+        "PATH",
+        "CONN/S",
+        "RR/S",
+        "RR/S MED",
+        "CONN x KP",
+        "RR x KP",
+        "CONN x DIR",
+        "RR x DIR"
     );
     for r in rows {
         println!(
-            "{:>8}  {:<42} {:>8.0} {:>8.0} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            "{:>8}  {:<42} {:>7.0} {:>7.0} {:>9.0} {:>10.2} {:>8.2} {:>10.2} {:>8.2}",
             r.services,
             r.path,
             r.conn_per_s,
             r.rr_per_s,
+            r.rr_per_s_median_round,
             r.conn_vs_kube_proxy.median,
             r.rr_vs_kube_proxy.median,
             r.conn_vs_direct.median,
@@ -614,9 +646,18 @@ fn print(rows: &[Row], o: &Opts, lb: &str, load_before: &str, load_after: &str, 
     }
     if let Some(f) = flat {
         println!(
-            "eBPF LB flatness {} -> {} Services: x DIRECT conn/s {:.3}, rr/s {:.3}; \
-             absolute conn/s {:.3}, rr/s {:.3}",
-            f.from, f.to, f.conn_vs_direct, f.rr_vs_direct, f.conn_rate, f.rr_rate
+            "eBPF LB flatness {} -> {} Services: x DIR at {} / x DIR at {}: conn/s {:.3}, \
+             rr/s {:.3}; absolute {} / {}: conn/s {:.3}, rr/s MED {:.3}",
+            f.from,
+            f.to,
+            f.to,
+            f.from,
+            f.conn_vs_direct,
+            f.rr_vs_direct,
+            f.to,
+            f.from,
+            f.conn_rate,
+            f.rr_rate
         );
     }
     println!(
