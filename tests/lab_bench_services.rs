@@ -68,10 +68,14 @@ fn bench_services_measures_every_path_per_service_count_and_cleans_up() {
         );
         for r in &rows[k..k + 5] {
             assert_eq!(r["services"], n, "{r}");
-            for key in ["conn_per_s", "rr_per_s"] {
+            for key in ["conn_per_s", "rr_per_s", "rr_per_s_median_round"] {
                 assert!(r[key].as_f64().unwrap() > 0.0, "{key}: {r}");
             }
-            for key in ["conn_per_s_slices", "rr_per_s_slices"] {
+            for key in [
+                "conn_per_s_slices",
+                "rr_per_s_slices",
+                "rr_per_s_median_round_slices",
+            ] {
                 assert_eq!(r[key].as_array().unwrap().len(), 2, "{key}: {r}");
             }
             for key in ["conn_vs_direct", "conn_vs_kube_proxy", "rr_vs_direct"] {

@@ -266,7 +266,7 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
         services: Vec<usize>,
         /// Turns per Service count (each path one slice of each measure per turn).
-        #[arg(long, default_value_t = 15)]
+        #[arg(long, default_value_t = 12)]
         slices: usize,
         /// Length of each slice in milliseconds.
         #[arg(long, default_value_t = 180)]
