@@ -515,3 +515,16 @@ fn a_restarted_agent_continues_the_diff_in_place() {
     assert!(dp.backends().unwrap().is_empty());
     assert!(dp.slots().unwrap().is_empty());
 }
+
+#[test]
+fn open_without_a_loaded_balancer_says_not_loaded() {
+    if !require_root() {
+        return;
+    }
+    let dir =
+        std::path::PathBuf::from(format!("/sys/fs/bpf/{}", unicni_testkit::unique("ucsvcnl")));
+    let err = unicni_services::Lb::open(&dir).unwrap_err();
+    assert!(err.is_not_loaded(), "{err}");
+    assert!(!err.is_unavailable());
+    assert!(!dir.exists());
+}
