@@ -6,6 +6,7 @@ packages=(
   clang llvm libbpf-dev            # eBPF programs
   iproute2 iputils-ping nftables   # the datapath and the lab's checks
   iperf3                           # lab benchmarks
+  iptables                         # the Service benchmark's kube-proxy-like peer (iptables-legacy and -nft)
   etcd-server etcd-client          # the etcd store
   containernetworking-plugins      # reference plugins: our peers in tests and benchmarks
   containerd runc podman busybox-static  # real runtimes in the end-to-end tests

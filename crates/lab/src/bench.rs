@@ -221,18 +221,29 @@ struct Echo {
     src: NetNs,
 }
 
+/// `lab bench-echo` on TCP `port` in namespace `ns` (on CPU `cpu`), listening when this
+/// returns.
+pub(super) fn start_echo_server(
+    ns: &str,
+    port: u16,
+    cpu: Option<usize>,
+) -> Result<std::process::Child> {
+    let exe = std::env::current_exe().context("locate the unicni binary")?;
+    let mut server = in_ns_cmd(ns, cpu)
+        .arg(&exe)
+        .args(["lab", "bench-echo", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start the request/response echo server")?;
+    wait_listening(&mut server, ns, port, "the echo server")?;
+    Ok(server)
+}
+
 impl Echo {
     fn start(p: &Path3, port: u16, pin: Option<Pin>) -> Result<Echo> {
-        let exe = std::env::current_exe().context("locate the unicni binary")?;
-        let mut server = in_ns_cmd(&p.dst, pin.map(|p| p.server))
-            .arg(&exe)
-            .args(["lab", "bench-echo", "--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start the request/response echo server")?;
-        wait_listening(&mut server, &p.dst, port, "the echo server")?;
+        let server = start_echo_server(&p.dst, port, pin.map(|p| p.server))?;
         let ip: std::net::IpAddr = p.ip.parse().context("path address")?;
         Ok(Echo {
             server,
@@ -307,7 +318,7 @@ fn client_reuses_time_wait(ns: &str) -> Result<()> {
 }
 
 /// Waits until `src` reaches `ip` (a fresh pod's first packets may wait for neighbours).
-fn wait_reachable(src: &str, ip: &str) -> Result<()> {
+pub(super) fn wait_reachable(src: &str, ip: &str) -> Result<()> {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let ok = Command::new("ip")
@@ -337,14 +348,14 @@ struct Path3 {
 
 /// Median and quartiles (p25, p75) of per-slice ratios.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-struct Spread {
-    median: f64,
-    p25: f64,
-    p75: f64,
+pub(super) struct Spread {
+    pub median: f64,
+    pub p25: f64,
+    pub p75: f64,
 }
 
 /// The ratios `a[i] / b[i]` of slices taken next to each other, summarized.
-fn ratios(a: &[f64], b: &[f64]) -> Spread {
+pub(super) fn ratios(a: &[f64], b: &[f64]) -> Spread {
     let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     r.sort_by(|x, y| x.total_cmp(y));
     if r.is_empty() {
@@ -361,7 +372,7 @@ fn ratios(a: &[f64], b: &[f64]) -> Spread {
     }
 }
 
-fn median_of(v: &[f64]) -> f64 {
+pub(super) fn median_of(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|x, y| x.total_cmp(y));
     if s.is_empty() {
@@ -406,7 +417,7 @@ struct Measure {
 
 /// Slices in turn, the order rotated by one path each turn (so no path always follows the
 /// same one), every path `turns` times; `f(turn, path index)`.
-fn interleave(
+pub(super) fn interleave(
     turns: usize,
     paths: usize,
     mut f: impl FnMut(usize, usize) -> Result<()>,
@@ -644,49 +655,18 @@ pub fn run(id: Option<&str>, o: &BenchOpts, output: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What kube-proxy (iptables/nftables mode) leaves on a node, reduced to its per-packet
-/// cost: connection tracking for every packet (a nat chain turns it on), a DNAT rule per
-/// Service in the nat prerouting chain (looked at for each new connection), and an
-/// established-flow accept in forward. The Service addresses (10.96.0.0/16) and the
-/// backend (192.0.2.1) see no lab traffic.
-fn host_rules(services: usize) -> String {
-    let mut s = String::from(
-        "add table inet unicni_bench_kp\n\
-         add chain inet unicni_bench_kp pre { type nat hook prerouting priority -100; }\n\
-         add chain inet unicni_bench_kp fw { type filter hook forward priority 0; policy accept; }\n\
-         add rule inet unicni_bench_kp fw ct state established,related accept\n",
-    );
-    for i in 1..=services.min(65_000) {
-        s.push_str(&format!(
-            "add rule inet unicni_bench_kp pre ip daddr 10.96.{}.{} tcp dport 80 dnat ip to 192.0.2.1:80\n",
-            i >> 8,
-            i & 0xff
-        ));
-    }
-    s
-}
-
+/// kube-proxy's iptables-mode rules for `services` Services (their endpoints see no lab
+/// traffic) in node namespace `netns`: every new connection through the node walks
+/// KUBE-SERVICES, and connection tracking is on. Deleting the node's namespace (the
+/// lab's teardown) removes them.
 fn load_host_rules(netns: &str, services: usize) -> Result<()> {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", netns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("run nft")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(host_rules(services).as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "load {services} Service rules into {netns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    super::kubeproxy::load(
+        super::kubeproxy::Iptables::Legacy,
+        netns,
+        &super::bench_services::host_services(services),
+        super::topology::CLUSTER_CIDR,
+    )
+    .with_context(|| format!("load {services} kube-proxy-like Services into {netns}"))
 }
 
 fn print_throughput(rows: &[Measure], o: &BenchOpts, output: &str) {
@@ -783,8 +763,9 @@ fn print_throughput(rows: &[Measure], o: &BenchOpts, output: &str) {
     );
     if host_services > 0 {
         println!(
-            "(every node with a kube-proxy-like host stack: connection tracking, {host_services} \
-             Service DNAT rules, an established-flow accept in forward)"
+            "(every node with kube-proxy's iptables-mode rules (iptables-legacy) for \
+             {host_services} Services: KUBE-SERVICES walked by every new connection, \
+             connection tracking on, kube-proxy's forward rules)"
         );
     }
 }

@@ -13,10 +13,12 @@
 //! and as the CNI plugin, so [`run`] is only meaningful inside the `unicni` binary.
 
 mod bench;
+mod bench_services;
 mod checks;
 mod cloud;
 mod etcd;
 mod kube;
+pub mod kubeproxy;
 mod nodes;
 mod pods;
 mod policy;
@@ -201,10 +203,10 @@ enum Command {
         /// eBPF, policy on; slices alternate): request/response and connection rate.
         #[arg(long, default_value_t = 0, conflicts_with_all = ["seconds", "repeats", "host_services"])]
         policies: usize,
-        /// Before measuring, load a kube-proxy-like nftables table into every node
-        /// namespace of every lab: connection tracking on, one DNAT rule per Service for
-        /// this many Services, an established-flow accept in forward. A real node's host
-        /// stack has that; the lab's bare nodes do not. 0: bare nodes.
+        /// Before measuring, load kube-proxy's iptables-mode rules (iptables-legacy) for
+        /// this many Services into every node namespace of every lab: KUBE-SERVICES walked
+        /// by every new connection, connection tracking on. A real node's host stack has
+        /// that; the lab's bare nodes do not. 0: bare nodes.
         #[arg(long, default_value_t = 0)]
         host_services: usize,
         /// The cloud emulator's latency profile in the terway labs.
@@ -250,6 +252,28 @@ enum Command {
         /// The cloud emulator's latency profile.
         #[arg(long, value_name = "NAME", default_value_t = CloudProfile::Realistic)]
         cloud_profile: CloudProfile,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
+    /// Measure a pod's connections to a ClusterIP with 100, 1,000 and 10,000 Services
+    /// loaded: unicni's eBPF load balancer vs kube-proxy's iptables-mode rules (the
+    /// target last in KUBE-SERVICES, the worst case; and one in the middle) vs the backend
+    /// pod's own address, in one run: new connections per second and requests per second
+    /// on a kept-open connection, interleaved slices (two flannel host-gw labs, IDs
+    /// `<id>e` and `<id>k`; id `bs` by default), then both labs removed.
+    BenchServices {
+        /// Service counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+        services: Vec<usize>,
+        /// Turns per Service count (each path one slice of each measure per turn).
+        #[arg(long, default_value_t = 12)]
+        slices: usize,
+        /// Length of each slice in milliseconds.
+        #[arg(long, default_value_t = 180)]
+        slice_ms: u64,
+        /// The iptables the kube-proxy-like rules go through.
+        #[arg(long, value_enum, default_value_t = kubeproxy::Iptables::Legacy)]
+        iptables: kubeproxy::Iptables,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
@@ -399,6 +423,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
             cloud_profile,
             output,
         } => bench::run_burst(args.id.as_deref(), pods, cloud_profile, &output),
+        Command::BenchServices {
+            services,
+            slices,
+            slice_ms,
+            iptables,
+            output,
+        } => bench_services::run(
+            args.id.as_deref(),
+            &bench_services::Opts {
+                services,
+                slices,
+                slice: Duration::from_millis(slice_ms),
+                iptables,
+            },
+            &output,
+        ),
         Command::BenchEcho { port } => bench::echo(port),
         Command::Scale {
             peers,
