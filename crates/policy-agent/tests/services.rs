@@ -7,7 +7,9 @@
 //!   sees the ClusterIP (its "Service address" pass is not hit);
 //! - flannel's fast path (bridge pods) and terway's (routed pods) redirect the Service
 //!   flow pod to pod, both directions, and do not treat it as a flow that went through the
-//!   host (there is no host DNAT to undo), with the policy still first on every veth.
+//!   host (there is no host DNAT to undo), with the policy still first on every veth;
+//!   the same connections DNATed by the node as kube-proxy does are, for contrast, seen as
+//!   Service traffic by the policy and left to the host by both fast paths.
 //!
 //! The cluster is tests/common's: web and client are flannel-shaped (bridge ports), db and
 //! probe terway-shaped (routed veths). Every pod is registered with the load balancer.
@@ -531,6 +533,45 @@ fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
         (0, 0),
         "no flow recorded as going through the host"
     );
+
+    // The contrast: the same flows DNATed by the node, as kube-proxy does (no frontend for
+    // these addresses, so the load balancer leaves the connects alone). Both fast paths
+    // recognise them as flows that went through the host and leave them to it.
+    let rules = [
+        "nft add table ip ucsvckp".to_string(),
+        "nft add chain ip ucsvckp pre { type nat hook prerouting priority -100 ; policy accept ; }"
+            .to_string(),
+        format!(
+            "nft add rule ip ucsvckp pre ip daddr 10.96.60.1 tcp dport 80 dnat to {}:{NAME_PORT}",
+            web.v4
+        ),
+        format!(
+            "nft add rule ip ucsvckp pre ip daddr 10.96.60.3 tcp dport 80 dnat to {}:{NAME_PORT}",
+            db.v4
+        ),
+    ];
+    for r in &rules {
+        ns_must(&c.node, r);
+    }
+    let (f4, (w4, _), q0) = (fp_stats(&c, &fp_pin), tw_stats(&c, &tw_pin), c.stats());
+    let dnat_web = who(&client.netns, vip("10.96.60.1"));
+    let dnat_db = who(&probe_pod.netns, vip("10.96.60.3"));
+    let (f5, (w5, flows5), q1) = (fp_stats(&c, &fp_pin), tw_stats(&c, &tw_pin), c.stats());
+    assert_eq!(dnat_web.as_deref(), Ok("web"), "host DNAT to web");
+    assert_eq!(dnat_db.as_deref(), Ok("db"), "host DNAT to db");
+    assert!(
+        f5.passed_host_flow > f4.passed_host_flow,
+        "flannel leaves web's replies to a host-DNATed flow to the bridge: {f4:?} -> {f5:?}"
+    );
+    assert!(
+        w5.out_pass_host_dst > w4.out_pass_host_dst && flows5 > 0,
+        "terway sends a Service address to the host and records the flow: {w4:?} -> {w5:?}, {flows5} flows"
+    );
+    assert!(
+        q1.service > q0.service,
+        "the policy saw these packets addressed to a Service address: {q0:?} -> {q1:?}"
+    );
+    ns_must(&c.node, "nft delete table ip ucsvckp");
 
     // The policy still judges the backend on the fast path: web admits app=client only,
     // db admits app=client only.
