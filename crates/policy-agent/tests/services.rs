@@ -391,6 +391,11 @@ fn tw_stats(c: &Cluster, pin: &std::path::Path) -> (unicni_bpf::TerwayStats, usi
     })
 }
 
+fn tw_stats6(c: &Cluster, pin: &std::path::Path) -> unicni_bpf::TerwayStats {
+    let pin = pin.to_path_buf();
+    c.in_node(move || TerwayFastPath::open(&pin).unwrap().stats_v6().unwrap())
+}
+
 #[test]
 fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
     if !require_root() {
@@ -419,15 +424,15 @@ fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
     let uplink = unicni_testkit::probe::ifindex(&node, "next0");
     let terway: Vec<_> = ["db", "probe"]
         .iter()
-        .map(|n| {
+        .flat_map(|n| {
             let p = c.pod(n);
-            TerwayPod {
-                ip: p.v4,
+            [p.v4, p.v6].map(|ip| TerwayPod {
+                ip,
                 veth_ifindex: ifx(p),
                 eni_ifindex: uplink,
                 pod_mac: mac(&p.netns, "eth0"),
                 veth_mac: mac(&node, &p.veth),
-            }
+            })
         })
         .collect();
     {
@@ -440,8 +445,11 @@ fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
                 fp.upsert_endpoint(ip, ifindex, mac).unwrap();
             }
             let mut tw = TerwayFastPath::load_or_adopt(&tw_pin).expect("terway fast path");
-            tw.set_host_cidrs(&[("10.96.0.0".parse().unwrap(), 12)])
-                .unwrap();
+            tw.set_host_cidrs(&[
+                ("10.96.0.0".parse().unwrap(), 12),
+                ("fd00:10:96::".parse().unwrap(), 112),
+            ])
+            .unwrap();
             for pod in &terway {
                 tw.attach_pod(pod.veth_ifindex).unwrap();
                 tw.upsert_pod(pod).unwrap();
@@ -466,6 +474,14 @@ fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
         80,
         Protocol::Tcp,
         &[(db.v4, NAME_PORT)],
+    );
+    service(&mut t, "10.96.51.1", 9000, Protocol::Udp, &[(web.v4, 9000)]);
+    service(
+        &mut t,
+        "fd00:10:96::51:3",
+        80,
+        Protocol::Tcp,
+        &[(db.v6, NAME_PORT)],
     );
     svc.lb.apply(&t).unwrap();
     let (svc_web, svc_db) = (vip("10.96.51.1"), vip("10.96.51.3"));
@@ -504,12 +520,28 @@ fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
         f1.passed_host_flow, f0.passed_host_flow,
         "no Service flow is taken for one that went through the host: {f0:?} -> {f1:?}"
     );
+    let wrong = check(
+        &[probe(&c, "client", "10.96.51.1", Proto::Udp, 9000, true)],
+        TIMEOUT,
+    );
+    assert!(
+        wrong.is_empty(),
+        "unconnected UDP through the ClusterIP with web's port off the bridge: {wrong:?}"
+    );
+    let f1u = fp_stats(&c, &fp_pin);
+    assert!(
+        f1u.redirected >= f1.redirected + 2 && f1u.passed_host_flow == f1.passed_host_flow,
+        "the datagram and its answer were redirected: {f1:?} -> {f1u:?}"
+    );
     ip_n(&c.node, &format!("link set {} master br0", web.veth));
 
     // terway: the node stops forwarding, so the routed path is gone: only the fast path can
     // carry probe -> ClusterIP -> db.
     ns_must(&c.node, "sysctl -qw net.ipv4.ip_forward=0");
+    ns_must(&c.node, "sysctl -qw net.ipv6.conf.all.forwarding=0");
     let (w0, flows0) = tw_stats(&c, &tw_pin);
+    let v0 = tw_stats6(&c, &tw_pin);
+    let svc_db6 = vip("fd00:10:96::51:3");
     for _ in 0..5 {
         assert_eq!(
             who(&probe_pod.netns, svc_db).as_deref(),
@@ -517,8 +549,23 @@ fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
             "probe -> ClusterIP -> db with the node not forwarding"
         );
     }
+    for _ in 0..3 {
+        assert_eq!(
+            who(&probe_pod.netns, svc_db6).as_deref(),
+            Ok("db"),
+            "probe -> IPv6 ClusterIP -> db with the node not forwarding"
+        );
+    }
     let (w1, flows1) = tw_stats(&c, &tw_pin);
+    let v1 = tw_stats6(&c, &tw_pin);
     ns_must(&c.node, "sysctl -qw net.ipv4.ip_forward=1");
+    ns_must(&c.node, "sysctl -qw net.ipv6.conf.all.forwarding=1");
+    assert!(
+        v1.out_local >= v0.out_local + 3 * 7
+            && (v1.out_pass_host_dst, v1.out_pass_host_flow)
+                == (v0.out_pass_host_dst, v0.out_pass_host_flow),
+        "the terway fast path carried the IPv6 Service flows pod to pod: {v0:?} -> {v1:?}"
+    );
     assert!(
         w1.out_local >= w0.out_local + 5 * 7,
         "the terway fast path carried the Service flows pod to pod: {w0:?} -> {w1:?}"
