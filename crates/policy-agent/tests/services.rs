@@ -476,6 +476,7 @@ fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
         &[(db.v4, NAME_PORT)],
     );
     service(&mut t, "10.96.51.1", 9000, Protocol::Udp, &[(web.v4, 9000)]);
+    service(&mut t, "10.96.51.3", 9000, Protocol::Udp, &[(db.v4, 9000)]);
     service(
         &mut t,
         "fd00:10:96::51:3",
@@ -556,6 +557,14 @@ fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
             "probe -> IPv6 ClusterIP -> db with the node not forwarding"
         );
     }
+    let wrong = check(
+        &[probe(&c, "probe", "10.96.51.3", Proto::Udp, 9000, true)],
+        TIMEOUT,
+    );
+    assert!(
+        wrong.is_empty(),
+        "unconnected UDP through the ClusterIP with the node not forwarding: {wrong:?}"
+    );
     let (w1, flows1) = tw_stats(&c, &tw_pin);
     let v1 = tw_stats6(&c, &tw_pin);
     ns_must(&c.node, "sysctl -qw net.ipv4.ip_forward=1");
@@ -567,7 +576,7 @@ fn clusterip_traffic_takes_the_fast_paths_and_policy_still_judges_it() {
         "the terway fast path carried the IPv6 Service flows pod to pod: {v0:?} -> {v1:?}"
     );
     assert!(
-        w1.out_local >= w0.out_local + 5 * 7,
+        w1.out_local >= w0.out_local + 5 * 7 + 2,
         "the terway fast path carried the Service flows pod to pod: {w0:?} -> {w1:?}"
     );
     assert_eq!(
