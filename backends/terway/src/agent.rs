@@ -403,6 +403,7 @@ impl TerwayAgent {
             cluster: c.cluster.name.clone(),
             limits,
             exclusive,
+            ip_prefix: c.terway.ip_prefix && !exclusive,
             dual: c.cluster.ip_stack == IpStack::Dual,
             vswitches: c.terway.vswitches.clone(),
             security_groups: c.terway.security_groups.clone(),

@@ -110,6 +110,7 @@ fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
             .cloned()
             .unwrap(),
         exclusive: false,
+        ip_prefix: false,
         dual: false,
         vswitches: vswitches.iter().map(|s| s.to_string()).collect(),
         security_groups: vec!["sg-sim".into()],
@@ -576,6 +577,8 @@ async fn fill_vswitch(s: &RunningSim, vswitch: &str, addresses: u32) {
             security_group_ids: vec!["sg-sim".into()],
             secondary_ip_count: addresses - 1,
             ipv6_count: 0,
+            ipv4_prefix_count: 0,
+            ipv6_prefix_count: 0,
             description: None,
             tags: vec![],
             client_token: None,

@@ -47,8 +47,8 @@ pub struct Materializer {
 
 /// Addresses of an IPv6 /80 the VPC side routes: a /80 cannot be enumerated, and the
 /// pool hands out its addresses from the start (`::1` on), at most one per IPv4 address
-/// the ENI can hold (19 /28s, 304 on the largest types).
-const V6_PREFIX_ROUTED: u128 = 320;
+/// the ENI's /28s can hold (49 of them, 784 addresses, on the largest types).
+const V6_PREFIX_ROUTED: u128 = 784;
 
 /// The addresses of delegated prefixes the VPC delivers into the ENI: every address of
 /// a /28; the first [`V6_PREFIX_ROUTED`] after the network address of a /80.
