@@ -1403,7 +1403,13 @@ impl Pool {
     /// them. The vSwitch running out of aligned /28 blocks is its exhaustion.
     async fn assign_prefixes(&self, eni_id: &str, count: usize) -> Result<(), AssignError> {
         let count = count.clamp(1, MAX_PREFIXES_PER_CALL);
-        let added = match self.cloud.assign_ipv4_prefixes(eni_id, count as u32).await {
+        let mut r = self.cloud.assign_ipv4_prefixes(eni_id, count as u32).await;
+        if count > 1 && matches!(r, Err(CloudError::VSwitchExhausted(_))) {
+            // The vSwitch may still have fewer aligned /28 blocks than asked for (its
+            // free-address count does not tell): take one rather than none.
+            r = self.cloud.assign_ipv4_prefixes(eni_id, 1).await;
+        }
+        let added = match r {
             Ok(a) => a,
             Err(e) => {
                 return Err(self.note_refusal(eni_id, &e).await.unwrap_or_else(|| {
@@ -1600,7 +1606,18 @@ impl Pool {
                 ],
                 client_token: None,
             };
-            match self.cloud.create_network_interface(&req).await {
+            let mut r = self.cloud.create_network_interface(&req).await;
+            if prefixes > 1 && matches!(r, Err(CloudError::VSwitchExhausted(_))) {
+                // Fewer aligned /28 blocks than asked for may be left: one will do.
+                r = self
+                    .cloud
+                    .create_network_interface(&CreateEniRequest {
+                        ipv4_prefix_count: 1,
+                        ..req.clone()
+                    })
+                    .await;
+            }
+            match r {
                 Ok(nic) => return self.attach(token, nic).await,
                 Err(CloudError::VSwitchExhausted(f)) => {
                     tracing::warn!(vswitch, "vSwitch out of IPs, trying the next: {f}");
