@@ -1483,6 +1483,9 @@ impl Pool {
     /// Polls the node until the ENI's link is there and the metadata lists `v4`/`v6`.
     async fn wait_visible(&self, eni_id: &str, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> PResult<()> {
         let until = Instant::now() + self.p.visible_timeout;
+        // The link and the metadata usually show within tens of ms of the attach (the
+        // checks are local): look again soon, then every 100 ms.
+        let mut pause = Duration::from_millis(20);
         loop {
             self.refresh(eni_id).await?;
             let inner = self.inner.lock().await;
@@ -1506,7 +1509,8 @@ impl Pool {
                 )));
             }
             drop(inner);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 
