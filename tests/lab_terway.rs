@@ -3,7 +3,8 @@
 //! expected outcomes: pods take addresses from the node's vSwitch (or the annotated one),
 //! a StatefulSet pod keeps its address across re-creation, the VPC host reaches pods
 //! directly and sees their own addresses, and a second cluster's pod in the same VPC
-//! reaches them. Shared ENI, exclusive ENI, and shared ENI with dual stack.
+//! reaches them. Shared ENI, exclusive ENI, and shared ENI with dual stack; prefix mode
+//! (`--ip-prefix`), single and dual stack.
 
 mod common;
 
@@ -188,6 +189,24 @@ fn terway_prefix_mode_lab_is_green_with_pods_inside_a_28() {
                 routes.lines().any(|l| l.starts_with(&format!("{a} "))),
                 "{a} not routed in the VPC: {routes}"
             );
+        }
+    });
+}
+
+#[test]
+fn terway_dual_stack_prefix_mode_lab_is_green_with_ipv6_from_the_enis_80() {
+    let args = ["--mode", "shared-eni", "--ip-stack", "dual", "--ip-prefix"];
+    green_within_a_minute("tq", &args, |lab, v| {
+        assert_eq!(
+            named(v, "pod to pod over IPv6, across nodes").len(),
+            8,
+            "{v:#}"
+        );
+        // A pod's IPv6 address is inside its ENI's /80: fd00:25x:0:0:N::/80, `::1` on.
+        for p in lab.state()["pods"].as_array().unwrap() {
+            let ip6: std::net::Ipv6Addr = p["ip6"].as_str().unwrap().parse().unwrap();
+            let s = ip6.segments();
+            assert!(s[4] > 0 && s[5] == 0 && s[6] == 0 && s[7] > 0, "{p}");
         }
     });
 }
