@@ -3,7 +3,8 @@
 //! expected outcomes: pods take addresses from the node's vSwitch (or the annotated one),
 //! a StatefulSet pod keeps its address across re-creation, the VPC host reaches pods
 //! directly and sees their own addresses, and a second cluster's pod in the same VPC
-//! reaches them. Shared ENI, exclusive ENI, and shared ENI with dual stack.
+//! reaches them. Shared ENI, exclusive ENI, and shared ENI with dual stack; prefix mode
+//! (`--ip-prefix`), single and dual stack.
 
 mod common;
 
@@ -149,6 +150,68 @@ fn terway_dual_stack_lab_is_green() {
 }
 
 #[test]
+fn terway_prefix_mode_lab_is_green_with_pods_inside_a_28() {
+    let args = ["--mode", "shared-eni", "--ip-prefix"];
+    green_within_a_minute("tp", &args, |lab, _| {
+        let conf = std::fs::read_to_string(format!("{}/n1/unicni.toml", lab.root())).unwrap();
+        assert!(conf.contains("ip_prefix = true"), "{conf}");
+        // The pods of one node on the node's vSwitch share one /28.
+        let st = lab.state();
+        for node in [1, 2] {
+            let blocks: std::collections::BTreeSet<u32> = st["pods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["node"] == node)
+                .filter_map(|p| p["ip"].as_str()?.parse::<std::net::Ipv4Addr>().ok())
+                .filter(|ip| ip.octets()[2] == 252)
+                .map(|ip| u32::from(ip) & !15)
+                .collect();
+            assert_eq!(blocks.len(), 1, "node {node}: {st:#}");
+        }
+        // The VPC routes each address of the node's /28 into its ENI.
+        let pod = st["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["node"] == 1 && p["ip"].as_str().unwrap().starts_with("192.168.252."))
+            .unwrap();
+        let ip: std::net::Ipv4Addr = pod["ip"].as_str().unwrap().parse().unwrap();
+        let base = u32::from(ip) & !15;
+        let out = Command::new("ip")
+            .args(["-n", &lab.ns("vpc"), "-4", "route", "show"])
+            .output()
+            .unwrap();
+        let routes = String::from_utf8_lossy(&out.stdout);
+        for i in 0..16 {
+            let a = std::net::Ipv4Addr::from(base + i);
+            assert!(
+                routes.lines().any(|l| l.starts_with(&format!("{a} "))),
+                "{a} not routed in the VPC: {routes}"
+            );
+        }
+    });
+}
+
+#[test]
+fn terway_dual_stack_prefix_mode_lab_is_green_with_ipv6_from_the_enis_80() {
+    let args = ["--mode", "shared-eni", "--ip-stack", "dual", "--ip-prefix"];
+    green_within_a_minute("tq", &args, |lab, v| {
+        assert_eq!(
+            named(v, "pod to pod over IPv6, across nodes").len(),
+            8,
+            "{v:#}"
+        );
+        // A pod's IPv6 address is inside its ENI's /80: fd00:25x:0:0:N::/80, `::1` on.
+        for p in lab.state()["pods"].as_array().unwrap() {
+            let ip6: std::net::Ipv6Addr = p["ip6"].as_str().unwrap().parse().unwrap();
+            let s = ip6.segments();
+            assert!(s[4] > 0 && s[5] == 0 && s[6] == 0 && s[7] > 0, "{p}");
+        }
+    });
+}
+
+#[test]
 fn terway_refuses_flannel_modes() {
     let lab = Lab::new("tr");
     let out = lab.unicni(&["up", "--backend", "terway", "--mode", "vxlan"]);
@@ -227,7 +290,15 @@ fn bench_burst_adds_30_pods_near_the_cloud_profiles_lower_bound() {
         id: format!("{}u", lab.id),
     };
     let out = lab.ok(&["bench-burst", "--output", "json"]);
-    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    let rows = rows["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        2,
+        "single addresses, then /28 prefixes: {rows:#?}"
+    );
+    let v = &rows[0];
+    assert_eq!(v["ip_prefix"], false);
     assert_eq!(v["pods"], 30);
     assert_eq!(v["cloud_profile"], "realistic");
     assert_eq!(v["lower_bound"]["total_ms"], 4800, "{v:#}");
@@ -242,5 +313,15 @@ fn bench_burst_adds_30_pods_near_the_cloud_profiles_lower_bound() {
     assert!((1..=3).contains(&creates), "{v:#}");
     assert!(assigns <= 6, "requests were not coalesced: {v:#}");
     assert!(v["add_p99_ms"].as_f64().unwrap() <= v["wall_ms"].as_f64().unwrap() + 1.0);
+    // Prefix mode: the 30 addresses are two /28s that come with the ENI's creation.
+    let v = &rows[1];
+    assert_eq!(v["ip_prefix"], true);
+    assert_eq!(v["lower_bound"]["total_ms"], 4300, "{v:#}");
+    assert!(v["wall_to_lower_bound"].as_f64().unwrap() < 2.0, "{v:#}");
+    let calls = &v["cloud_calls"];
+    let creates = calls["CreateNetworkInterface"].as_u64().unwrap_or(0);
+    let assigns = calls["AssignPrivateIpAddresses"].as_u64().unwrap_or(0);
+    assert!((1..=2).contains(&creates), "{v:#}");
+    assert!(assigns <= 2, "{v:#}");
     assert!(!std::path::Path::new(&format!("/run/unicni-lab-{}u", lab.id)).exists());
 }

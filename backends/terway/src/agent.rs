@@ -322,6 +322,12 @@ impl TerwayAgent {
                 r.ready = true;
                 r.reason.clear();
                 r.stats = stats;
+                if pool.prefix_mode() {
+                    // The node's recorded mode: its capacity counts /28 prefixes.
+                    r.capacity = pool.capacity();
+                    r.limited_by
+                        .push_str(", prefix mode: /28 prefixes of 16 addresses");
+                }
             }
             readiness.set_ready(pool.clone());
             tracing::info!(
@@ -403,6 +409,7 @@ impl TerwayAgent {
             cluster: c.cluster.name.clone(),
             limits,
             exclusive,
+            ip_prefix: c.terway.ip_prefix && !exclusive,
             dual: c.cluster.ip_stack == IpStack::Dual,
             vswitches: c.terway.vswitches.clone(),
             security_groups: c.terway.security_groups.clone(),

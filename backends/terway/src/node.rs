@@ -15,6 +15,9 @@ use unicni_core::{Error, Result};
 pub struct EniView {
     pub ipv4s: Vec<Ipv4Addr>,
     pub ipv6s: Vec<Ipv6Addr>,
+    /// Delegated prefixes the metadata service lists (prefix mode).
+    pub ipv4_prefixes: Vec<Ipv4Net>,
+    pub ipv6_prefixes: Vec<Ipv6Net>,
     pub gateway: Ipv4Addr,
     pub cidr: Ipv4Net,
     pub gateway_v6: Option<Ipv6Addr>,
@@ -80,6 +83,8 @@ impl Node for HostNode {
         Ok(Some(EniView {
             ipv4s: md.private_ipv4s,
             ipv6s: md.ipv6s,
+            ipv4_prefixes: md.ipv4_prefixes,
+            ipv6_prefixes: md.ipv6_prefixes,
             gateway: md.gateway,
             cidr,
             gateway_v6,

@@ -14,12 +14,19 @@
 //! In-flight calls are not recorded: what they did is reconciled against the cloud at
 //! the next start (`start`: ENIs tagged for this node are adopted or deleted, addresses
 //! the cloud assigned that no pod holds become idle).
+//!
+//! Prefix mode (`terway.ip_prefix`, fixed per node when it first joins): the unit the
+//! pool asks the cloud for is a /28 prefix (16 addresses, one of the ENI's IPv4 slots;
+//! at most [`MAX_PREFIXES_PER_CALL`] a call) and, dual stack, one /80 per ENI. Pods take
+//! addresses inside the node's prefixes without a cloud call; the planning below still
+//! counts addresses, rounded up to whole prefixes; a prefix goes back only when all 16
+//! of its addresses are free.
 
 use crate::node::{EniView, Node};
 use crate::podinfo::PodInfo;
 use crate::proto::{eni_table, EniInfo, PodMode, PodNetwork};
 use crate::state::{pod_key, Held, Hold, NodeState, StateFile};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -45,6 +52,13 @@ const EXHAUSTED_FOR: Duration = Duration::from_secs(60);
 /// with at most as many, so that every call stays within what the vendor documents.
 pub const MAX_PER_CALL: usize = 10;
 
+/// The vendor's limit of /28 prefixes per AssignPrivateIpAddresses call (ECS API
+/// reference, AssignPrivateIpAddresses: Ipv4PrefixCount 1–10).
+pub const MAX_PREFIXES_PER_CALL: usize = 10;
+
+/// Addresses in one IPv4 /28 prefix.
+pub const PREFIX_SIZE: usize = 16;
+
 #[derive(Debug, Clone)]
 pub struct PoolParams {
     pub instance_id: String,
@@ -52,6 +66,9 @@ pub struct PoolParams {
     pub cluster: String,
     pub limits: InstanceTypeLimits,
     pub exclusive: bool,
+    /// Prefix mode asked for by the config (`terway.ip_prefix`); the node's recorded
+    /// mode wins once it has joined (see [`Pool::start`]).
+    pub ip_prefix: bool,
     pub dual: bool,
     pub vswitches: Vec<String>,
     pub security_groups: Vec<String>,
@@ -148,11 +165,52 @@ impl Eni {
     }
 
     fn visible4(&self, ip: Ipv4Addr) -> bool {
-        self.view.as_ref().is_some_and(|v| v.ipv4s.contains(&ip))
+        self.view.as_ref().is_some_and(|v| {
+            v.ipv4s.contains(&ip) || v.ipv4_prefixes.iter().any(|n| n.contains(&ip))
+        })
     }
 
     fn visible6(&self, ip: Ipv6Addr) -> bool {
-        self.view.as_ref().is_some_and(|v| v.ipv6s.contains(&ip))
+        self.view.as_ref().is_some_and(|v| {
+            v.ipv6s.contains(&ip) || v.ipv6_prefixes.iter().any(|n| n.contains(&ip))
+        })
+    }
+
+    /// The IPv4 addresses pods may take on this ENI: every address of its prefixes in
+    /// prefix mode (the primary and any single address stay unused), else its
+    /// addresses.
+    fn pod_v4(&self, prefix: bool) -> Vec<Ipv4Addr> {
+        if prefix {
+            self.nic
+                .ipv4_prefixes
+                .iter()
+                .flat_map(|n| prefix_addresses(*n))
+                .collect()
+        } else {
+            self.nic.private_ips.clone()
+        }
+    }
+
+    /// The IPv6 addresses pods may take: in prefix mode, the first `span` of the ENI's
+    /// /80 (`::1` on), `span` being the most IPv4 addresses the ENI's prefixes can hold,
+    /// so a pod always finds one of each and an address never moves when prefixes come
+    /// and go.
+    fn pod_v6(&self, prefix: bool, span: usize) -> Vec<Ipv6Addr> {
+        if !prefix {
+            return self.nic.ipv6s.clone();
+        }
+        let Some(net) = self.nic.ipv6_prefixes.first() else {
+            return Vec::new();
+        };
+        let base = u128::from(net.network());
+        (1..=span as u128)
+            .map(|i| Ipv6Addr::from(base + i))
+            .collect()
+    }
+
+    /// IPv4 slots the ENI uses: each address and each prefix takes one.
+    fn slots(&self) -> usize {
+        self.nic.private_ips.len() + self.nic.ipv4_prefixes.len()
     }
 
     fn matches(&self, vswitches: &[String], sgs: &[String]) -> bool {
@@ -285,6 +343,34 @@ pub struct Pool {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// The 16 addresses of a /28 (all routed to the ENI; none reserved).
+fn prefix_addresses(n: Ipv4Net) -> impl Iterator<Item = Ipv4Addr> {
+    (u32::from(n.network())..=u32::from(n.broadcast())).map(Ipv4Addr::from)
+}
+
+/// IPv6 addresses of an ENI's /80 pods may take (prefix mode): as many as its IPv4
+/// prefixes can ever hold.
+fn v6_span(p: &PoolParams) -> usize {
+    (p.limits.ipv4_per_eni as usize).saturating_sub(1) * PREFIX_SIZE
+}
+
+/// Each ENI's prefixes, for the state file.
+fn prefix_record(enis: &BTreeMap<String, Eni>) -> BTreeMap<String, Vec<IpNet>> {
+    enis.values()
+        .filter(|e| !e.nic.ipv4_prefixes.is_empty() || !e.nic.ipv6_prefixes.is_empty())
+        .map(|e| {
+            let nets = e
+                .nic
+                .ipv4_prefixes
+                .iter()
+                .map(|n| IpNet::V4(*n))
+                .chain(e.nic.ipv6_prefixes.iter().map(|n| IpNet::V6(*n)))
+                .collect();
+            (e.nic.id.clone(), nets)
+        })
+        .collect()
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -302,7 +388,7 @@ impl Pool {
     /// ENIs created but never attached are deleted; holdings whose address is gone are
     /// dropped.
     pub async fn start(
-        p: PoolParams,
+        mut p: PoolParams,
         cloud: Arc<dyn Cloud>,
         node: Arc<dyn Node>,
         file: StateFile,
@@ -349,11 +435,14 @@ impl Pool {
                 _ => {}
             }
         }
+        p.ip_prefix = Self::join_mode(&p, &mut state, &enis);
         let before = state.allocations.len() + state.holds.len();
+        let prefix = p.ip_prefix;
+        let v6_span = v6_span(&p);
         let on_eni = |eni: &str, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>| {
             enis.get(eni).is_some_and(|e: &Eni| {
-                v4.is_none_or(|ip| e.nic.private_ips.contains(&ip))
-                    && v6.is_none_or(|ip| e.nic.ipv6s.contains(&ip))
+                v4.is_none_or(|ip| e.pod_v4(prefix).contains(&ip))
+                    && v6.is_none_or(|ip| e.pod_v6(prefix, v6_span).contains(&ip))
             })
         };
         state
@@ -367,6 +456,16 @@ impl Pool {
                 "holdings whose address is no longer on this node's ENIs were dropped"
             );
         }
+        // The cloud's view of the prefixes replaces the record.
+        let seen = prefix_record(&enis);
+        if prefix && state.prefixes != seen {
+            tracing::info!(
+                recorded = state.prefixes.values().map(Vec::len).sum::<usize>(),
+                cloud = seen.values().map(Vec::len).sum::<usize>(),
+                "prefixes as the cloud lists them replace the state file's record"
+            );
+        }
+        state.prefixes = if prefix { seen } else { BTreeMap::new() };
         file.save(&state)?;
         let ids: Vec<String> = enis.keys().cloned().collect();
         let pool = Pool {
@@ -397,13 +496,68 @@ impl Pool {
         Ok(pool)
     }
 
+    /// The node's prefix mode, fixed when it first joins: recorded in the state file
+    /// then, and kept. A node with no record (a fresh one, or a state file from before
+    /// prefix mode) that holds nothing yet takes the config's; one that already holds
+    /// ENIs or pods keeps what those show (single addresses unless its ENIs carry
+    /// prefixes), whatever the config says now.
+    fn join_mode(p: &PoolParams, state: &mut NodeState, enis: &BTreeMap<String, Eni>) -> bool {
+        if p.exclusive {
+            return false;
+        }
+        let mode = match state.prefix_mode {
+            Some(m) => m,
+            None if state.allocations.is_empty() && state.holds.is_empty() && enis.is_empty() => {
+                p.ip_prefix
+            }
+            None => enis.values().any(|e| !e.nic.ipv4_prefixes.is_empty()),
+        };
+        if mode != p.ip_prefix {
+            tracing::warn!(
+                node_mode = if mode { "prefixes" } else { "single addresses" },
+                "terway.ip_prefix = {} but this node joined with {}; it keeps that mode                  (prefix mode is fixed per node when it joins: drain and re-create the node to change it)",
+                p.ip_prefix,
+                if mode { "prefixes" } else { "single addresses" },
+            );
+        }
+        state.prefix_mode = Some(mode);
+        mode
+    }
+
     pub fn params(&self) -> &PoolParams {
         &self.p
     }
 
-    /// Pods this node can hold in its mode (the REFERENCE formulas).
+    /// Whether this node hands out addresses from /28 prefixes (its recorded mode).
+    pub fn prefix_mode(&self) -> bool {
+        self.p.ip_prefix
+    }
+
+    /// Pods this node can hold in its mode (the REFERENCE formulas; prefix mode: every
+    /// secondary ENI's slots but the primary address's, 16 addresses each).
     pub fn capacity(&self) -> u64 {
-        self.p.limits.pods_in_mode(self.p.exclusive)
+        if self.p.ip_prefix {
+            self.p.limits.enis.saturating_sub(1)
+                * self.p.limits.ipv4_per_eni.saturating_sub(1)
+                * PREFIX_SIZE as u64
+        } else {
+            self.p.limits.pods_in_mode(self.p.exclusive)
+        }
+    }
+
+    /// Records the ENIs' prefixes in the state file when they changed (prefix mode).
+    fn record_prefixes(&self, inner: &mut Inner) {
+        if !self.p.ip_prefix {
+            return;
+        }
+        let seen = prefix_record(&inner.enis);
+        if inner.state.prefixes != seen {
+            inner.state.prefixes = seen;
+            if let Err(e) = self.file.save(&inner.state) {
+                // The cloud's view is the truth at the next start; the record can lag.
+                tracing::warn!("recording the node's prefixes in the state file: {e}");
+            }
+        }
     }
 
     /// Re-reads the ENI's link and metadata view, without holding the lock meanwhile.
@@ -494,21 +648,18 @@ impl Pool {
             if !eni.matches(vsw, sgs) || eni.link.is_none() || eni.view.is_none() {
                 continue;
             }
+            let prefix = self.p.ip_prefix;
             let v4 = eni
-                .nic
-                .private_ips
-                .iter()
-                .copied()
+                .pod_v4(prefix)
+                .into_iter()
                 .find(|ip| eni.visible4(*ip) && !inner.state.owns_v4(*ip));
             let Some(v4) = v4 else { continue };
             if !self.p.dual {
                 return Some((eni.nic.id.clone(), v4, None));
             }
             let v6 = eni
-                .nic
-                .ipv6s
-                .iter()
-                .copied()
+                .pod_v6(prefix, v6_span(&self.p))
+                .into_iter()
                 .find(|ip| eni.visible6(*ip) && !inner.state.owns_v6(*ip));
             if let Some(v6) = v6 {
                 return Some((eni.nic.id.clone(), v4, Some(v6)));
@@ -800,8 +951,7 @@ impl Pool {
             matching
                 .map(|e| {
                     let v4 = e
-                        .nic
-                        .private_ips
+                        .pod_v4(self.p.ip_prefix)
                         .iter()
                         .filter(|ip| !inner.state.owns_v4(**ip))
                         .count();
@@ -809,8 +959,7 @@ impl Pool {
                         return v4;
                     }
                     let v6 = e
-                        .nic
-                        .ipv6s
+                        .pod_v6(self.p.ip_prefix, v6_span(&self.p))
                         .iter()
                         .filter(|ip| !inner.state.owns_v6(**ip))
                         .count();
@@ -862,6 +1011,18 @@ impl Pool {
             }
         }
         let per_eni = self.p.limits.ipv4_per_eni as usize;
+        // What one IPv4 slot of an ENI holds, the most one call adds, and what a new ENI
+        // holds: prefix mode counts addresses still, in whole prefixes, and keeps the
+        // new ENI's primary address out of the pods' way.
+        let (unit, per_call, per_new) = if self.p.ip_prefix {
+            (
+                PREFIX_SIZE,
+                MAX_PREFIXES_PER_CALL * PREFIX_SIZE,
+                per_eni.saturating_sub(1) * PREFIX_SIZE,
+            )
+        } else {
+            (1, MAX_PER_CALL, per_eni)
+        };
         let mut ops = Vec::new();
         for g in groups {
             let (vsw, sgs) = (&g.0, &g.1);
@@ -891,7 +1052,7 @@ impl Pool {
                         continue;
                     }
                     let busy = inner.assigning.get(&e.nic.id).copied();
-                    let room = per_eni.saturating_sub(e.nic.private_ips.len() + busy.unwrap_or(0));
+                    let room = per_eni.saturating_sub(e.slots() + busy.unwrap_or(0) / unit) * unit;
                     if room == 0 {
                         continue;
                     }
@@ -906,16 +1067,16 @@ impl Pool {
                     if d == 0 {
                         break;
                     }
-                    let n = d.min(room).min(MAX_PER_CALL);
+                    let n = (d.min(room).min(per_call).div_ceil(unit) * unit).min(room);
                     inner.assigning.insert(eni.clone(), n);
                     ops.push(Op::Assign { eni, n });
-                    d -= n;
+                    d = d.saturating_sub(n);
                 }
                 later += inner
                     .creating
                     .iter()
                     .filter(|c| &c.vsw == vsw && &c.sgs == sgs)
-                    .map(|c| per_eni.saturating_sub(c.ips))
+                    .map(|c| per_new.saturating_sub(c.ips))
                     .sum::<usize>();
             }
             // New ENIs run in parallel with everything else: cheaper in time than waiting
@@ -937,7 +1098,7 @@ impl Pool {
                 let ips = if self.p.exclusive {
                     1
                 } else {
-                    d.min(per_eni).min(MAX_PER_CALL)
+                    (d.min(per_new).min(per_call).div_ceil(unit) * unit).min(per_new.max(1))
                 };
                 inner.next_token += 1;
                 let token = inner.next_token;
@@ -988,7 +1149,9 @@ impl Pool {
                             && !inner.state.owns_eni(&e.nic.id)
                             && !inner.assigning.contains_key(&e.nic.id)
                             && !inner.settling.contains(&e.nic.id)
-                            && e.nic.private_ips.iter().all(|ip| !inner.state.owns_v4(*ip))
+                            && e.pod_v4(self.p.ip_prefix)
+                                .iter()
+                                .all(|ip| !inner.state.owns_v4(*ip))
                     })
                     .map(|e| e.nic.id.clone());
                 if let Some(id) = victim {
@@ -1101,6 +1264,7 @@ impl Pool {
             }
         };
         let mut inner = self.inner.lock().await;
+        self.record_prefixes(&mut inner);
         match &op {
             Op::Assign { eni, .. } => {
                 inner.assigning.remove(eni);
@@ -1185,6 +1349,9 @@ impl Pool {
     /// One AssignPrivateIpAddresses (and AssignIpv6Addresses when dual) of `n` addresses
     /// to `eni_id`, then the wait until the node sees them.
     async fn assign_more(&self, eni_id: &str, n: usize) -> Result<(), AssignError> {
+        if self.p.ip_prefix {
+            return self.assign_prefixes(eni_id, n.div_ceil(PREFIX_SIZE)).await;
+        }
         let added = match self
             .cloud
             .assign_private_ip_addresses(eni_id, IpRequest::Count(n as u32))
@@ -1231,6 +1398,75 @@ impl Pool {
         Ok(self.wait_visible(eni_id, &added, &added6).await?)
     }
 
+    /// Prefix mode: one AssignPrivateIpAddresses of `count` /28 prefixes (and, dual
+    /// stack, the ENI's /80 when it has none yet), then the wait until the node sees
+    /// them. The vSwitch running out of aligned /28 blocks is its exhaustion.
+    async fn assign_prefixes(&self, eni_id: &str, count: usize) -> Result<(), AssignError> {
+        let count = count.clamp(1, MAX_PREFIXES_PER_CALL);
+        let mut r = self.cloud.assign_ipv4_prefixes(eni_id, count as u32).await;
+        if count > 1 && matches!(r, Err(CloudError::VSwitchExhausted(_))) {
+            // The vSwitch may still have fewer aligned /28 blocks than asked for (its
+            // free-address count does not tell): take one rather than none.
+            r = self.cloud.assign_ipv4_prefixes(eni_id, 1).await;
+        }
+        let added = match r {
+            Ok(a) => a,
+            Err(e) => {
+                return Err(self.note_refusal(eni_id, &e).await.unwrap_or_else(|| {
+                    AssignError::Other(cloud_err(
+                        &format!("assign {count} /28 prefixes to {eni_id}"),
+                        e,
+                    ))
+                }))
+            }
+        };
+        let needs_v6 = {
+            let mut inner = self.inner.lock().await;
+            match inner.enis.get_mut(eni_id) {
+                Some(e) => {
+                    e.nic.ipv4_prefixes.extend(added.iter().copied());
+                    self.p.dual && e.nic.ipv6_prefixes.is_empty()
+                }
+                None => false,
+            }
+        };
+        let mut added6 = Vec::new();
+        if needs_v6 {
+            added6 = self.assign_v6_prefix(eni_id).await?;
+        }
+        tracing::info!(eni = eni_id, prefixes = ?added, "assigned prefixes");
+        let v4: Vec<Ipv4Addr> = added.iter().flat_map(|n| prefix_addresses(*n)).collect();
+        let v6: Vec<Ipv6Addr> = added6
+            .iter()
+            .map(|n| Ipv6Addr::from(u128::from(n.network()) + 1))
+            .collect();
+        Ok(self.wait_visible(eni_id, &v4, &v6).await?)
+    }
+
+    /// Dual-stack prefix mode: the ENI's one /80.
+    async fn assign_v6_prefix(&self, eni_id: &str) -> Result<Vec<Ipv6Net>, AssignError> {
+        let got = match self.cloud.assign_ipv6_prefixes(eni_id, 1).await {
+            Ok(a) => a,
+            Err(e @ CloudError::VSwitchIpv6Off(_)) => {
+                return Err(AssignError::Other(PoolError::Invalid(format!(
+                    "assign an IPv6 /80 prefix to {eni_id}: {e}; dual stack needs vSwitches with an IPv6 CIDR block"
+                ))))
+            }
+            Err(e) => {
+                return Err(self.note_refusal(eni_id, &e).await.unwrap_or_else(|| {
+                    AssignError::Other(cloud_err(
+                        &format!("assign an IPv6 /80 prefix to {eni_id}"),
+                        e,
+                    ))
+                }))
+            }
+        };
+        if let Some(e) = self.inner.lock().await.enis.get_mut(eni_id) {
+            e.nic.ipv6_prefixes.extend(got.iter().copied());
+        }
+        Ok(got)
+    }
+
     /// "; vSwitch X has no free addresses (code)" for each of `vsw` the cloud called
     /// exhausted, so the error reaching the ADD says which.
     fn exhausted_note(&self, inner: &Inner, vsw: &[String]) -> String {
@@ -1247,6 +1483,9 @@ impl Pool {
     /// Polls the node until the ENI's link is there and the metadata lists `v4`/`v6`.
     async fn wait_visible(&self, eni_id: &str, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> PResult<()> {
         let until = Instant::now() + self.p.visible_timeout;
+        // The link and the metadata usually show within tens of ms of the attach (the
+        // checks are local): look again soon, then every 100 ms.
+        let mut pause = Duration::from_millis(20);
         loop {
             self.refresh(eni_id).await?;
             let inner = self.inner.lock().await;
@@ -1270,7 +1509,8 @@ impl Pool {
                 )));
             }
             drop(inner);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 
@@ -1340,12 +1580,29 @@ impl Pool {
         for (vswitch, free) in order {
             // A vSwitch with fewer free addresses than asked for still serves that many.
             let ips = ips.min(free).max(1);
+            // Prefix mode: the prefixes come with the ENI (CreateNetworkInterface
+            // Ipv4PrefixCount), so a new ENI needs no assign call after it.
+            let prefixes = if self.p.ip_prefix {
+                ips.div_ceil(PREFIX_SIZE).clamp(1, MAX_PREFIXES_PER_CALL) as u32
+            } else {
+                0
+            };
             let req = CreateEniRequest {
                 vswitch_id: vswitch.clone(),
                 security_group_ids: sgs.to_vec(),
-                // The primary address serves a pod too.
-                secondary_ip_count: ips.saturating_sub(1) as u32,
-                ipv6_count: if self.p.dual { ips as u32 } else { 0 },
+                // The primary address serves a pod too (not in prefix mode).
+                secondary_ip_count: if prefixes > 0 {
+                    0
+                } else {
+                    ips.saturating_sub(1) as u32
+                },
+                ipv6_count: if self.p.dual && prefixes == 0 {
+                    ips as u32
+                } else {
+                    0
+                },
+                ipv4_prefix_count: prefixes,
+                ipv6_prefix_count: u32::from(self.p.dual && prefixes > 0),
                 description: Some(format!("unicni pod ENI of {}", self.p.instance_id)),
                 tags: vec![
                     (TAG_NODE.to_string(), self.p.instance_id.clone()),
@@ -1353,7 +1610,18 @@ impl Pool {
                 ],
                 client_token: None,
             };
-            match self.cloud.create_network_interface(&req).await {
+            let mut r = self.cloud.create_network_interface(&req).await;
+            if prefixes > 1 && matches!(r, Err(CloudError::VSwitchExhausted(_))) {
+                // Fewer aligned /28 blocks than asked for may be left: one will do.
+                r = self
+                    .cloud
+                    .create_network_interface(&CreateEniRequest {
+                        ipv4_prefix_count: 1,
+                        ..req.clone()
+                    })
+                    .await;
+            }
+            match r {
                 Ok(nic) => return self.attach(token, nic).await,
                 Err(CloudError::VSwitchExhausted(f)) => {
                     tracing::warn!(vswitch, "vSwitch out of IPs, trying the next: {f}");
@@ -1421,10 +1689,21 @@ impl Pool {
             .await
             .map_err(|e| cloud_err(&format!("wait for {id} to attach"), e))?;
         tracing::info!(eni = %id, vswitch = %nic.vswitch_id, ips = nic.private_ips.len(), "ENI attached");
-        let (v4, v6) = (nic.private_ips.clone(), nic.ipv6s.clone());
-        if let Some(e) = self.inner.lock().await.enis.get_mut(id) {
-            e.nic = nic;
-        }
+        let (v4, v6) = {
+            let mut inner = self.inner.lock().await;
+            match inner.enis.get_mut(id) {
+                Some(e) => {
+                    e.nic = nic;
+                    let mut v4 = e.nic.private_ips.clone();
+                    v4.extend(e.pod_v4(self.p.ip_prefix));
+                    v4.dedup();
+                    let mut v6 = e.nic.ipv6s.clone();
+                    v6.extend(e.pod_v6(self.p.ip_prefix, v6_span(&self.p)).first());
+                    (v4, v6)
+                }
+                None => (nic.private_ips.clone(), nic.ipv6s.clone()),
+            }
+        };
         self.wait_visible(id, &v4, &v6).await
     }
 
@@ -1439,8 +1718,8 @@ impl Pool {
             inner
                 .enis
                 .values()
-                .flat_map(|e| e.nic.private_ips.iter())
-                .filter(|ip| !inner.state.owns_v4(**ip))
+                .flat_map(|e| e.pod_v4(self.p.ip_prefix))
+                .filter(|ip| !inner.state.owns_v4(*ip))
                 .count()
         }
     }
@@ -1486,7 +1765,7 @@ impl Pool {
         let inner = self.inner.lock().await;
         let mut out = Vec::new();
         for e in inner.enis.values() {
-            for ip in &e.nic.private_ips {
+            for ip in &e.pod_v4(self.p.ip_prefix) {
                 let holder = inner
                     .state
                     .allocations
@@ -1570,15 +1849,25 @@ impl Pool {
         }
         self.inner.lock().await.warmed = true;
         if excess > 0 {
-            self.shrink(excess).await?;
+            if self.p.ip_prefix {
+                // Whole prefixes only: a partly idle one stays.
+                self.shrink_prefixes(excess / PREFIX_SIZE).await?;
+            } else {
+                self.shrink(excess).await?;
+            }
         } else {
             let n = self.reclaimable().await;
             if n > 0 {
                 tracing::info!(
                     n,
+                    prefixes = self.p.ip_prefix,
                     "giving back addresses idle longer than terway.pool.idle_reclaim_seconds"
                 );
-                self.shrink(n).await?;
+                if self.p.ip_prefix {
+                    self.shrink_prefixes(n).await?;
+                } else {
+                    self.shrink(n).await?;
+                }
             }
         }
         Ok(())
@@ -1592,7 +1881,15 @@ impl Pool {
             return 0;
         };
         let mut inner = self.inner.lock().await;
-        let idle: Vec<String> = if self.p.exclusive {
+        let idle: Vec<String> = if self.p.ip_prefix {
+            // Prefix mode reclaims whole prefixes: one is idle when all 16 are.
+            inner
+                .enis
+                .values()
+                .flat_map(|e| self.free_prefixes(&inner, e))
+                .map(|n| n.to_string())
+                .collect()
+        } else if self.p.exclusive {
             inner
                 .enis
                 .values()
@@ -1631,8 +1928,79 @@ impl Pool {
             .filter(|t| now.duration_since(**t) >= threshold)
             .count();
         let keep = self.target_idle(&inner);
-        long.min(idle.len().saturating_sub(keep))
-            .min(self.p.reclaim_batch.max(1))
+        let spare = if self.p.ip_prefix {
+            // Prefixes that can go with the idle addresses left still at the target.
+            self.idle_count(&inner).saturating_sub(keep) / PREFIX_SIZE
+        } else {
+            idle.len().saturating_sub(keep)
+        };
+        long.min(spare).min(self.p.reclaim_batch.max(1))
+    }
+
+    /// The ENI's /28 prefixes none of whose 16 addresses a pod or hold owns.
+    fn free_prefixes(&self, inner: &Inner, e: &Eni) -> Vec<Ipv4Net> {
+        e.nic
+            .ipv4_prefixes
+            .iter()
+            .copied()
+            .filter(|n| prefix_addresses(*n).all(|ip| !inner.state.owns_v4(ip)))
+            .collect()
+    }
+
+    /// Prefix mode: gives `n` wholly idle /28 prefixes back to the cloud, in batches of
+    /// one UnassignPrivateIpAddresses per ENI; an ENI left with nothing in use is
+    /// detached and deleted instead (its /80 goes with it). Like [`Self::shrink`], what
+    /// goes leaves the books first and comes back if the call fails.
+    async fn shrink_prefixes(&self, mut n: usize) -> PResult<()> {
+        let ids: Vec<String> = self.inner.lock().await.enis.keys().cloned().collect();
+        for id in ids {
+            if n == 0 {
+                break;
+            }
+            let mut inner = self.inner.lock().await;
+            if inner.assigning.contains_key(&id) || !inner.waiters.is_empty() {
+                continue;
+            }
+            let Some(e) = inner.enis.get(&id).cloned() else {
+                continue;
+            };
+            let free = self.free_prefixes(&inner, &e);
+            if free.is_empty() {
+                continue;
+            }
+            let unused_eni = !inner.state.owns_eni(&id);
+            if unused_eni && free.len() == e.nic.ipv4_prefixes.len() && free.len() <= n {
+                inner.enis.remove(&id);
+                drop(inner);
+                if let Err(err) = self.delete_eni(&id).await {
+                    self.inner.lock().await.enis.insert(id.clone(), e);
+                    return Err(err);
+                }
+                n -= free.len();
+                let mut inner = self.inner.lock().await;
+                self.record_prefixes(&mut inner);
+                continue;
+            }
+            let give: Vec<Ipv4Net> = free
+                .into_iter()
+                .take(n.min(MAX_PREFIXES_PER_CALL))
+                .collect();
+            if let Some(e) = inner.enis.get_mut(&id) {
+                e.nic.ipv4_prefixes.retain(|p| !give.contains(p));
+            }
+            drop(inner);
+            if let Err(err) = self.cloud.unassign_ipv4_prefixes(&id, &give).await {
+                if let Some(e) = self.inner.lock().await.enis.get_mut(&id) {
+                    e.nic.ipv4_prefixes.extend(give.iter().copied());
+                }
+                return Err(cloud_err(&format!("unassign idle prefixes of {id}"), err));
+            }
+            tracing::info!(eni = %id, prefixes = ?give, "idle prefixes returned");
+            n -= give.len();
+            let mut inner = self.inner.lock().await;
+            self.record_prefixes(&mut inner);
+        }
+        Ok(())
     }
 
     /// Waits (a bounded time) until no cloud call is in flight, so that a maintenance

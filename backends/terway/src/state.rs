@@ -2,6 +2,7 @@
 //! which fixed addresses are on hold. Written atomically after every change, so a crash
 //! at any point leaves either the old or the new file, never half of one.
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -36,6 +37,14 @@ pub struct NodeState {
     pub allocations: BTreeMap<String, Held>,
     /// Keyed by `namespace/name`.
     pub holds: BTreeMap<String, Hold>,
+    /// Whether this node hands out addresses from delegated prefixes: fixed when the
+    /// node first joins (`None` in state files written before prefix mode existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_mode: Option<bool>,
+    /// Prefix mode: each ENI's delegated prefixes as last seen, keyed by ENI ID. The
+    /// cloud's view replaces it at start; it is a record for `status` and recovery.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prefixes: BTreeMap<String, Vec<IpNet>>,
 }
 
 pub fn pod_key(pod: &PodRef) -> Option<String> {

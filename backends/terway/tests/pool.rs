@@ -68,6 +68,9 @@ async fn sim_with_attach(faults: FaultConfig, attach_ms: u64) -> RunningSim {
             // 8 addresses, 4 reserved by the vendor: 4 usable.
             vsw("vsw-tiny", "cn-hangzhou-a", "192.168.12.0/29"),
             vsw("vsw-zone-b", "cn-hangzhou-b", "192.168.13.0/24"),
+            // Four /28 blocks, of which the first (network address) and the last
+            // (the vendor's three reserved) are never delegated: two prefixes.
+            vsw("vsw-prefix", "cn-hangzhou-a", "192.168.14.0/26"),
         ],
         instances: vec![InstanceSpec {
             id: INSTANCE.into(),
@@ -110,6 +113,7 @@ fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
             .cloned()
             .unwrap(),
         exclusive: false,
+        ip_prefix: false,
         dual: false,
         vswitches: vswitches.iter().map(|s| s.to_string()).collect(),
         security_groups: vec!["sg-sim".into()],
@@ -576,6 +580,8 @@ async fn fill_vswitch(s: &RunningSim, vswitch: &str, addresses: u32) {
             security_group_ids: vec!["sg-sim".into()],
             secondary_ip_count: addresses - 1,
             ipv6_count: 0,
+            ipv4_prefix_count: 0,
+            ipv6_prefix_count: 0,
             description: None,
             tags: vec![],
             client_token: None,
@@ -917,5 +923,263 @@ async fn an_idle_eni_of_another_vswitch_makes_room_for_a_pinned_pod() {
     assert_eq!(net.eni.vswitch_id, "vsw-pod-b");
     assert_eq!(p.stats().await.enis, 2);
     assert_eq!(leaked_enis(&s), 0);
+    s.stop().await;
+}
+
+fn prefix_params(vswitches: &[&str]) -> PoolParams {
+    PoolParams {
+        ip_prefix: true,
+        ..params(vswitches, 0, 1000)
+    }
+}
+
+/// The /28 prefixes the emulator has on this node's secondary ENIs.
+fn cloud_prefixes(s: &RunningSim) -> Vec<ipnet::Ipv4Net> {
+    s.sim
+        .snapshot()
+        .enis
+        .values()
+        .filter(|e| e.instance_id.as_deref() == Some(INSTANCE) && e.eni_type == "Secondary")
+        .flat_map(|e| e.ipv4_prefixes.iter().copied())
+        .collect()
+}
+
+/// Calls that change the cloud (everything but the Describe* reads).
+fn mutating_calls(s: &RunningSim) -> u64 {
+    s.sim
+        .request_counts()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("Describe"))
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+#[tokio::test]
+async fn prefix_mode_hands_out_a_28_without_cloud_calls_and_reclaims_only_whole_prefixes() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pp = prefix_params(&["vsw-pod-a"]);
+    pp.idle_reclaim = Some(Duration::from_millis(300));
+    pp.reclaim_batch = 10;
+    let p = pool(&s, pp, dir.path()).await;
+    assert!(p.prefix_mode());
+    // ecs.g7.large: 2 secondary ENIs × 5 prefixes × 16.
+    assert_eq!(p.capacity(), 160);
+    let first = p
+        .allocate(&id(0), &pod("p0"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    let prefixes = cloud_prefixes(&s);
+    assert_eq!(prefixes.len(), 1, "one /28 with the new ENI");
+    let block = prefixes[0];
+    assert!(block.contains(&first.ipv4.unwrap()));
+    assert_eq!(
+        s.sim.request_counts().get("AssignPrivateIpAddresses"),
+        None,
+        "the prefix came with CreateNetworkInterface"
+    );
+    // The other 15 addresses of the /28: no cloud call at all.
+    let calls = mutating_calls(&s);
+    let mut got = BTreeSet::from([first.ipv4.unwrap()]);
+    for n in 1..16 {
+        let net = p
+            .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+            .await
+            .unwrap();
+        let ip = net.ipv4.unwrap();
+        assert!(block.contains(&ip), "{ip} outside {block}");
+        assert!(got.insert(ip), "{ip} handed out twice");
+    }
+    assert_eq!(mutating_calls(&s), calls, "{:?}", s.sim.request_counts());
+    // The 17th needs a second prefix: one AssignPrivateIpAddresses.
+    let net = p
+        .allocate(&id(16), &pod("p16"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.sim.request_counts().get("AssignPrivateIpAddresses"),
+        Some(&1)
+    );
+    let prefixes = cloud_prefixes(&s);
+    assert_eq!(prefixes.len(), 2);
+    let second = *prefixes.iter().find(|n| **n != block).unwrap();
+    assert!(second.contains(&net.ipv4.unwrap()));
+    // Everything released but p0: the second prefix is wholly free and goes; the first
+    // holds p0 (15 idle addresses) and stays.
+    for n in 1..17 {
+        p.release(&id(n)).await.unwrap();
+    }
+    p.maintain().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    p.maintain().await.unwrap();
+    assert_eq!(
+        cloud_prefixes(&s),
+        vec![block],
+        "only the wholly free prefix goes"
+    );
+    assert_eq!(p.stats().await.idle, 15);
+    // p0 gone too: the ENI holds nothing and goes with its prefix.
+    p.release(&id(0)).await.unwrap();
+    p.maintain().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    p.maintain().await.unwrap();
+    assert!(cloud_prefixes(&s).is_empty());
+    assert_eq!(p.stats().await.enis, 0, "{:?}", p.stats().await);
+    assert_eq!(leaked_enis(&s), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn prefix_mode_state_survives_a_restart_and_a_node_keeps_the_mode_it_joined_with() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, prefix_params(&["vsw-pod-a"]), dir.path()).await;
+    for n in 0..3 {
+        p.allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+            .await
+            .unwrap();
+    }
+    let held: BTreeSet<_> = p
+        .allocations()
+        .await
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    drop(p);
+    let file = StateFile::new(dir.path());
+    let st = file.load().unwrap();
+    assert_eq!(st.prefix_mode, Some(true));
+    let recorded: Vec<ipnet::IpNet> = st.prefixes.values().flatten().copied().collect();
+    let cloud: Vec<ipnet::IpNet> = cloud_prefixes(&s).into_iter().map(Into::into).collect();
+    assert_eq!(recorded, cloud, "the state file records the prefixes");
+    // A stale record (say, written before a crash mid-call) is replaced by the cloud's.
+    let mut stale = st.clone();
+    stale.prefixes.clear();
+    file.save(&stale).unwrap();
+    // The config says single addresses now: the node joined with prefixes, keeps them.
+    let p = pool(&s, params(&["vsw-pod-a"], 0, 1000), dir.path()).await;
+    assert!(p.prefix_mode());
+    let again: BTreeSet<_> = p
+        .allocations()
+        .await
+        .into_iter()
+        .map(|a| a.address)
+        .collect();
+    assert_eq!(again, held);
+    let st = file.load().unwrap();
+    assert_eq!(
+        st.prefixes.values().flatten().count(),
+        cloud_prefixes(&s).len()
+    );
+    let next = p
+        .allocate(&id(3), &pod("p3"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    assert!(cloud_prefixes(&s)
+        .iter()
+        .any(|n| n.contains(&next.ipv4.unwrap())));
+    s.stop().await;
+
+    // A node that joined with single addresses keeps them when the config turns
+    // prefix mode on: its pods stay on secondary addresses, no prefix is asked for.
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, params(&["vsw-pod-a"], 0, 1000), dir.path()).await;
+    p.allocate(&id(0), &pod("p0"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    drop(p);
+    let p = pool(&s, prefix_params(&["vsw-pod-a"]), dir.path()).await;
+    assert!(!p.prefix_mode());
+    let net = p
+        .allocate(&id(1), &pod("p1"), None, &PodInfo::default())
+        .await
+        .unwrap();
+    assert!(cloud_ips(&s).contains(&net.ipv4.unwrap()));
+    assert!(cloud_prefixes(&s).is_empty());
+    assert_eq!(
+        StateFile::new(dir.path()).load().unwrap().prefix_mode,
+        Some(false)
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_prefix_burst_that_runs_the_vswitch_out_of_28_blocks_gets_each_address_once() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&s, prefix_params(&["vsw-prefix"]), dir.path()).await;
+    // vsw-prefix has two free /28 blocks (32 addresses); 40 pods arrive at once.
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let p = p.clone();
+        burst.spawn(async move {
+            p.allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+                .await
+                .map(|net| net.ipv4.unwrap())
+        });
+    }
+    let results = burst.join_all().await;
+    let got: Vec<Ipv4Addr> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    let distinct: BTreeSet<_> = got.iter().collect();
+    assert_eq!(distinct.len(), got.len(), "duplicate: {got:?}");
+    assert_eq!(got.len(), 32, "{results:?}");
+    let prefixes = cloud_prefixes(&s);
+    assert_eq!(prefixes.len(), 2);
+    assert!(got.iter().all(|ip| prefixes.iter().any(|n| n.contains(ip))));
+    for r in &results {
+        if let Err(e) = r {
+            match e {
+                PoolError::Exhausted(m) => assert!(m.contains("vsw-prefix"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(p.stats().await.exhausted, Some(Exhausted::Vswitch));
+    // The state file after a restart says what the pool said.
+    drop(p);
+    let p = pool(&s, prefix_params(&["vsw-prefix"]), dir.path()).await;
+    let again: BTreeSet<Ipv4Addr> = p
+        .allocations()
+        .await
+        .into_iter()
+        .filter_map(|a| match a.address {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again, got.iter().copied().collect());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dual_stack_prefix_mode_gives_each_pod_an_address_of_the_enis_80() {
+    let s = sim(FaultConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pp = prefix_params(&["vsw-pod-a"]);
+    pp.dual = true;
+    let p = pool(&s, pp, dir.path()).await;
+    let mut v6 = BTreeSet::new();
+    for n in 0..18 {
+        let net = p
+            .allocate(&id(n), &pod(&format!("p{n}")), None, &PodInfo::default())
+            .await
+            .unwrap();
+        assert!(v6.insert(net.ipv6.unwrap()), "IPv6 handed out twice");
+    }
+    let snap = s.sim.snapshot();
+    let enis: Vec<_> = snap
+        .enis
+        .values()
+        .filter(|e| e.instance_id.as_deref() == Some(INSTANCE) && e.eni_type == "Secondary")
+        .collect();
+    assert_eq!(enis.len(), 1);
+    assert_eq!(enis[0].ipv6_prefixes.len(), 1, "one /80 per ENI");
+    assert!(enis[0].ipv6s.is_empty());
+    let net = enis[0].ipv6_prefixes[0];
+    assert!(v6.iter().all(|ip| net.contains(ip)));
     s.stop().await;
 }

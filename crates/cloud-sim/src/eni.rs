@@ -6,6 +6,7 @@ use crate::events::SimEvent;
 use crate::pager::{self, SizeLimit};
 use crate::params::Params;
 use crate::state::{Deferred, State};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -13,6 +14,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Secondary addresses an ENI may hold when it is not attached (the instance type's
 /// limit applies once it is).
 const UNATTACHED_IP_LIMIT: usize = 50;
+
+/// The most IPv4 prefixes one AssignPrivateIpAddresses (or CreateNetworkInterface) takes
+/// ("ECS API AssignPrivateIpAddresses": Ipv4PrefixCount 1–10, Ipv4Prefix.N N ≤ 10).
+pub const MAX_PREFIXES_PER_CALL: usize = 10;
+
+/// IPv6 /80 prefixes one ENI may hold (the anchor's dual-stack prefix mode uses one per
+/// ENI; docs/cloud.md states this as the emulator's assumption).
+pub const IPV6_PREFIXES_PER_ENI: usize = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Eni {
@@ -30,6 +39,13 @@ pub struct Eni {
     pub primary_ip: Ipv4Addr,
     pub secondary_ips: Vec<Ipv4Addr>,
     pub ipv6s: Vec<Ipv6Addr>,
+    /// /28 prefixes (prefix delegation); each takes one of the instance type's IPv4
+    /// slots per ENI, like one secondary address.
+    #[serde(default)]
+    pub ipv4_prefixes: Vec<Ipv4Net>,
+    /// /80 prefixes.
+    #[serde(default)]
+    pub ipv6_prefixes: Vec<Ipv6Net>,
     pub security_groups: Vec<String>,
     pub tags: Vec<(String, String)>,
     pub description: String,
@@ -57,9 +73,28 @@ impl Eni {
             "Description": self.description,
             "PrivateIpSets": {"PrivateIpSet": ips},
             "Ipv6Sets": {"Ipv6Set": self.ipv6s.iter().map(|ip| json!({"Ipv6Address": ip.to_string()})).collect::<Vec<_>>()},
+            // DescribeNetworkInterfaces' (and CreateNetworkInterface's) response model in
+            // the vendor SDKs: Ipv4PrefixSets.Ipv4PrefixSet[].Ipv4Prefix, and the same for
+            // IPv6.
+            "Ipv4PrefixSets": {"Ipv4PrefixSet": self.ipv4_prefixes.iter().map(|n| json!({"Ipv4Prefix": n.to_string()})).collect::<Vec<_>>()},
+            "Ipv6PrefixSets": {"Ipv6PrefixSet": self.ipv6_prefixes.iter().map(|n| json!({"Ipv6Prefix": n.to_string()})).collect::<Vec<_>>()},
             "SecurityGroupIds": {"SecurityGroupId": self.security_groups},
             "Tags": {"Tag": self.tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect::<Vec<_>>()},
         })
+    }
+
+    /// Every prefix the ENI holds, for the events.
+    pub fn prefix_events(&self) -> Vec<IpNet> {
+        self.ipv4_prefixes
+            .iter()
+            .map(|n| IpNet::V4(*n))
+            .chain(self.ipv6_prefixes.iter().map(|n| IpNet::V6(*n)))
+            .collect()
+    }
+
+    /// IPv4 slots taken: the primary, each secondary address, each /28 prefix.
+    pub fn ipv4_slots(&self) -> usize {
+        1 + self.secondary_ips.len() + self.ipv4_prefixes.len()
     }
 
     fn ip_events(&self, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Vec<IpAddr> {
@@ -79,6 +114,29 @@ impl State {
         primary: Option<Ipv4Addr>,
         secondary: usize,
         ipv6: usize,
+        security_groups: Vec<String>,
+        tags: Vec<(String, String)>,
+        eni_type: &str,
+    ) -> ApiResult<String> {
+        self.create_eni_with_prefixes(
+            vswitch_id,
+            primary,
+            (secondary, ipv6),
+            (0, 0),
+            security_groups,
+            tags,
+            eni_type,
+        )
+    }
+
+    /// [`Self::create_eni_record`] with `prefixes` (IPv4 /28s, IPv6 /80s) as well.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_eni_with_prefixes(
+        &mut self,
+        vswitch_id: &str,
+        primary: Option<Ipv4Addr>,
+        (secondary, ipv6): (usize, usize),
+        prefixes: (usize, usize),
         security_groups: Vec<String>,
         tags: Vec<(String, String)>,
         eni_type: &str,
@@ -109,6 +167,27 @@ impl State {
         } else {
             Vec::new()
         };
+        let p4 = match vsw.take_v4_prefixes(prefixes.0) {
+            Ok(p) => p,
+            Err(e) => {
+                vsw.release_v4(&v4);
+                vsw.release_v6(&v6);
+                return Err(e);
+            }
+        };
+        let p6 = if prefixes.1 > 0 {
+            match vsw.take_v6_prefixes(prefixes.1) {
+                Ok(p) => p,
+                Err(e) => {
+                    vsw.release_v4(&v4);
+                    vsw.release_v6(&v6);
+                    vsw.release_v4_prefixes(&p4);
+                    return Err(e);
+                }
+            }
+        } else {
+            Vec::new()
+        };
         let (vpc_id, zone) = (vsw.vpc_id.clone(), vsw.zone.clone());
         let id = self.new_id("eni");
         let mac = self.new_mac();
@@ -131,6 +210,8 @@ impl State {
                 primary_ip: v4[0],
                 secondary_ips: v4[1..].to_vec(),
                 ipv6s: v6,
+                ipv4_prefixes: p4,
+                ipv6_prefixes: p6,
                 security_groups,
                 tags,
                 description: String::new(),
@@ -194,15 +275,50 @@ impl State {
             ),
             None => None,
         };
-        let id = self.create_eni_record(
+        // "ECS API CreateNetworkInterface": Ipv4PrefixCount and Ipv6PrefixCount; with
+        // single addresses in the same call refused (docs/cloud.md: the emulator's
+        // reading), and the IPv4 slots of an unattached ENI shared by both.
+        let p4 = p.num("Ipv4PrefixCount")?.unwrap_or(0) as usize;
+        let p6 = p.num("Ipv6PrefixCount")?.unwrap_or(0) as usize;
+        if p4 > 0 && secondary > 0 {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameter.Conflict",
+                "Ipv4PrefixCount and SecondaryPrivateIpAddressCount cannot be given together.",
+            ));
+        }
+        if p6 > 0 && ipv6 > 0 {
+            return Err(ApiError::new(
+                400,
+                "InvalidParameter.Conflict",
+                "Ipv6PrefixCount and Ipv6AddressCount cannot be given together.",
+            ));
+        }
+        if p4 > MAX_PREFIXES_PER_CALL || p4 + 1 > UNATTACHED_IP_LIMIT {
+            return Err(ApiError::invalid("Ipv4PrefixCount", &p4.to_string()));
+        }
+        if p6 > IPV6_PREFIXES_PER_ENI {
+            return Err(ApiError::invalid("Ipv6PrefixCount", &p6.to_string()));
+        }
+        let id = self.create_eni_with_prefixes(
             &vswitch_id,
             primary,
-            secondary,
-            ipv6,
+            (secondary, ipv6),
+            (p4, p6),
             sgs,
             p.tags(),
             "Secondary",
         )?;
+        let prefixes: Vec<IpNet> = {
+            let e = &self.enis[&id];
+            e.prefix_events()
+        };
+        if !prefixes.is_empty() {
+            self.events.push(SimEvent::PrefixesAssigned {
+                eni_id: id.clone(),
+                prefixes,
+            });
+        }
         let eni = self.enis.get_mut(&id).expect("just created");
         eni.description = p.get("Description").unwrap_or("").to_string();
         // The vendor's CreateNetworkInterface response model has no InstanceId (a new
@@ -335,6 +451,8 @@ impl State {
             vsw.release_v4(&[eni.primary_ip]);
             vsw.release_v4(&eni.secondary_ips);
             vsw.release_v6(&eni.ipv6s);
+            vsw.release_v4_prefixes(&eni.ipv4_prefixes);
+            vsw.release_v6_prefixes(&eni.ipv6_prefixes);
         }
         Some(SimEvent::EniDeleted { eni_id: eni.id })
     }
@@ -393,11 +511,37 @@ impl State {
         let eni_id = p.req("NetworkInterfaceId")?.to_string();
         let exact: Vec<Ipv4Addr> = p.parse_list("PrivateIpAddress")?;
         let count = p.num("SecondaryPrivateIpAddressCount")?.unwrap_or(0) as usize;
-        if exact.is_empty() == (count == 0) {
+        let exact_p: Vec<Ipv4Net> = p.parse_list("Ipv4Prefix")?;
+        let count_p = p.num("Ipv4PrefixCount")?.unwrap_or(0) as usize;
+        // "ECS API AssignPrivateIpAddresses": one of SecondaryPrivateIpAddressCount,
+        // PrivateIpAddress.N, Ipv4PrefixCount, Ipv4Prefix.N per call.
+        let given = [
+            !exact.is_empty(),
+            count > 0,
+            !exact_p.is_empty(),
+            count_p > 0,
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given != 1 {
             return Err(ApiError::new(
                 400,
                 "InvalidParameter.Conflict",
-                "Exactly one of SecondaryPrivateIpAddressCount and PrivateIpAddress.N must be given.",
+                "Exactly one of SecondaryPrivateIpAddressCount, PrivateIpAddress.N, Ipv4PrefixCount and Ipv4Prefix.N must be given.",
+            ));
+        }
+        let prefixes = !exact_p.is_empty() || count_p > 0;
+        let want = exact.len().max(count).max(exact_p.len()).max(count_p);
+        if prefixes && want > MAX_PREFIXES_PER_CALL {
+            // Ipv4PrefixCount 1–10; Ipv4Prefix.N at most 10.
+            return Err(ApiError::invalid(
+                if count_p > 0 {
+                    "Ipv4PrefixCount"
+                } else {
+                    "Ipv4Prefix.N"
+                },
+                &want.to_string(),
             ));
         }
         let eni = self.eni(&eni_id)?.clone();
@@ -409,26 +553,51 @@ impl State {
             ));
         }
         let (limit, _) = self.ip_limits(&eni);
-        let want = exact.len().max(count);
-        let have = 1 + eni.secondary_ips.len();
+        let have = eni.ipv4_slots();
         if have + want > limit {
             // "ECS API AssignPrivateIpAddresses, error codes": 403
             // MaxEniPrivateIpsCountExceeded (also InvalidOperation.Ipv4CountExceeded).
+            // A /28 prefix takes one slot, like one address (REFERENCE: at most
+            // IPv4-per-ENI − 1 prefixes, the primary keeping the last slot).
             return Err(ApiError::new(
                 403,
                 "MaxEniPrivateIpsCountExceeded",
-                format!("The ENI {eni_id} has {have} of its {limit} private IP addresses; {want} more do not fit."),
+                format!("The ENI {eni_id} has {have} of its {limit} private IP slots (addresses and prefixes); {want} more do not fit."),
             ));
         }
         let vsw = self.vswitch_mut(&eni.vswitch_id)?;
-        let got = if exact.is_empty() {
-            vsw.take_v4(count).map_err(|e| {
-                if e.code == crate::vpc::IP_NOT_ENOUGH {
-                    ApiError::vswitch_no_private_ip(&vsw.id)
-                } else {
-                    e
+        let no_ip = |vsw: &crate::vpc::VSwitch, e: ApiError| {
+            if e.code == crate::vpc::IP_NOT_ENOUGH {
+                ApiError::vswitch_no_private_ip(&vsw.id)
+            } else {
+                e
+            }
+        };
+        if prefixes {
+            let got = if exact_p.is_empty() {
+                vsw.take_v4_prefixes(count_p).map_err(|e| no_ip(vsw, e))?
+            } else {
+                vsw.take_exact_v4_prefixes(&exact_p)?;
+                exact_p
+            };
+            let e = self.eni_mut(&eni_id)?;
+            e.ipv4_prefixes.extend(got.iter().copied());
+            self.events.push(SimEvent::PrefixesAssigned {
+                eni_id: eni_id.clone(),
+                prefixes: got.iter().map(|n| IpNet::V4(*n)).collect(),
+            });
+            // The response model of the vendor SDKs:
+            // AssignedPrivateIpAddressesSet.Ipv4PrefixSet.Ipv4Prefixes.
+            return Ok(json!({
+                "AssignedPrivateIpAddressesSet": {
+                    "NetworkInterfaceId": eni_id,
+                    "PrivateIpSet": {"PrivateIpAddress": []},
+                    "Ipv4PrefixSet": {"Ipv4Prefixes": got.iter().map(|n| n.to_string()).collect::<Vec<_>>()},
                 }
-            })?
+            }));
+        }
+        let got = if exact.is_empty() {
+            vsw.take_v4(count).map_err(|e| no_ip(vsw, e))?
         } else {
             vsw.take_exact_v4(&exact)?;
             exact
@@ -451,10 +620,18 @@ impl State {
     pub fn unassign_private_ip_addresses(&mut self, p: &Params) -> ApiResult<Value> {
         let eni_id = p.req("NetworkInterfaceId")?.to_string();
         let ips: Vec<Ipv4Addr> = p.parse_list("PrivateIpAddress")?;
-        if ips.is_empty() {
+        let nets: Vec<Ipv4Net> = p.parse_list("Ipv4Prefix")?;
+        if ips.is_empty() && nets.is_empty() {
             return Err(ApiError::missing("PrivateIpAddress.1"));
         }
         let eni = self.eni(&eni_id)?;
+        if let Some(n) = nets.iter().find(|n| !eni.ipv4_prefixes.contains(n)) {
+            return Err(ApiError::new(
+                400,
+                "InvalidIp.IpUnassigned",
+                format!("The prefix {n} is not assigned to {eni_id}."),
+            ));
+        }
         for ip in &ips {
             if *ip == eni.primary_ip {
                 return Err(ApiError::new(
@@ -474,10 +651,23 @@ impl State {
         let vswitch_id = eni.vswitch_id.clone();
         let e = self.eni_mut(&eni_id)?;
         e.secondary_ips.retain(|ip| !ips.contains(ip));
+        e.ipv4_prefixes.retain(|n| !nets.contains(n));
         let evs = e.ip_events(&ips, &[]);
-        self.vswitch_mut(&vswitch_id)?.release_v4(&ips);
-        self.events
-            .push(SimEvent::IpsUnassigned { eni_id, ips: evs });
+        let vsw = self.vswitch_mut(&vswitch_id)?;
+        vsw.release_v4(&ips);
+        vsw.release_v4_prefixes(&nets);
+        if !evs.is_empty() {
+            self.events.push(SimEvent::IpsUnassigned {
+                eni_id: eni_id.clone(),
+                ips: evs,
+            });
+        }
+        if !nets.is_empty() {
+            self.events.push(SimEvent::PrefixesUnassigned {
+                eni_id,
+                prefixes: nets.iter().map(|n| IpNet::V4(*n)).collect(),
+            });
+        }
         Ok(json!({}))
     }
 
@@ -485,11 +675,23 @@ impl State {
         let eni_id = p.req("NetworkInterfaceId")?.to_string();
         let exact: Vec<Ipv6Addr> = p.parse_list("Ipv6Address")?;
         let count = p.num("Ipv6AddressCount")?.unwrap_or(0) as usize;
-        if exact.is_empty() == (count == 0) {
+        let count_p = p.num("Ipv6PrefixCount")?.unwrap_or(0) as usize;
+        if !p.list("Ipv6Prefix").is_empty() {
+            // Exact /80s are not modelled: the pool only ever asks for a count.
+            return Err(ApiError::invalid(
+                "Ipv6Prefix.N",
+                "not supported by the emulator",
+            ));
+        }
+        let given = [!exact.is_empty(), count > 0, count_p > 0]
+            .iter()
+            .filter(|g| **g)
+            .count();
+        if given != 1 {
             return Err(ApiError::new(
                 400,
                 "InvalidParameter.Conflict",
-                "Exactly one of Ipv6AddressCount and Ipv6Address.N must be given.",
+                "Exactly one of Ipv6AddressCount, Ipv6Address.N and Ipv6PrefixCount must be given.",
             ));
         }
         let eni = self.eni(&eni_id)?.clone();
@@ -499,6 +701,34 @@ impl State {
                 &eni.status,
                 "AssignIpv6Addresses",
             ));
+        }
+        if count_p > 0 {
+            if eni.ipv6_prefixes.len() + count_p > IPV6_PREFIXES_PER_ENI {
+                // docs/cloud.md: the emulator's reading of the one-/80-per-ENI rule.
+                return Err(ApiError::new(
+                    403,
+                    "InvalidOperation.Ipv6PrefixCountExceeded",
+                    format!(
+                        "The ENI {eni_id} has {} of its {IPV6_PREFIXES_PER_ENI} IPv6 prefixes; {count_p} more do not fit.",
+                        eni.ipv6_prefixes.len()
+                    ),
+                ));
+            }
+            let got = self
+                .vswitch_mut(&eni.vswitch_id)?
+                .take_v6_prefixes(count_p)?;
+            let e = self.eni_mut(&eni_id)?;
+            e.ipv6_prefixes.extend(got.iter().copied());
+            self.events.push(SimEvent::PrefixesAssigned {
+                eni_id: eni_id.clone(),
+                prefixes: got.iter().map(|n| IpNet::V6(*n)).collect(),
+            });
+            // The vendor SDKs' response model: Ipv6PrefixSets.Ipv6Prefix[].
+            return Ok(json!({
+                "NetworkInterfaceId": eni_id,
+                "Ipv6Sets": {"Ipv6Address": []},
+                "Ipv6PrefixSets": {"Ipv6Prefix": got.iter().map(|n| n.to_string()).collect::<Vec<_>>()},
+            }));
         }
         let (_, limit) = self.ip_limits(&eni);
         let want = exact.len().max(count);
@@ -534,10 +764,18 @@ impl State {
     pub fn unassign_ipv6_addresses(&mut self, p: &Params) -> ApiResult<Value> {
         let eni_id = p.req("NetworkInterfaceId")?.to_string();
         let ips: Vec<Ipv6Addr> = p.parse_list("Ipv6Address")?;
-        if ips.is_empty() {
+        let nets: Vec<Ipv6Net> = p.parse_list("Ipv6Prefix")?;
+        if ips.is_empty() && nets.is_empty() {
             return Err(ApiError::missing("Ipv6Address.1"));
         }
         let eni = self.eni(&eni_id)?;
+        if let Some(n) = nets.iter().find(|n| !eni.ipv6_prefixes.contains(n)) {
+            return Err(ApiError::new(
+                400,
+                "InvalidIp.IpUnassigned",
+                format!("The IPv6 prefix {n} is not assigned to {eni_id}."),
+            ));
+        }
         if let Some(ip) = ips.iter().find(|ip| !eni.ipv6s.contains(ip)) {
             return Err(ApiError::new(
                 400,
@@ -548,10 +786,23 @@ impl State {
         let vswitch_id = eni.vswitch_id.clone();
         let e = self.eni_mut(&eni_id)?;
         e.ipv6s.retain(|ip| !ips.contains(ip));
+        e.ipv6_prefixes.retain(|n| !nets.contains(n));
         let evs = e.ip_events(&[], &ips);
-        self.vswitch_mut(&vswitch_id)?.release_v6(&ips);
-        self.events
-            .push(SimEvent::IpsUnassigned { eni_id, ips: evs });
+        let vsw = self.vswitch_mut(&vswitch_id)?;
+        vsw.release_v6(&ips);
+        vsw.release_v6_prefixes(&nets);
+        if !evs.is_empty() {
+            self.events.push(SimEvent::IpsUnassigned {
+                eni_id: eni_id.clone(),
+                ips: evs,
+            });
+        }
+        if !nets.is_empty() {
+            self.events.push(SimEvent::PrefixesUnassigned {
+                eni_id,
+                prefixes: nets.iter().map(|n| IpNet::V6(*n)).collect(),
+            });
+        }
         Ok(json!({}))
     }
 

@@ -1,6 +1,7 @@
 //! What the emulated cloud did, for whoever embeds it: the lab turns `EniAttached` into a
 //! link in the node's namespace, `RouteEntryAvailable` into a route on the VPC router.
 
+use ipnet::IpNet;
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -34,6 +35,16 @@ pub enum SimEvent {
     IpsUnassigned {
         eni_id: String,
         ips: Vec<IpAddr>,
+    },
+    /// IPv4 /28 or IPv6 /80 prefixes delegated to the ENI: every address inside is
+    /// the ENI's.
+    PrefixesAssigned {
+        eni_id: String,
+        prefixes: Vec<IpNet>,
+    },
+    PrefixesUnassigned {
+        eni_id: String,
+        prefixes: Vec<IpNet>,
     },
     /// The entry reached `Available`.
     RouteEntryAvailable {

@@ -6,7 +6,8 @@
 //! on the bridge, so the VPC sends that address's traffic into the ENI's link, like the
 //! real vSwitch delivers it to the ENI. Detach removes the pair, wherever its node end is
 //! by then (an exclusive-ENI pod's namespace, for instance): deleting the VPC-side port
-//! deletes both ends.
+//! deletes both ends. A delegated prefix is routed the same way, address by address
+//! (all 16 of a /28; the start of a /80, see [`V6_PREFIX_ROUTED`]).
 //!
 //! The bridge needs a fixed MAC (created with an address): a bridge that takes the lowest
 //! MAC of its ports changes its address as ENI ports come and go, and the kernel flushes a
@@ -42,6 +43,29 @@ pub struct Materializer {
     netns: BTreeMap<String, String>,
     bridge: String,
     links: BTreeMap<String, Link>,
+}
+
+/// Addresses of an IPv6 /80 the VPC side routes: a /80 cannot be enumerated, and the
+/// pool hands out its addresses from the start (`::1` on), at most one per IPv4 address
+/// the ENI's /28s can hold (49 of them, 784 addresses, on the largest types).
+const V6_PREFIX_ROUTED: u128 = 784;
+
+/// The addresses of delegated prefixes the VPC delivers into the ENI: every address of
+/// a /28; the first [`V6_PREFIX_ROUTED`] after the network address of a /80.
+fn prefix_addresses(prefixes: &[IpNet]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for p in prefixes {
+        match p {
+            IpNet::V4(n) => out.extend(
+                (u32::from(n.network())..=u32::from(n.broadcast())).map(|i| IpAddr::V4(i.into())),
+            ),
+            IpNet::V6(n) => {
+                let base = u128::from(n.network());
+                out.extend((1..=V6_PREFIX_ROUTED).map(|i| IpAddr::V6((base + i).into())));
+            }
+        }
+    }
+    out
 }
 
 /// `INSTANCE=NETNS`, as given to `--instance-netns`.
@@ -202,16 +226,19 @@ impl Materializer {
             link = node_name,
             "ENI materialized"
         );
-        let ips: Vec<IpAddr> = sim
+        let (ips, prefixes): (Vec<IpAddr>, Vec<IpNet>) = sim
             .snapshot()
             .enis
             .get(eni_id)
             .map(|e| {
-                std::iter::once(e.primary_ip)
-                    .chain(e.secondary_ips.iter().copied())
-                    .map(IpAddr::V4)
-                    .chain(e.ipv6s.iter().copied().map(IpAddr::V6))
-                    .collect()
+                (
+                    std::iter::once(e.primary_ip)
+                        .chain(e.secondary_ips.iter().copied())
+                        .map(IpAddr::V4)
+                        .chain(e.ipv6s.iter().copied().map(IpAddr::V6))
+                        .collect(),
+                    e.prefix_events(),
+                )
             })
             .unwrap_or_default();
         self.links.insert(
@@ -225,6 +252,7 @@ impl Materializer {
             },
         );
         self.assign(nl, eni_id, &ips).await;
+        self.assign(nl, eni_id, &prefix_addresses(&prefixes)).await;
     }
 
     async fn detach(&mut self, nl: &Netlink, eni_id: &str) {
@@ -307,6 +335,12 @@ impl Materializer {
             }
             SimEvent::IpsAssigned { eni_id, ips } => self.assign(nl, eni_id, ips).await,
             SimEvent::IpsUnassigned { eni_id, ips } => self.unassign(nl, eni_id, ips).await,
+            SimEvent::PrefixesAssigned { eni_id, prefixes } => {
+                self.assign(nl, eni_id, &prefix_addresses(prefixes)).await
+            }
+            SimEvent::PrefixesUnassigned { eni_id, prefixes } => {
+                self.unassign(nl, eni_id, &prefix_addresses(prefixes)).await
+            }
             _ => {}
         }
     }

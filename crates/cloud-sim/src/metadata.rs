@@ -188,6 +188,14 @@ fn lookup(state: &State, inst: &Instance, path: &str, dir: bool) -> Option<Strin
                     .collect::<Vec<_>>()
                     .join(",")
             )),
+            // Prefix delegation: the ENI's /28s (and /80s), quoted like private-ipv4s; the
+            // path is absent without any (docs/cloud.md: the emulator's assumption).
+            "ipv4-prefixes" if !eni.ipv4_prefixes.is_empty() => Some(quoted(
+                eni.ipv4_prefixes.iter().map(|n| n.to_string()).collect(),
+            )),
+            "ipv6-prefixes" if !eni.ipv6_prefixes.is_empty() => Some(quoted(
+                eni.ipv6_prefixes.iter().map(|n| n.to_string()).collect(),
+            )),
             "ipv6-gateway" => vsw.gateway_v6().map(|g| g.to_string()),
             "vswitch-ipv6-cidr-block" => vsw.ipv6_cidr.map(|n| n.to_string()),
             _ => None,

@@ -168,6 +168,7 @@ impl State {
                     ipv6_cidr,
                     used: Default::default(),
                     used6: Default::default(),
+                    prefixes6: Default::default(),
                 },
             );
         }

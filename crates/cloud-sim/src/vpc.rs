@@ -9,6 +9,25 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// The code CreateNetworkInterface answers when the vSwitch has no free address.
 pub const IP_NOT_ENOUGH: &str = "InvalidVSwitchId.IpNotEnough";
 
+/// IPv4 prefix delegation hands out /28 blocks (16 addresses).
+pub const PREFIX_LEN_V4: u8 = 28;
+/// IPv6 prefix delegation hands out /80 blocks.
+pub const PREFIX_LEN_V6: u8 = 80;
+
+trait AllHosts {
+    /// Every address of the block, network and broadcast included (a delegated prefix
+    /// is routed whole).
+    fn hosts_all(&self) -> Vec<Ipv4Addr>;
+}
+
+impl AllHosts for Ipv4Net {
+    fn hosts_all(&self) -> Vec<Ipv4Addr> {
+        (u32::from(self.network())..=u32::from(self.broadcast()))
+            .map(Ipv4Addr::from)
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vpc {
     pub id: String,
@@ -24,6 +43,9 @@ pub struct VSwitch {
     pub ipv6_cidr: Option<Ipv6Net>,
     pub used: BTreeSet<Ipv4Addr>,
     pub used6: BTreeSet<Ipv6Addr>,
+    /// /80 prefixes handed out.
+    #[serde(default)]
+    pub prefixes6: BTreeSet<Ipv6Net>,
 }
 
 impl VSwitch {
@@ -114,6 +136,108 @@ impl VSwitch {
         }
     }
 
+    /// The aligned /28 blocks of the vSwitch CIDR whose 16 addresses are all free and
+    /// none reserved, lowest first. A prefix's addresses are marked used like single
+    /// addresses, so the two never overlap and `available` counts both.
+    fn free_prefixes(&self) -> impl Iterator<Item = Ipv4Net> + '_ {
+        let len = self.cidr.prefix_len().max(PREFIX_LEN_V4);
+        self.cidr
+            .subnets(len)
+            .into_iter()
+            .flatten()
+            .filter(move |n| n.prefix_len() == PREFIX_LEN_V4)
+            .filter(|n| {
+                let first = u32::from(n.network());
+                (first..=u32::from(n.broadcast())).all(|i| {
+                    let ip = Ipv4Addr::from(i);
+                    !self.reserved(ip) && !self.used.contains(&ip)
+                })
+            })
+    }
+
+    /// Takes `n` free /28 prefixes; all or none. A vSwitch with free addresses but no
+    /// free aligned block (fragmented by single addresses) runs out all the same.
+    pub fn take_v4_prefixes(&mut self, n: usize) -> ApiResult<Vec<Ipv4Net>> {
+        let picked: Vec<Ipv4Net> = self.free_prefixes().take(n).collect();
+        if picked.len() < n {
+            return Err(self.ip_not_enough());
+        }
+        for p in &picked {
+            self.used.extend(p.hosts_all());
+        }
+        Ok(picked)
+    }
+
+    /// Takes exactly these prefixes; all or none.
+    pub fn take_exact_v4_prefixes(&mut self, nets: &[Ipv4Net]) -> ApiResult<()> {
+        for n in nets {
+            if n.prefix_len() != PREFIX_LEN_V4 || n.network() != n.addr() {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidParameter.Ipv4Prefix",
+                    format!("{n} is not an aligned /28 prefix."),
+                ));
+            }
+            if !self.free_prefixes().any(|f| f == *n) {
+                return Err(ApiError::new(
+                    400,
+                    "InvalidPrivateIpAddress.Duplicated",
+                    format!(
+                        "The prefix {n} is not a free block of VSwitch {} ({}).",
+                        self.id, self.cidr
+                    ),
+                ));
+            }
+        }
+        for n in nets {
+            self.used.extend(n.hosts_all());
+        }
+        Ok(())
+    }
+
+    pub fn release_v4_prefixes(&mut self, nets: &[Ipv4Net]) {
+        for n in nets {
+            for ip in n.hosts_all() {
+                self.used.remove(&ip);
+            }
+        }
+    }
+
+    /// Takes `n` free /80 prefixes of the vSwitch's /64: never the first /80 (single
+    /// IPv6 addresses are taken from its start), never one holding a used address.
+    pub fn take_v6_prefixes(&mut self, n: usize) -> ApiResult<Vec<Ipv6Net>> {
+        let net = self.v6_net()?;
+        let step = 1u128 << (128 - PREFIX_LEN_V6);
+        let base = u128::from(net.network());
+        let mut out = Vec::new();
+        let mut i = 1u128;
+        while out.len() < n {
+            let start = base + i * step;
+            let p = Ipv6Net::new(Ipv6Addr::from(start), PREFIX_LEN_V6).expect("valid length");
+            if !net.contains(&p.network()) || i >= 1 << 16 {
+                return Err(self.ip_not_enough());
+            }
+            let busy = self.prefixes6.contains(&p)
+                || self
+                    .used6
+                    .range(Ipv6Addr::from(start)..=Ipv6Addr::from(start + step - 1))
+                    .next()
+                    .is_some();
+            if !busy {
+                out.push(p);
+            }
+            i += 1;
+        }
+        self.prefixes6.extend(out.iter().copied());
+        Ok(out)
+    }
+
+    pub fn release_v6_prefixes(&mut self, nets: &[Ipv6Net]) {
+        for n in nets {
+            self.prefixes6.remove(n);
+        }
+    }
+
     fn v6_net(&self) -> ApiResult<Ipv6Net> {
         self.ipv6_cidr.ok_or_else(|| {
             ApiError::new(
@@ -188,7 +312,53 @@ mod tests {
             ipv6_cidr: None,
             used: BTreeSet::new(),
             used6: BTreeSet::new(),
+            prefixes6: BTreeSet::new(),
         }
+    }
+
+    #[test]
+    fn prefixes_are_aligned_free_blocks_apart_from_single_addresses() {
+        // /26: blocks .0/28 (holds the network address), .16, .32, .48 (holds the
+        // three reserved at the end).
+        let mut v = vsw("10.0.0.0/26");
+        let single = v.take_v4(1).unwrap();
+        assert_eq!(single[0], "10.0.0.1".parse::<Ipv4Addr>().unwrap());
+        let got = v.take_v4_prefixes(2).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                "10.0.0.16/28".parse::<Ipv4Net>().unwrap(),
+                "10.0.0.32/28".parse().unwrap()
+            ]
+        );
+        // No aligned free block is left, though addresses are.
+        assert!(v.available() > 0);
+        assert_eq!(
+            v.take_v4_prefixes(1).unwrap_err().code,
+            "InvalidVSwitchId.IpNotEnough"
+        );
+        // Single addresses never land inside a prefix.
+        let more = v.take_v4(5).unwrap();
+        assert!(more.iter().all(|ip| !got.iter().any(|p| p.contains(ip))));
+        v.release_v4_prefixes(&got[..1]);
+        assert_eq!(v.take_v4_prefixes(1).unwrap(), vec![got[0]]);
+        assert!(v.take_exact_v4_prefixes(&[got[1]]).is_err());
+        assert!(v
+            .take_exact_v4_prefixes(&["10.0.0.8/28".parse().unwrap()])
+            .is_err());
+    }
+
+    #[test]
+    fn ipv6_prefixes_skip_the_first_80_and_each_other() {
+        let mut v = vsw("10.0.0.0/24");
+        v.ipv6_cidr = Some("fd00:252::/64".parse().unwrap());
+        v.take_v6(3).unwrap();
+        let a = v.take_v6_prefixes(1).unwrap();
+        let b = v.take_v6_prefixes(1).unwrap();
+        assert_eq!(a[0].to_string(), "fd00:252:0:0:1::/80");
+        assert_ne!(a, b);
+        v.release_v6_prefixes(&a);
+        assert_eq!(v.take_v6_prefixes(1).unwrap(), a);
     }
 
     #[test]

@@ -977,3 +977,107 @@ async fn deleted_eni_is_deleting_then_gone() {
     assert_eq!(err.code(), Some("InvalidEniId.NotFound"), "{err}");
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn ipv4_and_ipv6_prefixes() {
+    use ipnet::{Ipv4Net, Ipv6Net};
+    let (sim, c) = start(config()).await;
+    // g7.large: 6 IPv4 slots per ENI; the primary takes one, a secondary another.
+    let eni = in_use_eni(&c, "vsw-a", 1, 0, "i-node1").await;
+    let single: Vec<Ipv4Addr> = eni.secondary_ips().copied().collect();
+
+    let got = c.assign_ipv4_prefixes(&eni.id, 3).await.unwrap();
+    assert_eq!(got.len(), 3);
+    let vsw: Ipv4Net = "192.168.0.0/24".parse().unwrap();
+    for n in &got {
+        assert_eq!(n.prefix_len(), 28, "{n}");
+        assert_eq!(n.network(), n.addr(), "{n} is aligned");
+        assert!(vsw.contains(n), "{n} inside the vSwitch");
+        for ip in single.iter().chain([&eni.primary_ip]) {
+            assert!(!n.contains(ip), "{n} overlaps the single address {ip}");
+        }
+    }
+    // One slot left: two prefixes do not fit, and the per-ENI code is the addresses'.
+    let err = c.assign_ipv4_prefixes(&eni.id, 2).await.unwrap_err();
+    assert!(matches!(err, CloudError::EniIpv4Full(_)), "{err}");
+    assert_eq!(err.code(), Some("MaxEniPrivateIpsCountExceeded"));
+    assert_eq!(err.api().unwrap().http_status, 403);
+    // More than 10 in one call is a parameter error, whatever the room.
+    let err = c.assign_ipv4_prefixes(&eni.id, 11).await.unwrap_err();
+    assert_eq!(err.code(), Some("InvalidParameter"), "{err}");
+    // A single address never lands in a prefix either.
+    let more = c
+        .assign_private_ip_addresses(&eni.id, IpRequest::Count(1))
+        .await
+        .unwrap();
+    assert!(got.iter().all(|n| !n.contains(&more[0])));
+
+    let seen = c
+        .describe_network_interfaces(&EniFilter {
+            ids: vec![eni.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen[0].ipv4_prefixes, got);
+
+    c.unassign_ipv4_prefixes(&eni.id, &got[..1]).await.unwrap();
+    let err = c
+        .unassign_ipv4_prefixes(&eni.id, &got[..1])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidIp.IpUnassigned"));
+    let seen = c
+        .describe_network_interfaces(&EniFilter {
+            ids: vec![eni.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen[0].ipv4_prefixes, got[1..].to_vec());
+
+    // IPv6: one /80 per ENI.
+    let v6 = c.assign_ipv6_prefixes(&eni.id, 1).await.unwrap();
+    assert_eq!(v6.len(), 1);
+    assert_eq!(v6[0].prefix_len(), 80);
+    let vsw6: Ipv6Net = "2408:4000:1:100::/64".parse().unwrap();
+    assert!(vsw6.contains(&v6[0]));
+    let err = c.assign_ipv6_prefixes(&eni.id, 1).await.unwrap_err();
+    assert!(matches!(err, CloudError::EniIpv6Full(_)), "{err}");
+    c.unassign_ipv6_prefixes(&eni.id, &v6).await.unwrap();
+
+    // A vSwitch without a free aligned /28 answers as out of addresses.
+    let tiny = in_use_eni(&c, "vsw-tiny", 0, 0, "i-node1").await;
+    let err = c.assign_ipv4_prefixes(&tiny.id, 1).await.unwrap_err();
+    assert!(matches!(err, CloudError::VSwitchExhausted(_)), "{err}");
+    assert_eq!(err.code(), Some("QuotaExceeded.PrivateIpAddress"));
+
+    // Prefixes at creation; and back to the vSwitch once the ENI is deleted.
+    let created = c
+        .create_network_interface(&CreateEniRequest {
+            ipv4_prefix_count: 2,
+            ipv6_prefix_count: 1,
+            ..eni_req("vsw-a", 0, 0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.ipv4_prefixes.len(), 2);
+    assert_eq!(created.ipv6_prefixes.len(), 1);
+    assert!(created
+        .ipv4_prefixes
+        .iter()
+        .all(|n| !got.contains(n) || n == &got[0]));
+    c.delete_network_interface(&created.id).await.unwrap();
+    unicni_cloud::poll::wait_eni_deleted(&c, &created.id, poll())
+        .await
+        .unwrap();
+    let again = c
+        .create_network_interface(&CreateEniRequest {
+            ipv4_prefix_count: 2,
+            ..eni_req("vsw-a", 0, 0)
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.ipv4_prefixes, created.ipv4_prefixes);
+    sim.stop().await;
+}

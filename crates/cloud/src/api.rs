@@ -5,6 +5,7 @@
 use crate::error::Result;
 use crate::types::*;
 use async_trait::async_trait;
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[async_trait]
@@ -38,6 +39,15 @@ pub trait Cloud: Send + Sync {
         req: IpRequest<Ipv6Addr>,
     ) -> Result<Vec<Ipv6Addr>>;
     async fn unassign_ipv6_addresses(&self, eni_id: &str, ips: &[Ipv6Addr]) -> Result<()>;
+    /// ECS AssignPrivateIpAddresses with `Ipv4PrefixCount` (1–10): `count` /28 prefixes
+    /// delegated to the ENI, each one of its IPv4 slots; returns them.
+    async fn assign_ipv4_prefixes(&self, eni_id: &str, count: u32) -> Result<Vec<Ipv4Net>>;
+    /// ECS UnassignPrivateIpAddresses with `Ipv4Prefix.N`.
+    async fn unassign_ipv4_prefixes(&self, eni_id: &str, prefixes: &[Ipv4Net]) -> Result<()>;
+    /// ECS AssignIpv6Addresses with `Ipv6PrefixCount`: /80 prefixes; returns them.
+    async fn assign_ipv6_prefixes(&self, eni_id: &str, count: u32) -> Result<Vec<Ipv6Net>>;
+    /// ECS UnassignIpv6Addresses with `Ipv6Prefix.N`.
+    async fn unassign_ipv6_prefixes(&self, eni_id: &str, prefixes: &[Ipv6Net]) -> Result<()>;
     /// ECS DescribeInstanceTypes for the given types (all types when empty), every page.
     async fn describe_instance_types(&self, types: &[String]) -> Result<Vec<InstanceTypeLimits>>;
     /// VPC DescribeVSwitches by ID, or every vSwitch of `vpc_id` when `ids` is empty.

@@ -101,9 +101,10 @@ impl CloudError {
             "MaxEniPrivateIpsCountExceeded" | "InvalidOperation.Ipv4CountExceeded" => {
                 CloudError::EniIpv4Full(f)
             }
-            "MaxEniIpv6IpsCountExceeded" | "InvalidOperation.Ipv6CountExceeded" => {
-                CloudError::EniIpv6Full(f)
-            }
+            // The one-/80-per-ENI rule refused (docs/cloud.md: the emulator's code).
+            "MaxEniIpv6IpsCountExceeded"
+            | "InvalidOperation.Ipv6CountExceeded"
+            | "InvalidOperation.Ipv6PrefixCountExceeded" => CloudError::EniIpv6Full(f),
             // The emulator's former spelling is still understood.
             "InvalidVSwitch.Ipv6NotTurnOn" | "InvalidVSwitchId.Ipv6NotTurnOn" => {
                 CloudError::VSwitchIpv6Off(f)

@@ -23,6 +23,9 @@ pub struct EniMetadata {
     pub gateway: Ipv4Addr,
     pub private_ipv4s: Vec<Ipv4Addr>,
     pub ipv6s: Vec<Ipv6Addr>,
+    /// Delegated prefixes (`ipv4-prefixes`, `ipv6-prefixes`; absent without any).
+    pub ipv4_prefixes: Vec<ipnet::Ipv4Net>,
+    pub ipv6_prefixes: Vec<ipnet::Ipv6Net>,
     pub vswitch_cidr: String,
     pub vswitch_id: String,
 }
@@ -189,7 +192,33 @@ impl MetadataClient {
                 .collect::<Result<Vec<_>>>()?,
             Err(_) => Vec::new(),
         };
+        // Like ipv6s, a path the service only has when the ENI holds prefixes.
+        let prefixes = |body: Result<String>| -> Vec<String> {
+            body.map(|b| parse_list(&b)).unwrap_or_default()
+        };
+        let ipv4_prefixes = prefixes(self.eni_field(mac, "ipv4-prefixes").await)
+            .into_iter()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    CloudError::Metadata(format!(
+                        "ENI {mac}: ipv4-prefixes entry {s:?} is not an IPv4 prefix"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ipv6_prefixes = prefixes(self.eni_field(mac, "ipv6-prefixes").await)
+            .into_iter()
+            .map(|s| {
+                s.parse().map_err(|_| {
+                    CloudError::Metadata(format!(
+                        "ENI {mac}: ipv6-prefixes entry {s:?} is not an IPv6 prefix"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(EniMetadata {
+            ipv4_prefixes,
+            ipv6_prefixes,
             mac: mac.to_string(),
             eni_id,
             primary_ip,

@@ -6,6 +6,7 @@ use crate::error::{CloudError, Result};
 use crate::types::*;
 use crate::wire::{self, list, str_of, u64_of};
 use async_trait::async_trait;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -108,6 +109,14 @@ impl Cloud for AlibabaCloud {
         }
         if req.ipv6_count > 0 {
             params.push(p("Ipv6AddressCount", req.ipv6_count));
+        }
+        // "ECS API CreateNetworkInterface": Ipv4PrefixCount / Ipv6PrefixCount delegate
+        // prefixes at creation, saving the AssignPrivateIpAddresses call after it.
+        if req.ipv4_prefix_count > 0 {
+            params.push(p("Ipv4PrefixCount", req.ipv4_prefix_count));
+        }
+        if req.ipv6_prefix_count > 0 {
+            params.push(p("Ipv6PrefixCount", req.ipv6_prefix_count));
         }
         if let Some(d) = &req.description {
             params.push(p("Description", d));
@@ -259,6 +268,67 @@ impl Cloud for AlibabaCloud {
         let mut params = vec![p("NetworkInterfaceId", eni_id)];
         for (i, ip) in ips.iter().enumerate() {
             params.push(p(format!("Ipv6Address.{}", i + 1), ip));
+        }
+        self.call(Service::Ecs, "UnassignIpv6Addresses", params)
+            .await
+            .map(drop)
+    }
+
+    async fn assign_ipv4_prefixes(&self, eni_id: &str, count: u32) -> Result<Vec<Ipv4Net>> {
+        const A: &str = "AssignPrivateIpAddresses";
+        // "ECS API AssignPrivateIpAddresses": Ipv4PrefixCount (1–10) instead of
+        // SecondaryPrivateIpAddressCount; the response lists the prefixes under
+        // AssignedPrivateIpAddressesSet.Ipv4PrefixSet.Ipv4Prefixes.
+        let params = vec![
+            p("NetworkInterfaceId", eni_id),
+            p("Ipv4PrefixCount", count),
+            p("ClientToken", token(&None)),
+        ];
+        let doc = self.call(Service::Ecs, A, params).await?;
+        let got = doc
+            .get("AssignedPrivateIpAddressesSet")
+            .and_then(|s| s.get("Ipv4PrefixSet"))
+            .and_then(|s| s.get("Ipv4Prefixes"))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        got.iter()
+            .map(|v| wire::parse_ip(A, "Ipv4Prefixes entry", v.as_str().unwrap_or("")))
+            .collect()
+    }
+
+    async fn unassign_ipv4_prefixes(&self, eni_id: &str, prefixes: &[Ipv4Net]) -> Result<()> {
+        // "ECS API UnassignPrivateIpAddresses": Ipv4Prefix.N.
+        let mut params = vec![p("NetworkInterfaceId", eni_id)];
+        for (i, n) in prefixes.iter().enumerate() {
+            params.push(p(format!("Ipv4Prefix.{}", i + 1), n));
+        }
+        self.call(Service::Ecs, "UnassignPrivateIpAddresses", params)
+            .await
+            .map(drop)
+    }
+
+    async fn assign_ipv6_prefixes(&self, eni_id: &str, count: u32) -> Result<Vec<Ipv6Net>> {
+        const A: &str = "AssignIpv6Addresses";
+        // "ECS API AssignIpv6Addresses": Ipv6PrefixCount; the response's
+        // Ipv6PrefixSets.Ipv6Prefix lists them.
+        let params = vec![
+            p("NetworkInterfaceId", eni_id),
+            p("Ipv6PrefixCount", count),
+            p("ClientToken", token(&None)),
+        ];
+        let doc = self.call(Service::Ecs, A, params).await?;
+        list(&doc, "Ipv6PrefixSets", "Ipv6Prefix")
+            .iter()
+            .map(|v| wire::parse_ip(A, "Ipv6Prefix entry", v.as_str().unwrap_or("")))
+            .collect()
+    }
+
+    async fn unassign_ipv6_prefixes(&self, eni_id: &str, prefixes: &[Ipv6Net]) -> Result<()> {
+        // "ECS API UnassignIpv6Addresses": Ipv6Prefix.N.
+        let mut params = vec![p("NetworkInterfaceId", eni_id)];
+        for (i, n) in prefixes.iter().enumerate() {
+            params.push(p(format!("Ipv6Prefix.{}", i + 1), n));
         }
         self.call(Service::Ecs, "UnassignIpv6Addresses", params)
             .await

@@ -1,5 +1,6 @@
 //! The objects the `Cloud` interface speaks in, independent of the wire format.
 
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -59,6 +60,13 @@ pub struct NetworkInterface {
     /// Every IPv4 address, the primary first.
     pub private_ips: Vec<Ipv4Addr>,
     pub ipv6s: Vec<Ipv6Addr>,
+    /// Delegated IPv4 /28 prefixes (DescribeNetworkInterfaces'
+    /// `Ipv4PrefixSets.Ipv4PrefixSet[].Ipv4Prefix`).
+    #[serde(default)]
+    pub ipv4_prefixes: Vec<Ipv4Net>,
+    /// Delegated IPv6 /80 prefixes (`Ipv6PrefixSets.Ipv6PrefixSet[].Ipv6Prefix`).
+    #[serde(default)]
+    pub ipv6_prefixes: Vec<Ipv6Net>,
     pub security_group_ids: Vec<String>,
     pub tags: Vec<(String, String)>,
 }
@@ -78,6 +86,11 @@ pub struct CreateEniRequest {
     /// Secondary IPv4 addresses to assign at creation.
     pub secondary_ip_count: u32,
     pub ipv6_count: u32,
+    /// IPv4 /28 prefixes to delegate at creation (CreateNetworkInterface
+    /// `Ipv4PrefixCount`); not together with `secondary_ip_count`.
+    pub ipv4_prefix_count: u32,
+    /// IPv6 /80 prefixes to delegate at creation (`Ipv6PrefixCount`).
+    pub ipv6_prefix_count: u32,
     pub description: Option<String>,
     pub tags: Vec<(String, String)>,
     /// Idempotency token; a fresh one is generated when empty. Passing the same token

@@ -62,6 +62,28 @@ pub(crate) fn eni(action: &str, v: &Value) -> Result<NetworkInterface> {
         .iter()
         .map(|p| parse_ip(action, "Ipv6Set entry", &str_of(p, "Ipv6Address")))
         .collect::<Result<Vec<_>>>()?;
+    let net = |what: &str, s: String| -> Result<ipnet::IpNet> {
+        s.parse()
+            .map_err(|_| decode_err(action, format!("{what} {s:?} is not a prefix")))
+    };
+    let mut ipv4_prefixes = Vec::new();
+    let mut ipv6_prefixes = Vec::new();
+    for p in list(v, "Ipv4PrefixSets", "Ipv4PrefixSet") {
+        match net("Ipv4PrefixSet entry", str_of(p, "Ipv4Prefix"))? {
+            ipnet::IpNet::V4(n) => ipv4_prefixes.push(n),
+            ipnet::IpNet::V6(n) => {
+                return Err(decode_err(action, format!("Ipv4Prefix {n} is IPv6")))
+            }
+        }
+    }
+    for p in list(v, "Ipv6PrefixSets", "Ipv6PrefixSet") {
+        match net("Ipv6PrefixSet entry", str_of(p, "Ipv6Prefix"))? {
+            ipnet::IpNet::V6(n) => ipv6_prefixes.push(n),
+            ipnet::IpNet::V4(n) => {
+                return Err(decode_err(action, format!("Ipv6Prefix {n} is IPv4")))
+            }
+        }
+    }
     let eni_type = match str_of(v, "Type").as_str() {
         "Primary" => EniType::Primary,
         "Trunk" => EniType::Trunk,
@@ -80,6 +102,8 @@ pub(crate) fn eni(action: &str, v: &Value) -> Result<NetworkInterface> {
         primary_ip,
         private_ips,
         ipv6s,
+        ipv4_prefixes,
+        ipv6_prefixes,
         security_group_ids: list(v, "SecurityGroupIds", "SecurityGroupId")
             .iter()
             .filter_map(|s| s.as_str().map(String::from))

@@ -1412,6 +1412,7 @@ pub fn run_add(
             pool: Some(pool),
             attach_delay_ms: Some(configured),
             instance_type: None,
+            ip_prefix: false,
         };
         let o = opts(
             Backend::Terway,
@@ -1547,8 +1548,13 @@ fn print_add(
 /// The burst bench's nodes: 4 ENIs (3 for pods) of 15 IPv4 addresses, 45 pods.
 const BURST_INSTANCE_TYPE: &str = "ecs.c7.2xlarge";
 const BURST_CAPACITY: usize = 45;
+/// The same nodes in prefix mode: 3 pod ENIs × 14 /28 prefixes × 16 addresses.
+const BURST_PREFIX_CAPACITY: usize = 3 * 14 * 16;
 /// The vendor's most addresses per AssignPrivateIpAddresses call.
 const ADDRESSES_PER_CALL: usize = 10;
+/// The vendor's most /28 prefixes per call (CreateNetworkInterface or
+/// AssignPrivateIpAddresses), in addresses.
+const PREFIX_ADDRESSES_PER_CALL: usize = 10 * 16;
 
 /// The emulator's request counts by action (`GET /_sim/requests`).
 fn cloud_requests(lab: &Lab) -> Result<BTreeMap<String, u64>> {
@@ -1562,19 +1568,25 @@ fn cloud_requests(lab: &Lab) -> Result<BTreeMap<String, u64>> {
     serde_json::from_value(v["counts"].clone()).context("the emulator's request counts")
 }
 
-/// What the burst cannot beat on this profile: one ENI created and attached (the
-/// creations run in parallel), then ⌈N/10⌉ assign calls in parallel.
+/// What the burst cannot beat on this profile. Single addresses: one ENI created and
+/// attached (the creations run in parallel), then ⌈N/10⌉ assign calls in parallel.
+/// Prefix mode: ⌈N/160⌉ calls of ten /28s each; the first rides on the ENI's
+/// creation (CreateNetworkInterface `Ipv4PrefixCount`), so the bound is one create +
+/// attach, plus one round of parallel assign calls only when N > 160.
 #[derive(Debug, Serialize)]
 struct LowerBound {
     create_ms: u64,
     attach_call_ms: u64,
     attach_settle_ms: u64,
     assign_ms: u64,
+    /// Address (or prefix) batches of the vendor's per-call maximum the burst needs.
     assign_calls: usize,
+    /// Whether a round of assign calls after the attach is in the bound.
+    assign_round: bool,
     total_ms: u64,
 }
 
-fn lower_bound(profile: CloudProfile, pods: usize) -> LowerBound {
+fn lower_bound(profile: CloudProfile, pods: usize, prefix: bool) -> LowerBound {
     let sim = unicni_cloud_sim::SimConfig {
         // What the lab gives the emulator (the default profile plays it).
         attach_delay_ms: 100,
@@ -1586,13 +1598,23 @@ fn lower_bound(profile: CloudProfile, pods: usize) -> LowerBound {
     let attach_call_ms = t.action("AttachNetworkInterface").median_ms;
     let attach_settle_ms = t.attach.median_ms;
     let assign_ms = t.action("AssignPrivateIpAddresses").median_ms;
+    let (assign_calls, assign_round) = if prefix {
+        let calls = pods.div_ceil(PREFIX_ADDRESSES_PER_CALL);
+        (calls, calls > 1)
+    } else {
+        (pods.div_ceil(ADDRESSES_PER_CALL), true)
+    };
     LowerBound {
         create_ms,
         attach_call_ms,
         attach_settle_ms,
         assign_ms,
-        assign_calls: pods.div_ceil(ADDRESSES_PER_CALL),
-        total_ms: create_ms + attach_call_ms + attach_settle_ms + assign_ms,
+        assign_calls,
+        assign_round,
+        total_ms: create_ms
+            + attach_call_ms
+            + attach_settle_ms
+            + if assign_round { assign_ms } else { 0 },
     }
 }
 
@@ -1600,6 +1622,8 @@ fn lower_bound(profile: CloudProfile, pods: usize) -> LowerBound {
 struct BurstResult {
     lab: String,
     pods: usize,
+    /// The pool's unit: single addresses, or /28 prefixes (`terway.ip_prefix`).
+    ip_prefix: bool,
     instance_type: &'static str,
     cloud_profile: &'static str,
     wall_ms: f64,
@@ -1613,26 +1637,113 @@ struct BurstResult {
     cloud_calls: BTreeMap<String, u64>,
 }
 
+#[derive(Debug, Serialize)]
+struct BurstRows {
+    rows: Vec<BurstResult>,
+}
+
 pub fn run_burst(
     id: Option<&str>,
     pods: usize,
     cloud_profile: CloudProfile,
+    prefix: &str,
     output: &str,
 ) -> Result<ExitCode> {
     if pods == 0 || pods > BURST_CAPACITY {
         bail!("--pods {pods}: use 1 to {BURST_CAPACITY} (a {BURST_INSTANCE_TYPE} node's pods in shared-eni mode)");
     }
     let started = Instant::now();
+    let modes: &[bool] = match prefix {
+        "off" => &[false],
+        "on" => &[true],
+        _ => &[false, true],
+    };
+    let mut rows = Vec::new();
+    for &ip_prefix in modes {
+        rows.push(burst_row(id, pods, cloud_profile, ip_prefix)?);
+    }
+    let result = BurstRows { rows };
+    if output == "json" {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!(
+            "{:<16} {:>5} {:>9} {:>9} {:>9} {:>11} {:>8}",
+            "POOL", "PODS", "WALL ms", "p50 ms", "p99 ms", "BOUND ms", "x BOUND"
+        );
+        for r in &result.rows {
+            println!(
+                "{:<16} {:>5} {:>9.0} {:>9.0} {:>9.0} {:>11} {:>8.2}",
+                if r.ip_prefix {
+                    "/28 prefixes"
+                } else {
+                    "single addresses"
+                },
+                r.pods,
+                r.wall_ms,
+                r.add_p50_ms,
+                r.add_p99_ms,
+                r.lower_bound.total_ms,
+                r.wall_to_lower_bound
+            );
+        }
+        for r in &result.rows {
+            let calls: Vec<String> = r
+                .cloud_calls
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            println!(
+                "cloud calls ({}): {}",
+                if r.ip_prefix { "prefixes" } else { "addresses" },
+                calls.join(", ")
+            );
+        }
+        if let Some(r) = result.rows.first() {
+            let lb = &r.lower_bound;
+            println!(
+                "(one {} node, empty pool, cloud profile {}; BOUND = CreateNetworkInterface {} ms + \
+                 AttachNetworkInterface {} ms + attach to InUse {} ms, + AssignPrivateIpAddresses \
+                 {} ms when a round of parallel assign calls is needed: single addresses \
+                 ceil(N/10) calls, always; prefixes ceil(N/160) calls of ten /28s, the first \
+                 carried by CreateNetworkInterface; target: wall <= {:.1} x BOUND)",
+                r.instance_type,
+                r.cloud_profile,
+                lb.create_ms,
+                lb.attach_call_ms,
+                lb.attach_settle_ms,
+                lb.assign_ms,
+                r.target
+            );
+        }
+    }
+    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row: a fresh one-node lab in the pool mode asked for, N ADDs at once.
+fn burst_row(
+    id: Option<&str>,
+    pods: usize,
+    cloud_profile: CloudProfile,
+    ip_prefix: bool,
+) -> Result<BurstResult> {
     let lab = sub_lab(id, "bb", "u")?;
     super::step(&format!(
-        "terway shared-eni lab {} (1 node, {BURST_INSTANCE_TYPE}, empty pool, cloud profile {cloud_profile})",
-        lab.prefix
+        "terway shared-eni lab {} (1 node, {BURST_INSTANCE_TYPE}, empty pool, {}, cloud profile {cloud_profile})",
+        lab.prefix,
+        if ip_prefix { "/28 prefixes" } else { "single addresses" }
     ));
+    let capacity = if ip_prefix {
+        BURST_PREFIX_CAPACITY
+    } else {
+        BURST_CAPACITY
+    };
     let tuning = Tuning {
         // Empty, and nothing given back while the burst runs.
-        pool: Some((0, BURST_CAPACITY as u32)),
+        pool: Some((0, capacity as u32)),
         attach_delay_ms: None,
         instance_type: Some(BURST_INSTANCE_TYPE.into()),
+        ip_prefix,
     };
     let o = opts(
         Backend::Terway,
@@ -1642,10 +1753,10 @@ pub fn run_burst(
         tuning,
         cloud_profile,
     );
-    let result = with_lab(&lab, &o, |_st| {
-        let capacity = lab.agent_metric(1, "unicni_agent_pod_capacity");
-        if capacity != Some(BURST_CAPACITY as f64) {
-            bail!("the node hosts {capacity:?} pods, the bench expects {BURST_CAPACITY} ({BURST_INSTANCE_TYPE})");
+    with_lab(&lab, &o, |_st| {
+        let reported = lab.agent_metric(1, "unicni_agent_pod_capacity");
+        if reported != Some(capacity as f64) {
+            bail!("the node hosts {reported:?} pods, the bench expects {capacity} ({BURST_INSTANCE_TYPE})");
         }
         wait_cloud_rest(&lab, false)?;
         let made: Vec<PodState> = (1..=pods)
@@ -1686,11 +1797,12 @@ pub fn run_burst(
             .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
             .filter(|(_, v)| *v > 0)
             .collect();
-        let lb = lower_bound(cloud_profile, pods);
+        let lb = lower_bound(cloud_profile, pods, ip_prefix);
         let wall_ms = wall.as_secs_f64() * 1e3;
         Ok(BurstResult {
             lab: lab.prefix.clone(),
             pods,
+            ip_prefix,
             instance_type: BURST_INSTANCE_TYPE,
             cloud_profile: cloud_profile.as_str(),
             wall_ms,
@@ -1702,47 +1814,27 @@ pub fn run_burst(
             target: 1.3,
             cloud_calls,
         })
-    })?;
-    if output == "json" {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        let r = &result;
-        let lb = &r.lower_bound;
-        println!(
-            "{:<10} {:>9} {:>9} {:>9} {:>11} {:>8}",
-            "PODS", "WALL ms", "p50 ms", "p99 ms", "BOUND ms", "x BOUND"
-        );
-        println!(
-            "{:<10} {:>9.0} {:>9.0} {:>9.0} {:>11} {:>8.2}",
-            r.pods, r.wall_ms, r.add_p50_ms, r.add_p99_ms, lb.total_ms, r.wall_to_lower_bound
-        );
-        let calls: Vec<String> = r
-            .cloud_calls
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        println!("cloud calls: {}", calls.join(", "));
-        println!(
-            "(one {} node, empty pool, cloud profile {}; BOUND = CreateNetworkInterface {} ms + \
-             AttachNetworkInterface {} ms + attach to InUse {} ms + {} AssignPrivateIpAddresses \
-             in parallel {} ms; target: wall <= {:.1} x BOUND)",
-            r.instance_type,
-            r.cloud_profile,
-            lb.create_ms,
-            lb.attach_call_ms,
-            lb.attach_settle_ms,
-            lb.assign_calls,
-            lb.assign_ms,
-            r.target
-        );
-    }
-    eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn burst_lower_bounds_per_pool_mode() {
+        // Realistic profile: create 1000 + attach call 300 + attach 3000 + assign 500.
+        let single = lower_bound(CloudProfile::Realistic, 30, false);
+        assert_eq!((single.assign_calls, single.assign_round), (3, true));
+        assert_eq!(single.total_ms, 4800);
+        // 30 addresses are two /28s: they come with the ENI, no assign round.
+        let prefix = lower_bound(CloudProfile::Realistic, 30, true);
+        assert_eq!((prefix.assign_calls, prefix.assign_round), (1, false));
+        assert_eq!(prefix.total_ms, 4300);
+        let big = lower_bound(CloudProfile::Realistic, 200, true);
+        assert_eq!((big.assign_calls, big.assign_round), (2, true));
+        assert_eq!(big.total_ms, 4800);
+    }
 
     #[test]
     fn interleave_rotates_the_order_every_turn() {

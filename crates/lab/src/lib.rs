@@ -99,6 +99,10 @@ pub(crate) struct UpOpts {
     /// in `<root>/policies`); the checks then also run the policy matrix.
     #[arg(long)]
     policy: bool,
+    /// terway shared-eni: prefix mode (`terway.ip_prefix`): the pool assigns /28
+    /// prefixes and pods take addresses from them.
+    #[arg(long)]
+    ip_prefix: bool,
 }
 
 impl UpOpts {
@@ -119,6 +123,9 @@ impl UpOpts {
                     Backend::Terway => "shared-eni or exclusive-eni",
                 }
             );
+        }
+        if self.ip_prefix && mode != Mode::SharedEni {
+            bail!("--ip-prefix is terway shared-eni's prefix mode; use --backend terway --mode shared-eni");
         }
         if self.datapath == Datapath::Ebpf && mode == Mode::ExclusiveEni {
             bail!("--datapath ebpf is for shared-eni (an exclusive-ENI pod owns its ENI)");
@@ -252,6 +259,10 @@ enum Command {
         /// The cloud emulator's latency profile.
         #[arg(long, value_name = "NAME", default_value_t = CloudProfile::Realistic)]
         cloud_profile: CloudProfile,
+        /// Which pool to measure: single addresses (`off`), /28 prefixes
+        /// (`on`, `terway.ip_prefix`), or one row of each (`both`).
+        #[arg(long, default_value = "both", value_parser = ["both", "off", "on"])]
+        prefix: String,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
@@ -322,6 +333,7 @@ pub(crate) fn default_up() -> UpOpts {
         cloud_profile: CloudProfile::Default,
         datapath: Datapath::Routing,
         policy: false,
+        ip_prefix: false,
     }
 }
 
@@ -421,8 +433,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::BenchBurst {
             pods,
             cloud_profile,
+            prefix,
             output,
-        } => bench::run_burst(args.id.as_deref(), pods, cloud_profile, &output),
+        } => bench::run_burst(args.id.as_deref(), pods, cloud_profile, &prefix, &output),
         Command::BenchServices {
             services,
             slices,
@@ -545,7 +558,10 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
     lab.create_host()?;
     let mut st = LabState {
         backend: o.backend,
-        tuning: o.tuning.clone(),
+        tuning: Tuning {
+            ip_prefix: o.tuning.ip_prefix || o.ip_prefix,
+            ..o.tuning.clone()
+        },
         datapath: o.datapath,
         policy: o.policy,
         ..LabState::new(mode, o.ip_stack, o.store, o.lease_ttl)

@@ -58,12 +58,17 @@ impl Lab {
             }
             Backend::Terway => format!(
                 "[backend]\nkind = \"terway\"\n\n[terway]\nmode = \"{mode}\"\nvswitches = [\"{vsw}\"]\n\
-                 security_groups = [\"{SECURITY_GROUP}\"]\n{pods}\n\
+                 security_groups = [\"{SECURITY_GROUP}\"]\n{pods}{prefix}\n\
                  [terway.pool]\nmin = {min}\nmax = {max}\n",
                 mode = st.mode.as_str(),
                 min = st.tuning.pool.map_or(TERWAY_POOL_MIN, |p| p.0),
                 max = st.tuning.pool.map_or(TERWAY_POOL_MAX, |p| p.1),
                 vsw = if other { OTHER_VSWITCH } else { NODE_VSWITCH },
+                prefix = if st.tuning.ip_prefix {
+                    "ip_prefix = true\n"
+                } else {
+                    ""
+                },
                 pods = if kube {
                     String::new()
                 } else {
@@ -492,6 +497,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `--ip-prefix` reaches the terway config.
+    #[test]
+    fn prefix_mode_reaches_the_node_config() {
+        let lab = Lab::new(Some("unit")).unwrap();
+        let mut st = state(Mode::SharedEni, IpStack::Ipv4);
+        st.tuning.ip_prefix = true;
+        let text = lab.node_config_text(1, &st);
+        let c = unicni_config::load_str(&text, unicni_config::Format::Toml)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(c.terway.ip_prefix, "{text}");
+        st.tuning.ip_prefix = false;
+        let c = unicni_config::load_str(&lab.node_config_text(1, &st), unicni_config::Format::Toml)
+            .unwrap();
+        assert!(!c.terway.ip_prefix);
     }
 
     /// Every node config the lab writes is one `unicni install` accepts.

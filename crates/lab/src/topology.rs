@@ -251,6 +251,10 @@ pub struct Tuning {
     /// for more pods).
     #[serde(default)]
     pub instance_type: Option<String>,
+    /// terway `ip_prefix`: the pool assigns /28 prefixes (`lab up --ip-prefix`, the
+    /// prefix row of `lab bench-burst`).
+    #[serde(default)]
+    pub ip_prefix: bool,
 }
 
 /// What `lab up` built; `check`, `bench`, `down` and the agent commands read it.

@@ -7,7 +7,11 @@
 - both paging styles of DescribeNetworkInterfaces, walking all pages;
 - the ENI lifecycle: create, attach (Attaching -> InUse), detach (-> Available), delete
   (Deleting -> gone);
-- route entries through the VPC SDKs (Pending -> Available, delete -> gone).
+- route entries through the VPC SDKs (Pending -> Available, delete -> gone);
+- prefix delegation: /28 prefixes assigned (Ipv4PrefixCount), listed
+  (Ipv4PrefixSets), unassigned (Ipv4Prefix.N), at creation, against the ENI's IPv4
+  slots, refused when mixed with single addresses, past 10 a call, or when the vSwitch
+  has no free /28; one IPv6 /80 per ENI (Ipv6PrefixCount, Ipv6Prefix.N).
 
 Usage: contract.py HOST PORT KEY SECRET. The emulator must hold the instances i-core and
 i-tea (ecs.g7.large) in vsw-a (dual stack), the IPv4-only /29 vSwitches vsw-tiny-core and
@@ -28,6 +32,8 @@ from aliyunsdkecs.request.v20140526 import (
     DeleteNetworkInterfaceRequest,
     DescribeNetworkInterfacesRequest,
     DetachNetworkInterfaceRequest,
+    UnassignIpv6AddressesRequest,
+    UnassignPrivateIpAddressesRequest,
 )
 from aliyunsdkvpc.request.v20160428 import (
     CreateRouteEntryRequest,
@@ -53,6 +59,9 @@ EXPECTED = {
     "vswitch_no_ipv6": (403, "InvalidVSwitch.Ipv6NotTurnOn"),
     "eni_state": (400, "InvalidOperation.InvalidEniState"),
     "enis_per_instance": (403, "EniPerInstanceLimitExceeded"),
+    "mixed": (400, "InvalidParameter.Conflict"),
+    "too_many_prefixes": (400, "InvalidParameter"),
+    "eni_ipv6_prefix_full": (403, "InvalidOperation.Ipv6PrefixCountExceeded"),
 }
 
 
@@ -122,6 +131,29 @@ class Core:
     def assign_v6(self, eni, n):
         r = AssignIpv6AddressesRequest.AssignIpv6AddressesRequest()
         self._do(r, NetworkInterfaceId=eni, Ipv6AddressCount=n)
+
+    def assign_prefixes(self, eni, n, secondary=None):
+        r = AssignPrivateIpAddressesRequest.AssignPrivateIpAddressesRequest()
+        extra = {} if secondary is None else {"SecondaryPrivateIpAddressCount": secondary}
+        doc = self._do(r, NetworkInterfaceId=eni, Ipv4PrefixCount=n, **extra)
+        return doc["AssignedPrivateIpAddressesSet"]["Ipv4PrefixSet"]["Ipv4Prefixes"]
+
+    def unassign_prefixes(self, eni, prefixes):
+        r = UnassignPrivateIpAddressesRequest.UnassignPrivateIpAddressesRequest()
+        self._do(r, NetworkInterfaceId=eni, Ipv4Prefixs=prefixes)
+
+    def assign_v6_prefix(self, eni):
+        r = AssignIpv6AddressesRequest.AssignIpv6AddressesRequest()
+        return self._do(r, NetworkInterfaceId=eni, Ipv6PrefixCount=1)["Ipv6PrefixSets"]["Ipv6Prefix"]
+
+    def unassign_v6_prefixes(self, eni, prefixes):
+        r = UnassignIpv6AddressesRequest.UnassignIpv6AddressesRequest()
+        self._do(r, NetworkInterfaceId=eni, Ipv6Prefixs=prefixes)
+
+    def create_eni_with_prefixes(self, vsw, n):
+        r = CreateNetworkInterfaceRequest.CreateNetworkInterfaceRequest()
+        doc = self._do(r, VSwitchId=vsw, SecurityGroupId="sg-sim", Ipv4PrefixCount=n)
+        return doc["NetworkInterfaceId"]
 
     def create_route(self, cidr, inst):
         r = CreateRouteEntryRequest.CreateRouteEntryRequest()
@@ -217,6 +249,40 @@ class Tea:
             region_id=REGION, network_interface_id=eni, ipv_6address_count=n
         )
         self._do(self.ecs.assign_ipv_6addresses, req)
+
+    def assign_prefixes(self, eni, n, secondary=None):
+        req = ecs_models.AssignPrivateIpAddressesRequest(
+            region_id=REGION,
+            network_interface_id=eni,
+            ipv_4prefix_count=n,
+            secondary_private_ip_address_count=secondary,
+        )
+        doc = self._do(self.ecs.assign_private_ip_addresses, req)
+        return doc["AssignedPrivateIpAddressesSet"]["Ipv4PrefixSet"]["Ipv4Prefixes"]
+
+    def unassign_prefixes(self, eni, prefixes):
+        req = ecs_models.UnassignPrivateIpAddressesRequest(
+            region_id=REGION, network_interface_id=eni, ipv_4prefix=prefixes
+        )
+        self._do(self.ecs.unassign_private_ip_addresses, req)
+
+    def assign_v6_prefix(self, eni):
+        req = ecs_models.AssignIpv6AddressesRequest(
+            region_id=REGION, network_interface_id=eni, ipv_6prefix_count=1
+        )
+        return self._do(self.ecs.assign_ipv_6addresses, req)["Ipv6PrefixSets"]["Ipv6Prefix"]
+
+    def unassign_v6_prefixes(self, eni, prefixes):
+        req = ecs_models.UnassignIpv6AddressesRequest(
+            region_id=REGION, network_interface_id=eni, ipv_6prefix=prefixes
+        )
+        self._do(self.ecs.unassign_ipv_6addresses, req)
+
+    def create_eni_with_prefixes(self, vsw, n):
+        req = ecs_models.CreateNetworkInterfaceRequest(
+            region_id=REGION, v_switch_id=vsw, security_group_id="sg-sim", ipv_4prefix_count=n
+        )
+        return self._do(self.ecs.create_network_interface, req)["NetworkInterfaceId"]
 
     def create_route(self, cidr, inst):
         req = vpc_models.CreateRouteEntryRequest(
@@ -317,6 +383,61 @@ def paging(d):
     )
 
 
+def listed_prefixes(d, eni):
+    e = eni_set(d.describe(ids=[eni]))[0]
+    v4 = [p["Ipv4Prefix"] for p in e.get("Ipv4PrefixSets", {}).get("Ipv4PrefixSet", [])]
+    v6 = [p["Ipv6Prefix"] for p in e.get("Ipv6PrefixSets", {}).get("Ipv6PrefixSet", [])]
+    return v4, v6
+
+
+def prefixes(d, inst, tiny):
+    # An attached ENI (ecs.g7.large: 6 IPv4 slots, the primary takes one).
+    p = d.create_eni("vsw-a")
+    d.attach(p, inst)
+    wait_for("%s: prefix ENI InUse" % d.name, lambda: status_of(d, p) == "InUse")
+    got = d.assign_prefixes(p, 2)
+    check(len(got) == 2 and all(x.endswith("/28") for x in got),
+          "%s: AssignPrivateIpAddresses Ipv4PrefixCount=2 -> %s" % (d.name, got))
+    check(listed_prefixes(d, p)[0] == got,
+          "%s: DescribeNetworkInterfaces lists Ipv4PrefixSets" % d.name)
+    expect_failure(d, "Ipv4PrefixCount with SecondaryPrivateIpAddressCount", "mixed",
+                   lambda: d.assign_prefixes(p, 1, secondary=1))
+    expect_failure(d, "11 prefixes in one call", "too_many_prefixes",
+                   lambda: d.assign_prefixes(p, 11))
+    n = 0
+    while n < 10:
+        try:
+            d.assign_prefixes(p, 1)
+            n += 1
+        except ApiFailure:
+            break
+    check(n == 3, "%s: prefixes take the ENI's IPv4 slots (3 more fit, %d did)" % (d.name, n))
+    expect_failure(d, "a prefix past the ENI's IPv4 slots", "eni_ipv4_full",
+                   lambda: d.assign_prefixes(p, 1))
+    d.unassign_prefixes(p, got[:1])
+    check(got[0] not in listed_prefixes(d, p)[0],
+          "%s: UnassignPrivateIpAddresses Ipv4Prefix.1 -> gone" % d.name)
+    v6 = d.assign_v6_prefix(p)
+    check(len(v6) == 1 and v6[0].endswith("/80"),
+          "%s: AssignIpv6Addresses Ipv6PrefixCount=1 -> %s" % (d.name, v6))
+    check(listed_prefixes(d, p)[1] == v6, "%s: Ipv6PrefixSets lists it" % d.name)
+    expect_failure(d, "a second /80 on the ENI", "eni_ipv6_prefix_full",
+                   lambda: d.assign_v6_prefix(p))
+    d.unassign_v6_prefixes(p, v6)
+    check(listed_prefixes(d, p)[1] == [], "%s: UnassignIpv6Addresses Ipv6Prefix.1" % d.name)
+    # A vSwitch without a free /28 (a /29).
+    expect_failure(d, "a prefix on a vSwitch with no free /28", "vswitch_full_create",
+                   lambda: d.create_eni_with_prefixes(tiny, 1))
+    c = d.create_eni_with_prefixes("vsw-a", 2)
+    check(len(listed_prefixes(d, c)[0]) == 2,
+          "%s: CreateNetworkInterface Ipv4PrefixCount=2" % d.name)
+    d.delete(c)
+    d.detach(p, inst)
+    wait_for("%s: prefix ENI detached" % d.name, lambda: status_of(d, p) == "Available")
+    d.delete(p)
+    wait_for("%s: prefix ENI gone" % d.name, lambda: status_of(d, p) is None)
+
+
 def scenario(d, inst, tiny, net):
     paging(d)
 
@@ -361,6 +482,8 @@ def scenario(d, inst, tiny, net):
     expect_failure(d, "deleting a Deleting ENI", "eni_state", lambda: d.delete(e3))
     wait_for("%s: Deleting -> gone" % d.name, lambda: status_of(d, e3) is None)
     check(True, "%s: the deleted ENI is gone" % d.name)
+    prefixes(d, inst, tiny)
+
     d.detach(e1, inst)
     wait_for("%s: detach e1" % d.name, lambda: status_of(d, e1) == "Available")
     for e in (e1, e2, e4):
