@@ -528,3 +528,64 @@ fn open_without_a_loaded_balancer_says_not_loaded() {
     assert!(!err.is_unavailable());
     assert!(!dir.exists());
 }
+
+/// The frontend map full: a table that replaces every Service fits (the old ones leave
+/// before the new ones come in), and a table larger than the map is refused with nothing
+/// written.
+#[test]
+fn a_full_map_is_replaced_and_an_oversized_table_changes_nothing() {
+    if !require_root() {
+        return;
+    }
+    use std::net::Ipv4Addr;
+    use unicni_bpf::services::MAX_FRONTENDS;
+    use unicni_services::{Error, Frontend, ServiceEntry};
+    let t = Topo::new("full", 0);
+    let table_at = |base: u32, n: usize| {
+        let mut table = ServiceTable::new();
+        for i in 0..n as u32 {
+            table.insert(
+                Frontend {
+                    ip: IpAddr::V4(Ipv4Addr::from(base + i)),
+                    port: 80,
+                    protocol: Protocol::Tcp,
+                },
+                ServiceEntry::default(),
+            );
+        }
+        table
+    };
+    let mut lb = t.lb();
+    let r = lb.apply(&table_at(0x0a60_0000, MAX_FRONTENDS)).unwrap();
+    assert_eq!(r.frontends_added, MAX_FRONTENDS);
+
+    let r = lb
+        .apply(&table_at(0x0a70_0000, MAX_FRONTENDS))
+        .expect("a full map's Services replaced by as many others");
+    assert_eq!(
+        (r.frontends_added, r.frontends_removed),
+        (MAX_FRONTENDS, MAX_FRONTENDS)
+    );
+
+    let err = lb
+        .apply(&table_at(0x0a60_0000, MAX_FRONTENDS + 1))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TableTooLarge {
+                map: "svc_frontends",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing was written: the previous table is still there, and a fresh handle that
+    // reads the maps back finds exactly it.
+    assert!(lb
+        .apply(&table_at(0x0a70_0000, MAX_FRONTENDS))
+        .unwrap()
+        .is_empty());
+    let fresh = t.lb();
+    assert_eq!(fresh.status().unwrap().frontends, MAX_FRONTENDS);
+}
