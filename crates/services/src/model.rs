@@ -369,7 +369,8 @@ fn backends_for(
             let c = ep.conditions.as_ref();
             let ready = c.and_then(|c| c.ready).unwrap_or(true);
             let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-            let serving = c.and_then(|c| c.serving).unwrap_or(ready);
+            // Unset is unknown, which the API says to read as serving (kube-proxy does).
+            let serving = c.and_then(|c| c.serving).unwrap_or(true);
             let state = if terminating {
                 BackendState::Terminating { serving }
             } else if ready {
@@ -650,6 +651,48 @@ mod tests {
                 .backends
                 .len(),
             3
+        );
+    }
+
+    fn one_endpoint_slice(endpoint: serde_json::Value) -> EndpointSlice {
+        slice(json!({
+            "metadata": {"name": "web-1", "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [endpoint]
+        }))
+    }
+
+    fn http4_backends(endpoint: serde_json::Value) -> Vec<Backend> {
+        ServiceTable::from_objects(&[web()], &[one_endpoint_slice(endpoint)])
+            .get(&fe("10.96.0.10", 80, Protocol::Tcp))
+            .unwrap()
+            .backends
+            .clone()
+    }
+
+    #[test]
+    fn unset_serving_means_serving() {
+        // The API: nil is unknown, consumers interpret it as serving (kube-proxy does).
+        // A terminating endpoint without `serving` stays a fallback candidate.
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1"],
+                "conditions": {"ready": false, "terminating": true}})),
+            vec![be(
+                "10.0.5.1",
+                8080,
+                BackendState::Terminating { serving: true }
+            )]
+        );
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1"],
+                "conditions": {"ready": false, "serving": false, "terminating": true}})),
+            vec![be(
+                "10.0.5.1",
+                8080,
+                BackendState::Terminating { serving: false }
+            )]
         );
     }
 
