@@ -158,8 +158,9 @@ impl ServiceTable {
     ///   slice port with the Service port's name and protocol (the EndpointSlice
     ///   controller has resolved the targetPort, named or numeric, into that port);
     /// - an endpoint is [`BackendState::Ready`] when `ready` (unset means ready),
-    ///   [`BackendState::Terminating`] when `terminating`, and left out otherwise (not
-    ///   ready yet: nothing must reach it);
+    ///   [`BackendState::Terminating`] when `terminating` (unless `ready` is explicitly
+    ///   true, the `publishNotReadyAddresses` override: then ready), and left out otherwise
+    ///   (not ready yet: nothing must reach it);
     /// - `sessionAffinity: ClientIP` with `timeoutSeconds` (default
     ///   [`DEFAULT_AFFINITY_TIMEOUT`]).
     pub fn from_objects<'a>(
@@ -367,8 +368,13 @@ fn backends_for(
                 continue;
             }
             let c = ep.conditions.as_ref();
-            let ready = c.and_then(|c| c.ready).unwrap_or(true);
-            let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+            let ready_set = c.and_then(|c| c.ready);
+            let ready = ready_set.unwrap_or(true);
+            // A terminating endpoint explicitly reported ready is the controller's
+            // `publishNotReadyAddresses` override: `ready` decides, as for kube-proxy.
+            // Unset `ready` on a terminating one is no such override: drained.
+            let terminating =
+                c.and_then(|c| c.terminating).unwrap_or(false) && ready_set != Some(true);
             // Unset is unknown, which the API says to read as serving (kube-proxy does).
             let serving = c.and_then(|c| c.serving).unwrap_or(true);
             let state = if terminating {
@@ -692,6 +698,27 @@ mod tests {
                 "10.0.5.1",
                 8080,
                 BackendState::Terminating { serving: false }
+            )]
+        );
+    }
+
+    #[test]
+    fn explicitly_ready_terminating_endpoints_take_new_connections() {
+        // `publishNotReadyAddresses` makes the controller report terminating pods as
+        // ready; `ready` decides who gets traffic, as for kube-proxy.
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1"],
+                "conditions": {"ready": true, "serving": true, "terminating": true}})),
+            vec![be("10.0.5.1", 8080, BackendState::Ready)]
+        );
+        // Unset `ready` on a terminating endpoint is not taken as an override.
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1"],
+                "conditions": {"terminating": true}})),
+            vec![be(
+                "10.0.5.1",
+                8080,
+                BackendState::Terminating { serving: true }
             )]
         );
     }
