@@ -384,15 +384,16 @@ fn backends_for(
             } else {
                 continue;
             };
-            for addr in &ep.addresses {
-                if let Ok(a) = addr.parse::<IpAddr>() {
-                    if a.is_ipv4() == ip.is_ipv4() {
-                        out.push(Backend {
-                            ip: a,
-                            port: target,
-                            state,
-                        });
-                    }
+            // An endpoint's addresses are fungible; the API lets consumers use the first,
+            // as kube-proxy does. Each would otherwise be a backend of its own and the pod
+            // would get a share of new connections per address.
+            if let Some(a) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) {
+                if a.is_ipv4() == ip.is_ipv4() {
+                    out.push(Backend {
+                        ip: a,
+                        port: target,
+                        state,
+                    });
                 }
             }
         }
@@ -720,6 +721,17 @@ mod tests {
                 8080,
                 BackendState::Terminating { serving: true }
             )]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_counts_once_by_its_first_address() {
+        // The addresses of one endpoint are fungible (the API lets consumers use the
+        // first, as kube-proxy does): a pod listing two must not get two shares.
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1", "10.0.5.2"],
+                "conditions": {"ready": true}})),
+            vec![be("10.0.5.1", 8080, BackendState::Ready)]
         );
     }
 
