@@ -589,3 +589,43 @@ fn a_full_map_is_replaced_and_an_oversized_table_changes_nothing() {
     let fresh = t.lb();
     assert_eq!(fresh.status().unwrap().frontends, MAX_FRONTENDS);
 }
+
+/// UDP-Lite shares UDP's sendmsg path (and so the sendmsg hooks); a UDP frontend is not
+/// its business.
+#[test]
+fn udp_lite_datagrams_to_a_udp_clusterip_are_not_rewritten() {
+    if !require_root() {
+        return;
+    }
+    let t = Topo::new("udpl", 2);
+    let (client, b1) = (t.pod(0), t.pod(1));
+    udp_server(b1, 5353, "b1");
+    let mut lb = t.lb();
+    lb.register_pod(&client.ns.path_buf()).unwrap();
+    let mut table = ServiceTable::new();
+    table.insert(
+        frontend("10.96.7.54", 53, Protocol::Udp),
+        entry(&[(b1.v4, 5353, READY)]),
+    );
+    lb.apply(&table).unwrap();
+    let vip: SocketAddr = "10.96.7.54:53".parse().unwrap();
+    // Control: plain UDP is rewritten.
+    udp_unconnected_in(&client.ns.name, vec![vip]).expect("UDP to the ClusterIP");
+    let before = lb.status().unwrap().stats.datagrams;
+    assert!(before >= 1);
+
+    // IPPROTO_UDPLITE = 136; the send may fail for lack of a route, the hook ran first.
+    let script = "import socket\n\
+                  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)\n\
+                  try:\n    s.sendto(b'x', ('10.96.7.54', 53))\nexcept OSError:\n    pass\n";
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &client.ns.name, "python3", "-c", script])
+        .output()
+        .expect("run python3 in the client pod");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        lb.status().unwrap().stats.datagrams,
+        before,
+        "a UDP-Lite datagram was sent to a UDP backend"
+    );
+}
