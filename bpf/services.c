@@ -222,6 +222,10 @@ static __always_inline int do_sendmsg(struct bpf_sock_addr *ctx, int v6)
 	struct svc_backend *b = NULL;
 	__u32 id = 0;
 
+	/* The sendmsg hooks also run for UDP-Lite sockets (udp_sendmsg serves both); a UDP
+	 * frontend is not theirs, as connect() already tells by the protocol. */
+	if (ctx->protocol != IPPROTO_UDP)
+		return ALLOW;
 	svc = frontend(ctx, v6, IPPROTO_UDP, &key);
 	if (!svc)
 		return ALLOW;

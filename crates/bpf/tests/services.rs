@@ -33,6 +33,20 @@ fn programs_load_attach_and_go_away() {
         );
     }
 
+    // The capacities user space checks a table against are the maps' own.
+    let maps = unicni_bpf::services::services_dir(&pin.0).join("maps");
+    for (name, max) in [
+        ("svc_pods", unicni_bpf::services::MAX_PODS),
+        ("svc_frontends", unicni_bpf::services::MAX_FRONTENDS),
+        ("svc_slots", unicni_bpf::services::MAX_SLOTS),
+        ("svc_backends", unicni_bpf::services::MAX_BACKENDS),
+    ] {
+        let info = aya::maps::MapData::from_pin(maps.join(name))
+            .and_then(|m| m.info())
+            .unwrap_or_else(|e| panic!("pinned map {name}: {e}"));
+        assert_eq!(info.max_entries() as usize, max, "max_entries of {name}");
+    }
+
     // Adopting again keeps the same programs and attaches nothing twice.
     let again = ServiceDatapath::load_or_adopt(&pin.0).unwrap();
     assert_eq!(again.program_ids().unwrap(), ids);

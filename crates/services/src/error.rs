@@ -35,6 +35,20 @@ pub enum Error {
         source: BpfError,
     },
 
+    /// The table needs more entries in one of the maps than it holds. Checked before
+    /// anything is written: the load balancer keeps serving the previous table.
+    #[error(
+        "the Service table needs {wanted} entries in the eBPF map {map}, which holds at \
+         most {max}; nothing was applied (the previous table stays in force). Reduce the \
+         Services or endpoints this node serves, or leave Services to kube-proxy \
+         (services.enabled = false)"
+    )]
+    TableTooLarge {
+        map: &'static str,
+        wanted: usize,
+        max: usize,
+    },
+
     /// More frontends or backends than ids (2^32 - 1): never in practice, but said.
     #[error(
         "no free {what} id left in the Service load balancer; the maps hold at most \
@@ -64,7 +78,7 @@ impl Error {
             Error::Datapath { source, .. }
             | Error::Apply { source, .. }
             | Error::Pod { source, .. } => source.is_unavailable(),
-            Error::OutOfIds { .. } => false,
+            Error::OutOfIds { .. } | Error::TableTooLarge { .. } => false,
         }
     }
 }

@@ -223,11 +223,15 @@ impl Lb {
 
     /// Makes the maps serve `table`, as a diff against what they hold: entries are
     /// updated in place, so a connection never finds a Service empty or missing while it
-    /// changes. New backends and slots go in first, then the frontend's count; slots,
-    /// backends and frontends that are no longer wanted are deleted last. Frontends keep
+    /// changes. Frontends no longer in the table are deleted first (entries and all, so
+    /// their room is free); then, per frontend, new backends and slots go in before its
+    /// count, and its slots and backends that are no longer wanted are deleted last. A
+    /// table larger than a map is refused before anything is written
+    /// ([`Error::TableTooLarge`]). Frontends keep
     /// their ids and backends theirs, so established UDP flows and ClientIP affinity
     /// keep their backend while it stays in the table (terminating or not).
     pub fn apply(&mut self, table: &ServiceTable) -> Result<ApplyReport, Error> {
+        check_capacity(table)?;
         let mut applied = match self.applied.take() {
             Some(a) => a,
             None => self.read_applied().map_err(|s| self.apply_err(s))?,
@@ -280,6 +284,27 @@ impl Lb {
     }
 }
 
+/// Refuses a table that cannot fit in the maps, before a single entry is written, so a
+/// too-large table never leaves some Services updated and others not.
+fn check_capacity(table: &ServiceTable) -> Result<(), Error> {
+    let mut backends = 0usize;
+    let mut slots = 0usize;
+    for (_, e) in table.iter() {
+        backends += e.backends.len();
+        slots += e.choosable().len();
+    }
+    for (map, wanted, max) in [
+        ("svc_frontends", table.len(), bpf::MAX_FRONTENDS),
+        ("svc_backends", backends, bpf::MAX_BACKENDS),
+        ("svc_slots", slots, bpf::MAX_SLOTS),
+    ] {
+        if wanted > max {
+            return Err(Error::TableTooLarge { map, wanted, max });
+        }
+    }
+    Ok(())
+}
+
 enum DiffError {
     Bpf(BpfError),
     Other(Error),
@@ -306,15 +331,43 @@ fn apply_diff(
     // Deletions wait until every wanted entry is in.
     let mut stale_slots: Vec<(u32, u32)> = Vec::new();
     let mut stale_backends: Vec<(u32, (IpAddr, u16), u32)> = Vec::new();
-    let mut wanted_keys: BTreeSet<FrontendKey> = BTreeSet::new();
+    let key_of = |fe: &crate::model::Frontend| FrontendKey {
+        ip: fe.ip,
+        port: fe.port,
+        proto: fe.protocol.number(),
+    };
+    let wanted_keys: BTreeSet<FrontendKey> = table.iter().map(|(fe, _)| key_of(fe)).collect();
+
+    // Frontends no longer wanted go first, entries and all: nothing wants them, and their
+    // room in the maps is then free for what is added (a table that replaces many
+    // Services must not need the old and the new ones in the maps at once). The frontend
+    // first (no new lookup reaches its slots), then its slots, then its backends.
+    let gone: Vec<(FrontendKey, u32)> = a
+        .frontends
+        .iter()
+        .filter(|(k, _)| !wanted_keys.contains(k))
+        .map(|(k, v)| (*k, v.id))
+        .collect();
+    for (key, id) in &gone {
+        dp.remove_frontend(key)?;
+        a.frontends.remove(key);
+        report.frontends_removed += 1;
+        if let Some(slots) = a.slots.get_mut(id) {
+            for slot in std::mem::take(slots).into_keys() {
+                dp.remove_slot(*id, slot)?;
+            }
+        }
+        if let Some(bs) = a.backends.get_mut(id) {
+            for (_, (bid, _)) in std::mem::take(bs) {
+                dp.remove_backend(bid)?;
+                a.backend_ids.release(bid);
+                report.backends_removed += 1;
+            }
+        }
+    }
 
     for (fe, entry) in table.iter() {
-        let key = FrontendKey {
-            ip: fe.ip,
-            port: fe.port,
-            proto: fe.protocol.number(),
-        };
-        wanted_keys.insert(key);
+        let key = key_of(fe);
         let old = a.frontends.get(&key).copied();
         let id = match old {
             Some(v) => v.id,
@@ -389,34 +442,16 @@ fn apply_diff(
         }
     }
 
-    // Frontends no longer wanted: the frontend first (no new lookups reach its slots),
-    // then its slots and backends.
-    let gone: Vec<(FrontendKey, u32)> = a
-        .frontends
-        .iter()
-        .filter(|(k, _)| !wanted_keys.contains(k))
-        .map(|(k, v)| (*k, v.id))
-        .collect();
-    for (key, id) in &gone {
-        dp.remove_frontend(key)?;
-        a.frontends.remove(key);
-        report.frontends_removed += 1;
-        if let Some(slots) = a.slots.get(id) {
-            stale_slots.extend(slots.keys().map(|s| (*id, *s)));
-        }
-        if let Some(bs) = a.backends.get(id) {
-            stale_backends.extend(bs.iter().map(|(addr, (bid, _))| (*id, *addr, *bid)));
-        }
-    }
     // Leftovers of an apply interrupted before it cleaned up: ids no frontend has.
     let live: BTreeSet<u32> = a.frontends.values().map(|v| v.id).collect();
+    let gone_ids: BTreeSet<u32> = gone.iter().map(|(_, id)| *id).collect();
     for (id, slots) in &a.slots {
-        if !live.contains(id) && !gone.iter().any(|(_, g)| g == id) {
+        if !live.contains(id) && !gone_ids.contains(id) {
             stale_slots.extend(slots.keys().map(|s| (*id, *s)));
         }
     }
     for (id, bs) in &a.backends {
-        if !live.contains(id) && !gone.iter().any(|(_, g)| g == id) {
+        if !live.contains(id) && !gone_ids.contains(id) {
             stale_backends.extend(bs.iter().map(|(addr, (bid, _))| (*id, *addr, *bid)));
         }
     }
@@ -440,7 +475,7 @@ fn apply_diff(
         .keys()
         .chain(a.backends.keys())
         .copied()
-        .chain(gone.iter().map(|(_, id)| *id))
+        .chain(gone_ids.iter().copied())
         .filter(|id| !live.contains(id))
         .collect();
     for id in dead {
@@ -457,5 +492,90 @@ fn backend(ip: IpAddr, port: u16, terminating: bool, svc_id: u32) -> BackendEntr
         port,
         terminating,
         svc_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Backend, Frontend, Protocol, ServiceEntry};
+    use std::net::Ipv4Addr;
+
+    fn fe(n: u32) -> Frontend {
+        Frontend {
+            ip: IpAddr::V4(Ipv4Addr::from(0x0a60_0000 + n)),
+            port: 80,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    fn backends(n: u32, state: BackendState) -> Vec<Backend> {
+        (0..n)
+            .map(|i| Backend {
+                ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
+                port: 8080,
+                state,
+            })
+            .collect()
+    }
+
+    fn too_large(e: Error) -> (&'static str, usize, usize) {
+        match e {
+            Error::TableTooLarge { map, wanted, max } => (map, wanted, max),
+            other => panic!("expected TableTooLarge, got {other}"),
+        }
+    }
+
+    #[test]
+    fn a_table_that_fits_passes_the_capacity_check() {
+        let mut t = ServiceTable::new();
+        for n in 0..10_000 {
+            t.insert(
+                fe(n),
+                ServiceEntry {
+                    backends: backends(3, BackendState::Ready),
+                    ..Default::default()
+                },
+            );
+        }
+        check_capacity(&t).unwrap();
+    }
+
+    #[test]
+    fn too_many_frontends_are_refused_naming_the_map() {
+        let mut t = ServiceTable::new();
+        for n in 0..=bpf::MAX_FRONTENDS as u32 {
+            t.insert(fe(n), ServiceEntry::default());
+        }
+        let e = check_capacity(&t).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("svc_frontends") && msg.contains("nothing was applied"),
+            "{msg}"
+        );
+        assert_eq!(
+            too_large(e),
+            ("svc_frontends", bpf::MAX_FRONTENDS + 1, bpf::MAX_FRONTENDS)
+        );
+    }
+
+    #[test]
+    fn too_many_backends_are_refused_naming_the_map() {
+        let half = (bpf::MAX_BACKENDS / 2) as u32 + 1;
+        // Terminating, not serving: backends without slots.
+        let mut t = ServiceTable::new();
+        for n in 0..2 {
+            t.insert(
+                fe(n),
+                ServiceEntry {
+                    backends: backends(half, BackendState::Terminating { serving: false }),
+                    ..Default::default()
+                },
+            );
+        }
+        assert_eq!(
+            too_large(check_capacity(&t).unwrap_err()),
+            ("svc_backends", 2 * half as usize, bpf::MAX_BACKENDS)
+        );
     }
 }

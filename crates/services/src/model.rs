@@ -158,8 +158,9 @@ impl ServiceTable {
     ///   slice port with the Service port's name and protocol (the EndpointSlice
     ///   controller has resolved the targetPort, named or numeric, into that port);
     /// - an endpoint is [`BackendState::Ready`] when `ready` (unset means ready),
-    ///   [`BackendState::Terminating`] when `terminating`, and left out otherwise (not
-    ///   ready yet: nothing must reach it);
+    ///   [`BackendState::Terminating`] when `terminating` (unless `ready` is explicitly
+    ///   true, the `publishNotReadyAddresses` override: then ready), and left out otherwise
+    ///   (not ready yet: nothing must reach it);
     /// - `sessionAffinity: ClientIP` with `timeoutSeconds` (default
     ///   [`DEFAULT_AFFINITY_TIMEOUT`]).
     pub fn from_objects<'a>(
@@ -367,9 +368,15 @@ fn backends_for(
                 continue;
             }
             let c = ep.conditions.as_ref();
-            let ready = c.and_then(|c| c.ready).unwrap_or(true);
-            let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
-            let serving = c.and_then(|c| c.serving).unwrap_or(ready);
+            let ready_set = c.and_then(|c| c.ready);
+            let ready = ready_set.unwrap_or(true);
+            // A terminating endpoint explicitly reported ready is the controller's
+            // `publishNotReadyAddresses` override: `ready` decides, as for kube-proxy.
+            // Unset `ready` on a terminating one is no such override: drained.
+            let terminating =
+                c.and_then(|c| c.terminating).unwrap_or(false) && ready_set != Some(true);
+            // Unset is unknown, which the API says to read as serving (kube-proxy does).
+            let serving = c.and_then(|c| c.serving).unwrap_or(true);
             let state = if terminating {
                 BackendState::Terminating { serving }
             } else if ready {
@@ -377,15 +384,16 @@ fn backends_for(
             } else {
                 continue;
             };
-            for addr in &ep.addresses {
-                if let Ok(a) = addr.parse::<IpAddr>() {
-                    if a.is_ipv4() == ip.is_ipv4() {
-                        out.push(Backend {
-                            ip: a,
-                            port: target,
-                            state,
-                        });
-                    }
+            // An endpoint's addresses are fungible; the API lets consumers use the first,
+            // as kube-proxy does. Each would otherwise be a backend of its own and the pod
+            // would get a share of new connections per address.
+            if let Some(a) = ep.addresses.first().and_then(|a| a.parse::<IpAddr>().ok()) {
+                if a.is_ipv4() == ip.is_ipv4() {
+                    out.push(Backend {
+                        ip: a,
+                        port: target,
+                        state,
+                    });
                 }
             }
         }
@@ -650,6 +658,80 @@ mod tests {
                 .backends
                 .len(),
             3
+        );
+    }
+
+    fn one_endpoint_slice(endpoint: serde_json::Value) -> EndpointSlice {
+        slice(json!({
+            "metadata": {"name": "web-1", "namespace": "shop",
+                         "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [endpoint]
+        }))
+    }
+
+    fn http4_backends(endpoint: serde_json::Value) -> Vec<Backend> {
+        ServiceTable::from_objects(&[web()], &[one_endpoint_slice(endpoint)])
+            .get(&fe("10.96.0.10", 80, Protocol::Tcp))
+            .unwrap()
+            .backends
+            .clone()
+    }
+
+    #[test]
+    fn unset_serving_means_serving() {
+        // The API: nil is unknown, consumers interpret it as serving (kube-proxy does).
+        // A terminating endpoint without `serving` stays a fallback candidate.
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1"],
+                "conditions": {"ready": false, "terminating": true}})),
+            vec![be(
+                "10.0.5.1",
+                8080,
+                BackendState::Terminating { serving: true }
+            )]
+        );
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1"],
+                "conditions": {"ready": false, "serving": false, "terminating": true}})),
+            vec![be(
+                "10.0.5.1",
+                8080,
+                BackendState::Terminating { serving: false }
+            )]
+        );
+    }
+
+    #[test]
+    fn explicitly_ready_terminating_endpoints_take_new_connections() {
+        // `publishNotReadyAddresses` makes the controller report terminating pods as
+        // ready; `ready` decides who gets traffic, as for kube-proxy.
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1"],
+                "conditions": {"ready": true, "serving": true, "terminating": true}})),
+            vec![be("10.0.5.1", 8080, BackendState::Ready)]
+        );
+        // Unset `ready` on a terminating endpoint is not taken as an override.
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1"],
+                "conditions": {"terminating": true}})),
+            vec![be(
+                "10.0.5.1",
+                8080,
+                BackendState::Terminating { serving: true }
+            )]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_counts_once_by_its_first_address() {
+        // The addresses of one endpoint are fungible (the API lets consumers use the
+        // first, as kube-proxy does): a pod listing two must not get two shares.
+        assert_eq!(
+            http4_backends(json!({"addresses": ["10.0.5.1", "10.0.5.2"],
+                "conditions": {"ready": true}})),
+            vec![be("10.0.5.1", 8080, BackendState::Ready)]
         );
     }
 

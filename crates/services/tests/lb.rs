@@ -528,3 +528,104 @@ fn open_without_a_loaded_balancer_says_not_loaded() {
     assert!(!err.is_unavailable());
     assert!(!dir.exists());
 }
+
+/// The frontend map full: a table that replaces every Service fits (the old ones leave
+/// before the new ones come in), and a table larger than the map is refused with nothing
+/// written.
+#[test]
+fn a_full_map_is_replaced_and_an_oversized_table_changes_nothing() {
+    if !require_root() {
+        return;
+    }
+    use std::net::Ipv4Addr;
+    use unicni_bpf::services::MAX_FRONTENDS;
+    use unicni_services::{Error, Frontend, ServiceEntry};
+    let t = Topo::new("full", 0);
+    let table_at = |base: u32, n: usize| {
+        let mut table = ServiceTable::new();
+        for i in 0..n as u32 {
+            table.insert(
+                Frontend {
+                    ip: IpAddr::V4(Ipv4Addr::from(base + i)),
+                    port: 80,
+                    protocol: Protocol::Tcp,
+                },
+                ServiceEntry::default(),
+            );
+        }
+        table
+    };
+    let mut lb = t.lb();
+    let r = lb.apply(&table_at(0x0a60_0000, MAX_FRONTENDS)).unwrap();
+    assert_eq!(r.frontends_added, MAX_FRONTENDS);
+
+    let r = lb
+        .apply(&table_at(0x0a70_0000, MAX_FRONTENDS))
+        .expect("a full map's Services replaced by as many others");
+    assert_eq!(
+        (r.frontends_added, r.frontends_removed),
+        (MAX_FRONTENDS, MAX_FRONTENDS)
+    );
+
+    let err = lb
+        .apply(&table_at(0x0a60_0000, MAX_FRONTENDS + 1))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TableTooLarge {
+                map: "svc_frontends",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Nothing was written: the previous table is still there, and a fresh handle that
+    // reads the maps back finds exactly it.
+    assert!(lb
+        .apply(&table_at(0x0a70_0000, MAX_FRONTENDS))
+        .unwrap()
+        .is_empty());
+    let fresh = t.lb();
+    assert_eq!(fresh.status().unwrap().frontends, MAX_FRONTENDS);
+}
+
+/// UDP-Lite shares UDP's sendmsg path (and so the sendmsg hooks); a UDP frontend is not
+/// its business.
+#[test]
+fn udp_lite_datagrams_to_a_udp_clusterip_are_not_rewritten() {
+    if !require_root() {
+        return;
+    }
+    let t = Topo::new("udpl", 2);
+    let (client, b1) = (t.pod(0), t.pod(1));
+    udp_server(b1, 5353, "b1");
+    let mut lb = t.lb();
+    lb.register_pod(&client.ns.path_buf()).unwrap();
+    let mut table = ServiceTable::new();
+    table.insert(
+        frontend("10.96.7.54", 53, Protocol::Udp),
+        entry(&[(b1.v4, 5353, READY)]),
+    );
+    lb.apply(&table).unwrap();
+    let vip: SocketAddr = "10.96.7.54:53".parse().unwrap();
+    // Control: plain UDP is rewritten.
+    udp_unconnected_in(&client.ns.name, vec![vip]).expect("UDP to the ClusterIP");
+    let before = lb.status().unwrap().stats.datagrams;
+    assert!(before >= 1);
+
+    // IPPROTO_UDPLITE = 136; the send may fail for lack of a route, the hook ran first.
+    let script = "import socket\n\
+                  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)\n\
+                  try:\n    s.sendto(b'x', ('10.96.7.54', 53))\nexcept OSError:\n    pass\n";
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &client.ns.name, "python3", "-c", script])
+        .output()
+        .expect("run python3 in the client pod");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        lb.status().unwrap().stats.datagrams,
+        before,
+        "a UDP-Lite datagram was sent to a UDP backend"
+    );
+}

@@ -55,6 +55,13 @@ pub const PROGRAMS: [(&str, CgroupSockAddrAttachType, u32); 8] = [
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
+/// `max_entries` of the maps user space fills (keep in step with `bpf/services.c`): a
+/// table that needs more is refused before anything is written.
+pub const MAX_PODS: usize = 65_536;
+pub const MAX_FRONTENDS: usize = 131_072;
+pub const MAX_SLOTS: usize = 524_288;
+pub const MAX_BACKENDS: usize = 524_288;
+
 /// The Service load balancer's own directory under the agent's pin directory.
 pub fn services_dir(pin_dir: &Path) -> PathBuf {
     pin_dir.join("services")
@@ -455,7 +462,13 @@ impl ServiceDatapath {
     /// node's pods: its sockets get Service load balancing.
     pub fn add_pod(&mut self, netns_cookie: u64) -> Result<()> {
         self.pods.insert(netns_cookie, 1, 0).map_err(|e| {
-            BpfError::from_err(format!("register pod netns cookie {netns_cookie}"), &e)
+            BpfError::from_err(
+                format!(
+                    "register pod netns cookie {netns_cookie} in {} (at most {MAX_PODS} entries)",
+                    maps::PODS
+                ),
+                &e,
+            )
         })
     }
 
@@ -520,7 +533,15 @@ impl ServiceDatapath {
             flags: 0,
         };
         self.frontends.insert(Self::key(k), value, 0).map_err(|e| {
-            BpfError::from_err(format!("set Service frontend {}:{}", k.ip, k.port), &e)
+            BpfError::from_err(
+                format!(
+                    "set Service frontend {}:{} in {} (at most {MAX_FRONTENDS} entries)",
+                    k.ip,
+                    k.port,
+                    maps::FRONTENDS
+                ),
+                &e,
+            )
         })
     }
 
@@ -550,7 +571,15 @@ impl ServiceDatapath {
     pub fn set_slot(&mut self, svc_id: u32, slot: u32, backend_id: u32) -> Result<()> {
         self.slots
             .insert(SlotKey { id: svc_id, slot }, backend_id, 0)
-            .map_err(|e| BpfError::from_err(format!("set slot {slot} of frontend {svc_id}"), &e))
+            .map_err(|e| {
+                BpfError::from_err(
+                    format!(
+                        "set slot {slot} of frontend {svc_id} in {} (at most {MAX_SLOTS} entries)",
+                        maps::SLOTS
+                    ),
+                    &e,
+                )
+            })
     }
 
     pub fn remove_slot(&mut self, svc_id: u32, slot: u32) -> Result<()> {
@@ -595,9 +624,17 @@ impl ServiceDatapath {
             pad: 0,
             svc_id: b.svc_id,
         };
-        self.backends
-            .insert(id, v, 0)
-            .map_err(|e| BpfError::from_err(format!("set Service backend {}:{}", b.ip, b.port), &e))
+        self.backends.insert(id, v, 0).map_err(|e| {
+            BpfError::from_err(
+                format!(
+                    "set Service backend {}:{} in {} (at most {MAX_BACKENDS} entries)",
+                    b.ip,
+                    b.port,
+                    maps::BACKENDS
+                ),
+                &e,
+            )
+        })
     }
 
     pub fn remove_backend(&mut self, id: u32) -> Result<()> {
