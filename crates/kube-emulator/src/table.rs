@@ -59,6 +59,7 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Age", s, 0),
         ],
         "Lease" => vec![("Name", s, 0), ("Holder", s, 0), ("Age", s, 0)],
+        "Event" => event_columns(),
         _ => vec![("Name", s, 0), ("Age", s, 0)],
     }
 }
@@ -74,6 +75,7 @@ fn none_if_empty(v: String) -> Value {
 fn cell(kind: &str, column: &str, o: &Value) -> Value {
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     match (kind, column) {
+        ("Event", c) => event_cell(c, o),
         (_, "Name") => o["metadata"]["name"].clone(),
         (_, "Age") => age(o["metadata"]["creationTimestamp"].as_str()).into(),
         ("Namespace", "Status") => o["status"]["phase"].as_str().unwrap_or("Active").into(),
@@ -188,6 +190,56 @@ fn cell(kind: &str, column: &str, o: &Value) -> Value {
             none_if_empty(addrs.join(","))
         }
         ("Lease", "Holder") => none_if_empty(text(&o["spec"]["holderIdentity"])),
+        _ => "".into(),
+    }
+}
+
+/// The API server's columns of core v1 Events (`kubectl get events`).
+fn event_columns() -> Vec<(&'static str, &'static str, u8)> {
+    let s = "string";
+    vec![
+        ("Last Seen", s, 0),
+        ("Type", s, 0),
+        ("Reason", s, 0),
+        ("Object", s, 0),
+        ("Message", s, 0),
+        ("Source", s, 1),
+        ("First Seen", s, 1),
+        ("Count", "integer", 1),
+        ("Name", s, 1),
+    ]
+}
+
+fn event_cell(column: &str, o: &Value) -> Value {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    // Events written with only `eventTime` (events.k8s.io) have no last/first timestamps.
+    let when = |field: &str| {
+        o[field]
+            .as_str()
+            .or(o["eventTime"].as_str())
+            .or(o["metadata"]["creationTimestamp"].as_str())
+            .map(|t| age(Some(t)))
+            .unwrap_or_else(|| "<unknown>".into())
+    };
+    match column {
+        "Last Seen" => when("lastTimestamp").into(),
+        "First Seen" => when("firstTimestamp").into(),
+        "Type" => text(&o["type"]).into(),
+        "Reason" => text(&o["reason"]).into(),
+        "Object" => {
+            let kind = text(&o["involvedObject"]["kind"]).to_ascii_lowercase();
+            format!("{kind}/{}", text(&o["involvedObject"]["name"])).into()
+        }
+        "Message" => text(&o["message"]).into(),
+        "Source" => {
+            let component = text(&o["source"]["component"]);
+            match text(&o["source"]["host"]) {
+                h if h.is_empty() => component.into(),
+                h => format!("{component}, {h}").into(),
+            }
+        }
+        "Count" => o["count"].as_i64().unwrap_or(1).into(),
+        "Name" => o["metadata"]["name"].clone(),
         _ => "".into(),
     }
 }
