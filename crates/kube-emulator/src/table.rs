@@ -329,4 +329,22 @@ mod tests {
         ));
         assert!(!wanted("application/json"));
     }
+
+    #[test]
+    fn event_cells() {
+        let ev = json!({"metadata": {"name": "n1.abc", "namespace": "default"},
+            "involvedObject": {"kind": "Node", "name": "n1"}, "type": "Warning",
+            "reason": "InsufficientIP", "message": "vsw-a is out of addresses", "count": 3,
+            "source": {"component": "unicni-agent", "host": "n1"}});
+        let t = of("Event", &[&ev], json!({}));
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[0], "<unknown>", "no timestamp");
+        assert_eq!(cells[1], "Warning");
+        assert_eq!(cells[2], "InsufficientIP");
+        assert_eq!(cells[3], "node/n1");
+        assert_eq!(cells[4], "vsw-a is out of addresses");
+        assert_eq!(cells[5], "unicni-agent, n1");
+        assert_eq!(cells[7], 3);
+        assert_eq!(cells[8], "n1.abc");
+    }
 }
