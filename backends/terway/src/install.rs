@@ -137,14 +137,8 @@ impl Install for TerwayInstall {
         if c.store.kind == unicni_config::StoreKind::Kubernetes {
             api.push(ApiAccess {
                 group: "",
-                resource: "nodes",
-                verbs: vec!["get"],
-                why: "terway: the condition the node carries when the agent starts",
-            });
-            api.push(ApiAccess {
-                group: "",
                 resource: "nodes/status",
-                verbs: vec!["patch"],
+                verbs: vec!["get", "patch"],
                 why: "terway: the node's SufficientIP condition (ENI pool exhaustion)",
             });
             api.push(ApiAccess {

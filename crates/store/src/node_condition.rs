@@ -35,7 +35,7 @@ pub struct ConditionState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConditionError {
-    #[error("kubernetes: {what} for node {node}: {source}; the agent needs RBAC 'patch' on nodes/status and 'create','patch' on events")]
+    #[error("kubernetes: {what} for node {node}: {source}; the agent needs RBAC 'get' and 'patch' on nodes/status and 'create','patch' on events")]
     Api {
         what: &'static str,
         node: String,
@@ -146,11 +146,12 @@ impl NodeCondition {
 
     /// The condition as the Node carries it now, if at all.
     async fn on_node(&self) -> Result<Option<ConditionState>, ConditionError> {
-        let node = self
-            .nodes
-            .get_opt(&self.node)
-            .await
-            .map_err(self.api("get the node"))?;
+        // Through the status subresource: the agent's RBAC covers nodes/status only.
+        let node = match self.nodes.get_status(&self.node).await {
+            Ok(n) => Some(n),
+            Err(kube::Error::Api(e)) if e.code == 404 => None,
+            Err(e) => return Err(self.api("get the node's status")(e)),
+        };
         Ok(node
             .and_then(|n| n.status)
             .and_then(|s| s.conditions)
