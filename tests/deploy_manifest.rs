@@ -170,6 +170,9 @@ fn check_variant(what: &str, name: &str, policy: bool, d: &[Value]) {
             verbs(d, "nodes").is_empty(),
             "{what}: terway needs no nodes"
         );
+        // Pool exhaustion as the node's SufficientIP condition and Events about the node.
+        assert_eq!(verbs(d, "nodes/status"), ["get", "patch"], "{what}");
+        assert_eq!(verbs(d, "events"), ["create", "patch"], "{what}");
     } else {
         assert_eq!(
             verbs(d, "nodes"),

@@ -14,7 +14,9 @@ use unicni_capacity::{plan, render, InstanceTypeTable, PlanInput};
                   cluster size limit, 5,000 nodes by default, 15,000 at most), pods per node \
                   (flannel: the node subnet minus network, broadcast and gateway; terway: \
                   per instance type in terway.instance_types, shared = (ENIs - 1) x IPv4 per \
-                  ENI, exclusive = ENIs - 1), the pod addresses available, and warnings.\n\n\
+                  ENI, exclusive = ENIs - 1; with terway.ip_prefix, (ENIs - 1) x (IPv4 per ENI - 1) \
+                  x 16 addresses capped by --max-pods), the pod addresses available \
+                  (prefix mode: in whole /28 blocks), and warnings.\n\n\
                   Instance-type limits come from the table built into unicni; \
                   --instance-types adds or replaces entries. vSwitch free addresses come \
                   from an inventory file (--inventory, as `unicni assess export` writes).\n\n\
@@ -39,6 +41,11 @@ pub struct Args {
     /// The cluster's node quota when it is not the platform default of 5,000 (15,000 at most).
     #[arg(long, value_name = "NODES")]
     pub cluster_node_limit: Option<u64>,
+    /// The kubelet's maxPods (default 110, Kubernetes' default). With terway.ip_prefix =
+    /// true a node's /28 prefixes hold far more addresses than a kubelet runs pods, so
+    /// this caps pods per node; without prefixes the ENIs are the cap.
+    #[arg(long, value_name = "PODS")]
+    pub max_pods: Option<u64>,
     /// Ask the cloud API the config's [cloud] section names: instance-type limits of
     /// terway.instance_types (DescribeInstanceTypes, overlaid on the built-in table and
     /// any --instance-types file) and the free addresses of terway.vswitches
@@ -82,6 +89,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         instance_types: &table,
         vswitches,
         cluster_node_limit: args.cluster_node_limit,
+        max_pods: args.max_pods,
     })
     .with_context(|| format!("planning the cluster of {}", args.config.display()))?;
     match args.output {

@@ -458,6 +458,9 @@ pub struct TerwayNode {
     pods: Arc<dyn PodLookup>,
     report: Arc<Mutex<AgentReport>>,
     mode: TerwayMode,
+    /// The Kubernetes client and this node's name (`store.kind = "kubernetes"`): the pool's
+    /// exhaustion becomes a Node condition and Events ([`crate::ip_condition`]).
+    kube: Option<(kube::Client, String)>,
 }
 
 impl TerwayNode {
@@ -476,7 +479,15 @@ impl TerwayNode {
                 ))
             })?);
         let pods = crate::podinfo::from_config(c, node).await?;
+        let kube = match c.store.kind {
+            unicni_config::StoreKind::Kubernetes => {
+                let kc = c.store.kubeconfig.as_deref().map(std::path::Path::new);
+                Some((unicni_store::kube::client(kc).await?, node.to_string()))
+            }
+            _ => None,
+        };
         Ok(TerwayNode {
+            kube,
             config: c.clone(),
             cloud,
             metadata,
@@ -551,6 +562,20 @@ impl NodeAgent for TerwayNode {
             "terway agent serving the plugin"
         );
         let mut shutdown = ctx.shutdown;
+        if let Some((client, node)) = &self.kube {
+            let condition = unicni_store::node_condition::NodeCondition::new(
+                client.clone(),
+                node,
+                crate::ip_condition::CONDITION,
+                crate::ip_condition::COMPONENT,
+            );
+            tokio::spawn(crate::ip_condition::watch(
+                self.report.clone(),
+                condition,
+                shutdown.clone(),
+                Duration::from_secs(2),
+            ));
+        }
         let _ = shutdown.wait_for(|stop| *stop).await;
         // Pods keep their addresses: the pool and the state file stay for the next start.
         let _ = std::fs::remove_file(agent.socket());

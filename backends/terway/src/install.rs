@@ -132,6 +132,22 @@ impl Install for TerwayInstall {
                 why: "terway: the namespace's default annotations",
             });
         }
+        // Pool exhaustion as the Node's SufficientIP condition and Events about the Node
+        // (ip_condition): only on the Kubernetes store, like the agent.
+        if c.store.kind == unicni_config::StoreKind::Kubernetes {
+            api.push(ApiAccess {
+                group: "",
+                resource: "nodes/status",
+                verbs: vec!["get", "patch"],
+                why: "terway: the node's SufficientIP condition (ENI pool exhaustion)",
+            });
+            api.push(ApiAccess {
+                group: "",
+                resource: "events",
+                verbs: vec!["create", "patch"],
+                why: "terway: Events about the node when its ENI pool runs out",
+            });
+        }
         DeployNeeds {
             api,
             // The pool releases an address whose pod network namespace is gone

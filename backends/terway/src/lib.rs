@@ -6,6 +6,7 @@ pub mod backend;
 pub mod client;
 pub mod datapath;
 pub mod install;
+pub mod ip_condition;
 pub mod node;
 pub mod podinfo;
 pub mod pool;

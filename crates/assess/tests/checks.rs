@@ -754,3 +754,62 @@ fn idle_nodes(n: usize) -> Inventory {
         .collect();
     inv
 }
+
+#[test]
+fn node_capacity_in_prefix_mode_counts_prefix_addresses_capped_by_max_pods() {
+    // ecs.g7.2xlarge: 45 pods with secondary addresses; prefixes: 3 x 14 x 16 = 672
+    // addresses, capped by the kubelet's default 110.
+    let mut inv = baseline();
+    inv.pods = (0..60).map(|i| pod("a", &format!("p{i}"), "n1")).collect();
+    let r = run_with(&inv, terway_config(TerwayMode::SharedEni));
+    assert_eq!(status(&r, CheckId::NodeCapacity), Status::Blocker);
+    // The report says prefix mode would fit the node.
+    assert!(
+        messages(&r, CheckId::NodeCapacity).contains("would fit with terway.ip_prefix = true"),
+        "{}",
+        messages(&r, CheckId::NodeCapacity)
+    );
+    let mut c = terway_config(TerwayMode::SharedEni);
+    c.terway.ip_prefix = true;
+    let r = run_with(&inv, c.clone());
+    quiet(&r, CheckId::NodeCapacity);
+    // 100 of 110: little headroom; 111: over maxPods.
+    inv.pods = (0..100).map(|i| pod("a", &format!("p{i}"), "n1")).collect();
+    let r = run_with(&inv, c.clone());
+    assert_eq!(status(&r, CheckId::NodeCapacity), Status::Warning);
+    inv.pods = (0..111).map(|i| pod("a", &format!("p{i}"), "n1")).collect();
+    let r = run_with(&inv, c);
+    assert_eq!(status(&r, CheckId::NodeCapacity), Status::Blocker);
+    assert!(messages(&r, CheckId::NodeCapacity).contains("gives this node 110"));
+}
+
+#[test]
+fn vswitch_ips_in_prefix_mode_counts_whole_blocks() {
+    let mut c = terway_config(TerwayMode::SharedEni);
+    c.terway.ip_prefix = true;
+    let mut inv = baseline();
+    // z-b: n2 runs 5 pods, which take one /28 block (16 addresses). An empty /27 has
+    // 28 free addresses but no whole block outside the reserved addresses.
+    inv.cloud.vswitches[1].cidr = "10.2.0.0/27".parse().unwrap();
+    inv.cloud.vswitches[1].free_ips = 28;
+    let r = run_with(&inv, c.clone());
+    assert_eq!(status(&r, CheckId::VswitchIps), Status::Blocker);
+    assert!(messages(&r, CheckId::VswitchIps).contains("zone/z-b"));
+    // Without prefixes the same 28 addresses are plenty.
+    let r = run_with(&inv, terway_config(TerwayMode::SharedEni));
+    quiet(&r, CheckId::VswitchIps);
+    // A /24 with 222 used: one block if packed, none if scattered: a warning saying so.
+    inv.cloud.vswitches[1].cidr = "10.2.0.0/24".parse().unwrap();
+    inv.cloud.vswitches[1].free_ips = 30;
+    let r = run_with(&inv, c.clone());
+    assert_eq!(status(&r, CheckId::VswitchIps), Status::Warning);
+    assert!(
+        messages(&r, CheckId::VswitchIps).contains("[warning] zone/z-b terway.ip_prefix: the nodes here need 1 /28 blocks; the target vSwitches' free addresses hold 0 to 1 whole blocks"),
+        "{}",
+        messages(&r, CheckId::VswitchIps)
+    );
+    // An empty /24: 14 whole blocks for one needed.
+    inv.cloud.vswitches[1].free_ips = 252;
+    let r = run_with(&inv, c);
+    quiet(&r, CheckId::VswitchIps);
+}

@@ -13,6 +13,7 @@ pub mod flannel;
 pub mod instance_types;
 pub mod limits;
 pub mod plan;
+pub mod prefix;
 pub mod render;
 pub mod terway;
 pub mod vswitch;

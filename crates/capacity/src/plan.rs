@@ -4,6 +4,9 @@ use crate::limits::{
     CLUSTER_NODES_DEFAULT, CLUSTER_NODES_MAX, NODE_SUBNET_LEN_RANGE, ROUTE_TABLE_QUOTA_DEFAULT,
     ROUTE_TABLE_QUOTA_MAX, SHARED_ENI_MIN_PODS_EXCLUSIVE,
 };
+use crate::prefix::{
+    free_blocks, Blocks, PrefixCapacity, ADDRESSES_PER_PREFIX, KUBELET_MAX_PODS_DEFAULT,
+};
 use crate::{flannel, terway, CapacityError, InstanceTypeTable, VSwitch};
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
@@ -17,6 +20,9 @@ pub struct PlanInput<'a> {
     pub vswitches: Option<&'a [VSwitch]>,
     /// Nodes the cluster may have; `None` is the anchor's default (5,000).
     pub cluster_node_limit: Option<u64>,
+    /// The kubelet's maxPods, which caps prefix-mode pods; `None` is Kubernetes' default
+    /// (110).
+    pub max_pods: Option<u64>,
 }
 
 /// One bound on the node count, and where it comes from.
@@ -41,6 +47,9 @@ pub struct TerwayPods {
     pub shared_admitted: bool,
     /// Shared mode can give pods IPv6 too (IPv6 per ENI == IPv4 per ENI).
     pub shared_dual_stack: bool,
+    /// `terway.ip_prefix = true`: the /28-prefix capacity, which is then the node's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<PrefixCapacity>,
 }
 
 /// Flannel: one number for every node; terway: one entry per instance type.
@@ -58,6 +67,10 @@ pub struct PodAddresses {
     /// Terway: free addresses of the configured vSwitches per zone.
     pub by_zone: BTreeMap<String, u64>,
     pub source: String,
+    /// Terway prefix mode: free aligned /28 blocks of the configured vSwitches (`total`
+    /// and `by_zone` count `at_most` x 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_blocks: Option<Blocks>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +308,7 @@ fn plan_flannel(input: &PlanInput) -> Result<Plan, CapacityError> {
                 "{} nodes x {pods} pods (node subnet minus network, broadcast and gateway)",
                 thousands(best.nodes)
             ),
+            prefix_blocks: None,
         },
         warnings,
     })
@@ -304,6 +318,10 @@ fn plan_terway(input: &PlanInput) -> Result<Plan, CapacityError> {
     let c = input.config;
     let t = &c.terway;
     let exclusive = t.mode == TerwayMode::ExclusiveEni;
+    // Validation allows prefixes in shared-ENI mode only.
+    let prefix = t.ip_prefix && !exclusive;
+    let dual = c.cluster.ip_stack == IpStack::Dual;
+    let max_pods = input.max_pods.unwrap_or(KUBELET_MAX_PODS_DEFAULT);
     let mut warnings = Vec::new();
     let mut per_type = Vec::new();
     for name in &t.instance_types {
@@ -321,7 +339,13 @@ fn plan_terway(input: &PlanInput) -> Result<Plan, CapacityError> {
                 "{name} has no secondary ENI and can hold no pod in exclusive-ENI mode"
             ));
         }
-        if c.cluster.ip_stack == IpStack::Dual && !exclusive && !l.shared_dual_stack() {
+        if prefix && dual && l.ipv6_per_eni == 0 {
+            warnings.push(format!(
+                "{name} has no IPv6 address per ENI: prefix mode's IPv6 /80 per ENI needs one, \
+                 so its pods get no IPv6 address"
+            ));
+        }
+        if dual && !exclusive && !prefix && !l.shared_dual_stack() {
             warnings.push(format!(
                 "{name} has {} IPv6 and {} IPv4 addresses per ENI: shared-ENI dual stack needs \
                  equal numbers, so its pods get no IPv6 address",
@@ -337,6 +361,7 @@ fn plan_terway(input: &PlanInput) -> Result<Plan, CapacityError> {
             exclusive: l.exclusive_pods(),
             shared_admitted: l.shared_admitted(),
             shared_dual_stack: l.shared_dual_stack(),
+            prefix: prefix.then(|| l.prefix_capacity(max_pods, dual)),
         });
     }
     if t.instance_types.is_empty() {
@@ -347,6 +372,7 @@ fn plan_terway(input: &PlanInput) -> Result<Plan, CapacityError> {
         );
     }
     let pod_addresses = match input.vswitches {
+        Some(known) if prefix => prefix_addresses(known, &t.vswitches, &mut warnings),
         Some(known) => {
             let (zones, missing) = terway::free_ips_by_zone(known, &t.vswitches);
             for id in &missing {
@@ -359,22 +385,31 @@ fn plan_terway(input: &PlanInput) -> Result<Plan, CapacityError> {
                 total: Some(zones.values().sum()),
                 by_zone: zones.into_iter().map(|(z, n)| (z.to_string(), n)).collect(),
                 source: "free addresses of terway.vswitches, from the vSwitch data given".into(),
+                prefix_blocks: None,
             }
         }
         None => PodAddresses {
             total: None,
             by_zone: BTreeMap::new(),
             source: "unknown: pass --inventory FILE with the vSwitches' free addresses".into(),
+            prefix_blocks: None,
         },
     };
     if let (Some(total), Some(biggest)) = (
         pod_addresses.total,
         per_type.iter().map(|p| p.pod_count(exclusive)).max(),
     ) {
+        // Prefix mode takes addresses in whole /28 blocks.
+        let biggest = if prefix {
+            biggest.div_ceil(ADDRESSES_PER_PREFIX) * ADDRESSES_PER_PREFIX
+        } else {
+            biggest
+        };
         if total < biggest {
             warnings.push(format!(
-                "the configured vSwitches have {total} free addresses, fewer than one node of \
-                 the largest instance type can use ({biggest}); add vSwitches to terway.vswitches"
+                "the configured vSwitches have {total} free addresses{}, fewer than one node of \
+                 the largest instance type can use ({biggest}); add vSwitches to terway.vswitches",
+                if prefix { " in whole /28 blocks" } else { "" }
             ));
         }
     }
@@ -396,12 +431,56 @@ fn plan_terway(input: &PlanInput) -> Result<Plan, CapacityError> {
 }
 
 impl TerwayPods {
+    /// Pods per node in the planned mode (prefix mode's when [`TerwayPods::prefix`] is set).
     pub fn pod_count(&self, exclusive: bool) -> u64 {
-        if exclusive {
-            self.exclusive
-        } else {
-            self.shared
+        match (&self.prefix, exclusive) {
+            (_, true) => self.exclusive,
+            (Some(p), false) => p.pods,
+            (None, false) => self.shared,
         }
+    }
+}
+
+/// Prefix mode: the configured vSwitches' free addresses in whole aligned /28 blocks, per
+/// zone (counted as `at_most` blocks x 16, with the guaranteed floor beside them).
+fn prefix_addresses(known: &[VSwitch], ids: &[String], warnings: &mut Vec<String>) -> PodAddresses {
+    let mut by_zone: BTreeMap<String, u64> = BTreeMap::new();
+    let mut blocks = Blocks::default();
+    for v in known
+        .iter()
+        .filter(|v| ids.is_empty() || ids.contains(&v.id))
+    {
+        let b = match v.cidr {
+            IpNet::V4(net) => free_blocks(net, v.free_ips),
+            IpNet::V6(_) => continue,
+        };
+        *by_zone.entry(v.zone.clone()).or_default() += b.at_most * ADDRESSES_PER_PREFIX;
+        blocks = blocks + b;
+    }
+    for id in ids.iter().filter(|id| !known.iter().any(|v| &v.id == *id)) {
+        warnings.push(format!(
+            "vSwitch {id} of terway.vswitches is not in the vSwitch data given; its free \
+             addresses are not counted"
+        ));
+    }
+    if blocks.at_least < blocks.at_most {
+        warnings.push(format!(
+            "terway.ip_prefix: the configured vSwitches' free addresses hold {} free /28 \
+             blocks if their used addresses are packed together, only {} if they are \
+             scattered (a prefix must be a whole aligned /28 of free addresses); plan with \
+             the lower number or add a vSwitch with room",
+            blocks.at_most, blocks.at_least
+        ));
+    }
+    PodAddresses {
+        total: Some(blocks.at_most * ADDRESSES_PER_PREFIX),
+        by_zone,
+        source: format!(
+            "free /28 blocks of terway.vswitches (prefix mode), from the vSwitch data given: \
+             {} to {} blocks of {ADDRESSES_PER_PREFIX}",
+            blocks.at_least, blocks.at_most
+        ),
+        prefix_blocks: Some(blocks),
     }
 }
 
@@ -418,6 +497,7 @@ mod tests {
             instance_types: &table,
             vswitches: vsw,
             cluster_node_limit: None,
+            max_pods: None,
         })
         .unwrap()
     }
@@ -582,6 +662,98 @@ mod tests {
         );
     }
 
+    fn vsw(id: &str, zone: &str, cidr: &str, free: u64) -> VSwitch {
+        VSwitch {
+            id: id.into(),
+            zone: zone.into(),
+            cidr: cidr.parse().unwrap(),
+            free_ips: free,
+        }
+    }
+
+    #[test]
+    fn prefix_mode_counts_304_addresses_per_eni_capped_by_max_pods() {
+        let toml = format!(
+            "{TERWAY}ip_prefix = true\ninstance_types = [\"ecs.g6.4xlarge\", \"ecs.g7.large\"]\n"
+        );
+        let p = run(&toml, None);
+        let PodsPerNode::PerInstanceType(list) = &p.pods_per_node else {
+            panic!("terway lists per type")
+        };
+        // g6.4xlarge: 8 ENIs x 20 slots: 19 x 16 = 304 per ENI, 7 secondary ENIs.
+        let g6 = list[0].prefix.as_ref().unwrap();
+        assert_eq!((g6.prefixes_per_eni, g6.addresses_per_eni), (19, 304));
+        assert_eq!(g6.addresses, 2128);
+        assert_eq!(g6.pods, 110, "kubelet's default maxPods");
+        assert_eq!(list[0].pod_count(false), 110);
+        assert_eq!(list[0].shared, 140, "the secondary-address figure stays");
+        // g7.large: 2 x 5 x 16 = 160 addresses, still above 110.
+        assert_eq!(list[1].prefix.as_ref().unwrap().addresses, 160);
+        // A raised maxPods: the addresses bound it.
+        let config = load_str(&toml, Format::Toml).unwrap();
+        let table = InstanceTypeTable::builtin();
+        let p = plan(&PlanInput {
+            config: &config,
+            instance_types: &table,
+            vswitches: None,
+            cluster_node_limit: None,
+            max_pods: Some(250),
+        })
+        .unwrap();
+        let PodsPerNode::PerInstanceType(list) = &p.pods_per_node else {
+            panic!()
+        };
+        assert_eq!(list[0].pod_count(false), 250);
+        assert_eq!(list[1].pod_count(false), 160);
+        let text = crate::render::table("c", &p);
+        assert!(text.contains("Prefix mode"), "{text}");
+        assert!(text.contains("304"), "{text}");
+        // Without prefixes nothing of it shows.
+        let plain = run(
+            &format!("{TERWAY}instance_types = [\"ecs.g6.4xlarge\"]\n"),
+            None,
+        );
+        let PodsPerNode::PerInstanceType(list) = &plain.pods_per_node else {
+            panic!()
+        };
+        assert!(list[0].prefix.is_none());
+        assert!(!serde_json::to_string(&plain).unwrap().contains("prefix"));
+    }
+
+    #[test]
+    fn prefix_mode_counts_vswitch_room_in_whole_blocks() {
+        let toml = format!("{TERWAY}ip_prefix = true\ninstance_types = [\"ecs.g6.4xlarge\"]\n");
+        let known = [
+            // Empty /24: 14 whole blocks, not 252 / 16 = 15.
+            vsw("vsw-a", "z-a", "10.0.0.0/24", 252),
+            // 100 used: 9 blocks if packed, none if scattered.
+            vsw("vsw-b", "z-b", "10.0.1.0/24", 152),
+        ];
+        let p = run(&toml, Some(&known));
+        let b = p.pod_addresses.prefix_blocks.unwrap();
+        assert_eq!((b.at_least, b.at_most), (14, 23));
+        assert_eq!(p.pod_addresses.total, Some(23 * 16));
+        assert_eq!(p.pod_addresses.by_zone.get("z-a"), Some(&(14 * 16)));
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("23 free /28") && w.contains("only 14")),
+            "{:?}",
+            p.warnings
+        );
+        // Room for fewer blocks than one node's pods: 110 pods take 7 blocks (112).
+        let small = [vsw("vsw-a", "z-a", "10.0.0.0/25", 100)];
+        let p = run(&toml, Some(&small));
+        assert_eq!(p.pod_addresses.total, Some(6 * 16));
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("whole /28 blocks") && w.contains("(112)")),
+            "{:?}",
+            p.warnings
+        );
+    }
+
     #[test]
     fn unknown_instance_type_is_an_error() {
         let config = load_str(
@@ -595,6 +767,7 @@ mod tests {
             instance_types: &table,
             vswitches: None,
             cluster_node_limit: None,
+            max_pods: None,
         })
         .unwrap_err();
         assert!(e.to_string().contains("ecs.nope.large"));
@@ -609,6 +782,7 @@ mod tests {
             instance_types: &table,
             vswitches: None,
             cluster_node_limit: Some(20_000),
+            max_pods: None,
         })
         .unwrap();
         assert_eq!(p.max_nodes, 15_000);

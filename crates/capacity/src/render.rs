@@ -30,6 +30,42 @@ pub fn columns(rows: &[Vec<String>], indent: &str) -> String {
     out
 }
 
+/// Prefix mode (`terway.ip_prefix = true`): what the /28 prefixes give each type.
+fn prefix_rows(out: &mut String, list: &[crate::plan::TerwayPods]) {
+    if list.iter().all(|t| t.prefix.is_none()) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nPrefix mode (terway.ip_prefix): /28 prefixes, (IPv4 per ENI - 1) x 16 addresses per ENI:"
+    );
+    let mut rows = vec![[
+        "INSTANCE TYPE",
+        "PREFIXES/ENI",
+        "ADDRESSES/ENI",
+        "ADDRESSES",
+        "PODS",
+        "IPV6 /80S",
+        "LIMITED BY",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for t in list {
+        if let Some(p) = &t.prefix {
+            rows.push(vec![
+                t.instance_type.clone(),
+                p.prefixes_per_eni.to_string(),
+                p.addresses_per_eni.to_string(),
+                p.addresses.to_string(),
+                p.pods.to_string(),
+                p.ipv6_prefixes.to_string(),
+                p.limited_by.clone(),
+            ]);
+        }
+    }
+    out.push_str(&columns(&rows, "  "));
+}
+
 /// The plan of cluster `cluster` as `unicni plan --output table` prints it.
 pub fn table(cluster: &str, p: &Plan) -> String {
     let mut out = String::new();
@@ -91,6 +127,7 @@ pub fn table(cluster: &str, p: &Plan) -> String {
                 rows.push(vec!["(none configured)".into()]);
             }
             out.push_str(&columns(&rows, "  "));
+            prefix_rows(&mut out, list);
         }
     }
     let _ = match p.pod_addresses.total {

@@ -307,6 +307,16 @@ impl Emulator {
             .map(|o| Value::clone(o))
     }
 
+    /// Every object of `collection` (the all-namespaces path, e.g. `/api/v1/events`).
+    pub fn list(&self, collection: &str) -> Vec<Value> {
+        self.lock()
+            .objects
+            .iter()
+            .filter(|((c, _, _), _)| c == collection)
+            .map(|(_, o)| Value::clone(o))
+            .collect()
+    }
+
     /// Creates the namespace `name` unless it exists.
     pub fn ensure_namespace(&self, name: &str) {
         if self.get("/api/v1/namespaces", "", name).is_none() {

@@ -59,6 +59,7 @@ fn columns(kind: &str) -> Vec<(&'static str, &'static str, u8)> {
             ("Age", s, 0),
         ],
         "Lease" => vec![("Name", s, 0), ("Holder", s, 0), ("Age", s, 0)],
+        "Event" => event_columns(),
         _ => vec![("Name", s, 0), ("Age", s, 0)],
     }
 }
@@ -74,6 +75,7 @@ fn none_if_empty(v: String) -> Value {
 fn cell(kind: &str, column: &str, o: &Value) -> Value {
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     match (kind, column) {
+        ("Event", c) => event_cell(c, o),
         (_, "Name") => o["metadata"]["name"].clone(),
         (_, "Age") => age(o["metadata"]["creationTimestamp"].as_str()).into(),
         ("Namespace", "Status") => o["status"]["phase"].as_str().unwrap_or("Active").into(),
@@ -192,6 +194,56 @@ fn cell(kind: &str, column: &str, o: &Value) -> Value {
     }
 }
 
+/// The API server's columns of core v1 Events (`kubectl get events`).
+fn event_columns() -> Vec<(&'static str, &'static str, u8)> {
+    let s = "string";
+    vec![
+        ("Last Seen", s, 0),
+        ("Type", s, 0),
+        ("Reason", s, 0),
+        ("Object", s, 0),
+        ("Message", s, 0),
+        ("Source", s, 1),
+        ("First Seen", s, 1),
+        ("Count", "integer", 1),
+        ("Name", s, 1),
+    ]
+}
+
+fn event_cell(column: &str, o: &Value) -> Value {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    // Events written with only `eventTime` (events.k8s.io) have no last/first timestamps.
+    let when = |field: &str| {
+        o[field]
+            .as_str()
+            .or(o["eventTime"].as_str())
+            .or(o["metadata"]["creationTimestamp"].as_str())
+            .map(|t| age(Some(t)))
+            .unwrap_or_else(|| "<unknown>".into())
+    };
+    match column {
+        "Last Seen" => when("lastTimestamp").into(),
+        "First Seen" => when("firstTimestamp").into(),
+        "Type" => text(&o["type"]).into(),
+        "Reason" => text(&o["reason"]).into(),
+        "Object" => {
+            let kind = text(&o["involvedObject"]["kind"]).to_ascii_lowercase();
+            format!("{kind}/{}", text(&o["involvedObject"]["name"])).into()
+        }
+        "Message" => text(&o["message"]).into(),
+        "Source" => {
+            let component = text(&o["source"]["component"]);
+            match text(&o["source"]["host"]) {
+                h if h.is_empty() => component.into(),
+                h => format!("{component}, {h}").into(),
+            }
+        }
+        "Count" => o["count"].as_i64().unwrap_or(1).into(),
+        "Name" => o["metadata"]["name"].clone(),
+        _ => "".into(),
+    }
+}
+
 fn row(kind: &str, cols: &[(&str, &str, u8)], o: &Value) -> Value {
     let cells: Vec<Value> = cols.iter().map(|(c, _, _)| cell(kind, c, o)).collect();
     json!({"cells": cells, "object": {
@@ -276,5 +328,23 @@ mod tests {
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
         ));
         assert!(!wanted("application/json"));
+    }
+
+    #[test]
+    fn event_cells() {
+        let ev = json!({"metadata": {"name": "n1.abc", "namespace": "default"},
+            "involvedObject": {"kind": "Node", "name": "n1"}, "type": "Warning",
+            "reason": "InsufficientIP", "message": "vsw-a is out of addresses", "count": 3,
+            "source": {"component": "unicni-agent", "host": "n1"}});
+        let t = of("Event", &[&ev], json!({}));
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[0], "<unknown>", "no timestamp");
+        assert_eq!(cells[1], "Warning");
+        assert_eq!(cells[2], "InsufficientIP");
+        assert_eq!(cells[3], "node/n1");
+        assert_eq!(cells[4], "vsw-a is out of addresses");
+        assert_eq!(cells[5], "unicni-agent, n1");
+        assert_eq!(cells[7], 3);
+        assert_eq!(cells[8], "n1.abc");
     }
 }

@@ -7,6 +7,7 @@ pub mod etcd;
 
 pub use etcd::{EtcdStore, LeasedCreate};
 pub mod kube;
+pub mod node_condition;
 
 pub use kube::{Cache, KubeNodes, KubeStore, NodeLease};
 pub mod open;

@@ -4,7 +4,8 @@ use super::{plural, CheckId};
 use crate::context::Context;
 use crate::{CheckResult, Finding};
 use unicni_capacity::flannel;
-use unicni_config::{BackendKind, TerwayMode};
+use unicni_capacity::prefix::KUBELET_MAX_PODS_DEFAULT;
+use unicni_config::{BackendKind, IpStack, TerwayMode};
 
 /// At or above this share of the limit a node has too little room to absorb a drain.
 const HEADROOM_PERCENT: u64 = 90;
@@ -13,7 +14,13 @@ pub fn run(cx: &Context) -> CheckResult {
     let id = CheckId::NodeCapacity;
     let cfg = &cx.target.config;
     let exclusive = cfg.terway.mode == TerwayMode::ExclusiveEni;
+    // Prefix mode (shared-ENI only): the /28 prefixes' addresses, capped by the kubelet's
+    // default maxPods.
+    let prefix = cfg.terway.ip_prefix && !exclusive;
+    let dual = cfg.cluster.ip_stack == IpStack::Dual;
     let mode = cx.target.mode();
+    // Terway shared-ENI nodes short of room that prefix mode would fit.
+    let mut prefix_would_fit = 0u64;
     let mut findings = Vec::new();
     let (mut fit, mut unknown) = (0u64, 0u64);
     for node in &cx.inv.nodes {
@@ -40,7 +47,10 @@ pub fn run(cx: &Context) -> CheckResult {
                     ));
                     continue;
                 };
-                if !exclusive && !l.shared_admitted() {
+                let with_prefix = l.prefix_capacity(KUBELET_MAX_PODS_DEFAULT, dual).pods;
+                if prefix {
+                    with_prefix
+                } else if !exclusive && !l.shared_admitted() {
                     findings.push(Finding::blocker(
                         &object,
                         format!(
@@ -51,8 +61,14 @@ pub fn run(cx: &Context) -> CheckResult {
                         "move this node pool to a larger instance type",
                     ));
                     continue;
+                } else {
+                    let limit = l.pods_in_mode(exclusive);
+                    let now = load.pod_network;
+                    if !exclusive && now * 100 >= limit * HEADROOM_PERCENT && now < with_prefix {
+                        prefix_would_fit += 1;
+                    }
+                    limit
                 }
-                l.pods_in_mode(exclusive)
             }
         };
         let now = load.pod_network;
@@ -90,6 +106,18 @@ pub fn run(cx: &Context) -> CheckResult {
     );
     if findings.is_empty() && !cx.inv.nodes.is_empty() {
         findings.push(Finding::info("cluster", summary.clone()));
+    }
+    if prefix_would_fit > 0 {
+        findings.push(Finding::info(
+            "cluster",
+            format!(
+                "{} at or near the shared-ENI limit would fit with terway.ip_prefix = true \
+                 (/28 prefixes: (ENIs - 1) x (IPv4 per ENI - 1) x 16 addresses, pods capped \
+                 by the kubelet's maxPods, {KUBELET_MAX_PODS_DEFAULT} by default); the choice \
+                 is fixed at bootstrap",
+                plural(prefix_would_fit, "node", "nodes")
+            ),
+        ));
     }
     CheckResult::new(id.as_str(), id.title(), summary, findings)
 }

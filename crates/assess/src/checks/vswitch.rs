@@ -4,7 +4,9 @@ use super::{plural, CheckId};
 use crate::context::Context;
 use crate::{CheckResult, Finding};
 use std::collections::BTreeMap;
+use unicni_capacity::prefix::{free_blocks, Blocks, ADDRESSES_PER_PREFIX};
 use unicni_capacity::terway::free_ips_by_zone;
+use unicni_capacity::VSwitch;
 use unicni_config::BackendKind;
 
 /// Free addresses below this multiple of the need leave no room for growth or churn
@@ -46,8 +48,49 @@ pub fn run(cx: &Context) -> CheckResult {
             "add `zone` to every node in the inventory",
         ));
     }
+    // Prefix mode: each node takes whole aligned /28 blocks of its own.
+    let prefix = cx.target.config.terway.ip_prefix
+        && cx.target.config.terway.mode == unicni_config::TerwayMode::SharedEni;
+    let blocks = prefix.then(|| blocks_by_zone(&cx.inv.cloud.vswitches, ids));
+    let free = match &blocks {
+        Some(b) => b
+            .iter()
+            .map(|(z, b)| (*z, b.at_most * ADDRESSES_PER_PREFIX))
+            .collect(),
+        None => free,
+    };
+    if prefix {
+        need.clear();
+        for node in &cx.inv.nodes {
+            if let Some(z) = node.zone.as_deref() {
+                let pods = cx.load_of(&node.name).pod_network;
+                *need.entry(z).or_default() +=
+                    pods.div_ceil(ADDRESSES_PER_PREFIX) * ADDRESSES_PER_PREFIX;
+            }
+        }
+    }
     let mut short = 0;
     for (zone, pods) in &need {
+        if let Some(b) = blocks.as_ref().and_then(|b| b.get(zone)) {
+            let sure = b.at_least * ADDRESSES_PER_PREFIX;
+            let room = b.at_most * ADDRESSES_PER_PREFIX;
+            if sure < *pods && *pods <= room {
+                let message = format!(
+                    "terway.ip_prefix: the nodes here need {} /28 blocks; the target vSwitches' free addresses hold {} to {} whole blocks depending on where their used addresses sit",
+                    pods / ADDRESSES_PER_PREFIX, b.at_least, b.at_most
+                );
+                // Needing more than half of the best case makes fragmentation matter.
+                if *pods * 2 > room {
+                    findings.push(Finding::warning(
+                        format!("zone/{zone}"),
+                        message,
+                        format!("add a vSwitch in {zone} with room to terway.vswitches, or check the vSwitches' free /28 blocks"),
+                    ));
+                } else {
+                    findings.push(Finding::info(format!("zone/{zone}"), message));
+                }
+            }
+        }
         let have = free.get(zone).copied().unwrap_or(0);
         let object = format!("zone/{zone}");
         if !free.contains_key(zone) {
@@ -81,10 +124,30 @@ pub fn run(cx: &Context) -> CheckResult {
         }
     }
     let summary = format!(
-        "{} of {} with nodes short of addresses; {} free in total",
+        "{} of {} with nodes short of addresses; {} free in total{}",
         short,
         plural(need.len() as u64, "zone", "zones"),
-        free.values().sum::<u64>()
+        free.values().sum::<u64>(),
+        if prefix {
+            " in whole /28 blocks (prefix mode)"
+        } else {
+            ""
+        }
     );
     CheckResult::new(id.as_str(), id.title(), summary, findings)
+}
+
+/// Free aligned /28 blocks per zone of the vSwitches `ids` (all when empty).
+fn blocks_by_zone<'a>(known: &'a [VSwitch], ids: &[String]) -> BTreeMap<&'a str, Blocks> {
+    let mut zones: BTreeMap<&str, Blocks> = BTreeMap::new();
+    for v in known
+        .iter()
+        .filter(|v| ids.is_empty() || ids.contains(&v.id))
+    {
+        if let ipnet::IpNet::V4(net) = v.cidr {
+            let z = zones.entry(v.zone.as_str()).or_default();
+            *z = *z + free_blocks(net, v.free_ips);
+        }
+    }
+    zones
 }
