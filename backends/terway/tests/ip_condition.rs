@@ -103,6 +103,7 @@ fn params() -> PoolParams {
             .cloned()
             .unwrap(),
         exclusive: false,
+        ip_prefix: false,
         dual: false,
         vswitches: vec!["vsw-tiny".into()],
         security_groups: vec!["sg-sim".into()],
