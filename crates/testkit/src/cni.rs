@@ -120,9 +120,23 @@ impl CniRun {
 
     /// Starts the plugin and writes stdin (then closes it); the caller waits.
     pub fn spawn(&self) -> Child {
-        let mut child = self.command().spawn().unwrap_or_else(|e| {
-            panic!("cannot execute CNI plugin {}: {e}", self.program.display())
-        });
+        // ETXTBSY: a plugin file a test has just written can still be open for writing in
+        // a child another test thread forked before it execs (the descriptor is
+        // close-on-exec, so only for that instant); the harness waits it out.
+        let mut tries = 0;
+        let mut child = loop {
+            match self.command().spawn() {
+                Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => {
+                    break r.unwrap_or_else(|e| {
+                        panic!("cannot execute CNI plugin {}: {e}", self.program.display())
+                    })
+                }
+            }
+        };
         let mut stdin = child.stdin.take().expect("stdin is piped");
         // A plugin may exit before reading stdin (a bad environment): that is its answer,
         // not a harness failure.
