@@ -11,6 +11,8 @@ use unicni_cni::{code, result, version, CniError, Command, NetConf, Request, LAT
 use unicni_core::{Attachment, AttachmentId, NodeStatus, PodRef};
 
 pub const PLUGIN_TYPE: &str = "unicni";
+/// unicni's conflist field when `services.enabled`: `{"pin_dir": <bpf.pin_dir>}`.
+pub const SERVICES_FIELD: &str = "services";
 
 pub fn run() -> ExitCode {
     crate::logging::init_plugin();
@@ -120,12 +122,29 @@ fn require_netns(req: &Request) -> Result<(), CniError> {
 
 async fn dispatch(req: Request, conf: NetConf) -> Result<Option<String>, CniError> {
     let backend = crate::factory::plugin(&conf.raw, &conf.name)?;
+    let services = services::Registration::from_conf(&conf.raw)?;
     match req.command {
         Command::Add => {
-            let res = backend.add(&attachment(&req)).await?;
-            Ok(Some(result::render(&res, &conf.cni_version).to_string()))
+            // Registered first: a pod whose namespace the load balancer cannot serve is
+            // refused before the backend builds anything, and undone if the backend fails.
+            let netns = req.netns.as_deref().unwrap_or(Path::new(""));
+            if let Some(s) = &services {
+                s.register(netns)?;
+            }
+            match backend.add(&attachment(&req)).await {
+                Ok(res) => Ok(Some(result::render(&res, &conf.cni_version).to_string())),
+                Err(e) => {
+                    if let Some(s) = &services {
+                        s.unregister(Some(netns));
+                    }
+                    Err(e.into())
+                }
+            }
         }
         Command::Del => {
+            if let Some(s) = &services {
+                s.unregister(req.netns.as_deref().filter(|p| !p.as_os_str().is_empty()));
+            }
             backend.del(&attachment(&req)).await?;
             Ok(None)
         }
@@ -159,5 +178,73 @@ async fn dispatch(req: Request, conf: NetConf) -> Result<Option<String>, CniErro
             Ok(None)
         }
         Command::Version => unreachable!("answered before parsing the config"),
+    }
+}
+
+/// The pod's side of the eBPF Service load balancer: the pod's network namespace is
+/// registered in the maps the agent pinned, so the load balancer acts on its sockets.
+mod services {
+    use serde_json::Value;
+    use std::path::{Path, PathBuf};
+    use unicni_cni::{code, CniError};
+
+    pub struct Registration {
+        pin_dir: PathBuf,
+    }
+
+    impl Registration {
+        /// From unicni's conflist entry: `None` unless the config enables Services.
+        pub fn from_conf(entry: &Value) -> Result<Option<Registration>, CniError> {
+            let Some(field) = entry.get(super::SERVICES_FIELD) else {
+                return Ok(None);
+            };
+            let pin_dir = field.get("pin_dir").and_then(Value::as_str).ok_or_else(|| {
+                CniError::new(
+                    code::INVALID_CONFIG,
+                    "invalid network configuration: field \"services.pin_dir\"",
+                    "expected the agent's bpf.pin_dir as a string; run `unicni install` again",
+                )
+            })?;
+            Ok(Some(Registration {
+                pin_dir: PathBuf::from(pin_dir),
+            }))
+        }
+
+        pub fn register(&self, netns: &Path) -> Result<(), CniError> {
+            imp::register(&self.pin_dir, netns).map_err(|e| {
+                CniError::new(
+                    code::TRY_AGAIN,
+                    format!(
+                        "register the pod's network namespace {} with the eBPF Service load balancer",
+                        netns.display()
+                    ),
+                    format!(
+                        "{e}; is the unicni agent running with services.enabled (maps under {}/services)?",
+                        self.pin_dir.display()
+                    ),
+                )
+            })
+        }
+
+        /// Best effort: a DEL must succeed when the load balancer (or the namespace) is gone.
+        pub fn unregister(&self, netns: Option<&Path>) {
+            if let Err(e) = imp::unregister(&self.pin_dir, netns) {
+                tracing::warn!("unregister the pod from the eBPF Service load balancer: {e}");
+            }
+        }
+    }
+
+    mod imp {
+        use std::path::Path;
+
+        pub fn register(pin_dir: &Path, netns: &Path) -> Result<(), String> {
+            let _ = (pin_dir, netns);
+            Err("this build has no eBPF Service load balancer".into())
+        }
+
+        pub fn unregister(pin_dir: &Path, netns: Option<&Path>) -> Result<(), String> {
+            let _ = (pin_dir, netns);
+            Ok(())
+        }
     }
 }

@@ -61,6 +61,11 @@ pub fn conflist(c: &Config, entry: &Value, version: &str) -> Value {
             o.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
+    // The plugin registers each pod with the eBPF Service load balancer (pinned by the
+    // agent under this directory); absent, an ADD never opens a map for it.
+    if c.services.enabled {
+        first[crate::cmd::cni::SERVICES_FIELD] = json!({ "pin_dir": c.bpf.pin_dir });
+    }
     let mut plugins = vec![first];
     for p in &c.cni.chain {
         plugins.push(match p.as_str() {

@@ -48,6 +48,8 @@ pub struct Status {
     /// Unix seconds of the last table applied.
     last_sync: AtomicU64,
     errors: AtomicU64,
+    /// Tables applied (the lab waits on it after it changes a Service).
+    applied: AtomicU64,
     /// Why the last set was not applied (or the source's reason for no set yet).
     why: Mutex<Option<String>>,
 }
@@ -96,7 +98,8 @@ impl Services {
         &self.status
     }
 
-    /// `unicni_services_{synced,services,backends,last_sync_timestamp_seconds,sync_errors_total}`.
+    /// `unicni_services_{synced,services,backends,last_sync_timestamp_seconds}` and
+    /// `unicni_services_{syncs,sync_errors}_total`.
     pub fn register_metrics(&self, registry: &mut Registry) {
         registry.register_collector(Box::new(Readout(self.status.clone())));
     }
@@ -148,6 +151,7 @@ impl Services {
                             .map(|d| d.as_secs())
                             .unwrap_or(0);
                         st.last_sync.store(now, Ordering::Relaxed);
+                        st.applied.fetch_add(1, Ordering::Relaxed);
                         st.set_why(None);
                         if !st.synced.swap(true, Ordering::AcqRel) {
                             tracing::info!(
@@ -209,6 +213,12 @@ impl Collector for Readout {
             "last_sync_timestamp_seconds",
             "When the last Service table was applied (Unix seconds; 0: never)",
             ConstGauge::new(s.last_sync.load(Ordering::Relaxed) as i64),
+        )?;
+        encode(
+            &mut e,
+            "syncs",
+            "Service tables applied",
+            ConstCounter::new(s.applied.load(Ordering::Relaxed)),
         )?;
         encode(
             &mut e,
@@ -328,6 +338,7 @@ mod tests {
             text.contains("unicni_services_sync_errors_total 0\n"),
             "{text}"
         );
+        assert!(text.contains("unicni_services_syncs_total 2\n"), "{text}");
     }
 
     #[tokio::test]

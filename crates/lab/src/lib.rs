@@ -21,6 +21,7 @@ mod nodes;
 mod pods;
 mod policy;
 mod scale;
+mod services;
 mod status;
 mod topology;
 mod underlay;
@@ -97,6 +98,12 @@ pub(crate) struct UpOpts {
     /// in `<root>/policies`); the checks then also run the policy matrix.
     #[arg(long)]
     policy: bool,
+    /// Load balance ClusterIP Services in eBPF on every node of the cluster
+    /// (`services.enabled`; manifests in `<root>/services`, or the API with `--store
+    /// kubernetes`): a TCP, a UDP, a ClientIP-affinity and (dual stack) an IPv6 Service with
+    /// a backend pod on nodes 1 and 2; the checks then also probe them.
+    #[arg(long)]
+    services: bool,
 }
 
 impl UpOpts {
@@ -120,6 +127,9 @@ impl UpOpts {
         }
         if self.datapath == Datapath::Ebpf && mode == Mode::ExclusiveEni {
             bail!("--datapath ebpf is for shared-eni (an exclusive-ENI pod owns its ENI)");
+        }
+        if self.services {
+            services::admit(self.nodes, self.pods_per_node)?;
         }
         if self.ip_stack == IpStack::Dual && mode == Mode::VpcRoute {
             bail!("--ip-stack dual takes --mode vxlan or host-gw (vpc-route is IPv4 only)");
@@ -253,6 +263,18 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
+    /// The Service backend server of `lab up --services`: answers every TCP line and UDP
+    /// datagram with its pod name and the request's source address.
+    #[command(hide = true)]
+    SvcServe {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        port: u16,
+        /// The lab's root, so that `lab down` finds the process.
+        #[arg(long)]
+        root: String,
+    },
     /// The request/response server of `lab bench` (one connection, every byte echoed).
     #[command(hide = true)]
     BenchEcho {
@@ -298,6 +320,7 @@ pub(crate) fn default_up() -> UpOpts {
         cloud_profile: CloudProfile::Default,
         datapath: Datapath::Routing,
         policy: false,
+        services: false,
     }
 }
 
@@ -319,6 +342,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             step("checking connectivity");
             let mut results = checks::run(&lab, &mut st);
             results.extend(policy::run(&lab, &mut st));
+            results.extend(services::run(&lab, &mut st));
             lab.save_state(&st)?;
             let failed = checks::print(&results, &output);
             if keep {
@@ -339,6 +363,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let mut st = lab.load_state()?;
             let mut results = checks::run(&lab, &mut st);
             results.extend(policy::run(&lab, &mut st));
+            results.extend(services::run(&lab, &mut st));
             lab.save_state(&st)?;
             Ok(exit(checks::print(&results, &output)))
         }
@@ -400,6 +425,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             output,
         } => bench::run_burst(args.id.as_deref(), pods, cloud_profile, &output),
         Command::BenchEcho { port } => bench::echo(port),
+        Command::SvcServe { name, port, .. } => services::serve(&name, port),
         Command::Scale {
             peers,
             mode,
@@ -508,10 +534,15 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         tuning: o.tuning.clone(),
         datapath: o.datapath,
         policy: o.policy,
+        services: o.services,
         ..LabState::new(mode, o.ip_stack, o.store, o.lease_ttl)
     };
-    if o.datapath == Datapath::Ebpf || o.policy {
+    if o.datapath == Datapath::Ebpf || o.policy || o.services {
         mount_bpffs(lab)?;
+    }
+    if o.services {
+        let dir = services::dir(lab);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     }
     if o.policy {
         let dir = policy::dir(lab);
@@ -652,6 +683,10 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
     }
     if st.policy {
         policy::enable(lab, &st)?;
+    }
+    if st.services {
+        services::enable(lab, &mut st)?;
+        lab.save_state(&st)?;
     }
     eprintln!("lab up in {:.1}s", started.elapsed().as_secs_f64());
     Ok(st)
@@ -846,6 +881,7 @@ pub fn destroy(lab: &Lab) -> Result<()> {
         pids.extend(st.etcd_pid);
         pids.extend(st.kube_pid);
         pids.extend(st.cloud_pid);
+        pids.extend(st.service_pids.iter().copied());
         pids.extend(st.other_nodes.iter().filter_map(|n| n.agent_pid));
     }
     let root = format!("{}/", lab.root.display());

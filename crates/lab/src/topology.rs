@@ -284,6 +284,12 @@ pub struct LabState {
     /// NetworkPolicy on every node of the cluster (`lab up --policy`).
     #[serde(default)]
     pub policy: bool,
+    /// The eBPF Service load balancer on every node of the cluster (`lab up --services`).
+    #[serde(default)]
+    pub services: bool,
+    /// The Service backends' servers (`lab up --services`).
+    #[serde(default)]
+    pub service_pids: Vec<u32>,
 }
 
 impl LabState {
@@ -306,6 +312,8 @@ impl LabState {
             tuning: Tuning::default(),
             datapath: Datapath::Routing,
             policy: false,
+            services: false,
+            service_pids: Vec::new(),
         }
     }
 }
