@@ -16,6 +16,8 @@ const PROGRAMS: &[(&str, &str, &[&str])] = &[
     ("terway", "terway_v3", &["-mcpu=v3"]),
     ("policy", "policy", &[]),
     ("policy", "policy_v3", &["-mcpu=v3"]),
+    ("services", "services", &[]),
+    ("services", "services_v3", &["-mcpu=v3"]),
 ];
 
 fn main() {

@@ -79,6 +79,9 @@ pub fn remove_all(pin_dir: &Path) -> Result<()> {
     if let Err(e) = crate::policy::remove_all(pin_dir) {
         failures.push(e.to_string());
     }
+    if let Err(e) = crate::services::remove_all(pin_dir) {
+        failures.push(e.to_string());
+    }
     crate::progset::remove_netlink_filters(&layout, &crate::attach::FAMILY, &mut failures);
     crate::tc::unpin_all(&layout.links(), &mut failures);
     std::fs::remove_dir_all(pin_dir).map_err(|e| BpfError::Kernel {

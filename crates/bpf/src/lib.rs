@@ -9,7 +9,8 @@
 //!
 //! Programs: the flannel same-node fast path ([`FastPath`]) and the terway shared-ENI
 //! fast path ([`TerwayFastPath`]); see `docs/ebpf.md`. [`policy`] is
-//! NetworkPolicy enforcement (`bpf/policy.c`, docs/policy.md).
+//! NetworkPolicy enforcement (`bpf/policy.c`, docs/policy.md). [`services`] is the
+//! socket-level ClusterIP load balancer (`bpf/services.c`, docs/services.md).
 
 mod attach;
 mod bpffs;
@@ -22,6 +23,7 @@ mod maps;
 mod objects;
 pub mod policy;
 mod progset;
+pub mod services;
 mod tc;
 mod terway;
 
@@ -40,5 +42,7 @@ pub use terway::{
 #[doc(hidden)]
 pub mod testing {
     pub use crate::fastpath::load_object;
-    pub use crate::objects::{FASTPATH, FASTPATH_V3, POLICY, POLICY_V3, REJECT, TERWAY, TERWAY_V3};
+    pub use crate::objects::{
+        FASTPATH, FASTPATH_V3, POLICY, POLICY_V3, REJECT, SERVICES, SERVICES_V3, TERWAY, TERWAY_V3,
+    };
 }

@@ -26,3 +26,11 @@ pub static TERWAY: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 /// The terway fast path built with `-mcpu=v3` (tests of an upgrade in place).
 #[doc(hidden)]
 pub static TERWAY_V3: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/terway_v3.o"));
+
+/// The Service load balancer's cgroup programs (`bpf/services.c`).
+pub static SERVICES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/services.o"));
+
+/// The Service programs built with `-mcpu=v3` (tests of an upgrade in place).
+#[doc(hidden)]
+pub static SERVICES_V3: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/services_v3.o"));
