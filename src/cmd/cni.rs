@@ -198,13 +198,16 @@ mod services {
             let Some(field) = entry.get(super::SERVICES_FIELD) else {
                 return Ok(None);
             };
-            let pin_dir = field.get("pin_dir").and_then(Value::as_str).ok_or_else(|| {
-                CniError::new(
-                    code::INVALID_CONFIG,
-                    "invalid network configuration: field \"services.pin_dir\"",
-                    "expected the agent's bpf.pin_dir as a string; run `unicni install` again",
-                )
-            })?;
+            let pin_dir = field
+                .get("pin_dir")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    CniError::new(
+                        code::INVALID_CONFIG,
+                        "invalid network configuration: field \"services.pin_dir\"",
+                        "expected the agent's bpf.pin_dir as a string; run `unicni install` again",
+                    )
+                })?;
             Ok(Some(Registration {
                 pin_dir: PathBuf::from(pin_dir),
             }))
@@ -236,15 +239,41 @@ mod services {
 
     mod imp {
         use std::path::Path;
+        use unicni_services::{Error, Lb};
 
-        pub fn register(pin_dir: &Path, netns: &Path) -> Result<(), String> {
-            let _ = (pin_dir, netns);
-            Err("this build has no eBPF Service load balancer".into())
+        /// The maps the agent pinned; `None` when it never loaded the load balancer (eBPF
+        /// unavailable and `bpf.fallback`: Services are kube-proxy's, nothing to register).
+        fn open(pin_dir: &Path) -> Result<Option<Lb>, Error> {
+            match Lb::open(pin_dir) {
+                Ok(lb) => Ok(Some(lb)),
+                Err(Error::Datapath {
+                    source: unicni_bpf::BpfError::NotLoaded { .. },
+                    ..
+                }) => Ok(None),
+                Err(e) => Err(e),
+            }
         }
 
-        pub fn unregister(pin_dir: &Path, netns: Option<&Path>) -> Result<(), String> {
-            let _ = (pin_dir, netns);
-            Ok(())
+        pub fn register(pin_dir: &Path, netns: &Path) -> Result<(), Error> {
+            match open(pin_dir)? {
+                Some(mut lb) => lb.register_pod(netns).map(|_| ()),
+                None => {
+                    tracing::info!(
+                        "no eBPF Service load balancer under {}: the pod is not registered",
+                        pin_dir.display()
+                    );
+                    Ok(())
+                }
+            }
+        }
+
+        /// Without the namespace (CRI's second DEL) there is nothing to look up: its
+        /// cookie, the key, is never reused, so a stale entry matches nothing.
+        pub fn unregister(pin_dir: &Path, netns: Option<&Path>) -> Result<(), Error> {
+            let (Some(netns), Some(mut lb)) = (netns, open(pin_dir)?) else {
+                return Ok(());
+            };
+            lb.unregister_pod(netns).map(|_| ())
         }
     }
 }

@@ -246,38 +246,78 @@ pub async fn source(config: &Config) -> Result<Source, AgentError> {
     })
 }
 
-/// Starts the load balancer when `services.enabled`; `None` otherwise. Fails (and with it
-/// the agent) when the eBPF load balancer cannot be loaded: pods would otherwise reach
-/// Services by a path the operator did not ask for.
+/// Starts the load balancer when `services.enabled`; `None` otherwise, or when eBPF
+/// cannot be used on the node and `bpf.fallback` allows running without it. Fails (and
+/// with it the agent) otherwise.
 pub async fn start(config: &Config) -> Result<Option<Services>, AgentError> {
     if !config.services.enabled {
         return Ok(None);
     }
     let source = source(config).await?;
-    let apply = lb::open(config)?;
+    let pin = Path::new(&config.bpf.pin_dir).to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || lb::load(&pin))
+        .await
+        .map_err(|e| AgentError::ServicesLb(format!("the loader task failed: {e}")))?;
+    let balancer = match loaded {
+        Ok(b) => b,
+        // As the fast paths: with bpf.fallback the node runs without it (kube-proxy keeps
+        // serving Services) and says so; the plugin registers nothing while nothing is
+        // pinned.
+        Err(e) if e.is_unavailable() && config.bpf.fallback => {
+            tracing::warn!(
+                "services.enabled = true but eBPF cannot be used on this node ({e}); \
+                 Services are left to kube-proxy (bpf.fallback = true)"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(AgentError::ServicesLb(e.to_string())),
+    };
     tracing::info!(source = %source.describe(), pin_dir = %config.bpf.pin_dir, "eBPF Service load balancer loaded");
-    Ok(Some(Services::spawn(source, apply)))
+    Ok(Some(Services::spawn(source, Box::new(balancer))))
 }
 
 mod lb {
-    //! The datapath half: `unicni-services`' load balancer.
+    //! The datapath half: `unicni-services`' load balancer, fed a whole table per set.
     use super::{Apply, Counts, Objects};
-    use crate::AgentError;
-    use unicni_config::Config;
+    use std::collections::BTreeSet;
+    use std::path::Path;
+    use unicni_services::{Lb, ServiceTable};
 
-    pub fn open(config: &Config) -> Result<Box<dyn Apply>, AgentError> {
-        let _ = config;
-        Err(AgentError::ServicesLb(
-            "this build has no eBPF Service load balancer".into(),
-        ))
+    /// The load balancer and the skipped Services last logged (each is said once, not on
+    /// every change).
+    pub struct Balancer {
+        lb: Lb,
+        skipped: BTreeSet<(String, String)>,
     }
 
-    #[allow(dead_code)]
-    struct Lb;
+    /// Loads (or adopts, after a restart) the programs and maps pinned under `pin_dir`.
+    pub fn load(pin_dir: &Path) -> Result<Balancer, unicni_services::Error> {
+        Ok(Balancer {
+            lb: Lb::load(pin_dir)?,
+            skipped: BTreeSet::new(),
+        })
+    }
 
-    impl Apply for Lb {
-        fn apply(&mut self, _objects: &Objects) -> Result<Counts, String> {
-            Ok(Counts::default())
+    impl Apply for Balancer {
+        fn apply(&mut self, o: &Objects) -> Result<Counts, String> {
+            let table = ServiceTable::from_objects(&o.services, &o.slices);
+            let skipped: BTreeSet<(String, String)> = table
+                .skipped()
+                .iter()
+                .map(|s| (s.service.clone(), s.reason.clone()))
+                .collect();
+            for (service, reason) in skipped.difference(&self.skipped) {
+                tracing::info!(service = %service, "not load balanced in eBPF: {reason}");
+            }
+            self.skipped = skipped;
+            let report = self.lb.apply(&table).map_err(|e| e.to_string())?;
+            if !report.is_empty() {
+                tracing::debug!(?report, "Service table applied");
+            }
+            Ok(Counts {
+                services: table.len() as u64,
+                backends: table.iter().map(|(_, e)| e.backends.len() as u64).sum(),
+            })
         }
     }
 }

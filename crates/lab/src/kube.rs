@@ -489,11 +489,11 @@ impl Lab {
         let mut services = Vec::new();
         let mut slices = Vec::new();
         for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let v: Value = serde::Deserialize::deserialize(doc).context("parse the lab's Services")?;
+            let v: Value =
+                serde::Deserialize::deserialize(doc).context("parse the lab's Services")?;
             match v["kind"].as_str() {
-                Some("Service") => services.push(
-                    serde_json::from_value::<Service>(v).context("a Service of the lab")?,
-                ),
+                Some("Service") => services
+                    .push(serde_json::from_value::<Service>(v).context("a Service of the lab")?),
                 Some("EndpointSlice") => slices.push(
                     serde_json::from_value::<EndpointSlice>(v)
                         .context("an EndpointSlice of the lab")?,
@@ -655,29 +655,6 @@ fn next_free(cluster: &str, len: u8, used: &BTreeSet<String>) -> Result<String> 
         .ok_or_else(|| anyhow!("the cluster CIDR {cluster} has no free /{len} left for a node"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_allocator_takes_the_first_free_subnet() {
-        let used: BTreeSet<String> = ["10.250.0.0/24", "10.250.2.0/24"]
-            .into_iter()
-            .map(String::from)
-            .collect();
-        assert_eq!(
-            next_free("10.250.0.0/16", 24, &used).unwrap(),
-            "10.250.1.0/24"
-        );
-        let full: BTreeSet<String> = ["10.0.0.0/25", "10.0.0.128/25"]
-            .into_iter()
-            .map(String::from)
-            .collect();
-        let e = next_free("10.0.0.0/24", 25, &full).unwrap_err();
-        assert!(e.to_string().contains("no free /25"), "{e}");
-    }
-}
-
 /// Creates `o`, or replaces the object of its name (at its current resourceVersion).
 async fn upsert<K>(client: &kube::Client, mut o: K) -> Result<()>
 where
@@ -687,7 +664,11 @@ where
         + serde::Serialize
         + serde::de::DeserializeOwned,
 {
-    let ns = o.meta().namespace.clone().unwrap_or_else(|| "default".into());
+    let ns = o
+        .meta()
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let name = o.meta().name.clone().unwrap_or_default();
     let what = format!("{} {ns}/{name}", K::kind(&()));
     let api: Api<K> = Api::namespaced(client.clone(), &ns);
@@ -709,4 +690,27 @@ where
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allocator_takes_the_first_free_subnet() {
+        let used: BTreeSet<String> = ["10.250.0.0/24", "10.250.2.0/24"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            next_free("10.250.0.0/16", 24, &used).unwrap(),
+            "10.250.1.0/24"
+        );
+        let full: BTreeSet<String> = ["10.0.0.0/25", "10.0.0.128/25"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let e = next_free("10.0.0.0/24", 25, &full).unwrap_err();
+        assert!(e.to_string().contains("no free /25"), "{e}");
+    }
 }

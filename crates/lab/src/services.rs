@@ -96,7 +96,14 @@ fn service(name: &str, ip: &str, proto: &str, port: u16, affinity: bool) -> Stri
     )
 }
 
-fn slice(lab: &Lab, name: &str, v6: bool, proto: &str, pods: &[&PodState], drain: &Drain) -> String {
+fn slice(
+    lab: &Lab,
+    name: &str,
+    v6: bool,
+    proto: &str,
+    pods: &[&PodState],
+    drain: &Drain,
+) -> String {
     let family = if v6 { "IPv6" } else { "IPv4" };
     let mut endpoints = String::new();
     for p in pods {
@@ -112,7 +119,9 @@ fn slice(lab: &Lab, name: &str, v6: bool, proto: &str, pods: &[&PodState], drain
         // still serving), then gone.
         let conditions = match drain {
             Drain::Removed(x) if *x == p.name => continue,
-            Drain::Terminating(x) if *x == p.name => "{ready: false, serving: true, terminating: true}",
+            Drain::Terminating(x) if *x == p.name => {
+                "{ready: false, serving: true, terminating: true}"
+            }
             _ => "{ready: true, serving: true, terminating: false}",
         };
         endpoints.push_str(&format!(
@@ -254,7 +263,10 @@ fn start_server(lab: &Lab, p: &PodState) -> Result<u32> {
         .is_err()
     {
         if start.elapsed() > Duration::from_secs(5) {
-            bail!("the Service backend server in {} does not listen on {to}", p.netns);
+            bail!(
+                "the Service backend server in {} does not listen on {to}",
+                p.netns
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -274,7 +286,10 @@ pub fn serve(name: &str, port: u16) -> Result<ExitCode> {
     std::thread::spawn(move || {
         let mut b = [0u8; 512];
         while let Ok((_, from)) = udp.recv_from(&mut b) {
-            let _ = udp.send_to(format!("{n} {}\n", from.ip().to_canonical()).as_bytes(), from);
+            let _ = udp.send_to(
+                format!("{n} {}\n", from.ip().to_canonical()).as_bytes(),
+                from,
+            );
         }
     });
     for c in tcp.incoming() {
@@ -418,12 +433,19 @@ pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
         let ns = match netns(&c.netns) {
             Ok(n) => n,
             Err(e) => {
-                out.push(row("service: TCP ClusterIP", &from, "echo", "", Err(format!("{e:#}"))));
+                out.push(row(
+                    "service: TCP ClusterIP",
+                    &from,
+                    "echo",
+                    "",
+                    Err(format!("{e:#}")),
+                ));
                 continue;
             }
         };
         // TCP: new connections spread over both nodes' backends; each sees the client.
-        let answers: Result<Vec<Answer>> = (0..TRIES).map(|_| tcp_once(&ns, sa(ECHO, 80))).collect();
+        let answers: Result<Vec<Answer>> =
+            (0..TRIES).map(|_| tcp_once(&ns, sa(ECHO, 80))).collect();
         match answers {
             Ok(a) => {
                 let seen = want.iter().all(|w| a.iter().any(|x| &x.backend == w));
@@ -457,13 +479,17 @@ pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
             )),
         }
         // UDP: datagrams from fresh sockets; answers come from the ClusterIP.
-        let answers: Result<Vec<(Answer, SocketAddr)>> =
-            (0..TRIES).map(|_| udp_once(&ns, sa(ECHO_UDP, 53))).collect();
+        let answers: Result<Vec<(Answer, SocketAddr)>> = (0..TRIES)
+            .map(|_| udp_once(&ns, sa(ECHO_UDP, 53)))
+            .collect();
         out.push(row(
             "service: UDP ClusterIP answers from the Service address",
             &from,
             &format!("echo-udp {ECHO_UDP}:53/udp"),
-            &format!("answers from {want_text}, from {ECHO_UDP}:53, source {}", c.ip),
+            &format!(
+                "answers from {want_text}, from {ECHO_UDP}:53, source {}",
+                c.ip
+            ),
             match answers {
                 Ok(a) => {
                     let bad_from: Vec<String> = a
@@ -521,7 +547,7 @@ pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
             &from,
             &format!("sticky {STICKY}:80"),
             &format!("all {TRIES} new connections to one backend"),
-            affinity(&c).map_err(|e| format!("{e:#}")).and_then(|a| {
+            affinity(c).map_err(|e| format!("{e:#}")).and_then(|a| {
                 let first = &a[0].backend;
                 if a.iter().all(|x| &x.backend == first) {
                     Ok(tally(&a))
@@ -535,7 +561,7 @@ pub fn run(lab: &Lab, st: &mut LabState) -> Vec<CheckResult> {
             &from,
             &format!("drain {DRAIN}:80"),
             "terminating: new connections avoid it, the open one still answers; removed: the same",
-            scale_down(lab, st, &c),
+            scale_down(lab, st, c),
         ));
     }
     out
@@ -565,15 +591,24 @@ fn scale_down(lab: &Lab, st: &LabState, c: &PodState) -> Result<String, String> 
                 .collect::<Result<_>>()
                 .with_context(|| format!("a new connection with {x} {step}"))?;
             if fresh.iter().any(|a| a.backend == x) {
-                bail!("{x} {step}: new connections still reach it ({})", tally(&fresh));
+                bail!(
+                    "{x} {step}: new connections still reach it ({})",
+                    tally(&fresh)
+                );
             }
             let again = open
                 .ask()
                 .with_context(|| format!("the open connection after {x} became {step}"))?;
             if again.backend != x {
-                bail!("{x} {step}: the open connection now answers from {}", again.backend);
+                bail!(
+                    "{x} {step}: the open connection now answers from {}",
+                    again.backend
+                );
             }
-            notes.push(format!("{step}: new {}, open one still on {x}", tally(&fresh)));
+            notes.push(format!(
+                "{step}: new {}, open one still on {x}",
+                tally(&fresh)
+            ));
         }
         Ok(notes.join("; "))
     })();
