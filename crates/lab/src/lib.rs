@@ -543,6 +543,7 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
     if o.services {
         let dir = services::dir(lab);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        mount_cgroup2(lab)?;
     }
     if o.policy {
         let dir = policy::dir(lab);
@@ -872,6 +873,24 @@ fn mount_bpffs(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
+/// The cgroup v2 hierarchy at `<root>/cgroup2` (`--services`), in the lab's (host) mount
+/// namespace so that agents under `ip netns exec` see its root: the Service load balancer
+/// attaches there, i.e. to the machine's root cgroup, which every pod process is under.
+/// `destroy` unmounts it (the programs stay attached through their pinned links until the
+/// lab's bpffs goes).
+fn mount_cgroup2(lab: &Lab) -> Result<()> {
+    let dir = lab.cgroup2_root();
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    nix::mount::mount(
+        Some("cgroup2"),
+        &dir,
+        Some("cgroup2"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("mount the cgroup v2 hierarchy at {}", dir.display()))
+}
+
 /// Removes every process, namespace and file of this lab. Safe to repeat; works from
 /// nothing but the names when the state file is gone.
 pub fn destroy(lab: &Lab) -> Result<()> {
@@ -909,6 +928,10 @@ pub fn destroy(lab: &Lab) -> Result<()> {
                     .status();
             }
         }
+    }
+    // The lab's cgroup v2 mount (--services).
+    if lab.cgroup2_root().exists() {
+        let _ = nix::mount::umount2(&lab.cgroup2_root(), nix::mount::MntFlags::MNT_DETACH);
     }
     // The lab's bpffs (--datapath ebpf, --policy): its pins go with it.
     if unicni_bpf::is_bpffs(&lab.bpf_root()) {

@@ -242,7 +242,7 @@ fn start_server(lab: &Lab, p: &PodState) -> Result<u32> {
     let exe = std::env::current_exe().context("locate the running binary")?;
     let log = std::fs::File::create(lab.root.join(format!("svc-{}.log", p.name)))?;
     // `--root` names the lab's root in the command line: `lab down` finds it there.
-    let child = Command::new("ip")
+    let mut child = Command::new("ip")
         .args(["netns", "exec", &p.netns])
         .arg(exe)
         .args(["lab", "svc-serve", "--name", &p.name, "--port"])
@@ -255,14 +255,23 @@ fn start_server(lab: &Lab, p: &PodState) -> Result<u32> {
         .process_group(0)
         .spawn()
         .with_context(|| format!("start the Service backend server in {}", p.netns))?;
-    let ns = netns(&p.netns)?;
+    // From the pod's node (the pod's own loopback may be down, as no runtime set it up).
+    let ns = netns(&lab.node_ns(p.node))?;
     let to = SocketAddr::new(p.ip.parse()?, TARGET_PORT);
     let start = Instant::now();
     while ns
         .run(|| TcpStream::connect_timeout(&to, Duration::from_millis(200)))?
         .is_err()
     {
-        if start.elapsed() > Duration::from_secs(5) {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "the Service backend server in {} exited ({status}); see {}",
+                p.netns,
+                lab.root.join(format!("svc-{}.log", p.name)).display()
+            );
+        }
+        // A debug binary of this size takes a while to start on a busy machine.
+        if start.elapsed() > Duration::from_secs(30) {
             bail!(
                 "the Service backend server in {} does not listen on {to}",
                 p.netns

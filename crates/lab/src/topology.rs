@@ -418,6 +418,12 @@ impl Lab {
     pub fn bpf_root(&self) -> PathBuf {
         self.root.join("bpf")
     }
+    /// The cgroup v2 hierarchy mounted again where agents under `ip netns exec` see it
+    /// (`--services`: the load balancer attaches to its root; the fresh sysfs hides
+    /// /sys/fs/cgroup).
+    pub fn cgroup2_root(&self) -> PathBuf {
+        self.root.join("cgroup2")
+    }
     /// Node `i`'s `bpf.pin_dir` (one per node: they share the kernel).
     pub fn pin_dir(&self, i: usize) -> PathBuf {
         self.bpf_root().join(self.node_tag(i))
