@@ -59,7 +59,7 @@ fn services_lab(tag: &str, up: &[&str], dual: bool) -> (Lab, Vec<Value>) {
         let n = rows.iter().filter(|c| c["name"] == name).count();
         let want = match name {
             _ if name.contains("IPv6") && !dual => 0,
-            _ if name.contains("affinity") || name.contains("scaled-down") => 1,
+            _ if name.contains("Affinity") || name.contains("scaled-down") => 1,
             // One per client (node 1's and node 2's).
             _ => 2,
         };
@@ -166,7 +166,11 @@ fn kubernetes_store_lab_serves_services_kubectl_applies() {
     }
     let (lab, _) = services_lab("sk", &["--store", "kubernetes"], false);
     // kubectl reads the lab's EndpointSlices (discovery.k8s.io/v1) ...
-    let out = kubectl(&lab, &["get", "endpointslices", "-n", "lab", "-o", "json"], None);
+    let out = kubectl(
+        &lab,
+        &["get", "endpointslices", "-n", "lab", "-o", "json"],
+        None,
+    );
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = list["items"]
         .as_array()
@@ -225,5 +229,8 @@ fn kubernetes_store_lab_serves_services_kubectl_applies() {
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     };
-    assert!(answer.starts_with(backend["name"].as_str().unwrap()), "{answer}");
+    assert!(
+        answer.starts_with(backend["name"].as_str().unwrap()),
+        "{answer}"
+    );
 }
