@@ -509,7 +509,10 @@ mod tests {
                         Some("/run/unicni-lab-unit/services")
                     );
                     assert_eq!(c.bpf.pin_dir, lab.pin_dir(i).display().to_string());
-                    assert_eq!(c.cluster.service_cidrs().len(), 1 + (stack == IpStack::Dual) as usize);
+                    assert_eq!(
+                        c.cluster.service_cidrs().len(),
+                        1 + (stack == IpStack::Dual) as usize
+                    );
                 }
             }
         }
