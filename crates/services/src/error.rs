@@ -44,6 +44,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when the agent has not loaded the load balancer under this pin directory
+    /// ([`crate::Lb::open`] found no maps): Services are not enabled on the node, so the
+    /// CNI plugin has no pod to register.
+    pub fn is_not_loaded(&self) -> bool {
+        matches!(
+            self,
+            Error::Datapath {
+                source: BpfError::NotLoaded { .. },
+                ..
+            }
+        )
+    }
+
     /// True when eBPF cannot be used on this node at all (no bpffs, no privilege, verifier
     /// refusal): the caller should leave Services to kube-proxy instead of retrying.
     pub fn is_unavailable(&self) -> bool {

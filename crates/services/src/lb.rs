@@ -83,6 +83,9 @@ impl Ids {
 /// The node's Service load balancer: the pinned programs and maps under
 /// `<pin dir>/services/`. Dropping it changes nothing in the kernel: the programs stay
 /// attached and keep balancing with the last table applied.
+///
+/// One writer of Services per node (the agent): a handle remembers what it applied and
+/// writes only differences. Any number of handles may register and unregister pods.
 pub struct Lb {
     pin_dir: PathBuf,
     dp: ServiceDatapath,
@@ -196,12 +199,23 @@ impl Lb {
         }
     }
 
-    /// Counts for metrics, read from the maps.
+    /// Counts for metrics. Frontends and backends come from what this handle applied
+    /// (cheap at any size); before its first apply they are read from the maps.
     pub fn status(&self) -> Result<LbStatus, Error> {
         let e = |s| self.datapath_err(s);
+        let (frontends, backends) = match &self.applied {
+            Some(a) => (
+                a.frontends.len(),
+                a.backends.values().map(HashMap::len).sum(),
+            ),
+            None => (
+                self.dp.frontends().map_err(e)?.len(),
+                self.dp.backends().map_err(e)?.len(),
+            ),
+        };
         Ok(LbStatus {
-            frontends: self.dp.frontends().map_err(e)?.len(),
-            backends: self.dp.backends().map_err(e)?.len(),
+            frontends,
+            backends,
             pods: self.dp.pods().map_err(e)?.len(),
             stats: self.dp.stats().map_err(e)?,
         })

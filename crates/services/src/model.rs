@@ -166,6 +166,26 @@ impl ServiceTable {
         services: impl IntoIterator<Item = &'a Service>,
         slices: impl IntoIterator<Item = &'a EndpointSlice>,
     ) -> ServiceTable {
+        Self::build(services, slices, None)
+    }
+
+    /// [`ServiceTable::from_objects`] for the load balancer of node `node_name`, which
+    /// also honours `internalTrafficPolicy: Local`: such a Service's backends are only the
+    /// endpoints whose `nodeName` is this node (none there: the Service has no backend on
+    /// this node and connections to it are refused, as Kubernetes specifies).
+    pub fn from_objects_on_node<'a>(
+        services: impl IntoIterator<Item = &'a Service>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+        node_name: &str,
+    ) -> ServiceTable {
+        Self::build(services, slices, Some(node_name))
+    }
+
+    fn build<'a>(
+        services: impl IntoIterator<Item = &'a Service>,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+        node_name: Option<&str>,
+    ) -> ServiceTable {
         let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
         for slice in slices {
             let Some(svc) = slice
@@ -187,7 +207,7 @@ impl ServiceTable {
         for svc in services {
             let key = ns_name(&svc.metadata);
             let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-            table.add_service(svc, &format!("{}/{}", key.0, key.1), slices);
+            table.add_service(svc, &format!("{}/{}", key.0, key.1), slices, node_name);
         }
         table
     }
@@ -199,7 +219,13 @@ impl ServiceTable {
         });
     }
 
-    fn add_service(&mut self, svc: &Service, name: &str, slices: &[&EndpointSlice]) {
+    fn add_service(
+        &mut self,
+        svc: &Service,
+        name: &str,
+        slices: &[&EndpointSlice],
+        node_name: Option<&str>,
+    ) {
         let Some(spec) = &svc.spec else {
             return self.skip(name, "no spec");
         };
@@ -236,6 +262,11 @@ impl ServiceTable {
             ),
             _ => None,
         };
+        // Only known on a node's own table; elsewhere every endpoint counts.
+        let local_only = match node_name {
+            Some(n) if spec.internal_traffic_policy.as_deref() == Some("Local") => Some(n),
+            _ => None,
+        };
         for port in spec.ports.iter().flatten() {
             let port_name = port.name.clone().unwrap_or_default();
             let Some(protocol) = Protocol::parse(port.protocol.as_deref()) else {
@@ -254,7 +285,7 @@ impl ServiceTable {
                 continue;
             };
             for ip in &ips {
-                let backends = backends_for(*ip, port, protocol, slices);
+                let backends = backends_for(*ip, port, protocol, slices, local_only);
                 self.entries.insert(
                     Frontend {
                         ip: *ip,
@@ -312,6 +343,7 @@ fn backends_for(
     port: &ServicePort,
     protocol: Protocol,
     slices: &[&EndpointSlice],
+    local_only: Option<&str>,
 ) -> Vec<Backend> {
     let family = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
     let want_name = port.name.as_deref().unwrap_or("");
@@ -331,6 +363,9 @@ fn backends_for(
             continue;
         };
         for ep in &slice.endpoints {
+            if local_only.is_some() && ep.node_name.as_deref() != local_only {
+                continue;
+            }
             let c = ep.conditions.as_ref();
             let ready = c.and_then(|c| c.ready).unwrap_or(true);
             let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
@@ -581,6 +616,40 @@ mod tests {
                 .unwrap()
                 .affinity_timeout,
             None
+        );
+    }
+
+    #[test]
+    fn internal_traffic_policy_local_keeps_this_nodes_endpoints() {
+        let mut svc = web();
+        svc.spec.as_mut().unwrap().internal_traffic_policy = Some("Local".into());
+        let mut sl = web_slice_v4();
+        sl.endpoints[0].node_name = Some("node-a".into());
+        sl.endpoints[3].node_name = Some("node-b".into());
+        let http = fe("10.96.0.10", 80, Protocol::Tcp);
+        let t = ServiceTable::from_objects_on_node(&[svc.clone()], &[sl.clone()], "node-a");
+        assert_eq!(
+            t.get(&http).unwrap().backends,
+            vec![be("10.0.1.2", 8080, BackendState::Ready)]
+        );
+        let t = ServiceTable::from_objects_on_node(&[svc.clone()], &[sl.clone()], "node-c");
+        assert!(t.get(&http).unwrap().backends.is_empty());
+        // Without a node, and for a Cluster policy, every endpoint counts.
+        assert_eq!(
+            ServiceTable::from_objects(&[svc], &[sl.clone()])
+                .get(&http)
+                .unwrap()
+                .backends
+                .len(),
+            3
+        );
+        assert_eq!(
+            ServiceTable::from_objects_on_node(&[web()], &[sl], "node-a")
+                .get(&http)
+                .unwrap()
+                .backends
+                .len(),
+            3
         );
     }
 

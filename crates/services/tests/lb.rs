@@ -50,6 +50,15 @@ fn tcp_v4_clusterip_reaches_a_backend_and_shows_the_clusterip() {
     assert_eq!((st.frontends, st.backends, st.pods), (1, 2, 1));
     assert!(st.stats.connects >= 40, "{st:?}");
 
+    // A namespace whose loopback is still down (as a CNI ADD may find it) registers too.
+    let fresh = unicni_testkit::Netns::with_prefix("ucsvc-lo");
+    let cookie = lb.register_pod(&fresh.path_buf()).unwrap();
+    assert_eq!(lb.unregister_pod(&fresh.path_buf()).unwrap(), Some(cookie));
+    assert!(!lb.pods().unwrap().contains(&cookie));
+    let gone = fresh.path_buf();
+    drop(fresh);
+    assert_eq!(lb.unregister_pod(&gone).unwrap(), None);
+
     // A pod that is not registered is not rewritten: nothing listens on the ClusterIP.
     let other = t.pod(0).ns.name.clone();
     lb.unregister_pod(&client.ns.path_buf()).unwrap();
@@ -374,4 +383,148 @@ fn unload_detaches_everything_from_the_root_cgroup() {
         tcp_connect_in(&client.ns.name, vip).is_err(),
         "the ClusterIP is still rewritten after unload"
     );
+}
+
+#[test]
+fn a_restarted_agent_continues_the_diff_in_place() {
+    if !require_root() {
+        return;
+    }
+    use unicni_bpf::services::{BackendEntry, ServiceDatapath};
+    let t = Topo::new("rst", 0);
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let term = BackendState::Terminating { serving: false };
+    let tcp4 = frontend("10.96.9.1", 80, Protocol::Tcp);
+    let udp4 = frontend("10.96.9.1", 53, Protocol::Udp);
+    let tcp6 = frontend("fd96::9:1", 80, Protocol::Tcp);
+    let mut table = ServiceTable::new();
+    table.insert(
+        tcp4,
+        entry(&[(ip("10.0.0.1"), 8080, READY), (ip("10.0.0.2"), 8080, READY)]),
+    );
+    table.insert(udp4, entry(&[(ip("10.0.0.1"), 5353, READY)]));
+    table.insert(tcp6, entry(&[(ip("fd00::1"), 8080, READY)]));
+
+    let mut lb = t.lb();
+    let r = lb.apply(&table).unwrap();
+    assert_eq!((r.frontends_added, r.backends_added), (3, 4));
+    assert!(
+        lb.apply(&table).unwrap().is_empty(),
+        "the same table again changes nothing"
+    );
+    let dp = ServiceDatapath::open(&t.pin_dir).unwrap();
+    let fronts = dp.frontends().unwrap();
+    let backs = dp.backends().unwrap();
+
+    // A restart: load again, the first apply reads the maps back and finds nothing to do.
+    drop(lb);
+    let mut lb = t.lb();
+    assert!(lb.apply(&table).unwrap().is_empty());
+    assert_eq!(dp.frontends().unwrap(), fronts);
+    assert_eq!(dp.backends().unwrap(), backs);
+
+    // Changes are made in place: ids of what stays are kept.
+    table.insert(
+        tcp4,
+        entry(&[(ip("10.0.0.2"), 8080, term), (ip("10.0.0.3"), 8080, READY)]),
+    );
+    table.remove(&udp4);
+    let r = lb.apply(&table).unwrap();
+    assert_eq!(
+        (
+            r.frontends_added,
+            r.frontends_updated,
+            r.frontends_removed,
+            r.backends_added,
+            r.backends_removed
+        ),
+        (0, 1, 1, 1, 2),
+        "{r:?}"
+    );
+    let f2 = dp.frontends().unwrap();
+    assert_eq!(f2.len(), 2);
+    let tcp4_before = fronts
+        .iter()
+        .find(|(k, _)| k.port == 80 && k.ip.is_ipv4())
+        .unwrap();
+    let tcp4_after = f2
+        .iter()
+        .find(|(k, _)| k.port == 80 && k.ip.is_ipv4())
+        .unwrap();
+    assert_eq!(
+        tcp4_after.1.id, tcp4_before.1.id,
+        "the frontend keeps its id"
+    );
+    assert_eq!(tcp4_after.1.count, 1, "only the ready backend is choosable");
+    let id = tcp4_after.1.id;
+    let b2_before = backs
+        .iter()
+        .find(|(_, b)| b.svc_id == id && b.ip == ip("10.0.0.2"))
+        .unwrap()
+        .0;
+    let b = dp.backends().unwrap();
+    let b2_after = b
+        .iter()
+        .find(|(_, b)| b.svc_id == id && b.ip == ip("10.0.0.2"))
+        .unwrap();
+    assert_eq!(
+        b2_after.0, b2_before,
+        "a backend turning terminating keeps its id"
+    );
+    assert!(b2_after.1.terminating);
+    let b3 = b.iter().find(|(_, b)| b.ip == ip("10.0.0.3")).unwrap().0;
+    let slots: Vec<(u32, u32, u32)> = dp
+        .slots()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.0 == id)
+        .collect();
+    assert_eq!(slots, vec![(id, 0, b3)]);
+    assert_eq!(b.len(), 3);
+
+    // Leftovers of an interrupted apply (a backend of no frontend) go with the next
+    // apply of a fresh handle (the CNI plugin's kind: maps only).
+    let mut raw = ServiceDatapath::open(&t.pin_dir).unwrap();
+    raw.set_backend(
+        4_000_000,
+        &BackendEntry {
+            ip: ip("10.0.0.9"),
+            port: 1,
+            terminating: false,
+            svc_id: 3_000_000,
+        },
+    )
+    .unwrap();
+    raw.set_slot(3_000_000, 0, 4_000_000).unwrap();
+    let mut plugin_side = unicni_services::Lb::open(&t.pin_dir).unwrap();
+    let r = plugin_side.apply(&table).unwrap();
+    assert_eq!(r.backends_removed, 1);
+    assert!(dp
+        .backends()
+        .unwrap()
+        .iter()
+        .all(|(id, _)| *id != 4_000_000));
+    assert!(dp.slots().unwrap().iter().all(|s| s.0 != 3_000_000));
+
+    // Everything away.
+    let r = lb.apply(&ServiceTable::new());
+    // `lb` still believes the leftovers it never saw are absent: fine, they are.
+    let r = r.unwrap();
+    assert_eq!(r.frontends_removed, 2);
+    assert!(dp.frontends().unwrap().is_empty());
+    assert!(dp.backends().unwrap().is_empty());
+    assert!(dp.slots().unwrap().is_empty());
+}
+
+#[test]
+fn open_without_a_loaded_balancer_says_not_loaded() {
+    if !require_root() {
+        return;
+    }
+    let dir =
+        std::path::PathBuf::from(format!("/sys/fs/bpf/{}", unicni_testkit::unique("ucsvcnl")));
+    let err = unicni_services::Lb::open(&dir).unwrap_err();
+    assert!(err.is_not_loaded(), "{err}");
+    assert!(!err.is_unavailable());
+    assert!(!dir.exists());
 }

@@ -211,6 +211,13 @@ pub fn cgroup_program_ids(cgroup: &Path) -> Result<Vec<u32>> {
     Ok(out)
 }
 
+/// Turns on the kernel's run-time statistics of every BPF program (a little cost on each
+/// run, machine-wide) until the returned descriptor is dropped. For measurements only.
+#[doc(hidden)]
+pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd> {
+    sys::enable_run_time_stats().map_err(|e| kernel("enable BPF run-time statistics".into(), e))
+}
+
 /// The cookie of the network namespace at `netns` (a bind mount such as
 /// `/var/run/netns/<name>` or `/proc/<pid>/ns/net`): what the programs compare with
 /// `bpf_get_netns_cookie`. Made on a thread of its own, which enters the namespace, opens
@@ -232,8 +239,9 @@ pub fn netns_cookie(netns: &Path) -> Result<u64> {
                     detail: e.to_string(),
                 }
             })?;
-            let sock = std::net::UdpSocket::bind("127.0.0.1:0")
-                .or_else(|_| std::net::UdpSocket::bind("[::1]:0"))
+            // The wildcard address binds even before anything (loopback included) is up,
+            // which is how a CNI ADD may find the namespace.
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0")
                 .map_err(|e| kernel(format!("open a socket in {what}"), e))?;
             sys::socket_netns_cookie(sock.as_fd())
                 .map_err(|e| kernel(format!("read the netns cookie of {what}"), e))
@@ -420,6 +428,23 @@ impl ServiceDatapath {
                     .map_err(|e| BpfError::from_err("read the pinned program's info", &e))?
                     .id(),
             );
+        }
+        Ok(out)
+    }
+
+    /// (program, runs, total run time) of each pinned program, as counted by the kernel
+    /// while run-time statistics are on ([`enable_run_time_stats`]).
+    pub fn program_run_stats(&self) -> Result<Vec<(&'static str, u64, std::time::Duration)>> {
+        let mut out = Vec::new();
+        for (name, at, _) in PROGRAMS {
+            let p = self.dir.join("progs").join(name);
+            let prog = CgroupSockAddr::from_pin(&p, at).map_err(|e| {
+                BpfError::from_err(format!("open pinned program {}", p.display()), &e)
+            })?;
+            let info = prog
+                .info()
+                .map_err(|e| BpfError::from_err("read the pinned program's info", &e))?;
+            out.push((name, info.run_count(), info.run_time()));
         }
         Ok(out)
     }

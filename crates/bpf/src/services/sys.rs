@@ -13,6 +13,7 @@ const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_DETACH: libc::c_long = 34;
+const BPF_ENABLE_STATS: libc::c_long = 32;
 
 /// `union bpf_attr` as bytes: every command's fields are a prefix of it and the kernel
 /// wants the rest zero.
@@ -157,4 +158,12 @@ pub(crate) fn socket_netns_cookie(sock: BorrowedFd<'_>) -> io::Result<u64> {
         return Err(io::Error::last_os_error());
     }
     Ok(cookie)
+}
+
+/// BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): the kernel counts run time and runs of every
+/// program while the returned descriptor is open.
+pub(crate) fn enable_run_time_stats() -> io::Result<OwnedFd> {
+    let mut a = Attr::new();
+    a.u32_at(0, 0);
+    bpf(BPF_ENABLE_STATS, &mut a).map(owned)
 }
