@@ -5,7 +5,8 @@
 //! stack, an IPv6 one). `lab check` then probes them from the first pod of each node: both
 //! nodes' backends reached, the backend seeing the client pod's own address, UDP answered
 //! from the ClusterIP, affinity kept, a scaled-down backend getting no new connections
-//! while an open one keeps answering. flannel (vxlan, also dual stack) and terway (shared
+//! while an open one keeps answering; the plugin registered each node's pods with its load
+//! balancer (and a DEL took a pod out). flannel (vxlan, also dual stack) and terway (shared
 //! ENI); on the Kubernetes store `kubectl` (the machine's own) applies and reads
 //! EndpointSlices and a Service it creates is served.
 
@@ -38,12 +39,28 @@ fn services_lab(tag: &str, up: &[&str], dual: bool) -> (Lab, Vec<Value>) {
     let mut args = vec!["up", "--services", "--no-second-cluster"];
     args.extend_from_slice(up);
     lab.ok(&args);
-    // Each node pins its own load balancer.
-    for n in [1, 2] {
-        let pin = format!("{}/bpf/n{n}/services", lab.root());
-        assert!(Path::new(&pin).exists(), "{pin}");
-    }
+    // Each node pins its own load balancer, with its 2 pods registered by CNI ADD.
+    let registered = |n: usize| {
+        let pin = format!("{}/bpf/n{n}", lab.root());
+        assert!(Path::new(&pin).join("services").exists(), "{pin}");
+        unicni_services::Lb::open(Path::new(&pin))
+            .unwrap()
+            .pods()
+            .unwrap()
+    };
+    let before = [registered(1), registered(2)];
+    assert_eq!([before[0].len(), before[1].len()], [2, 2], "{before:?}");
     let v = lab.check();
+    // `check` re-created node 1's first pod: DEL took the old namespace out, ADD put the
+    // new one in.
+    let after = [registered(1), registered(2)];
+    assert_eq!(after[1], before[1]);
+    assert_eq!(after[0].len(), 2, "{after:?}");
+    assert_eq!(
+        after[0].iter().filter(|c| before[0].contains(c)).count(),
+        1,
+        "{before:?} {after:?}"
+    );
     let checks = v["checks"].as_array().unwrap().clone();
     let failed: Vec<String> = checks
         .iter()

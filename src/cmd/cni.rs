@@ -246,10 +246,7 @@ mod services {
         fn open(pin_dir: &Path) -> Result<Option<Lb>, Error> {
             match Lb::open(pin_dir) {
                 Ok(lb) => Ok(Some(lb)),
-                Err(Error::Datapath {
-                    source: unicni_bpf::BpfError::NotLoaded { .. },
-                    ..
-                }) => Ok(None),
+                Err(e) if e.is_not_loaded() => Ok(None),
                 Err(e) => Err(e),
             }
         }

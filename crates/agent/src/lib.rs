@@ -161,7 +161,7 @@ pub fn shutdown_signal() -> Result<watch::Receiver<bool>, AgentError> {
 /// policy engine and the agent start.
 pub async fn run(config: &Config, node: &str, agent: Arc<dyn NodeAgent>) -> Result<(), AgentError> {
     // Before the endpoint: its readiness includes the load balancer's first sync.
-    let services = services::start(config).await?;
+    let services = services::start(config, node).await?;
     let shown: Arc<dyn NodeAgent> = Arc::new(Gated {
         inner: agent.clone(),
         services: services.as_ref().map(|s| s.status().clone()),

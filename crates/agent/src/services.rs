@@ -249,13 +249,14 @@ pub async fn source(config: &Config) -> Result<Source, AgentError> {
 /// Starts the load balancer when `services.enabled`; `None` otherwise, or when eBPF
 /// cannot be used on the node and `bpf.fallback` allows running without it. Fails (and
 /// with it the agent) otherwise.
-pub async fn start(config: &Config) -> Result<Option<Services>, AgentError> {
+pub async fn start(config: &Config, node: &str) -> Result<Option<Services>, AgentError> {
     if !config.services.enabled {
         return Ok(None);
     }
     let source = source(config).await?;
     let pin = Path::new(&config.bpf.pin_dir).to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || lb::load(&pin))
+    let name = node.to_string();
+    let loaded = tokio::task::spawn_blocking(move || lb::load(&pin, &name))
         .await
         .map_err(|e| AgentError::ServicesLb(format!("the loader task failed: {e}")))?;
     let balancer = match loaded {
@@ -287,20 +288,23 @@ mod lb {
     /// every change).
     pub struct Balancer {
         lb: Lb,
+        /// This node's name: `internalTrafficPolicy: Local` keeps its endpoints only.
+        node: String,
         skipped: BTreeSet<(String, String)>,
     }
 
     /// Loads (or adopts, after a restart) the programs and maps pinned under `pin_dir`.
-    pub fn load(pin_dir: &Path) -> Result<Balancer, unicni_services::Error> {
+    pub fn load(pin_dir: &Path, node: &str) -> Result<Balancer, unicni_services::Error> {
         Ok(Balancer {
             lb: Lb::load(pin_dir)?,
+            node: node.to_string(),
             skipped: BTreeSet::new(),
         })
     }
 
     impl Apply for Balancer {
         fn apply(&mut self, o: &Objects) -> Result<Counts, String> {
-            let table = ServiceTable::from_objects(&o.services, &o.slices);
+            let table = ServiceTable::from_objects_on_node(&o.services, &o.slices, &self.node);
             let skipped: BTreeSet<(String, String)> = table
                 .skipped()
                 .iter()

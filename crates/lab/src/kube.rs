@@ -655,6 +655,19 @@ fn next_free(cluster: &str, len: u8, used: &BTreeSet<String>) -> Result<String> 
         .ok_or_else(|| anyhow!("the cluster CIDR {cluster} has no free /{len} left for a node"))
 }
 
+/// Whether two objects have the same content and labels (metadata and status aside).
+fn same_content<K: kube::Resource + serde::Serialize>(a: &K, b: &K) -> bool {
+    let content = |o: &K| {
+        let mut v = serde_json::to_value(o).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("metadata");
+            m.remove("status");
+        }
+        v
+    };
+    a.meta().labels == b.meta().labels && content(a) == content(b)
+}
+
 /// Creates `o`, or replaces the object of its name (at its current resourceVersion).
 async fn upsert<K>(client: &kube::Client, mut o: K) -> Result<()>
 where
@@ -677,6 +690,9 @@ where
         .await
         .with_context(|| format!("get {what}"))?
     {
+        // Unchanged: no write, so watchers see only what really changed (the lab waits
+        // for the agents to apply a change, and a no-op event would look like one).
+        Some(old) if same_content(&old, &o) => {}
         Some(old) => {
             o.meta_mut().resource_version = old.meta().resource_version.clone();
             api.replace(&name, &PostParams::default(), &o)
