@@ -274,3 +274,43 @@ mod services {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::services::Registration;
+    use serde_json::json;
+
+    #[test]
+    fn the_services_field_is_optional_and_checked() {
+        assert!(Registration::from_conf(&json!({"type": "unicni"}))
+            .unwrap()
+            .is_none());
+        assert!(
+            Registration::from_conf(&json!({"services": {"pin_dir": "/sys/fs/bpf/x"}}))
+                .unwrap()
+                .is_some()
+        );
+        let e = Registration::from_conf(&json!({"services": {"pin_dir": 7}}))
+            .err()
+            .unwrap()
+            .to_json("1.1.0");
+        assert!(
+            e.contains("\"code\":7") && e.contains("services.pin_dir"),
+            "{e}"
+        );
+    }
+
+    /// Nothing pinned (eBPF unavailable and `bpf.fallback`): an ADD registers nothing and
+    /// goes on; a DEL too.
+    #[test]
+    fn no_load_balancer_pinned_means_nothing_to_register() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registration::from_conf(&json!({"services": {"pin_dir": dir.path()}}))
+            .unwrap()
+            .unwrap();
+        r.register(std::path::Path::new("/proc/self/ns/net"))
+            .unwrap();
+        r.unregister(Some(std::path::Path::new("/proc/self/ns/net")));
+        r.unregister(None);
+    }
+}

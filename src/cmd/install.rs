@@ -146,3 +146,24 @@ fn install_binary(dir: &Path) -> Result<PathBuf> {
     write_atomic(&target, &bytes, 0o755)?;
     Ok(target)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_services_field_names_the_pin_dir_only_when_services_are_enabled() {
+        let mut c = Config::default();
+        let entry = json!({"backend": "flannel"});
+        let off = conflist(&c, &entry, "1.1.0");
+        assert!(off["plugins"][0].get("services").is_none(), "{off}");
+        c.services.enabled = true;
+        c.bpf.pin_dir = "/sys/fs/bpf/n1".into();
+        let on = conflist(&c, &entry, "1.1.0");
+        assert_eq!(
+            on["plugins"][0]["services"],
+            json!({"pin_dir": "/sys/fs/bpf/n1"})
+        );
+        assert_eq!(on["plugins"][0]["backend"], "flannel");
+    }
+}
