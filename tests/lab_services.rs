@@ -246,10 +246,10 @@ fn kubernetes_store_lab_serves_services_kubectl_applies() {
     let ip = backend["ip"].as_str().unwrap();
     let manifest = format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: extra, namespace: lab}}\n\
-         spec:\n  clusterIP: 10.96.100.50\n  ports: [{{name: p, port: 81, targetPort: 8080, protocol: TCP}}]\n\
+         spec:\n  clusterIP: 10.96.100.50\n  ports: [{{name: p, port: 81, targetPort: 7000, protocol: TCP}}]\n\
          ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
          metadata: {{name: extra-1, namespace: lab, labels: {{kubernetes.io/service-name: extra}}}}\n\
-         addressType: IPv4\nports: [{{name: p, port: 8080, protocol: TCP}}]\n\
+         addressType: IPv4\nports: [{{name: p, port: 7000, protocol: TCP}}]\n\
          endpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"
     );
     kubectl(&lab, &["apply", "-f", "-"], Some(&manifest));

@@ -7,11 +7,12 @@
 //!
 //! The second pod of node 1 and of node 2 are the backends: each runs `unicni lab
 //! svc-serve` (a process of its own in the pod's namespace, as a real server is), which
-//! answers every TCP line and every UDP datagram on port 8080 with its pod name and the
-//! address the request came from. The first pod of each node is a client. The Services:
-//! `echo` (TCP), `echo-udp` (UDP), `sticky` (TCP, `sessionAffinity: ClientIP`) and `drain`
-//! (TCP, the one `lab check` scales down), all with both backends; on dual-stack labs also
-//! `echo6` (IPv6). ClusterIPs are fixed, in the lab's service CIDR.
+//! answers every TCP line and every UDP datagram on port 7000 (clear of the ports the
+//! `--policy` checks use) with its pod name and the address the request came from. The
+//! first pod of each node is a client. The Services: `echo` (TCP), `echo-udp` (UDP),
+//! `sticky` (TCP, `sessionAffinity: ClientIP`) and `drain` (TCP, the one `lab check`
+//! scales down), all with both backends; on dual-stack labs also `echo6` (IPv6).
+//! ClusterIPs are fixed, in the lab's service CIDR.
 
 use super::checks::CheckResult;
 use super::topology::{IpStack, Lab, LabState, PodState, POD_NAMESPACE};
@@ -29,7 +30,7 @@ use unicni_net::NetNs;
 pub const SERVICE_CIDR: &str = "10.96.0.0/12";
 pub const SERVICE_CIDR6: &str = "fd00:96::/108";
 /// The backends' port (TCP and UDP).
-pub const TARGET_PORT: u16 = 8080;
+pub const TARGET_PORT: u16 = 7000;
 const ECHO: &str = "10.96.100.10";
 const ECHO_UDP: &str = "10.96.100.11";
 const STICKY: &str = "10.96.100.12";
