@@ -266,3 +266,40 @@ fn kubernetes_store_lab_serves_services_kubectl_applies() {
         "{answer}"
     );
 }
+
+/// A pod the load balancer cannot register is refused before the backend builds anything
+/// (CNI error 11, try again later, naming the namespace and the pin directory); the same
+/// pod without Services then gets the network's first address (nothing was reserved).
+#[test]
+fn an_add_whose_registration_fails_is_refused_and_leaves_nothing() {
+    if !common::require_root() {
+        return;
+    }
+    let net = common::TestNet::new();
+    let ns = common::Netns::new();
+    // A pin directory whose `services` is not on a bpf filesystem: opening it fails.
+    let pin = tempfile::tempdir().unwrap();
+    std::fs::create_dir(pin.path().join("services")).unwrap();
+    let mut conf = net.conf("1.1.0");
+    conf["services"] = serde_json::json!({"pin_dir": pin.path()});
+    let out = common::cni("ADD", "c1", &ns.path, &conf);
+    assert!(!out.ok, "{}", out.stdout);
+    let e: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(e["code"], 11, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&ns.path) && msg.contains("services") && msg.contains("eBPF Service"),
+        "{msg}"
+    );
+    let links = String::from_utf8(ns.exec(&["ip", "-o", "link"]).stdout).unwrap();
+    assert!(!links.contains("eth0"), "{links}");
+    let plain = net.conf("1.1.0");
+    let out = common::cni("ADD", "c1", &ns.path, &plain);
+    assert!(out.ok, "{} {}", out.stdout, out.stderr);
+    let first = out.json()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(first.ends_with(".2/24"), "{first}");
+    assert!(common::cni("DEL", "c1", &ns.path, &plain).ok);
+}
