@@ -136,11 +136,14 @@ impl ManifestSource {
         loop {
             let now = Self::fingerprint(&self.dir);
             if self.last.as_ref() != Some(&now) {
-                self.last = Some(now);
                 let dir = self.dir.clone();
-                return tokio::task::spawn_blocking(move || load_dir(&dir))
+                let loaded = tokio::task::spawn_blocking(move || load_dir(&dir))
                     .await
                     .map_err(|e| SourceError::Watch(format!("manifest loader: {e}")))?;
+                // Marked seen only now: a caller that drops this future while the
+                // directory is read gets the change on its next call.
+                self.last = Some(now);
+                return loaded;
             }
             tokio::time::sleep(self.poll).await;
         }
