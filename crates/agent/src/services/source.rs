@@ -277,6 +277,10 @@ impl Loader {
 pub struct KubeSource {
     services: Cache<Service>,
     slices: Cache<EndpointSlice>,
+    /// Held across calls: a change while the last set was being applied still wakes the
+    /// next call.
+    services_changed: tokio::sync::watch::Receiver<u64>,
+    slices_changed: tokio::sync::watch::Receiver<u64>,
     settle: Duration,
     first: bool,
 }
@@ -292,27 +296,30 @@ impl KubeSource {
     /// Starts the watchers on the current tokio runtime; they retry with backoff while the
     /// API server is unreachable (or the RBAC refuses them: the reason is in `/readyz`).
     pub fn start(client: Client, settle: Duration) -> KubeSource {
+        let services = Cache::start(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            "Service",
+            trim::<Service>,
+        );
+        let slices = Cache::start(
+            Api::all(client),
+            watcher::Config::default(),
+            "EndpointSlice",
+            trim::<EndpointSlice>,
+        );
         KubeSource {
-            services: Cache::start(
-                Api::all(client.clone()),
-                watcher::Config::default(),
-                "Service",
-                trim::<Service>,
-            ),
-            slices: Cache::start(
-                Api::all(client),
-                watcher::Config::default(),
-                "EndpointSlice",
-                trim::<EndpointSlice>,
-            ),
+            services_changed: services.changes(),
+            slices_changed: slices.changes(),
+            services,
+            slices,
             settle,
             first: true,
         }
     }
 
     async fn next(&mut self) -> Result<Objects, SourceError> {
-        let mut a = self.services.changes();
-        let mut b = self.slices.changes();
+        let (a, b) = (&mut self.services_changed, &mut self.slices_changed);
         if self.first {
             // Nothing is served from a half-listed cluster.
             loop {
@@ -333,6 +340,9 @@ impl KubeSource {
             // A scale-up or a rollout changes many slices at once: one table for the burst.
             tokio::time::sleep(self.settle).await;
         }
+        // Seen before the stores are read: what changes after wakes the next call.
+        a.borrow_and_update();
+        b.borrow_and_update();
         let mut o = Objects {
             services: self
                 .services
