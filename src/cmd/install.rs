@@ -61,6 +61,11 @@ pub fn conflist(c: &Config, entry: &Value, version: &str) -> Value {
             o.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
+    // The plugin registers each pod with the eBPF Service load balancer (pinned by the
+    // agent under this directory); absent, an ADD never opens a map for it.
+    if c.services.enabled {
+        first[crate::cmd::cni::SERVICES_FIELD] = json!({ "pin_dir": c.bpf.pin_dir });
+    }
     let mut plugins = vec![first];
     for p in &c.cni.chain {
         plugins.push(match p.as_str() {
@@ -140,4 +145,25 @@ fn install_binary(dir: &Path) -> Result<PathBuf> {
     let bytes = std::fs::read(&me).with_context(|| format!("read {}", me.display()))?;
     write_atomic(&target, &bytes, 0o755)?;
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_services_field_names_the_pin_dir_only_when_services_are_enabled() {
+        let mut c = Config::default();
+        let entry = json!({"backend": "flannel"});
+        let off = conflist(&c, &entry, "1.1.0");
+        assert!(off["plugins"][0].get("services").is_none(), "{off}");
+        c.services.enabled = true;
+        c.bpf.pin_dir = "/sys/fs/bpf/n1".into();
+        let on = conflist(&c, &entry, "1.1.0");
+        assert_eq!(
+            on["plugins"][0]["services"],
+            json!({"pin_dir": "/sys/fs/bpf/n1"})
+        );
+        assert_eq!(on["plugins"][0]["backend"], "flannel");
+    }
 }

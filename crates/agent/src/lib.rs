@@ -9,10 +9,13 @@
 //! - one shutdown path: SIGTERM or ctrl-c turns one watch channel true, which the node
 //!   agent follows;
 //! - the NetworkPolicy engine when `policy.enabled` ([`policy`]), started with the
-//!   backend's pod-link naming and handed to the node agent as a [`unicni_core::Policy`].
+//!   backend's pod-link naming and handed to the node agent as a [`unicni_core::Policy`];
+//! - the eBPF Service load balancer when `services.enabled` ([`services`]): fed from the
+//!   Kubernetes API or a manifests directory; the node is not ready before its first sync.
 
 pub mod http;
 pub mod policy;
+pub mod services;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -22,7 +25,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 use unicni_config::Config;
 use unicni_core::node::encode;
-use unicni_core::{NodeAgent, NodeContext, Policy};
+use unicni_core::{NodeAgent, NodeContext, Policy, Readiness};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -43,6 +46,18 @@ pub enum AgentError {
     PolicyApi(#[source] unicni_core::Error),
     #[error("policy.enabled = true but NetworkPolicy cannot be enforced on this node: {0}")]
     PolicyEngine(#[source] unicni_policy_agent::Error),
+    #[error(
+        "services.enabled = true needs a source of Services: set services.manifests_dir, or \
+         store.kubeconfig / run in-cluster for the Kubernetes API"
+    )]
+    NoServicesSource,
+    #[error("services.enabled = true: connect to the Kubernetes API: {0}")]
+    ServicesApi(#[source] unicni_core::Error),
+    #[error(
+        "services.enabled = true but the eBPF Service load balancer cannot run on this node: \
+         {0} (turn services.enabled off to leave Services to kube-proxy)"
+    )]
+    ServicesLb(String),
     #[error("node {node} ({agent}): {source}")]
     Node {
         node: String,
@@ -82,6 +97,41 @@ impl Collector for NodeReadout {
     }
 }
 
+/// The node agent as the endpoint shows it: not ready while the Service load balancer has
+/// not synced (pods started before would not reach Services), else the agent's own answer.
+struct Gated {
+    inner: Arc<dyn NodeAgent>,
+    services: Option<Arc<services::Status>>,
+}
+
+#[async_trait::async_trait]
+impl NodeAgent for Gated {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn is_pod_link(&self) -> fn(&str) -> bool {
+        self.inner.is_pod_link()
+    }
+    fn register_metrics(&self, registry: &mut Registry) {
+        self.inner.register_metrics(registry)
+    }
+    async fn run(&self, ctx: NodeContext) -> unicni_core::Result<()> {
+        self.inner.run(ctx).await
+    }
+    fn readiness(&self) -> Readiness {
+        match self.services.as_ref().and_then(|s| s.not_ready()) {
+            Some(why) => match self.inner.readiness() {
+                Readiness::NotReady(own) => Readiness::NotReady(format!("{own}; {why}")),
+                Readiness::Ready(_) => Readiness::NotReady(why),
+            },
+            None => self.inner.readiness(),
+        }
+    }
+    fn capacity(&self) -> Option<unicni_core::NodeCapacity> {
+        self.inner.capacity()
+    }
+}
+
 /// Registers the node agent's metrics and the runtime's own about it (`ready`,
 /// `pod_capacity`) under the `unicni_agent` prefix.
 pub fn register_node(registry: &mut Registry, agent: Arc<dyn NodeAgent>) {
@@ -110,8 +160,17 @@ pub fn shutdown_signal() -> Result<watch::Receiver<bool>, AgentError> {
 /// endpoint answers from the start: `/readyz` says why the node is not ready while the
 /// policy engine and the agent start.
 pub async fn run(config: &Config, node: &str, agent: Arc<dyn NodeAgent>) -> Result<(), AgentError> {
+    // Before the endpoint: its readiness includes the load balancer's first sync.
+    let services = services::start(config, node).await?;
+    let shown: Arc<dyn NodeAgent> = Arc::new(Gated {
+        inner: agent.clone(),
+        services: services.as_ref().map(|s| s.status().clone()),
+    });
     let mut registry = Registry::default();
-    register_node(&mut registry, agent.clone());
+    register_node(&mut registry, shown.clone());
+    if let Some(s) = &services {
+        s.register_metrics(registry.sub_registry_with_prefix("unicni_services"));
+    }
     let registry = Arc::new(RwLock::new(registry));
     let listener = tokio::net::TcpListener::bind(&config.agent.listen)
         .await
@@ -122,7 +181,7 @@ pub async fn run(config: &Config, node: &str, agent: Arc<dyn NodeAgent>) -> Resu
     tokio::spawn(http::serve(
         listener,
         http::Endpoint {
-            node: agent.clone(),
+            node: shown,
             registry: registry.clone(),
         },
     ));
@@ -138,6 +197,8 @@ pub async fn run(config: &Config, node: &str, agent: Arc<dyn NodeAgent>) -> Resu
             None => None,
         };
     tracing::info!(node, agent = %agent.describe(), "starting the node agent");
+    // Held for the agent's whole life: dropping it stops following Services.
+    let _services = services;
     agent
         .run(NodeContext {
             shutdown,

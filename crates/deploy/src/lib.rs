@@ -192,7 +192,8 @@ fn check(c: &Config) -> Result<(), DeployError> {
     Ok(())
 }
 
-/// What the backend's node roles call, plus the policy engine's reflectors.
+/// What the backend's node roles call, plus the policy engine's and the Service load
+/// balancer's reflectors.
 fn access(c: &Config, needs: &DeployNeeds) -> Vec<ApiAccess> {
     let mut all: Vec<ApiAccess> = needs.api.clone();
     if c.policy.enabled {
@@ -207,6 +208,17 @@ fn access(c: &Config, needs: &DeployNeeds) -> Vec<ApiAccess> {
                 resource,
                 verbs: vec!["list", "watch"],
                 why: "NetworkPolicy enforcement",
+            });
+        }
+    }
+    if c.services.enabled {
+        // The Service load balancer's caches (agent services source): get + list + watch.
+        for (group, resource) in [("", "services"), ("discovery.k8s.io", "endpointslices")] {
+            all.push(ApiAccess {
+                group,
+                resource,
+                verbs: vec!["get", "list", "watch"],
+                why: "eBPF Service load balancing",
             });
         }
     }
@@ -328,7 +340,7 @@ fn daemonset(c: &Config, needs: &DeployNeeds, o: &Options) -> Result<Value, Depl
         Mount::host("state", &c.node.state_dir, "DirectoryOrCreate"),
         Mount::host("run", &c.node.run_dir, "DirectoryOrCreate"),
     ];
-    if needs.ebpf || c.policy.enabled {
+    if needs.ebpf || c.policy.enabled || c.services.enabled {
         if !Path::new(&c.bpf.pin_dir).starts_with("/sys/fs/bpf") {
             return Err(DeployError::PinDir(c.bpf.pin_dir.clone()));
         }
@@ -473,5 +485,28 @@ mod tests {
             .collect();
         assert_eq!(pods.len(), 1);
         assert_eq!(pods[0]["verbs"], json!(["get", "list", "watch"]));
+    }
+
+    #[test]
+    fn services_get_list_watch_services_and_endpointslices_only_when_enabled() {
+        let mut c = Config::default();
+        let needs = DeployNeeds::default();
+        let find = |rules: &[Value], res: &str| {
+            rules
+                .iter()
+                .find(|r| r["resources"][0] == res)
+                .map(|r| (r["apiGroups"].clone(), r["verbs"].clone()))
+        };
+        assert_eq!(find(&cluster_rules(&c, &needs), "services"), None);
+        c.services.enabled = true;
+        let rules = cluster_rules(&c, &needs);
+        assert_eq!(
+            find(&rules, "services"),
+            Some((json!([""]), json!(["get", "list", "watch"])))
+        );
+        assert_eq!(
+            find(&rules, "endpointslices"),
+            Some((json!(["discovery.k8s.io"]), json!(["get", "list", "watch"])))
+        );
     }
 }

@@ -26,7 +26,8 @@ use super::topology::{
     NODE_SUBNET_LEN, NODE_SUBNET_LEN6, OTHER, POD_NAMESPACE,
 };
 use anyhow::{anyhow, bail, Context, Result};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
@@ -482,6 +483,35 @@ impl Lab {
         })
     }
 
+    /// `lab up --services` on the Kubernetes store: creates or replaces each Service and
+    /// EndpointSlice of `yaml` as the control plane (the endpoint controller) would.
+    pub fn apply_services(&self, yaml: &str) -> Result<()> {
+        let mut services = Vec::new();
+        let mut slices = Vec::new();
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let v: Value =
+                serde::Deserialize::deserialize(doc).context("parse the lab's Services")?;
+            match v["kind"].as_str() {
+                Some("Service") => services
+                    .push(serde_json::from_value::<Service>(v).context("a Service of the lab")?),
+                Some("EndpointSlice") => slices.push(
+                    serde_json::from_value::<EndpointSlice>(v)
+                        .context("an EndpointSlice of the lab")?,
+                ),
+                _ => {}
+            }
+        }
+        self.api(|client| async move {
+            for s in services {
+                upsert(&client, s).await?;
+            }
+            for s in slices {
+                upsert(&client, s).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// `lab check` on the Kubernetes store: what the API says matches what the lab saw:
     /// every flannel node's `spec.podCIDR` is the subnet its agent uses and its agent
     /// annotated it; every node carries its address (and, on the cloud, its instance
@@ -623,6 +653,59 @@ fn next_free(cluster: &str, len: u8, used: &BTreeSet<String>) -> Result<String> 
         .map(|s| s.to_string())
         .find(|s| !used.contains(s))
         .ok_or_else(|| anyhow!("the cluster CIDR {cluster} has no free /{len} left for a node"))
+}
+
+/// Whether two objects have the same content and labels (metadata and status aside).
+fn same_content<K: kube::Resource + serde::Serialize>(a: &K, b: &K) -> bool {
+    let content = |o: &K| {
+        let mut v = serde_json::to_value(o).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("metadata");
+            m.remove("status");
+        }
+        v
+    };
+    a.meta().labels == b.meta().labels && content(a) == content(b)
+}
+
+/// Creates `o`, or replaces the object of its name (at its current resourceVersion).
+async fn upsert<K>(client: &kube::Client, mut o: K) -> Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let ns = o
+        .meta()
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = o.meta().name.clone().unwrap_or_default();
+    let what = format!("{} {ns}/{name}", K::kind(&()));
+    let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    match api
+        .get_opt(&name)
+        .await
+        .with_context(|| format!("get {what}"))?
+    {
+        // Unchanged: no write, so watchers see only what really changed (the lab waits
+        // for the agents to apply a change, and a no-op event would look like one).
+        Some(old) if same_content(&old, &o) => {}
+        Some(old) => {
+            o.meta_mut().resource_version = old.meta().resource_version.clone();
+            api.replace(&name, &PostParams::default(), &o)
+                .await
+                .with_context(|| format!("replace {what}"))?;
+        }
+        None => {
+            api.create(&PostParams::default(), &o)
+                .await
+                .with_context(|| format!("create {what}"))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

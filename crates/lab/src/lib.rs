@@ -23,6 +23,7 @@ mod nodes;
 mod pods;
 mod policy;
 mod scale;
+mod services;
 mod status;
 mod topology;
 mod underlay;
@@ -103,6 +104,12 @@ pub(crate) struct UpOpts {
     /// prefixes and pods take addresses from them.
     #[arg(long)]
     ip_prefix: bool,
+    /// Load balance ClusterIP Services in eBPF on every node of the cluster
+    /// (`services.enabled`; manifests in `<root>/services`, or the API with `--store
+    /// kubernetes`): a TCP, a UDP, a ClientIP-affinity and (dual stack) an IPv6 Service with
+    /// a backend pod on nodes 1 and 2; the checks then also probe them.
+    #[arg(long)]
+    services: bool,
 }
 
 impl UpOpts {
@@ -129,6 +136,9 @@ impl UpOpts {
         }
         if self.datapath == Datapath::Ebpf && mode == Mode::ExclusiveEni {
             bail!("--datapath ebpf is for shared-eni (an exclusive-ENI pod owns its ENI)");
+        }
+        if self.services {
+            services::admit(self.nodes, self.pods_per_node)?;
         }
         if self.ip_stack == IpStack::Dual && mode == Mode::VpcRoute {
             bail!("--ip-stack dual takes --mode vxlan or host-gw (vpc-route is IPv4 only)");
@@ -288,6 +298,18 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
     },
+    /// The Service backend server of `lab up --services`: answers every TCP line and UDP
+    /// datagram with its pod name and the request's source address.
+    #[command(hide = true)]
+    SvcServe {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        port: u16,
+        /// The lab's root, so that `lab down` finds the process.
+        #[arg(long)]
+        root: String,
+    },
     /// The request/response server of `lab bench` (one connection, every byte echoed).
     #[command(hide = true)]
     BenchEcho {
@@ -334,6 +356,7 @@ pub(crate) fn default_up() -> UpOpts {
         datapath: Datapath::Routing,
         policy: false,
         ip_prefix: false,
+        services: false,
     }
 }
 
@@ -355,6 +378,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             step("checking connectivity");
             let mut results = checks::run(&lab, &mut st);
             results.extend(policy::run(&lab, &mut st));
+            results.extend(services::run(&lab, &mut st));
             lab.save_state(&st)?;
             let failed = checks::print(&results, &output);
             if keep {
@@ -375,6 +399,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let mut st = lab.load_state()?;
             let mut results = checks::run(&lab, &mut st);
             results.extend(policy::run(&lab, &mut st));
+            results.extend(services::run(&lab, &mut st));
             lab.save_state(&st)?;
             Ok(exit(checks::print(&results, &output)))
         }
@@ -453,6 +478,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             &output,
         ),
         Command::BenchEcho { port } => bench::echo(port),
+        Command::SvcServe { name, port, .. } => services::serve(&name, port),
         Command::Scale {
             peers,
             mode,
@@ -564,10 +590,16 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
         },
         datapath: o.datapath,
         policy: o.policy,
+        services: o.services,
         ..LabState::new(mode, o.ip_stack, o.store, o.lease_ttl)
     };
-    if o.datapath == Datapath::Ebpf || o.policy {
+    if o.datapath == Datapath::Ebpf || o.policy || o.services {
         mount_bpffs(lab)?;
+    }
+    if o.services {
+        let dir = services::dir(lab);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        mount_cgroup2(lab)?;
     }
     if o.policy {
         let dir = policy::dir(lab);
@@ -708,6 +740,10 @@ fn up(lab: &Lab, o: &UpOpts) -> Result<LabState> {
     }
     if st.policy {
         policy::enable(lab, &st)?;
+    }
+    if st.services {
+        services::enable(lab, &mut st)?;
+        lab.save_state(&st)?;
     }
     eprintln!("lab up in {:.1}s", started.elapsed().as_secs_f64());
     Ok(st)
@@ -893,6 +929,24 @@ fn mount_bpffs(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
+/// The cgroup v2 hierarchy at `<root>/cgroup2` (`--services`), in the lab's (host) mount
+/// namespace so that agents under `ip netns exec` see its root: the Service load balancer
+/// attaches there, i.e. to the machine's root cgroup, which every pod process is under.
+/// `destroy` unmounts it (the programs stay attached through their pinned links until the
+/// lab's bpffs goes).
+fn mount_cgroup2(lab: &Lab) -> Result<()> {
+    let dir = lab.cgroup2_root();
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    nix::mount::mount(
+        Some("cgroup2"),
+        &dir,
+        Some("cgroup2"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("mount the cgroup v2 hierarchy at {}", dir.display()))
+}
+
 /// Removes every process, namespace and file of this lab. Safe to repeat; works from
 /// nothing but the names when the state file is gone.
 pub fn destroy(lab: &Lab) -> Result<()> {
@@ -902,6 +956,7 @@ pub fn destroy(lab: &Lab) -> Result<()> {
         pids.extend(st.etcd_pid);
         pids.extend(st.kube_pid);
         pids.extend(st.cloud_pid);
+        pids.extend(st.service_pids.iter().copied());
         pids.extend(st.other_nodes.iter().filter_map(|n| n.agent_pid));
     }
     let root = format!("{}/", lab.root.display());
@@ -929,6 +984,10 @@ pub fn destroy(lab: &Lab) -> Result<()> {
                     .status();
             }
         }
+    }
+    // The lab's cgroup v2 mount (--services).
+    if lab.cgroup2_root().exists() {
+        let _ = nix::mount::umount2(&lab.cgroup2_root(), nix::mount::MntFlags::MNT_DETACH);
     }
     // The lab's bpffs (--datapath ebpf, --policy): its pins go with it.
     if unicni_bpf::is_bpffs(&lab.bpf_root()) {

@@ -96,9 +96,32 @@ impl Lab {
         } else {
             String::new()
         };
+        // The eBPF Service load balancer (`--services`) on the cluster's nodes.
+        let services = st.services && !other;
+        let services_section = if services && kube {
+            "\n[services]\nenabled = true\n".to_string()
+        } else if services {
+            format!(
+                "\n[services]\nenabled = true\nmanifests_dir = \"{}\"\n",
+                super::services::dir(self).display()
+            )
+        } else {
+            String::new()
+        };
+        let service_cidr = match (services, st.ip_stack) {
+            (false, _) => String::new(),
+            (true, IpStack::Ipv4) => {
+                format!("service_cidr = \"{}\"\n", super::services::SERVICE_CIDR)
+            }
+            (true, IpStack::Dual) => format!(
+                "service_cidr = \"{},{}\"\n",
+                super::services::SERVICE_CIDR,
+                super::services::SERVICE_CIDR6
+            ),
+        };
         // fallback = false: a lab that asked for eBPF fails loudly instead of quietly
         // running without it.
-        let bpf = match (ebpf, policy) {
+        let bpf = match (ebpf, policy || services) {
             (false, false) => String::new(),
             (e, _) => format!(
                 "\n[bpf]\npin_dir = \"{}\"\n{}",
@@ -112,10 +135,10 @@ impl Lab {
             String::new()
         };
         format!(
-            "[cluster]\nname = \"{cluster}\"\nip_stack = \"{stack}\"\n\n{backend}\n[cni]\nnetwork_name = \"{network}\"\n\n\
+            "[cluster]\nname = \"{cluster}\"\nip_stack = \"{stack}\"\n{service_cidr}\n{backend}\n[cni]\nnetwork_name = \"{network}\"\n\n\
              [store]\n{store}lease_ttl_seconds = {ttl}\n\n\
              [node]\nname = \"{name}\"\nstate_dir = \"{dir}/state\"\nrun_dir = \"{dir}/run\"\n\n\
-             [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n{bpf}{policy_section}{cloud}",
+             [agent]\nlisten = \"{AGENT_LISTEN}\"\nreconcile_seconds = 1\n{bpf}{policy_section}{services_section}{cloud}",
             stack = st.ip_stack.as_str(),
             ttl = st.lease_ttl_seconds,
             name = self.node_name(i),
@@ -462,6 +485,39 @@ mod tests {
                         Some("/run/unicni-lab-unit/policies")
                     );
                     assert_eq!(c.bpf.pin_dir, lab.pin_dir(i).display().to_string());
+                }
+            }
+        }
+    }
+
+    /// `--services`: the cluster's nodes (not the second cluster's) load balance Services
+    /// from the lab's directory with a pin dir of their own; dual stack adds an IPv6
+    /// service CIDR.
+    #[test]
+    fn services_node_configs_enable_services_on_the_cluster_only() {
+        let lab = Lab::new(Some("unit")).unwrap();
+        for (mode, stack) in [
+            (Mode::Vxlan, IpStack::Ipv4),
+            (Mode::Vxlan, IpStack::Dual),
+            (Mode::SharedEni, IpStack::Ipv4),
+        ] {
+            let mut st = state(mode, stack);
+            st.services = true;
+            for i in [1, 3, OTHER] {
+                let text = lab.node_config_text(i, &st);
+                let c = unicni_config::load_str(&text, unicni_config::Format::Toml)
+                    .unwrap_or_else(|e| panic!("{mode:?} node {i}: {e}\n{text}"));
+                assert_eq!(c.services.enabled, i != OTHER, "{mode:?} node {i}");
+                if i != OTHER {
+                    assert_eq!(
+                        c.services.manifests_dir.as_deref(),
+                        Some("/run/unicni-lab-unit/services")
+                    );
+                    assert_eq!(c.bpf.pin_dir, lab.pin_dir(i).display().to_string());
+                    assert_eq!(
+                        c.cluster.service_cidrs().len(),
+                        1 + (stack == IpStack::Dual) as usize
+                    );
                 }
             }
         }

@@ -288,6 +288,12 @@ pub struct LabState {
     /// NetworkPolicy on every node of the cluster (`lab up --policy`).
     #[serde(default)]
     pub policy: bool,
+    /// The eBPF Service load balancer on every node of the cluster (`lab up --services`).
+    #[serde(default)]
+    pub services: bool,
+    /// The Service backends' servers (`lab up --services`).
+    #[serde(default)]
+    pub service_pids: Vec<u32>,
 }
 
 impl LabState {
@@ -310,6 +316,8 @@ impl LabState {
             tuning: Tuning::default(),
             datapath: Datapath::Routing,
             policy: false,
+            services: false,
+            service_pids: Vec::new(),
         }
     }
 }
@@ -413,6 +421,12 @@ impl Lab {
     /// `ip netns exec`, which mounts a fresh sysfs over /sys and so hides /sys/fs/bpf.
     pub fn bpf_root(&self) -> PathBuf {
         self.root.join("bpf")
+    }
+    /// The cgroup v2 hierarchy mounted again where agents under `ip netns exec` see it
+    /// (`--services`: the load balancer attaches to its root; the fresh sysfs hides
+    /// /sys/fs/cgroup).
+    pub fn cgroup2_root(&self) -> PathBuf {
+        self.root.join("cgroup2")
     }
     /// Node `i`'s `bpf.pin_dir` (one per node: they share the kernel).
     pub fn pin_dir(&self, i: usize) -> PathBuf {
