@@ -208,6 +208,8 @@ async fn a_vswitch_running_out_sets_the_node_condition_and_an_event_then_recover
             security_group_ids: vec!["sg-sim".into()],
             secondary_ip_count: 3,
             ipv6_count: 0,
+            ipv4_prefix_count: 0,
+            ipv6_prefix_count: 0,
             description: None,
             tags: vec![],
             client_token: None,
