@@ -256,7 +256,12 @@ pub async fn start(config: &Config, node: &str) -> Result<Option<Services>, Agen
     let source = source(config).await?;
     let pin = Path::new(&config.bpf.pin_dir).to_path_buf();
     let name = node.to_string();
-    let loaded = tokio::task::spawn_blocking(move || lb::load(&pin, &name))
+    let cgroup_root = config
+        .services
+        .cgroup_root
+        .clone()
+        .map(std::path::PathBuf::from);
+    let loaded = tokio::task::spawn_blocking(move || lb::load(&pin, cgroup_root.as_deref(), &name))
         .await
         .map_err(|e| AgentError::ServicesLb(format!("the loader task failed: {e}")))?;
     let balancer = match loaded {
@@ -294,9 +299,13 @@ mod lb {
     }
 
     /// Loads (or adopts, after a restart) the programs and maps pinned under `pin_dir`.
-    pub fn load(pin_dir: &Path, node: &str) -> Result<Balancer, unicni_services::Error> {
+    pub fn load(
+        pin_dir: &Path,
+        cgroup_root: Option<&Path>,
+        node: &str,
+    ) -> Result<Balancer, unicni_services::Error> {
         Ok(Balancer {
-            lb: Lb::load(pin_dir)?,
+            lb: Lb::load_at(pin_dir, cgroup_root)?,
             node: node.to_string(),
             skipped: BTreeSet::new(),
         })

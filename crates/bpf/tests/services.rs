@@ -81,3 +81,53 @@ fn programs_load_attach_and_go_away() {
         );
     }
 }
+
+/// `services.cgroup_root`: an explicit mount of the cgroup v2 hierarchy is used (here a
+/// second mount of the host's, as the DaemonSet's hostPath gives the agent), and a path
+/// that is no cgroup2 mount is refused before anything is attached.
+#[test]
+fn an_explicit_cgroup_root_is_used_and_a_wrong_one_refused() {
+    if !require_root() {
+        return;
+    }
+    let pin = PinDir(PathBuf::from(format!("/sys/fs/bpf/{}", unique("ucsvr"))));
+    let not_cg = tempfile::tempdir().unwrap();
+    let err = match ServiceDatapath::load_or_adopt_at(&pin.0, Some(not_cg.path())) {
+        Ok(_) => panic!("a temp directory accepted as the cgroup v2 root"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("not a cgroup2 filesystem"), "{err}");
+    assert!(
+        !unicni_bpf::services::services_dir(&pin.0)
+            .join("links")
+            .exists()
+            || std::fs::read_dir(unicni_bpf::services::services_dir(&pin.0).join("links"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+
+    // A second mount of the same hierarchy: its root directory is the same root cgroup.
+    let mnt = tempfile::tempdir().unwrap();
+    nix::mount::mount(
+        Some("none"),
+        mnt.path(),
+        Some("cgroup2"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount cgroup2");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _u = Unmount(mnt.path().to_path_buf());
+    let dp = ServiceDatapath::load_or_adopt_at(&pin.0, Some(mnt.path())).expect("load at");
+    let ids = dp.program_ids().unwrap();
+    let attached = cgroup_program_ids(&cgroup2_root().unwrap()).unwrap();
+    for id in &ids {
+        assert!(attached.contains(id), "program {id} not on the root cgroup");
+    }
+}

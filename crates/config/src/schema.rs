@@ -462,6 +462,12 @@ pub struct ServicesConfig {
     /// Directory of Service and EndpointSlice manifests watched when there is no
     /// Kubernetes API (single-node setups and the lab).
     pub manifests_dir: Option<String>,
+    /// A mount of the host's cgroup v2 hierarchy whose root cgroup the programs attach
+    /// to. Unset: the cgroup2 mount of the agent's own mount namespace whose root it sees
+    /// (right on a host; a container in a private cgroup namespace sees only its own
+    /// subtree there, so the generated DaemonSet mounts the host's at
+    /// /host/sys/fs/cgroup and sets this through UNICNI_SERVICES__CGROUP_ROOT).
+    pub cgroup_root: Option<String>,
 }
 
 /// eBPF on the node (the fast paths `terway.datapath = "ebpf"` and `flannel.fast_path`).

@@ -554,6 +554,15 @@ fn validate_services(c: &Config, e: &mut Errors) {
             );
         }
     }
+    if let Some(dir) = &c.services.cgroup_root {
+        if !dir.starts_with('/') {
+            e.push(
+                "services.cgroup_root",
+                dir,
+                "an absolute path where the host's cgroup v2 hierarchy is mounted",
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -739,6 +748,8 @@ mod tests {
         .is_empty());
         let e = errs("[services]\nenabled = true\nmanifests_dir = \"svc\"\n");
         assert_eq!(e, [("services.manifests_dir".into(), "svc".into())]);
+        let e = errs("[services]\nenabled = true\ncgroup_root = \"cg\"\n");
+        assert_eq!(e, [("services.cgroup_root".into(), "cg".into())]);
     }
 
     #[test]

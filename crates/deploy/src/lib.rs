@@ -267,10 +267,14 @@ fn binding(kind: &str, role_kind: &str, namespace: Option<&str>, sa_namespace: &
     })
 }
 
-/// One hostPath volume and where it is mounted (the same path inside).
+/// Where the agent's container sees the host's cgroup v2 hierarchy (services.enabled).
+const CGROUP_ROOT_IN_AGENT: &str = "/host/sys/fs/cgroup";
+
+/// One hostPath volume and where it is mounted (the same path inside, unless `at`).
 struct Mount {
     name: String,
     path: String,
+    at: Option<&'static str>,
     type_: &'static str,
     propagation: Option<&'static str>,
     read_only: bool,
@@ -281,6 +285,7 @@ impl Mount {
         Mount {
             name: name.into(),
             path: path.into(),
+            at: None,
             type_,
             propagation: None,
             read_only: false,
@@ -290,7 +295,7 @@ impl Mount {
         json!({"name": self.name, "hostPath": {"path": self.path, "type": self.type_}})
     }
     fn mount(&self) -> Value {
-        let mut m = json!({"name": self.name, "mountPath": self.path});
+        let mut m = json!({"name": self.name, "mountPath": self.at.unwrap_or(&self.path)});
         if let Some(p) = self.propagation {
             m["mountPropagation"] = json!(p);
         }
@@ -351,6 +356,17 @@ fn daemonset(c: &Config, needs: &DeployNeeds, o: &Options) -> Result<Value, Depl
             ..Mount::host("bpffs", "/sys/fs/bpf", "Directory")
         });
     }
+    if c.services.enabled {
+        // The Service programs attach to the root of the host's cgroup v2 hierarchy; in a
+        // private cgroup namespace (containerd's default on cgroup v2) the container's own
+        // /sys/fs/cgroup is only its subtree. The host's mount, bind-mounted elsewhere,
+        // still opens the real root (the agent is pointed at it through the env below).
+        agent.push(Mount {
+            at: Some(CGROUP_ROOT_IN_AGENT),
+            read_only: true,
+            ..Mount::host("cgroup2", "/sys/fs/cgroup", "Directory")
+        });
+    }
     for HostPathNeed {
         name,
         path,
@@ -396,6 +412,12 @@ fn daemonset(c: &Config, needs: &DeployNeeds, o: &Options) -> Result<Value, Depl
     // The node's name as the Kubernetes API knows it (figment: UNICNI_NODE__NAME = node.name).
     let env = json!([{"name": "UNICNI_NODE__NAME",
                       "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]);
+    let mut agent_env = env.clone();
+    if c.services.enabled && c.services.cgroup_root.is_none() {
+        if let Some(v) = agent_env.as_array_mut() {
+            v.push(json!({"name": "UNICNI_SERVICES__CGROUP_ROOT", "value": CGROUP_ROOT_IN_AGENT}));
+        }
+    }
     let labels = json!({"app.kubernetes.io/name": NAME});
     Ok(json!({
         "apiVersion": "apps/v1", "kind": "DaemonSet",
@@ -431,7 +453,7 @@ fn daemonset(c: &Config, needs: &DeployNeeds, o: &Options) -> Result<Value, Depl
                         "name": "agent",
                         "image": o.image,
                         "command": [BINARY, "agent", "--config", config_path],
-                        "env": env,
+                        "env": agent_env,
                         // Privileged: the agent writes net sysctls (ip_forward) through
                         // /proc/sys, which the runtime mounts read-only otherwise; it also
                         // needs NET_ADMIN/NET_RAW (links, routes, nftables), BPF/SYS_ADMIN
@@ -508,5 +530,45 @@ mod tests {
             find(&rules, "endpointslices"),
             Some((json!(["discovery.k8s.io"]), json!(["get", "list", "watch"])))
         );
+    }
+
+    #[test]
+    fn services_mount_the_hosts_cgroup2_and_point_the_agent_at_it() {
+        let mut c = Config::default();
+        c.services.enabled = true;
+        let ds = daemonset(
+            &c,
+            &DeployNeeds::default(),
+            &Options::new("img", "c.toml", ""),
+        )
+        .unwrap();
+        let spec = &ds["spec"]["template"]["spec"];
+        let agent = &spec["containers"][0];
+        assert!(spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["hostPath"]["path"] == "/sys/fs/cgroup"));
+        assert!(agent["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| { m["mountPath"] == CGROUP_ROOT_IN_AGENT && m["readOnly"] == true }));
+        assert!(agent["env"].as_array().unwrap().iter().any(|e| {
+            e["name"] == "UNICNI_SERVICES__CGROUP_ROOT" && e["value"] == CGROUP_ROOT_IN_AGENT
+        }));
+        // Not for the init container, and nothing without services.
+        assert_eq!(
+            spec["initContainers"][0]["env"].as_array().unwrap().len(),
+            1
+        );
+        c.services.enabled = false;
+        let ds = daemonset(
+            &c,
+            &DeployNeeds::default(),
+            &Options::new("img", "c.toml", ""),
+        )
+        .unwrap();
+        assert!(!ds.to_string().contains("cgroup"));
     }
 }

@@ -106,9 +106,17 @@ impl Lb {
     /// root cgroup v2, reusing pinned maps, so Services, registered pods and flows survive
     /// a restart or an upgrade. `pin_dir` is the agent's pin directory (`bpf.pin_dir`).
     pub fn load(pin_dir: &Path) -> Result<Lb, Error> {
-        let dp = ServiceDatapath::load_or_adopt(pin_dir).map_err(|source| Error::Datapath {
-            pin_dir: pin_dir.to_path_buf(),
-            source,
+        Self::load_at(pin_dir, None)
+    }
+
+    /// [`Lb::load`] attaching to the root of the cgroup v2 hierarchy mounted at
+    /// `cgroup_root` (`services.cgroup_root`; `None` finds it in this mount namespace).
+    pub fn load_at(pin_dir: &Path, cgroup_root: Option<&Path>) -> Result<Lb, Error> {
+        let dp = ServiceDatapath::load_or_adopt_at(pin_dir, cgroup_root).map_err(|source| {
+            Error::Datapath {
+                pin_dir: pin_dir.to_path_buf(),
+                source,
+            }
         })?;
         Ok(Lb {
             pin_dir: pin_dir.to_path_buf(),

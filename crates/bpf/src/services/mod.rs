@@ -196,6 +196,26 @@ pub fn cgroup2_root() -> Result<PathBuf> {
     })
 }
 
+/// `path` if it is the mount point of a cgroup v2 filesystem (a directory below one, or
+/// another filesystem, would attach the programs to a subtree or fail later).
+fn checked_cgroup2(path: &Path) -> Result<PathBuf> {
+    let fs = nix::sys::statfs::statfs(path).map_err(|e| BpfError::Kernel {
+        op: format!("statfs {}", path.display()),
+        detail: format!(
+            "{e}; services.cgroup_root must be where the host's cgroup v2 hierarchy is mounted"
+        ),
+    })?;
+    if fs.filesystem_type() != nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+        return Err(BpfError::Kernel {
+            op: format!("use {} as the cgroup v2 root", path.display()),
+            detail: "it is not a cgroup2 filesystem; set services.cgroup_root to the mount of \
+                     the host's cgroup v2 hierarchy (on the host: /sys/fs/cgroup) or unset it"
+                .into(),
+        });
+    }
+    Ok(path.to_path_buf())
+}
+
 fn open_cgroup(path: &Path) -> Result<std::fs::File> {
     std::fs::File::open(path).map_err(|e| BpfError::Kernel {
         op: format!("open cgroup {}", path.display()),
@@ -268,12 +288,27 @@ impl ServiceDatapath {
     /// by a pinned bpf_link: a link pinned by an earlier run is kept (and switched to the
     /// new program, without a gap, when the code changed), a missing one is created.
     pub fn load_or_adopt(pin_dir: &Path) -> Result<ServiceDatapath> {
-        Self::load_or_adopt_object(pin_dir, crate::objects::SERVICES)
+        Self::load_or_adopt_at(pin_dir, None)
+    }
+
+    /// [`ServiceDatapath::load_or_adopt`] attaching to the root cgroup of the cgroup v2
+    /// hierarchy mounted at `cgroup_root` (e.g. the host's, bind-mounted into the agent's
+    /// container) instead of the one found in this mount namespace.
+    pub fn load_or_adopt_at(pin_dir: &Path, cgroup_root: Option<&Path>) -> Result<ServiceDatapath> {
+        Self::load_or_adopt_object_at(pin_dir, crate::objects::SERVICES, cgroup_root)
     }
 
     /// [`ServiceDatapath::load_or_adopt`] for another build of the programs (tests).
     #[doc(hidden)]
     pub fn load_or_adopt_object(pin_dir: &Path, object: &[u8]) -> Result<ServiceDatapath> {
+        Self::load_or_adopt_object_at(pin_dir, object, None)
+    }
+
+    fn load_or_adopt_object_at(
+        pin_dir: &Path,
+        object: &[u8],
+        cgroup_root: Option<&Path>,
+    ) -> Result<ServiceDatapath> {
         let dir = services_dir(pin_dir);
         let maps_dir = dir.join("maps");
         let progs_dir = dir.join("progs");
@@ -300,7 +335,10 @@ impl ServiceDatapath {
                 }
             }
         })?;
-        let cgroup_path = cgroup2_root()?;
+        let cgroup_path = match cgroup_root {
+            Some(p) => checked_cgroup2(p)?,
+            None => cgroup2_root()?,
+        };
         let cgroup = open_cgroup(&cgroup_path)?;
         for (name, _, attach_type) in PROGRAMS {
             let prog: &mut CgroupSockAddr = ebpf
