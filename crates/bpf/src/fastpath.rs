@@ -92,7 +92,7 @@ impl std::fmt::Debug for FastPath {
     }
 }
 
-fn program_error(program: &str, op: &str, e: ProgramError) -> BpfError {
+pub(crate) fn program_error(program: &str, op: &str, e: ProgramError) -> BpfError {
     if let ProgramError::LoadError {
         io_error,
         verifier_log,

@@ -38,27 +38,10 @@ impl ManifestDir {
 
     /// The manifest files, in the order they are read.
     pub fn files(&self) -> Result<Vec<PathBuf>> {
-        let io = |source| Error::Io {
+        unicni_fsutil::manifest_files(&self.dir).map_err(|source| Error::Io {
             path: self.dir.clone(),
             source,
-        };
-        let mut files = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            let visible = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| !n.starts_with('.'));
-            let manifest = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
-            if visible && manifest && path.is_file() {
-                files.push(path);
-            }
-        }
-        files.sort();
-        Ok(files)
+        })
     }
 
     pub fn load(&self) -> Result<Snapshot> {

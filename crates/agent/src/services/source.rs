@@ -153,27 +153,10 @@ impl ManifestSource {
 /// The manifest files of `dir` in the order they are read: `*.yaml`, `*.yml` and `*.json`
 /// directly in it, hidden ones (a ConfigMap mount's `..data`) skipped.
 pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
-    let io = |source| SourceError::Io {
+    unicni_fsutil::manifest_files(dir).map_err(|source| SourceError::Io {
         path: dir.to_owned(),
         source,
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        let visible = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| !n.starts_with('.'));
-        let manifest = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
-        if visible && manifest && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
+    })
 }
 
 /// Every Service (`v1`) and EndpointSlice (`discovery.k8s.io/v1`) in the manifests of

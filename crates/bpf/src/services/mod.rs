@@ -137,27 +137,6 @@ fn not_found(e: &(dyn std::error::Error + 'static)) -> bool {
     find_io(e).and_then(|io| io.raw_os_error()) == Some(libc::ENOENT)
 }
 
-fn program_error(program: &str, e: ProgramError) -> BpfError {
-    if let ProgramError::LoadError {
-        io_error,
-        verifier_log,
-    } = e
-    {
-        if io_error.raw_os_error() == Some(libc::EPERM) {
-            return BpfError::PermissionDenied {
-                op: format!("load eBPF program {program}"),
-                source: io_error,
-            };
-        }
-        return BpfError::Verifier {
-            program: program.to_string(),
-            log: verifier_log.to_string(),
-            source: io_error,
-        };
-    }
-    BpfError::from_err(format!("load eBPF program {program}"), &e)
-}
-
 fn kernel(op: String, e: std::io::Error) -> BpfError {
     if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
         return BpfError::PermissionDenied { op, source: e };
@@ -351,7 +330,8 @@ impl ServiceDatapath {
                 .map_err(|e: ProgramError| {
                     BpfError::from_err(format!("use {name} as a cgroup sock_addr program"), &e)
                 })?;
-            prog.load().map_err(|e| program_error(name, e))?;
+            prog.load()
+                .map_err(|e| crate::fastpath::program_error(name, "load", e))?;
             let fresh_tag = prog
                 .info()
                 .map_err(|e| BpfError::from_err("read the loaded program's info", &e))?
