@@ -1346,6 +1346,21 @@ impl Pool {
         }
     }
 
+    /// What a failed assign call (`what`, e.g. "assign 3 addresses to eni-x") means to
+    /// the waiter: a full vSwitch or ENI (noted, another is tried), a vSwitch without
+    /// IPv6 (a config error), or the cloud's error.
+    async fn assign_failed(&self, eni_id: &str, what: String, e: CloudError) -> AssignError {
+        if let CloudError::VSwitchIpv6Off(_) = e {
+            return AssignError::Other(PoolError::Invalid(format!(
+                "{what}: {e}; dual stack needs vSwitches with an IPv6 CIDR block"
+            )));
+        }
+        match self.note_refusal(eni_id, &e).await {
+            Some(refused) => refused,
+            None => AssignError::Other(cloud_err(&what, e)),
+        }
+    }
+
     /// One AssignPrivateIpAddresses (and AssignIpv6Addresses when dual) of `n` addresses
     /// to `eni_id`, then the wait until the node sees them.
     async fn assign_more(&self, eni_id: &str, n: usize) -> Result<(), AssignError> {
@@ -1359,9 +1374,9 @@ impl Pool {
         {
             Ok(a) => a,
             Err(e) => {
-                return Err(self.note_refusal(eni_id, &e).await.unwrap_or_else(|| {
-                    AssignError::Other(cloud_err(&format!("assign {n} addresses to {eni_id}"), e))
-                }))
+                return Err(self
+                    .assign_failed(eni_id, format!("assign {n} addresses to {eni_id}"), e)
+                    .await)
             }
         };
         // Known before the IPv6 call, so a failure there does not lose them.
@@ -1376,18 +1391,10 @@ impl Pool {
                 .await
             {
                 Ok(a) => a,
-                Err(e @ CloudError::VSwitchIpv6Off(_)) => {
-                    return Err(AssignError::Other(PoolError::Invalid(format!(
-                        "assign IPv6 addresses to {eni_id}: {e}; dual stack needs vSwitches with an IPv6 CIDR block"
-                    ))))
-                }
                 Err(e) => {
-                    return Err(self.note_refusal(eni_id, &e).await.unwrap_or_else(|| {
-                        AssignError::Other(cloud_err(
-                            &format!("assign IPv6 addresses to {eni_id}"),
-                            e,
-                        ))
-                    }))
+                    return Err(self
+                        .assign_failed(eni_id, format!("assign IPv6 addresses to {eni_id}"), e)
+                        .await)
                 }
             };
         }
@@ -1412,12 +1419,13 @@ impl Pool {
         let added = match r {
             Ok(a) => a,
             Err(e) => {
-                return Err(self.note_refusal(eni_id, &e).await.unwrap_or_else(|| {
-                    AssignError::Other(cloud_err(
-                        &format!("assign {count} /28 prefixes to {eni_id}"),
+                return Err(self
+                    .assign_failed(
+                        eni_id,
+                        format!("assign {count} /28 prefixes to {eni_id}"),
                         e,
-                    ))
-                }))
+                    )
+                    .await)
             }
         };
         let needs_v6 = {
@@ -1447,18 +1455,10 @@ impl Pool {
     async fn assign_v6_prefix(&self, eni_id: &str) -> Result<Vec<Ipv6Net>, AssignError> {
         let got = match self.cloud.assign_ipv6_prefixes(eni_id, 1).await {
             Ok(a) => a,
-            Err(e @ CloudError::VSwitchIpv6Off(_)) => {
-                return Err(AssignError::Other(PoolError::Invalid(format!(
-                    "assign an IPv6 /80 prefix to {eni_id}: {e}; dual stack needs vSwitches with an IPv6 CIDR block"
-                ))))
-            }
             Err(e) => {
-                return Err(self.note_refusal(eni_id, &e).await.unwrap_or_else(|| {
-                    AssignError::Other(cloud_err(
-                        &format!("assign an IPv6 /80 prefix to {eni_id}"),
-                        e,
-                    ))
-                }))
+                return Err(self
+                    .assign_failed(eni_id, format!("assign an IPv6 /80 prefix to {eni_id}"), e)
+                    .await)
             }
         };
         if let Some(e) = self.inner.lock().await.enis.get_mut(eni_id) {
