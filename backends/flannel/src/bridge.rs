@@ -240,6 +240,8 @@ impl Datapath for BridgeDatapath {
             .ok_or_else(|| Error::kernel("IPAM returned no address"))?;
         let pod_mac = names::mac_for_ip(ip.address.addr());
         let host_mac = names::mac_for_name(&host_name);
+        // The pod-side socket opens on its own thread while the veth is being created.
+        let pod = Netlink::in_netns_soon(&ns)?;
         let spec = VethSpec {
             host_name: &host_name,
             peer_name: &att.id.ifname,
@@ -272,7 +274,7 @@ impl Datapath for BridgeDatapath {
         if self.net.hairpin {
             self.host.set_bridge_port_hairpin(&host_name, true).await?;
         }
-        let pod = Netlink::in_netns(&ns)?;
+        let pod = pod.await?;
         let link = pod.link(&att.id.ifname).await?.ok_or_else(|| {
             Error::kernel(format!(
                 "{} vanished from {}",

@@ -68,6 +68,20 @@ impl Netlink {
         Ok(Self::from_fd(fd, ns.path().display().to_string()))
     }
 
+    /// A handle inside `ns`, opened on a thread that starts now: await it when needed, so
+    /// the namespace switch overlaps the caller's work in between.
+    pub fn in_netns_soon(ns: &NetNs) -> Result<impl std::future::Future<Output = Result<Netlink>>> {
+        let pending = crate::netns::route_socket_in_background(ns)?;
+        let label = ns.path().display().to_string();
+        Ok(async move {
+            let fd = pending.await.map_err(|_| NetError::Io {
+                what: format!("open netlink socket in {label}"),
+                source: std::io::Error::other("the namespace thread ended without an answer"),
+            })??;
+            Ok(Self::from_fd(fd, label))
+        })
+    }
+
     #[allow(unsafe_code)]
     fn from_fd(fd: OwnedFd, label: String) -> Netlink {
         // SAFETY: the descriptor is a valid netlink socket whose ownership moves here.

@@ -44,16 +44,30 @@ impl NetNs {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
         std::thread::scope(|s| {
             s.spawn(|| {
-                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
-                    NetError::Netns {
-                        path: self.path.display().to_string(),
-                        source: std::io::Error::from(e),
-                    }
-                })?;
+                self.enter()?;
                 Ok(f())
             })
             .join()
             .expect("namespace thread panicked")
+        })
+    }
+
+    /// Moves the calling thread into this namespace: only ever a thread made for it.
+    fn enter(&self) -> Result<()> {
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetError::Netns {
+            path: self.path.display().to_string(),
+            source: std::io::Error::from(e),
+        })
+    }
+
+    /// Another handle on the same namespace (a duplicated descriptor).
+    pub fn try_clone(&self) -> Result<NetNs> {
+        Ok(NetNs {
+            file: self.file.try_clone().map_err(|source| NetError::Netns {
+                path: self.path.display().to_string(),
+                source,
+            })?,
+            path: self.path.clone(),
         })
     }
 }
@@ -99,6 +113,33 @@ fn ns_type_name(kind: i32) -> &'static str {
         libc::CLONE_NEWTIME => "time",
         _ => "unknown",
     }
+}
+
+/// Opens a `NETLINK_ROUTE` socket in `ns` on a dedicated thread that starts at once; the
+/// receiver yields it. The caller goes on with other work meanwhile (the thread's start
+/// and the namespace switch overlap it on another core).
+pub fn route_socket_in_background(
+    ns: &NetNs,
+) -> Result<tokio::sync::oneshot::Receiver<Result<OwnedFd>>> {
+    let ns = ns.try_clone()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let path = ns.path.display().to_string();
+    std::thread::Builder::new()
+        .name("netns-socket".into())
+        .spawn(move || {
+            let opened = ns.enter().and_then(|()| {
+                open_route_socket().map_err(|source| NetError::Io {
+                    what: format!("open netlink socket in {}", ns.path.display()),
+                    source,
+                })
+            });
+            let _ = tx.send(opened);
+        })
+        .map_err(|source| NetError::Io {
+            what: format!("start a thread to enter {path}"),
+            source,
+        })?;
+    Ok(rx)
 }
 
 /// Opens an `NETLINK_ROUTE` socket that lives in `ns`.
