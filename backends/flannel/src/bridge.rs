@@ -69,6 +69,17 @@ impl BridgeDatapath {
     }
 
     async fn bridge_ready(&self) -> Result<Option<u32>> {
+        // Every ADD asks; the usual answer (up, the gateway its primary IPv4 address) comes
+        // by ioctl. A dual-stack bridge's IPv6 gateway, or anything unusual, is looked at
+        // over netlink below.
+        if self.gateway6_net().is_none() {
+            if let Some(b) = self.host.brief(&self.net.bridge)? {
+                let primary = b.ipv4.and_then(|(a, p)| IpNet::new(a.into(), p).ok());
+                if b.up && primary == Some(self.gateway_net()) {
+                    return Ok(Some(b.index));
+                }
+            }
+        }
         let Some(br) = self.host.link(&self.net.bridge).await? else {
             return Ok(None);
         };
@@ -275,7 +286,7 @@ impl Datapath for BridgeDatapath {
             self.host.set_bridge_port_hairpin(&host_name, true).await?;
         }
         let pod = pod.await?;
-        let link = pod.link(&att.id.ifname).await?.ok_or_else(|| {
+        let link = pod.index(&att.id.ifname)?.ok_or_else(|| {
             Error::kernel(format!(
                 "{} vanished from {}",
                 att.id.ifname,
@@ -286,14 +297,14 @@ impl Datapath for BridgeDatapath {
             if a.address.addr().is_ipv6() {
                 // No duplicate address detection: the IPAM gave the address to this pod
                 // alone, and a tentative address would drop the pod's first packets.
-                pod.add_address_nodad(link.index, a.address).await?;
+                pod.add_address_nodad(link, a.address).await?;
             } else {
-                pod.add_address(link.index, a.address).await?;
+                pod.add_address(link, a.address).await?;
             }
         }
-        pod.set_up(link.index).await?;
+        pod.set_up(link).await?;
         for (dst, gw) in self.pod_routes() {
-            pod.replace_route(&Route::new(dst).via(gw).dev(link.index))
+            pod.replace_route(&Route::new(dst).via(gw).dev(link))
                 .await?;
         }
         if let Some(pin) = &self.net.fast_path {

@@ -4,7 +4,8 @@
 //! veth pair is created with its peer already named, sized, up and inside the pod's
 //! namespace), because the CNI ADD path is measured in milliseconds.
 
-use crate::netns::{open_route_socket, route_socket_in};
+use crate::ifquery::{Brief, IfQuery};
+use crate::netns::{open_sockets, sockets_in, sockets_in_background, Sockets};
 use crate::{NetError, NetNs, Result};
 use futures::TryStreamExt;
 use ipnet::IpNet;
@@ -18,7 +19,7 @@ use rtnetlink::sys::TokioSocket;
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, IntoRawFd};
 
 /// What the datapaths need to know about a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,46 +50,64 @@ pub struct VethSpec<'a> {
 
 pub struct Netlink {
     pub(crate) handle: Handle,
+    query: IfQuery,
     label: String,
 }
 
 impl Netlink {
     /// A handle in the calling thread's namespace. Must be called inside a tokio runtime.
     pub fn current() -> Result<Netlink> {
-        let fd = open_route_socket().map_err(|source| NetError::Io {
-            what: "open netlink socket".into(),
-            source,
-        })?;
-        Ok(Self::from_fd(fd, "host".into()))
+        let sockets = open_sockets(std::path::Path::new("the current namespace"))?;
+        Ok(Self::from_sockets(sockets, "host".into()))
     }
 
     /// A handle inside `ns`. Must be called inside a tokio runtime.
     pub fn in_netns(ns: &NetNs) -> Result<Netlink> {
-        let fd = route_socket_in(ns)?;
-        Ok(Self::from_fd(fd, ns.path().display().to_string()))
+        let sockets = sockets_in(ns)?;
+        Ok(Self::from_sockets(sockets, ns.path().display().to_string()))
     }
 
     /// A handle inside `ns`, opened on a thread that starts now: await it when needed, so
     /// the namespace switch overlaps the caller's work in between.
     pub fn in_netns_soon(ns: &NetNs) -> Result<impl std::future::Future<Output = Result<Netlink>>> {
-        let pending = crate::netns::route_socket_in_background(ns)?;
+        let pending = sockets_in_background(ns)?;
         let label = ns.path().display().to_string();
         Ok(async move {
-            let fd = pending.await.map_err(|_| NetError::Io {
-                what: format!("open netlink socket in {label}"),
+            let sockets = pending.await.map_err(|_| NetError::Io {
+                what: format!("open sockets in {label}"),
                 source: std::io::Error::other("the namespace thread ended without an answer"),
             })??;
-            Ok(Self::from_fd(fd, label))
+            Ok(Self::from_sockets(sockets, label))
         })
     }
 
     #[allow(unsafe_code)]
-    fn from_fd(fd: OwnedFd, label: String) -> Netlink {
+    fn from_sockets((fd, query): Sockets, label: String) -> Netlink {
         // SAFETY: the descriptor is a valid netlink socket whose ownership moves here.
         let socket = unsafe { TokioSocket::from_raw_fd(fd.into_raw_fd()) };
         let (conn, handle, _) = rtnetlink::from_socket(socket);
         tokio::spawn(conn);
-        Netlink { handle, label }
+        Netlink {
+            handle,
+            query,
+            label,
+        }
+    }
+
+    /// The index of link `name`, asked without netlink (see [`IfQuery`]).
+    pub fn index(&self, name: &str) -> Result<Option<u32>> {
+        self.query.index(name).map_err(|source| NetError::Io {
+            what: format!("look up {}", self.obj(name)),
+            source,
+        })
+    }
+
+    /// Index, up flag and primary IPv4 address of link `name` (see [`IfQuery`]).
+    pub fn brief(&self, name: &str) -> Result<Option<Brief>> {
+        self.query.brief(name).map_err(|source| NetError::Io {
+            what: format!("look up {}", self.obj(name)),
+            source,
+        })
     }
 
     pub(crate) fn obj(&self, what: impl std::fmt::Display) -> String {

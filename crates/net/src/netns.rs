@@ -1,5 +1,6 @@
 //! Network namespaces: open one by path, and open a netlink socket inside it.
 
+use crate::ifquery::IfQuery;
 use crate::{NetError, Result};
 use nix::sched::{setns, CloneFlags};
 use std::fs::File;
@@ -115,24 +116,23 @@ fn ns_type_name(kind: i32) -> &'static str {
     }
 }
 
-/// Opens a `NETLINK_ROUTE` socket in `ns` on a dedicated thread that starts at once; the
-/// receiver yields it. The caller goes on with other work meanwhile (the thread's start
-/// and the namespace switch overlap it on another core).
-pub fn route_socket_in_background(
+/// A namespace's sockets for a [`crate::Netlink`]: netlink, and the datagram socket
+/// link questions are asked on ([`IfQuery`]).
+pub(crate) type Sockets = (OwnedFd, IfQuery);
+
+/// Opens the sockets of `ns` on a dedicated thread that starts at once; the receiver
+/// yields them. The caller goes on with other work meanwhile (the thread's start and the
+/// namespace switch overlap it on another core).
+pub(crate) fn sockets_in_background(
     ns: &NetNs,
-) -> Result<tokio::sync::oneshot::Receiver<Result<OwnedFd>>> {
+) -> Result<tokio::sync::oneshot::Receiver<Result<Sockets>>> {
     let ns = ns.try_clone()?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let path = ns.path.display().to_string();
     std::thread::Builder::new()
         .name("netns-socket".into())
         .spawn(move || {
-            let opened = ns.enter().and_then(|()| {
-                open_route_socket().map_err(|source| NetError::Io {
-                    what: format!("open netlink socket in {}", ns.path.display()),
-                    source,
-                })
-            });
+            let opened = ns.enter().and_then(|()| open_sockets(&ns.path));
             let _ = tx.send(opened);
         })
         .map_err(|source| NetError::Io {
@@ -142,12 +142,21 @@ pub fn route_socket_in_background(
     Ok(rx)
 }
 
-/// Opens an `NETLINK_ROUTE` socket that lives in `ns`.
-pub fn route_socket_in(ns: &NetNs) -> Result<OwnedFd> {
-    ns.run(open_route_socket)?.map_err(|source| NetError::Io {
-        what: format!("open netlink socket in {}", ns.path.display()),
+/// The sockets of `ns`, opened on a dedicated thread.
+pub(crate) fn sockets_in(ns: &NetNs) -> Result<Sockets> {
+    ns.run(|| open_sockets(&ns.path))?
+}
+
+/// The calling thread's namespace's sockets; `place` names it in errors.
+pub(crate) fn open_sockets(place: &Path) -> Result<Sockets> {
+    let io = |source| NetError::Io {
+        what: format!("open sockets in {}", place.display()),
         source,
-    })
+    };
+    Ok((
+        open_route_socket().map_err(io)?,
+        IfQuery::open().map_err(io)?,
+    ))
 }
 
 #[allow(unsafe_code)]
