@@ -10,9 +10,9 @@
 //! - Release builds, when `ld.lld` is installed: the functions a CNI request runs
 //!   (`layout/plugin-hot-symbols.txt`, recorded by `scripts/plugin-layout.sh`) are placed
 //!   next to each other. Scattered over 31 MB of code, they cost one page fault per 64 KB
-//!   window touched (~56 on an ADD, each several microseconds in a VM); grouped, about
-//!   half. A symbol the list names that no longer exists is skipped, so a stale list only
-//!   costs speed.
+//!   window touched (56 on an ADD, each several microseconds in a VM); grouped, 7. A
+//!   symbol the list names that no longer exists is skipped, so a stale list only costs
+//!   speed (docs/plugin-start.md).
 
 use std::path::Path;
 
