@@ -10,21 +10,20 @@
 //! agent need is done here: SIGPIPE ignored (a closed pipe or socket is an error to
 //! handle, not a death) and the standard descriptors kept open. Left out: the "has
 //! overflowed its stack" message (an overflow still stops the process, by SIGSEGV).
-#![no_main]
+// Unit tests of the binary keep the test harness's own `main`.
+#![cfg_attr(not(test), no_main)]
 
 mod cli;
 mod cmd;
 mod factory;
 mod logging;
 
-use std::io::Write;
-use std::process::ExitCode;
-
 // SAFETY: the symbol is the process entry the C runtime calls once, with argc/argv it
 // owns; nothing else defines `main`.
 #[allow(unsafe_code)]
-#[no_mangle]
-extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+#[cfg_attr(not(test), export_name = "main")]
+#[cfg_attr(test, allow(dead_code))]
+extern "C" fn process_main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     start_up();
     let code = if std::env::var_os("CNI_COMMAND").is_some() {
         cmd::cni::run()
@@ -32,7 +31,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
         cli::run()
     };
     // The standard library's exit path flushed stdout; ours does (print! leaves a tail).
-    let _ = std::io::stdout().flush();
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     status(code)
 }
 
@@ -63,9 +62,9 @@ fn start_up() {
     }
 }
 
-/// The process status an [`ExitCode`] stands for (it has no stable accessor).
-fn status(code: ExitCode) -> libc::c_int {
+/// The process status an [`std::process::ExitCode`] stands for (it has no stable accessor).
+fn status(code: std::process::ExitCode) -> libc::c_int {
     (0..=u8::MAX)
-        .find(|n| ExitCode::from(*n) == code)
+        .find(|n| std::process::ExitCode::from(*n) == code)
         .map_or(1, libc::c_int::from)
 }
