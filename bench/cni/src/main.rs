@@ -91,6 +91,35 @@ fn flannel_delegate(name: &str, bridge: &str, env: &SubnetEnv, data_dir: &Path) 
     })
 }
 
+/// How much of the plugin's hot-function list (layout/plugin-hot-symbols.txt, grouped by
+/// the release link) the measured binary has: a stale list shows here as a slower ADD's
+/// likely cause.
+fn layout_check(here: &Path, unicni: &Path) -> String {
+    let list = here.join("../../layout/plugin-hot-symbols.txt");
+    let Ok(text) = std::fs::read_to_string(&list) else {
+        return format!("{} missing", list.display());
+    };
+    let listed: std::collections::BTreeSet<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let Ok(out) = Command::new("nm").arg(unicni).output() else {
+        return "nm not available".into();
+    };
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    let present = symbols
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|s| listed.contains(s))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    format!(
+        "{present} of {} listed hot functions in the binary (scripts/plugin-layout.sh refreshes the list)",
+        listed.len()
+    )
+}
+
 /// The kernel's floor, over netlink from this process: no exec, no config, no IPAM.
 struct Floor {
     rt: tokio::runtime::Runtime,
@@ -234,6 +263,7 @@ fn main() {
         },
     ];
     let floor = Floor::new();
+    let layout = layout_check(here, &unicni);
 
     // Warm-up: the first ADD builds the bridge for both; not measured.
     for p in &plugins {
@@ -323,6 +353,7 @@ fn main() {
         println!("{name:<28} {r:>10.2} {u:>10.2} {:>7.2}x {f:>14.2}", u / r);
         med.push((r, u, f));
     }
+    println!("code layout: {layout}");
     println!(
         "kernel floor: one veth pair into a netns / one veth deletion / {concurrent} pairs at once, \
          over netlink from the benchmark process (no fork/exec)"
