@@ -11,7 +11,6 @@ packages=(
   containernetworking-plugins      # reference plugins: our peers in tests and benchmarks
   containerd runc podman busybox-static  # real runtimes in the end-to-end tests
   protobuf-compiler                # CRI client code generation in tests
-  lld                              # release link: the CNI plugin's code grouped (build.rs)
   valgrind                         # scripts/plugin-layout.sh records what the plugin runs
   python3 ca-certificates curl
   python3-venv                     # the vendor SDKs' virtual environment (below)
