@@ -271,13 +271,7 @@ impl FastPath {
     }
 
     pub fn stats(&self) -> Result<Stats> {
-        let read = |slot: u32| -> Result<u64> {
-            let v = self
-                .stats
-                .get(&slot, 0)
-                .map_err(|e| BpfError::from_err("read fast path counters", &e))?;
-            Ok(v.iter().sum())
-        };
+        let read = |slot: u32| crate::counters::read(&self.stats, slot, "fast path");
         Ok(Stats {
             redirected: read(maps::STAT_REDIRECT)?,
             passed_not_ipv4: read(maps::STAT_PASS_NOT_IPV4)?,

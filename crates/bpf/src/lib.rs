@@ -15,6 +15,7 @@
 mod attach;
 mod bpffs;
 mod cleanup;
+mod counters;
 mod error;
 mod fastpath;
 mod iface;

@@ -461,13 +461,7 @@ impl PolicyDatapath {
     }
 
     pub fn stats(&self) -> Result<PolicyStats> {
-        let read = |slot: u32| -> Result<u64> {
-            let v = self
-                .stats
-                .get(&slot, 0)
-                .map_err(|e| BpfError::from_err("read policy counters", &e))?;
-            Ok(v.iter().sum())
-        };
+        let read = |slot: u32| crate::counters::read(&self.stats, slot, "policy");
         Ok(PolicyStats {
             not_ip: read(maps::STAT_NOT_IP)?,
             no_pod: read(maps::STAT_NO_POD)?,

@@ -666,13 +666,7 @@ impl ServiceDatapath {
     }
 
     pub fn stats(&self) -> Result<ServiceStats> {
-        let read = |slot: u32| -> Result<u64> {
-            let v = self
-                .stats
-                .get(&slot, 0)
-                .map_err(|e| BpfError::from_err("read Service load balancer counters", &e))?;
-            Ok(v.iter().sum())
-        };
+        let read = |slot: u32| crate::counters::read(&self.stats, slot, "Service load balancer");
         Ok(ServiceStats {
             connects: read(maps::STAT_CONNECT)?,
             datagrams: read(maps::STAT_SENDMSG)?,
