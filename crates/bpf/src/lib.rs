@@ -12,6 +12,7 @@
 //! NetworkPolicy enforcement (`bpf/policy.c`, docs/policy.md). [`services`] is the
 //! socket-level ClusterIP load balancer (`bpf/services.c`, docs/services.md).
 
+mod addr;
 mod attach;
 mod bpffs;
 mod cleanup;

@@ -1,6 +1,6 @@
 //! Rust mirrors of the map layouts in `bpf/policy.h`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 pub const PODS: &str = "policy_pods";
 pub const NODE: &str = "policy_node";
@@ -99,22 +99,7 @@ pub(crate) const STAT_DROP_EGRESS: u32 = 6;
 pub(crate) const STAT_DROP_INGRESS: u32 = 7;
 pub(crate) const STAT_SERVICE: u32 = 8;
 
-/// An address as the maps key it: IPv4 as `::ffff:a.b.c.d`.
-pub(crate) fn addr16(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
-/// The inverse of [`addr16`].
-pub(crate) fn ip_of16(a: [u8; 16]) -> IpAddr {
-    let v6 = Ipv6Addr::from(a);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
-}
+pub(crate) use crate::addr::{addr16, ip_of16};
 
 /// An IPv4 address as the program reads it from the header (network order in memory).
 pub(crate) fn v4_key(ip: Ipv4Addr) -> u32 {

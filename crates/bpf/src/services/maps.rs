@@ -1,7 +1,5 @@
 //! Rust mirrors of the map layouts in `bpf/services.h`.
 
-use std::net::{IpAddr, Ipv6Addr};
-
 pub const PODS: &str = "svc_pods";
 pub const FRONTENDS: &str = "svc_frontends";
 pub const SLOTS: &str = "svc_slots";
@@ -61,21 +59,7 @@ pub(crate) struct BackendValue {
 #[allow(unsafe_code)]
 unsafe impl aya::Pod for BackendValue {}
 
-/// 16 bytes as the programs compare them: IPv4 mapped into IPv6.
-pub(crate) fn addr16(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
-pub(crate) fn ip_of16(a: [u8; 16]) -> IpAddr {
-    let v6 = Ipv6Addr::from(a);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
-}
+pub(crate) use crate::addr::{addr16, ip_of16};
 
 /// Ports in the maps are in network byte order, read as a native u16.
 pub(crate) fn port_key(port: u16) -> u16 {
