@@ -3,7 +3,6 @@
 //! and a Warning Event naming the vSwitch; addresses come back, the condition turns True
 //! with a Normal Event. `kubectl` (when installed) reads both as an operator would.
 
-use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,41 +12,17 @@ use unicni_cloud_sim::{CloudSim, FaultConfig, InstanceSpec, RunningSim, SimConfi
 use unicni_core::{AttachmentId, PodRef};
 use unicni_kube_emulator::Emulator;
 use unicni_store::node_condition::NodeCondition;
-use unicni_terway::datapath::EniLink;
 use unicni_terway::ip_condition::{state_of, COMPONENT, CONDITION};
-use unicni_terway::node::{EniView, HostNode, Node};
+use unicni_terway::node::HostNode;
 use unicni_terway::podinfo::PodInfo;
 use unicni_terway::pool::{Pool, PoolError, PoolParams};
-use unicni_terway::proto::EniInfo;
 use unicni_terway::state::StateFile;
 
 const INSTANCE: &str = "i-cond-1";
 const NODE: &str = "node-cond-1";
 
-/// Links "appear" once the metadata service lists the ENI (tests/pool.rs does the same).
-struct SimNode {
-    md: HostNode,
-}
-
-#[async_trait]
-impl Node for SimNode {
-    async fn eni_link(&self, eni: &EniInfo, _shared: bool) -> unicni_core::Result<Option<EniLink>> {
-        let macs = self.md.metadata.macs().await.unwrap_or_default();
-        Ok(macs
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(&eni.mac))
-            .then(|| EniLink {
-                name: format!("eth-{}", &eni.id[eni.id.len() - 3..]),
-                ifindex: 10 + eni.id.len() as u32,
-            }))
-    }
-    async fn metadata(&self, mac: &str) -> unicni_core::Result<Option<EniView>> {
-        self.md.metadata(mac).await
-    }
-    fn netns_exists(&self, path: &str) -> bool {
-        std::path::Path::new(path).exists()
-    }
-}
+mod sim_node;
+use sim_node::SimNode;
 
 async fn sim() -> RunningSim {
     let vsw = |id: &str, cidr: &str| VSwitchSpec {

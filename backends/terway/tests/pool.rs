@@ -2,7 +2,6 @@
 //! and metadata clients. The node's links are the only thing stood in for: an ENI's link
 //! "appears" once the metadata service lists the ENI (tests/datapath.rs covers links).
 
-use async_trait::async_trait;
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -12,38 +11,15 @@ use unicni_cloud_sim::{
     CloudSim, FaultConfig, FaultSpec, InstanceSpec, RunningSim, SimConfig, VSwitchSpec,
 };
 use unicni_core::{AttachmentId, PodRef};
-use unicni_terway::datapath::EniLink;
-use unicni_terway::node::{EniView, HostNode, Node};
+use unicni_terway::node::HostNode;
 use unicni_terway::podinfo::PodInfo;
 use unicni_terway::pool::{Exhausted, Pool, PoolError, PoolParams};
-use unicni_terway::proto::EniInfo;
 use unicni_terway::state::StateFile;
 
 const INSTANCE: &str = "i-pool-1";
 
-struct SimNode {
-    md: HostNode,
-}
-
-#[async_trait]
-impl Node for SimNode {
-    async fn eni_link(&self, eni: &EniInfo, _shared: bool) -> unicni_core::Result<Option<EniLink>> {
-        let macs = self.md.metadata.macs().await.unwrap_or_default();
-        Ok(macs
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(&eni.mac))
-            .then(|| EniLink {
-                name: format!("eth-{}", &eni.id[eni.id.len() - 3..]),
-                ifindex: 10 + eni.id.len() as u32,
-            }))
-    }
-    async fn metadata(&self, mac: &str) -> unicni_core::Result<Option<EniView>> {
-        self.md.metadata(mac).await
-    }
-    fn netns_exists(&self, path: &str) -> bool {
-        std::path::Path::new(path).exists()
-    }
-}
+mod sim_node;
+use sim_node::SimNode;
 
 fn vsw(id: &str, zone: &str, cidr: &str) -> VSwitchSpec {
     VSwitchSpec {
