@@ -13,58 +13,15 @@ use serde_json::Value;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use unicni_net::NetNs;
 
-/// `kubectl ARGS` against the lab's API server, from the VPC namespace (where it listens),
-/// with the server, the CA and the admin token given as flags.
-fn kubectl(lab: &Lab, args: &[&str], stdin: Option<&str>) -> Output {
-    let dir = format!("{}/kube", lab.root());
-    let token = std::fs::read_to_string(format!("{dir}/token")).unwrap();
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &lab.ns("vpc"), "kubectl"])
-        .args(["--server", "https://192.168.250.1:6443"])
-        .arg(format!("--certificate-authority={dir}/ca.crt"))
-        .arg(format!("--token={}", token.trim()))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("run kubectl");
-    if let Some(text) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn kubectl_ok(lab: &Lab, args: &[&str], stdin: Option<&str>) -> String {
-    let out = kubectl(lab, args, stdin);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn kubectl_json(lab: &Lab, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
-    serde_json::from_str(&kubectl_ok(lab, &all, None)).unwrap()
+    serde_json::from_str(&lab.kubectl_ok(&all, None)).unwrap()
 }
 
 /// `lab up --store kubernetes --policy ARGS` and `lab check`: every check passes, the API
@@ -333,7 +290,7 @@ fn a_network_policy_created_with_kubectl_takes_effect_on_the_wire() {
     let _server = Server::start(web["netns"].as_str().unwrap(), 8080);
     assert!(passes(&client_ns, to), "client -> web before any policy");
 
-    let out = kubectl_ok(&lab, &["apply", "-f", "-"], Some(DENY_WEB));
+    let out = lab.kubectl_ok(&["apply", "-f", "-"], Some(DENY_WEB));
     assert!(out.contains("kubectl-deny-web"), "{out}");
     let applied = Instant::now();
     wait_for(
@@ -358,8 +315,7 @@ fn a_network_policy_created_with_kubectl_takes_effect_on_the_wire() {
         );
     }
 
-    kubectl_ok(
-        &lab,
+    lab.kubectl_ok(
         &["delete", "networkpolicy", "-n", "shop", "kubectl-deny-web"],
         None,
     );
@@ -368,6 +324,6 @@ fn a_network_policy_created_with_kubectl_takes_effect_on_the_wire() {
         Duration::from_secs(10),
         || passes(&client_ns, to),
     );
-    let listed = kubectl_ok(&lab, &["get", "networkpolicies", "-A"], None);
+    let listed = lab.kubectl_ok(&["get", "networkpolicies", "-A"], None);
     assert!(!listed.contains("kubectl-deny-web"), "{listed}");
 }

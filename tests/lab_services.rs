@@ -17,7 +17,7 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use unicni_net::NetNs;
 
@@ -168,42 +168,6 @@ fn flannel_dual_stack_lab_load_balances_an_ipv6_cluster_ip() {
     services_lab("sd", &["--mode", "vxlan", "--ip-stack", "dual"], true);
 }
 
-/// `kubectl ARGS` against the lab's API server, from the VPC namespace.
-fn kubectl(lab: &Lab, args: &[&str], stdin: Option<&str>) -> Output {
-    let dir = format!("{}/kube", lab.root());
-    let token = std::fs::read_to_string(format!("{dir}/token")).unwrap();
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", &lab.ns("vpc"), "kubectl"])
-        .args(["--server", "https://192.168.250.1:6443"])
-        .arg(format!("--certificate-authority={dir}/ca.crt"))
-        .arg(format!("--token={}", token.trim()))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("run kubectl");
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 #[test]
 fn kubernetes_store_lab_serves_services_kubectl_applies() {
     if !common::require_root() {
@@ -219,12 +183,8 @@ fn kubernetes_store_lab_serves_services_kubectl_applies() {
     }
     let (lab, _) = services_lab("sk", &["--store", "kubernetes"], false);
     // kubectl reads the lab's EndpointSlices (discovery.k8s.io/v1) ...
-    let out = kubectl(
-        &lab,
-        &["get", "endpointslices", "-n", "lab", "-o", "json"],
-        None,
-    );
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = lab.kubectl_ok(&["get", "endpointslices", "-n", "lab", "-o", "json"], None);
+    let list: Value = serde_json::from_str(&out).unwrap();
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -252,13 +212,12 @@ fn kubernetes_store_lab_serves_services_kubectl_applies() {
          addressType: IPv4\nports: [{{name: p, port: 7000, protocol: TCP}}]\n\
          endpoints:\n- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"
     );
-    kubectl(&lab, &["apply", "-f", "-"], Some(&manifest));
-    let got = kubectl(
-        &lab,
+    lab.kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+    let got = lab.kubectl_ok(
         &["get", "endpointslice", "extra-1", "-n", "lab", "-o", "json"],
         None,
     );
-    let got: Value = serde_json::from_slice(&got.stdout).unwrap();
+    let got: Value = serde_json::from_str(&got).unwrap();
     assert_eq!(got["endpoints"][0]["addresses"][0], ip);
     let answer = ask(&lab, "n1-p1", "10.96.100.50:81");
     assert!(

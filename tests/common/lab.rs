@@ -36,6 +36,51 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `kubectl ARGS` against the lab's emulated API server (`--store kubernetes`), run in
+    /// the VPC namespace where it listens, with the lab's CA and admin token as flags.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let dir = format!("{}/kube", self.root());
+        let token = std::fs::read_to_string(format!("{dir}/token")).unwrap();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("vpc"), "kubectl"])
+            .args(["--server", "https://192.168.250.1:6443"])
+            .arg(format!("--certificate-authority={dir}/ca.crt"))
+            .arg(format!("--token={}", token.trim()))
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// [`Lab::kubectl`], failing the test with its output unless it succeeds; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A lab namespace by suffix: `vpc`, `n1`, `n1-p2`.
     pub fn ns(&self, suffix: &str) -> String {
         format!("ulab{}-{suffix}", self.id)
