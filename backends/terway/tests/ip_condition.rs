@@ -5,15 +5,13 @@
 
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use unicni_cloud::{Cloud, MetadataClient, PollPolicy};
+use unicni_cloud::PollPolicy;
 use unicni_cloud_sim::{CloudSim, FaultConfig, InstanceSpec, RunningSim, SimConfig, VSwitchSpec};
 use unicni_core::{AttachmentId, PodRef};
 use unicni_kube_emulator::Emulator;
 use unicni_store::node_condition::NodeCondition;
 use unicni_terway::ip_condition::{state_of, COMPONENT, CONDITION};
-use unicni_terway::node::HostNode;
 use unicni_terway::podinfo::PodInfo;
 use unicni_terway::pool::{Pool, PoolError, PoolParams};
 use unicni_terway::state::StateFile;
@@ -22,7 +20,7 @@ const INSTANCE: &str = "i-cond-1";
 const NODE: &str = "node-cond-1";
 
 mod sim_node;
-use sim_node::SimNode;
+use sim_node::{cloud, SimNode};
 
 async fn sim() -> RunningSim {
     let vsw = |id: &str, cidr: &str| VSwitchSpec {
@@ -55,17 +53,6 @@ async fn sim() -> RunningSim {
         .start("127.0.0.1:0".parse::<SocketAddr>().unwrap())
         .await
         .unwrap()
-}
-
-async fn cloud(s: &RunningSim) -> Arc<dyn Cloud> {
-    let cfg = unicni_config::CloudConfig {
-        region: Some("cn-hangzhou".into()),
-        endpoint: Some(s.endpoint()),
-        access_key_id: Some("unicni-sim".into()),
-        access_key_secret: Some("unicni-sim-secret".into()),
-        ..Default::default()
-    };
-    Arc::new(unicni_cloud::from_config(&cfg).await.unwrap())
 }
 
 fn params() -> PoolParams {
@@ -191,11 +178,7 @@ async fn a_vswitch_running_out_sets_the_node_condition_and_an_event_then_recover
         })
         .await
         .unwrap();
-    let node = Arc::new(SimNode {
-        md: HostNode {
-            metadata: Arc::new(MetadataClient::new(Some(&s.metadata_endpoint(INSTANCE))).unwrap()),
-        },
-    });
+    let node = SimNode::at(&s.metadata_endpoint(INSTANCE));
     let state = tempfile::tempdir().unwrap();
     let pool = Pool::start(params(), c.clone(), node, StateFile::new(state.path()))
         .await

@@ -6,12 +6,11 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use unicni_cloud::{Cloud, MetadataClient, PollPolicy};
+use unicni_cloud::{Cloud, PollPolicy};
 use unicni_cloud_sim::{
     CloudSim, FaultConfig, FaultSpec, InstanceSpec, RunningSim, SimConfig, VSwitchSpec,
 };
 use unicni_core::{AttachmentId, PodRef};
-use unicni_terway::node::HostNode;
 use unicni_terway::podinfo::PodInfo;
 use unicni_terway::pool::{Exhausted, Pool, PoolError, PoolParams};
 use unicni_terway::state::StateFile;
@@ -19,7 +18,7 @@ use unicni_terway::state::StateFile;
 const INSTANCE: &str = "i-pool-1";
 
 mod sim_node;
-use sim_node::SimNode;
+use sim_node::{cloud, SimNode};
 
 fn vsw(id: &str, zone: &str, cidr: &str) -> VSwitchSpec {
     VSwitchSpec {
@@ -68,17 +67,6 @@ async fn sim_with_attach(faults: FaultConfig, attach_ms: u64) -> RunningSim {
         .unwrap()
 }
 
-async fn cloud(s: &RunningSim) -> Arc<dyn Cloud> {
-    let cfg = unicni_config::CloudConfig {
-        region: Some("cn-hangzhou".into()),
-        endpoint: Some(s.endpoint()),
-        access_key_id: Some("unicni-sim".into()),
-        access_key_secret: Some("unicni-sim-secret".into()),
-        ..Default::default()
-    };
-    Arc::new(unicni_cloud::from_config(&cfg).await.unwrap())
-}
-
 fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
     PoolParams {
         instance_id: INSTANCE.into(),
@@ -117,11 +105,7 @@ fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
 }
 
 async fn pool(s: &RunningSim, p: PoolParams, dir: &std::path::Path) -> Pool {
-    let node = Arc::new(SimNode {
-        md: HostNode {
-            metadata: Arc::new(MetadataClient::new(Some(&s.metadata_endpoint(INSTANCE))).unwrap()),
-        },
-    });
+    let node = SimNode::at(&s.metadata_endpoint(INSTANCE));
     Pool::start(p, cloud(s).await, node, StateFile::new(dir))
         .await
         .unwrap()
@@ -323,11 +307,7 @@ async fn throttling_and_failures_never_duplicate_and_gc_leaves_no_leak() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let node = Arc::new(SimNode {
-        md: HostNode {
-            metadata: Arc::new(MetadataClient::new(Some(&s.metadata_endpoint(INSTANCE))).unwrap()),
-        },
-    });
+    let node = SimNode::at(&s.metadata_endpoint(INSTANCE));
     // Starting may itself fail under faults; an agent retries, so does the test.
     let p = loop {
         match Pool::start(
@@ -426,11 +406,7 @@ async fn agent_killed_mid_allocation_restarts_without_duplicates_or_leaks() {
                 };
                 let cloud: Arc<dyn Cloud> =
                     Arc::new(unicni_cloud::from_config(&cfg).await.unwrap());
-                let node = Arc::new(SimNode {
-                    md: HostNode {
-                        metadata: Arc::new(MetadataClient::new(Some(&md)).unwrap()),
-                    },
-                });
+                let node = SimNode::at(&md);
                 let Ok(p) = Pool::start(
                     params(&["vsw-pod-a"], 0, 3),
                     cloud,

@@ -224,6 +224,21 @@ impl State {
         self.enis.get(id).ok_or_else(|| ApiError::eni_not_found(id))
     }
 
+    /// The events of an unassign call: the addresses and the prefixes taken off `eni_id`
+    /// (none of either, no event).
+    fn push_unassigned(&mut self, eni_id: String, ips: Vec<IpAddr>, prefixes: Vec<IpNet>) {
+        if !ips.is_empty() {
+            self.events.push(SimEvent::IpsUnassigned {
+                eni_id: eni_id.clone(),
+                ips,
+            });
+        }
+        if !prefixes.is_empty() {
+            self.events
+                .push(SimEvent::PrefixesUnassigned { eni_id, prefixes });
+        }
+    }
+
     fn eni_mut(&mut self, id: &str) -> ApiResult<&mut Eni> {
         self.enis
             .get_mut(id)
@@ -656,18 +671,7 @@ impl State {
         let vsw = self.vswitch_mut(&vswitch_id)?;
         vsw.release_v4(&ips);
         vsw.release_v4_prefixes(&nets);
-        if !evs.is_empty() {
-            self.events.push(SimEvent::IpsUnassigned {
-                eni_id: eni_id.clone(),
-                ips: evs,
-            });
-        }
-        if !nets.is_empty() {
-            self.events.push(SimEvent::PrefixesUnassigned {
-                eni_id,
-                prefixes: nets.iter().map(|n| IpNet::V4(*n)).collect(),
-            });
-        }
+        self.push_unassigned(eni_id, evs, nets.iter().map(|n| IpNet::V4(*n)).collect());
         Ok(json!({}))
     }
 
@@ -791,18 +795,7 @@ impl State {
         let vsw = self.vswitch_mut(&vswitch_id)?;
         vsw.release_v6(&ips);
         vsw.release_v6_prefixes(&nets);
-        if !evs.is_empty() {
-            self.events.push(SimEvent::IpsUnassigned {
-                eni_id: eni_id.clone(),
-                ips: evs,
-            });
-        }
-        if !nets.is_empty() {
-            self.events.push(SimEvent::PrefixesUnassigned {
-                eni_id,
-                prefixes: nets.iter().map(|n| IpNet::V6(*n)).collect(),
-            });
-        }
+        self.push_unassigned(eni_id, evs, nets.iter().map(|n| IpNet::V6(*n)).collect());
         Ok(json!({}))
     }
 

@@ -1,14 +1,41 @@
-//! The node the pool tests (pool.rs, ip_condition.rs) stand in: its ENI links "appear"
-//! once the cloud emulator's metadata service lists the ENI; metadata comes from that
-//! service through the real client (tests/datapath.rs covers real links).
+//! What the pool tests (pool.rs, ip_condition.rs) share against a running cloud emulator:
+//! the real cloud client, and the node they stand in, whose ENI links "appear" once the
+//! emulator's metadata service lists the ENI (metadata through the real client;
+//! tests/datapath.rs covers real links).
 
 use async_trait::async_trait;
+use std::sync::Arc;
+use unicni_cloud::{Cloud, MetadataClient};
+use unicni_cloud_sim::RunningSim;
 use unicni_terway::datapath::EniLink;
 use unicni_terway::node::{EniView, HostNode, Node};
 use unicni_terway::proto::EniInfo;
 
+/// The real cloud client, pointed at the emulator.
+pub async fn cloud(s: &RunningSim) -> Arc<dyn Cloud> {
+    let cfg = unicni_config::CloudConfig {
+        region: Some("cn-hangzhou".into()),
+        endpoint: Some(s.endpoint()),
+        access_key_id: Some("unicni-sim".into()),
+        access_key_secret: Some("unicni-sim-secret".into()),
+        ..Default::default()
+    };
+    Arc::new(unicni_cloud::from_config(&cfg).await.unwrap())
+}
+
 pub struct SimNode {
     pub md: HostNode,
+}
+
+impl SimNode {
+    /// The node whose instance metadata service is at `endpoint`.
+    pub fn at(endpoint: &str) -> Arc<SimNode> {
+        Arc::new(SimNode {
+            md: HostNode {
+                metadata: Arc::new(MetadataClient::new(Some(endpoint)).unwrap()),
+            },
+        })
+    }
 }
 
 #[async_trait]
