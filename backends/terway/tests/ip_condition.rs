@@ -6,7 +6,6 @@
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
-use unicni_cloud::PollPolicy;
 use unicni_cloud_sim::{CloudSim, FaultConfig, InstanceSpec, RunningSim, SimConfig, VSwitchSpec};
 use unicni_core::{AttachmentId, PodRef};
 use unicni_kube_emulator::Emulator;
@@ -56,39 +55,7 @@ async fn sim() -> RunningSim {
 }
 
 fn params() -> PoolParams {
-    PoolParams {
-        instance_id: INSTANCE.into(),
-        zone: "cn-hangzhou-a".into(),
-        cluster: "test".into(),
-        limits: unicni_capacity::InstanceTypeTable::builtin()
-            .get("ecs.g7.large")
-            .cloned()
-            .unwrap(),
-        exclusive: false,
-        ip_prefix: false,
-        dual: false,
-        vswitches: vec!["vsw-tiny".into()],
-        security_groups: vec!["sg-sim".into()],
-        min: 0,
-        max: 20,
-        hold: Duration::from_secs(300),
-        mtu: 1500,
-        node_ips: vec![],
-        service_cidrs: vec![],
-        fast_path: None,
-        policy: None,
-        attach: PollPolicy {
-            interval: Duration::from_millis(20),
-            timeout: Duration::from_secs(10),
-        },
-        visible_timeout: Duration::from_secs(5),
-        coalesce: Duration::from_millis(20),
-        warm_up: 0,
-        high_watermark_percent: 100,
-        idle_reclaim: None,
-        reclaim_batch: 10,
-        reclaim_jitter_percent: 0,
-    }
+    sim_node::params(INSTANCE, &["vsw-tiny"], 0, 20)
 }
 
 fn pod(name: &str) -> PodRef {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use unicni_cloud::{Cloud, PollPolicy};
+use unicni_cloud::Cloud;
 use unicni_cloud_sim::{
     CloudSim, FaultConfig, FaultSpec, InstanceSpec, RunningSim, SimConfig, VSwitchSpec,
 };
@@ -68,40 +68,7 @@ async fn sim_with_attach(faults: FaultConfig, attach_ms: u64) -> RunningSim {
 }
 
 fn params(vswitches: &[&str], min: usize, max: usize) -> PoolParams {
-    PoolParams {
-        instance_id: INSTANCE.into(),
-        zone: "cn-hangzhou-a".into(),
-        cluster: "test".into(),
-        limits: unicni_capacity::InstanceTypeTable::builtin()
-            .get("ecs.g7.large")
-            .cloned()
-            .unwrap(),
-        exclusive: false,
-        ip_prefix: false,
-        dual: false,
-        vswitches: vswitches.iter().map(|s| s.to_string()).collect(),
-        security_groups: vec!["sg-sim".into()],
-        min,
-        max,
-        hold: Duration::from_secs(300),
-        mtu: 1500,
-        node_ips: vec![],
-        service_cidrs: vec![],
-        fast_path: None,
-        policy: None,
-        attach: PollPolicy {
-            interval: Duration::from_millis(20),
-            timeout: Duration::from_secs(10),
-        },
-        visible_timeout: Duration::from_secs(5),
-        coalesce: Duration::from_millis(20),
-        warm_up: 0,
-        // Off, so that the older tests see the pool they were written for.
-        high_watermark_percent: 100,
-        idle_reclaim: None,
-        reclaim_batch: 10,
-        reclaim_jitter_percent: 0,
-    }
+    sim_node::params(INSTANCE, vswitches, min, max)
 }
 
 async fn pool(s: &RunningSim, p: PoolParams, dir: &std::path::Path) -> Pool {

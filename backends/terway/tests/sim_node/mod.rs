@@ -5,10 +5,13 @@
 
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
+use unicni_cloud::PollPolicy;
 use unicni_cloud::{Cloud, MetadataClient};
 use unicni_cloud_sim::RunningSim;
 use unicni_terway::datapath::EniLink;
 use unicni_terway::node::{EniView, HostNode, Node};
+use unicni_terway::pool::PoolParams;
 use unicni_terway::proto::EniInfo;
 
 /// The real cloud client, pointed at the emulator.
@@ -55,5 +58,43 @@ impl Node for SimNode {
     }
     fn netns_exists(&self, path: &str) -> bool {
         std::path::Path::new(path).exists()
+    }
+}
+
+/// The pool's parameters for `instance` (an ecs.g7.large in cn-hangzhou-a), fast polls,
+/// no pre-grow, no reclaim: what the tests were written for unless they say otherwise.
+pub fn params(instance: &str, vswitches: &[&str], min: usize, max: usize) -> PoolParams {
+    PoolParams {
+        instance_id: instance.into(),
+        zone: "cn-hangzhou-a".into(),
+        cluster: "test".into(),
+        limits: unicni_capacity::InstanceTypeTable::builtin()
+            .get("ecs.g7.large")
+            .cloned()
+            .unwrap(),
+        exclusive: false,
+        ip_prefix: false,
+        dual: false,
+        vswitches: vswitches.iter().map(|s| s.to_string()).collect(),
+        security_groups: vec!["sg-sim".into()],
+        min,
+        max,
+        hold: Duration::from_secs(300),
+        mtu: 1500,
+        node_ips: vec![],
+        service_cidrs: vec![],
+        fast_path: None,
+        policy: None,
+        attach: PollPolicy {
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(10),
+        },
+        visible_timeout: Duration::from_secs(5),
+        coalesce: Duration::from_millis(20),
+        warm_up: 0,
+        high_watermark_percent: 100,
+        idle_reclaim: None,
+        reclaim_batch: 10,
+        reclaim_jitter_percent: 0,
     }
 }
