@@ -1,5 +1,5 @@
 //! Interface facts by `ioctl` on a datagram socket of one namespace: index, up, primary
-//! IPv4 address. What a pod's ADD asks about a link costs a few microseconds this way; a
+//! IPv4 address, hardware address. What a pod's ADD asks about a link costs a few microseconds this way; a
 //! netlink request answers with the whole link message (statistics, per-family data),
 //! which the kernel builds and the plugin parses, and an address question needs a dump.
 
@@ -66,6 +66,21 @@ impl IfQuery {
         Ok(Some(Brief { index, up, ipv4 }))
     }
 
+    /// The link's hardware address, or `None` when it does not exist.
+    pub fn mac(&self, name: &str) -> std::io::Result<Option<[u8; 6]>> {
+        let Some(req) = self.ask(name, libc::SIOCGIFHWADDR)? else {
+            return Ok(None);
+        };
+        // SAFETY: SIOCGIFHWADDR filled the union's hwaddr member.
+        #[allow(unsafe_code)]
+        let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+        let mut mac = [0u8; 6];
+        for (m, d) in mac.iter_mut().zip(data.iter()) {
+            *m = *d as u8;
+        }
+        Ok(Some(mac))
+    }
+
     fn ask_addr(&self, name: &str, request: libc::Ioctl) -> std::io::Result<Option<Ipv4Addr>> {
         match self.ask(name, request) {
             Ok(Some(req)) => {
@@ -126,6 +141,7 @@ mod tests {
         if lo.up {
             assert_eq!(lo.ipv4, Some((Ipv4Addr::LOCALHOST, 8)));
         }
+        assert_eq!(q.mac("lo").unwrap(), Some([0; 6]));
         assert_eq!(q.index("nonexistent0").unwrap(), None);
         assert_eq!(q.brief("").unwrap(), None);
         assert_eq!(q.index("a-name-longer-than-ifnamsiz").unwrap(), None);
